@@ -1,1 +1,177 @@
-fn main() {}
+//! The `im1-fhir` command: `demo`, `serve`, `check`, `sim`, `token`. `main` parses the command line and
+//! hands over to `run`, which owns the one exit-code policy: 0 success, 1 a problem found (check), 2 a
+//! usage or start-up error.
+
+use clap::{Parser, Subcommand};
+use im1_fhir::auth::token::{self, Issuer, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::mapping::{Registry, Source};
+use im1_fhir::runtime;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "im1-fhir",
+    version,
+    about = "A FHIR R4 (UK Core) facade over the EMIS, SystmOne and Medicus IM1 APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate configuration, mappings and ConceptMaps; exit 0 only when clean.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Load mapping files from this folder instead of the embedded ones.
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+    },
+    /// Serve with a configuration file (production).
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+    },
+    /// Print a demo bearer token (signed with the published demo key that only `demo` accepts).
+    Token {
+        /// ODS code of a practice the token may reach (repeat for a system client).
+        #[arg(long = "practice", required = true)]
+        practices: Vec<String>,
+        /// The patient's NHS number (patient role; default 9000000009).
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long, default_value = "patient", value_parser = ["patient", "clinician", "system", "auditor"])]
+        role: String,
+        /// Space-separated SMART scopes (default per role).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("im1-fhir: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Token {
+            practices,
+            patient,
+            role,
+            scope,
+            ttl,
+        } => {
+            let role = Role::parse(&role).ok_or("unknown role")?;
+            if let Some(nhs) = &patient {
+                if nhs.len() != 10 || !nhs.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err("--patient must be a 10-digit NHS number".into());
+                }
+            }
+            let token = token::mint_demo(&TokenRequest {
+                practices,
+                role,
+                nhs_number: patient,
+                scope,
+                ttl_seconds: ttl,
+            })?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, mappings } => Ok(check(config, mappings)),
+        Command::Serve { config, mappings } => serve(config, mappings),
+    }
+}
+
+fn source(mappings: Option<PathBuf>) -> Source {
+    mappings.map(Source::Dir).unwrap_or(Source::Embedded)
+}
+
+fn check(config: Option<PathBuf>, mappings: Option<PathBuf>) -> ExitCode {
+    let mut clean = true;
+    match Registry::load(&source(mappings)) {
+        Ok(registry) => println!(
+            "mappings: {} files, {} partials, {} ConceptMaps: ok",
+            registry.mappings.len(),
+            registry.partials.len(),
+            registry.concept_maps.iter().count()
+        ),
+        Err(problems) => {
+            clean = false;
+            for problem in &problems {
+                println!("{problem}");
+            }
+            println!("mappings: {} problem(s)", problems.len());
+        }
+    }
+    if let Some(path) = config {
+        match im1_fhir::config::load(&path) {
+            Ok(_) => println!("config {}: ok", path.display()),
+            Err(errors) => {
+                clean = false;
+                for error in &errors {
+                    println!("{error}");
+                }
+            }
+        }
+    }
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, String> {
+    runtime::init_logging();
+    let config = im1_fhir::config::load(&config_path)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let registry = Registry::load(&source(mappings))
+        .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let issuers = config
+        .issuers
+        .iter()
+        .map(|i| Issuer::from_jwks(&i.issuer, &i.audience, &i.jwks))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    tokio.block_on(async move {
+        let state = runtime::build_state(runtime::Parts {
+            registry: Arc::new(registry),
+            practices: config.practices.clone(),
+            native: config.native.clone(),
+            issuers,
+            secret_key: config.id_key.expose().as_bytes().to_vec(),
+            // Patients' linkage arrives from the deployment's NHS login integration.
+            linkage: Arc::default(),
+            public_base_url: config.server.public_base_url.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        })?;
+        let tls = match &config.server.tls {
+            Some(tls) => Some(im1_fhir::server::listener::tls_acceptor(&tls.cert, &tls.key)?),
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        let running = runtime::start(state, listener, tls, &config.server, true).map_err(|e| e.to_string())?;
+        tracing::info!(base = %running.base_url(), "im1-fhir serving");
+        running.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

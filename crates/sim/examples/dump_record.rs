@@ -11,11 +11,7 @@ fn main() {
         .get(3)
         .and_then(|s| time::Date::parse(s, format).ok())
         .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-    let record = generate(&GenerateOptions {
-        seed,
-        patients,
-        today,
-    });
+    let record = generate(&GenerateOptions { seed, patients, today });
     match serde_json::to_string_pretty(&record) {
         Ok(json) => println!("{json}"),
         Err(e) => eprintln!("cannot serialise: {e}"),

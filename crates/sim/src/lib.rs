@@ -44,8 +44,7 @@ impl Default for SimOptions {
 impl SimOptions {
     /// The anchor date: `today` if given, else the current UTC date.
     pub fn anchor_date(&self) -> Date {
-        self.today
-            .unwrap_or_else(|| OffsetDateTime::now_utc().date())
+        self.today.unwrap_or_else(|| OffsetDateTime::now_utc().date())
     }
 
     /// Generate the record and wrap it in a world. With a fixed `today` the world's clock starts at 08:00 UTC

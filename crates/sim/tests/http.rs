@@ -5,8 +5,8 @@ use bytes::Bytes;
 use im1_sim::common::framing::{read_frame, serve_framed, write_frame, FrameHandler, FrameReply};
 use im1_sim::common::throttle::{OneAtATime, RateLimiter};
 use im1_sim::common::{
-    serve, serve_with, FaultRates, Handler, InjectedReply, RequestContext, ServeConfig, SimHandle,
-    SimRequest, SimResponse,
+    serve, serve_with, FaultRates, Handler, InjectedReply, RequestContext, ServeConfig, SimHandle, SimRequest,
+    SimResponse,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,10 +53,8 @@ impl Handler for TestDialect {
                 Ok(()) => reply(200, r#"{"ok":true}"#),
                 Err(t) => {
                     let mut r = reply(429, r#"{"Message":"Rate limit exceeded"}"#);
-                    r.headers_mut().insert(
-                        http::header::RETRY_AFTER,
-                        http::HeaderValue::from(t.retry_after_secs),
-                    );
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(t.retry_after_secs));
                     r
                 }
             },
@@ -76,9 +74,7 @@ impl Handler for TestDialect {
 
     fn fault_reply(&self, reply_kind: InjectedReply, _req: &SimRequest) -> SimResponse {
         match reply_kind {
-            InjectedReply::ExpiredSession => {
-                reply(401, r#"{"Message":"Missing or invalid EndUserSessionId"}"#)
-            }
+            InjectedReply::ExpiredSession => reply(401, r#"{"Message":"Missing or invalid EndUserSessionId"}"#),
             other => im1_sim::common::server::default_fault_reply(other),
         }
     }
@@ -125,13 +121,7 @@ impl Raw {
 }
 
 /// A minimal HTTP/1.1 client that shows exactly what came over the wire (including nothing).
-async fn send(
-    sim: &SimHandle,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Raw {
+async fn send(sim: &SimHandle, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Raw {
     let mut stream = TcpStream::connect(sim.addr()).await.expect("connect");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -199,12 +189,7 @@ async fn plain_requests_are_counted_in_process_and_over_http() {
     assert_eq!(s["by_route"]["GET /echo"]["calls"], 1);
     assert_eq!(s["by_route"]["POST /write"]["writes_committed"], 1);
     assert_eq!(sim.handle.stats().calls(), 2);
-    assert_eq!(
-        send(&sim.handle, "DELETE", "/_sim/stats", &[], "")
-            .await
-            .status,
-        204
-    );
+    assert_eq!(send(&sim.handle, "DELETE", "/_sim/stats", &[], "").await.status, 204);
     assert_eq!(sim.handle.stats().calls(), 0);
     sim.handle.shutdown().await;
 }
@@ -217,18 +202,8 @@ async fn server_errors_throttling_and_expired_sessions_skip_the_handler() {
     })
     .await;
     let h = &sim.handle;
-    assert_eq!(
-        send(h, "GET", "/echo", &[("X-Sim-Fault", "5xx")], "")
-            .await
-            .status,
-        500
-    );
-    assert_eq!(
-        send(h, "GET", "/echo", &[("X-Sim-Fault", "503")], "")
-            .await
-            .status,
-        503
-    );
+    assert_eq!(send(h, "GET", "/echo", &[("X-Sim-Fault", "5xx")], "").await.status, 500);
+    assert_eq!(send(h, "GET", "/echo", &[("X-Sim-Fault", "503")], "").await.status, 503);
     let t = send(h, "GET", "/echo", &[("X-Sim-Fault", "429")], "").await;
     assert_eq!((t.status, t.header("retry-after")), (429, Some("3")));
     let e = send(h, "GET", "/echo", &[("X-Sim-Fault", "expired-session")], "").await;
@@ -251,9 +226,7 @@ async fn server_errors_throttling_and_expired_sessions_skip_the_handler() {
         (Some(5), Some(2), Some(1))
     );
     assert_eq!(
-        send(h, "GET", "/echo", &[("X-Sim-Fault", "explode")], "")
-            .await
-            .status,
+        send(h, "GET", "/echo", &[("X-Sim-Fault", "explode")], "").await.status,
         400
     );
 }
@@ -261,14 +234,7 @@ async fn server_errors_throttling_and_expired_sessions_skip_the_handler() {
 #[tokio::test]
 async fn drop_closes_without_reply_and_commits_nothing() {
     let sim = start(ServeConfig::default()).await;
-    let r = send(
-        &sim.handle,
-        "POST",
-        "/write",
-        &[("X-Sim-Fault", "drop")],
-        "{}",
-    )
-    .await;
+    let r = send(&sim.handle, "POST", "/write", &[("X-Sim-Fault", "drop")], "{}").await;
     assert_eq!(r.status, 0);
     assert!(r.body.is_empty());
     assert_eq!(sim.committed.load(Ordering::SeqCst), 0);
@@ -295,79 +261,36 @@ async fn drop_after_commit_commits_then_closes_without_reply() {
 async fn truncate_sends_less_than_the_declared_length() {
     let sim = start(ServeConfig::default()).await;
     let whole = send(&sim.handle, "GET", "/echo", &[], "").await;
-    let r = send(
-        &sim.handle,
-        "GET",
-        "/echo",
-        &[("X-Sim-Fault", "truncate")],
-        "",
-    )
-    .await;
+    let r = send(&sim.handle, "GET", "/echo", &[("X-Sim-Fault", "truncate")], "").await;
     assert_eq!(r.status, 200);
     let declared: usize = r
         .header("content-length")
         .and_then(|v| v.parse().ok())
         .expect("content-length");
     assert_eq!(declared, whole.body.len());
-    assert!(
-        r.body.len() < declared,
-        "{} of {declared} bytes",
-        r.body.len()
-    );
+    assert!(r.body.len() < declared, "{} of {declared} bytes", r.body.len());
     assert!(!r.body.is_empty());
 }
 
 #[tokio::test]
 async fn malformed_body_does_not_parse() {
     let sim = start(ServeConfig::default()).await;
-    let r = send(
-        &sim.handle,
-        "GET",
-        "/echo",
-        &[("X-Sim-Fault", "malformed")],
-        "",
-    )
-    .await;
+    let r = send(&sim.handle, "GET", "/echo", &[("X-Sim-Fault", "malformed")], "").await;
     assert_eq!(r.status, 200);
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err());
-    let w = send(
-        &sim.handle,
-        "POST",
-        "/write",
-        &[("X-Sim-Fault", "malformed")],
-        "{}",
-    )
-    .await;
+    let w = send(&sim.handle, "POST", "/write", &[("X-Sim-Fault", "malformed")], "{}").await;
     assert_eq!(w.status, 201);
-    assert_eq!(
-        sim.committed.load(Ordering::SeqCst),
-        1,
-        "the write still committed"
-    );
+    assert_eq!(sim.committed.load(Ordering::SeqCst), 1, "the write still committed");
 }
 
 #[tokio::test]
 async fn latency_delays_the_reply() {
     let sim = start(ServeConfig::default()).await;
     let start = Instant::now();
-    let r = send(
-        &sim.handle,
-        "GET",
-        "/echo",
-        &[("X-Sim-Fault", "latency=200")],
-        "",
-    )
-    .await;
+    let r = send(&sim.handle, "GET", "/echo", &[("X-Sim-Fault", "latency=200")], "").await;
     assert_eq!(r.status, 200);
     assert!(start.elapsed() >= Duration::from_millis(200));
-    let r = send(
-        &sim.handle,
-        "GET",
-        "/echo",
-        &[("X-Sim-Fault", "latency=50,503")],
-        "",
-    )
-    .await;
+    let r = send(&sim.handle, "GET", "/echo", &[("X-Sim-Fault", "latency=50,503")], "").await;
     assert_eq!(r.status, 503);
 }
 
@@ -387,15 +310,9 @@ async fn fault_rates_apply_without_a_header() {
     assert_eq!(sim.handle.stats().snapshot().faults.get("drop"), Some(&3));
     // A header still wins over the rates.
     assert_eq!(
-        send(
-            &sim.handle,
-            "GET",
-            "/echo",
-            &[("X-Sim-Fault", "latency=1")],
-            ""
-        )
-        .await
-        .status,
+        send(&sim.handle, "GET", "/echo", &[("X-Sim-Fault", "latency=1")], "")
+            .await
+            .status,
         200
     );
 }
@@ -411,16 +328,10 @@ async fn rate_limiter_answers_429_with_retry_after_per_key() {
         }
         statuses.push(r.status);
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        5,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3);
     assert_eq!(
-        send(&sim.handle, "GET", "/limited", &[("x-app", "B")], "")
-            .await
-            .status,
+        send(&sim.handle, "GET", "/limited", &[("x-app", "B")], "").await.status,
         200
     );
 }
@@ -467,11 +378,7 @@ async fn shutdown_lets_open_requests_finish_then_refuses_connections() {
     sim.handle.shutdown().await;
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf).await;
-    assert!(
-        buf.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf)
-    );
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
@@ -489,9 +396,7 @@ async fn serve_with_defaults_works_with_a_closure_free_handler() {
     );
     for _ in 0..5 {
         assert_eq!(
-            send(&handle, "GET", "/limited", &[("x-app", "A")], "")
-                .await
-                .status,
+            send(&handle, "GET", "/limited", &[("x-app", "A")], "").await.status,
             200,
             "throttle off"
         );
@@ -538,11 +443,6 @@ async fn framed_server_round_trips_frames() {
     assert_eq!(read_frame(&mut stream).await.ok().flatten(), None);
     let s = handle.stats().snapshot();
     assert_eq!((s.calls, s.writes_committed), (3, 1));
-    assert_eq!(
-        s.by_route
-            .get("FileObservation")
-            .map(|r| r.writes_committed),
-        Some(1)
-    );
+    assert_eq!(s.by_route.get("FileObservation").map(|r| r.writes_committed), Some(1));
     handle.shutdown().await;
 }

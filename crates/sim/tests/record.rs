@@ -1,9 +1,7 @@
 //! The synthetic record: determinism, identities, vocabulary, coverage of every category, writes and the
 //! change log.
 
-use im1_sim::record::codes::{
-    concept_for_scheme_code, scheme_code, CodeIdTable, Scheme, CODE_ID_BASE,
-};
+use im1_sim::record::codes::{concept_for_scheme_code, scheme_code, CodeIdTable, Scheme, CODE_ID_BASE};
 use im1_sim::record::vocab::{Category, CodeSystem, Vocabulary};
 use im1_sim::record::*;
 use time::macros::{date, datetime};
@@ -48,11 +46,7 @@ fn nhs_numbers_are_valid_test_range_and_unique() {
     for p in &r.patients {
         assert!(nhs::is_valid(&p.nhs_number), "{}", p.nhs_number);
         assert!(nhs::is_test_range(&p.nhs_number), "{}", p.nhs_number);
-        assert!(
-            seen.insert(p.nhs_number.clone()),
-            "duplicate {}",
-            p.nhs_number
-        );
+        assert!(seen.insert(p.nhs_number.clone()), "duplicate {}", p.nhs_number);
     }
 }
 
@@ -60,14 +54,10 @@ fn nhs_numbers_are_valid_test_range_and_unique() {
 fn patient_zero_and_the_proxy_child_exist() {
     for seed in [1, 2, 99] {
         let r = record(seed, 50);
-        let alex = r
-            .patient_by_nhs_number(PATIENT_NHS_NUMBER)
-            .expect("9000000009");
+        let alex = r.patient_by_nhs_number(PATIENT_NHS_NUMBER).expect("9000000009");
         assert_eq!(alex.name.display(), "Ms Alex Tester");
         assert_eq!(alex.birth_date, date!(1985 - 04 - 12));
-        let child = r
-            .patient_by_nhs_number(CHILD_NHS_NUMBER)
-            .expect("9000000017");
+        let child = r.patient_by_nhs_number(CHILD_NHS_NUMBER).expect("9000000017");
         let links = r.proxied_by(&alex.id);
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].patient, child.id);
@@ -83,10 +73,7 @@ fn patient_zero_and_the_proxy_child_exist() {
 fn every_patient_is_registered_at_all_three_practices() {
     let r = record(1, 50);
     assert_eq!(
-        r.practices
-            .iter()
-            .map(|p| p.ods.as_str())
-            .collect::<Vec<_>>(),
+        r.practices.iter().map(|p| p.ods.as_str()).collect::<Vec<_>>(),
         PRACTICE_ODS
     );
     for p in &r.patients {
@@ -113,31 +100,23 @@ fn every_category_of_content_exists_in_the_default_fifty() {
     let r = record(1, 50);
     let all = |f: &dyn Fn(&Patient) -> bool| r.patients.iter().any(f);
     // Demographics
-    assert!(all(
-        &|p| p.name.title.is_some() && !p.previous_names.is_empty()
-    ));
+    assert!(all(&|p| p.name.title.is_some() && !p.previous_names.is_empty()));
     assert!(all(&|p| p.deceased_at.is_some()));
     assert!(all(&|p| p.ethnicity.is_some()));
     assert!(all(&|p| p.gender == Gender::Male) && all(&|p| p.gender == Gender::Female));
-    assert!(all(&|p| p
-        .telecom
-        .iter()
-        .any(|t| matches!(t, Telecom::Email { .. }))));
+    assert!(all(&|p| p.telecom.iter().any(|t| matches!(t, Telecom::Email { .. }))));
     // Allergies
-    assert!(all(&|p| p
-        .clinical
-        .allergies
-        .iter()
-        .any(|a| !a.reactions.is_empty())));
+    assert!(all(&|p| p.clinical.allergies.iter().any(|a| !a.reactions.is_empty())));
     assert!(all(&|p| p
         .clinical
         .allergies
         .iter()
         .any(|a| a.status == AllergyStatus::Resolved)));
-    assert!(all(&|p| p.clinical.allergies.iter().any(|a| a
-        .reactions
+    assert!(all(&|p| p
+        .clinical
+        .allergies
         .iter()
-        .any(|x| x.severity == Severity::Severe))));
+        .any(|a| a.reactions.iter().any(|x| x.severity == Severity::Severe))));
     // Problems
     assert!(all(&|p| p.clinical.problems.iter().any(|x| x.status
         == ProblemStatus::Active
@@ -179,12 +158,9 @@ fn every_category_of_content_exists_in_the_default_fifty() {
     assert!(all(&|p| p.clinical.observations.iter().any(
         |o| matches!(&o.value, ObservationValue::Components(c) if c.len() == 2)
     )));
-    assert!(all(&|p| p
-        .clinical
-        .observations
-        .iter()
-        .any(|o| o.kind == ObservationKind::VitalSign
-            && matches!(o.value, ObservationValue::Quantity(_)))));
+    assert!(all(&|p| p.clinical.observations.iter().any(|o| o.kind
+        == ObservationKind::VitalSign
+        && matches!(o.value, ObservationValue::Quantity(_)))));
     assert!(all(&|p| p
         .clinical
         .observations
@@ -192,12 +168,9 @@ fn every_category_of_content_exists_in_the_default_fifty() {
         .any(|o| o.kind == ObservationKind::Laboratory
             && o.range.is_some()
             && o.interpretation == Some(Interpretation::High))));
-    assert!(all(&|p| p
-        .clinical
-        .observations
-        .iter()
-        .any(|o| o.kind == ObservationKind::Laboratory
-            && matches!(o.value, ObservationValue::Text(_)))));
+    assert!(all(&|p| p.clinical.observations.iter().any(|o| o.kind
+        == ObservationKind::Laboratory
+        && matches!(o.value, ObservationValue::Text(_)))));
     // Immunisations
     assert!(all(&|p| p
         .clinical
@@ -222,17 +195,9 @@ fn every_category_of_content_exists_in_the_default_fifty() {
             }
         }
     }
-    assert!(all(&|p| p
-        .clinical
-        .consultations
-        .iter()
-        .any(|c| c.sections.len() >= 2)));
+    assert!(all(&|p| p.clinical.consultations.iter().any(|c| c.sections.len() >= 2)));
     // Documents with real content
-    let docs: Vec<&Document> = r
-        .patients
-        .iter()
-        .flat_map(|p| &p.clinical.documents)
-        .collect();
+    let docs: Vec<&Document> = r.patients.iter().flat_map(|p| &p.clinical.documents).collect();
     assert!(docs
         .iter()
         .any(|d| d.mime_type == "application/pdf" && d.content.starts_with(b"%PDF-1.4")));
@@ -246,44 +211,22 @@ fn every_category_of_content_exists_in_the_default_fifty() {
         .flat_map(|p| p.clinical.problems.iter().map(|x| x.onset))
         .collect();
     for precision in [Precision::Year, Precision::YearMonth, Precision::Day] {
-        assert!(
-            onsets.iter().any(|d| d.precision() == precision),
-            "{precision:?}"
-        );
+        assert!(onsets.iter().any(|d| d.precision() == precision), "{precision:?}");
     }
-    assert!(all(&|p| p
-        .clinical
-        .problems
-        .iter()
-        .any(|x| x.meta.confidential)));
-    assert!(all(&|p| p
-        .clinical
-        .documents
-        .iter()
-        .any(|x| x.meta.confidential)));
+    assert!(all(&|p| p.clinical.problems.iter().any(|x| x.meta.confidential)));
+    assert!(all(&|p| p.clinical.documents.iter().any(|x| x.meta.confidential)));
     assert!(all(&|p| p.has_type1_opt_out()));
-    assert!(all(&|p| p
-        .registrations
-        .iter()
-        .all(|r| !r.services.appointments)));
-    assert!(all(&|p| p
-        .registrations
-        .iter()
-        .all(|r| !r.services.prescriptions)));
+    assert!(all(&|p| p.registrations.iter().all(|r| !r.services.appointments)));
+    assert!(all(&|p| p.registrations.iter().all(|r| !r.services.prescriptions)));
     // Appointment book, requests, messages at every practice
     for ods in PRACTICE_ODS {
         let now = datetime!(2025-03-04 08:00 UTC);
-        let free = r
-            .free_slots_between(ods, now, now, now + Duration::days(28))
-            .count();
+        let free = r.free_slots_between(ods, now, now, now + Duration::days(28)).count();
         let booked = r
             .slots_between(ods, now, now + Duration::days(28))
             .filter(|s| s.appointment.is_some())
             .count();
-        assert!(
-            free > 100 && booked > 3,
-            "{ods}: {free} free, {booked} booked"
-        );
+        assert!(free > 100 && booked > 3, "{ods}: {free} free, {booked} booked");
         assert!(r
             .appointments
             .iter()
@@ -324,16 +267,10 @@ fn native_ids_have_each_supplier_shape_and_are_stable() {
     assert_eq!(emis, emis.to_ascii_uppercase());
     assert!(uuid::Uuid::parse_str(&emis).is_ok());
     assert_eq!(tpp.len(), 16);
-    assert!(tpp
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(tpp.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert_eq!(medicus, medicus.to_ascii_lowercase());
     assert!(uuid::Uuid::parse_str(&medicus).is_ok());
-    assert_ne!(
-        emis.to_ascii_lowercase(),
-        medicus,
-        "suppliers get unrelated ids"
-    );
+    assert_ne!(emis.to_ascii_lowercase(), medicus, "suppliers get unrelated ids");
     assert_eq!(native_id(Supplier::Emis, &nid), emis);
     assert_ne!(native_sub_id(Supplier::Medicus, &nid, "file"), medicus);
 }
@@ -412,21 +349,13 @@ fn booking_takes_a_slot_and_cancelling_frees_it() {
         telephone: None,
     };
     let appt = world.book_slot(booking.clone()).expect("booked");
-    assert!(
-        world.read(|r| r.slot(&slot).and_then(|s| s.appointment.clone())) == Some(appt.id.clone())
-    );
-    assert_eq!(
-        world.book_slot(booking.clone()).err(),
-        Some(WriteError::SlotTaken)
-    );
+    assert!(world.read(|r| r.slot(&slot).and_then(|s| s.appointment.clone())) == Some(appt.id.clone()));
+    assert_eq!(world.book_slot(booking.clone()).err(), Some(WriteError::SlotTaken));
     // The same slot number at another practice is a different slot.
     let other = world.read(|r| {
         r.slots
             .iter()
-            .find(|s| {
-                s.practice == "Y90002"
-                    && s.starts_at == r.slot(&slot).map(|x| x.starts_at).unwrap_or(now)
-            })
+            .find(|s| s.practice == "Y90002" && s.starts_at == r.slot(&slot).map(|x| x.starts_at).unwrap_or(now))
             .map(|s| s.id.clone())
     });
     assert!(world.read(|r| other
@@ -477,11 +406,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
     let world = world_at(now);
     let vocab = Vocabulary::get();
     let pid = world.read(|r| r.patients[0].id.clone());
-    let before = world.read(|r| {
-        r.patient(&pid)
-            .map(|p| p.clinical.observations.len())
-            .unwrap_or(0)
-    });
+    let before = world.read(|r| r.patient(&pid).map(|p| p.clinical.observations.len()).unwrap_or(0));
     let obs = NewObservation {
         code: vocab.concept("27113001").expect("weight"),
         effective: PartialDate::Day(date!(2025 - 03 - 04)),
@@ -494,11 +419,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
         recorded_by: None,
     };
     let id = world.file_observation(&pid, obs.clone()).expect("filed");
-    let after = world.read(|r| {
-        r.patient(&pid)
-            .map(|p| p.clinical.observations.len())
-            .unwrap_or(0)
-    });
+    let after = world.read(|r| r.patient(&pid).map(|p| p.clinical.observations.len()).unwrap_or(0));
     assert_eq!(after, before + 1);
     assert!(world
         .resolve(Supplier::Medicus, &native_id(Supplier::Medicus, &id))
@@ -529,10 +450,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
         location: "Main surgery".into(),
         sections: vec![NewSection {
             heading: "Examination".into(),
-            entries: vec![
-                NewEntry::Observation(obs.clone()),
-                NewEntry::Observation(bad),
-            ],
+            entries: vec![NewEntry::Observation(obs.clone()), NewEntry::Observation(bad)],
         }],
     };
     assert!(matches!(
@@ -572,10 +490,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
             .find(|c| c.meta.id == filed.id)
             .expect("consultation");
         assert_eq!(
-            c.sections
-                .iter()
-                .flat_map(|s| s.items.clone())
-                .collect::<Vec<_>>(),
+            c.sections.iter().flat_map(|s| s.items.clone()).collect::<Vec<_>>(),
             filed.items
         );
     });
@@ -602,8 +517,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
     let all = world.changes_since(now - Duration::seconds(1));
     assert_eq!(all.len(), 4);
     assert!(
-        all.windows(2)
-            .all(|w| w[0].at < w[1].at && w[0].seq < w[1].seq),
+        all.windows(2).all(|w| w[0].at < w[1].at && w[0].seq < w[1].seq),
         "strictly increasing"
     );
     assert!(world.changes_since(all[3].at).is_empty());
@@ -641,9 +555,7 @@ fn prescription_requests_messages_and_switches() {
         )
         .expect("request");
     assert_eq!(req.status, RequestStatus::Requested);
-    assert!(world.read(|r| r
-        .prescription_requests_of("Y90003", &pid)
-        .any(|q| q.id == req.id)));
+    assert!(world.read(|r| r.prescription_requests_of("Y90003", &pid).any(|q| q.id == req.id)));
     assert!(matches!(
         world.create_prescription_request("Y90003", &pid, &[Nid("nope".into())], None),
         Err(WriteError::CourseNotFound(_))
@@ -658,9 +570,7 @@ fn prescription_requests_messages_and_switches() {
         .set_practice_service("Y90002", Service::Prescriptions, false)
         .expect("switch");
     assert_eq!(
-        world
-            .create_prescription_request("Y90002", &pid, &[course], None)
-            .err(),
+        world.create_prescription_request("Y90002", &pid, &[course], None).err(),
         Some(WriteError::ServiceDisabled(Service::Prescriptions))
     );
     assert!(!world.read(|r| r.service_allowed("Y90002", &pid, Service::Prescriptions)));
@@ -680,16 +590,8 @@ fn prescription_requests_messages_and_switches() {
         .iter()
         .map(|c| (c.area, c.practice.clone()))
         .collect();
-    assert_eq!(
-        areas,
-        vec![(ChangeArea::Prescriptions, Some("Y90003".to_string()))]
-    );
-    assert_eq!(
-        world
-            .changes_since_at(now - Duration::seconds(1), "Y90001")
-            .len(),
-        0
-    );
+    assert_eq!(areas, vec![(ChangeArea::Prescriptions, Some("Y90003".to_string()))]);
+    assert_eq!(world.changes_since_at(now - Duration::seconds(1), "Y90001").len(), 0);
 }
 
 #[test]
@@ -713,17 +615,11 @@ fn credentials_have_each_supplier_shape_and_follow_the_seed() {
                 linkage_key,
                 ods_code,
             } => {
-                assert_eq!(
-                    (c.practice.as_str(), ods_code.as_str()),
-                    ("Y90001", "Y90001")
-                );
+                assert_eq!((c.practice.as_str(), ods_code.as_str()), ("Y90001", "Y90001"));
                 assert!(account_id.len() == 10 && account_id.bytes().all(|b| b.is_ascii_digit()));
                 assert_eq!(linkage_key.len(), 15);
             }
-            LinkageSecret::AccountPassphrase {
-                account_id,
-                passphrase,
-            } => {
+            LinkageSecret::AccountPassphrase { account_id, passphrase } => {
                 assert_eq!(c.practice, "Y90002");
                 assert_eq!(account_id.len(), 9);
                 assert_eq!(passphrase.len(), 9);
@@ -740,11 +636,7 @@ fn credentials_have_each_supplier_shape_and_follow_the_seed() {
         serde_json::to_string(&again.credentials).ok()
     );
     assert_ne!(r.credentials[0].secret, other.credentials[0].secret);
-    let living = r
-        .patients
-        .iter()
-        .filter(|p| p.deceased_at.is_none())
-        .count();
+    let living = r.patients.iter().filter(|p| p.deceased_at.is_none()).count();
     assert_eq!(r.credentials.len(), living * 3);
 }
 
@@ -755,10 +647,7 @@ fn fifty_patients_generate_quickly() {
     let elapsed = start.elapsed();
     let world_start = std::time::Instant::now();
     let world = World::new(r.clone(), Clock::System);
-    eprintln!(
-        "generate: {elapsed:?}, world index: {:?}",
-        world_start.elapsed()
-    );
+    eprintln!("generate: {elapsed:?}, world index: {:?}", world_start.elapsed());
     drop(world);
     assert_eq!(r.patients.len(), 50);
     // Generous in debug builds; the release build does this in a few milliseconds.

@@ -250,10 +250,7 @@ mod tests {
         let draws_a: Vec<_> = (0..50).map(|_| a.plan(None).map(|p| p.fault)).collect();
         let draws_b: Vec<_> = (0..50).map(|_| b.plan(None).map(|p| p.fault)).collect();
         assert_eq!(draws_a, draws_b);
-        let drops = draws_a
-            .iter()
-            .filter(|f| matches!(f, Ok(Some(Fault::Drop))))
-            .count();
+        let drops = draws_a.iter().filter(|f| matches!(f, Ok(Some(Fault::Drop)))).count();
         assert!((10..40).contains(&drops), "about half dropped: {drops}");
         let none = FaultInjector::new(FaultRates::default());
         assert!(none.plan(None).expect("plan").is_empty());

@@ -129,9 +129,7 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_oversize_is_refused() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        write_frame(&mut a, "<Hello a=\"1\"/>")
-            .await
-            .expect("write");
+        write_frame(&mut a, "<Hello a=\"1\"/>").await.expect("write");
         write_frame(&mut a, "").await.expect("write empty");
         drop(a);
         assert_eq!(
@@ -142,9 +140,7 @@ mod tests {
         assert_eq!(read_frame(&mut b).await.expect("eof"), None);
 
         let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
-            .await
-            .expect("write");
+        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes()).await.expect("write");
         let err = read_frame(&mut b).await.expect_err("too long");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }

@@ -86,8 +86,7 @@ impl<R: Clone> ReplayStore<R> {
         let now = Instant::now();
         let mut entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
         let ttl = self.inner.ttl;
-        entries
-            .retain(|_, e| !matches!(e, Entry::Done { at, .. } if now.duration_since(*at) > ttl));
+        entries.retain(|_, e| !matches!(e, Entry::Done { at, .. } if now.duration_since(*at) > ttl));
         let k = (scope.to_string(), key.to_string());
         match entries.get(&k) {
             Some(Entry::InProgress { fingerprint: f }) => {
@@ -98,9 +97,7 @@ impl<R: Clone> ReplayStore<R> {
                 }
             }
             Some(Entry::Done {
-                fingerprint: f,
-                reply,
-                ..
+                fingerprint: f, reply, ..
             }) => {
                 if fingerprint.is_some() && f.is_some() && *f != fingerprint {
                     Begin::Mismatch
@@ -120,11 +117,7 @@ impl<R: Clone> ReplayStore<R> {
 
     /// Number of keys held (in progress or done).
     pub fn len(&self) -> usize {
-        self.inner
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Whether the store is empty.
@@ -176,20 +169,14 @@ mod tests {
         let Begin::Fresh(ticket) = store.begin("app", "k1", Some(body)) else {
             panic!("fresh")
         };
-        assert!(matches!(
-            store.begin("app", "k1", Some(body)),
-            Begin::InProgress
-        ));
+        assert!(matches!(store.begin("app", "k1", Some(body)), Begin::InProgress));
         ticket.complete("reply-1".to_string());
         assert!(matches!(store.begin("app", "k1", Some(body)), Begin::Replay(r) if r == "reply-1"));
         assert!(matches!(
             store.begin("app", "k1", Some(fingerprint(b"other"))),
             Begin::Mismatch
         ));
-        assert!(matches!(
-            store.begin("other-app", "k1", Some(body)),
-            Begin::Fresh(_)
-        ));
+        assert!(matches!(store.begin("other-app", "k1", Some(body)), Begin::Fresh(_)));
     }
 
     #[test]

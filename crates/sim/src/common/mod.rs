@@ -16,7 +16,5 @@ pub mod stats;
 pub mod throttle;
 
 pub use faults::{Fault, FaultPlan, FaultRates, InjectedReply};
-pub use server::{
-    serve, serve_with, Handler, RequestContext, ServeConfig, SimHandle, SimRequest, SimResponse,
-};
+pub use server::{serve, serve_with, Handler, RequestContext, ServeConfig, SimHandle, SimRequest, SimResponse};
 pub use stats::Stats;

@@ -5,9 +5,7 @@
 //! dialect knowledge (latency, drop, truncate, malformed) are done here; replies that have a native shape
 //! (5xx, 429, expired session) are rendered by [`Handler::fault_reply`].
 
-use super::faults::{
-    corrupt, Fault, FaultInjector, FaultPlan, FaultRates, InjectedReply, FAULT_HEADER,
-};
+use super::faults::{corrupt, Fault, FaultInjector, FaultPlan, FaultRates, InjectedReply, FAULT_HEADER};
 use super::stats::Stats;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
@@ -77,11 +75,7 @@ impl RequestContext {
 /// A simulator dialect.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
-    fn handle(
-        &self,
-        req: SimRequest,
-        cx: RequestContext,
-    ) -> impl Future<Output = SimResponse> + Send;
+    fn handle(&self, req: SimRequest, cx: RequestContext) -> impl Future<Output = SimResponse> + Send;
 
     /// The name a call is counted under (default `METHOD /path`). Dialects with ids in paths or one endpoint
     /// for many messages should override it (e.g. SystmOne names the `type` header).
@@ -104,9 +98,7 @@ pub fn default_fault_reply(reply: InjectedReply) -> SimResponse {
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             None,
         ),
-        InjectedReply::TooManyRequests { retry_after_secs } => {
-            (StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
-        }
+        InjectedReply::TooManyRequests { retry_after_secs } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs)),
         InjectedReply::ExpiredSession => (StatusCode::UNAUTHORIZED, None),
     };
     let mut resp = Response::new(Bytes::new());
@@ -248,9 +240,7 @@ pub fn serve_with<H: Handler>(listener: TcpListener, handler: H, config: ServeCo
 }
 
 fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, BoxError> {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 fn plain(status: StatusCode, text: String) -> Response<BoxBody<Bytes, BoxError>> {
@@ -276,10 +266,7 @@ impl std::fmt::Display for InjectedDrop {
 impl std::error::Error for InjectedDrop {}
 
 impl<H: Handler> Shared<H> {
-    async fn call(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
+    async fn call(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<BoxBody<Bytes, BoxError>>, BoxError> {
         if req.uri().path() == STATS_PATH {
             return Ok(self.control(&req));
         }
@@ -288,16 +275,10 @@ impl<H: Handler> Shared<H> {
             .get(FAULT_HEADER)
             .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string());
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.config.max_body_bytes)
-            .collect()
-            .await
-        {
+        let body = match Limited::new(body, self.config.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                let status = if e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
+                let status = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                     StatusCode::PAYLOAD_TOO_LARGE
                 } else {
                     StatusCode::BAD_REQUEST
@@ -310,12 +291,7 @@ impl<H: Handler> Shared<H> {
         self.stats.record_call(&route);
         let plan = match self.faults.plan(fault_header.as_deref()) {
             Ok(plan) => plan,
-            Err(msg) => {
-                return Ok(plain(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid X-Sim-Fault: {msg}\n"),
-                ))
-            }
+            Err(msg) => return Ok(plain(StatusCode::BAD_REQUEST, format!("invalid X-Sim-Fault: {msg}\n"))),
         };
         self.run(req, route, plan).await
     }
@@ -413,10 +389,7 @@ impl Body for TruncatedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(first) = self.first.take() {
             self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
             if !first.is_empty() {

@@ -47,11 +47,7 @@ impl Stats {
     /// Count one call to a route.
     pub fn record_call(&self, route: &str) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.detail()
-            .by_route
-            .entry(route.to_string())
-            .or_default()
-            .calls += 1;
+        self.detail().by_route.entry(route.to_string()).or_default().calls += 1;
     }
 
     /// Count one committed write on a route.
@@ -81,11 +77,7 @@ impl Stats {
 
     /// Calls to one route.
     pub fn route(&self, route: &str) -> RouteCounts {
-        self.detail()
-            .by_route
-            .get(route)
-            .copied()
-            .unwrap_or_default()
+        self.detail().by_route.get(route).copied().unwrap_or_default()
     }
 
     /// All counters.

@@ -67,12 +67,8 @@ impl RateLimiter {
             return Ok(());
         }
         let wait = (1.0 - bucket.tokens) / self.per_second;
-        let secs = self
-            .fixed_retry_after
-            .unwrap_or_else(|| (wait.ceil() as u64).max(1));
-        Err(Throttled {
-            retry_after_secs: secs,
-        })
+        let secs = self.fixed_retry_after.unwrap_or_else(|| (wait.ceil() as u64).max(1));
+        Err(Throttled { retry_after_secs: secs })
     }
 }
 
@@ -93,10 +89,7 @@ pub struct InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.busy
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            self.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         }
     }
 }
@@ -138,12 +131,7 @@ mod tests {
         let rl = RateLimiter::new(5, true).with_retry_after(2);
         let ok = (0..8).filter(|_| rl.check("app").is_ok()).count();
         assert_eq!(ok, 5);
-        assert_eq!(
-            rl.check("app"),
-            Err(Throttled {
-                retry_after_secs: 2
-            })
-        );
+        assert_eq!(rl.check("app"), Err(Throttled { retry_after_secs: 2 }));
         assert!(rl.check("other-app").is_ok(), "keys are independent");
         let off = RateLimiter::new(1, false);
         assert!((0..100).all(|_| off.check("app").is_ok()));

@@ -60,12 +60,7 @@ impl CodeIdTable {
     }
 
     fn build(vocab: &Vocabulary) -> CodeIdTable {
-        let rows: Vec<CodeIdRow> = vocab
-            .entries()
-            .iter()
-            .enumerate()
-            .map(|(i, e)| row_for(i, e))
-            .collect();
+        let rows: Vec<CodeIdRow> = vocab.entries().iter().enumerate().map(|(i, e)| row_for(i, e)).collect();
         let by_concept = vocab
             .entries()
             .iter()
@@ -99,10 +94,7 @@ impl CodeIdTable {
     /// The concept a CodeId stands for.
     pub fn concept(&self, code_id: i64) -> Option<Concept> {
         let row = self.by_code_id(code_id)?;
-        let code = row
-            .snomed_concept_id
-            .as_deref()
-            .or(row.dmd_product_id.as_deref())?;
+        let code = row.snomed_concept_id.as_deref().or(row.dmd_product_id.as_deref())?;
         Vocabulary::get().concept(code)
     }
 }
@@ -159,10 +151,7 @@ pub fn scheme_code(concept: &Concept) -> SchemeCode {
             code: concept.code.clone(),
         };
     }
-    match Vocabulary::get()
-        .entry(&concept.code)
-        .and_then(|e| e.ctv3.first())
-    {
+    match Vocabulary::get().entry(&concept.code).and_then(|e| e.ctv3.first()) {
         Some(ctv3) => SchemeCode {
             scheme: Scheme::Ctv3,
             code: ctv3.code.clone(),

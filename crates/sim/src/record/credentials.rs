@@ -46,10 +46,7 @@ pub fn nhs_login_sub(seed: u64, pid: &Nid) -> String {
     let h = hash(seed, "nhs-login-sub", "", pid);
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
-    uuid::Builder::from_random_bytes(b)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    uuid::Builder::from_random_bytes(b).into_uuid().hyphenated().to_string()
 }
 
 /// The credentials of one patient at one practice.
@@ -88,11 +85,7 @@ pub fn for_patient(seed: u64, practice: &Practice, patient: &Patient) -> Linkage
 }
 
 /// Credentials for every living patient at every practice, practice by practice.
-pub fn for_patients(
-    seed: u64,
-    practices: &[Practice],
-    patients: &[Patient],
-) -> Vec<LinkageCredentials> {
+pub fn for_patients(seed: u64, practices: &[Practice], patients: &[Patient]) -> Vec<LinkageCredentials> {
     practices
         .iter()
         .flat_map(|pr| {

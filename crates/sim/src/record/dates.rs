@@ -33,9 +33,7 @@ impl PartialDate {
     /// The first day the date can denote (what suppliers that pad dates send).
     pub fn first_day(&self) -> Date {
         match *self {
-            PartialDate::Year(y) => {
-                Date::from_calendar_date(y, Month::January, 1).unwrap_or(Date::MIN)
-            }
+            PartialDate::Year(y) => Date::from_calendar_date(y, Month::January, 1).unwrap_or(Date::MIN),
             PartialDate::YearMonth(y, m) => Date::from_calendar_date(y, m, 1).unwrap_or(Date::MIN),
             PartialDate::Day(d) => d,
         }
@@ -75,9 +73,7 @@ fn last_sunday(year: i32, month: Month) -> Date {
         Month::December => Date::from_calendar_date(year + 1, Month::January, 1),
         m => Date::from_calendar_date(year, m.next(), 1),
     };
-    let mut d = next
-        .map(|n| n.previous_day().unwrap_or(n))
-        .unwrap_or(Date::MIN);
+    let mut d = next.map(|n| n.previous_day().unwrap_or(n)).unwrap_or(Date::MIN);
     while d.weekday() != Weekday::Sunday {
         d = d.previous_day().unwrap_or(d);
     }
@@ -114,14 +110,8 @@ mod tests {
     #[test]
     fn partial_dates_print_without_padding() {
         assert_eq!(PartialDate::Year(1998).to_string(), "1998");
-        assert_eq!(
-            PartialDate::YearMonth(2009, Month::June).to_string(),
-            "2009-06"
-        );
-        assert_eq!(
-            PartialDate::Day(date!(2019 - 05 - 14)).to_string(),
-            "2019-05-14"
-        );
+        assert_eq!(PartialDate::YearMonth(2009, Month::June).to_string(), "2009-06");
+        assert_eq!(PartialDate::Day(date!(2019 - 05 - 14)).to_string(), "2019-05-14");
         assert_eq!(
             PartialDate::YearMonth(2009, Month::June).first_day(),
             date!(2009 - 06 - 01)
@@ -130,26 +120,11 @@ mod tests {
 
     #[test]
     fn uk_offset_follows_summer_time() {
-        assert_eq!(
-            uk_offset_at(datetime!(2025-01-15 12:00 UTC)),
-            UtcOffset::UTC
-        );
-        assert_eq!(
-            uk_offset_at(datetime!(2025-03-30 00:59 UTC)),
-            UtcOffset::UTC
-        );
-        assert_eq!(
-            uk_offset_at(datetime!(2025-03-30 01:00 UTC)).whole_hours(),
-            1
-        );
-        assert_eq!(
-            uk_offset_at(datetime!(2025-10-26 00:59 UTC)).whole_hours(),
-            1
-        );
-        assert_eq!(
-            uk_offset_at(datetime!(2025-10-26 01:00 UTC)),
-            UtcOffset::UTC
-        );
+        assert_eq!(uk_offset_at(datetime!(2025-01-15 12:00 UTC)), UtcOffset::UTC);
+        assert_eq!(uk_offset_at(datetime!(2025-03-30 00:59 UTC)), UtcOffset::UTC);
+        assert_eq!(uk_offset_at(datetime!(2025-03-30 01:00 UTC)).whole_hours(), 1);
+        assert_eq!(uk_offset_at(datetime!(2025-10-26 00:59 UTC)).whole_hours(), 1);
+        assert_eq!(uk_offset_at(datetime!(2025-10-26 01:00 UTC)), UtcOffset::UTC);
         let t = uk_local(date!(2025 - 07 - 01), time!(09:30));
         assert_eq!(t.to_offset(UtcOffset::UTC).hour(), 8);
     }

@@ -42,10 +42,7 @@ pub fn pdf(lines: &[String]) -> Vec<u8> {
         out.push_str(&format!("{} 0 obj\n{}\nendobj\n", i + 1, body));
     }
     let xref_at = out.len();
-    out.push_str(&format!(
-        "xref\n0 {}\n0000000000 65535 f \n",
-        objects.len() + 1
-    ));
+    out.push_str(&format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1));
     for off in offsets {
         out.push_str(&format!("{off:010} 00000 n \n"));
     }
@@ -84,11 +81,7 @@ mod tests {
         let entries: Vec<&str> = text[startxref..].lines().skip(3).take(5).collect();
         for (i, e) in entries.iter().enumerate() {
             let off: usize = e[..10].parse().expect("offset");
-            assert!(
-                text[off..].starts_with(&format!("{} 0 obj", i + 1)),
-                "object {}",
-                i + 1
-            );
+            assert!(text[off..].starts_with(&format!("{} 0 obj", i + 1)), "object {}", i + 1);
         }
         assert!(text.contains("(Hello \\(world\\)) Tj"));
         // The stream length is exact.

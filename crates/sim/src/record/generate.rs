@@ -60,42 +60,12 @@ const PRACTICES: [(&str, Supplier, &str, &str, &str, &str, &str); 3] = [
 
 /// The staff: title, given, family, gender, role. The same people work at every demo practice.
 const STAFF: [(&str, &str, &str, Gender, StaffRole); 6] = [
-    (
-        "Dr",
-        "Sam",
-        "Carter",
-        Gender::Male,
-        StaffRole::GeneralPractitioner,
-    ),
-    (
-        "Dr",
-        "Priya",
-        "Shah",
-        Gender::Female,
-        StaffRole::GeneralPractitioner,
-    ),
-    (
-        "Dr",
-        "Tom",
-        "Okoye",
-        Gender::Male,
-        StaffRole::GeneralPractitioner,
-    ),
-    (
-        "Mrs",
-        "Helen",
-        "Price",
-        Gender::Female,
-        StaffRole::PracticeNurse,
-    ),
+    ("Dr", "Sam", "Carter", Gender::Male, StaffRole::GeneralPractitioner),
+    ("Dr", "Priya", "Shah", Gender::Female, StaffRole::GeneralPractitioner),
+    ("Dr", "Tom", "Okoye", Gender::Male, StaffRole::GeneralPractitioner),
+    ("Mrs", "Helen", "Price", Gender::Female, StaffRole::PracticeNurse),
     ("Mr", "Daniel", "Reid", Gender::Male, StaffRole::Pharmacist),
-    (
-        "Ms",
-        "Jo",
-        "Baker",
-        Gender::Female,
-        StaffRole::HealthcareAssistant,
-    ),
+    ("Ms", "Jo", "Baker", Gender::Female, StaffRole::HealthcareAssistant),
 ];
 
 /// Generate the record.
@@ -148,24 +118,22 @@ pub fn patient_id(i: usize) -> Nid {
 fn practices() -> Vec<Practice> {
     PRACTICES
         .iter()
-        .map(
-            |&(ods, supplier, name, house, street, postcode, phone)| Practice {
-                id: Nid(format!("ORG-{ods}")),
-                ods: ods.to_string(),
-                supplier,
-                name: name.to_string(),
-                address: Address {
-                    house: house.to_string(),
-                    street: street.to_string(),
-                    locality: None,
-                    town: "Leeds".to_string(),
-                    county: Some("West Yorkshire".to_string()),
-                    postcode: postcode.to_string(),
-                },
-                phone: phone.to_string(),
-                services: ServiceSwitches::ALL_ON,
+        .map(|&(ods, supplier, name, house, street, postcode, phone)| Practice {
+            id: Nid(format!("ORG-{ods}")),
+            ods: ods.to_string(),
+            supplier,
+            name: name.to_string(),
+            address: Address {
+                house: house.to_string(),
+                street: street.to_string(),
+                locality: None,
+                town: "Leeds".to_string(),
+                county: Some("West Yorkshire".to_string()),
+                postcode: postcode.to_string(),
             },
-        )
+            phone: phone.to_string(),
+            services: ServiceSwitches::ALL_ON,
+        })
         .collect()
 }
 
@@ -218,10 +186,7 @@ impl From<&Vec<Practitioner>> for Staff {
                 .into_iter()
                 .chain(with_role(StaffRole::HealthcareAssistant))
                 .collect(),
-            all: list
-                .iter()
-                .map(|p| (p.id.clone(), p.name.display()))
-                .collect(),
+            all: list.iter().map(|p| (p.id.clone(), p.name.display())).collect(),
         }
     }
 }
@@ -302,10 +267,7 @@ impl<'a> PatientGen<'a> {
         practices: &'a [Practice],
     ) -> Self {
         let mut rng = random::stream(opts.seed, random::PATIENT, index as u64);
-        let usual_gp = rng
-            .pick(&staff.gps)
-            .cloned()
-            .unwrap_or_else(|| Nid("STAFF-01".into()));
+        let usual_gp = rng.pick(&staff.gps).cloned().unwrap_or_else(|| Nid("STAFF-01".into()));
         PatientGen {
             rng,
             index,
@@ -363,13 +325,7 @@ impl<'a> PatientGen<'a> {
             .unwrap_or_else(|| self.usual_gp.clone())
     }
 
-    fn meta(
-        &mut self,
-        kind: &'static str,
-        at: OffsetDateTime,
-        by: Nid,
-        consultation: Option<Nid>,
-    ) -> ItemMeta {
+    fn meta(&mut self, kind: &'static str, at: OffsetDateTime, by: Nid, consultation: Option<Nid>) -> ItemMeta {
         ItemMeta {
             id: self.next_id(kind),
             recorded_at: at,
@@ -449,11 +405,9 @@ impl<'a> PatientGen<'a> {
             })
             .collect();
         // Consultations and documents read best newest first; other lists keep generation order.
-        self.record.consultations.sort_by(|a, b| {
-            a.started_at
-                .cmp(&b.started_at)
-                .then(a.meta.id.cmp(&b.meta.id))
-        });
+        self.record
+            .consultations
+            .sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.meta.id.cmp(&b.meta.id)));
         Patient {
             id: self.pid,
             nhs_number: self.nhs_number,
@@ -539,8 +493,7 @@ impl PatientGen<'_> {
 
     /// Patient 1: the child patient 0 has proxy access to (nine years old on the anchor date).
     fn child_of_alex(&mut self) -> Demographics {
-        self.birth = Date::from_calendar_date(self.today.year() - 9, Month::September, 3)
-            .unwrap_or(self.today);
+        self.birth = Date::from_calendar_date(self.today.year() - 9, Month::September, 3).unwrap_or(self.today);
         Demographics {
             name: PersonName {
                 title: None,
@@ -611,8 +564,7 @@ impl PatientGen<'_> {
         if married {
             let maiden = r.pick(SURNAMES).copied().unwrap_or("Jones").to_string();
             if maiden != family {
-                let from = years_before(self.today, (age - 18).max(1))
-                    .max(birth + Duration::days(18 * 366));
+                let from = years_before(self.today, (age - 18).max(1)).max(birth + Duration::days(18 * 366));
                 let until = r.date_between(from, self.today - Duration::days(30));
                 previous_names.push(PreviousName {
                     name: PersonName {
@@ -627,27 +579,15 @@ impl PatientGen<'_> {
         let (town, county, outwards) = *r.pick(TOWNS).unwrap_or(&TOWNS[0]);
         let outward = r.pick(outwards).copied().unwrap_or("LS1");
         let letter = |r: &mut ChaCha8Rng| char::from(*r.pick(POSTCODE_LETTERS).unwrap_or(&b'A'));
-        let postcode = format!(
-            "{outward} {}{}{}",
-            r.random_range(1..10),
-            letter(r),
-            letter(r)
-        );
+        let postcode = format!("{outward} {}{}{}", r.random_range(1..10), letter(r), letter(r));
         let house = if r.chance(0.15) {
-            r.pick(HOUSE_NAMES)
-                .copied()
-                .unwrap_or("Rose Cottage")
-                .to_string()
+            r.pick(HOUSE_NAMES).copied().unwrap_or("Rose Cottage").to_string()
         } else {
             r.random_range(1..180).to_string()
         };
         let address = Address {
             house,
-            street: r
-                .pick(STREETS)
-                .copied()
-                .unwrap_or("Mill Street")
-                .to_string(),
+            street: r.pick(STREETS).copied().unwrap_or("Mill Street").to_string(),
             locality: if r.chance(0.2) {
                 r.pick(LOCALITIES).map(|s| s.to_string())
             } else {
@@ -678,18 +618,9 @@ impl PatientGen<'_> {
             });
         }
         if adult && r.chance(0.6) {
-            let first = name
-                .given
-                .first()
-                .cloned()
-                .unwrap_or_default()
-                .to_lowercase();
+            let first = name.given.first().cloned().unwrap_or_default().to_lowercase();
             telecom.push(Telecom::Email {
-                value: format!(
-                    "{first}.{}{}@example.org",
-                    family.to_lowercase(),
-                    self.index
-                ),
+                value: format!("{first}.{}{}@example.org", family.to_lowercase(), self.index),
             });
         }
         let ethnicity = if r.chance(0.9) {
@@ -701,10 +632,9 @@ impl PatientGen<'_> {
         // Patient 5 is always deceased; others (older ones) sometimes.
         let deceased = self.index == 5 || (self.index > 9 && age > 60 && self.rng.chance(0.06));
         let deceased_at = if deceased {
-            let day = self.rng.date_between(
-                self.today - Duration::days(700),
-                self.today - Duration::days(20),
-            );
+            let day = self
+                .rng
+                .date_between(self.today - Duration::days(700), self.today - Duration::days(20));
             self.until = day;
             let at = self.daytime(day);
             Some(at)
@@ -770,10 +700,7 @@ impl PatientGen<'_> {
                 self.penicillin_allergic = true;
             }
             let (onset, recorded) = if self.index == 0 {
-                (
-                    PartialDate::YearMonth(2009, Month::June),
-                    date!(2009 - 06 - 14),
-                )
+                (PartialDate::YearMonth(2009, Month::June), date!(2009 - 06 - 14))
             } else {
                 let day = self.date_in(self.birth + Duration::days(365), self.until);
                 let p = self.precision_for(day);
@@ -902,15 +829,10 @@ impl PatientGen<'_> {
                 let med = if self.index == 0 {
                     p.medications[0]
                 } else {
-                    self.rng
-                        .pick(p.medications)
-                        .copied()
-                        .unwrap_or(p.medications[0])
+                    self.rng.pick(p.medications).copied().unwrap_or(p.medications[0])
                 };
                 let start = onset_day.max(self.until - Duration::days(3 * 365));
-                if let Some(course) =
-                    self.repeat_course(med, start, Some(problem_id.clone()), confidential)
-                {
+                if let Some(course) = self.repeat_course(med, start, Some(problem_id.clone()), confidential) {
                     linked.push(course);
                 }
             }
@@ -959,13 +881,7 @@ impl PatientGen<'_> {
         (dosage.to_string(), quantity, unit.to_string())
     }
 
-    fn repeat_course(
-        &mut self,
-        code: &str,
-        start: Date,
-        problem: Option<Nid>,
-        confidential: bool,
-    ) -> Option<Nid> {
+    fn repeat_course(&mut self, code: &str, start: Date, problem: Option<Nid>, confidential: bool) -> Option<Nid> {
         let c = concept(code)?;
         let (dosage, quantity, unit) = Self::dosage_and_quantity(&c.display, code, false);
         let at = self.daytime(start);
@@ -1088,12 +1004,7 @@ impl PatientGen<'_> {
 
     fn file_in(&mut self, consultation: &Option<Nid>, heading: &str, item: Nid) {
         let Some(cid) = consultation else { return };
-        if let Some(c) = self
-            .record
-            .consultations
-            .iter_mut()
-            .find(|c| &c.meta.id == cid)
-        {
+        if let Some(c) = self.record.consultations.iter_mut().find(|c| &c.meta.id == cid) {
             match c.sections.iter_mut().find(|s| s.heading == heading) {
                 Some(s) => s.items.push(item),
                 None => c.sections.push(Section {
@@ -1106,10 +1017,7 @@ impl PatientGen<'_> {
 
     fn random_encounter(&mut self) -> &'static str {
         let weighted: Vec<(u32, &'static str)> = ENCOUNTERS.iter().map(|e| (e.1, e.0)).collect();
-        self.rng
-            .pick_weighted(&weighted)
-            .copied()
-            .unwrap_or(SEEN_IN_SURGERY)
+        self.rng.pick_weighted(&weighted).copied().unwrap_or(SEEN_IN_SURGERY)
     }
 
     /// Short illnesses: a consultation with a (past, minor) problem, vital signs and an acute prescription.
@@ -1123,10 +1031,7 @@ impl PatientGen<'_> {
             self.rng.random_range(0..=2)
         };
         for _ in 0..n {
-            let options: Vec<&'static AcuteProblem> = ACUTE_PROBLEMS
-                .iter()
-                .filter(|p| !child || p.child)
-                .collect();
+            let options: Vec<&'static AcuteProblem> = ACUTE_PROBLEMS.iter().filter(|p| !child || p.child).collect();
             let p = if self.index == 1 {
                 ACUTE_PROBLEMS.iter().find(|p| p.code == "3110003")
             } else {
@@ -1136,10 +1041,7 @@ impl PatientGen<'_> {
             let Some(code) = concept(p.code) else {
                 continue;
             };
-            let day = self.date_in(
-                self.until - Duration::days(4 * 365),
-                self.until - Duration::days(10),
-            );
+            let day = self.date_in(self.until - Duration::days(4 * 365), self.until - Duration::days(10));
             let at = self.daytime(day);
             let by = self.gp();
             let kind = self.random_encounter();
@@ -1163,14 +1065,11 @@ impl PatientGen<'_> {
                     linked.push(o);
                 }
                 let rr = self.rng.value(12.0, 24.0, 0);
-                if let Some(o) =
-                    self.vital(RESPIRATORY_RATE, rr, day, at, by.clone(), con.clone(), None)
-                {
+                if let Some(o) = self.vital(RESPIRATORY_RATE, rr, day, at, by.clone(), con.clone(), None) {
                     self.file_in(&con, "Examination", o);
                 }
                 let hr = self.rng.value(62.0, 112.0, 0);
-                if let Some(o) = self.vital(HEART_RATE, hr, day, at, by.clone(), con.clone(), None)
-                {
+                if let Some(o) = self.vital(HEART_RATE, hr, day, at, by.clone(), con.clone(), None) {
                     self.file_in(&con, "Examination", o);
                 }
             }
@@ -1180,14 +1079,7 @@ impl PatientGen<'_> {
                 p.medication
             };
             if let Some(m) = med {
-                if let Some(course) = self.acute_course(
-                    m,
-                    day,
-                    at,
-                    by.clone(),
-                    con.clone(),
-                    Some(problem_id.clone()),
-                ) {
+                if let Some(course) = self.acute_course(m, day, at, by.clone(), con.clone(), Some(problem_id.clone())) {
                     self.file_in(&con, "Medication", course.clone());
                     linked.push(course);
                 }
@@ -1224,11 +1116,7 @@ impl PatientGen<'_> {
 
     fn quantity(code: &str, value: f64, decimals: u8) -> Option<Quantity> {
         let unit = Vocabulary::get().entry(code)?.ucum.clone()?;
-        Some(Quantity {
-            value,
-            decimals,
-            unit,
-        })
+        Some(Quantity { value, decimals, unit })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1336,16 +1224,9 @@ impl PatientGen<'_> {
 
     /// A routine check in a consultation: weight, height, BMI, blood pressure, smoking and alcohol.
     fn routine_check(&mut self) {
-        let day = self.date_in(
-            self.until - Duration::days(400),
-            self.until - Duration::days(3),
-        );
+        let day = self.date_in(self.until - Duration::days(400), self.until - Duration::days(3));
         let at = self.daytime(day);
-        let by = if self.rng.chance(0.5) {
-            self.nurse()
-        } else {
-            self.gp()
-        };
+        let by = if self.rng.chance(0.5) { self.nurse() } else { self.gp() };
         let kind = if self.index == 0 {
             TELEPHONE_CONSULTATION
         } else {
@@ -1362,10 +1243,7 @@ impl PatientGen<'_> {
                 self.rng.value(70.0 + 5.5 * a, 78.0 + 6.5 * a, 0),
             )
         } else {
-            (
-                self.rng.value(48.0, 112.0, 1),
-                self.rng.value(150.0, 193.0, 0),
-            )
+            (self.rng.value(48.0, 112.0, 1), self.rng.value(150.0, 193.0, 0))
         };
         if let Some(o) = self.vital(BODY_WEIGHT, weight, day, at, by.clone(), con.clone(), None) {
             self.file_in(&con, "Examination", o);
@@ -1423,10 +1301,7 @@ impl PatientGen<'_> {
             for &code in p.monitoring {
                 let readings = self.rng.random_range(1..=2);
                 for _ in 0..readings {
-                    let day = self.date_in(
-                        self.until - Duration::days(540),
-                        self.until - Duration::days(2),
-                    );
+                    let day = self.date_in(self.until - Duration::days(540), self.until - Duration::days(2));
                     let at = self.daytime(day);
                     if code == BLOOD_PRESSURE {
                         let by = self.nurse();
@@ -1435,9 +1310,7 @@ impl PatientGen<'_> {
                         } else {
                             None
                         };
-                        if let Some(o) =
-                            self.blood_pressure(day, at, by, con.clone(), Some(pid.clone()))
-                        {
+                        if let Some(o) = self.blood_pressure(day, at, by, con.clone(), Some(pid.clone())) {
                             self.file_in(&con, "Examination", o);
                         }
                     } else if code == OXYGEN_SATURATION || code == HEART_RATE {
@@ -1455,18 +1328,12 @@ impl PatientGen<'_> {
             }
         }
         if self.age() >= 18 && (self.index == 0 || self.rng.chance(0.6)) {
-            let day = self.date_in(
-                self.until - Duration::days(700),
-                self.until - Duration::days(5),
-            );
+            let day = self.date_in(self.until - Duration::days(700), self.until - Duration::days(5));
             for &code in LIPID_PANEL {
                 self.lab(code, day, None);
             }
             if self.rng.chance(0.6) {
-                let day = self.date_in(
-                    self.until - Duration::days(700),
-                    self.until - Duration::days(5),
-                );
+                let day = self.date_in(self.until - Duration::days(700), self.until - Duration::days(5));
                 for &code in RENAL_PANEL {
                     self.lab(code, day, None);
                 }
@@ -1500,10 +1367,7 @@ impl PatientGen<'_> {
     /// Occasional results that are text only.
     fn other_results(&mut self) {
         if self.age() >= 18 && (self.index == 2 || self.rng.chance(0.15)) {
-            let day = self.date_in(
-                self.until - Duration::days(300),
-                self.until - Duration::days(2),
-            );
+            let day = self.date_in(self.until - Duration::days(300), self.until - Duration::days(2));
             let at = utc(day, time!(16:00));
             let by = self.usual_gp.clone();
             let text = "Sample haemolysed - please repeat".to_string();
@@ -1554,11 +1418,7 @@ impl PatientGen<'_> {
         };
         let meta = self.meta("IMM", at, by, con.clone());
         let id = meta.id.clone();
-        let precision = if given {
-            self.precision_for(day)
-        } else {
-            Precision::Day
-        };
+        let precision = if given { self.precision_for(day) } else { Precision::Day };
         let reason = if given {
             None
         } else {
@@ -1572,11 +1432,7 @@ impl PatientGen<'_> {
         self.record.immunisations.push(Immunisation {
             meta,
             procedure: p,
-            vaccine: if given {
-                vaccine.and_then(concept)
-            } else {
-                None
-            },
+            vaccine: if given { vaccine.and_then(concept) } else { None },
             date: PartialDate::with_precision(day, precision),
             given,
             not_given_reason: reason,
@@ -1590,24 +1446,8 @@ impl PatientGen<'_> {
         let age = self.age();
         if age < 16 {
             let b = self.birth;
-            self.immunisation(
-                INFANT_FIRST,
-                None,
-                b + Duration::days(56),
-                true,
-                Some(1),
-                None,
-                false,
-            );
-            self.immunisation(
-                MMR_FIRST,
-                None,
-                b + Duration::days(366),
-                true,
-                Some(1),
-                None,
-                false,
-            );
+            self.immunisation(INFANT_FIRST, None, b + Duration::days(56), true, Some(1), None, false);
+            self.immunisation(MMR_FIRST, None, b + Duration::days(366), true, Some(1), None, false);
             self.immunisation(
                 PRESCHOOL_BOOSTER,
                 None,
@@ -1636,28 +1476,12 @@ impl PatientGen<'_> {
                 );
             } else if (age >= 65 || self.rng.chance(0.4)) && self.index != 0 {
                 let given = !(self.index == 2 && k == 1) && self.rng.chance(0.88);
-                self.immunisation(
-                    SEASONAL_FLU,
-                    Some(FLU_VACCINE),
-                    day,
-                    given,
-                    None,
-                    None,
-                    false,
-                );
+                self.immunisation(SEASONAL_FLU, Some(FLU_VACCINE), day, given, None, None, false);
             }
         }
         if age >= 65 {
             let day = years_before(self.until, age - 65).max(self.until - Duration::days(20 * 365));
-            self.immunisation(
-                PNEUMOCOCCAL,
-                Some(PNEUMOCOCCAL_VACCINE),
-                day,
-                true,
-                None,
-                None,
-                false,
-            );
+            self.immunisation(PNEUMOCOCCAL, Some(PNEUMOCOCCAL_VACCINE), day, true, None, None, false);
         }
         if age >= 70 && self.rng.chance(0.6) {
             let day = self.date_in(self.until - Duration::days(5 * 365), self.until);
@@ -1665,15 +1489,7 @@ impl PatientGen<'_> {
         }
         if self.rng.chance(0.7) {
             let first = date!(2021 - 03 - 01) + Duration::days(self.rng.random_range(0..120));
-            self.immunisation(
-                COVID_FIRST,
-                Some(COVID_VACCINE),
-                first,
-                true,
-                Some(1),
-                None,
-                false,
-            );
+            self.immunisation(COVID_FIRST, Some(COVID_VACCINE), first, true, Some(1), None, false);
             self.immunisation(
                 COVID_SECOND,
                 Some(COVID_VACCINE),
@@ -1703,10 +1519,7 @@ impl PatientGen<'_> {
                 *self.rng.pick(DOCUMENTS).unwrap_or(&DOCUMENTS[0])
             };
             let Some(kind) = concept(code) else { continue };
-            let day = self.date_in(
-                self.until - Duration::days(3 * 365),
-                self.until - Duration::days(1),
-            );
+            let day = self.date_in(self.until - Duration::days(3 * 365), self.until - Duration::days(1));
             let at = self.daytime(day);
             let by = self.usual_gp.clone();
             let mut meta = self.meta("DOC", at, by.clone(), None);
@@ -1741,8 +1554,7 @@ impl PatientGen<'_> {
 
     /// Record flags: the type 1 opt-out (patient 3 always, some others), and a historic type 2 code (patient 7).
     fn flags(&mut self) {
-        let type1 =
-            self.index == 3 || (self.index > 9 && self.age() >= 16 && self.rng.chance(0.06));
+        let type1 = self.index == 3 || (self.index > 9 && self.age() >= 16 && self.rng.chance(0.06));
         if type1 {
             let day = self.date_in(date!(2018 - 06 - 01), self.until - Duration::days(1));
             let at = self.daytime(day);
@@ -1795,9 +1607,13 @@ fn letter_lines(
 ) -> Vec<String> {
     let about = problem.unwrap_or("your recent symptoms");
     let body = match title {
-        "Discharge letter" => format!("Discharged home after a short admission. Diagnosis: {about}. No changes to regular medication."),
+        "Discharge letter" => {
+            format!("Discharged home after a short admission. Diagnosis: {about}. No changes to regular medication.")
+        }
         "Referral letter" => format!("Thank you for seeing this patient, whom I would like to refer about {about}."),
-        "Clinic letter" => format!("Reviewed in clinic today regarding {about}. Plan: continue current treatment; review in six months."),
+        "Clinic letter" => format!(
+            "Reviewed in clinic today regarding {about}. Plan: continue current treatment; review in six months."
+        ),
         "Laboratory report" => "All requested tests were processed. Results have been filed in the record.".to_string(),
         _ => format!("Care plan agreed with the patient for {about}. To be reviewed in twelve months."),
     };

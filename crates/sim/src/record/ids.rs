@@ -76,10 +76,7 @@ fn uuid_from_hash(hash: &[u8; 32]) -> uuid::Uuid {
 pub fn native_id(supplier: Supplier, nid: &Nid) -> String {
     let hash = keyed_hash(supplier, nid.as_str());
     match supplier {
-        Supplier::Emis => uuid_from_hash(&hash)
-            .hyphenated()
-            .to_string()
-            .to_ascii_uppercase(),
+        Supplier::Emis => uuid_from_hash(&hash).hyphenated().to_string().to_ascii_uppercase(),
         Supplier::SystmOne => hash[..8].iter().map(|b| format!("{b:02x}")).collect(),
         Supplier::Medicus => uuid_from_hash(&hash).hyphenated().to_string(),
     }

@@ -31,8 +31,8 @@ pub use ids::{native_id, native_sub_id, Nid, Supplier};
 pub use model::*;
 pub use vocab::{Concept, Vocabulary};
 pub use world::{
-    Change, ChangeArea, Clock, FiledConsultation, NewAllergy, NewBooking, NewConsultation,
-    NewDocument, NewEntry, NewMessage, NewObservation, NewProblem, NewSection, World, WriteError,
+    Change, ChangeArea, Clock, FiledConsultation, NewAllergy, NewBooking, NewConsultation, NewDocument, NewEntry,
+    NewMessage, NewObservation, NewProblem, NewSection, World, WriteError,
 };
 
 /// NHS number of patient 0 (Ms Alex Tester), present in every record.
@@ -68,9 +68,7 @@ impl Record {
 
     /// Whether a service is on for a patient at a practice (practice switch and the patient's own).
     pub fn service_allowed(&self, ods: &str, patient: &Nid, service: Service) -> bool {
-        let practice_on = self
-            .practice(ods)
-            .is_some_and(|p| p.services.allows(service));
+        let practice_on = self.practice(ods).is_some_and(|p| p.services.allows(service));
         let patient_on = self
             .patient(patient)
             .and_then(|p| p.registration(ods))
@@ -80,10 +78,7 @@ impl Record {
 
     /// Patients a patient may act for (proxy access), not including themselves.
     pub fn proxied_by(&self, actor: &Nid) -> Vec<&ProxyLink> {
-        self.proxy_links
-            .iter()
-            .filter(|l| &l.actor == actor)
-            .collect()
+        self.proxy_links.iter().filter(|l| &l.actor == actor).collect()
     }
 
     /// A practice's sessions.
@@ -126,11 +121,7 @@ impl Record {
     }
 
     /// A patient's appointments at a practice (all statuses).
-    pub fn appointments_of<'a>(
-        &'a self,
-        ods: &'a str,
-        patient: &'a Nid,
-    ) -> impl Iterator<Item = &'a Appointment> + 'a {
+    pub fn appointments_of<'a>(&'a self, ods: &'a str, patient: &'a Nid) -> impl Iterator<Item = &'a Appointment> + 'a {
         self.appointments
             .iter()
             .filter(move |a| a.practice == ods && &a.patient == patient)
@@ -148,11 +139,7 @@ impl Record {
     }
 
     /// A patient's messages at a practice.
-    pub fn messages_of<'a>(
-        &'a self,
-        ods: &'a str,
-        patient: &'a Nid,
-    ) -> impl Iterator<Item = &'a Message> + 'a {
+    pub fn messages_of<'a>(&'a self, ods: &'a str, patient: &'a Nid) -> impl Iterator<Item = &'a Message> + 'a {
         self.messages
             .iter()
             .filter(move |m| m.practice == ods && &m.patient == patient)

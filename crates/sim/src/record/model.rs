@@ -687,10 +687,7 @@ pub enum LinkageSecret {
         ods_code: String,
     },
     /// Account id + passphrase (SystmOne `LinkAccount`).
-    AccountPassphrase {
-        account_id: String,
-        passphrase: String,
-    },
+    AccountPassphrase { account_id: String, passphrase: String },
     /// A patient app linkage token (Medicus), `{tenant}-{6 digits}-{6 digits}`.
     LinkageToken { token: String },
 }

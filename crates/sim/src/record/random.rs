@@ -24,9 +24,7 @@ pub const NHS_NUMBERS: u64 = 4;
 
 /// The random stream for (seed, label, index).
 pub fn stream(seed: u64, label: u64, index: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(mix(
-        seed ^ mix(label.wrapping_mul(0x1000_0000_01B3) ^ mix(index))
-    ))
+    ChaCha8Rng::seed_from_u64(mix(seed ^ mix(label.wrapping_mul(0x1000_0000_01B3) ^ mix(index))))
 }
 
 /// Drawing helpers over any RNG.

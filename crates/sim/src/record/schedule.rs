@@ -73,10 +73,7 @@ fn staff_with(practitioners: &[Practitioner], role: StaffRole) -> Vec<Nid> {
         .collect()
 }
 
-fn template_sessions(
-    opts: &GenerateOptions,
-    practitioners: &[Practitioner],
-) -> Vec<TemplateSession> {
+fn template_sessions(opts: &GenerateOptions, practitioners: &[Practitioner]) -> Vec<TemplateSession> {
     let gps = staff_with(practitioners, StaffRole::GeneralPractitioner);
     let nurses = staff_with(practitioners, StaffRole::PracticeNurse);
     let mut rng = random::stream(opts.seed, random::SCHEDULE, 0);
@@ -89,21 +86,20 @@ fn template_sessions(
         }
         let gp_am = rng.pick(&gps).cloned();
         let gp_pm = rng.pick(&gps).cloned();
-        let mut push =
-            |name, who: Option<Nid>, location, delivery, from: Time, to: Time, kind, minutes| {
-                if let Some(practitioner) = who {
-                    out.push(TemplateSession {
-                        name,
-                        practitioner,
-                        location,
-                        delivery,
-                        starts_at: utc(day, from),
-                        ends_at: utc(day, to),
-                        slot_kind: kind,
-                        slot_minutes: minutes,
-                    });
-                }
-            };
+        let mut push = |name, who: Option<Nid>, location, delivery, from: Time, to: Time, kind, minutes| {
+            if let Some(practitioner) = who {
+                out.push(TemplateSession {
+                    name,
+                    practitioner,
+                    location,
+                    delivery,
+                    starts_at: utc(day, from),
+                    ends_at: utc(day, to),
+                    slot_kind: kind,
+                    slot_minutes: minutes,
+                });
+            }
+        };
         push(
             "GP Routine",
             gp_am,
@@ -178,49 +174,45 @@ fn template_bookings(
     let mut out = Vec::new();
     for (i, p) in patients.iter().enumerate() {
         let mut rng = random::stream(opts.seed, random::BOOKINGS, i as u64);
-        let appointments_on = p
-            .registrations
-            .first()
-            .is_none_or(|r| r.services.appointments);
+        let appointments_on = p.registrations.first().is_none_or(|r| r.services.appointments);
         if !appointments_on || p.deceased_at.is_some() {
             continue;
         }
-        let mut book =
-            |rng: &mut rand_chacha::ChaCha8Rng, future: bool, status: AppointmentStatus| {
-                let candidates: Vec<usize> = (0..slots.len())
-                    .filter(|&k| {
-                        !taken[k]
-                            && if future {
-                                slots[k].starts_at >= tomorrow
-                            } else {
-                                slots[k].ends_at <= anchor
-                            }
-                    })
-                    .collect();
-                let Some(&k) = rng.pick(&candidates) else {
-                    return;
-                };
-                let reason = rng.pick(REASONS).copied().unwrap_or("Follow-up");
-                let booked_at = slots[k].starts_at.min(anchor)
-                    - Duration::days(rng.random_range(1..10))
-                    - Duration::minutes(rng.random_range(0..600));
-                let phone = if sessions[slots[k].session].delivery == DeliveryMode::Telephone {
-                    phone_of(p)
-                } else {
-                    None
-                };
-                if status != AppointmentStatus::Cancelled {
-                    taken[k] = true;
-                }
-                out.push(TemplateBooking {
-                    slot: k,
-                    patient: i,
-                    status,
-                    reason,
-                    telephone: phone,
-                    booked_at,
-                });
+        let mut book = |rng: &mut rand_chacha::ChaCha8Rng, future: bool, status: AppointmentStatus| {
+            let candidates: Vec<usize> = (0..slots.len())
+                .filter(|&k| {
+                    !taken[k]
+                        && if future {
+                            slots[k].starts_at >= tomorrow
+                        } else {
+                            slots[k].ends_at <= anchor
+                        }
+                })
+                .collect();
+            let Some(&k) = rng.pick(&candidates) else {
+                return;
             };
+            let reason = rng.pick(REASONS).copied().unwrap_or("Follow-up");
+            let booked_at = slots[k].starts_at.min(anchor)
+                - Duration::days(rng.random_range(1..10))
+                - Duration::minutes(rng.random_range(0..600));
+            let phone = if sessions[slots[k].session].delivery == DeliveryMode::Telephone {
+                phone_of(p)
+            } else {
+                None
+            };
+            if status != AppointmentStatus::Cancelled {
+                taken[k] = true;
+            }
+            out.push(TemplateBooking {
+                slot: k,
+                patient: i,
+                status,
+                reason,
+                telephone: phone,
+                booked_at,
+            });
+        };
         if i == 0 || rng.chance(0.35) {
             book(&mut rng, true, AppointmentStatus::Booked);
         }
@@ -322,10 +314,7 @@ fn requests_and_messages(
 ) {
     let mut request_no = 0;
     let mut message_no = 0;
-    let gp_name = practitioners
-        .first()
-        .map(|p| p.name.display())
-        .unwrap_or_default();
+    let gp_name = practitioners.first().map(|p| p.name.display()).unwrap_or_default();
     for (i, p) in patients.iter().enumerate() {
         if p.deceased_at.is_some() {
             continue;
@@ -339,10 +328,7 @@ fn requests_and_messages(
             .filter(|m| m.requestable)
             .map(|m| m.meta.id.clone())
             .collect();
-        let prescriptions_on = p
-            .registrations
-            .first()
-            .is_none_or(|r| r.services.prescriptions);
+        let prescriptions_on = p.registrations.first().is_none_or(|r| r.services.prescriptions);
         if !requestable.is_empty() && prescriptions_on && (i == 0 || rng.chance(0.3)) {
             let mut push = |courses: Vec<Nid>, days_ago: i64, status, comment: Option<&str>| {
                 request_no += 1;
@@ -377,9 +363,21 @@ fn requests_and_messages(
             let sent = anchor - Duration::days(rng.random_range(2..30)) + Duration::hours(9);
             let (subject, body, reply) = *rng
                 .pick(&[
-                    ("Repeat prescription query", "Can I collect my prescription early as I am going away?", "Yes, please order it as usual and we will process it in two working days."),
-                    ("Test results", "Are my blood test results back yet?", "Your results are back and are normal; no action is needed."),
-                    ("Fit note request", "Could I have a fit note for last week, please?", "Please book a telephone appointment so the doctor can discuss this with you."),
+                    (
+                        "Repeat prescription query",
+                        "Can I collect my prescription early as I am going away?",
+                        "Yes, please order it as usual and we will process it in two working days.",
+                    ),
+                    (
+                        "Test results",
+                        "Are my blood test results back yet?",
+                        "Your results are back and are normal; no action is needed.",
+                    ),
+                    (
+                        "Fit note request",
+                        "Could I have a fit note for last week, please?",
+                        "Please book a telephone appointment so the doctor can discuss this with you.",
+                    ),
                 ])
                 .unwrap_or(&("Question", "I have a question.", "Please call the surgery."));
             message_no += 1;

@@ -6,22 +6,19 @@
 use super::model::EthnicCategory;
 
 pub const FEMALE_GIVEN: &[&str] = &[
-    "Sarah", "Emma", "Olivia", "Amelia", "Priya", "Aisha", "Chloe", "Hannah", "Grace", "Fatima",
-    "Zara", "Megan", "Lucy", "Sophie", "Niamh", "Mei", "Ruth", "Joan", "Margaret", "Eleanor",
+    "Sarah", "Emma", "Olivia", "Amelia", "Priya", "Aisha", "Chloe", "Hannah", "Grace", "Fatima", "Zara", "Megan",
+    "Lucy", "Sophie", "Niamh", "Mei", "Ruth", "Joan", "Margaret", "Eleanor",
 ];
 pub const MALE_GIVEN: &[&str] = &[
-    "James", "Oliver", "Harry", "Mohammed", "Jack", "Thomas", "Daniel", "Arjun", "Kwame", "Liam",
-    "George", "David", "Peter", "Samuel", "Owen", "Ravi", "Connor", "William", "Edward", "Tomasz",
+    "James", "Oliver", "Harry", "Mohammed", "Jack", "Thomas", "Daniel", "Arjun", "Kwame", "Liam", "George", "David",
+    "Peter", "Samuel", "Owen", "Ravi", "Connor", "William", "Edward", "Tomasz",
 ];
 pub const NEUTRAL_GIVEN: &[&str] = &["Alex", "Sam", "Jordan", "Robin", "Charlie", "Jude"];
-pub const MIDDLE_NAMES: &[&str] = &[
-    "Anne", "Marie", "Louise", "John", "Michael", "Lee", "Rose", "Ali",
-];
+pub const MIDDLE_NAMES: &[&str] = &["Anne", "Marie", "Louise", "John", "Michael", "Lee", "Rose", "Ali"];
 pub const SURNAMES: &[&str] = &[
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
-    "Khan", "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green",
-    "Hall", "Wood", "Jackson", "Clarke", "Ahmed", "Hughes", "Edwards", "Okafor", "Nowak", "Murphy",
-    "Campbell", "Chen",
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel", "Khan", "Robinson",
+    "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood", "Jackson", "Clarke", "Ahmed",
+    "Hughes", "Edwards", "Okafor", "Nowak", "Murphy", "Campbell", "Chen",
 ];
 
 /// (town, county, postcode outward codes).
@@ -56,13 +53,7 @@ pub const HOUSE_NAMES: &[&str] = &[
     "Flat 2, Ash Court",
     "Flat 5, Kings House",
 ];
-pub const LOCALITIES: &[&str] = &[
-    "Headingley",
-    "Didsbury",
-    "Edgbaston",
-    "Bishopston",
-    "Heaton",
-];
+pub const LOCALITIES: &[&str] = &["Headingley", "Didsbury", "Edgbaston", "Bishopston", "Heaton"];
 /// Letters allowed in the inward part of a postcode.
 pub const POSTCODE_LETTERS: &[u8] = b"ABDEFGHJLNPQRSTUWXYZ";
 
@@ -183,13 +174,7 @@ pub const CHRONIC_PROBLEMS: &[ChronicProblem] = &[
         code: "59621000", // Essential hypertension
         min_age: 30,
         monitoring: &[BLOOD_PRESSURE],
-        medications: &[
-            "319283006",
-            "318902004",
-            "318859000",
-            "318956006",
-            "317919004",
-        ],
+        medications: &["319283006", "318902004", "318859000", "318956006", "317919004"],
         sensitive: false,
     },
     ChronicProblem {
@@ -428,14 +413,7 @@ pub const RENAL_PANEL: &[&str] = &[
 ];
 
 /// Smoking status codes.
-pub const SMOKING: &[&str] = &[
-    "77176002",
-    "65568007",
-    "8517006",
-    "160617001",
-    "266919005",
-    "230058003",
-];
+pub const SMOKING: &[&str] = &["77176002", "65568007", "8517006", "160617001", "266919005", "230058003"];
 
 /// Encounter types, weighted (code, weight, delivered how, location).
 pub const ENCOUNTERS: &[(&str, u32, &str)] = &[
@@ -536,10 +514,7 @@ mod tests {
     fn every_table_code_is_in_the_vocabulary() {
         let vocab = Vocabulary::get();
         for code in super::all_codes() {
-            assert!(
-                vocab.entry(code).is_some(),
-                "code {code} is not in vocabulary.json"
-            );
+            assert!(vocab.entry(code).is_some(), "code {code} is not in vocabulary.json");
         }
     }
 }

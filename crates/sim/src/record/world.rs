@@ -20,10 +20,7 @@ pub enum Clock {
     /// The real UTC time.
     System,
     /// Starts at a given instant and advances in real time (tests and demos with a fixed anchor date).
-    Anchored {
-        at: OffsetDateTime,
-        started: Instant,
-    },
+    Anchored { at: OffsetDateTime, started: Instant },
     /// Always the same instant (unit tests).
     Fixed(OffsetDateTime),
 }
@@ -41,9 +38,7 @@ impl Clock {
     pub fn now(&self) -> OffsetDateTime {
         match self {
             Clock::System => OffsetDateTime::now_utc(),
-            Clock::Anchored { at, started } => {
-                *at + Duration::try_from(started.elapsed()).unwrap_or(Duration::ZERO)
-            }
+            Clock::Anchored { at, started } => *at + Duration::try_from(started.elapsed()).unwrap_or(Duration::ZERO),
             Clock::Fixed(at) => *at,
         }
     }
@@ -248,13 +243,7 @@ impl State {
             .ok_or(WriteError::PatientNotFound)
     }
 
-    fn log(
-        &mut self,
-        now: OffsetDateTime,
-        patient: usize,
-        area: ChangeArea,
-        practice: Option<&str>,
-    ) -> OffsetDateTime {
+    fn log(&mut self, now: OffsetDateTime, patient: usize, area: ChangeArea, practice: Option<&str>) -> OffsetDateTime {
         // Strictly increasing times, so `changes_since(last.at)` is exact.
         let at = match self.changes.last() {
             Some(last) if last.at >= now => last.at + Duration::microseconds(1),
@@ -392,10 +381,7 @@ impl World {
 
     /// The neutral id behind a supplier's native id.
     pub fn resolve(&self, supplier: Supplier, native: &str) -> Option<Nid> {
-        self.read_state()
-            .native
-            .get(&(supplier, native.to_string()))
-            .cloned()
+        self.read_state().native.get(&(supplier, native.to_string())).cloned()
     }
 
     /// Changes strictly after `since`, oldest first.
@@ -419,12 +405,7 @@ impl World {
     }
 
     /// Switch a service for a whole practice.
-    pub fn set_practice_service(
-        &self,
-        ods: &str,
-        service: Service,
-        on: bool,
-    ) -> Result<(), WriteError> {
+    pub fn set_practice_service(&self, ods: &str, service: Service, on: bool) -> Result<(), WriteError> {
         let mut s = self.write_state();
         let p = s
             .record
@@ -437,13 +418,7 @@ impl World {
     }
 
     /// Switch a service for one patient at one practice (logged as a registration change).
-    pub fn set_patient_service(
-        &self,
-        ods: &str,
-        patient: &Nid,
-        service: Service,
-        on: bool,
-    ) -> Result<(), WriteError> {
+    pub fn set_patient_service(&self, ods: &str, patient: &Nid, service: Service, on: bool) -> Result<(), WriteError> {
         let now = self.now();
         let mut s = self.write_state();
         let i = s.patient_index(patient)?;
@@ -551,26 +526,18 @@ impl World {
 
     /// File an allergy.
     pub fn file_allergy(&self, patient: &Nid, allergy: NewAllergy) -> Result<Nid, WriteError> {
-        self.file(patient, |s, i, now| {
-            Ok((build_allergy(s, i, now, allergy, None)?, ()))
-        })
-        .map(|(id, ())| id)
+        self.file(patient, |s, i, now| Ok((build_allergy(s, i, now, allergy, None)?, ())))
+            .map(|(id, ())| id)
     }
 
     /// File a problem.
     pub fn file_problem(&self, patient: &Nid, problem: NewProblem) -> Result<Nid, WriteError> {
-        self.file(patient, |s, i, now| {
-            Ok((build_problem(s, i, now, problem, None)?, ()))
-        })
-        .map(|(id, ())| id)
+        self.file(patient, |s, i, now| Ok((build_problem(s, i, now, problem, None)?, ())))
+            .map(|(id, ())| id)
     }
 
     /// File a consultation and its entries, all or nothing.
-    pub fn file_consultation(
-        &self,
-        patient: &Nid,
-        con: NewConsultation,
-    ) -> Result<FiledConsultation, WriteError> {
+    pub fn file_consultation(&self, patient: &Nid, con: NewConsultation) -> Result<FiledConsultation, WriteError> {
         self.file(patient, |s, i, now| {
             let kind = check_concept(&con.kind, &[Category::EncounterType])?;
             let by = s.author(i, &con.practitioner)?;
@@ -606,24 +573,21 @@ impl World {
                     items: ids,
                 });
             }
-            s.record.patients[i]
-                .clinical
-                .consultations
-                .push(Consultation {
-                    meta: ItemMeta {
-                        id: id.clone(),
-                        recorded_at: now,
-                        recorded_by: by.clone(),
-                        confidential: false,
-                        consultation: None,
-                    },
-                    kind,
-                    started_at,
-                    duration_minutes: con.duration_minutes,
-                    practitioner: by,
-                    location: con.location,
-                    sections,
-                });
+            s.record.patients[i].clinical.consultations.push(Consultation {
+                meta: ItemMeta {
+                    id: id.clone(),
+                    recorded_at: now,
+                    recorded_by: by.clone(),
+                    confidential: false,
+                    consultation: None,
+                },
+                kind,
+                started_at,
+                duration_minutes: con.duration_minutes,
+                practitioner: by,
+                location: con.location,
+                sections,
+            });
             s.index(&id);
             Ok((id, items))
         })
@@ -694,10 +658,7 @@ impl World {
                 .iter()
                 .find(|m| &m.meta.id == c)
                 .ok_or_else(|| WriteError::CourseNotFound(c.clone()))?;
-            if !course.requestable
-                || course.kind != CourseKind::Repeat
-                || course.status != CourseStatus::Active
-            {
+            if !course.requestable || course.kind != CourseKind::Repeat || course.status != CourseStatus::Active {
                 return Err(WriteError::CourseNotRequestable(c.clone()));
             }
         }
@@ -793,30 +754,27 @@ fn build_observation(
         .and_then(|e| e.reference_range)
         .map(|r| (r.low, r.high));
     let kind = observation_kind(&code);
-    s.record.patients[i]
-        .clinical
-        .observations
-        .push(Observation {
-            meta: ItemMeta {
-                id: id.clone(),
-                recorded_at: now,
-                recorded_by: by,
-                confidential: false,
-                consultation,
-            },
-            code,
-            kind,
-            effective: o.effective,
-            range: if matches!(o.value, ObservationValue::Quantity(_)) {
-                range
-            } else {
-                None
-            },
-            value: o.value,
-            interpretation: None,
-            problem: None,
-            note: o.note,
-        });
+    s.record.patients[i].clinical.observations.push(Observation {
+        meta: ItemMeta {
+            id: id.clone(),
+            recorded_at: now,
+            recorded_by: by,
+            confidential: false,
+            consultation,
+        },
+        code,
+        kind,
+        effective: o.effective,
+        range: if matches!(o.value, ObservationValue::Quantity(_)) {
+            range
+        } else {
+            None
+        },
+        value: o.value,
+        interpretation: None,
+        problem: None,
+        note: o.note,
+    });
     s.index(&id);
     Ok(id)
 }
@@ -930,20 +888,12 @@ fn seed_changes(s: &mut State) {
             .iter()
             .map(|x| x.meta.recorded_at)
             .chain(c.problems.iter().map(|x| x.meta.recorded_at))
-            .chain(
-                c.medications
-                    .iter()
-                    .flat_map(|m| m.issues.iter().map(|x| x.issued_at)),
-            )
+            .chain(c.medications.iter().flat_map(|m| m.issues.iter().map(|x| x.issued_at)))
             .chain(c.observations.iter().map(|x| x.meta.recorded_at))
             .chain(c.immunisations.iter().map(|x| x.meta.recorded_at))
             .chain(c.consultations.iter().map(|x| x.meta.recorded_at))
             .chain(c.documents.iter().map(|x| x.meta.recorded_at));
-        found.extend(
-            times
-                .filter(|t| recent(*t))
-                .map(|t| (t, i, ChangeArea::Record, None)),
-        );
+        found.extend(times.filter(|t| recent(*t)).map(|t| (t, i, ChangeArea::Record, None)));
         for reg in &p.registrations {
             let t = reg.registered_on.midnight().assume_utc() + Duration::hours(9);
             if recent(t) {
@@ -957,22 +907,12 @@ fn seed_changes(s: &mut State) {
     let index_of = |id: &Nid| r.patients.iter().position(|p| &p.id == id);
     for a in &r.appointments {
         if let Some(i) = index_of(&a.patient).filter(|_| recent(a.booked_at)) {
-            found.push((
-                a.booked_at,
-                i,
-                ChangeArea::Appointments,
-                Some(a.practice.clone()),
-            ));
+            found.push((a.booked_at, i, ChangeArea::Appointments, Some(a.practice.clone())));
         }
     }
     for q in &r.prescription_requests {
         if let Some(i) = index_of(&q.patient).filter(|_| recent(q.requested_at)) {
-            found.push((
-                q.requested_at,
-                i,
-                ChangeArea::Prescriptions,
-                Some(q.practice.clone()),
-            ));
+            found.push((q.requested_at, i, ChangeArea::Prescriptions, Some(q.practice.clone())));
         }
     }
     found.sort();

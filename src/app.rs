@@ -1,0 +1,598 @@
+//! The FHIR pipeline behind the tower stack, read top-down: public endpoints, authentication, parsing,
+//! authorisation, routing to practices, translation, Bundle assembly and encoding. Every failure is a
+//! `FhirError`, turned into an OperationOutcome in one place (`respond_error`).
+
+use crate::auth::token::{TokenError, Verifier};
+use crate::auth::{Principal, Role};
+use crate::backend::Backend;
+use crate::fhir::bundle::{self, PageTokens, SearchsetInput};
+use crate::fhir::capability::{self, PracticeInfo};
+use crate::fhir::format::{self, Format};
+use crate::fhir::rest::{self, Handling, Interaction, Kind};
+use crate::fhir::search;
+use crate::fhir::{FhirError, FhirResult};
+use crate::ids::IdCodec;
+use crate::mapping::file::ParamDef;
+use crate::mapping::Registry;
+use crate::metrics::{InteractionLabel, Metrics, NativeLabels, RequestLabels};
+use crate::translate::{self, Produced};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a request needs, shared by all connections.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub backend: Backend,
+    pub ids: IdCodec,
+    pub pages: PageTokens,
+    pub verifier: Verifier,
+    pub issuers: Vec<String>,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+    pub started: String,
+    pub ready: AtomicBool,
+}
+
+pub type Body = Full<Bytes>;
+
+/// Handles one request; never fails (errors are responses).
+pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> Response<Body>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let path = request.uri().path().to_string();
+    let (response, label) = match path.as_str() {
+        "/healthz" => (text(StatusCode::OK, "ok\n"), "healthz".to_string()),
+        "/readyz" => {
+            let ready = state.ready.load(Ordering::Relaxed);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (
+                text(status, if ready { "ready\n" } else { "starting\n" }),
+                "readyz".to_string(),
+            )
+        }
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, &state.metrics.render());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            (response, "metrics".to_string())
+        }
+        p if p == "/fhir" || p.starts_with("/fhir/") => fhir(&state, request).await,
+        _ => (
+            respond_error(
+                &FhirError::not_found("IM1-1007", "the FHIR base is /fhir"),
+                Format::Json,
+                false,
+            ),
+            "unknown".to_string(),
+        ),
+    };
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            interaction: label.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&InteractionLabel { interaction: label })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn fhir<B>(state: &AppState, request: Request<B>) -> (Response<Body>, String)
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let relative = parts
+        .uri
+        .path()
+        .trim_start_matches("/fhir")
+        .trim_start_matches('/')
+        .to_string();
+    let format_hint = error_format(&parts.headers, parts.uri.query());
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let base = base_url(state, &parts.headers);
+
+    // Public: discovery.
+    let public = matches!(relative.as_str(), "metadata" | ".well-known/smart-configuration");
+    let principal = if public {
+        None
+    } else {
+        match authenticate(state, &parts.headers) {
+            Ok(p) => Some(p),
+            Err(e) => return (respond_error(&e, format_hint, false), "unauthenticated".into()),
+        }
+    };
+    let mut interaction = match rest::parse(&parts.method, &relative, parts.uri.query(), &parts.headers) {
+        Ok(i) => i,
+        Err(e) => return (respond_error(&e, format_hint, false), "invalid".into()),
+    };
+    let label = interaction.label();
+    let body = match read_body(state, &parts.method, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
+    };
+    let result = dispatch(
+        state,
+        &mut interaction,
+        principal.as_ref(),
+        &parts.headers,
+        body,
+        &base,
+        &request_id,
+    )
+    .await;
+    let response = match result {
+        Ok(value) => respond(StatusCode::OK, &value, &interaction),
+        Err(e) => respond_error(&e, interaction.format, interaction.pretty),
+    };
+    (response, label)
+}
+
+/// What the request body was, once read and parsed.
+enum RequestBody {
+    None,
+    Form(Bytes),
+    Resource(Value),
+}
+
+async fn read_body<B>(state: &AppState, method: &Method, headers: &HeaderMap, body: B) -> FhirResult<RequestBody>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        return Ok(RequestBody::None);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes) {
+        return Err(too_large(state.max_body_bytes));
+    }
+    let bytes = Limited::new(body, state.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_large(state.max_body_bytes)
+            } else {
+                FhirError::bad_request("IM1-1112", "the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) {
+        return Ok(RequestBody::Form(bytes));
+    }
+    if bytes.is_empty() && *method == Method::POST {
+        return Ok(RequestBody::None);
+    }
+    let format = format::body_format(content_type)?;
+    Ok(RequestBody::Resource(format::parse_body(format, &bytes)?))
+}
+
+fn too_large(limit: usize) -> FhirError {
+    FhirError::too_large("IM1-1113", format!("the request body is larger than {limit} bytes"))
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> FhirResult<Principal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let result = match token {
+        None => Err(TokenError::Missing),
+        Some(token) => state.verifier.verify(token),
+    };
+    result.map_err(|e| match e {
+        TokenError::Missing => FhirError::unauthorized("IM1-2001", "a bearer token is needed"),
+        TokenError::Invalid(reason) => FhirError::unauthorized("IM1-2002", reason),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    state: &AppState,
+    interaction: &mut Interaction,
+    principal: Option<&Principal>,
+    headers: &HeaderMap,
+    body: RequestBody,
+    base: &str,
+    request_id: &str,
+) -> FhirResult<Value> {
+    match interaction.kind {
+        Kind::Capabilities => {
+            let practices: Vec<PracticeInfo> = state
+                .backend
+                .practices()
+                .map(|p| PracticeInfo {
+                    ods: p.ods.clone(),
+                    supplier_key: p.supplier.key().into(),
+                    supplier_name: p.supplier.display().into(),
+                })
+                .collect();
+            return Ok(capability::capability_statement(
+                &state.registry,
+                &practices,
+                base,
+                &state.started,
+            ));
+        }
+        Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.issuers, None, None)),
+        _ => {}
+    }
+    let principal = principal.ok_or_else(|| FhirError::unauthorized("IM1-2001", "a bearer token is needed"))?;
+    let _ = headers;
+    let resource_type = interaction.resource_type.clone().unwrap_or_default();
+    if let RequestBody::Form(form) = &body {
+        if interaction.kind == Kind::Search {
+            rest::add_form_params(interaction, form)?;
+        } else {
+            return Err(FhirError::unsupported_media(
+                "IM1-1104",
+                "Content-Type must be application/fhir+json or application/fhir+xml",
+            ));
+        }
+    }
+    if let RequestBody::Resource(resource) = &body {
+        let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {
+            return Err(
+                FhirError::bad_request("IM1-1114", "the body's resourceType does not match the URL").at("resourceType"),
+            );
+        }
+    }
+    if state.registry.for_resource(&resource_type).next().is_none() {
+        return Err(FhirError::not_found(
+            "IM1-1008",
+            format!("{resource_type} is not served by this server"),
+        ));
+    }
+    match interaction.kind {
+        Kind::Read => read(state, interaction, principal, request_id).await,
+        Kind::Search => search(state, interaction, principal, base, request_id).await,
+        Kind::Create | Kind::Update | Kind::Patch | Kind::Delete | Kind::VRead | Kind::History | Kind::Operation(_) => {
+            Err(FhirError::method_not_allowed(
+                "IM1-1009",
+                format!("{} is not supported for {resource_type}", interaction.kind.name()),
+            ))
+        }
+        Kind::Capabilities | Kind::SmartConfiguration => unreachable_interaction(),
+    }
+}
+
+fn unreachable_interaction() -> FhirResult<Value> {
+    Err(FhirError::internal("IM1-5001", "interaction routed twice"))
+}
+
+/// Scope check: does any granted scope allow this permission on this type for this role?
+fn check_scope(principal: &Principal, resource_type: &str, permission: char) -> FhirResult<()> {
+    use crate::auth::scopes::Context;
+    let context = match principal.role {
+        Role::Patient => Context::Patient,
+        Role::Clinician | Role::Auditor => Context::User,
+        Role::System => Context::System,
+    };
+    if principal
+        .scopes
+        .iter()
+        .any(|s| s.context == context && s.allows(resource_type, permission))
+    {
+        Ok(())
+    } else {
+        Err(FhirError::forbidden(
+            "IM1-2101",
+            format!("the token's scopes do not allow this on {resource_type}"),
+        ))
+    }
+}
+
+async fn read(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+    request_id: &str,
+) -> FhirResult<Value> {
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    check_scope(principal, resource_type, 'r')?;
+    let not_found = || FhirError::not_found("IM1-1401", format!("{resource_type} not found"));
+    let id = interaction.id.as_deref().unwrap_or_default();
+    // An id that is not ours, or that names a practice the principal may not reach, is simply not found.
+    let logical = state.ids.decode(resource_type, id).map_err(|_| not_found())?;
+    if !principal.may_reach_practice(&logical.practice) {
+        return Err(not_found());
+    }
+    let practice = state.backend.practice(&logical.practice).ok_or_else(not_found)?;
+    let mapping = state
+        .registry
+        .get(practice.supplier.key(), resource_type)
+        .ok_or_else(|| {
+            FhirError::method_not_allowed(
+                "IM1-1402",
+                format!("read of {resource_type} is not supported at this practice"),
+            )
+        })?;
+    let ctx = translate::Context {
+        registry: &state.registry,
+        ids: &state.ids,
+        principal,
+        request_id,
+    };
+    let mut produced = Produced::default();
+    let result = translate::read(&ctx, practice, mapping, &logical, &mut produced).await;
+    record_native(state, practice.supplier.key(), &produced);
+    let resource = result?;
+    if !in_compartment(principal, &resource) {
+        return Err(not_found());
+    }
+    Ok(bundle::shape(resource, interaction.summary, &interaction.elements))
+}
+
+async fn search(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+    base: &str,
+    request_id: &str,
+) -> FhirResult<Value> {
+    let resource_type = interaction.resource_type.clone().unwrap_or_default();
+    check_scope(principal, &resource_type, 's')?;
+    let practices: Vec<_> = principal
+        .practices
+        .iter()
+        .filter_map(|ods| state.backend.practice(ods))
+        .collect();
+    if practices.is_empty() {
+        return Err(FhirError::forbidden(
+            "IM1-2102",
+            "the token names no practice this server serves",
+        ));
+    }
+    let mut warnings = Vec::new();
+    let mut all = Vec::new();
+    let fingerprint = format!(
+        "{}|{}|{}",
+        principal.subject,
+        resource_type,
+        canonical_query(interaction)
+    );
+    let offset = match &interaction.page {
+        Some(token) => state.pages.check(token, &fingerprint)?,
+        None => 0,
+    };
+    for practice in practices {
+        let Some(mapping) = state.registry.get(practice.supplier.key(), &resource_type) else {
+            warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::NotSupported,
+                "IM1-3201",
+                format!(
+                    "{resource_type} is not available from practice {} ({})",
+                    practice.ods,
+                    practice.supplier.display()
+                ),
+            ));
+            continue;
+        };
+        let mut params: Vec<(&ParamDef, &rest::SearchParam)> = Vec::new();
+        for param in &interaction.params {
+            match mapping.params.iter().find(|d| d.name == param.name) {
+                Some(def) => {
+                    search::validate(def, param)?;
+                    params.push((def, param));
+                }
+                None if interaction.handling == Handling::Lenient => {
+                    warnings.push(translate::dropped_param_warning(&param.name))
+                }
+                None => {
+                    return Err(FhirError::bad_request(
+                        "IM1-1201",
+                        format!(
+                            "unknown search parameter '{}' for {resource_type}",
+                            param.name.chars().take(40).collect::<String>()
+                        ),
+                    )
+                    .at(param.name.clone()))
+                }
+            }
+        }
+        let ctx = translate::Context {
+            registry: &state.registry,
+            ids: &state.ids,
+            principal,
+            request_id,
+        };
+        let mut produced = Produced::default();
+        let result = translate::search(&ctx, practice, mapping, &params, "", &mut produced).await;
+        record_native(state, practice.supplier.key(), &produced);
+        result?;
+        all.extend(produced.resources.into_iter().filter(|r| in_compartment(principal, r)));
+        warnings.extend(produced.warnings);
+    }
+    warnings.dedup();
+    let count = bundle::page_size(interaction);
+    Ok(bundle::searchset(SearchsetInput {
+        base,
+        resource_type: &resource_type,
+        query: canonical_query(interaction),
+        matches: all,
+        included: Vec::new(),
+        warnings,
+        offset,
+        count,
+        tokens: &state.pages,
+        fingerprint: &fingerprint,
+        summary: interaction.summary,
+        elements: &interaction.elements,
+    }))
+}
+
+/// A patient principal sees only resources about its own NHS number (proxy access comes with the
+/// RelatedPerson mappings). Checked per returned resource, not only per request.
+fn in_compartment(principal: &Principal, resource: &Value) -> bool {
+    if principal.role != Role::Patient {
+        return true;
+    }
+    let Some(nhs) = principal.nhs_number.as_deref() else {
+        return false;
+    };
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        return resource.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
+            ids.iter().any(|i| {
+                i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
+                    && i.get("value").and_then(Value::as_str) == Some(nhs)
+            })
+        });
+    }
+    false
+}
+
+fn record_native(state: &AppState, supplier: &str, produced: &Produced) {
+    for call in &produced.calls {
+        state
+            .metrics
+            .native_calls
+            .get_or_create(&NativeLabels {
+                supplier: supplier.into(),
+                status: call.status,
+            })
+            .inc();
+        state
+            .metrics
+            .native_latency
+            .get_or_create(&InteractionLabel {
+                interaction: supplier.into(),
+            })
+            .observe(call.millis as f64 / 1000.0);
+    }
+}
+
+/// The search's own parameters in a stable order, for self links and page-token fingerprints.
+fn canonical_query(interaction: &Interaction) -> String {
+    let mut pairs: Vec<(String, String)> = interaction
+        .params
+        .iter()
+        .map(|p| {
+            let name = match &p.modifier {
+                Some(m) => format!("{}:{m}", p.name),
+                None => p.name.clone(),
+            };
+            (name, p.values.join(","))
+        })
+        .collect();
+    for element in &interaction.elements {
+        pairs.push(("_elements".into(), element.clone()));
+    }
+    pairs.sort();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(base) = &state.public_base_url {
+        return base.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("http://{host}/fhir")
+}
+
+/// The format to report an error in before the interaction is parsed: the client's choice if it can be read.
+fn error_format(headers: &HeaderMap, query: Option<&str>) -> Format {
+    let format_param = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "_format")
+            .map(|(_, v)| v.into_owned())
+    });
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    format::negotiate(format_param.as_deref(), accept).unwrap_or(Format::Json)
+}
+
+fn respond(status: StatusCode, value: &Value, interaction: &Interaction) -> Response<Body> {
+    match format::encode(value, interaction.format, interaction.pretty) {
+        Ok(bytes) => fhir_response(status, interaction.format, bytes),
+        Err(e) => respond_error(&e, Format::Json, false),
+    }
+}
+
+/// The one place an error becomes a response: an OperationOutcome with the error's status.
+pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Response<Body> {
+    let outcome = error.to_outcome();
+    let (format, bytes) = match format::encode(&outcome, format, pretty) {
+        Ok(bytes) => (format, bytes),
+        Err(_) => (Format::Json, serde_json::to_vec(&outcome).unwrap_or_default()),
+    };
+    if error.status.is_server_error() {
+        tracing::warn!(code = error.code, status = error.status.as_u16(), message = %error.message, "request failed");
+    } else {
+        tracing::info!(code = error.code, status = error.status.as_u16(), "request refused");
+    }
+    let mut response = fhir_response(error.status, format, bytes);
+    if error.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"im1-fhir\", error=\"invalid_token\""),
+        );
+    }
+    if let Some(seconds) = error.retry_after {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+fn fhir_response(status: StatusCode, format: Format, bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.mime()));
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

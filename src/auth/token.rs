@@ -1,0 +1,303 @@
+//! Bearer tokens: minting demo tokens (`im1-fhir token`) and verifying incoming ones against the configured
+//! issuers. Verification is cached per token, so a cached read pays for the signature check once.
+
+use super::principal::{Principal, Role};
+use super::scopes;
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The published demo signing key (see keys/README.md). Only `demo` trusts it.
+pub const DEMO_PRIVATE_KEY: &[u8] = include_bytes!("../../keys/demo-token-signing.key.pem");
+pub const DEMO_PUBLIC_KEY: &[u8] = include_bytes!("../../keys/demo-token-signing.pub.pem");
+pub const DEMO_ISSUER: &str = "im1-fhir-demo";
+pub const DEMO_AUDIENCE: &str = "im1-fhir-demo";
+pub const DEMO_KID: &str = "im1-fhir-demo";
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 60;
+
+/// The claims the proxy reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    /// One of patient, clinician, system, auditor.
+    pub im1_role: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_proofing_level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbac_role: Option<String>,
+    #[serde(default)]
+    pub ods: Vec<String>,
+}
+
+/// What to put in a demo token.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub practices: Vec<String>,
+    pub role: Role,
+    pub nhs_number: Option<String>,
+    pub scope: Option<String>,
+    pub ttl_seconds: u64,
+}
+
+/// The default scopes per role (design.md, fixed interfaces).
+pub fn default_scope(role: Role) -> &'static str {
+    match role {
+        Role::Patient => "patient/*.cruds",
+        Role::Clinician => "user/*.cruds",
+        Role::System => "system/*.rs",
+        Role::Auditor => "user/AuditEvent.rs",
+    }
+}
+
+pub fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Mints a token signed with the demo key.
+pub fn mint_demo(request: &TokenRequest) -> Result<String, String> {
+    let now = now_seconds();
+    let role = request.role;
+    let nhs_number = match role {
+        Role::Patient => Some(request.nhs_number.clone().unwrap_or_else(|| "9000000009".into())),
+        _ => None,
+    };
+    let claims = Claims {
+        iss: DEMO_ISSUER.into(),
+        aud: DEMO_AUDIENCE.into(),
+        sub: match (&nhs_number, role) {
+            (Some(n), _) => format!("nhs-login-{}", short_hash(n)),
+            (None, Role::Clinician) => "cis2-demo-clinician".into(),
+            (None, Role::System) => "demo-system-client".into(),
+            (None, _) => "demo-auditor".into(),
+        },
+        exp: now + request.ttl_seconds,
+        nbf: now.saturating_sub(1),
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        im1_role: role.name().into(),
+        scope: request.scope.clone().unwrap_or_else(|| default_scope(role).into()),
+        client_id: Some("im1-fhir-demo-app".into()),
+        identity_proofing_level: nhs_number.as_ref().map(|_| "P9".into()),
+        nhs_number,
+        // R8000 is the national RBAC "Clinical Practitioner Access Role".
+        rbac_role: (role == Role::Clinician).then(|| "R8000".into()),
+        ods: request.practices.clone(),
+    };
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(DEMO_KID.into());
+    let key = EncodingKey::from_ec_pem(DEMO_PRIVATE_KEY).map_err(|e| e.to_string())?;
+    encode(&header, &claims, &key).map_err(|e| e.to_string())
+}
+
+fn short_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A trusted token issuer.
+#[derive(Clone)]
+pub struct Issuer {
+    pub issuer: String,
+    pub audience: String,
+    /// Keys by `kid`.
+    pub keys: Vec<(String, Algorithm, DecodingKey)>,
+}
+
+impl Issuer {
+    /// The demo issuer, trusted only by `demo`.
+    pub fn demo() -> Result<Issuer, String> {
+        let key = DecodingKey::from_ec_pem(DEMO_PUBLIC_KEY).map_err(|e| e.to_string())?;
+        Ok(Issuer {
+            issuer: DEMO_ISSUER.into(),
+            audience: DEMO_AUDIENCE.into(),
+            keys: vec![(DEMO_KID.into(), Algorithm::ES256, key)],
+        })
+    }
+
+    /// An issuer from a JWKS document.
+    pub fn from_jwks(issuer: &str, audience: &str, jwks: &str) -> Result<Issuer, String> {
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone().ok_or("every JWKS key needs a kid")?;
+            let alg = match jwk.common.key_algorithm {
+                Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
+                Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
+                Some(jsonwebtoken::jwk::KeyAlgorithm::PS256) => Algorithm::PS256,
+                other => {
+                    return Err(format!(
+                        "key {kid}: algorithm {other:?} is not accepted (RS256, ES256, PS256)"
+                    ))
+                }
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+            keys.push((kid, alg, key));
+        }
+        Ok(Issuer {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            keys,
+        })
+    }
+}
+
+/// Why a token was refused. Messages are safe to show: they never echo the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("the token is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Verifies tokens against the trusted issuers, remembering the verdict for each token until it expires.
+pub struct Verifier {
+    issuers: Vec<Issuer>,
+    cache: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
+}
+
+/// Bound on remembered tokens; when full the cache starts again (verification is only a cost, never a risk).
+const CACHE_LIMIT: usize = 10_000;
+
+impl Verifier {
+    pub fn new(issuers: Vec<Issuer>) -> Verifier {
+        Verifier {
+            issuers,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = now_seconds();
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((principal, exp)) = cache.get(&digest) {
+                if now <= exp + LEEWAY_SECONDS {
+                    return Ok(principal.clone());
+                }
+            }
+        }
+        let (principal, exp) = self.verify_uncached(token)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(digest, (principal.clone(), exp));
+        }
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Principal, u64), TokenError> {
+        let invalid = |m: &str| TokenError::Invalid(m.to_string());
+        let header = decode_header(token).map_err(|_| invalid("malformed token"))?;
+        let kid = header.kid.ok_or_else(|| invalid("the token names no key (kid)"))?;
+        let (issuer, alg, key) = self
+            .issuers
+            .iter()
+            .find_map(|i| {
+                i.keys
+                    .iter()
+                    .find(|(k, _, _)| *k == kid)
+                    .map(|(_, a, key)| (i, *a, key))
+            })
+            .ok_or_else(|| invalid("the token is signed by an unknown key"))?;
+        if header.alg != alg {
+            return Err(invalid("the token's algorithm does not match its key"));
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&issuer.audience]);
+        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let data = decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            invalid(match e.kind() {
+                K::ExpiredSignature => "the token has expired",
+                K::ImmatureSignature => "the token is not valid yet",
+                K::InvalidAudience => "the token is for another audience",
+                K::InvalidIssuer => "the token is from an untrusted issuer",
+                K::InvalidSignature => "the token's signature does not verify",
+                _ => "the token could not be verified",
+            })
+        })?;
+        let claims = data.claims;
+        let role = Role::parse(&claims.im1_role).ok_or_else(|| invalid("unknown role"))?;
+        let scopes = scopes::parse(&claims.scope).map_err(|e| TokenError::Invalid(e))?;
+        if role == Role::Patient && claims.nhs_number.is_none() {
+            return Err(invalid("a patient token needs an NHS number"));
+        }
+        let principal = Principal {
+            subject: claims.sub,
+            role,
+            client_id: claims.client_id.unwrap_or_default(),
+            scopes,
+            nhs_number: claims.nhs_number,
+            proofing_level: claims.identity_proofing_level,
+            rbac_role: claims.rbac_role,
+            practices: claims.ods,
+            token_id: claims.jti,
+        };
+        Ok((principal, claims.exp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(role: Role) -> TokenRequest {
+        TokenRequest {
+            practices: vec!["Y90001".into()],
+            role,
+            nhs_number: None,
+            scope: None,
+            ttl_seconds: 3600,
+        }
+    }
+
+    #[test]
+    fn demo_tokens_verify_with_their_defaults() {
+        let verifier = Verifier::new(vec![Issuer::demo().unwrap()]);
+        let principal = verifier.verify(&mint_demo(&request(Role::Patient)).unwrap()).unwrap();
+        assert_eq!(principal.role, Role::Patient);
+        assert_eq!(principal.nhs_number.as_deref(), Some("9000000009"));
+        assert_eq!(principal.proofing_level.as_deref(), Some("P9"));
+        assert!(principal.scopes[0].allows("Observation", 'r'));
+        let clinician = verifier.verify(&mint_demo(&request(Role::Clinician)).unwrap()).unwrap();
+        assert_eq!(clinician.rbac_role.as_deref(), Some("R8000"));
+    }
+
+    #[test]
+    fn tampered_and_unknown_tokens_are_refused() {
+        let verifier = Verifier::new(vec![Issuer::demo().unwrap()]);
+        let token = mint_demo(&request(Role::System)).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        parts[1] = parts[1].chars().rev().collect();
+        assert!(verifier.verify(&parts.join(".")).is_err());
+        assert!(Verifier::new(vec![]).verify(&token).is_err());
+        assert!(verifier.verify("not.a.token").is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! The one HTTP client every supplier dialect uses: connection pooling, a deadline per call, retries for
+//! safe calls only, a cap on calls in flight per practice, and native failures classified as FHIR errors.
+//! No header from the FHIR client is ever forwarded (test-only `X-Sim-*` headers included); only the
+//! request id travels, so native logs can be joined with ours.
+
+use crate::fhir::{FhirError, FhirResult};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// One native HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub form: Option<Vec<(String, String)>>,
+    pub json: Option<serde_json::Value>,
+    pub body: Option<(String, Vec<u8>)>,
+}
+
+impl HttpRequest {
+    pub fn new(method: Method, url: String) -> Self {
+        HttpRequest {
+            method,
+            url,
+            headers: Vec::new(),
+            form: None,
+            json: None,
+            body: None,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// GET and HEAD may be retried; nothing else is, since a write may have been committed.
+    fn is_safe(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+}
+
+/// A native reply, whatever its status.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A native call as the audit trail records it: no query string (it may hold identifiers).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallRecord {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub millis: u64,
+}
+
+/// Tuning for one supplier endpoint.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    settings: ClientSettings,
+    in_flight: Arc<Semaphore>,
+}
+
+impl HttpClient {
+    pub fn new(settings: ClientSettings) -> FhirResult<HttpClient> {
+        let inner = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.max_in_flight)
+            .connect_timeout(Duration::from_secs(5).min(settings.timeout))
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))?;
+        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
+        Ok(HttpClient {
+            inner,
+            settings,
+            in_flight,
+        })
+    }
+
+    /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
+    /// `Retry-After` fits in the deadline. The reply is returned whatever its status; `calls` gets one
+    /// record per attempt.
+    pub async fn send(
+        &self,
+        request: &HttpRequest,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<HttpReply> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let attempts = if request.is_safe() {
+            self.settings.retries + 1
+        } else {
+            1
+        };
+        let mut last_error = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                let backoff = Duration::from_millis(50 << attempt.min(5));
+                if Instant::now() + backoff >= deadline {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+            }
+            let started = Instant::now();
+            let outcome = self.send_once(request, request_id, deadline).await;
+            let path = request
+                .url
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .splitn(4, '/')
+                .nth(3)
+                .unwrap_or("")
+                .to_string();
+            match outcome {
+                Ok(reply) => {
+                    calls.push(CallRecord {
+                        method: request.method.to_string(),
+                        path: format!("/{path}"),
+                        status: reply.status.as_u16(),
+                        millis: started.elapsed().as_millis() as u64,
+                    });
+                    let retryable = matches!(reply.status.as_u16(), 502..=504)
+                        || (reply.status == StatusCode::TOO_MANY_REQUESTS
+                            && retry_after(&reply.headers).is_some_and(|s| Instant::now() + s < deadline));
+                    if !retryable || attempt + 1 == attempts {
+                        return Ok(reply);
+                    }
+                    if let Some(wait) = retry_after(&reply.headers) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    last_error = Some(FhirError::bad_gateway("IM1-4002", "the native system kept failing"));
+                }
+                Err(error) => {
+                    calls.push(CallRecord {
+                        method: request.method.to_string(),
+                        path: format!("/{path}"),
+                        status: 0,
+                        millis: started.elapsed().as_millis() as u64,
+                    });
+                    let timed_out = error.status == StatusCode::GATEWAY_TIMEOUT;
+                    last_error = Some(error);
+                    // A timed-out call used the whole deadline; a connection dropped after a write may have
+                    // committed it: neither is retried.
+                    if timed_out {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| FhirError::bad_gateway("IM1-4002", "the native system kept failing")))
+    }
+
+    async fn send_once(&self, request: &HttpRequest, request_id: &str, deadline: Instant) -> FhirResult<HttpReply> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _permit = tokio::time::timeout(remaining, self.in_flight.acquire())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
+        let mut builder = self
+            .inner
+            .request(request.method.clone(), &request.url)
+            .timeout(deadline.saturating_duration_since(Instant::now()))
+            .header("X-Request-ID", request_id);
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(form) = &request.form {
+            let encoded = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish();
+            builder = builder
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(encoded);
+        }
+        if let Some(json) = &request.json {
+            builder = builder.json(json);
+        }
+        if let Some((content_type, body)) = &request.body {
+            builder = builder.header("Content-Type", content_type.as_str()).body(body.clone());
+        }
+        let response = builder.send().await.map_err(classify)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(classify)?;
+        Ok(HttpReply { status, headers, body })
+    }
+}
+
+fn timeout() -> FhirError {
+    FhirError::gateway_timeout("IM1-4001", "the native system did not answer in time")
+}
+
+fn classify(error: reqwest::Error) -> FhirError {
+    if error.is_timeout() {
+        timeout()
+    } else if error.is_connect() {
+        FhirError::bad_gateway("IM1-4003", "the native system cannot be reached")
+    } else {
+        FhirError::bad_gateway(
+            "IM1-4004",
+            "the native system closed the connection or sent a broken reply",
+        )
+    }
+}
+
+/// `Retry-After` in seconds, capped so that a native hint can never stall a request for long.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(30)))
+}
+
+/// Turns the common native statuses into FHIR errors; dialects handle their own bodies first.
+pub fn status_error(status: StatusCode, headers: &HeaderMap, supplier: &str) -> FhirError {
+    match status.as_u16() {
+        403 => FhirError::forbidden(
+            "IM1-4103",
+            format!("{supplier} refused: the service is switched off for this practice or patient"),
+        ),
+        404 => FhirError::not_found("IM1-4104", "no such resource"),
+        409 => FhirError::conflict("IM1-4109", format!("{supplier} reported a conflict")),
+        413 => FhirError::too_large("IM1-4113", format!("{supplier} refused the size of the content")),
+        429 => FhirError::too_many(
+            "IM1-4129",
+            format!("{supplier} is rate limiting; try again later"),
+            retry_after(headers).map_or(2, |d| d.as_secs().max(1)),
+        ),
+        503 => FhirError::unavailable("IM1-4503", format!("{supplier} is unavailable"))
+            .retry_after(retry_after(headers).map_or(5, |d| d.as_secs().max(1))),
+        504 => FhirError::gateway_timeout("IM1-4504", format!("{supplier} timed out")),
+        _ => FhirError::bad_gateway(
+            "IM1-4500",
+            format!("{supplier} answered with status {}", status.as_u16()),
+        ),
+    }
+}

@@ -1,0 +1,290 @@
+//! EMIS Web: transport and session flow only.
+//! - Transaction surface: the Partner API, a client-credentials bearer token (renewed on 401) and the
+//!   practice's CDB number in `X-EMIS-OrganisationCdb`.
+//! - Patient surface: PFS, with the confirmed header-carried session flow: `sessions/endusersession`,
+//!   one-off linking through `me/applications`, then `sessions`; the patient is chosen per call by
+//!   `userPatientLinkToken`. A session that has gone (401, or "Missing or invalid EndUserSessionId") is
+//!   rebuilt once.
+
+use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
+use super::credentials::{CredentialStore, Linkage};
+use super::{parse_json, HttpCallSpec, NativeCall};
+use crate::config::EmisCredentials;
+use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+const SUPPLIER: &str = "EMIS Web";
+const API_VERSION: &str = "2.1.0.0";
+
+pub struct Emis {
+    ods: String,
+    base: String,
+    creds: EmisCredentials,
+    http: HttpClient,
+    linkage: Arc<CredentialStore>,
+    partner_token: Mutex<Option<(String, Instant)>>,
+    /// PFS sessions per patient NHS number.
+    sessions: Mutex<HashMap<String, PfsSession>>,
+}
+
+#[derive(Clone)]
+struct PfsSession {
+    end_user_session: String,
+    session: String,
+    link_token: String,
+}
+
+impl Emis {
+    pub fn new(ods: &str, base: &str, creds: EmisCredentials, http: HttpClient, linkage: Arc<CredentialStore>) -> Emis {
+        Emis {
+            ods: ods.to_string(),
+            base: base.to_string(),
+            creds,
+            http,
+            linkage,
+            partner_token: Mutex::new(None),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+        let spec = HttpCallSpec::read(call.request)?;
+        match call.surface {
+            Surface::Transaction => self.partner(&spec, call.request_id, calls).await,
+            Surface::Patient => {
+                let nhs = call
+                    .patient_nhs
+                    .ok_or_else(|| FhirError::internal("IM1-4201", "a patient-facing call needs the patient"))?;
+                self.pfs(&spec, nhs, call.request_id, calls).await
+            }
+        }
+    }
+
+    async fn partner(
+        &self,
+        spec: &HttpCallSpec<'_>,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<Value> {
+        for attempt in 0..2 {
+            let token = self.partner_token(request_id, calls, attempt > 0).await?;
+            let mut request =
+                HttpRequest::new(spec.method.clone(), spec.url(&format!("{}/partner/v1", self.base), &[]))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .header("X-EMIS-OrganisationCdb", self.creds.cdb.clone());
+            request.json = spec.body.cloned();
+            let reply = self.http.send(&request, request_id, calls).await?;
+            if reply.status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                continue;
+            }
+            return reply_body(reply);
+        }
+        Err(FhirError::bad_gateway(
+            "IM1-4202",
+            "EMIS Web refused the practice's Partner API credentials",
+        ))
+    }
+
+    async fn partner_token(&self, request_id: &str, calls: &mut Vec<CallRecord>, renew: bool) -> FhirResult<String> {
+        let mut token = self.partner_token.lock().await;
+        if let Some((value, expires)) = token.as_ref() {
+            if !renew && Instant::now() < *expires {
+                return Ok(value.clone());
+            }
+        }
+        let mut request = HttpRequest::new(Method::POST, format!("{}/partner/v1/token", self.base));
+        request.form = Some(vec![
+            ("grant_type".into(), "client_credentials".into()),
+            ("client_id".into(), self.creds.partner_client_id.clone()),
+            (
+                "client_secret".into(),
+                self.creds.partner_client_secret.expose().to_string(),
+            ),
+        ]);
+        let reply = self.http.send(&request, request_id, calls).await?;
+        if !reply.status.is_success() {
+            return Err(FhirError::bad_gateway(
+                "IM1-4202",
+                "EMIS Web refused the practice's Partner API credentials",
+            ));
+        }
+        let body = parse_json(&reply.body, SUPPLIER)?;
+        let value = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(malformed)?
+            .to_string();
+        let lifetime = body.get("expires_in").and_then(Value::as_u64).unwrap_or(300);
+        // Renew a little early so that a token never expires on its way.
+        *token = Some((
+            value.clone(),
+            Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(1)),
+        ));
+        Ok(value)
+    }
+
+    async fn pfs(
+        &self,
+        spec: &HttpCallSpec<'_>,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<Value> {
+        for attempt in 0..2 {
+            let session = self.pfs_session(nhs, request_id, calls, attempt > 0).await?;
+            let is_get = spec.method == Method::GET;
+            let link = [("userPatientLinkToken", session.link_token.as_str())];
+            let url = spec.url(&format!("{}/pfs", self.base), if is_get { &link } else { &[] });
+            let mut request = self
+                .pfs_request(spec.method.clone(), url)
+                .header("X-API-EndUserSessionId", session.end_user_session.clone())
+                .header("X-API-SessionId", session.session.clone());
+            if let Some(body) = spec.body {
+                let mut body = body.clone();
+                if let Some(object) = body.as_object_mut() {
+                    object.insert("UserPatientLinkToken".into(), json!(session.link_token));
+                }
+                request.json = Some(body);
+            }
+            let reply = self.http.send(&request, request_id, calls).await?;
+            if session_gone(&reply) && attempt == 0 {
+                continue;
+            }
+            return reply_body(reply);
+        }
+        Err(FhirError::bad_gateway(
+            "IM1-4203",
+            "EMIS Web kept refusing the patient's session",
+        ))
+    }
+
+    fn pfs_request(&self, method: Method, url: String) -> HttpRequest {
+        HttpRequest::new(method, url)
+            .header("X-API-ApplicationId", self.creds.application_id.clone())
+            .header("X-API-Version", API_VERSION)
+    }
+
+    async fn pfs_session(
+        &self,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+        renew: bool,
+    ) -> FhirResult<PfsSession> {
+        let mut sessions = self.sessions.lock().await;
+        if !renew {
+            if let Some(session) = sessions.get(nhs) {
+                return Ok(session.clone());
+            }
+        }
+        let Some(Linkage::Emis {
+            account_id,
+            linkage_key,
+            surname,
+            date_of_birth,
+        }) = self.linkage.get(&self.ods, nhs)
+        else {
+            return Err(FhirError::forbidden(
+                "IM1-2301",
+                "no patient-facing linkage is held for this patient at this practice",
+            ));
+        };
+        let base = format!("{}/pfs", self.base);
+        let reply = self
+            .http
+            .send(
+                &self.pfs_request(Method::POST, format!("{base}/sessions/endusersession")),
+                request_id,
+                calls,
+            )
+            .await?;
+        let end_user_session = field(&reply_body(reply)?, "EndUserSessionId")?;
+
+        let mut link = self
+            .pfs_request(Method::POST, format!("{base}/me/applications"))
+            .header("X-API-EndUserSessionId", end_user_session.clone());
+        link.json = Some(json!({
+            "Surname": surname,
+            "DateOfBirth": date_of_birth,
+            "LinkageDetails": { "AccountId": account_id, "LinkageKey": linkage_key, "NationalPracticeCode": self.ods },
+        }));
+        let access_identity = field(
+            &reply_body(self.http.send(&link, request_id, calls).await?)?,
+            "AccessIdentityGuid",
+        )?;
+
+        let mut start = self
+            .pfs_request(Method::POST, format!("{base}/sessions"))
+            .header("X-API-EndUserSessionId", end_user_session.clone());
+        start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
+        let body = reply_body(self.http.send(&start, request_id, calls).await?)?;
+        let session = field(&body, "SessionId")?;
+        let link_token = body
+            .get("UserPatientLinks")
+            .and_then(Value::as_array)
+            .and_then(|links| {
+                links
+                    .iter()
+                    .find(|l| l.get("AssociationType").and_then(Value::as_str) == Some("Self"))
+            })
+            .and_then(|l| l.get("UserPatientLinkToken"))
+            .and_then(Value::as_str)
+            .ok_or_else(malformed)?
+            .to_string();
+        let session = PfsSession {
+            end_user_session,
+            session,
+            link_token,
+        };
+        sessions.insert(nhs.to_string(), session.clone());
+        Ok(session)
+    }
+}
+
+fn session_gone(reply: &HttpReply) -> bool {
+    reply.status == StatusCode::UNAUTHORIZED
+        || (reply.status == StatusCode::BAD_REQUEST
+            && String::from_utf8_lossy(&reply.body).contains("Missing or invalid EndUserSessionId"))
+}
+
+/// The JSON body of a successful reply, or the FHIR error its status and EMIS error body mean.
+fn reply_body(reply: HttpReply) -> FhirResult<Value> {
+    if reply.status.is_success() {
+        return parse_json(&reply.body, SUPPLIER);
+    }
+    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let text = String::from_utf8_lossy(&reply.body);
+    if reply.status == StatusCode::FORBIDDEN || text.contains("Services Access violation") {
+        return Err(FhirError::forbidden(
+            "IM1-4103",
+            "EMIS Web: the service is switched off for this practice or patient",
+        ));
+    }
+    if let Some(code) = body.get("InternalResponseCode").and_then(Value::as_i64) {
+        return Err(FhirError::bad_gateway(
+            "IM1-4110",
+            format!("EMIS Web refused the request (internal code {code})"),
+        ));
+    }
+    if reply.status == StatusCode::BAD_REQUEST && body.get("ModelState").is_some() {
+        return Err(FhirError::bad_gateway("IM1-4111", "EMIS Web found the request invalid"));
+    }
+    Err(status_error(reply.status, &reply.headers, SUPPLIER))
+}
+
+fn field(body: &Value, name: &str) -> FhirResult<String> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(malformed)
+}
+
+fn malformed() -> FhirError {
+    FhirError::bad_gateway("IM1-4006", "EMIS Web sent a reply without the expected fields")
+}

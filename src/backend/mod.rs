@@ -1,0 +1,174 @@
+//! The native side: one dialect module per supplier (transport and session flow only: what to call is in
+//! the mapping files), over one shared HTTP client.
+//!
+//! A mapping's request template evaluates to a supplier-neutral description of one native call:
+//! `{ method, path, query: {..}, body: {..} }` for HTTP dialects. The dialect adds its base URL, session or
+//! token flow and headers, sends it, and turns native errors into FHIR errors.
+
+pub mod client;
+pub mod credentials;
+pub mod emis;
+
+use crate::config::{Credentials, NativeConfig, PracticeConfig, Supplier};
+use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
+use client::{CallRecord, ClientSettings, HttpClient};
+use credentials::CredentialStore;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One native call to make.
+pub struct NativeCall<'a> {
+    pub surface: Surface,
+    /// The evaluated request template.
+    pub request: &'a Value,
+    /// For the patient surface: whose linkage to use (the patient principal's NHS number).
+    pub patient_nhs: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
+/// A parsed native reply and the calls it took.
+pub struct NativeReply {
+    pub body: Value,
+}
+
+/// The dialect a practice's supplier speaks.
+enum Dialect {
+    Emis(emis::Emis),
+}
+
+/// A configured practice: who runs it and how to reach it.
+pub struct PracticeBackend {
+    pub ods: String,
+    pub supplier: Supplier,
+    dialect: Dialect,
+}
+
+/// Every configured practice, by ODS code.
+pub struct Backend {
+    practices: HashMap<String, PracticeBackend>,
+}
+
+impl Backend {
+    pub fn new(
+        practices: &[PracticeConfig],
+        native: &NativeConfig,
+        linkage: Arc<CredentialStore>,
+    ) -> FhirResult<Backend> {
+        let settings = ClientSettings {
+            timeout: Duration::from_millis(native.timeout_ms),
+            retries: native.retries,
+            max_in_flight: native.max_in_flight,
+        };
+        let mut map = HashMap::new();
+        for practice in practices {
+            let http = HttpClient::new(settings.clone())?;
+            let dialect = match &practice.credentials {
+                Credentials::Emis(creds) => Dialect::Emis(emis::Emis::new(
+                    &practice.ods,
+                    &practice.base_url,
+                    creds.clone(),
+                    http,
+                    linkage.clone(),
+                )),
+            };
+            map.insert(
+                practice.ods.clone(),
+                PracticeBackend {
+                    ods: practice.ods.clone(),
+                    supplier: practice.supplier,
+                    dialect,
+                },
+            );
+        }
+        Ok(Backend { practices: map })
+    }
+
+    pub fn practice(&self, ods: &str) -> Option<&PracticeBackend> {
+        self.practices.get(ods)
+    }
+
+    pub fn practices(&self) -> impl Iterator<Item = &PracticeBackend> {
+        self.practices.values()
+    }
+}
+
+impl PracticeBackend {
+    /// Makes one native call; `calls` receives what was sent, for the audit trail.
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<NativeReply> {
+        let body = match &self.dialect {
+            Dialect::Emis(emis) => emis.call(call, calls).await?,
+        };
+        Ok(NativeReply { body })
+    }
+}
+
+/// Reads `{method, path, query, body}` from an evaluated request template.
+pub struct HttpCallSpec<'a> {
+    pub method: http::Method,
+    pub path: &'a str,
+    pub query: Vec<(String, String)>,
+    pub body: Option<&'a Value>,
+}
+
+impl<'a> HttpCallSpec<'a> {
+    pub fn read(request: &'a Value) -> FhirResult<Self> {
+        let bad = |m: &str| FhirError::internal("IM1-3101", format!("the mapping's native request is malformed: {m}"));
+        let method = match request.get("method").and_then(Value::as_str).unwrap_or("GET") {
+            "GET" => http::Method::GET,
+            "POST" => http::Method::POST,
+            "PUT" => http::Method::PUT,
+            "DELETE" => http::Method::DELETE,
+            _ => return Err(bad("unknown method")),
+        };
+        let path = request
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no path"))?;
+        if path.contains("..") || path.contains('?') || path.starts_with('/') {
+            return Err(bad("the path must be relative, without a query"));
+        }
+        let query = request
+            .get("query")
+            .and_then(Value::as_object)
+            .map(|q| {
+                q.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(HttpCallSpec {
+            method,
+            path,
+            query,
+            body: request.get("body"),
+        })
+    }
+
+    /// The URL below a base, each path segment percent-encoded.
+    pub fn url(&self, base: &str, extra_query: &[(&str, &str)]) -> String {
+        let path: Vec<String> = self
+            .path
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+            .collect();
+        let mut url = format!("{base}/{}", path.join("/"));
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.extend_pairs(self.query.iter());
+        query.extend_pairs(extra_query.iter());
+        let query = query.finish();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        url
+    }
+}
+
+/// Parses a native JSON body; anything else is a 502.
+pub fn parse_json(body: &[u8], supplier: &str) -> FhirResult<Value> {
+    serde_json::from_slice(body)
+        .map_err(|_| FhirError::bad_gateway("IM1-4006", format!("{supplier} sent a reply that is not valid JSON")))
+}

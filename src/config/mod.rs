@@ -1,0 +1,458 @@
+//! Configuration for `serve`: read in two levels, raw (TOML, as written) then checked (types the proxy
+//! uses), reporting every problem at once with its file, line and column.
+//!
+//! ```toml
+//! [server]
+//! listen = "0.0.0.0:8443"
+//! public_base_url = "https://fhir.example.nhs.uk/fhir"   # absolute URLs in Bundles and Location
+//! request_timeout_ms = 30000
+//! max_body_bytes = 1048576
+//! tls = { cert = "/etc/im1-fhir/cert.pem", key = "/etc/im1-fhir/key.pem" }
+//!
+//! [security]
+//! id_key = { env = "IM1_FHIR_ID_KEY" }                  # HMAC key for logical ids
+//! [[security.issuers]]
+//! issuer = "https://auth.example.nhs.uk"
+//! audience = "im1-fhir"
+//! jwks_file = "/etc/im1-fhir/jwks.json"
+//!
+//! [native]
+//! timeout_ms = 10000          # deadline of one native call (504 past it)
+//! retries = 2                 # for safe (read) calls only
+//! max_in_flight = 8           # per practice: the proxy queues rather than hammer a supplier
+//!
+//! [[practices]]
+//! ods = "Y90001"
+//! supplier = "emis"
+//! base_url = "https://emis.example/emis"
+//! emis = { application_id = "...", partner_client_id = "...", partner_client_secret = { env = "EMIS_SECRET" }, cdb = "50002" }
+//! ```
+
+pub mod secret;
+
+use secret::{Secret, SecretRef};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    security: RawSecurity,
+    #[serde(default)]
+    native: RawNative,
+    #[serde(default)]
+    practices: Vec<RawPractice>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    public_base_url: Option<Spanned<String>>,
+    request_timeout_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    id_key: Spanned<SecretRef>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: Spanned<String>,
+    audience: String,
+    jwks_file: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNative {
+    timeout_ms: Option<u64>,
+    retries: Option<u32>,
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPractice {
+    ods: Spanned<String>,
+    supplier: Spanned<String>,
+    base_url: Spanned<String>,
+    emis: Option<Spanned<RawEmis>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmis {
+    application_id: String,
+    partner_client_id: String,
+    partner_client_secret: SecretRef,
+    cdb: String,
+}
+
+/// Checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub id_key: Secret,
+    pub issuers: Vec<IssuerConfig>,
+    pub native: NativeConfig,
+    pub practices: Vec<PracticeConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_base_url: Option<String>,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            request_timeout_ms: 30_000,
+            max_body_bytes: 1024 * 1024,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NativeConfig {
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub max_in_flight: usize,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            timeout_ms: 10_000,
+            retries: 2,
+            max_in_flight: 8,
+        }
+    }
+}
+
+/// Which GP system a practice runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Supplier {
+    Emis,
+    SystmOne,
+    Medicus,
+}
+
+impl Supplier {
+    /// The folder name under `mappings/`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Supplier::Emis => "emis",
+            Supplier::SystmOne => "systmone",
+            Supplier::Medicus => "medicus",
+        }
+    }
+
+    /// The system's name, as `meta.source` and the CapabilityStatement state it.
+    pub fn display(self) -> &'static str {
+        match self {
+            Supplier::Emis => "EMIS Web",
+            Supplier::SystmOne => "TPP SystmOne",
+            Supplier::Medicus => "Medicus",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Supplier> {
+        match text {
+            "emis" => Some(Supplier::Emis),
+            "systmone" => Some(Supplier::SystmOne),
+            "medicus" => Some(Supplier::Medicus),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PracticeConfig {
+    pub ods: String,
+    pub supplier: Supplier,
+    pub base_url: String,
+    pub credentials: Credentials,
+}
+
+/// A practice's transaction-API credentials, per supplier.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Emis(EmisCredentials),
+}
+
+#[derive(Debug, Clone)]
+pub struct EmisCredentials {
+    pub application_id: String,
+    pub partner_client_id: String,
+    pub partner_client_secret: Secret,
+    pub cdb: String,
+}
+
+/// A configuration problem with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    parse(&file, &text)
+}
+
+/// Parses and checks configuration text.
+pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
+    let at = |span: std::ops::Range<usize>, message: String| {
+        let (line, col) = line_col(text, span.start);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        }
+    };
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| vec![at(e.span().unwrap_or(0..0), e.message().to_string())])?;
+    let mut errors = Vec::new();
+    let mut server = ServerConfig::default();
+    if let Some(listen) = &raw.server.listen {
+        match listen.get_ref().parse() {
+            Ok(addr) => server.listen = addr,
+            Err(_) => errors.push(at(listen.span(), "listen must be HOST:PORT with a numeric host".into())),
+        }
+    }
+    if let Some(base) = &raw.server.public_base_url {
+        let url = base.get_ref().trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            errors.push(at(
+                base.span(),
+                "public_base_url must be an absolute http(s) URL".into(),
+            ));
+        }
+        server.public_base_url = Some(url.to_string());
+    }
+    server.request_timeout_ms = raw.server.request_timeout_ms.unwrap_or(server.request_timeout_ms);
+    server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
+    if let Some(tls) = &raw.server.tls {
+        for (file_ref, what) in [(&tls.cert, "certificate"), (&tls.key, "key")] {
+            if !Path::new(file_ref.get_ref()).is_file() {
+                errors.push(at(
+                    file_ref.span(),
+                    format!("TLS {what} file {} does not exist", file_ref.get_ref()),
+                ));
+            }
+        }
+        server.tls = Some(TlsConfig {
+            cert: tls.cert.get_ref().into(),
+            key: tls.key.get_ref().into(),
+        });
+    }
+    let id_key = match raw.security.id_key.get_ref().resolve() {
+        Ok(key) if key.expose().len() >= 32 => key,
+        Ok(_) => {
+            errors.push(at(
+                raw.security.id_key.span(),
+                "id_key must be at least 32 characters".into(),
+            ));
+            Secret::new("")
+        }
+        Err(e) => {
+            errors.push(at(raw.security.id_key.span(), e));
+            Secret::new("")
+        }
+    };
+    let mut issuers = Vec::new();
+    for issuer in &raw.security.issuers {
+        match std::fs::read_to_string(issuer.jwks_file.get_ref()) {
+            Ok(jwks) => {
+                if jwks.contains(&demo_key_fingerprint()) {
+                    errors.push(at(
+                        issuer.jwks_file.span(),
+                        "the published demo key is refused outside `demo`".into(),
+                    ));
+                }
+                issuers.push(IssuerConfig {
+                    issuer: issuer.issuer.get_ref().clone(),
+                    audience: issuer.audience.clone(),
+                    jwks,
+                })
+            }
+            Err(e) => errors.push(at(issuer.jwks_file.span(), format!("cannot read JWKS: {e}"))),
+        }
+        if issuer.issuer.get_ref() == crate::auth::token::DEMO_ISSUER {
+            errors.push(at(
+                issuer.issuer.span(),
+                "the demo issuer is refused outside `demo`".into(),
+            ));
+        }
+    }
+    if issuers.is_empty() {
+        errors.push(at(0..0, "security.issuers: at least one token issuer is needed".into()));
+    }
+    let native = NativeConfig {
+        timeout_ms: raw.native.timeout_ms.unwrap_or(10_000),
+        retries: raw.native.retries.unwrap_or(2),
+        max_in_flight: raw.native.max_in_flight.unwrap_or(8).max(1),
+    };
+    let mut practices = Vec::new();
+    for practice in &raw.practices {
+        let ods = practice.ods.get_ref().clone();
+        if ods.len() < 3 || !ods.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            errors.push(at(practice.ods.span(), format!("'{ods}' is not an ODS code")));
+        }
+        if practices.iter().any(|p: &PracticeConfig| p.ods == ods) {
+            errors.push(at(practice.ods.span(), format!("practice {ods} is configured twice")));
+        }
+        let base = practice.base_url.get_ref();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            errors.push(at(
+                practice.base_url.span(),
+                "base_url must be an absolute http(s) URL".into(),
+            ));
+        }
+        let Some(supplier) = Supplier::parse(practice.supplier.get_ref()) else {
+            errors.push(at(
+                practice.supplier.span(),
+                "supplier must be emis, systmone or medicus".into(),
+            ));
+            continue;
+        };
+        let credentials = match (supplier, &practice.emis) {
+            (Supplier::Emis, Some(emis)) => match emis.get_ref().partner_client_secret.resolve() {
+                Ok(secret) => Credentials::Emis(EmisCredentials {
+                    application_id: emis.get_ref().application_id.clone(),
+                    partner_client_id: emis.get_ref().partner_client_id.clone(),
+                    partner_client_secret: secret,
+                    cdb: emis.get_ref().cdb.clone(),
+                }),
+                Err(e) => {
+                    errors.push(at(emis.span(), e));
+                    continue;
+                }
+            },
+            (Supplier::Emis, None) => {
+                errors.push(at(
+                    practice.supplier.span(),
+                    "an EMIS practice needs an `emis` credentials table".into(),
+                ));
+                continue;
+            }
+            (other, _) => {
+                errors.push(at(
+                    practice.supplier.span(),
+                    format!("{} practices are not yet supported by `serve`", other.display()),
+                ));
+                continue;
+            }
+        };
+        practices.push(PracticeConfig {
+            ods,
+            supplier,
+            base_url: base.trim_end_matches('/').to_string(),
+            credentials,
+        });
+    }
+    if errors.is_empty() {
+        Ok(Config {
+            server,
+            id_key,
+            issuers,
+            native,
+            practices,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A distinctive part of the demo public key, to spot it inside a JWKS or PEM.
+fn demo_key_fingerprint() -> String {
+    let pem = String::from_utf8_lossy(crate::auth::token::DEMO_PUBLIC_KEY).to_string();
+    pem.lines().nth(1).unwrap_or("").chars().take(40).collect()
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_has_a_line() {
+        let text = "[server]\nlisten = \"nowhere\"\n\n[security]\nid_key = { env = \"IM1_TEST_UNSET_VARIABLE\" }\n\n[[practices]]\nods = \"Y90001\"\nsupplier = \"vision\"\nbase_url = \"ftp://x\"\n";
+        let errors = parse("im1.toml", text).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert!(lines.contains(&2), "{errors:?}");
+        assert!(lines.contains(&5), "{errors:?}");
+        assert!(lines.contains(&9), "{errors:?}");
+        assert!(lines.contains(&10), "{errors:?}");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_are_placed() {
+        let errors = parse("im1.toml", "[server]\nlisten = \"127.0.0.1:1\"\ncolour = 1\n").unwrap_err();
+        assert_eq!(errors[0].line, 3, "{errors:?}");
+        assert!(errors[0].message.contains("colour"), "{errors:?}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The CapabilityStatement and the SMART configuration, generated from what the loaded mappings support
+//! and which practices are configured, so they never claim more (or less) than the proxy does.
+
+use crate::mapping::file::{InteractionDef, ParamDef, Surface};
+use crate::mapping::Registry;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A configured practice, as the statement describes it.
+pub struct PracticeInfo {
+    pub ods: String,
+    pub supplier_key: String,
+    pub supplier_name: String,
+}
+
+/// The search parameters and control parameters every search accepts, besides the mapped ones.
+const COMMON_SEARCH: &[(&str, &str, &str)] = &[
+    (
+        "_count",
+        "number",
+        "Page size; values above 200 are clamped (the self link shows the size used).",
+    ),
+    ("_summary", "token", "true, text, data or count."),
+    (
+        "_elements",
+        "string",
+        "Only these top-level elements (the result is marked SUBSETTED).",
+    ),
+];
+
+pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], base: &str, date: &str) -> Value {
+    let mut resources = Vec::new();
+    for resource in registry.resource_types() {
+        let mappings: Vec<_> = registry
+            .for_resource(resource)
+            .filter(|m| practices.iter().any(|p| p.supplier_key == m.supplier))
+            .collect();
+        if mappings.is_empty() {
+            continue;
+        }
+        let mut interactions = Vec::new();
+        if mappings.iter().any(|m| m.read.is_some()) {
+            interactions.push(json!({ "code": "read" }));
+        }
+        if mappings.iter().any(|m| m.search.is_some()) {
+            interactions.push(json!({ "code": "search-type" }));
+        }
+        // Union of the parameters, with the suppliers that support each where not all do.
+        let mut params: BTreeMap<&str, (&ParamDef, Vec<&str>)> = BTreeMap::new();
+        for m in &mappings {
+            for p in &m.params {
+                params
+                    .entry(&p.name)
+                    .or_insert((p, Vec::new()))
+                    .1
+                    .push(supplier_name(practices, &m.supplier));
+            }
+        }
+        let mut search_params: Vec<Value> = params
+            .values()
+            .map(|(p, suppliers)| {
+                let mut param = json!({ "name": p.name, "type": p.kind.name() });
+                if suppliers.len() < mappings.len() {
+                    param["documentation"] = json!(format!("Only at practices running {}.", suppliers.join(", ")));
+                }
+                param
+            })
+            .collect();
+        if mappings.iter().any(|m| m.search.is_some()) {
+            search_params.extend(
+                COMMON_SEARCH
+                    .iter()
+                    .map(|(n, t, d)| json!({ "name": n, "type": t, "documentation": d })),
+            );
+        }
+        let notes: Vec<String> = mappings
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    supplier_name(practices, &m.supplier),
+                    describe(m.read.as_ref(), "read")
+                        .into_iter()
+                        .chain(describe(m.search.as_ref(), "search"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })
+            .collect();
+        let mut entry = json!({
+            "type": resource,
+            "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource}"),
+            "supportedProfile": mappings.iter().map(|m| m.profile.clone()).collect::<std::collections::BTreeSet<_>>(),
+            "documentation": notes.join(" | "),
+            "interaction": interactions,
+        });
+        if !search_params.is_empty() {
+            entry["searchParam"] = json!(search_params);
+        }
+        resources.push(entry);
+    }
+    let supplier_list: Vec<String> = practices
+        .iter()
+        .map(|p| format!("{} ({})", p.ods, p.supplier_name))
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "id": "im1-fhir",
+        "url": format!("{base}/metadata"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "Im1FhirCapabilityStatement",
+        "title": "im1-fhir: a FHIR R4 (UK Core) facade over the EMIS, SystmOne and Medicus IM1 APIs",
+        "status": "active",
+        "experimental": false,
+        "date": date,
+        "publisher": "im1-fhir",
+        "description": format!("Generated from the loaded mapping files. Practices: {}.", supplier_list.join(", ")),
+        "kind": "instance",
+        "software": { "name": "im1-fhir", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "im1-fhir translation proxy", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Every request but metadata and the SMART configuration needs a bearer token. Unknown search parameters are a 400 unless `Prefer: handling=lenient`.",
+            "security": {
+                "cors": true,
+                "service": [{ "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR",
+                    "display": "SMART-on-FHIR",
+                }]}],
+                "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced (patient/, user/, system/ with cruds; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens reach their own compartment only; clinician and system tokens the practices they name.",
+            },
+            "resource": resources,
+        }],
+    })
+}
+
+fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
+    let def = def?;
+    let who: Vec<&str> = def
+        .surfaces
+        .keys()
+        .map(|s| match s {
+            Surface::Transaction => "clinicians and systems",
+            Surface::Patient => "patients",
+        })
+        .collect();
+    Some(format!("{what} for {}", who.join(" and ")))
+}
+
+fn supplier_name<'a>(practices: &'a [PracticeInfo], key: &str) -> &'a str {
+    practices
+        .iter()
+        .find(|p| p.supplier_key == key)
+        .map_or("?", |p| p.supplier_name.as_str())
+}
+
+/// `/.well-known/smart-configuration`: what the proxy enforces.
+pub fn smart_configuration(
+    issuers: &[String],
+    token_endpoint: Option<&str>,
+    authorization_endpoint: Option<&str>,
+) -> Value {
+    let mut config = json!({
+        "issuer": issuers.first(),
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "scopes_supported": [
+            "openid", "fhirUser", "launch/patient",
+            "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "user/AuditEvent.rs",
+        ],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": [
+            "launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+            "permission-patient", "permission-user", "permission-v1", "permission-v2",
+        ],
+    });
+    if let Some(url) = token_endpoint {
+        config["token_endpoint"] = json!(url);
+    }
+    if let Some(url) = authorization_endpoint {
+        config["authorization_endpoint"] = json!(url);
+    }
+    config
+}

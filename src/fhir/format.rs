@@ -1,0 +1,253 @@
+//! Content negotiation and the wire formats: which of FHIR JSON or XML a client asked for (`Accept`,
+//! `_format`), how a request body is parsed (strictly), and how a response is encoded.
+//!
+//! Inside the proxy every resource is a `serde_json::Value`; XML exists only at the edges, converted
+//! through the typed model crate.
+
+use super::error::{FhirError, FhirResult};
+use serde_json::Value;
+
+/// A FHIR wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Json => "application/fhir+json; charset=utf-8",
+            Format::Xml => "application/fhir+xml; charset=utf-8",
+        }
+    }
+}
+
+/// Deepest nesting accepted in a request body: FHIR resources are far shallower, so anything deeper is an
+/// attack (a "nesting bomb") or a mistake, and is refused before any recursive parser sees it.
+pub const MAX_BODY_DEPTH: usize = 64;
+
+/// The format named by a MIME type or a `_format` value, if FHIR knows it.
+fn format_of(name: &str) -> Option<Format> {
+    let base = name.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match base.as_str() {
+        "json" | "application/fhir+json" | "application/json" | "application/json+fhir" => Some(Format::Json),
+        "xml" | "application/fhir+xml" | "application/xml" | "text/xml" | "application/xml+fhir" => Some(Format::Xml),
+        _ => None,
+    }
+}
+
+/// Picks the response format: `_format` wins over `Accept`; JSON when the client does not care.
+pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult<Format> {
+    if let Some(name) = format_param {
+        return format_of(name).ok_or_else(|| {
+            FhirError::not_acceptable(
+                "IM1-1101",
+                format!("_format '{name}' is not supported; use json or xml"),
+            )
+            .at("_format")
+        });
+    }
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Format::Json);
+    };
+    // Honour q-values: take the acceptable range with the highest q, earliest first on ties.
+    let mut best: Option<(f32, Format)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
+        let format = match mime.as_str() {
+            "*/*" | "application/*" => Some(Format::Json),
+            other => format_of(other),
+        };
+        if let Some(format) = format {
+            if best.is_none_or(|(best_q, _)| q > best_q) {
+                best = Some((q, format));
+            }
+        }
+    }
+    best.map(|(_, f)| f).ok_or_else(|| {
+        FhirError::not_acceptable(
+            "IM1-1102",
+            "none of the media types in Accept is served; use application/fhir+json or application/fhir+xml",
+        )
+    })
+}
+
+/// The format of a request body from its `Content-Type`; a body in anything else is a 415.
+pub fn body_format(content_type: Option<&str>) -> FhirResult<Format> {
+    let Some(content_type) = content_type else {
+        return Err(FhirError::unsupported_media(
+            "IM1-1103",
+            "a request body needs a Content-Type",
+        ));
+    };
+    format_of(content_type).ok_or_else(|| {
+        FhirError::unsupported_media(
+            "IM1-1104",
+            "Content-Type must be application/fhir+json or application/fhir+xml",
+        )
+    })
+}
+
+/// Parses a request body as a FHIR resource: well-formed, no deeper than `MAX_BODY_DEPTH`, and valid
+/// against the R4 model in strict mode (unknown elements are errors).
+pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(FhirError::bad_structure("IM1-1105", "the request body is empty"));
+    }
+    match format {
+        Format::Json => {
+            check_json_depth(bytes)?;
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| FhirError::bad_structure("IM1-1106", format!("the body is not valid JSON: {e}")))?;
+            if !value.get("resourceType").is_some_and(Value::is_string) {
+                return Err(FhirError::bad_structure("IM1-1107", "the body has no resourceType").at("resourceType"));
+            }
+            im1_fhir_model::check_strict(&value).map_err(|e| {
+                FhirError::bad_structure("IM1-1108", format!("the body is not a valid FHIR R4 resource: {e}"))
+            })?;
+            Ok(value)
+        }
+        Format::Xml => {
+            check_xml_depth(bytes)?;
+            im1_fhir_model::xml_to_json(bytes).map_err(|e| {
+                FhirError::bad_structure("IM1-1109", format!("the body is not a valid FHIR R4 XML resource: {e}"))
+            })
+        }
+    }
+}
+
+/// Refuses JSON nested deeper than `MAX_BODY_DEPTH` with one linear scan, before any recursive parse.
+fn check_json_depth(bytes: &[u8]) -> FhirResult<()> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_BODY_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_xml_depth(bytes: &[u8]) -> FhirResult<()> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut depth = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(_)) => {
+                depth += 1;
+                if depth > MAX_BODY_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            Ok(Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Event::DocType(_)) => {
+                return Err(FhirError::bad_structure(
+                    "IM1-1110",
+                    "XML document type declarations are not accepted",
+                ))
+            }
+            Ok(Event::Eof) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(FhirError::bad_structure(
+                    "IM1-1109",
+                    format!("the body is not well-formed XML: {e}"),
+                ))
+            }
+        }
+        buf.clear();
+    }
+}
+
+fn too_deep() -> FhirError {
+    FhirError::bad_structure(
+        "IM1-1111",
+        format!("the body is nested deeper than {MAX_BODY_DEPTH} levels"),
+    )
+}
+
+/// Encodes a resource for the wire.
+pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>> {
+    match format {
+        Format::Json if pretty => serde_json::to_vec_pretty(value),
+        Format::Json => serde_json::to_vec(value),
+        Format::Xml => {
+            return im1_fhir_model::json_to_xml(value)
+                .map(String::into_bytes)
+                .map_err(|e| FhirError::internal("IM1-5101", format!("could not render XML: {e}")))
+        }
+    }
+    .map_err(|e| FhirError::internal("IM1-5102", format!("could not render JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_param_wins_and_unknown_is_406() {
+        assert_eq!(
+            negotiate(Some("xml"), Some("application/fhir+json")).unwrap(),
+            Format::Xml
+        );
+        assert_eq!(negotiate(Some("html"), None).unwrap_err().status, 406);
+    }
+
+    #[test]
+    fn accept_honours_quality() {
+        let accept = "application/fhir+json;q=0.5, application/fhir+xml";
+        assert_eq!(negotiate(None, Some(accept)).unwrap(), Format::Xml);
+        assert_eq!(negotiate(None, Some("*/*")).unwrap(), Format::Json);
+        assert_eq!(negotiate(None, Some("text/html")).unwrap_err().status, 406);
+    }
+
+    #[test]
+    fn json_nesting_bomb_is_refused_without_recursion() {
+        let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_body(Format::Json, bomb.as_bytes()).unwrap_err();
+        assert_eq!(error.code, "IM1-1111");
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        let text = "[".repeat(200);
+        let body = format!(r#"{{"resourceType":"Patient","id":"x","name":[{{"text":"{text}"}}]}}"#);
+        assert!(parse_body(Format::Json, body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn content_type_must_be_fhir() {
+        assert_eq!(body_format(Some("text/plain")).unwrap_err().status, 415);
+        assert_eq!(
+            body_format(Some("application/fhir+json; fhirVersion=4.0")).unwrap(),
+            Format::Json
+        );
+    }
+}

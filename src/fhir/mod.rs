@@ -1,0 +1,12 @@
+//! The FHIR side of the proxy: REST parsing, formats, errors, Bundles, the CapabilityStatement. It never
+//! names a supplier.
+
+pub mod bundle;
+pub mod capability;
+pub mod error;
+pub mod format;
+pub mod resource_types;
+pub mod rest;
+pub mod search;
+
+pub use error::{FhirError, FhirResult, IssueType};

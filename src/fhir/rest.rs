@@ -1,0 +1,476 @@
+//! The FHIR RESTful API: a request's method, path and headers become one `Interaction`.
+//!
+//! Everything a client can say about *how* it wants an answer (`_format`, `_pretty`, `_count`, `_summary`,
+//! `_elements`, `_sort`, `_include`, `_revinclude`, `Prefer`) is parsed here, once, for every resource;
+//! what is left are the search parameters, which the resource's mapping must know.
+
+use super::error::{FhirError, FhirResult};
+use super::format::{self, Format};
+use super::resource_types::is_resource_type;
+use http::{HeaderMap, Method};
+
+/// What kind of RESTful interaction a request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Capabilities,
+    SmartConfiguration,
+    Read,
+    VRead,
+    Search,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    History,
+    /// `$name` at system, type or instance level.
+    Operation(String),
+}
+
+impl Kind {
+    /// The CapabilityStatement's name for the interaction (used in metrics, logs and audit).
+    pub fn name(&self) -> &str {
+        match self {
+            Kind::Capabilities => "capabilities",
+            Kind::SmartConfiguration => "smart-configuration",
+            Kind::Read => "read",
+            Kind::VRead => "vread",
+            Kind::Search => "search-type",
+            Kind::Create => "create",
+            Kind::Update => "update",
+            Kind::Patch => "patch",
+            Kind::Delete => "delete",
+            Kind::History => "history-instance",
+            Kind::Operation(_) => "operation",
+        }
+    }
+}
+
+/// `_summary` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    True,
+    Text,
+    Data,
+    Count,
+    False,
+}
+
+/// How strictly to treat unknown search parameters (`Prefer: handling=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handling {
+    #[default]
+    Strict,
+    Lenient,
+}
+
+/// What to return after a write (`Prefer: return=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Return {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+/// One search parameter as sent: `name:modifier=value,value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchParam {
+    pub name: String,
+    pub modifier: Option<String>,
+    /// Comma-separated alternatives (OR), each still escaped as FHIR says (`\,`).
+    pub values: Vec<String>,
+}
+
+/// An `_include` or `_revinclude`: `Source:param[:Target]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub source: String,
+    pub param: String,
+    pub target: Option<String>,
+    pub iterate: bool,
+}
+
+/// A sort key: a search parameter name, descending when prefixed by `-`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub param: String,
+    pub descending: bool,
+}
+
+/// The parsed request, independent of transport.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub kind: Kind,
+    pub resource_type: Option<String>,
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub format: Format,
+    pub pretty: bool,
+    pub params: Vec<SearchParam>,
+    pub count: Option<usize>,
+    pub page: Option<String>,
+    pub summary: Option<Summary>,
+    pub elements: Vec<String>,
+    pub sort: Vec<SortKey>,
+    pub include: Vec<Include>,
+    pub revinclude: Vec<Include>,
+    pub handling: Handling,
+    pub return_pref: Return,
+}
+
+impl Interaction {
+    /// A short label for logs and metrics: `read Patient`, `search-type Observation`.
+    pub fn label(&self) -> String {
+        match &self.resource_type {
+            Some(t) => format!("{} {t}", self.kind.name()),
+            None => self.kind.name().to_string(),
+        }
+    }
+}
+
+/// Control parameters handled here, for every resource; anything else starting with `_` but not listed
+/// as a search parameter below is unknown.
+const CONTROL_PARAMS: &[&str] = &[
+    "_format",
+    "_pretty",
+    "_count",
+    "_summary",
+    "_elements",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_page",
+    "_total",
+];
+
+/// Parses method + path (relative to the FHIR base, without the leading `/`) + query + headers.
+pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> FhirResult<Interaction> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let format_param = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = format::negotiate(format_param, accept)?;
+
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (kind, resource_type, id, version) = route(method, &segments)?;
+    let mut interaction = Interaction {
+        kind,
+        resource_type,
+        id,
+        version,
+        format,
+        pretty: false,
+        params: Vec::new(),
+        count: None,
+        page: None,
+        summary: None,
+        elements: Vec::new(),
+        sort: Vec::new(),
+        include: Vec::new(),
+        revinclude: Vec::new(),
+        handling: Handling::Strict,
+        return_pref: Return::Representation,
+    };
+    read_prefer(headers, &mut interaction);
+    apply_params(&mut interaction, pairs)?;
+    Ok(interaction)
+}
+
+/// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
+pub fn add_form_params(interaction: &mut Interaction, body: &[u8]) -> FhirResult<()> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    apply_params(interaction, pairs)
+}
+
+type Route = (Kind, Option<String>, Option<String>, Option<String>);
+
+fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
+    let not_allowed = || FhirError::method_not_allowed("IM1-1001", format!("{method} is not allowed on this path"));
+    match segments {
+        [] => Err(FhirError::not_found(
+            "IM1-1002",
+            "the system level (batch, transaction, search-system) is not supported",
+        )),
+        ["metadata"] if method == Method::GET => Ok((Kind::Capabilities, None, None, None)),
+        ["metadata"] => Err(not_allowed()),
+        [".well-known", "smart-configuration"] if method == Method::GET => {
+            Ok((Kind::SmartConfiguration, None, None, None))
+        }
+        [op] if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), None, None, None)),
+        [t, rest @ ..] => {
+            let t = resource_type(t)?;
+            match (method.clone(), rest) {
+                (Method::GET, []) => Ok((Kind::Search, Some(t), None, None)),
+                (Method::POST, []) => Ok((Kind::Create, Some(t), None, None)),
+                (Method::POST, ["_search"]) => Ok((Kind::Search, Some(t), None, None)),
+                (_, ["_search"]) => Err(not_allowed()),
+                (_, [op]) if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), Some(t), None, None)),
+                (Method::GET, [id]) => Ok((Kind::Read, Some(t), Some(logical_id(id)?), None)),
+                (Method::PUT, [id]) => Ok((Kind::Update, Some(t), Some(logical_id(id)?), None)),
+                (Method::PATCH, [id]) => Ok((Kind::Patch, Some(t), Some(logical_id(id)?), None)),
+                (Method::DELETE, [id]) => Ok((Kind::Delete, Some(t), Some(logical_id(id)?), None)),
+                (_, [_]) => Err(not_allowed()),
+                (_, [id, op]) if op.starts_with('$') => Ok((
+                    Kind::Operation(operation_name(op)?),
+                    Some(t),
+                    Some(logical_id(id)?),
+                    None,
+                )),
+                (Method::GET, [id, "_history"]) => Ok((Kind::History, Some(t), Some(logical_id(id)?), None)),
+                (Method::GET, [id, "_history", vid]) => {
+                    Ok((Kind::VRead, Some(t), Some(logical_id(id)?), Some(logical_id(vid)?)))
+                }
+                (_, [_, "_history", ..]) => Err(not_allowed()),
+                _ => Err(FhirError::not_found("IM1-1003", "no FHIR interaction has this path")),
+            }
+        }
+    }
+}
+
+fn resource_type(name: &str) -> FhirResult<String> {
+    if is_resource_type(name) {
+        Ok(name.to_string())
+    } else {
+        Err(FhirError::not_found(
+            "IM1-1004",
+            format!("'{}' is not a FHIR R4 resource type", printable(name)),
+        ))
+    }
+}
+
+/// FHIR ids: `[A-Za-z0-9\-\.]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn logical_id(id: &str) -> FhirResult<String> {
+    if is_valid_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err(FhirError::bad_request(
+            "IM1-1005",
+            "the id is not a valid FHIR id ([A-Za-z0-9-.], at most 64 characters)",
+        ))
+    }
+}
+
+fn operation_name(op: &str) -> FhirResult<String> {
+    let name = &op[1..];
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(name.to_string())
+    } else {
+        Err(FhirError::bad_request("IM1-1006", "the operation name is not valid"))
+    }
+}
+
+/// Echoes client input in messages only when it is short and plain.
+fn printable(s: &str) -> String {
+    let clean: String = s.chars().filter(|c| c.is_ascii_graphic()).take(40).collect();
+    clean
+}
+
+fn read_prefer(headers: &HeaderMap, interaction: &mut Interaction) {
+    for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for token in value.split([',', ';']).map(str::trim) {
+            match token {
+                "handling=lenient" => interaction.handling = Handling::Lenient,
+                "handling=strict" => interaction.handling = Handling::Strict,
+                "return=minimal" => interaction.return_pref = Return::Minimal,
+                "return=representation" => interaction.return_pref = Return::Representation,
+                "return=OperationOutcome" => interaction.return_pref = Return::OperationOutcome,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> FhirResult<()> {
+    for (key, value) in pairs {
+        let (name, modifier) = match key.split_once(':') {
+            Some((n, m)) => (n.to_string(), Some(m.to_string())),
+            None => (key.clone(), None),
+        };
+        let bad = |message: String| FhirError::bad_request("IM1-1201", message).at(name.clone());
+        match name.as_str() {
+            "_format" => {}
+            "_pretty" => interaction.pretty = value == "true",
+            "_count" => {
+                let count: usize = value
+                    .parse()
+                    .map_err(|_| bad("_count must be a non-negative whole number".into()))?;
+                interaction.count = Some(count);
+            }
+            "_page" => interaction.page = Some(value),
+            "_total" => {}
+            "_summary" => {
+                interaction.summary = Some(match value.as_str() {
+                    "true" => Summary::True,
+                    "text" => Summary::Text,
+                    "data" => Summary::Data,
+                    "count" => Summary::Count,
+                    "false" => Summary::False,
+                    _ => return Err(bad("_summary must be true, text, data, count or false".into())),
+                })
+            }
+            "_elements" => interaction.elements.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
+            "_sort" => {
+                for key in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let (param, descending) = match key.strip_prefix('-') {
+                        Some(p) => (p, true),
+                        None => (key, false),
+                    };
+                    interaction.sort.push(SortKey {
+                        param: param.to_string(),
+                        descending,
+                    });
+                }
+            }
+            "_include" | "_revinclude" => {
+                let include = parse_include(&value, modifier.as_deref()).map_err(bad)?;
+                if name == "_include" {
+                    interaction.include.push(include)
+                } else {
+                    interaction.revinclude.push(include)
+                }
+            }
+            _ => {
+                if value.is_empty() {
+                    // FHIR: a parameter with no value is ignored.
+                    continue;
+                }
+                interaction.params.push(SearchParam {
+                    name,
+                    modifier,
+                    values: split_values(&value),
+                });
+            }
+        }
+    }
+    debug_assert!(CONTROL_PARAMS.contains(&"_count"));
+    Ok(())
+}
+
+fn parse_include(value: &str, modifier: Option<&str>) -> Result<Include, String> {
+    let iterate = match modifier {
+        None => false,
+        Some("iterate") | Some("recurse") => true,
+        Some(other) => return Err(format!("unknown modifier ':{other}' on an include")),
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    match parts.as_slice() {
+        [source, param] => Ok(Include {
+            source: source.to_string(),
+            param: param.to_string(),
+            target: None,
+            iterate,
+        }),
+        [source, param, target] => Ok(Include {
+            source: source.to_string(),
+            param: param.to_string(),
+            target: Some(target.to_string()),
+            iterate,
+        }),
+        _ => Err("an include is Source:param or Source:param:Target".into()),
+    }
+}
+
+/// Splits a parameter value on unescaped commas (FHIR's OR).
+fn split_values(value: &str) -> Vec<String> {
+    let mut values = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some(',') | Some('\\') | Some('$') | Some('|')) => {
+                values.last_mut().map(|v| {
+                    v.push('\\');
+                    v.push(chars.next().unwrap_or('\\'))
+                });
+            }
+            ',' => values.push(String::new()),
+            c => {
+                if let Some(v) = values.last_mut() {
+                    v.push(c)
+                }
+            }
+        }
+    }
+    values
+}
+
+/// Names of the control parameters, for the CapabilityStatement.
+pub fn control_params() -> &'static [&'static str] {
+    CONTROL_PARAMS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str, query: &str) -> FhirResult<Interaction> {
+        parse(&Method::GET, path, Some(query), &HeaderMap::new())
+    }
+
+    #[test]
+    fn read_and_search_are_told_apart() {
+        let read = get("Patient/abc-1", "").unwrap();
+        assert_eq!((read.kind, read.id.as_deref()), (Kind::Read, Some("abc-1")));
+        let search = get(
+            "Patient",
+            "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009&_count=5",
+        )
+        .unwrap();
+        assert_eq!(search.kind, Kind::Search);
+        assert_eq!(search.count, Some(5));
+        assert_eq!(
+            search.params[0].values,
+            vec!["https://fhir.nhs.uk/Id/nhs-number|9000000009"]
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_bad_ids_are_refused() {
+        assert_eq!(get("Potato/1", "").unwrap_err().status, 404);
+        assert_eq!(get("Patient/a_b", "").unwrap_err().status, 400);
+        assert_eq!(get(&format!("Patient/{}", "a".repeat(65)), "").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn wrong_methods_are_405() {
+        let error = parse(&Method::PUT, "metadata", None, &HeaderMap::new()).unwrap_err();
+        assert_eq!(error.status, 405);
+    }
+
+    #[test]
+    fn or_values_respect_escapes() {
+        assert_eq!(split_values(r"a,b\,c"), vec!["a".to_string(), r"b\,c".to_string()]);
+    }
+
+    #[test]
+    fn prefer_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", "handling=lenient, return=minimal".parse().unwrap());
+        let i = parse(&Method::GET, "Patient", None, &headers).unwrap();
+        assert_eq!((i.handling, i.return_pref), (Handling::Lenient, Return::Minimal));
+    }
+
+    #[test]
+    fn includes_are_parsed() {
+        let i = get(
+            "MedicationRequest",
+            "_include=MedicationRequest:medication&_revinclude:iterate=Slot:schedule",
+        )
+        .unwrap();
+        assert_eq!(i.include[0].param, "medication");
+        assert!(i.revinclude[0].iterate);
+        assert_eq!(get("Slot", "_include=nonsense").unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,396 @@
+//! Search parameters evaluated on translated resources, as FHIR defines them for each type (token, string,
+//! date, reference). Every search is filtered here after translation, so a native call that cannot filter
+//! still gives the right answer, and one that can only narrows the work.
+
+use super::error::{FhirError, FhirResult};
+use super::rest::SearchParam;
+use crate::mapping::file::{ParamDef, ParamType};
+use serde_json::Value;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// Whether a resource matches every parameter (AND), each matching any of its values (OR).
+pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
+    for (def, param) in params {
+        let elements = collect(resource, &def.paths);
+        let mut any = false;
+        for value in &param.values {
+            if value_matches(def, param.modifier.as_deref(), value, &elements)? {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks a parameter's modifier and values before any native call, so bad input is a 400 up front.
+pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
+    let allowed: &[&str] = match def.kind {
+        ParamType::Token => &["not"],
+        ParamType::String => &["exact", "contains"],
+        ParamType::Date => &[],
+        ParamType::Reference => &[],
+    };
+    if let Some(modifier) = &param.modifier {
+        if !allowed.contains(&modifier.as_str()) {
+            return Err(FhirError::bad_request(
+                "IM1-1202",
+                format!(
+                    "modifier ':{modifier}' is not supported on {} parameter '{}'",
+                    def.kind.name(),
+                    def.name
+                ),
+            )
+            .at(def.name.clone()));
+        }
+    }
+    if def.kind == ParamType::Date {
+        for value in &param.values {
+            let (_, text) = date_prefix(value);
+            if parse_range(text).is_none() {
+                return Err(FhirError::bad_request(
+                    "IM1-1203",
+                    format!(
+                        "'{}' is not a FHIR date for parameter '{}'",
+                        text.chars().take(40).collect::<String>(),
+                        def.name
+                    ),
+                )
+                .at(def.name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
+    let mut out = Vec::new();
+    for path in paths {
+        let mut current = vec![resource];
+        for step in path.split('.') {
+            let mut next = Vec::new();
+            for value in current {
+                match value.get(step) {
+                    Some(Value::Array(items)) => next.extend(items.iter()),
+                    Some(v) => next.push(v),
+                    None => {}
+                }
+            }
+            current = next;
+        }
+        out.extend(current);
+    }
+    out
+}
+
+fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: &[&Value]) -> FhirResult<bool> {
+    Ok(match def.kind {
+        ParamType::Token => {
+            let hit = elements.iter().any(|e| token_matches(e, value));
+            if modifier == Some("not") {
+                !hit
+            } else {
+                hit
+            }
+        }
+        ParamType::String => {
+            let wanted = fold(&unescape(value));
+            elements.iter().flat_map(|e| strings(e)).any(|s| {
+                let s_folded = fold(&s);
+                match modifier {
+                    Some("exact") => s == unescape(value),
+                    Some("contains") => s_folded.contains(&wanted),
+                    _ => s_folded.starts_with(&wanted),
+                }
+            })
+        }
+        ParamType::Date => {
+            let (prefix, text) = date_prefix(value);
+            let Some(wanted) = parse_range(text) else {
+                return Ok(false);
+            };
+            elements
+                .iter()
+                .filter_map(|e| element_range(e))
+                .any(|have| date_matches(prefix, have, wanted))
+        }
+        ParamType::Reference => elements.iter().any(|e| {
+            e.get("reference")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r == value || r.ends_with(&format!("/{value}")))
+        }),
+    })
+}
+
+fn unescape(value: &str) -> String {
+    value
+        .replace("\\,", ",")
+        .replace("\\|", "|")
+        .replace("\\$", "$")
+        .replace("\\\\", "\\")
+}
+
+/// Case- and accent-insensitive form for string search (enough for the Latin names GP systems hold).
+fn fold(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'à'..='å' | 'À'..='Å' => 'a',
+            'è'..='ë' | 'È'..='Ë' => 'e',
+            'ì'..='ï' | 'Ì'..='Ï' => 'i',
+            'ò'..='ö' | 'Ò'..='Ö' => 'o',
+            'ù'..='ü' | 'Ù'..='Ü' => 'u',
+            'ç' | 'Ç' => 'c',
+            'ñ' | 'Ñ' => 'n',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The searchable strings of an element: itself, or the string parts of a HumanName or Address.
+fn strings(element: &Value) -> Vec<String> {
+    match element {
+        Value::String(s) => vec![s.clone()],
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "use" | "type" | "period" | "extension" | "id"))
+            .flat_map(|(_, v)| match v {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
+                _ => vec![],
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn token_matches(element: &Value, wanted: &str) -> bool {
+    let (system, code) = match wanted.split_once('|') {
+        Some((s, c)) => (Some(s), c),
+        None => (None, wanted),
+    };
+    let pair_matches = |s: Option<&str>, c: Option<&str>| {
+        let system_ok = match system {
+            None => true,
+            Some("") => s.is_none(),
+            Some(sys) => s == Some(sys),
+        };
+        system_ok && (code.is_empty() || c == Some(code))
+    };
+    match element {
+        Value::String(s) => system.is_none_or(str::is_empty) && s == code,
+        Value::Bool(b) => system.is_none() && code == b.to_string(),
+        Value::Object(map) => {
+            if let Some(Value::Array(codings)) = map.get("coding") {
+                return codings.iter().any(|c| {
+                    pair_matches(
+                        c.get("system").and_then(Value::as_str),
+                        c.get("code").and_then(Value::as_str),
+                    )
+                });
+            }
+            let value = map.get("value").or_else(|| map.get("code")).and_then(Value::as_str);
+            pair_matches(map.get("system").and_then(Value::as_str), value)
+        }
+        _ => false,
+    }
+}
+
+/// FHIR date prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
+}
+
+fn date_prefix(value: &str) -> (Prefix, &str) {
+    let prefixes = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    for (text, prefix) in prefixes {
+        if let Some(rest) = value.strip_prefix(text) {
+            return (prefix, rest);
+        }
+    }
+    (Prefix::Eq, value)
+}
+
+/// The half-open range of instants a date or date-time of any precision stands for.
+type Range = (OffsetDateTime, OffsetDateTime);
+
+pub fn parse_range(text: &str) -> Option<Range> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let year = |s: &str| s.get(0..4).filter(|y| digits(y)).and_then(|y| y.parse::<i32>().ok());
+    let at = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
+    match text.len() {
+        4 => {
+            let y = year(text)?;
+            Some((
+                at(Date::from_calendar_date(y, Month::January, 1).ok()?),
+                at(Date::from_calendar_date(y + 1, Month::January, 1).ok()?),
+            ))
+        }
+        7 if text.as_bytes()[4] == b'-' => {
+            let y = year(text)?;
+            let m: u8 = text.get(5..7).filter(|m| digits(m))?.parse().ok()?;
+            let month = Month::try_from(m).ok()?;
+            let start = Date::from_calendar_date(y, month, 1).ok()?;
+            let end = if month == Month::December {
+                Date::from_calendar_date(y + 1, Month::January, 1).ok()?
+            } else {
+                Date::from_calendar_date(y, month.next(), 1).ok()?
+            };
+            Some((at(start), at(end)))
+        }
+        10 => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let date = Date::parse(text, &format).ok()?;
+            Some((at(date), at(date.next_day()?)))
+        }
+        _ => {
+            use time::format_description::well_known::Rfc3339;
+            let instant = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
+                // A date-time without a zone: FHIR says the server's; UK practice data is UTC-aligned here.
+                let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+                PrimitiveDateTime::parse(text.get(..19)?, &format)
+                    .ok()
+                    .map(|p| p.assume_offset(UtcOffset::UTC))
+            })?;
+            Some((instant, instant + time::Duration::seconds(1)))
+        }
+    }
+}
+
+fn element_range(element: &Value) -> Option<Range> {
+    match element {
+        Value::String(s) => parse_range(s),
+        Value::Object(map) => {
+            let start = map
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(parse_range)
+                .map(|r| r.0);
+            let end = map
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(parse_range)
+                .map(|r| r.1);
+            match (start, end) {
+                (Some(s), Some(e)) => Some((s, e)),
+                (Some(s), None) => Some((s, OffsetDateTime::new_utc(Date::MAX, Time::MIDNIGHT))),
+                (None, Some(e)) => Some((OffsetDateTime::new_utc(Date::MIN, Time::MIDNIGHT), e)),
+                (None, None) => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn date_matches(prefix: Prefix, have: Range, wanted: Range) -> bool {
+    let (hs, he) = have;
+    let (ws, we) = wanted;
+    match prefix {
+        Prefix::Eq => hs >= ws && he <= we,
+        Prefix::Ne => !(hs >= ws && he <= we),
+        Prefix::Gt => he > we,
+        Prefix::Lt => hs < ws,
+        Prefix::Ge => he > ws,
+        Prefix::Le => hs < we,
+        Prefix::Sa => hs >= we,
+        Prefix::Eb => he <= ws,
+        Prefix::Ap => {
+            let slack = (we - ws).max(time::Duration::days(1));
+            hs < we + slack && he > ws - slack
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(kind: ParamType, path: &str) -> ParamDef {
+        ParamDef {
+            name: "p".into(),
+            kind,
+            paths: vec![path.into()],
+        }
+    }
+
+    fn param(values: &[&str], modifier: Option<&str>) -> SearchParam {
+        SearchParam {
+            name: "p".into(),
+            modifier: modifier.map(String::from),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tokens_match_identifiers_and_codings() {
+        let patient = json!({"identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+                             "gender": "female"});
+        let d = def(ParamType::Token, "identifier");
+        assert!(matches(
+            &patient,
+            &[(&d, &param(&["https://fhir.nhs.uk/Id/nhs-number|9000000009"], None))]
+        )
+        .unwrap());
+        assert!(matches(&patient, &[(&d, &param(&["9000000009"], None))]).unwrap());
+        assert!(!matches(&patient, &[(&d, &param(&["other|9000000009"], None))]).unwrap());
+        let g = def(ParamType::Token, "gender");
+        assert!(matches(&patient, &[(&g, &param(&["male", "female"], None))]).unwrap());
+        assert!(!matches(&patient, &[(&g, &param(&["female"], Some("not")))]).unwrap());
+    }
+
+    #[test]
+    fn strings_are_prefix_and_case_insensitive() {
+        let patient = json!({"name": [{"family": "Tester", "given": ["Alex"]}]});
+        let d = def(ParamType::String, "name");
+        assert!(matches(&patient, &[(&d, &param(&["tes"], None))]).unwrap());
+        assert!(matches(&patient, &[(&d, &param(&["ale"], None))]).unwrap());
+        assert!(!matches(&patient, &[(&d, &param(&["tes"], Some("exact")))]).unwrap());
+        assert!(matches(&patient, &[(&d, &param(&["este"], Some("contains")))]).unwrap());
+    }
+
+    #[test]
+    fn dates_compare_as_ranges() {
+        let patient = json!({"birthDate": "1985-04-12"});
+        let d = def(ParamType::Date, "birthDate");
+        for (query, expected) in [
+            ("1985", true),
+            ("1985-04-12", true),
+            ("gt1985-01-01", true),
+            ("lt1985-04-12", false),
+            ("le1985-04-12", true),
+            ("ge1986", false),
+            ("ne1985", false),
+            ("eq1985-05", false),
+        ] {
+            assert_eq!(
+                matches(&patient, &[(&d, &param(&[query], None))]).unwrap(),
+                expected,
+                "{query}"
+            );
+        }
+        assert!(validate(&d, &param(&["gtnonsense"], None)).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Code translations as FHIR ConceptMaps: loaded from `conformance/ConceptMap/`, served as resources, used by
+//! `$translate`, and called from mapping expressions through `translate()` and `coding()`.
+
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// One translation target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub system: String,
+    pub code: String,
+    pub display: Option<String>,
+    pub equivalence: String,
+}
+
+/// A loaded ConceptMap, indexed for lookups by source code.
+#[derive(Debug, Clone)]
+pub struct ConceptMap {
+    pub id: String,
+    pub url: String,
+    pub resource: Value,
+    /// (source system, source code) -> targets; the source system may be empty.
+    by_code: HashMap<String, Vec<(String, Target)>>,
+}
+
+impl ConceptMap {
+    /// Builds the index from a ConceptMap resource; errors name the problem.
+    pub fn from_resource(resource: Value) -> Result<Self, String> {
+        if resource.get("resourceType").and_then(Value::as_str) != Some("ConceptMap") {
+            return Err("not a ConceptMap".into());
+        }
+        let id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("a ConceptMap needs an id")?
+            .to_string();
+        let url = resource
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("a ConceptMap needs a url")?
+            .to_string();
+        let mut by_code: HashMap<String, Vec<(String, Target)>> = HashMap::new();
+        for group in resource.get("group").and_then(Value::as_array).into_iter().flatten() {
+            let source = group.get("source").and_then(Value::as_str).unwrap_or("").to_string();
+            let target_system = group.get("target").and_then(Value::as_str).unwrap_or("").to_string();
+            for element in group.get("element").and_then(Value::as_array).into_iter().flatten() {
+                let code = element
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .ok_or("an element without a code")?;
+                for target in element.get("target").and_then(Value::as_array).into_iter().flatten() {
+                    let equivalence = target
+                        .get("equivalence")
+                        .and_then(Value::as_str)
+                        .unwrap_or("equivalent")
+                        .to_string();
+                    if matches!(equivalence.as_str(), "unmatched" | "disjoint") {
+                        continue;
+                    }
+                    let Some(target_code) = target.get("code").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    by_code.entry(code.to_string()).or_default().push((
+                        source.clone(),
+                        Target {
+                            system: target_system.clone(),
+                            code: target_code.to_string(),
+                            display: target.get("display").and_then(Value::as_str).map(String::from),
+                            equivalence,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(ConceptMap {
+            id,
+            url,
+            resource,
+            by_code,
+        })
+    }
+
+    /// The first target for a code, from any source system in the map.
+    pub fn lookup(&self, code: &str) -> Option<&Target> {
+        self.by_code
+            .get(code)
+            .and_then(|targets| targets.first())
+            .map(|(_, t)| t)
+    }
+
+    /// Every target for a code from the given source system (or any, when `system` is None).
+    pub fn translate(&self, system: Option<&str>, code: &str) -> Vec<&Target> {
+        self.by_code
+            .get(code)
+            .into_iter()
+            .flatten()
+            .filter(|(source, _)| system.is_none_or(|s| s == source))
+            .map(|(_, t)| t)
+            .collect()
+    }
+}
+
+/// All ConceptMaps, found by id or canonical URL.
+#[derive(Debug, Clone, Default)]
+pub struct ConceptMaps {
+    maps: Vec<ConceptMap>,
+}
+
+impl ConceptMaps {
+    pub fn insert(&mut self, map: ConceptMap) {
+        self.maps.push(map);
+    }
+
+    pub fn get(&self, id_or_url: &str) -> Option<&ConceptMap> {
+        self.maps.iter().find(|m| m.id == id_or_url || m.url == id_or_url)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ConceptMap> {
+        self.maps.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lookups_follow_the_groups() {
+        let map = ConceptMap::from_resource(json!({
+            "resourceType": "ConceptMap", "id": "sex", "url": "https://example.org/ConceptMap/sex",
+            "group": [{ "source": "urn:native", "target": "http://hl7.org/fhir/administrative-gender",
+                "element": [{ "code": "Female", "target": [{ "code": "female", "equivalence": "equal" }] },
+                            { "code": "Other", "target": [{ "equivalence": "unmatched" }] }] }]
+        }))
+        .unwrap();
+        assert_eq!(map.lookup("Female").unwrap().code, "female");
+        assert!(map.lookup("Other").is_none());
+        assert_eq!(map.translate(Some("urn:native"), "Female").len(), 1);
+        assert!(map.translate(Some("urn:else"), "Female").is_empty());
+    }
+}

@@ -1,0 +1,293 @@
+//! Expressions in mapping files: minijinja expressions inside `{{ }}`.
+//!
+//! Measured (see design.md): an expression engine per leaf costs about twice a direct lookup, so a leaf
+//! that is a plain field path (`r.Address.Postcode`, `r.Items[0]`) is compiled to a direct lookup on the
+//! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
+//! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
+//! `instant(value)`, `join_nonempty(sep, ...)`. `partial(name, ...)` is recognised when it is a whole leaf.
+
+use super::concept_map::ConceptMaps;
+use minijinja::value::Rest;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// One step of a direct path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A plain path such as `r.Address.Postcode`: a root variable and steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub root: String,
+    pub steps: Vec<Step>,
+}
+
+impl Path {
+    /// Parses `root(.key|[n])*`, or returns None when the text is anything else.
+    pub fn parse(text: &str) -> Option<Path> {
+        let text = text.trim();
+        let mut chars = text.char_indices().peekable();
+        let ident = |chars: &mut std::iter::Peekable<std::str::CharIndices>| -> Option<String> {
+            let mut out = String::new();
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    out.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            (!out.is_empty() && !out.starts_with(|c: char| c.is_ascii_digit())).then_some(out)
+        };
+        let root = ident(&mut chars)?;
+        if matches!(root.as_str(), "true" | "false" | "none" | "None" | "not") {
+            return None;
+        }
+        let mut steps = Vec::new();
+        while let Some((_, c)) = chars.next() {
+            match c {
+                '.' => steps.push(Step::Key(ident(&mut chars)?)),
+                '[' => {
+                    let mut digits = String::new();
+                    for (_, d) in chars.by_ref() {
+                        if d == ']' {
+                            break;
+                        }
+                        digits.push(d);
+                    }
+                    steps.push(Step::Index(digits.parse().ok()?));
+                }
+                _ => return None,
+            }
+        }
+        Some(Path { root, steps })
+    }
+
+    /// Follows the path from a value.
+    pub fn walk<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
+        for step in &self.steps {
+            value = match step {
+                Step::Key(k) => value.get(k.as_str())?,
+                Step::Index(i) => value.get(*i)?,
+            };
+        }
+        Some(value)
+    }
+}
+
+/// The text inside `{{ }}` when the whole string is one expression.
+pub fn whole_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then_some(inner.trim())
+}
+
+/// A call `partial('Name', arg, ...)` as a whole expression: the name and the argument texts.
+pub fn partial_call(expr: &str) -> Option<(String, Vec<String>)> {
+    let args = expr.strip_prefix("partial(")?.strip_suffix(')')?;
+    let mut parts = split_args(args).into_iter();
+    let name = parts.next()?;
+    let name = name.trim().strip_prefix('\'').and_then(|n| n.strip_suffix('\''))?;
+    Some((name.to_string(), parts.map(|p| p.trim().to_string()).collect()))
+}
+
+/// Splits call arguments on top-level commas (outside quotes and brackets).
+fn split_args(args: &str) -> Vec<String> {
+    let (mut out, mut current, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None::<char>);
+    for c in args.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c)
+            }
+            (Some(_), c) => current.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c)
+            }
+            (None, '(' | '[' | '{') => {
+                depth += 1;
+                current.push(c)
+            }
+            (None, ')' | ']' | '}') => {
+                depth -= 1;
+                current.push(c)
+            }
+            (None, ',') if depth == 0 => out.push(std::mem::take(&mut current)),
+            (None, c) => current.push(c),
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The expression engine for one loaded set of mappings.
+pub struct Engine {
+    env: &'static Environment<'static>,
+}
+
+/// A compiled minijinja expression.
+pub type Compiled = minijinja::Expression<'static, 'static>;
+
+impl Engine {
+    /// Builds the environment with the proxy's functions. The environment lives as long as the process: one
+    /// is made per loaded mapping set (at start-up, and by `check`), and compiled expressions borrow it.
+    pub fn new(concept_maps: Arc<ConceptMaps>) -> Engine {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        let maps = concept_maps.clone();
+        env.add_function("translate", move |map: String, code: JValue| -> Result<JValue, Error> {
+            let map = maps.get(&map).ok_or_else(|| unknown_map(&map))?;
+            Ok(code_text(&code)
+                .and_then(|c| map.lookup(&c))
+                .map(|t| JValue::from(t.code.clone()))
+                .unwrap_or(JValue::UNDEFINED))
+        });
+        let maps = concept_maps;
+        env.add_function("coding", move |map: String, code: JValue| -> Result<JValue, Error> {
+            let map = maps.get(&map).ok_or_else(|| unknown_map(&map))?;
+            Ok(code_text(&code)
+                .and_then(|c| map.lookup(&c))
+                .map(|t| {
+                    JValue::from(minijinja::value::Serde(serde_json::json!({
+                        "system": t.system, "code": t.code, "display": t.display,
+                    })))
+                })
+                .unwrap_or(JValue::UNDEFINED))
+        });
+        env.add_function("date", |value: JValue, precision: Option<String>| -> JValue {
+            match value.as_str() {
+                Some(text) => fhir_date(text, precision.as_deref().unwrap_or("day"))
+                    .map(JValue::from)
+                    .unwrap_or(JValue::UNDEFINED),
+                None => JValue::UNDEFINED,
+            }
+        });
+        env.add_function("instant", |value: JValue| -> JValue {
+            value
+                .as_str()
+                .and_then(fhir_instant)
+                .map(JValue::from)
+                .unwrap_or(JValue::UNDEFINED)
+        });
+        env.add_function("join_nonempty", |sep: String, parts: Rest<JValue>| -> JValue {
+            let parts: Vec<String> = parts
+                .iter()
+                .filter(|p| !p.is_undefined() && !p.is_none())
+                .map(|p| p.to_string())
+                .filter(|p| !p.trim().is_empty())
+                .collect();
+            if parts.is_empty() {
+                JValue::UNDEFINED
+            } else {
+                JValue::from(parts.join(&sep))
+            }
+        });
+        Engine {
+            env: Box::leak(Box::new(env)),
+        }
+    }
+
+    pub fn compile(&self, source: &str) -> Result<Compiled, String> {
+        self.env
+            .compile_expression_owned(source.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether a function of that name is registered (for `check`'s messages).
+    pub fn has_function(&self, name: &str) -> bool {
+        ["translate", "coding", "date", "instant", "join_nonempty"].contains(&name)
+    }
+}
+
+fn unknown_map(name: &str) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("unknown ConceptMap '{name}'"))
+}
+
+fn code_text(code: &JValue) -> Option<String> {
+    if code.is_undefined() || code.is_none() {
+        return None;
+    }
+    Some(match code.as_str() {
+        Some(s) => s.to_string(),
+        None => code.to_string(),
+    })
+}
+
+/// Cuts a native date or date-time to a FHIR date of the given precision (`year`, `month`, `day`):
+/// partial dates are never padded out.
+pub fn fhir_date(text: &str, precision: &str) -> Option<String> {
+    let date = text.get(..10).unwrap_or(text);
+    let len = match precision {
+        "year" => 4,
+        "month" => 7,
+        "day" => 10,
+        _ => return None,
+    };
+    let out = date.get(..len)?;
+    let valid = out.bytes().enumerate().all(|(i, b)| {
+        if i == 4 || i == 7 {
+            b == b'-'
+        } else {
+            b.is_ascii_digit()
+        }
+    });
+    valid.then(|| out.to_string())
+}
+
+/// Normalises a native date-time with a zone (`Z` or an offset, any fraction) to a FHIR instant.
+pub fn fhir_instant(text: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let parsed = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    parsed.format(&Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_are_recognised() {
+        let path = Path::parse("r.Address.Lines[1]").unwrap();
+        assert_eq!(path.root, "r");
+        assert_eq!(
+            path.steps,
+            vec![Step::Key("Address".into()), Step::Key("Lines".into()), Step::Index(1)]
+        );
+        assert!(Path::parse("r.Sex | lower").is_none());
+        assert!(Path::parse("translate('x', r.Sex)").is_none());
+        assert!(Path::parse("true").is_none());
+    }
+
+    #[test]
+    fn partial_calls_are_split() {
+        let (name, args) = partial_call("partial('EmisName', r, 'x,y')").unwrap();
+        assert_eq!(name, "EmisName");
+        assert_eq!(args, vec!["r".to_string(), "'x,y'".to_string()]);
+    }
+
+    #[test]
+    fn dates_keep_their_precision() {
+        assert_eq!(fhir_date("2009-06-01T00:00:00", "month").as_deref(), Some("2009-06"));
+        assert_eq!(fhir_date("1998-01-01T00:00:00.0Z", "year").as_deref(), Some("1998"));
+        assert_eq!(fhir_date("1985-04-12", "day").as_deref(), Some("1985-04-12"));
+        assert_eq!(fhir_date("nonsense", "day"), None);
+        assert_eq!(
+            fhir_instant("2025-03-04T09:30:00.0Z").as_deref(),
+            Some("2025-03-04T09:30:00Z")
+        );
+    }
+
+    #[test]
+    fn engine_functions_work() {
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let expr = engine.compile("join_nonempty(' ', a, none, 'b')").unwrap();
+        let value = expr.eval(minijinja::context! { a => "x" }).unwrap();
+        assert_eq!(value.as_str(), Some("x b"));
+    }
+}

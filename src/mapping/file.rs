@@ -1,0 +1,381 @@
+//! The shape of a mapping file (`mappings/<supplier>/<Resource>.yaml`) and of a partial
+//! (`mappings/**/_<Name>.yaml`), read from the positioned YAML tree so that every problem has a place.
+//!
+//! ```yaml
+//! resource: Patient                      # the FHIR type produced
+//! profile: https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient
+//! version: "1"                           # the mapping's version, stated in meta.source
+//! compartment: self                      # self (Patient), patient (in one patient's record) or none
+//! read:                                  # how a read becomes native calls, per surface
+//!   transaction:                         # clinician and system principals
+//!     request: { ...native request template... }
+//!     select: "{{ reply }}"              # the record(s) in the reply
+//!   patient: { request: ..., select: ... }   # patient principals (the supplier's patient-facing API)
+//! search:
+//!   params:                              # FHIR search parameters this mapping accepts
+//!     identifier: { type: token, paths: [identifier] }
+//!   transaction: { request: ..., select: ..., requires: [identifier] }
+//! id: "{{ r.PatientGuid }}"              # the native key of one record
+//! template: { ...the FHIR resource, with expressions... }
+//! ```
+//! Search results are always filtered by the proxy after translation as well, so a native call that
+//! cannot filter by a parameter still gives the right answer.
+
+use super::problem::{child, Problems};
+use super::template::{self, Site, Tmpl};
+use super::yaml::{Node, NodeValue, Pos};
+use std::collections::BTreeMap;
+
+/// Which native surface a principal's request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Surface {
+    /// Clinician and system principals: the supplier's transaction (partner) API.
+    Transaction,
+    /// Patient principals: the supplier's patient-facing (PFS) API, with the patient's linkage.
+    Patient,
+}
+
+impl Surface {
+    pub const ALL: [Surface; 2] = [Surface::Transaction, Surface::Patient];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Surface::Transaction => "transaction",
+            Surface::Patient => "patient",
+        }
+    }
+}
+
+/// Which compartment a resource lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compartment {
+    /// The Patient resource itself.
+    SelfPatient,
+    /// An item in one patient's record: its id carries the patient's native key.
+    Patient,
+    /// Practice-level data (practitioners, schedules, slots).
+    None,
+}
+
+/// FHIR search parameter types the proxy can filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Token,
+    String,
+    Date,
+    Reference,
+}
+
+impl ParamType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamType::Token => "token",
+            ParamType::String => "string",
+            ParamType::Date => "date",
+            ParamType::Reference => "reference",
+        }
+    }
+}
+
+/// A search parameter a mapping accepts.
+#[derive(Debug, Clone)]
+pub struct ParamDef {
+    pub name: String,
+    pub kind: ParamType,
+    /// Element paths in the produced resource (`name.family`, `identifier`), searched as FHIR says for
+    /// the type.
+    pub paths: Vec<String>,
+}
+
+/// How one interaction goes through one surface.
+pub struct NativeStep {
+    pub request: Tmpl,
+    pub select: Tmpl,
+    /// Search parameters without which the native call cannot be made (a 400 names them).
+    pub requires: Vec<String>,
+}
+
+/// One interaction (read or search) across the surfaces that support it.
+#[derive(Default)]
+pub struct InteractionDef {
+    pub surfaces: BTreeMap<Surface, NativeStep>,
+}
+
+/// A compiled mapping file.
+pub struct MappingFile {
+    pub file: String,
+    pub supplier: String,
+    pub resource: String,
+    pub profile: String,
+    pub version: String,
+    pub compartment: Compartment,
+    pub read: Option<InteractionDef>,
+    pub search: Option<InteractionDef>,
+    pub params: Vec<ParamDef>,
+    pub id: Tmpl,
+    pub template: Tmpl,
+    pub pos: Pos,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "resource",
+    "profile",
+    "version",
+    "compartment",
+    "description",
+    "read",
+    "search",
+    "id",
+    "template",
+];
+
+/// Variables every native request template may use.
+const REQUEST_VARS: &[&str] = &["id", "params", "practice", "patient"];
+
+/// Reads a mapping file; problems are collected, and `None` is returned only when nothing usable remains.
+pub fn read_mapping(
+    file: &str,
+    supplier: &str,
+    root: &Node,
+    site_vars: &mut Site,
+    problems: &mut Problems,
+) -> Option<MappingFile> {
+    if !matches!(root.value, NodeValue::Map(_)) {
+        problems.add(file, root.pos, "", "a mapping file is a YAML mapping");
+        return None;
+    }
+    unknown_keys(file, root, "", TOP_KEYS, problems);
+    let resource = required_str(file, root, "resource", problems)?;
+    let profile = required_str(file, root, "profile", problems).unwrap_or_default();
+    if !profile.is_empty() && !profile.starts_with("https://fhir.hl7.org.uk/StructureDefinition/UKCore-") {
+        problems.add(
+            file,
+            root.get("profile").map_or(root.pos, |n| n.pos),
+            "profile",
+            "the profile must be a UK Core canonical URL",
+        );
+    }
+    let version = match root.get("version").map(|n| &n.value) {
+        Some(NodeValue::Str(s)) => s.clone(),
+        Some(NodeValue::Int(i)) => i.to_string(),
+        _ => "1".to_string(),
+    };
+    let compartment = match root.get("compartment").and_then(Node::as_str) {
+        Some("self") => Compartment::SelfPatient,
+        Some("patient") => Compartment::Patient,
+        Some("none") | None => Compartment::None,
+        Some(other) => {
+            let pos = root.get("compartment").map_or(root.pos, |n| n.pos);
+            problems.add(
+                file,
+                pos,
+                "compartment",
+                format!("'{other}' is not one of self, patient, none"),
+            );
+            Compartment::None
+        }
+    };
+
+    let mut params = Vec::new();
+    let read = root
+        .get("read")
+        .map(|node| read_interaction(file, node, "read", site_vars, problems));
+    let search = root.get("search").map(|node| {
+        if let Some(params_node) = node.get("params") {
+            params = read_params(file, params_node, problems);
+        }
+        read_interaction(file, node, "search", site_vars, problems)
+    });
+    if read.is_none() && search.is_none() {
+        problems.add(file, root.pos, "", "a mapping needs a read or a search");
+    }
+
+    site_vars.vars = vec!["r".into(), "reply".into(), "practice".into(), "patient".into()];
+    let id = match root.get("id") {
+        Some(node) => template::compile(node, "id", site_vars, problems),
+        None => {
+            problems.add(
+                file,
+                root.pos,
+                "id",
+                "a mapping needs an id expression (the record's native key)",
+            );
+            Tmpl::Lit(serde_json::Value::Null)
+        }
+    };
+    let template = match root.get("template") {
+        Some(node) => {
+            if node.get("resourceType").and_then(Node::as_str) != Some(resource.as_str()) {
+                problems.add(
+                    file,
+                    node.pos,
+                    "template.resourceType",
+                    format!("the template must produce resourceType {resource}"),
+                );
+            }
+            template::compile(node, "template", site_vars, problems)
+        }
+        None => {
+            problems.add(file, root.pos, "template", "a mapping needs a template");
+            Tmpl::Lit(serde_json::Value::Null)
+        }
+    };
+    Some(MappingFile {
+        file: file.to_string(),
+        supplier: supplier.to_string(),
+        resource,
+        profile,
+        version,
+        compartment,
+        read,
+        search,
+        params,
+        id,
+        template,
+        pos: root.pos,
+    })
+}
+
+fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, problems: &mut Problems) -> InteractionDef {
+    let mut def = InteractionDef::default();
+    let mut known: Vec<&str> = Surface::ALL.iter().map(|s| s.key()).collect();
+    if path == "search" {
+        known.push("params");
+    }
+    unknown_keys(file, node, path, &known, problems);
+    for surface in Surface::ALL {
+        let Some(step) = node.get(surface.key()) else { continue };
+        let step_path = child(path, surface.key());
+        unknown_keys(file, step, &step_path, &["request", "select", "requires"], problems);
+        site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
+        let request = match step.get("request") {
+            Some(n) => template::compile(n, &child(&step_path, "request"), site, problems),
+            None => {
+                problems.add(file, step.pos, &step_path, "a native step needs a request");
+                Tmpl::Lit(serde_json::Value::Null)
+            }
+        };
+        site.vars = vec![
+            "reply".into(),
+            "id".into(),
+            "params".into(),
+            "practice".into(),
+            "patient".into(),
+        ];
+        let select = match step.get("select") {
+            Some(n) => template::compile(n, &child(&step_path, "select"), site, problems),
+            None => {
+                problems.add(
+                    file,
+                    step.pos,
+                    &step_path,
+                    "a native step needs a select (where the records are in the reply)",
+                );
+                Tmpl::Lit(serde_json::Value::Null)
+            }
+        };
+        let requires = match step.get("requires").map(|n| &n.value) {
+            Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+            _ => Vec::new(),
+        };
+        def.surfaces.insert(
+            surface,
+            NativeStep {
+                request,
+                select,
+                requires,
+            },
+        );
+    }
+    if def.surfaces.is_empty() {
+        problems.add(file, node.pos, path, "no surface (transaction or patient) is mapped");
+    }
+    def
+}
+
+fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef> {
+    let mut out = Vec::new();
+    for (name, key_pos, spec) in node.entries() {
+        let path = child("search.params", name);
+        unknown_keys(file, spec, &path, &["type", "paths"], problems);
+        let kind = match spec.get("type").and_then(Node::as_str) {
+            Some("token") => ParamType::Token,
+            Some("string") => ParamType::String,
+            Some("date") => ParamType::Date,
+            Some("reference") => ParamType::Reference,
+            other => {
+                problems.add(
+                    file,
+                    *key_pos,
+                    &path,
+                    format!("type must be token, string, date or reference, not {other:?}"),
+                );
+                continue;
+            }
+        };
+        let paths: Vec<String> = match spec.get("paths").map(|n| &n.value) {
+            Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+            _ => Vec::new(),
+        };
+        if paths.is_empty() {
+            problems.add(
+                file,
+                *key_pos,
+                &path,
+                "a search parameter needs paths (elements of the produced resource)",
+            );
+        }
+        out.push(ParamDef {
+            name: name.clone(),
+            kind,
+            paths,
+        });
+    }
+    out
+}
+
+fn required_str(file: &str, node: &Node, key: &str, problems: &mut Problems) -> Option<String> {
+    match node.get(key) {
+        Some(n) => match n.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                problems.add(file, n.pos, key, format!("must be a string, not {}", n.kind()));
+                None
+            }
+        },
+        None => {
+            problems.add(file, node.pos, key, "is required");
+            None
+        }
+    }
+}
+
+/// Reports keys that the schema does not know, with a suggestion when one is close.
+pub fn unknown_keys(file: &str, node: &Node, path: &str, known: &[&str], problems: &mut Problems) {
+    for (key, pos, _) in node.entries() {
+        if !known.contains(&key.as_str()) {
+            let hint = known
+                .iter()
+                .find(|k| edit_distance(k, key) <= 2)
+                .map(|k| format!(" (did you mean '{k}'?)"))
+                .unwrap_or_default();
+            problems.add(file, *pos, &child(path, key), format!("unknown key '{key}'{hint}"));
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let old = row[j + 1];
+            row[j + 1] = (row[j + 1] + 1).min(row[j] + 1).min(prev + usize::from(ca != *cb));
+            prev = old;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,12 @@
+//! Declarative mappings: native replies to UK Core resources, driven by YAML files, not Rust.
+
+pub mod concept_map;
+pub mod expr;
+pub mod file;
+pub mod problem;
+pub mod registry;
+pub mod template;
+pub mod yaml;
+
+pub use file::{Compartment, MappingFile, ParamType, Surface};
+pub use registry::{Registry, Source};

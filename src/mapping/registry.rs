@@ -1,0 +1,227 @@
+//! All mapping files, partials and ConceptMaps, loaded and compiled together at start-up (and by
+//! `im1-fhir check`). Loading reports every problem at once; a broken mapping never reaches a request.
+
+use super::concept_map::{ConceptMap, ConceptMaps};
+use super::expr::Engine;
+use super::file::{self, MappingFile};
+use super::problem::{Problem, Problems};
+use super::template::{self, Partial, Site};
+use super::yaml::{self, Pos};
+use include_dir::{include_dir, Dir};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+static EMBEDDED_MAPPINGS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/mappings");
+static EMBEDDED_CONCEPT_MAPS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/conformance/ConceptMap");
+
+/// The suppliers a mapping folder may hold.
+pub const SUPPLIERS: &[&str] = &["emis", "systmone", "medicus"];
+
+/// Where mapping files come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The files compiled into the binary.
+    Embedded,
+    /// A folder laid out like `mappings/` (`--mappings DIR`).
+    Dir(PathBuf),
+}
+
+/// A loaded, compiled, linked set of mappings.
+pub struct Registry {
+    pub mappings: Vec<MappingFile>,
+    pub partials: HashMap<String, Partial>,
+    pub concept_maps: Arc<ConceptMaps>,
+}
+
+impl Registry {
+    /// Loads everything, or returns every problem found.
+    pub fn load(source: &Source) -> Result<Registry, Vec<Problem>> {
+        let mut problems = Problems::default();
+        let concept_maps = Arc::new(load_concept_maps(&mut problems));
+        let engine = Engine::new(concept_maps.clone());
+        let files = match source {
+            Source::Embedded => embedded_files(),
+            Source::Dir(dir) => match dir_files(dir) {
+                Ok(files) => files,
+                Err(e) => {
+                    problems.add(&dir.display().to_string(), Pos::default(), "", e);
+                    Vec::new()
+                }
+            },
+        };
+        let has_map = |name: &str| concept_maps.get(name).is_some();
+        let mut site = Site {
+            file: "",
+            engine: &engine,
+            vars: Vec::new(),
+            concept_maps: &has_map,
+        };
+        let mut mappings = Vec::new();
+        let mut partials = HashMap::new();
+        let mut partial_sites: Vec<(String, String, Pos)> = Vec::new();
+        for (name, text) in &files {
+            let node = match yaml::parse(text) {
+                Ok(node) => node,
+                Err(e) => {
+                    problems.add(name, e.pos, "", format!("YAML syntax: {}", e.message));
+                    continue;
+                }
+            };
+            site.file = name;
+            let stem = Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            if let Some(partial_name) = stem.strip_prefix('_') {
+                file::unknown_keys(name, &node, "", &["params", "template", "description"], &mut problems);
+                let params: Vec<String> = match node.get("params").map(|n| &n.value) {
+                    Some(yaml::NodeValue::Seq(items)) => {
+                        items.iter().filter_map(|i| i.as_str().map(String::from)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                site.vars = params.clone();
+                let Some(body_node) = node.get("template") else {
+                    problems.add(name, node.pos, "template", "a partial needs a template");
+                    continue;
+                };
+                let body = template::compile(body_node, "template", &mut site, &mut problems);
+                if partials
+                    .insert(partial_name.to_string(), Partial { params, body })
+                    .is_some()
+                {
+                    problems.add(name, node.pos, "", format!("partial '{partial_name}' is defined twice"));
+                }
+                partial_sites.push((partial_name.to_string(), name.clone(), node.pos));
+                continue;
+            }
+            let supplier = name.split('/').next().unwrap_or("");
+            if !SUPPLIERS.contains(&supplier) {
+                problems.add(
+                    name,
+                    node.pos,
+                    "",
+                    format!("mapping files live under one of {SUPPLIERS:?}/"),
+                );
+                continue;
+            }
+            if let Some(mapping) = file::read_mapping(name, supplier, &node, &mut site, &mut problems) {
+                if stem != mapping.resource {
+                    problems.add(
+                        name,
+                        mapping.pos,
+                        "resource",
+                        format!("the file is named {stem} but maps {}", mapping.resource),
+                    );
+                }
+                mappings.push(mapping);
+            }
+        }
+        link_partials(&mappings, &partials, &mut problems);
+        if problems.is_empty() {
+            Ok(Registry {
+                mappings,
+                partials,
+                concept_maps,
+            })
+        } else {
+            let mut list = problems.list;
+            list.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
+            Err(list)
+        }
+    }
+
+    pub fn get(&self, supplier: &str, resource: &str) -> Option<&MappingFile> {
+        self.mappings
+            .iter()
+            .find(|m| m.supplier == supplier && m.resource == resource)
+    }
+
+    /// Every resource type mapped for at least one supplier.
+    pub fn resource_types(&self) -> BTreeSet<&str> {
+        self.mappings.iter().map(|m| m.resource.as_str()).collect()
+    }
+
+    /// The mappings of one resource type, one per supplier that has it.
+    pub fn for_resource<'a>(&'a self, resource: &'a str) -> impl Iterator<Item = &'a MappingFile> + 'a {
+        self.mappings.iter().filter(move |m| m.resource == resource)
+    }
+}
+
+fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Partial>, problems: &mut Problems) {
+    let mut check = |file: &str, pos: Pos, path: &str, tmpl: &template::Tmpl| {
+        let mut names = Vec::new();
+        template::partial_names(tmpl, &mut names);
+        for name in names {
+            if !partials.contains_key(&name) {
+                let hint = partials
+                    .keys()
+                    .find(|k| file::edit_distance(k, &name) <= 2)
+                    .map(|k| format!(" (did you mean '{k}'?)"))
+                    .unwrap_or_default();
+                problems.add(file, pos, path, format!("unknown partial '{name}'{hint}"));
+            }
+        }
+    };
+    for m in mappings {
+        check(&m.file, m.pos, "template", &m.template);
+        check(&m.file, m.pos, "id", &m.id);
+    }
+    for (name, partial) in partials {
+        check(&format!("_{name}"), Pos::default(), "template", &partial.body);
+    }
+}
+
+fn load_concept_maps(problems: &mut Problems) -> ConceptMaps {
+    let mut maps = ConceptMaps::default();
+    for file in EMBEDDED_CONCEPT_MAPS.files() {
+        let name = format!("conformance/ConceptMap/{}", file.path().display());
+        let parsed = serde_json::from_slice(file.contents())
+            .map_err(|e| e.to_string())
+            .and_then(ConceptMap::from_resource);
+        match parsed {
+            Ok(map) => maps.insert(map),
+            Err(e) => problems.add(&name, Pos { line: 1, col: 1 }, "", e),
+        }
+    }
+    maps
+}
+
+fn embedded_files() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    collect_embedded(&EMBEDDED_MAPPINGS, &mut out);
+    out.sort();
+    out
+}
+
+fn collect_embedded(dir: &Dir, out: &mut Vec<(String, String)>) {
+    for file in dir.files() {
+        if file.path().extension().is_some_and(|e| e == "yaml") {
+            if let Some(text) = file.contents_utf8() {
+                out.push((file.path().display().to_string(), text.to_string()));
+            }
+        }
+    }
+    for sub in dir.dirs() {
+        collect_embedded(sub, out);
+    }
+}
+
+fn dir_files(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                out.push((rel, text));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics (`/metrics`, text format): requests by interaction and status, request latency, and
+//! native calls by supplier and status.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub interaction: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InteractionLabel {
+    pub interaction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NativeLabels {
+    pub supplier: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<InteractionLabel, Histogram>,
+    pub native_calls: Family<NativeLabels, Counter>,
+    pub native_latency: Family<InteractionLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("im1_fhir");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency =
+            Family::<InteractionLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let native_calls = Family::<NativeLabels, Counter>::default();
+        let native_latency =
+            Family::<InteractionLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "requests",
+            "FHIR requests by interaction and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "FHIR request latency by interaction",
+            latency.clone(),
+        );
+        registry.register(
+            "native_calls",
+            "Native calls by supplier and HTTP status (0: no reply)",
+            native_calls.clone(),
+        );
+        registry.register(
+            "native_call_duration_seconds",
+            "Native call latency by supplier",
+            native_latency.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            native_calls,
+            native_latency,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}

@@ -1,0 +1,136 @@
+//! Putting the parts together: state from configuration, the listener, logging and shutdown signals.
+
+use crate::app::AppState;
+use crate::auth::token::{Issuer, Verifier};
+use crate::backend::credentials::CredentialStore;
+use crate::backend::Backend;
+use crate::config::{NativeConfig, PracticeConfig, ServerConfig};
+use crate::fhir::bundle::PageTokens;
+use crate::ids::IdCodec;
+use crate::mapping::Registry;
+use crate::metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Everything needed to build the proxy's state.
+pub struct Parts {
+    pub registry: Arc<Registry>,
+    pub practices: Vec<PracticeConfig>,
+    pub native: NativeConfig,
+    pub issuers: Vec<Issuer>,
+    pub secret_key: Vec<u8>,
+    pub linkage: Arc<CredentialStore>,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
+    let backend = Backend::new(&parts.practices, &parts.native, parts.linkage).map_err(|e| e.message)?;
+    let issuer_names = parts.issuers.iter().map(|i| i.issuer.clone()).collect();
+    let started = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into());
+    Ok(Arc::new(AppState {
+        registry: parts.registry,
+        backend,
+        ids: IdCodec::new(&parts.secret_key),
+        pages: PageTokens::new(&parts.secret_key),
+        verifier: Verifier::new(parts.issuers),
+        issuers: issuer_names,
+        public_base_url: parts.public_base_url,
+        max_body_bytes: parts.max_body_bytes,
+        metrics: Metrics::new(),
+        started,
+        ready: AtomicBool::new(false),
+    }))
+}
+
+/// A running proxy: its address and a way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        format!("{}://{}/fhir", if self.tls { "https" } else { "http" }, self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops by itself (a signal).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Starts serving on a bound listener; stops on `shutdown()`, or on SIGTERM / Ctrl-C when `signals`.
+pub fn start(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    server: &ServerConfig,
+    signals: bool,
+) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let service = crate::server::stack::stack(state.clone(), Duration::from_millis(server.request_timeout_ms));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let is_tls = tls.is_some();
+    let done = tokio::spawn(async move {
+        let shutdown = async move {
+            if signals {
+                tokio::select! {
+                    _ = stopped => {},
+                    () = shutdown_signal() => {},
+                }
+            } else {
+                let _ = stopped.await;
+            }
+        };
+        crate::server::listener::serve(listener, tls, service, shutdown).await;
+    });
+    state.ready.store(true, Ordering::Relaxed);
+    Ok(Running {
+        addr,
+        tls: is_tls,
+        stop,
+        done,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Structured JSON logs on standard error; `RUST_LOG` filters them (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(true)
+        .try_init();
+}

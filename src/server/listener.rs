@@ -1,0 +1,101 @@
+//! Accepts connections (plain or TLS with rustls; HTTP/1.1 and HTTP/2 on either) and serves the stack on
+//! each, until shutdown; then stops accepting and lets in-flight requests finish.
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long in-flight requests may take to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Builds a TLS acceptor from PEM files, offering HTTP/2 and HTTP/1.1 by ALPN.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate in {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+    tls_acceptor_from(certs, key)
+}
+
+pub fn tls_acceptor_from(
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<TlsAcceptor, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the TLS certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `shutdown` resolves, then drains.
+pub async fn serve<S, F>(listener: TcpListener, tls: Option<TlsAcceptor>, service: S, shutdown: F)
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Into<http::Response<crate::server::ResponseBody>>,
+    F: Future<Output = ()>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(tower::util::MapResponse::new(service.clone(), Into::into));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
+                            .await
+                    }
+                    _ => {
+                        tracing::debug!(%peer, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within the drain time");
+    }
+}

@@ -1,0 +1,126 @@
+//! The request path as one tower stack, outermost first. Each layer is one concern; the comment above it
+//! says why it sits where it does.
+
+use crate::app::{self, AppState, Body};
+use crate::fhir::format::Format;
+use crate::fhir::FhirError;
+use http::{header, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Builds the service one connection runs.
+pub fn stack(
+    state: Arc<AppState>,
+    request_timeout: Duration,
+) -> impl tower::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<super::ResponseBody>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send {
+    ServiceBuilder::new()
+        // One boxed body type leaves the stack, whatever the layers below wrapped it in.
+        .map_response(|response: Response<_>| response.map(box_body))
+        // A client's X-Request-ID is kept only if it is short and plain, so it is safe to log and forward.
+        .map_request(drop_unsafe_request_id)
+        // Then one is generated when missing; it reaches the handler, the native calls and the logs.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // And is echoed on every response, errors included.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // Spans carry method, path (never the query: it may hold NHS numbers) and request id.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any)
+                .expose_headers([
+                    header::LOCATION,
+                    header::ETAG,
+                    header::CONTENT_LOCATION,
+                    "x-request-id".parse().expect("valid header name"),
+                ]),
+        )
+        // Compression sits outside the rescue so that OperationOutcomes are compressed too.
+        .layer(CompressionLayer::new().gzip(true))
+        // The rescue turns any non-FHIR error response from the layers below (a time-out) into an
+        // OperationOutcome; FHIR errors from the handler pass through untouched.
+        .map_response(rescue)
+        // The whole request's deadline; native calls have their own, shorter one (504 from the backend).
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            request_timeout,
+        ))
+        .service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(app::handle(state, request).await) }
+        })
+}
+
+fn box_body<B>(body: B) -> super::ResponseBody
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    use http_body_util::BodyExt;
+    body.map_err(Into::into).boxed_unsync()
+}
+
+fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let unsafe_id = request.headers().get("x-request-id").is_some_and(|v| {
+        let bytes = v.as_bytes();
+        bytes.is_empty() || bytes.len() > 128 || !bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if unsafe_id {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+fn rescue(response: Response<Body>) -> Response<Body> {
+    let status = response.status();
+    let is_fhir = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.starts_with("application/fhir+")
+                || c.starts_with("text/plain")
+                || c.starts_with("application/openmetrics")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir {
+        return response;
+    }
+    let error = match status {
+        StatusCode::GATEWAY_TIMEOUT => {
+            FhirError::gateway_timeout("IM1-5002", "the request took longer than the server's deadline")
+        }
+        other => FhirError::new(
+            other,
+            crate::fhir::IssueType::Exception,
+            "IM1-5003",
+            "the request failed",
+        ),
+    };
+    let mut rescued = app::respond_error(&error, Format::Json, false);
+    if let Some(id) = response.headers().get("x-request-id") {
+        rescued.headers_mut().insert("x-request-id", id.clone());
+    }
+    rescued
+}
