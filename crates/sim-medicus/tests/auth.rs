@@ -66,12 +66,29 @@ async fn linkage_exchange_and_linked_patients() {
     let c = creds(&sim, "9000000009");
     let path = format!("{T}/pfs-api/v1/user/exchange-linkage-token");
     // Before any exchange the patient cannot be read.
-    let r = get(&sim, &format!("{T}/pfs-api/v1/patient/{}/nhs-number", c.patient_id), &pfs(&c.nhs_login_sub)).await;
+    let r = get(
+        &sim,
+        &format!("{T}/pfs-api/v1/patient/{}/nhs-number", c.patient_id),
+        &pfs(&c.nhs_login_sub),
+    )
+    .await;
     assert_eq!((r.status, r.error_code().as_str()), (403, "NO_PATIENT_APP_LINKAGE"));
-    let r = post(&sim, &path, &pfs(&c.nhs_login_sub), &json!({"linkageToken": c.linkage_token, "dateOfBirth": "1900-01-01"})).await;
+    let r = post(
+        &sim,
+        &path,
+        &pfs(&c.nhs_login_sub),
+        &json!({"linkageToken": c.linkage_token, "dateOfBirth": "1900-01-01"}),
+    )
+    .await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "LINKAGE_TOKEN_INVALID"));
     let (sub, pid) = link(&sim, "9000000009").await;
-    let r = post(&sim, &path, &pfs(&sub), &json!({"linkageToken": c.linkage_token, "dateOfBirth": c.date_of_birth})).await;
+    let r = post(
+        &sim,
+        &path,
+        &pfs(&sub),
+        &json!({"linkageToken": c.linkage_token, "dateOfBirth": c.date_of_birth}),
+    )
+    .await;
     assert_eq!((r.status, r.error_code().as_str()), (409, "LINKAGE_TOKEN_EXCHANGED"));
 
     let r = get(&sim, &format!("{T}/pfs-api/v1/patient/{pid}/nhs-number"), &pfs(&sub)).await;
@@ -91,6 +108,11 @@ async fn linkage_exchange_and_linked_patients() {
     assert_eq!(r.json()["nhsNumber"], "9000000017");
     // Another user cannot read Alex.
     let other = creds(&sim, "9000000017");
-    let r = get(&sim, &format!("{T}/pfs-api/v1/patient/{pid}/nhs-number"), &pfs(&other.nhs_login_sub)).await;
+    let r = get(
+        &sim,
+        &format!("{T}/pfs-api/v1/patient/{pid}/nhs-number"),
+        &pfs(&other.nhs_login_sub),
+    )
+    .await;
     assert_eq!(r.status, 403);
 }

@@ -24,7 +24,9 @@ fn find<'a>(journal: &'a Value, nid: &Nid) -> &'a Value {
     let id = native_id(Supplier::Medicus, nid);
     let mut out = Vec::new();
     find_all(journal, &id, &mut out);
-    out.first().copied().unwrap_or_else(|| panic!("{nid} ({id}) not in the journal"))
+    out.first()
+        .copied()
+        .unwrap_or_else(|| panic!("{nid} ({id}) not in the journal"))
 }
 
 fn has_term(v: &Value, term: &str) -> bool {
@@ -144,7 +146,10 @@ async fn every_item_of_9000000009_is_in_the_journal() {
     let trx_journal = journal.as_array().expect("array");
     assert_eq!(pfs_journal.len(), trx_journal.len());
     // A PFS document file url points at the PFS surface and downloads.
-    let doc = pfs_journal.iter().find(|e| e["type"] == "care-record-document").expect("doc");
+    let doc = pfs_journal
+        .iter()
+        .find(|e| e["type"] == "care-record-document")
+        .expect("doc");
     let url = doc["file"]["url"].as_str().expect("url");
     assert!(url.starts_with("/medicus/y90003/pfs-api/v1/patient/"));
     assert_eq!(get(&sim, url, &pfs(&sub)).await.status, 200);
@@ -163,26 +168,53 @@ async fn journal_pages_filters_and_dates() {
     assert!(dates.windows(2).all(|w| w[0] >= w[1]));
     assert!(dates.iter().all(|d| d.len() == 20 && d.ends_with('Z')));
     // Reduced-precision dates are kept.
-    let allergy = all.iter().find(|e| e["type"] == "allergy-intolerance").expect("allergy");
+    let allergy = all
+        .iter()
+        .find(|e| e["type"] == "allergy-intolerance")
+        .expect("allergy");
     assert_eq!(allergy["onsetDate"], "2009-06");
 
     let r = get(&sim, &format!("{base}/journal?types=problem,immunisation"), &trx()).await;
     let v = r.json();
-    let kinds: Vec<&str> = v["journal"].as_array().expect("list").iter().filter_map(|e| e["type"].as_str()).collect();
+    let kinds: Vec<&str> = v["journal"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
     assert!(!kinds.is_empty() && kinds.iter().all(|k| *k == "problem" || *k == "immunisation"));
 
     let r = get(&sim, &format!("{base}/journal?types=nonsense"), &trx()).await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_REQUEST"));
     let r = get(&sim, &format!("{base}/journal?fromDate=2025-13-01"), &trx()).await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_DATE"));
-    let r = get(&sim, &format!("{base}/journal?fromDate=2025-02-01&untilDate=2025-01-01"), &trx()).await;
+    let r = get(
+        &sim,
+        &format!("{base}/journal?fromDate=2025-02-01&untilDate=2025-01-01"),
+        &trx(),
+    )
+    .await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_DATE_RANGE"));
     let r = get(&sim, &format!("{base}/journal?cursor=bogus"), &trx()).await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "INVALID_CURSOR"));
-    let r = get(&sim, &format!("{base}/journal?fromDate=2024-01-01&untilDate=2024-12-31"), &trx()).await;
+    let r = get(
+        &sim,
+        &format!("{base}/journal?fromDate=2024-01-01&untilDate=2024-12-31"),
+        &trx(),
+    )
+    .await;
     let v = r.json();
-    assert!(v["journal"].as_array().expect("list").iter().all(|e| e["journalEntryDate"].as_str().is_some_and(|d| d.starts_with("2024"))));
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/00000000-0000-4000-8000-000000000000/journal"), &trx()).await;
+    assert!(v["journal"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|e| e["journalEntryDate"].as_str().is_some_and(|d| d.starts_with("2024"))));
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/00000000-0000-4000-8000-000000000000/journal"),
+        &trx(),
+    )
+    .await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "PATIENT_NOT_FOUND"));
 }
 
@@ -192,7 +224,13 @@ async fn confidential_items_only_on_the_transactional_surface() {
     let (sub, pid) = link(&sim, "9000374286").await;
     let record = sim.world.snapshot();
     let p = record.patient_by_nhs_number("9000374286").expect("patient");
-    let hidden: Vec<String> = p.clinical.problems.iter().filter(|x| x.meta.confidential).map(|x| native_id(Supplier::Medicus, &x.meta.id)).collect();
+    let hidden: Vec<String> = p
+        .clinical
+        .problems
+        .iter()
+        .filter(|x| x.meta.confidential)
+        .map(|x| native_id(Supplier::Medicus, &x.meta.id))
+        .collect();
     assert!(!hidden.is_empty());
     let trx_j = Value::Array(journal_all(&sim, &format!("{T}/transactional-api/v1/patient/{pid}"), trx, 50).await);
     let pfs_j = Value::Array(journal_all(&sim, &format!("{T}/pfs-api/v1/patient/{pid}"), || pfs(&sub), 50).await);
@@ -204,13 +242,22 @@ async fn confidential_items_only_on_the_transactional_surface() {
         assert!(b.is_empty(), "{id} hidden from the patient");
     }
     let r = get(&sim, &format!("{T}/pfs-api/v1/patient/{pid}/prescriptions"), &pfs(&sub)).await;
-    assert!(r.json()["prescriptions"].as_array().expect("list").iter().all(|m| m["confidential"] == false));
+    assert!(r.json()["prescriptions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|m| m["confidential"] == false));
 }
 
 #[tokio::test]
 async fn demographics_on_both_surfaces() {
     let sim = start().await;
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/find?query=9000000009"), &trx()).await;
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/find?query=9000000009"),
+        &trx(),
+    )
+    .await;
     let v = r.json();
     let hit = &v["searchResults"][0];
     assert_eq!(hit["name"], "Ms Alex TESTER");
@@ -223,7 +270,10 @@ async fn demographics_on_both_surfaces() {
     assert_eq!(hit["givenNames"], json!(["Alex"]));
     assert_eq!(hit["familyName"], "Tester");
     assert_eq!(hit["previousNames"][0]["familyName"], "Sample");
-    assert_eq!(hit["telecom"][2], json!({"system": "email", "value": "alex@example.org", "use": null}));
+    assert_eq!(
+        hit["telecom"][2],
+        json!({"system": "email", "value": "alex@example.org", "use": null})
+    );
     assert_eq!(hit["ethnicity"]["code"], "A");
     assert_eq!(hit["registration"]["organisationOdsCode"], "Y90003");
     assert!(hit["registration"]["usualGp"]["name"].is_string());
@@ -231,14 +281,42 @@ async fn demographics_on_both_surfaces() {
     let r = get(&sim, &format!("{T}/transactional-api/v1/patient/{id}"), &trx()).await;
     assert_eq!(&r.json(), hit);
     // By date of birth as DD.MM.YYYY and by name part.
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/find?query=12.04.1985"), &trx()).await;
-    assert!(r.json()["searchResults"].as_array().expect("list").iter().any(|p| p["id"] == id));
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/find?query=teSt"), &trx()).await;
-    assert!(r.json()["searchResults"].as_array().expect("list").iter().any(|p| p["id"] == id));
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/find?query=12.04.1985"),
+        &trx(),
+    )
+    .await;
+    assert!(r.json()["searchResults"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|p| p["id"] == id));
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/find?query=teSt"),
+        &trx(),
+    )
+    .await;
+    assert!(r.json()["searchResults"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|p| p["id"] == id));
     // The deceased patient is inactive: only with includeInactive=true, with the date of death.
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/find?query=9008615932"), &trx()).await;
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/find?query=9008615932"),
+        &trx(),
+    )
+    .await;
     assert_eq!(r.json()["searchResults"], json!([]));
-    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/find?query=9008615932&includeInactive=true"), &trx()).await;
+    let r = get(
+        &sim,
+        &format!("{T}/transactional-api/v1/patient/find?query=9008615932&includeInactive=true"),
+        &trx(),
+    )
+    .await;
     assert_eq!(r.json()["searchResults"][0]["deceasedDateTime"], "2023-12-10T13:45:00Z");
     let r = get(&sim, &format!("{T}/transactional-api/v1/practitioners"), &trx()).await;
     let staff = r.json();

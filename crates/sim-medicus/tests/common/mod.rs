@@ -34,14 +34,8 @@ pub fn options(seed: u64) -> SimOptions {
 pub async fn start_with(opts: SimOptions, config: MedicusConfig) -> Sim {
     let world = opts.world();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let handle = serve(listener, world.clone(), config.clone())
-        .await
-        .expect("start");
-    Sim {
-        handle,
-        world,
-        config,
-    }
+    let handle = serve(listener, world.clone(), config.clone()).await.expect("start");
+    Sim { handle, world, config }
 }
 
 pub async fn start() -> Sim {
@@ -81,8 +75,10 @@ pub fn trx() -> String {
 /// A fresh PFS token for an NHS login subject.
 pub fn pfs(sub: &str) -> String {
     let n = now();
-    sign(&json!({"iss": "im1-fhir-demo-app", "aud": "y90003", "iat": n, "exp": n + 300, "jti": jti(),
-        "userIdentifierType": "nhs-login-sub", "userIdentifierValue": sub}))
+    sign(
+        &json!({"iss": "im1-fhir-demo-app", "aud": "y90003", "iat": n, "exp": n + 300, "jti": jti(),
+        "userIdentifierType": "nhs-login-sub", "userIdentifierValue": sub}),
+    )
 }
 
 pub struct Reply {
@@ -93,20 +89,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, String::from_utf8_lossy(&self.body)))
     }
 
     pub fn error_code(&self) -> String {
-        self.json()["errors"][0]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.json()["errors"][0]["code"].as_str().unwrap_or("").to_string()
     }
 }
 
@@ -119,17 +107,12 @@ pub async fn try_send(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Result<Reply, String> {
-    let stream = TcpStream::connect(sim.handle.addr())
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(sim.handle.addr()).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut b = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "sim");
+    let mut b = http::Request::builder().method(method).uri(path).header("host", "sim");
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
     }
@@ -144,37 +127,19 @@ pub async fn try_send(
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply { status, headers, body })
 }
 
 pub async fn get(sim: &Sim, path: &str, token: &str) -> Reply {
-    try_send(sim, "GET", path, Some(token), &[], None)
-        .await
-        .expect("reply")
+    try_send(sim, "GET", path, Some(token), &[], None).await.expect("reply")
 }
 
 pub async fn post(sim: &Sim, path: &str, token: &str, body: &Value) -> Reply {
     let key = uuid::Uuid::new_v4().to_string();
-    try_send(
-        sim,
-        "POST",
-        path,
-        Some(token),
-        &[("idempotency-key", &key)],
-        Some(body),
-    )
-    .await
-    .expect("reply")
+    try_send(sim, "POST", path, Some(token), &[("idempotency-key", &key)], Some(body))
+        .await
+        .expect("reply")
 }
 
 /// The credentials of patient 9000000009 (or another NHS number).
