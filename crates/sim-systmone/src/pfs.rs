@@ -133,6 +133,15 @@ impl Pfs {
         let Some(_guard) = self.single.try_acquire(&suid) else {
             return error_reply(&TppError::in_progress(), &uuid);
         };
+        // Test-only: keep the session busy so a test can observe Error 12 (the proxy strips `X-Sim-*`).
+        if let Some(ms) = req
+            .headers()
+            .get("x-sim-hold")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms.min(5_000))).await;
+        }
         if self.limiter.check(&suid).is_err() {
             return error_reply(&TppError::busy(), &uuid);
         }
