@@ -1,0 +1,154 @@
+//! The Partner/Transaction surface (clinician): client-credentials token, bearer and CDB checks, patient
+//! lookup, record sections (confidential items included), document content, clinician writes and the
+//! changes feed.
+
+use crate::errors::{self, message, missing, model_state, ok};
+use crate::render::{self, guid, ItemType, Surface};
+use crate::request::{form, header, Query};
+use crate::routes::Emis;
+use crate::{feed, pfs, writes};
+use http::{Method, StatusCode};
+use im1_sim::common::{RequestContext, SimRequest, SimResponse};
+use im1_sim::record::{Nid, Supplier};
+use serde_json::json;
+
+pub fn handle(e: &Emis, req: &SimRequest, path: &str, cx: &RequestContext) -> SimResponse {
+    if path == "token" && req.method() == Method::POST {
+        return token(e, req);
+    }
+    if let Err(r) = authorise(e, req) {
+        return r;
+    }
+    let method = req.method().clone();
+    if path == "GetChangedPatients" && method == Method::POST {
+        return feed::changed_patients(e, req);
+    }
+    if path == "patients" && method == Method::GET {
+        return lookup(e, req);
+    }
+    let Some(rest) = path.strip_prefix("patients/") else {
+        return not_found();
+    };
+    let mut parts = rest.splitn(2, '/');
+    let patient_guid = parts.next().unwrap_or("");
+    let tail = parts.next().unwrap_or("");
+    let Some(patient) = resolve_patient(e, patient_guid) else {
+        return message(StatusCode::NOT_FOUND, "Patient not found");
+    };
+    match (&method, tail) {
+        (&Method::GET, "") => {
+            let ods = &e.config.practice_ods;
+            let v = e
+                .world
+                .read(|r| r.patient(&patient).map(|p| render::demographics(r, ods, p)));
+            v.map_or_else(|| message(StatusCode::NOT_FOUND, "Patient not found"), |v| ok(&v))
+        }
+        (&Method::GET, "record") => record(e, req, &patient),
+        (&Method::GET, t) if t.starts_with("documents/") => {
+            pfs::document_content(e, &patient, t.trim_start_matches("documents/"), Surface::Clinician)
+        }
+        (&Method::POST, kind) => writes::handle(e, req, &patient, kind, cx),
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> SimResponse {
+    message(
+        StatusCode::NOT_FOUND,
+        "No HTTP resource was found that matches the request URI.",
+    )
+}
+
+fn token(e: &Emis, req: &SimRequest) -> SimResponse {
+    let fields = form(req);
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if get("grant_type") != Some("client_credentials") {
+        return errors::json(StatusCode::BAD_REQUEST, &json!({"error": "unsupported_grant_type"}));
+    }
+    if get("client_id") != Some(e.config.client_id.as_str())
+        || get("client_secret") != Some(e.config.client_secret.as_str())
+    {
+        return errors::json(StatusCode::UNAUTHORIZED, &json!({"error": "invalid_client"}));
+    }
+    ok(&json!({
+        "access_token": e.sessions.new_token(),
+        "token_type": "Bearer",
+        "expires_in": e.sessions.token_lifetime_secs(),
+    }))
+}
+
+/// Check the bearer token and the organisation header.
+pub fn authorise(e: &Emis, req: &SimRequest) -> Result<(), SimResponse> {
+    let bearer = header(req, "Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !bearer.is_some_and(|t| e.sessions.token_valid(t)) {
+        return Err(message(
+            StatusCode::UNAUTHORIZED,
+            "Authorization has been denied for this request.",
+        ));
+    }
+    match header(req, "X-EMIS-OrganisationCdb") {
+        None => Err(missing("X-EMIS-OrganisationCdb")),
+        Some(cdb) if cdb == e.config.cdb => Ok(()),
+        Some(_) => Err(message(
+            StatusCode::FORBIDDEN,
+            "Organisation not authorised for this client",
+        )),
+    }
+}
+
+fn resolve_patient(e: &Emis, patient_guid: &str) -> Option<Nid> {
+    let nid = e.world.resolve(Supplier::Emis, &patient_guid.to_ascii_uppercase())?;
+    e.world
+        .read(|r| {
+            r.patient(&nid)
+                .map(|p| p.registration(&e.config.practice_ods).is_some())
+        })
+        .filter(|registered| *registered)
+        .map(|_| nid)
+}
+
+fn lookup(e: &Emis, req: &SimRequest) -> SimResponse {
+    let q = Query::of(req);
+    let nhs = match q.need("nhsNumber") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if nhs.len() != 10 || !nhs.bytes().all(|b| b.is_ascii_digit()) {
+        return model_state("nhsNumber", "The nhsNumber must be 10 digits.");
+    }
+    let ods = &e.config.practice_ods;
+    let v = e.world.read(|r| {
+        let list: Vec<_> = r
+            .patient_by_nhs_number(nhs)
+            .filter(|p| p.registration(ods).is_some())
+            .map(|p| render::demographics(r, ods, p))
+            .into_iter()
+            .collect();
+        json!({ "Patients": list })
+    });
+    ok(&v)
+}
+
+fn record(e: &Emis, req: &SimRequest, patient: &Nid) -> SimResponse {
+    let q = Query::of(req);
+    let item = match q.need("itemType") {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Some(item) = ItemType::parse(item) else {
+        return model_state("itemType", "The itemType is not valid.");
+    };
+    let ods = &e.config.practice_ods;
+    let v = e.world.read(|r| {
+        r.patient(patient)
+            .map(|p| render::record_section(r, ods, p, item, Surface::Clinician))
+    });
+    v.map_or_else(|| message(StatusCode::NOT_FOUND, "Patient not found"), |v| ok(&v))
+}
+
+/// The PatientGuid of a neutral id (for the feed).
+pub fn patient_guid(nid: &Nid) -> String {
+    guid(nid)
+}
