@@ -248,7 +248,7 @@ impl FrameHandler for Transaction {
         if let Some(e) = injected {
             return FrameReply::Reply(envelope(&root, Err(e)));
         }
-        let reply = self.answer(&root, &frame, &cx);
+        let reply = self.answer(&root, &cx);
         match plan.fault {
             Some(Fault::DropAfterCommit) => FrameReply::Close,
             Some(Fault::Truncate) => {
@@ -274,7 +274,7 @@ impl FrameHandler for Transaction {
 }
 
 impl Transaction {
-    fn answer(&self, root: &Node, frame: &str, cx: &RequestContext) -> String {
+    fn answer(&self, root: &Node, cx: &RequestContext) -> String {
         let device = root.attr("deviceId").unwrap_or_default();
         if root.attr("apiKey") != Some(self.config.api_key.as_str()) || device != self.config.device_id {
             return envelope(root, Err(TppError::not_authenticated()));
@@ -286,7 +286,14 @@ impl Transaction {
         if uid.is_empty() {
             return envelope(root, self.run(root, cx));
         }
-        match self.replay.begin(device, uid, Some(fingerprint(frame.as_bytes()))) {
+        // The request's identity is its function and parameters, not the test-only `simFault`, so a retry
+        // of a dropped call replays.
+        let identity = format!(
+            "{}\0{:?}",
+            root.attr("function").unwrap_or_default(),
+            root.child("Parameters")
+        );
+        match self.replay.begin(device, uid, Some(fingerprint(identity.as_bytes()))) {
             Begin::Replay(r) => r,
             Begin::Mismatch => envelope(
                 root,
