@@ -90,10 +90,10 @@ pub fn changed_patients(e: &Emis, req: &SimRequest) -> SimResponse {
     }))
 }
 
-/// The mark with microseconds, so storing it as the next `Since` never repeats or misses a change.
+/// The mark with nanoseconds (the change log's resolution), so storing it as the next `Since` never repeats or misses a change.
 fn high_water_text(t: OffsetDateTime) -> String {
     let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6][offset_hour sign:mandatory]:[offset_minute]"
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9][offset_hour sign:mandatory]:[offset_minute]"
     );
     let t = t.to_offset(im1_sim::record::dates::uk_offset_at(t));
     t.format(fmt).unwrap_or_else(|_| with_offset(t))
