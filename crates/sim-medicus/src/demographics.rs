@@ -29,7 +29,7 @@ fn name_parts(n: &PersonName) -> Value {
     json!({"title": n.title, "givenNames": n.given, "familyName": n.family})
 }
 
-fn address(a: &Address) -> Value {
+pub fn address(a: &Address) -> Value {
     let lines = a.lines();
     json!({
         "line1": lines.first(),

@@ -572,8 +572,7 @@ impl Medicus {
                     "organisationName": org.map(|o| o.name.clone()),
                     "organisationIdentifierType": "nhs-england-ods-code",
                     "organisationIdentifierValue": self.ods(),
-                    "address": org.map(|o| o.address.lines()),
-                    "postalCode": org.map(|o| o.address.postcode.clone()),
+                    "address": org.map(|o| demographics::address(&o.address)),
                     "telephone": org.map(|o| o.phone.clone()),
                 },
                 "requestingPractitioner": claims.requesting_practitioner.as_ref()
@@ -645,7 +644,9 @@ impl Medicus {
                         id.map(|id| json!({ "id": nid(&id) }))
                     }
                     "care-record-documents" => {
-                        let id = self.world.file_document(patient, writes::document(&body, &author)?);
+                        let id = self
+                            .world
+                            .file_document(patient, writes::document(&body, &author, self.world.now().date())?);
                         id.map(|id| json!({"id": nid(&id), "fileId": journal::file_id(&id)}))
                     }
                     "encounters" => {

@@ -240,7 +240,8 @@ pub fn encounter(body: &Value, author: &Author) -> Parsed<ParsedEncounter> {
     })
 }
 
-pub fn document(body: &Value, author: &Author) -> Parsed<NewDocument> {
+/// A new document; `documentDate` defaults to `today` (the world's date, so replies stay deterministic).
+pub fn document(body: &Value, author: &Author, today: time::Date) -> Parsed<NewDocument> {
     use base64::Engine;
     let kind = code(body, "documentType", "")?;
     let title = text(body, "title", "")?.ok_or_else(|| ApiError::bad_request("title is required.").at("/title"))?;
@@ -255,7 +256,7 @@ pub fn document(body: &Value, author: &Author) -> Parsed<NewDocument> {
     Ok(NewDocument {
         kind,
         title,
-        date: date.unwrap_or_else(|| PartialDate::Day(time::OffsetDateTime::now_utc().date())),
+        date: date.unwrap_or(PartialDate::Day(today)),
         mime_type: mime,
         content,
         recorded_by: author.0.clone(),
