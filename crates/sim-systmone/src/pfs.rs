@@ -23,6 +23,14 @@ use std::time::Duration;
 /// `Retry-After` of load shedding, as the dialect fixes it.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
+/// Messages that change the world, whose replies a repeated `uuid` replays.
+const WRITES: [&str; 4] = [
+    "BookAppointment",
+    "CancelAppointment",
+    "RequestMedication",
+    "MessageCreate",
+];
+
 /// The PFS handler.
 pub struct Pfs {
     world: Arc<World>,
@@ -152,7 +160,9 @@ impl Pfs {
             session: &session,
             cx: &cx,
         };
-        if uuid.is_empty() {
+        // Only writes are remembered: a read answered again is the same answer, and keeping every read's
+        // reply for 24 hours would grow without bound under load.
+        if uuid.is_empty() || !WRITES.contains(&node.name.as_str()) {
             return self.result(self.dispatch(&call), &uuid);
         }
         match self.replay.begin(&session.account_id, &uuid, Some(fingerprint(&body))) {

@@ -283,7 +283,10 @@ impl Transaction {
             return envelope(root, Err(busy(t.retry_after_secs)));
         }
         let uid = root.attr("requestUid").unwrap_or_default();
-        if uid.is_empty() {
+        // Only writes (`File*`, booking, cancelling) are remembered; see the PFS surface for why.
+        let function = root.attr("function").unwrap_or_default();
+        let write = function.starts_with("File") || matches!(function, "BookAppointment" | "CancelAppointment");
+        if uid.is_empty() || !write {
             return envelope(root, self.run(root, cx));
         }
         // The request's identity is its function and parameters, not the test-only `simFault`, so a retry

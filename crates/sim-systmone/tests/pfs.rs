@@ -157,7 +157,7 @@ async fn overview_record_results_and_documents() {
             .find(|i| i.attr("id") == Some(tid_of(&a.meta.id.0).as_str()))
             .expect("allergy item");
         assert_eq!(item.attr("description"), Some(a.code.display.as_str()));
-        assert_eq!(item.attr("codeScheme").is_some(), true);
+        assert!(item.attr("codeScheme").is_some());
     }
     let repeats = ov.child("CurrentRepeats").expect("CurrentRepeats");
     for i in repeats.children_named("Item") {
