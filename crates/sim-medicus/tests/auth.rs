@@ -116,3 +116,63 @@ async fn linkage_exchange_and_linked_patients() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn key_id_and_requesting_practitioner() {
+    let sim = start_with(
+        options(1),
+        im1_sim_medicus::MedicusConfig {
+            throttle: false,
+            key_id: Some("other-kid".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = get(&sim, &format!("{T}/transactional-api/ping"), &trx()).await;
+    assert_eq!((r.status, r.error_code().as_str()), (401, "JWT_INVALID"));
+
+    // A user-restricted call names the practitioner; writes record them as the author.
+    let sim = start().await;
+    let n = now();
+    let staff = get(&sim, &format!("{T}/transactional-api/v1/practitioners"), &trx())
+        .await
+        .json();
+    let nurse = staff["practitioners"][3].clone();
+    let token = || {
+        sign(
+            &json!({"iss": "im1-fhir-demo-app", "aud": "y90003", "iat": n, "exp": n + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "requestingPractitioner": {"sdsUserId": nurse["professionalRegistrationNumber"], "name": nurse["name"]}}),
+        )
+    };
+    let r = get(&sim, &format!("{T}/transactional-api/ping"), &token()).await;
+    assert_eq!(r.json()["requestingPractitioner"]["name"], nurse["name"]);
+    let pid = creds(&sim, "9000000009").patient_id;
+    let base = format!("{T}/transactional-api/v1/patient/{pid}");
+    let r = post(
+        &sim,
+        &format!("{base}/journal/problems"),
+        &token(),
+        &json!({"code": {"code": "195967001"}, "startDate": "2025"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].clone();
+    let j = get(&sim, &format!("{base}/journal?types=problem"), &trx()).await.json();
+    let e = j["journal"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["id"] == id)
+        .cloned()
+        .expect("problem");
+    assert_eq!(e["recordingPractitioner"]["id"], nurse["id"]);
+    let r = post(
+        &sim,
+        &format!("{base}/journal/problems"),
+        &trx(),
+        &json!({"code": {"code": "195967001"}, "startDate": "2025", "recordingPractitionerId": "nobody"}),
+    )
+    .await;
+    assert_eq!((r.status, r.error_code().as_str()), (422, "PRACTITIONER_NOT_FOUND"));
+}

@@ -323,3 +323,34 @@ async fn demographics_on_both_surfaces() {
     assert!(staff["practitioners"].as_array().is_some_and(|l| !l.is_empty()));
     assert!(staff["practitioners"][0]["professionalRegistrationNumber"].is_string());
 }
+
+#[tokio::test]
+async fn confidential_documents_and_file_errors() {
+    let sim = start().await;
+    let (sub, pid) = link(&sim, "9001110096").await;
+    let record = sim.world.snapshot();
+    let p = record.patient_by_nhs_number("9001110096").expect("patient");
+    let doc = p
+        .clinical
+        .documents
+        .iter()
+        .find(|d| d.meta.confidential)
+        .expect("confidential doc");
+    let id = native_id(Supplier::Medicus, &doc.meta.id);
+    let file = im1_sim::record::native_sub_id(Supplier::Medicus, &doc.meta.id, "file");
+    let tail = format!("file/care-record-document/{id}/{file}");
+    let r = get(&sim, &format!("{T}/transactional-api/v1/patient/{pid}/{tail}"), &trx()).await;
+    assert_eq!(r.status, 200);
+    let r = get(&sim, &format!("{T}/pfs-api/v1/patient/{pid}/{tail}"), &pfs(&sub)).await;
+    assert_eq!((r.status, r.error_code().as_str()), (404, "FILE_NOT_FOUND"));
+    let r = get(
+        &sim,
+        &format!("{T}/pfs-api/v1/patient/{pid}/file/letter/{id}/{file}"),
+        &pfs(&sub),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "INVALID_CARE_RECORD_ELEMENT_TYPE")
+    );
+}
