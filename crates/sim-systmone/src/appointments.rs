@@ -74,6 +74,19 @@ pub struct Booking<'a> {
     pub telephone: Option<&'a str>,
 }
 
+impl<'a> Booking<'a> {
+    /// The booking attributes of a request (`sessionId startDate endDate notes telephone`), either surface.
+    pub fn from_node(n: &'a crate::xml::Node) -> Booking<'a> {
+        Booking {
+            session_id: n.attr("sessionId"),
+            start: n.attr("startDate"),
+            end: n.attr("endDate"),
+            notes: n.attr("notes"),
+            telephone: n.attr("telephone"),
+        }
+    }
+}
+
 /// `BookAppointment`: find the slot by session and times, apply the dialect's rules, then book.
 pub fn book(world: &World, ods: &str, patient: &Nid, b: &Booking<'_>) -> Result<Appointment, TppError> {
     let number: u32 = b

@@ -151,13 +151,7 @@ impl Transaction {
             }),
             "BookAppointment" => {
                 let pid = self.patient_id(p)?;
-                let b = Booking {
-                    session_id: p.attr("sessionId"),
-                    start: p.attr("startDate"),
-                    end: p.attr("endDate"),
-                    notes: p.attr("notes"),
-                    telephone: p.attr("telephone"),
-                };
+                let b = Booking::from_node(p);
                 let a = appointments::book(&self.world, ods, &pid, &b)?;
                 cx.record_write();
                 Ok(self.view(|v| appointments::booked(result, &a, v)))
