@@ -2,6 +2,9 @@
 //! reused) on a one-thread runtime, hammered over keep-alive connections with a small record-section read
 //! (`journal?types=allergy-intolerance`). Prints requests/s and p50/p99 latency.
 //!
+//! Besides wall-clock throughput it reports requests per CPU-second of the server thread (from
+//! `/proc/thread-self/stat`), which is the one-core capacity even when other processes share the machine.
+//!
 //! `cargo bench -p im1-sim-medicus --bench load` (env `SECS`, `CONNS` to change the defaults 5 and 16).
 
 use bytes::Bytes;
@@ -54,6 +57,16 @@ async fn client(addr: SocketAddr, path: String, auth: String, until: Instant) ->
     lat
 }
 
+/// CPU time (user + system) of the calling thread, in seconds (Linux; 0 elsewhere).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let secs = env("SECS", 5);
     let conns = env("CONNS", 16);
@@ -75,7 +88,9 @@ fn main() {
         .expect("patient");
     // The server gets one thread of its own: the figure is for one core.
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let (cpu_ask, mut cpu_asked) = tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<f64>>();
+    let server = std::thread::Builder::new().name("medicus-server".into());
+    let _ = server.spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,7 +99,11 @@ fn main() {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let handle = serve(listener, world, config).await.expect("serve");
             tx.send(handle.addr()).expect("addr");
-            std::future::pending::<()>().await;
+            // Answer CPU-time questions from the server's own thread.
+            while let Some(reply) = cpu_asked.recv().await {
+                let _ = reply.send(thread_cpu_secs());
+            }
+            drop(handle);
         });
     });
     let addr = rx.recv().expect("server started");
@@ -102,6 +121,12 @@ fn main() {
         auth.clone(),
         Instant::now() + Duration::from_millis(300),
     ));
+    let server_cpu = || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        cpu_ask.send(tx).expect("ask");
+        rx.recv().expect("cpu")
+    };
+    let cpu_before = server_cpu();
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let mut lat: Vec<u32> = rt.block_on(async {
@@ -115,6 +140,7 @@ fn main() {
         all
     });
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (server_cpu() - cpu_before).max(0.01);
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -122,10 +148,12 @@ fn main() {
             .unwrap_or(0)
     };
     println!(
-        "medicus load: {} requests in {elapsed:.1}s over {conns} keep-alive connections: {:.0} req/s, p50 {} µs, p99 {} µs",
+        "medicus load: {} requests in {elapsed:.1}s over {conns} keep-alive connections: {:.0} req/s, p50 {} µs, p99 {} µs; \
+         server thread used {cpu:.2} CPU-s = {:.0} req per CPU-second",
         lat.len(),
         lat.len() as f64 / elapsed,
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        lat.len() as f64 / cpu
     );
 }

@@ -144,9 +144,10 @@ pub fn available(r: &Record, ods: &str, now: OffsetDateTime, q: &SlotQuery<'_>) 
             Some(v)
         })
         .collect();
-    let end = (start + limit).min(all.len());
-    let page = all.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
-    let next = (end < all.len()).then(|| paging::encode("slots", end as u64));
+    let total = all.len();
+    let end = (start + limit).min(total);
+    let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+    let next = (end < total).then(|| paging::encode("slots", end as u64));
     Ok(json!({"timed": page, "nextCursor": next}))
 }
 

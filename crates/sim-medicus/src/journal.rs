@@ -328,9 +328,10 @@ impl View<'_> {
             .filter(|(t, _)| from.is_none_or(|f| t.date() >= f) && until.is_none_or(|u| t.date() <= u))
             .map(|(_, v)| v)
             .collect();
-        let end = (start + limit).min(all.len());
-        let page: Vec<Value> = all.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
-        let next = (end < all.len()).then(|| paging::encode("journal", end as u64));
+        let total = all.len();
+        let end = (start + limit).min(total);
+        let page: Vec<Value> = all.into_iter().skip(start).take(limit).collect();
+        let next = (end < total).then(|| paging::encode("journal", end as u64));
         Ok(json!({"journal": page, "nextCursor": next}))
     }
 
