@@ -101,6 +101,8 @@ async fn linkage_exchange_and_linked_patients() {
     assert_eq!(list[0]["associationType"], "self");
     assert_eq!(list[0]["name"], "Ms Alex TESTER");
     assert_eq!(list[1]["associationType"], "proxy");
+    assert_eq!(list[1]["relationship"], "mother");
+    assert!(list[0]["relationship"].is_null());
     assert_eq!(list[0]["careRecordAccess"], "enabled");
     // The child (proxy) is readable through the parent's linkage.
     let child = list[1]["id"].as_str().expect("child");

@@ -7,18 +7,26 @@ use crate::journal::Surface;
 use crate::{appointments, demographics, messages, prescriptions, writes};
 use http::Method;
 use im1_sim::common::RequestContext;
-use im1_sim::record::{Direction, LinkageSecret, NewBooking, NewMessage, Nid, Record, Service, Supplier};
+use im1_sim::record::{Direction, LinkageSecret, NewBooking, NewMessage, Nid, Record, Relationship, Service, Supplier};
 use serde_json::{json, Value};
 
 impl Medicus {
-    /// Patients the token's NHS login user may act for: the linked patient and those they are proxy for.
-    fn associated(&self, r: &Record, sub: &str) -> Vec<(Nid, &'static str)> {
+    /// Patients the token's NHS login user may act for: the linked patient and those they are proxy for,
+    /// with the proxy's relationship to the patient.
+    fn associated(&self, r: &Record, sub: &str) -> Vec<(Nid, &'static str, Option<&'static str>)> {
         let linkages = self.linkages.lock().unwrap_or_else(|e| e.into_inner());
         let Some(me) = linkages.by_sub.get(sub) else {
             return Vec::new();
         };
-        let mut out = vec![(me.clone(), "self")];
-        out.extend(r.proxied_by(me).into_iter().map(|l| (l.patient.clone(), "proxy")));
+        let mut out = vec![(me.clone(), "self", None)];
+        out.extend(r.proxied_by(me).into_iter().map(|l| {
+            let relationship = match l.relationship {
+                Relationship::Mother => "mother",
+                Relationship::Father => "father",
+                Relationship::Guardian => "guardian",
+            };
+            (l.patient.clone(), "proxy", Some(relationship))
+        }));
         out
     }
 
@@ -30,7 +38,7 @@ impl Medicus {
                 let list: Vec<Value> = self
                     .associated(r, &sub)
                     .into_iter()
-                    .filter_map(|(id, kind)| {
+                    .filter_map(|(id, kind, relationship)| {
                         let p = r.patient(&id)?;
                         let on = |s| {
                             if r.service_allowed(self.ods(), &id, s) {
@@ -43,6 +51,7 @@ impl Medicus {
                             "id": crate::style::nid(&id),
                             "name": demographics::display_name(&p.name),
                             "associationType": kind,
+                            "relationship": relationship,
                             "careRecordAccess": on(Service::Records),
                             "appointmentManagement": on(Service::Appointments),
                             "prescriptionOrdering": on(Service::Prescriptions),
@@ -56,7 +65,7 @@ impl Medicus {
                 let patient = self.world.resolve(Supplier::Medicus, pid).ok_or_else(no_linkage)?;
                 let allowed = self
                     .world
-                    .read(|r| self.associated(r, &sub).iter().any(|(id, _)| id == &patient));
+                    .read(|r| self.associated(r, &sub).iter().any(|(id, ..)| id == &patient));
                 if !allowed {
                     return Err(no_linkage());
                 }
