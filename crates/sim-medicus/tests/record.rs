@@ -354,3 +354,22 @@ async fn confidential_documents_and_file_errors() {
         (404, "INVALID_CARE_RECORD_ELEMENT_TYPE")
     );
 }
+
+#[tokio::test]
+async fn code_table_lists_every_term_the_record_uses() {
+    let sim = start().await;
+    let table = get(&sim, &format!("{T}/transactional-api/v1/code-table"), &trx())
+        .await
+        .json();
+    let codes = table["codes"].as_array().cloned().expect("codes");
+    for c in sim.world.snapshot().concepts() {
+        assert!(
+            codes
+                .iter()
+                .any(|x| x["code"] == c.code.as_str() && x["display"] == c.display.as_str()),
+            "{} {}",
+            c.code,
+            c.display
+        );
+    }
+}

@@ -34,6 +34,7 @@ impl Medicus {
                     ok(json!({ "searchResults": results }))
                 })
             }
+            (&Method::GET, ["code-table"]) => ok(code_table()),
             (&Method::GET, ["practitioners"]) => self.world.read(|r| {
                 let list: Vec<Value> = r
                     .practitioners
@@ -175,4 +176,28 @@ impl Medicus {
             _ => Err(ApiError::not_found()),
         }
     }
+}
+
+/// The simulator's code table (invented `GET v1/code-table`): every SNOMED CT and dm+d code it uses, with the
+/// one term the record gives it, so mappings can be checked against it.
+fn code_table() -> Value {
+    use im1_sim::record::vocab::{CodeSystem, Vocabulary};
+    let codes: Vec<Value> = Vocabulary::get()
+        .entries()
+        .iter()
+        .map(|e| {
+            json!({
+                "system": match e.system {
+                    CodeSystem::Snomed => "snomed-ct",
+                    CodeSystem::Dmd => "dm+d",
+                },
+                "code": e.code,
+                "display": e.display,
+                "category": e.category,
+                "unit": e.ucum,
+                "referenceRange": e.reference_range.map(|r| json!({"low": r.low, "high": r.high})),
+            })
+        })
+        .collect();
+    json!({ "codes": codes })
 }
