@@ -6,10 +6,24 @@ use crate::coding::{code_only, coded};
 use crate::dates::{day, instant, partial};
 use crate::xml::El;
 use im1_sim::record::*;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
-/// The SystmOne id of a neutral id (16 lower-case hex digits).
+/// The SystmOne id of a neutral id (16 lower-case hex digits). Memoised: a reply derives dozens of ids and
+/// the derivation (SHA-256, hex) showed in load profiles; the mapping is a pure function of the neutral id, so
+/// one table serves every world.
 pub fn tid(n: &Nid) -> String {
-    native_id(Supplier::SystmOne, n)
+    static CACHE: OnceLock<RwLock<HashMap<Nid, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(id) = cache.read().unwrap_or_else(|e| e.into_inner()).get(n) {
+        return id.clone();
+    }
+    let id = native_id(Supplier::SystmOne, n);
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(n.clone(), id.clone());
+    id
 }
 
 /// A second SystmOne id for the same item (binary data ids, online user ids, event ids of lone items).

@@ -57,6 +57,9 @@ impl Pfs {
     pub(super) fn dispatch(&self, call: &Call<'_>) -> Result<El, TppError> {
         let n = call.node;
         let ods = self.ods();
+        if n.attr_nonempty("unitId").is_some_and(|u| u != ods) {
+            return Err(TppError::no_access("unitId is not this unit"));
+        }
         match n.name.as_str() {
             "PatientSelected" => {
                 let pid = self.patient(call)?;
