@@ -678,6 +678,25 @@ impl World {
         Ok(request)
     }
 
+    /// Mark one of a patient's messages at a practice as read (not a change-log area). Marking a read message
+    /// again is fine; an unknown message, or another patient's, is `Invalid`.
+    pub fn mark_message_read(
+        &self,
+        ods: &str,
+        patient: &Nid,
+        message: &Nid,
+    ) -> Result<Message, WriteError> {
+        let mut s = self.write_state();
+        let m = s
+            .record
+            .messages
+            .iter_mut()
+            .find(|m| &m.id == message && m.practice == ods && &m.patient == patient)
+            .ok_or_else(|| WriteError::Invalid(format!("message not found: {message}")))?;
+        m.read = true;
+        Ok(m.clone())
+    }
+
     /// Send a message between a patient and a practice (not a change-log area).
     pub fn send_message(&self, msg: NewMessage) -> Result<Message, WriteError> {
         let now = self.now();
