@@ -97,3 +97,28 @@ pub fn send(world: &World, ods: &str, patient: &Nid, node: &Node) -> Result<Mess
         })
         .map_err(TppError::from)
 }
+
+/// `MessagesMarkAsRead`: mark the `<Message id=".."/>` children read; all must be the patient's.
+pub fn mark_read(world: &World, ods: &str, patient: &Nid, node: &Node) -> Result<usize, TppError> {
+    let mut ids = Vec::new();
+    for m in node.children_named("Message") {
+        let id = m
+            .attr("id")
+            .and_then(|id| world.resolve(Supplier::SystmOne, id))
+            .ok_or_else(|| TppError::item_not_found("message"))?;
+        ids.push(id);
+    }
+    if ids.is_empty() {
+        return Err(TppError::invalid("no Message given"));
+    }
+    let own = world.read(|r| ids.iter().all(|id| r.messages_of(ods, patient).any(|m| &m.id == id)));
+    if !own {
+        return Err(TppError::item_not_found("message"));
+    }
+    for id in &ids {
+        world
+            .mark_message_read(ods, patient, id)
+            .map_err(|_| TppError::item_not_found("message"))?;
+    }
+    Ok(ids.len())
+}

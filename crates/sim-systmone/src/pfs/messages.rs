@@ -189,6 +189,13 @@ impl Pfs {
                 call.cx.record_write();
                 Ok(call.reply().attr("messageId", tid(&m.id)))
             }
+            "MessagesMarkAsRead" => {
+                let pid = self.patient(call)?;
+                self.service(&pid, Service::Messaging)?;
+                prescriptions::mark_read(&self.world, ods, &pid, n)?;
+                call.cx.record_write();
+                Ok(call.reply())
+            }
             other => Err(TppError::invalid(format!("unknown message {other}"))),
         }
     }

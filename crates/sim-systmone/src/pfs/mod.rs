@@ -23,11 +23,12 @@ use std::time::Duration;
 pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// Messages that change the world, whose replies a repeated `uuid` replays.
-const WRITES: [&str; 4] = [
+const WRITES: [&str; 5] = [
     "BookAppointment",
     "CancelAppointment",
     "RequestMedication",
     "MessageCreate",
+    "MessagesMarkAsRead",
 ];
 
 /// The PFS handler.
