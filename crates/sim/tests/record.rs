@@ -653,3 +653,43 @@ fn fifty_patients_generate_quickly() {
     // Generous in debug builds; the release build does this in a few milliseconds.
     assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
 }
+
+#[test]
+fn pending_prescription_requests_can_be_cancelled_once() {
+    let now = datetime!(2025-03-04 08:00 UTC);
+    let world = world_at(now);
+    let (pid, course) = world.read(|r| {
+        let p = &r.patients[0];
+        let course = p
+            .clinical
+            .medications
+            .iter()
+            .find(|m| m.requestable)
+            .map(|m| m.meta.id.clone());
+        (p.id.clone(), course.expect("requestable"))
+    });
+    let req = world
+        .create_prescription_request("Y90003", &pid, std::slice::from_ref(&course), None)
+        .expect("request");
+    let cancelled = world
+        .cancel_prescription_request("Y90003", &pid, &req.id)
+        .expect("cancel");
+    assert_eq!(cancelled.status, RequestStatus::Cancelled);
+    assert!(world.read(|r| r
+        .prescription_requests_of("Y90003", &pid)
+        .any(|q| q.id == req.id && q.status == RequestStatus::Cancelled)));
+    assert!(matches!(
+        world.cancel_prescription_request("Y90003", &pid, &req.id),
+        Err(WriteError::Invalid(m)) if m.contains("not cancellable")
+    ));
+    assert!(matches!(
+        world.cancel_prescription_request("Y90003", &pid, &Nid("nope".into())),
+        Err(WriteError::Invalid(m)) if m.contains("not found")
+    ));
+    let areas: Vec<_> = world
+        .changes_since(now - Duration::seconds(1))
+        .iter()
+        .map(|c| c.area)
+        .collect();
+    assert_eq!(areas, vec![ChangeArea::Prescriptions, ChangeArea::Prescriptions]);
+}

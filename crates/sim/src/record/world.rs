@@ -678,6 +678,36 @@ impl World {
         Ok(request)
     }
 
+    /// Cancel a patient's pending prescription request at a practice (logged as a prescriptions change). An
+    /// unknown request, or another patient's, is `Invalid("prescription request not found: ..")`; one that is
+    /// no longer pending is `Invalid("prescription request not cancellable: ..")`.
+    pub fn cancel_prescription_request(
+        &self,
+        ods: &str,
+        patient: &Nid,
+        request: &Nid,
+    ) -> Result<PrescriptionRequest, WriteError> {
+        let now = self.now();
+        let mut s = self.write_state();
+        let i = s.patient_index(patient)?;
+        s.check_service(ods, i, Service::Prescriptions)?;
+        let found = s
+            .record
+            .prescription_requests
+            .iter_mut()
+            .find(|q| &q.id == request && q.practice == ods && &q.patient == patient)
+            .ok_or_else(|| WriteError::Invalid(format!("prescription request not found: {request}")))?;
+        if found.status != RequestStatus::Requested {
+            return Err(WriteError::Invalid(format!(
+                "prescription request not cancellable: {request}"
+            )));
+        }
+        found.status = RequestStatus::Cancelled;
+        let out = found.clone();
+        s.log(now, i, ChangeArea::Prescriptions, Some(ods));
+        Ok(out)
+    }
+
     /// Mark one of a patient's messages at a practice as read (not a change-log area). Marking a read message
     /// again is fine; an unknown message, or another patient's, is `Invalid`.
     pub fn mark_message_read(
