@@ -708,3 +708,77 @@ async fn code_table() {
     assert_eq!(one.attr("snomed"), first.attr("snomed"));
     assert_eq!(get(&sim, "/tpp/sim/ctv3?code=zzzzz").await.status, 404);
 }
+
+#[tokio::test]
+async fn proxy_access_and_booking_rules() {
+    let sim = start(quiet()).await;
+    let s = login(&sim, PATIENT_NHS_NUMBER).await;
+    let child = creds(&sim, im1_sim::record::CHILD_NHS_NUMBER);
+    let body = format!(
+        r#"<PatientSelected apiVersion="1" uuid="{}" patientId="{}"/>"#,
+        uuid(),
+        child.patient_id
+    );
+    let sel = pfs(&sim, "PatientSelected", Some(&s.suid), &body).await.xml();
+    assert_eq!(sel.attr("patientId"), Some(child.patient_id.as_str()));
+    // Without a patientId the selected (child) patient is read.
+    let body = format!(r#"<RequestPatientRecord apiVersion="1" uuid="{}"/>"#, uuid());
+    let rec = pfs(&sim, "RequestPatientRecord", Some(&s.suid), &body).await.xml();
+    let p = sim.world.snapshot();
+    let kid = p
+        .patient_by_nhs_number(im1_sim::record::CHILD_NHS_NUMBER)
+        .expect("child");
+    let first = im1_sim_systmone::render::all_items(&kid.clinical)
+        .first()
+        .map(|i| tid_of(&i.meta().id.0))
+        .expect("child item");
+    assert!(items(&rec).iter().any(|i| i.attr("id") == Some(first.as_str())));
+    let auth = s.auth.xml();
+    let rel = auth
+        .child("Registration")
+        .and_then(|r| {
+            r.children_named("PatientAccess")
+                .find(|a| a.attr("patientId") == Some(child.patient_id.as_str()))
+        })
+        .and_then(|a| a.attr("relationship"));
+    assert_eq!(rel, Some("Mother"));
+
+    // Today's slots: the world clock starts at 08:00, so a slot before 09:00 is within the hour (Error 40).
+    let slots = msg(
+        &sim,
+        &s,
+        "ListSlots",
+        r#"startDate="2025-03-03T00:00:00.0Z" numberOfDays="1""#,
+        "",
+    )
+    .await
+    .xml();
+    let soon = slots
+        .children_named("Session")
+        .flat_map(|se| se.children_named("Slot").map(move |sl| (se, sl)))
+        .find(|(_, sl)| sl.attr("startDate").is_some_and(|d| d < "2025-03-03T09:00:00.0Z"));
+    if let Some((se, sl)) = soon {
+        let b = format!(
+            r#"sessionId="{}" startDate="{}" endDate="{}""#,
+            se.attr("sessionId").unwrap_or_default(),
+            sl.attr("startDate").unwrap_or_default(),
+            sl.attr("endDate").unwrap_or_default()
+        );
+        assert_eq!(
+            msg(&sim, &s, "BookAppointment", &b, "").await.error_code().as_deref(),
+            Some("40")
+        );
+    }
+    // Another unit: Error 6.
+    let body = format!(
+        r#"<ViewAppointments apiVersion="1" uuid="{}" unitId="Y90001"/>"#,
+        uuid()
+    );
+    assert_eq!(
+        pfs(&sim, "ViewAppointments", Some(&s.suid), &body)
+            .await
+            .error_code()
+            .as_deref(),
+        Some("6")
+    );
+}

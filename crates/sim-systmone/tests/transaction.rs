@@ -509,3 +509,95 @@ async fn faults_replay_and_throttle_on_tcp() {
     }
     assert!(codes.contains(&"99".to_string()), "{codes:?}");
 }
+
+#[tokio::test]
+async fn clinician_appointments_lists_and_feed_paging() {
+    let sim = start(quiet()).await;
+    let pid = patient_id(&sim, PATIENT_NHS_NUMBER);
+    let slots = ci(
+        &sim,
+        "ListSlots",
+        r#"startDate="2025-03-05T00:00:00.0Z" numberOfDays="2""#,
+        "",
+    )
+    .await;
+    let res = result(&slots);
+    let se = res.child("Session").expect("session");
+    let sl = se.child("Slot").expect("slot");
+    let params = format!(
+        r#"patientId="{pid}" sessionId="{}" startDate="{}" endDate="{}" notes="Review" telephone="07700 900001""#,
+        se.attr("sessionId").unwrap_or_default(),
+        sl.attr("startDate").unwrap_or_default(),
+        sl.attr("endDate").unwrap_or_default()
+    );
+    let booked = ci(&sim, "BookAppointment", &params, "").await;
+    let appt = result(&booked).attr("apptId").expect("apptId").to_string();
+    let list = ci(&sim, "GetAppointments", &format!(r#"patientId="{pid}""#), "").await;
+    let a = result(&list)
+        .children_named("Appointment")
+        .find(|a| a.attr("apptId") == Some(appt.as_str()))
+        .expect("listed");
+    assert_eq!(
+        (a.attr("details"), a.attr("telephone")),
+        (Some("Review"), Some("07700 900001"))
+    );
+    let cancel = ci(
+        &sim,
+        "CancelAppointment",
+        &format!(r#"patientId="{pid}" apptId="{appt}" reason="Better""#),
+        "",
+    )
+    .await;
+    result(&cancel);
+    let list = ci(&sim, "GetAppointments", &format!(r#"patientId="{pid}""#), "").await;
+    let a = result(&list)
+        .children_named("Appointment")
+        .find(|a| a.attr("apptId") == Some(appt.as_str()))
+        .expect("listed");
+    assert_eq!(
+        (a.attr("status"), a.attr("cancellationReason")),
+        (Some("Cancelled"), Some("Better"))
+    );
+
+    let ov = ci(&sim, "GetPatientOverview", &format!(r#"patientId="{pid}""#), "").await;
+    assert!(result(&ov).child("CurrentRepeats").is_some());
+    result(&ci(&sim, "GetPrescriptionRequests", &format!(r#"patientId="{pid}""#), "").await);
+    result(&ci(&sim, "GetMessages", &format!(r#"patientId="{pid}""#), "").await);
+
+    // The change feed pages by patient.
+    let one = ci(
+        &sim,
+        "GetChangedPatients",
+        r#"unitId="Y90002" since="2025-01-01T00:00:00.0Z" maxResults="1""#,
+        "",
+    )
+    .await;
+    let res = result(&one);
+    assert_eq!(res.children_named("Patient").count(), 1);
+    assert_eq!(res.attr("moreAvailable"), Some("true"));
+    let mark = res.attr("highWaterMark").expect("mark");
+    let next = ci(
+        &sim,
+        "GetChangedPatients",
+        &format!(r#"unitId="Y90002" since="{mark}" maxResults="1000""#),
+        "",
+    )
+    .await;
+    assert!(result(&next).children_named("Patient").count() >= 1);
+    assert_eq!(
+        ci_error(&ci(&sim, "GetChangedPatients", r#"unitId="Y90002""#, "").await),
+        "1"
+    );
+    assert_eq!(
+        ci_error(
+            &ci(
+                &sim,
+                "GetChangedPatients",
+                r#"unitId="Y90009" since="2025-01-01T00:00:00.0Z""#,
+                ""
+            )
+            .await
+        ),
+        "6"
+    );
+}
