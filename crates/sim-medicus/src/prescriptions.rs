@@ -145,3 +145,27 @@ pub fn write_error(e: WriteError) -> ApiError {
         other => crate::writes::write_error(other),
     }
 }
+
+/// 404 for a prescription request the patient does not have.
+pub fn request_not_found() -> ApiError {
+    ApiError::new(
+        404,
+        "PRESCRIPTION_REQUEST_NOT_FOUND",
+        "Prescription request not found",
+        "The patient has no prescription request with this id.",
+    )
+}
+
+/// Map the world's refusals of a cancellation: only pending requests can be cancelled.
+pub fn cancel_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Invalid(m) if m.contains("not found") => request_not_found(),
+        WriteError::Invalid(_) => ApiError::new(
+            422,
+            "REQUEST_NOT_CANCELLABLE",
+            "Request not cancellable",
+            "Only pending prescription requests can be cancelled.",
+        ),
+        other => write_error(other),
+    }
+}

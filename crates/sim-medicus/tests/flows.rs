@@ -148,6 +148,22 @@ async fn prescriptions_requests_and_idempotency() {
     let q = reqs.iter().find(|q| q["id"] == id.as_str()).expect("request");
     assert_eq!(q["status"], "pending");
     assert_eq!(q["messageFromPatient"], "Usual pharmacy please");
+    // Cancelling: once, then it is no longer pending.
+    let cancel = format!("{base}/cancel-prescription-request");
+    let r = post(&sim, &cancel, &pfs(&sub), &json!({"prescriptionRequestId": id})).await;
+    assert_eq!(r.json(), json!({"success": true}));
+    let r = get(&sim, &format!("{base}/prescription-requests"), &pfs(&sub)).await;
+    let reqs = r.json()["prescriptionRequests"].as_array().cloned().expect("list");
+    assert!(reqs
+        .iter()
+        .any(|q| q["id"] == id.as_str() && q["status"] == "cancelled"));
+    let r = post(&sim, &cancel, &pfs(&sub), &json!({"prescriptionRequestId": id})).await;
+    assert_eq!((r.status, r.error_code().as_str()), (422, "REQUEST_NOT_CANCELLABLE"));
+    let r = post(&sim, &cancel, &pfs(&sub), &json!({"prescriptionRequestId": "nope"})).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "PRESCRIPTION_REQUEST_NOT_FOUND")
+    );
     // By issue id too; unknown ones are refused.
     let issue = repeat["prescriptionIssues"][0]["id"].clone();
     let r = post(

@@ -192,6 +192,24 @@ impl Medicus {
                 cx.record_write();
                 ok(json!({"prescriptionRequestId": crate::style::nid(&req.id), "status": "pending"}))
             }
+            (&Method::POST, ["cancel-prescription-request"]) => {
+                rx()?;
+                let body = call.json()?;
+                let id = body.get("prescriptionRequestId").and_then(Value::as_str).unwrap_or("");
+                let request = self
+                    .world
+                    .resolve(Supplier::Medicus, id)
+                    .filter(|q| {
+                        self.world
+                            .read(|r| r.prescription_requests_of(ods, patient).any(|x| &x.id == q))
+                    })
+                    .ok_or_else(prescriptions::request_not_found)?;
+                self.world
+                    .cancel_prescription_request(ods, patient, &request)
+                    .map_err(prescriptions::cancel_error)?;
+                cx.record_write();
+                ok(json!({ "success": true }))
+            }
             (&Method::GET, ["messages"]) => {
                 msgs()?;
                 self.world.read(|r| ok(messages::list(r, ods, patient)))
