@@ -1,6 +1,7 @@
 //! Load: PFS `ViewPatientOverview` for patient 9000000009 over keep-alive connections, throttle off.
 //! The simulator runs on its own single-threaded runtime (one core); clients run on another thread.
-//! `cargo bench -p im1-sim-systmone --bench load` prints requests/s, p50 and p99.
+//! `cargo bench -p im1-sim-systmone --bench load` prints requests/s, p50 and p99, and requests per CPU second
+//! of the simulator's thread (the figure that does not depend on what else the machine is doing).
 
 use im1_sim::SimOptions;
 use im1_sim_systmone::{linkage_credentials, serve, SystmOneConfig};
@@ -60,8 +61,20 @@ fn attr(body: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// CPU seconds (user + system) of the calling thread, from `/proc/thread-self/stat` (Linux; 0 elsewhere).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (clock ticks, 100 a second on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+type CpuProbe = tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<f64>>;
+
 fn main() {
-    let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, Vec<im1_sim_systmone::TppLinkage>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, Vec<im1_sim_systmone::TppLinkage>, CpuProbe)>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -81,11 +94,24 @@ fn main() {
             let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let h = serve(http, tcp, world, config).await;
-            let _ = tx.send((h.pfs.addr(), creds));
-            std::future::pending::<()>().await;
+            let (probe, mut probes) = tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<f64>>();
+            let _ = tx.send((h.pfs.addr(), creds, probe));
+            // Answer CPU probes from this (the simulator's only) thread.
+            while let Some(reply) = probes.recv().await {
+                let _ = reply.send(thread_cpu_secs());
+            }
+            drop(h);
         });
     });
-    let (addr, creds) = rx.recv().expect("server started");
+    let (addr, creds, probe) = rx.recv().expect("server started");
+    let cpu = move || {
+        let probe = probe.clone();
+        async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = probe.send(tx);
+            rx.await.unwrap_or(0.0)
+        }
+    };
     let c = creds
         .into_iter()
         .find(|c| c.nhs_number == "9000000009")
@@ -122,11 +148,13 @@ fn main() {
             }));
         }
         let start = Instant::now();
+        let cpu_start = cpu().await;
         let mut all = Vec::new();
         for t in tasks {
             all.extend(t.await.expect("task"));
         }
         let secs = start.elapsed().as_secs_f64();
+        let cpu_secs = cpu().await - cpu_start;
         all.sort();
         let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
         println!(
@@ -136,5 +164,11 @@ fn main() {
             pct(0.50),
             pct(0.99)
         );
+        if cpu_secs > 0.0 {
+            println!(
+                "simulator thread used {cpu_secs:.2} CPU s: {:.0} requests per CPU second (one core)",
+                all.len() as f64 / cpu_secs
+            );
+        }
     });
 }
