@@ -34,8 +34,12 @@ pub const SERVICES_ACCESS_VIOLATION: i32 = -1040;
 
 /// A JSON reply.
 pub fn json(status: StatusCode, body: &Value) -> SimResponse {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Bytes::from(bytes));
+    json_bytes(status, Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+}
+
+/// A reply of already serialised JSON.
+pub fn json_bytes(status: StatusCode, bytes: Bytes) -> SimResponse {
+    let mut r = Response::new(bytes);
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -11,6 +11,7 @@
 
 mod booking;
 mod bulk;
+mod cache;
 mod codes;
 mod config;
 mod dates;

@@ -140,12 +140,10 @@ fn record(e: &Emis, req: &SimRequest, patient: &Nid) -> SimResponse {
     let Some(item) = ItemType::parse(item) else {
         return model_state("itemType", "The itemType is not valid.");
     };
-    let ods = &e.config.practice_ods;
-    let v = e.world.read(|r| {
-        r.patient(patient)
-            .map(|p| render::record_section(r, ods, p, item, Surface::Clinician))
-    });
-    v.map_or_else(|| message(StatusCode::NOT_FOUND, "Patient not found"), |v| ok(&v))
+    match render::section_bytes(e, patient, item, Surface::Clinician) {
+        Some(b) => errors::json_bytes(StatusCode::OK, b),
+        None => message(StatusCode::NOT_FOUND, "Patient not found"),
+    }
 }
 
 /// The PatientGuid of a neutral id (for the feed).

@@ -320,12 +320,8 @@ fn record(call: &PatientCall) -> SimResponse {
     if let Err(r) = call.require(Service::Records, "RecordGet") {
         return r;
     }
-    let v = call.emis.world.read(|r| {
-        r.patient(&call.link.patient)
-            .map(|p| render::record_section(r, call.ods, p, item, Surface::Patient))
-    });
-    match v {
-        Some(v) => ok(&v),
+    match render::section_bytes(call.emis, &call.link.patient, item, Surface::Patient) {
+        Some(b) => errors::json_bytes(StatusCode::OK, b),
         None => message(StatusCode::NOT_FOUND, "Patient not found"),
     }
 }

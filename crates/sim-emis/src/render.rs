@@ -8,9 +8,11 @@ use im1_sim::record::{
 };
 use im1_sim::record::{Interpretation, PartialDate};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
 /// Who is reading: the patient (confidential items withheld) or a clinician (everything).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Surface {
     Patient,
     Clinician,
@@ -23,7 +25,7 @@ impl Surface {
 }
 
 /// A record section (`itemType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ItemType {
     Allergies,
     Medication,
@@ -62,9 +64,19 @@ impl ItemType {
     }
 }
 
-/// The EMIS GUID of a neutral id.
+/// The EMIS GUID of a neutral id. Memoised: a reply derives dozens of ids and each is a SHA-256; the set of ids
+/// is bounded by the record and its writes.
 pub fn guid(nid: &Nid) -> String {
-    native_id(Supplier::Emis, nid)
+    static MEMO: OnceLock<RwLock<HashMap<Nid, String>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(RwLock::default);
+    if let Some(g) = memo.read().unwrap_or_else(|e| e.into_inner()).get(nid) {
+        return g.clone();
+    }
+    let g = native_id(Supplier::Emis, nid);
+    memo.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(nid.clone(), g.clone());
+    g
 }
 
 /// The CodeId of a concept (null if the concept is outside the table, which the generator never emits).
@@ -514,4 +526,17 @@ fn medication(r: &Record, ods: &str, x: &im1_sim::record::MedicationCourse) -> V
             .into(),
     );
     Value::Object(m)
+}
+
+/// A section's JSON bytes, from the cache when the world has not changed since it was built.
+pub fn section_bytes(e: &crate::routes::Emis, patient: &Nid, item: ItemType, surface: Surface) -> Option<bytes::Bytes> {
+    let stamp = e.world.last_change_at();
+    let ods = e.config.practice_ods.as_str();
+    e.sections.get_or_build((patient.clone(), item, surface), stamp, || {
+        e.world.read(|r| {
+            r.patient(patient).map(|p| {
+                bytes::Bytes::from(serde_json::to_vec(&record_section(r, ods, p, item, surface)).unwrap_or_default())
+            })
+        })
+    })
 }

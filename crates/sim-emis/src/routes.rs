@@ -1,6 +1,7 @@
 //! The [`Handler`]: splits `/emis/...` into its surfaces, names routes for the counters (ids replaced by
 //! `{id}`) and renders injected faults in EMIS shapes.
 
+use crate::cache::SectionCache;
 use crate::config::EmisConfig;
 use crate::errors;
 use crate::session::Sessions;
@@ -17,6 +18,8 @@ pub struct Emis {
     pub config: EmisConfig,
     pub sessions: Sessions,
     pub limiter: RateLimiter,
+    /// Rendered record sections (see `cache`).
+    pub sections: SectionCache,
 }
 
 impl Emis {
@@ -28,6 +31,7 @@ impl Emis {
             config,
             sessions,
             limiter,
+            sections: SectionCache::default(),
         }
     }
 }

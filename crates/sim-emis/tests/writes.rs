@@ -41,6 +41,9 @@ async fn writes_show_in_reads_and_in_the_changes_feed() {
         .iter()
         .any(|c| c["PatientGuid"] == pg.as_str()));
 
+    // Read first, so a cached section must be rebuilt after the write.
+    let first = sim.get(&l, "record", "&itemType=TestResults").await.json();
+    let count = first["MedicalRecord"]["TestResults"].as_array().map_or(0, Vec::len);
     let obs = sim
         .partner(
             &tok,
@@ -54,6 +57,10 @@ async fn writes_show_in_reads_and_in_the_changes_feed() {
     assert_eq!(obs.status, 201, "{}", obs.text());
     let obs_id = obs.json()["EventGuid"].as_str().expect("guid").to_string();
     let pfs = sim.get(&l, "record", "&itemType=TestResults").await.json();
+    assert_eq!(
+        pfs["MedicalRecord"]["TestResults"].as_array().map_or(0, Vec::len),
+        count + 1
+    );
     let item = pfs["MedicalRecord"]["TestResults"]
         .as_array()
         .expect("list")
