@@ -699,15 +699,10 @@ fn marking_a_message_read() {
     let world = world_at(datetime!(2025-03-03 10:00 UTC));
     let (pid, msg) = world.read(|r| {
         let p = r.patient_by_nhs_number(PATIENT_NHS_NUMBER).expect("patient 0");
-        let m = r
-            .messages_of("Y90002", &p.id)
-            .find(|m| !m.read)
-            .map(|m| m.id.clone());
+        let m = r.messages_of("Y90002", &p.id).find(|m| !m.read).map(|m| m.id.clone());
         (p.id.clone(), m.expect("an unread message"))
     });
-    let marked = world
-        .mark_message_read("Y90002", &pid, &msg)
-        .expect("marked");
+    let marked = world.mark_message_read("Y90002", &pid, &msg).expect("marked");
     assert!(marked.read);
     assert!(world.read(|r| r.messages_of("Y90002", &pid).any(|m| m.id == msg && m.read)));
     assert!(world.mark_message_read("Y90002", &pid, &msg).is_ok(), "again is fine");

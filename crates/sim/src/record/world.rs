@@ -710,12 +710,7 @@ impl World {
 
     /// Mark one of a patient's messages at a practice as read (not a change-log area). Marking a read message
     /// again is fine; an unknown message, or another patient's, is `Invalid`.
-    pub fn mark_message_read(
-        &self,
-        ods: &str,
-        patient: &Nid,
-        message: &Nid,
-    ) -> Result<Message, WriteError> {
+    pub fn mark_message_read(&self, ods: &str, patient: &Nid, message: &Nid) -> Result<Message, WriteError> {
         let mut s = self.write_state();
         let m = s
             .record
