@@ -111,7 +111,11 @@ impl Sessions {
     /// A new `EndUserSessionId`.
     pub fn new_end_user(&self) -> String {
         let id = self.mint.token("end-user");
-        lock(&self.end_users).insert(
+        let mut map = lock(&self.end_users);
+        // Drop idle ones here, so a long run that keeps re-linking does not grow without bound.
+        let idle = self.end_user_idle;
+        map.retain(|_, e| e.last_used.elapsed() < idle);
+        map.insert(
             id.clone(),
             EndUser {
                 last_used: Instant::now(),
@@ -158,7 +162,10 @@ impl Sessions {
                 association,
             })
             .collect();
-        lock(&self.sessions).insert(
+        let mut map = lock(&self.sessions);
+        let idle = self.session_idle;
+        map.retain(|_, s| s.last_used.elapsed() < idle);
+        map.insert(
             id.clone(),
             Session {
                 end_user: end_user.to_string(),
