@@ -205,6 +205,23 @@ pub fn book(call: &PatientCall, cx: &RequestContext) -> SimResponse {
             "A telephone number is required for telephone appointments",
         );
     }
+    if let Some(limit) = call.emis.config.booking_limit {
+        let now = call.emis.world.now();
+        let held = call.emis.world.read(|r| {
+            r.appointments_of(ods, &call.link.patient)
+                .filter(|a| a.status == AppointmentStatus::Booked)
+                .filter(|a| r.slot(&a.slot).is_some_and(|s| s.starts_at > now))
+                .count()
+        });
+        if held >= limit {
+            return exception(
+                StatusCode::BAD_REQUEST,
+                errors::BOOKING_LIMIT,
+                method,
+                "The booked appointment limit has been reached",
+            );
+        }
+    }
     let booked = call.emis.world.book_slot(NewBooking {
         practice: ods.to_string(),
         patient: call.link.patient.clone(),

@@ -30,6 +30,9 @@ pub struct EmisConfig {
     pub token_lifetime: Duration,
     /// PFS requests per second allowed per application id when throttling. Demo: 10.
     pub rate_per_second: u32,
+    /// Most future booked appointments a patient may hold online; one more is refused with -1156.
+    /// Demo: `None` (no limit).
+    pub booking_limit: Option<usize>,
 }
 
 impl Default for EmisConfig {
@@ -46,6 +49,7 @@ impl Default for EmisConfig {
             end_user_session_idle: Duration::from_secs(60 * 60),
             token_lifetime: Duration::from_secs(900),
             rate_per_second: 10,
+            booking_limit: None,
         }
     }
 }

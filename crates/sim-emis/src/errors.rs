@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 pub const SLOT_IN_PAST: i32 = -1152;
 /// Slot already booked (simulator convention, HTTP 409).
 pub const SLOT_ALREADY_BOOKED: i32 = -1155;
+/// The online user's booking limit is reached (confirmed).
+pub const BOOKING_LIMIT: i32 = -1156;
 /// Invented: the slot does not exist.
 pub const SLOT_NOT_FOUND: i32 = -1150;
 /// Invented: a telephone appointment needs a number.

@@ -302,3 +302,24 @@ async fn messages_round_trip() {
     assert_eq!(missing.status, 400);
     assert!(missing.json()["ModelState"]["Body"].is_array());
 }
+
+#[tokio::test]
+async fn booking_limit_refuses_one_more() {
+    let sim = start(im1_sim_emis::EmisConfig {
+        booking_limit: Some(0),
+        ..unthrottled()
+    })
+    .await;
+    let l = sim.login(NHS).await;
+    let (_, slot) = first_free_slot(&sim, &l, false).await;
+    let r = sim
+        .send_body(
+            &l,
+            "POST",
+            "appointments",
+            json!({"SlotId": slot["SlotId"], "BookingReason": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["InternalResponseCode"], -1156);
+}
