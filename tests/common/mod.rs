@@ -55,7 +55,7 @@ impl Proxy {
         Proxy {
             running: Some(running),
             base,
-            client: reqwest::Client::new(),
+            client: test_client(),
         }
     }
 
@@ -72,6 +72,12 @@ impl Proxy {
             running.shutdown().await;
         }
     }
+}
+
+/// The tests' own FHIR client (the proxy's native clients are built in backend/client.rs).
+#[allow(clippy::disallowed_methods)]
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::new()
 }
 
 pub fn token(role: Role, practices: &[&str]) -> String {
