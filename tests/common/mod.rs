@@ -77,6 +77,7 @@ impl Proxy {
 /// The tests' own FHIR client (the proxy's native clients are built in backend/client.rs).
 #[allow(clippy::disallowed_methods)]
 pub fn test_client() -> reqwest::Client {
+    im1_fhir::runtime::install_crypto();
     reqwest::Client::new()
 }
 
