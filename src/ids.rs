@@ -124,7 +124,9 @@ fn pack_practice(ods: &str, out: &mut Vec<u8>) {
         pack_text(ods, out);
         return;
     }
-    let value = ods.bytes().fold(0u64, |acc, b| acc * 36 + u64::from(if b.is_ascii_digit() { b - b'0' } else { b - b'A' + 10 }));
+    let value = ods.bytes().fold(0u64, |acc, b| {
+        acc * 36 + u64::from(if b.is_ascii_digit() { b - b'0' } else { b - b'A' + 10 })
+    });
     let bytes = value.to_be_bytes();
     let used = bytes.iter().skip_while(|b| **b == 0).count().max(1);
     out.push(((ods.len() as u8) << 3) | used as u8);
@@ -162,55 +164,75 @@ fn unpack_text(reader: &mut &[u8]) -> Option<String> {
     String::from_utf8(text.to_vec()).ok()
 }
 
-/// Packs a native key as a sequence of shaped segments, ended by `SEG_END`.
+/// Packs a native key as a sequence of shaped segments, ended by `SEG_END`. Text that no shape fits is
+/// gathered into runs, so a base-62 token costs little more than its length.
 fn pack_key(key: &str, out: &mut Vec<u8>) {
     let mut rest = key;
+    let mut text = String::new();
     while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('-') {
-            out.push(SEG_HYPHEN);
-            rest = after;
+        if let Some(len) = packed_segment(rest, out, &text) {
+            rest = &rest[len..];
+            text.clear();
             continue;
         }
-        if let Some((bytes, upper)) = uuid_prefix(rest) {
-            out.push(if upper { SEG_UUID_UPPER } else { SEG_UUID_LOWER });
-            out.extend_from_slice(&bytes);
-            rest = &rest[36..];
-            continue;
+        let c = rest.chars().next().unwrap_or('?');
+        text.push(c);
+        rest = &rest[c.len_utf8()..];
+        if text.len() >= 250 {
+            flush_text(&mut text, out);
         }
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits > 0 && digits <= 19 && !(digits > 1 && rest.starts_with('0')) {
-            let hex_run = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-            if hex_run == digits || hex_run % 2 == 1 || hex_run < 4 {
-                out.push(SEG_DECIMAL);
-                push_varint(rest[..digits].parse::<u64>().unwrap_or(0), out);
-                rest = &rest[digits..];
-                continue;
-            }
-        }
-        let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
-        let lower = rest[..hex].bytes().all(|b| !b.is_ascii_uppercase());
-        let upper = rest[..hex].bytes().all(|b| !b.is_ascii_lowercase());
-        if hex >= 4 && hex % 2 == 0 && hex <= 255 * 2 && (lower || upper) {
-            out.push(if lower { SEG_HEX_LOWER } else { SEG_HEX_UPPER });
-            out.push((hex / 2) as u8);
-            for pair in rest.as_bytes()[..hex].chunks(2) {
-                out.push(hex_val(pair[0]) << 4 | hex_val(pair[1]));
-            }
-            rest = &rest[hex..];
-            continue;
-        }
-        // A run of text up to the next character that could start a packable segment.
-        // Text runs to the next hyphen or hex digit, where a packable segment may start.
-        let end = rest.bytes().take_while(|b| !b.is_ascii_hexdigit() && *b != b'-').count().max(1);
-        let end = (1..=end.min(255))
-            .rev()
-            .find(|&e| rest.is_char_boundary(e))
-            .unwrap_or(1);
-        out.push(SEG_TEXT);
-        pack_text(&rest[..end], out);
-        rest = &rest[end..];
     }
+    flush_text(&mut text, out);
     out.push(SEG_END);
+}
+
+fn flush_text(text: &mut String, out: &mut Vec<u8>) {
+    if !text.is_empty() {
+        out.push(SEG_TEXT);
+        pack_text(text, out);
+        text.clear();
+    }
+}
+
+/// Writes the segment that starts `rest`, if one is worth packing (flushing pending text first), and
+/// returns how many bytes of `rest` it took.
+fn packed_segment(rest: &str, out: &mut Vec<u8>, pending: &str) -> Option<usize> {
+    let mut emit = |bytes: &[u8]| {
+        let mut text = pending.to_string();
+        flush_text(&mut text, out);
+        out.extend_from_slice(bytes);
+    };
+    if rest.starts_with('-') {
+        emit(&[SEG_HYPHEN]);
+        return Some(1);
+    }
+    if let Some((bytes, upper)) = uuid_prefix(rest) {
+        let mut segment = vec![if upper { SEG_UUID_UPPER } else { SEG_UUID_LOWER }];
+        segment.extend_from_slice(&bytes);
+        emit(&segment);
+        return Some(36);
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+    // A decimal run (no leading zero, fits u64) that is not the start of a longer hex run.
+    if (3..=19).contains(&digits) && !rest.starts_with('0') && (hex == digits || hex < 8) {
+        let mut segment = vec![SEG_DECIMAL];
+        push_varint(rest[..digits].parse::<u64>().ok()?, &mut segment);
+        emit(&segment);
+        return Some(digits);
+    }
+    let run = &rest[..hex.min(510) & !1];
+    let lower = run.bytes().all(|b| !b.is_ascii_uppercase());
+    let upper = run.bytes().all(|b| !b.is_ascii_lowercase());
+    if run.len() >= 8 && (lower || upper) {
+        let mut segment = vec![if lower { SEG_HEX_LOWER } else { SEG_HEX_UPPER }, (run.len() / 2) as u8];
+        for pair in run.as_bytes().chunks(2) {
+            segment.push(hex_val(pair[0]) << 4 | hex_val(pair[1]));
+        }
+        emit(&segment);
+        return Some(run.len());
+    }
+    None
 }
 
 fn unpack_key(reader: &mut &[u8]) -> Option<String> {
@@ -330,7 +352,7 @@ mod tests {
             "4f0c6a2e-8d1b-4c3a-9e57-2b6d8f1a0c93",
             "b9eee80a-cd42-4196-9a6a-fc8bac7ccd4c",
         );
-        round_trip("", "55012|2025-03-04T09:30:00.0Z|2025-03-04T09:40:00.0Z");
+        round_trip("", "55012-20250304093000-20250304094000");
         round_trip("", "880231");
         round_trip("", "007");
         round_trip("", "Zx7Yw5Vu3Ts1Rq9Po8Nm6L");
@@ -346,13 +368,20 @@ mod tests {
 
     #[test]
     fn a_medicus_item_in_a_patients_record_fits() {
-        round_trip("4f0c6a2e-8d1b-4c3a-9e57-2b6d8f1a0c93", "b9eee80a-cd42-4196-9a6a-fc8bac7ccd4c");
+        round_trip(
+            "4f0c6a2e-8d1b-4c3a-9e57-2b6d8f1a0c93",
+            "b9eee80a-cd42-4196-9a6a-fc8bac7ccd4c",
+        );
     }
 
     #[test]
     fn ods_codes_pack_and_others_survive() {
         for ods in ["Y90001", "A81001", "RX1", "RRK02", "weird-ods"] {
-            let id = LogicalId { practice: ods.into(), patient: String::new(), item: "1".into() };
+            let id = LogicalId {
+                practice: ods.into(),
+                patient: String::new(),
+                item: "1".into(),
+            };
             let text = codec().encode("Patient", &id).unwrap();
             assert_eq!(codec().decode("Patient", &text).unwrap(), id);
         }

@@ -16,6 +16,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+/// Makes ring the process's TLS provider (for the native client); safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Everything needed to build the proxy's state.
 pub struct Parts {
     pub registry: Arc<Registry>,
@@ -29,6 +34,7 @@ pub struct Parts {
 }
 
 pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
+    install_crypto();
     let backend = Backend::new(&parts.practices, &parts.native, parts.linkage).map_err(|e| e.message)?;
     let issuer_names = parts.issuers.iter().map(|i| i.issuer.clone()).collect();
     let started = time::OffsetDateTime::now_utc()

@@ -245,7 +245,7 @@ impl Verifier {
         })?;
         let claims = data.claims;
         let role = Role::parse(&claims.im1_role).ok_or_else(|| invalid("unknown role"))?;
-        let scopes = scopes::parse(&claims.scope).map_err(|e| TokenError::Invalid(e))?;
+        let scopes = scopes::parse(&claims.scope).map_err(TokenError::Invalid)?;
         if role == Role::Patient && claims.nhs_number.is_none() {
             return Err(invalid("a patient token needs an NHS number"));
         }

@@ -102,6 +102,17 @@ impl HttpClient {
         request_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<HttpReply> {
+        self.send_with(request, request_id, calls, &|| Ok(None)).await
+    }
+
+    /// As `send`, with an `Authorization` value made afresh for every attempt (per-call signed tokens).
+    pub async fn send_with(
+        &self,
+        request: &HttpRequest,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+        authorize: &(dyn Fn() -> FhirResult<Option<String>> + Sync),
+    ) -> FhirResult<HttpReply> {
         let deadline = Instant::now() + self.settings.timeout;
         let attempts = if request.is_safe() {
             self.settings.retries + 1
@@ -118,7 +129,10 @@ impl HttpClient {
                 tokio::time::sleep(backoff).await;
             }
             let started = Instant::now();
-            let outcome = self.send_once(request, request_id, deadline).await;
+            let authorization = authorize()?;
+            let outcome = self
+                .send_once(request, authorization.as_deref(), request_id, deadline)
+                .await;
             let path = request
                 .url
                 .split('?')
@@ -167,7 +181,13 @@ impl HttpClient {
         Err(last_error.unwrap_or_else(|| FhirError::bad_gateway("IM1-4002", "the native system kept failing")))
     }
 
-    async fn send_once(&self, request: &HttpRequest, request_id: &str, deadline: Instant) -> FhirResult<HttpReply> {
+    async fn send_once(
+        &self,
+        request: &HttpRequest,
+        authorization: Option<&str>,
+        request_id: &str,
+        deadline: Instant,
+    ) -> FhirResult<HttpReply> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let _permit = tokio::time::timeout(remaining, self.in_flight.acquire())
             .await
@@ -180,6 +200,9 @@ impl HttpClient {
             .header("X-Request-ID", request_id);
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
+        }
+        if let Some(value) = authorization {
+            builder = builder.header("Authorization", value);
         }
         if let Some(form) = &request.form {
             let encoded = form_urlencoded::Serializer::new(String::new())

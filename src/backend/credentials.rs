@@ -15,6 +15,21 @@ pub enum Linkage {
         surname: String,
         date_of_birth: String,
     },
+    /// Medicus: a Patient App Linkage Token (exchanged once for a patient id), the date of birth the exchange
+    /// asks for, and the patient's NHS login `sub`, which every patient-facing JWT carries.
+    /// SystmOne: the practice-issued account id and passphrase, with the surname and date of birth
+    /// `LinkAccount` checks.
+    SystmOne {
+        account_id: String,
+        passphrase: String,
+        last_name: String,
+        date_of_birth: String,
+    },
+    Medicus {
+        linkage_token: String,
+        date_of_birth: String,
+        nhs_login_sub: String,
+    },
 }
 
 impl std::fmt::Debug for Linkage {

@@ -8,6 +8,9 @@
 pub mod client;
 pub mod credentials;
 pub mod emis;
+pub mod medicus;
+pub mod systmone;
+pub mod xml_tree;
 
 use crate::config::{Credentials, NativeConfig, PracticeConfig, Supplier};
 use crate::fhir::{FhirError, FhirResult};
@@ -37,6 +40,8 @@ pub struct NativeReply {
 /// The dialect a practice's supplier speaks.
 enum Dialect {
     Emis(emis::Emis),
+    Medicus(medicus::Medicus),
+    SystmOne(systmone::SystmOne),
 }
 
 /// A configured practice: who runs it and how to reach it.
@@ -73,6 +78,22 @@ impl Backend {
                     http,
                     linkage.clone(),
                 )),
+                Credentials::SystmOne(creds) => Dialect::SystmOne(systmone::SystmOne::new(
+                    &practice.ods,
+                    &practice.base_url,
+                    creds.clone(),
+                    http,
+                    settings.timeout,
+                    settings.retries,
+                    linkage.clone(),
+                )),
+                Credentials::Medicus(creds) => Dialect::Medicus(medicus::Medicus::new(
+                    &practice.ods,
+                    &practice.base_url,
+                    creds.clone(),
+                    http,
+                    linkage.clone(),
+                )),
             };
             map.insert(
                 practice.ods.clone(),
@@ -100,6 +121,8 @@ impl PracticeBackend {
     pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<NativeReply> {
         let body = match &self.dialect {
             Dialect::Emis(emis) => emis.call(call, calls).await?,
+            Dialect::Medicus(medicus) => medicus.call(call, calls).await?,
+            Dialect::SystmOne(systmone) => systmone.call(call, calls).await?,
         };
         Ok(NativeReply { body })
     }

@@ -96,6 +96,25 @@ struct RawPractice {
     supplier: Spanned<String>,
     base_url: Spanned<String>,
     emis: Option<Spanned<RawEmis>>,
+    medicus: Option<Spanned<RawMedicus>>,
+    systmone: Option<Spanned<RawSystmOne>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystmOne {
+    provider_id: String,
+    api_key: SecretRef,
+    device_id: String,
+    transaction_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedicus {
+    app_id: String,
+    tenant: String,
+    private_key: SecretRef,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +236,28 @@ pub struct PracticeConfig {
 #[derive(Debug, Clone)]
 pub enum Credentials {
     Emis(EmisCredentials),
+    Medicus(MedicusCredentials),
+    SystmOne(SystmOneCredentials),
+}
+
+/// SystmOne: the PFS provider id, and the Client Integration API key, device id and TCP address.
+#[derive(Debug, Clone)]
+pub struct SystmOneCredentials {
+    pub provider_id: String,
+    pub api_key: String,
+    pub device_id: String,
+    /// `HOST:PORT` of the Client Integration (framed XML over TCP) endpoint.
+    pub transaction_address: String,
+}
+
+/// A Medicus application's identity: its App ID (`iss`), the practice's tenant (`aud`) and the RSA key that
+/// signs a fresh JWT for every call.
+#[derive(Debug, Clone)]
+pub struct MedicusCredentials {
+    pub app_id: String,
+    pub tenant: String,
+    /// PEM (PKCS#8) of the RS256 signing key.
+    pub private_key: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -386,17 +427,53 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                     continue;
                 }
             },
+            (Supplier::SystmOne, _) if practice.systmone.is_some() => {
+                let Some(tpp) = &practice.systmone else { continue };
+                match tpp.get_ref().api_key.resolve() {
+                    Ok(key) => Credentials::SystmOne(SystmOneCredentials {
+                        provider_id: tpp.get_ref().provider_id.clone(),
+                        api_key: key.expose().to_string(),
+                        device_id: tpp.get_ref().device_id.clone(),
+                        transaction_address: tpp.get_ref().transaction_address.clone(),
+                    }),
+                    Err(e) => {
+                        errors.push(at(tpp.span(), e));
+                        continue;
+                    }
+                }
+            }
+            (Supplier::SystmOne, _) => {
+                errors.push(at(
+                    practice.supplier.span(),
+                    "a SystmOne practice needs a `systmone` credentials table".into(),
+                ));
+                continue;
+            }
+            (Supplier::Medicus, _) if practice.medicus.is_some() => {
+                let Some(medicus) = &practice.medicus else { continue };
+                match medicus.get_ref().private_key.resolve() {
+                    Ok(key) => Credentials::Medicus(MedicusCredentials {
+                        app_id: medicus.get_ref().app_id.clone(),
+                        tenant: medicus.get_ref().tenant.clone(),
+                        private_key: key,
+                    }),
+                    Err(e) => {
+                        errors.push(at(medicus.span(), e));
+                        continue;
+                    }
+                }
+            }
+            (Supplier::Medicus, _) => {
+                errors.push(at(
+                    practice.supplier.span(),
+                    "a Medicus practice needs a `medicus` credentials table".into(),
+                ));
+                continue;
+            }
             (Supplier::Emis, None) => {
                 errors.push(at(
                     practice.supplier.span(),
                     "an EMIS practice needs an `emis` credentials table".into(),
-                ));
-                continue;
-            }
-            (other, _) => {
-                errors.push(at(
-                    practice.supplier.span(),
-                    format!("{} practices are not yet supported by `serve`", other.display()),
                 ));
                 continue;
             }

@@ -103,7 +103,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         .iter()
         .map(|p| format!("{} ({})", p.ods, p.supplier_name))
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "id": "im1-fhir",
         "url": format!("{base}/metadata"),
@@ -132,9 +132,13 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
                 }]}],
                 "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced (patient/, user/, system/ with cruds; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens reach their own compartment only; clinician and system tokens the practices they name.",
             },
-            "resource": resources,
         }],
-    })
+    });
+    // FHIR forbids empty arrays: list resources only when some are served.
+    if !resources.is_empty() {
+        statement["rest"][0]["resource"] = json!(resources);
+    }
+    statement
 }
 
 fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {

@@ -173,7 +173,13 @@ fn check_xml_depth(bytes: &[u8]) -> FhirResult<()> {
                     "XML document type declarations are not accepted",
                 ))
             }
-            Ok(Event::Eof) => return Ok(()),
+            Ok(Event::Eof) if depth == 0 => return Ok(()),
+            Ok(Event::Eof) => {
+                return Err(FhirError::bad_structure(
+                    "IM1-1109",
+                    "the body is not well-formed XML: unclosed elements",
+                ))
+            }
             Ok(_) => {}
             Err(e) => {
                 return Err(FhirError::bad_structure(

@@ -390,10 +390,11 @@ fn split_values(value: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' if matches!(chars.peek(), Some(',') | Some('\\') | Some('$') | Some('|')) => {
-                values.last_mut().map(|v| {
+                let escaped = chars.next().unwrap_or('\\');
+                if let Some(v) = values.last_mut() {
                     v.push('\\');
-                    v.push(chars.next().unwrap_or('\\'))
-                });
+                    v.push(escaped);
+                }
             }
             ',' => values.push(String::new()),
             c => {

@@ -149,7 +149,7 @@ fn compile_leaf(source: &str, node: &Node, path: &str, site: &mut Site, problems
         return Tmpl::Partial { name, args };
     }
     if let Some(p) = Path::parse(source) {
-        if !site.vars.iter().any(|v| *v == p.root) {
+        if !site.vars.contains(&p.root) {
             problems.add(
                 site.file,
                 node.pos,

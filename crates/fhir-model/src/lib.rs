@@ -31,23 +31,36 @@ fn err(e: impl std::fmt::Display) -> ModelError {
     ModelError(e.to_string())
 }
 
+/// Runs a fhirbolt conversion, turning a panic inside it (it has a few on unexpected input) into an error,
+/// so that no request can bring down a connection.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(ModelError("the FHIR model could not process this content".into())))
+}
+
 /// Parses FHIR JSON strictly (unknown elements, wrong types and bad primitives are errors) and returns it
 /// as the generic tree the rest of the proxy works with.
 pub fn json_strict(bytes: &[u8]) -> Result<serde_json::Value, ModelError> {
-    let resource: Resource = fhirbolt::json::from_slice(bytes, strict()).map_err(err)?;
-    fhirbolt::json::to_json_value(resource, None).map_err(err)
+    guarded(|| {
+        let resource: Resource = fhirbolt::json::from_slice(bytes, strict()).map_err(err)?;
+        fhirbolt::json::to_json_value(resource, None).map_err(err)
+    })
 }
 
 /// Checks that a generic JSON tree is a valid R4 resource under strict parsing.
 pub fn check_strict(value: &serde_json::Value) -> Result<(), ModelError> {
-    let _: Resource = fhirbolt::json::from_json_value(value.clone(), strict()).map_err(err)?;
-    Ok(())
+    guarded(|| {
+        let _: Resource = fhirbolt::json::from_json_value(value.clone(), strict()).map_err(err)?;
+        Ok(())
+    })
 }
 
 /// Parses FHIR XML strictly and returns the equivalent FHIR JSON tree.
 pub fn xml_to_json(bytes: &[u8]) -> Result<serde_json::Value, ModelError> {
-    let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
-    fhirbolt::json::to_json_value(resource, None).map_err(err)
+    guarded(|| {
+        let resource: Resource = fhirbolt::xml::from_slice(bytes, strict()).map_err(err)?;
+        fhirbolt::json::to_json_value(resource, None).map_err(err)
+    })
 }
 
 /// Renders a FHIR JSON tree as FHIR XML. The tree is parsed leniently: it was built by the proxy, and a
@@ -56,8 +69,10 @@ pub fn json_to_xml(value: &serde_json::Value) -> Result<String, ModelError> {
     let config = Some(DeserializationConfig {
         mode: DeserializationMode::Lax,
     });
-    let resource: Resource = fhirbolt::json::from_json_value(value.clone(), config).map_err(err)?;
-    fhirbolt::xml::to_string(&resource, None).map_err(err)
+    guarded(|| {
+        let resource: Resource = fhirbolt::json::from_json_value(value.clone(), config).map_err(err)?;
+        fhirbolt::xml::to_string(&resource, None).map_err(err)
+    })
 }
 
 #[cfg(test)]
@@ -71,6 +86,13 @@ mod tests {
         let xml = json_to_xml(&value).unwrap();
         assert!(xml.contains("<birthDate value=\"1985-04\"/>"), "{xml}");
         assert_eq!(xml_to_json(xml.as_bytes()).unwrap(), value);
+    }
+
+    #[test]
+    fn a_panic_inside_the_model_is_an_error() {
+        // fhirbolt panics on an empty array (which FHIR forbids anyway).
+        let value = serde_json::json!({"resourceType": "Patient", "name": []});
+        assert!(check_strict(&value).is_err());
     }
 
     #[test]

@@ -1,0 +1,399 @@
+//! TPP SystmOne: transport and session flow only.
+//! - Patient surface (PFS): XML messages over HTTP, named by a `type` header; `LinkAccount` once, then
+//!   `Authenticate`, whose reply carries the `suid` session header. SystmOne allows one request at a time per
+//!   `suid`, so the proxy queues calls per session rather than collide (Error 12). Error 3 (session gone)
+//!   rebuilds the session once.
+//! - Transaction surface (Client Integration): framed XML over TCP (4-byte big-endian length + UTF-8), one
+//!   request in flight per connection; connections are pooled.
+//! Replies become the generic tree (`xml_tree`); mapping templates build the request as
+//! `{ message | function, attributes | parameters }`.
+
+use super::client::{retry_after, status_error, CallRecord, HttpClient, HttpRequest};
+use super::credentials::{CredentialStore, Linkage};
+use super::{xml_tree, NativeCall};
+use crate::config::SystmOneCredentials;
+use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
+use http::Method;
+use quick_xml::escape::escape;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+const SUPPLIER: &str = "TPP SystmOne";
+/// Frames above this are refused (a document page is far smaller).
+const MAX_FRAME: usize = 32 * 1024 * 1024;
+/// Client Integration functions that change the record: never retried.
+const WRITES: &[&str] = &[
+    "FileObservation",
+    "FileAllergy",
+    "FileProblem",
+    "FileConsultation",
+    "FileDocument",
+    "BookAppointment",
+    "CancelAppointment",
+];
+
+pub struct SystmOne {
+    ods: String,
+    base: String,
+    creds: SystmOneCredentials,
+    http: HttpClient,
+    timeout: Duration,
+    retries: u32,
+    linkage: Arc<CredentialStore>,
+    /// Idle Client Integration connections.
+    pool: Mutex<Vec<TcpStream>>,
+    /// PFS sessions per patient NHS number; the mutex also serialises calls on one `suid`.
+    sessions: Mutex<HashMap<String, Arc<Mutex<Option<PfsSession>>>>>,
+}
+
+#[derive(Clone)]
+struct PfsSession {
+    suid: String,
+    patient_id: String,
+}
+
+impl SystmOne {
+    pub fn new(
+        ods: &str,
+        base: &str,
+        creds: SystmOneCredentials,
+        http: HttpClient,
+        timeout: Duration,
+        retries: u32,
+        linkage: Arc<CredentialStore>,
+    ) -> SystmOne {
+        SystmOne {
+            ods: ods.into(),
+            base: base.into(),
+            creds,
+            http,
+            timeout,
+            retries,
+            linkage,
+            pool: Mutex::new(Vec::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+        match call.surface {
+            Surface::Transaction => self.transaction(call, calls).await,
+            Surface::Patient => self.pfs(call, calls).await,
+        }
+    }
+
+    // ---- Client Integration (framed XML over TCP) ----
+
+    async fn transaction(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+        let function = call
+            .request
+            .get("function")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed_request("no function"))?;
+        let parameters = attributes(call.request.get("parameters"))?;
+        let attempts = if WRITES.contains(&function) {
+            1
+        } else {
+            self.retries + 1
+        };
+        let request_uid = uuid::Uuid::new_v4().to_string();
+        let envelope = format!(
+            r#"<ClientIntegrationRequest apiKey="{}" deviceId="{}" deviceVersion="1.0" requestUid="{request_uid}" function="{}" functionVersion="1"><Parameters{parameters}/></ClientIntegrationRequest>"#,
+            escape(&self.creds.api_key),
+            escape(&self.creds.device_id),
+            escape(function),
+        );
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+            }
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.timeout, self.exchange(&envelope)).await;
+            let (status, outcome) = match result {
+                Err(_) => (
+                    0,
+                    Err(FhirError::gateway_timeout(
+                        "IM1-4001",
+                        "the native system did not answer in time",
+                    )),
+                ),
+                Ok(Err(e)) => (0, Err(e)),
+                Ok(Ok(text)) => (200, xml_tree::parse(text.as_bytes()).map_err(|_| broken())),
+            };
+            calls.push(CallRecord {
+                method: "FRAME".into(),
+                path: format!("/ClientIntegration/{function}"),
+                status,
+                millis: started.elapsed().as_millis() as u64,
+            });
+            match outcome {
+                Ok(tree) => return transaction_result(tree),
+                Err(e) if e.status == http::StatusCode::GATEWAY_TIMEOUT => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(broken))
+    }
+
+    /// One frame out, one frame back, on a pooled connection (a failed connection is dropped, not reused).
+    async fn exchange(&self, envelope: &str) -> FhirResult<String> {
+        let pooled = self.pool.lock().await.pop();
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => TcpStream::connect(&self.creds.transaction_address)
+                .await
+                .map_err(|_| FhirError::bad_gateway("IM1-4003", "the native system cannot be reached"))?,
+        };
+        let bytes = envelope.as_bytes();
+        let length = u32::try_from(bytes.len()).map_err(|_| malformed_request("request too large"))?;
+        stream.write_all(&length.to_be_bytes()).await.map_err(|_| broken())?;
+        stream.write_all(bytes).await.map_err(|_| broken())?;
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).await.map_err(|_| broken())?;
+        let length = u32::from_be_bytes(header) as usize;
+        if length > MAX_FRAME {
+            return Err(broken());
+        }
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.map_err(|_| broken())?;
+        let text = String::from_utf8(body).map_err(|_| broken())?;
+        self.pool.lock().await.push(stream);
+        Ok(text)
+    }
+
+    // ---- PFS (XML over HTTP, suid sessions) ----
+
+    async fn pfs(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+        let nhs = call
+            .patient_nhs
+            .ok_or_else(|| FhirError::internal("IM1-4201", "a patient-facing call needs the patient"))?;
+        let message = call
+            .request
+            .get("message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed_request("no message"))?;
+        let slot = {
+            let mut sessions = self.sessions.lock().await;
+            sessions.entry(nhs.to_string()).or_default().clone()
+        };
+        // Held for the whole call: one request at a time per suid.
+        let mut session = slot.lock().await;
+        for attempt in 0..2 {
+            if session.is_none() || attempt > 0 {
+                *session = Some(self.logon(nhs, call, calls).await?);
+            }
+            let Some(current) = session.as_ref() else { continue };
+            let mut attrs = call
+                .request
+                .get("attributes")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            attrs
+                .entry("patientId")
+                .or_insert_with(|| Value::String(current.patient_id.clone()));
+            attrs.entry("unitId").or_insert_with(|| Value::String(self.ods.clone()));
+            let body = message_xml(message, &Value::Object(attrs))?;
+            let tree = self.post(message, body, Some(&current.suid), call, calls).await?;
+            match pfs_error(&tree) {
+                Some(3) if attempt == 0 => continue,
+                Some(code) => return Err(pfs_error_to_fhir(code)),
+                None => return Ok(tree),
+            }
+        }
+        Err(FhirError::bad_gateway(
+            "IM1-4203",
+            "TPP SystmOne kept refusing the patient's session",
+        ))
+    }
+
+    async fn logon(&self, nhs: &str, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<PfsSession> {
+        let Some(Linkage::SystmOne {
+            account_id,
+            passphrase,
+            last_name,
+            date_of_birth,
+        }) = self.linkage.get(&self.ods, nhs)
+        else {
+            return Err(FhirError::forbidden(
+                "IM1-2301",
+                "no patient-facing linkage is held for this patient at this practice",
+            ));
+        };
+        let link = message_xml(
+            "LinkAccount",
+            &serde_json::json!({ "organisationCode": self.ods, "accountId": account_id, "passphrase": passphrase,
+                                  "lastName": last_name, "dateOfBirth": date_of_birth, "providerId": self.creds.provider_id }),
+        )?;
+        let reply = self.post("LinkAccount", link, None, call, calls).await?;
+        if let Some(code) = pfs_error(&reply) {
+            return Err(pfs_error_to_fhir(code));
+        }
+        let auth_passphrase = reply
+            .pointer("/LinkAccountReply/passphrase")
+            .and_then(Value::as_str)
+            .ok_or_else(broken)?
+            .to_string();
+        let authenticate = message_xml(
+            "Authenticate",
+            &serde_json::json!({ "accountId": account_id, "passphrase": auth_passphrase, "providerId": self.creds.provider_id }),
+        )?;
+        let request = self.pfs_request("Authenticate", authenticate, None);
+        let response = self.http.send(&request, call.request_id, calls).await?;
+        let suid = response
+            .headers
+            .get("suid")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let tree = self.reply_tree(response)?;
+        if let Some(code) = pfs_error(&tree) {
+            return Err(pfs_error_to_fhir(code));
+        }
+        let patient_id = tree
+            .pointer("/AuthenticateReply/Registration/0/PatientAccess/0/patientId")
+            .and_then(Value::as_str)
+            .ok_or_else(broken)?
+            .to_string();
+        Ok(PfsSession {
+            suid: suid.ok_or_else(broken)?,
+            patient_id,
+        })
+    }
+
+    fn pfs_request(&self, message: &str, body: String, suid: Option<&str>) -> HttpRequest {
+        let mut request =
+            HttpRequest::new(Method::POST, format!("{}/pfs", self.base)).header("type", message.to_string());
+        if let Some(suid) = suid {
+            request = request.header("suid", suid.to_string());
+        }
+        request.body = Some(("text/xml; charset=utf-8".into(), body.into_bytes()));
+        request
+    }
+
+    async fn post(
+        &self,
+        message: &str,
+        body: String,
+        suid: Option<&str>,
+        call: &NativeCall<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<Value> {
+        let request = self.pfs_request(message, body, suid);
+        let response = self.http.send(&request, call.request_id, calls).await?;
+        self.reply_tree(response)
+    }
+
+    fn reply_tree(&self, response: super::client::HttpReply) -> FhirResult<Value> {
+        if !response.status.is_success() {
+            let mut error = status_error(response.status, &response.headers, SUPPLIER);
+            if response.status.as_u16() == 503 {
+                error.retry_after = retry_after(&response.headers).map(|d| d.as_secs().max(1)).or(Some(5));
+            }
+            return Err(error);
+        }
+        xml_tree::parse(&response.body).map_err(|_| broken())
+    }
+}
+
+/// `<Name attr="..">` with every attribute escaped.
+fn message_xml(name: &str, attributes_value: &Value) -> FhirResult<String> {
+    let attrs = attributes(Some(attributes_value))?;
+    Ok(format!(
+        r#"<{name} apiVersion="1" uuid="{}"{attrs}/>"#,
+        uuid::Uuid::new_v4()
+    ))
+}
+
+/// Renders a JSON object as XML attributes (` a="1" b="x"`); null values are left out.
+fn attributes(value: Option<&Value>) -> FhirResult<String> {
+    let empty = Map::new();
+    let object = match value {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(malformed_request("attributes must be an object")),
+    };
+    let mut out = String::new();
+    for (key, value) in object {
+        if !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(malformed_request("attribute names are alphanumeric"));
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(r#" {key}="{}""#, escape(&text)));
+    }
+    Ok(out)
+}
+
+fn pfs_error(tree: &Value) -> Option<u32> {
+    let root = tree.as_object()?.values().next()?;
+    let error = if tree.get("Error").is_some() {
+        root
+    } else {
+        root.get("Error")?.get(0)?
+    };
+    error.get("errorCode")?.as_str()?.parse().ok()
+}
+
+fn pfs_error_to_fhir(code: u32) -> FhirError {
+    match code {
+        6 => FhirError::forbidden(
+            "IM1-4103",
+            "TPP SystmOne: the service is switched off for this practice or patient",
+        ),
+        1001 | 1002 | 1102 | 1104 => FhirError::not_found("IM1-4104", "no such resource"),
+        1103 => FhirError::conflict("IM1-4109", "TPP SystmOne: the slot is already booked"),
+        12 => FhirError::too_many(
+            "IM1-4129",
+            "TPP SystmOne is busy with this patient's session; try again",
+            1,
+        ),
+        99 => FhirError::unavailable("IM1-4503", "TPP SystmOne is shedding load").retry_after(5),
+        2006 | 2008 | 9 | 3 => FhirError::bad_gateway(
+            "IM1-4202",
+            format!("TPP SystmOne refused the credentials (error {code})"),
+        ),
+        other => FhirError::bad_gateway("IM1-4110", format!("TPP SystmOne refused the request (error {other})")),
+    }
+}
+
+/// The `Result` of a successful Client Integration reply, or the FHIR error its `Error` means.
+fn transaction_result(tree: Value) -> FhirResult<Value> {
+    let response = tree.get("ClientIntegrationResponse").ok_or_else(broken)?;
+    if response.get("outcome").and_then(Value::as_str) == Some("Success") {
+        return Ok(response
+            .pointer("/Result/0")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new())));
+    }
+    let code = response
+        .pointer("/Error/0/errorCode")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Err(match code {
+        500 => FhirError::bad_gateway("IM1-4500", "TPP SystmOne reported an internal error"),
+        503 => FhirError::unavailable("IM1-4503", "TPP SystmOne is unavailable").retry_after(5),
+        other => pfs_error_to_fhir(other),
+    })
+}
+
+fn malformed_request(what: &str) -> FhirError {
+    FhirError::internal("IM1-3101", format!("the mapping's native request is malformed: {what}"))
+}
+
+fn broken() -> FhirError {
+    FhirError::bad_gateway(
+        "IM1-4004",
+        "the native system closed the connection or sent a broken reply",
+    )
+}

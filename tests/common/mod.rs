@@ -1,0 +1,118 @@
+//! Test harness: the proxy (and, where a test needs them, the simulators) on 127.0.0.1 with ports the OS
+//! chooses, and a real HTTP client.
+#![allow(dead_code)]
+
+use im1_fhir::auth::token::{self, Issuer, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::backend::credentials::CredentialStore;
+use im1_fhir::config::{NativeConfig, PracticeConfig, ServerConfig};
+use im1_fhir::mapping::{Registry, Source};
+use im1_fhir::runtime::{self, Parts, Running};
+use std::sync::Arc;
+
+pub struct Proxy {
+    pub running: Option<Running>,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Proxy {
+    pub async fn start(practices: Vec<PracticeConfig>, linkage: Arc<CredentialStore>) -> Proxy {
+        Self::start_with(
+            practices,
+            linkage,
+            NativeConfig {
+                timeout_ms: 3_000,
+                retries: 1,
+                max_in_flight: 4,
+            },
+            ServerConfig::default(),
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        practices: Vec<PracticeConfig>,
+        linkage: Arc<CredentialStore>,
+        native: NativeConfig,
+        server: ServerConfig,
+    ) -> Proxy {
+        let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+        let state = runtime::build_state(Parts {
+            registry: Arc::new(registry),
+            practices,
+            native,
+            issuers: vec![Issuer::demo().unwrap()],
+            secret_key: b"test-secret-key-of-at-least-32-bytes".to_vec(),
+            linkage,
+            public_base_url: None,
+            max_body_bytes: server.max_body_bytes,
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = runtime::start(state, listener, None, &server, false).unwrap();
+        let base = running.base_url();
+        Proxy {
+            running: Some(running),
+            base,
+            client: test_client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// The tests' own FHIR client (the proxy's native clients are built in backend/client.rs).
+#[allow(clippy::disallowed_methods)]
+pub fn test_client() -> reqwest::Client {
+    im1_fhir::runtime::install_crypto();
+    reqwest::Client::new()
+}
+
+pub fn token(role: Role, practices: &[&str]) -> String {
+    token::mint_demo(&TokenRequest {
+        practices: practices.iter().map(|p| p.to_string()).collect(),
+        role,
+        nhs_number: None,
+        scope: None,
+        ttl_seconds: 600,
+    })
+    .unwrap()
+}
+
+/// Asserts a response is an OperationOutcome with the status, returning it.
+pub async fn outcome(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/fhir+json"),
+        "content type {content_type}"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert!(
+        body["issue"][0]["details"]["coding"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("IM1-"),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,140 @@
+//! HTTP/1.1, HTTP/2 and TLS, and what happens when the native side is down or slow (issue 3).
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::config::secret::Secret;
+use im1_fhir::config::{Credentials, EmisCredentials, NativeConfig, PracticeConfig, ServerConfig, Supplier};
+use std::time::{Duration, Instant};
+
+fn emis_practice(base_url: String) -> PracticeConfig {
+    PracticeConfig {
+        ods: "Y90001".into(),
+        supplier: Supplier::Emis,
+        base_url,
+        credentials: Credentials::Emis(EmisCredentials {
+            application_id: "app".into(),
+            partner_client_id: "id".into(),
+            partner_client_secret: Secret::new("secret"),
+            cdb: "50002".into(),
+        }),
+    }
+}
+
+const SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+
+#[tokio::test]
+async fn http2_without_tls_is_served() {
+    let proxy = Proxy::start(Vec::new(), Default::default()).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = client.get(proxy.url("metadata")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tls_with_http2_and_http1() {
+    im1_fhir::runtime::install_crypto();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_der = cert.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let acceptor = im1_fhir::server::listener::tls_acceptor_from(vec![cert_der.clone()], key).unwrap();
+
+    let registry = im1_fhir::mapping::Registry::load(&im1_fhir::mapping::Source::Embedded).unwrap();
+    let state = im1_fhir::runtime::build_state(im1_fhir::runtime::Parts {
+        registry: std::sync::Arc::new(registry),
+        practices: Vec::new(),
+        native: NativeConfig::default(),
+        issuers: vec![im1_fhir::auth::token::Issuer::demo().unwrap()],
+        secret_key: b"test-secret-key-of-at-least-32-bytes".to_vec(),
+        linkage: Default::default(),
+        public_base_url: None,
+        max_body_bytes: 1024 * 1024,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let running = im1_fhir::runtime::start(state, listener, Some(acceptor), &ServerConfig::default(), false).unwrap();
+
+    let root = reqwest::Certificate::from_der(&cert_der).unwrap();
+    for http2 in [true, false] {
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only([root.clone()])
+            .resolve("localhost", ([127, 0, 0, 1], port).into());
+        if !http2 {
+            builder = builder.http1_only();
+        }
+        let client = builder.build().unwrap();
+        let response = client
+            .get(format!("https://localhost:{port}/fhir/metadata"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let expected = if http2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(response.version(), expected);
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_native_system_that_is_down_is_502() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let proxy = Proxy::start(
+        vec![emis_practice(format!("http://127.0.0.1:{port}/emis"))],
+        Default::default(),
+    )
+    .await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let body = outcome(proxy.get(SEARCH, &t).await, 502).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-4003");
+    // Still serving.
+    assert_eq!(
+        proxy.client.get(proxy.url("metadata")).send().await.unwrap().status(),
+        200
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let native = NativeConfig {
+        timeout_ms: 300,
+        retries: 2,
+        max_in_flight: 2,
+    };
+    let proxy = Proxy::start_with(
+        vec![emis_practice(format!("http://{addr}/emis"))],
+        Default::default(),
+        native,
+        ServerConfig::default(),
+    )
+    .await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let started = Instant::now();
+    let body = outcome(proxy.get(SEARCH, &t).await, 504).await;
+    assert_eq!(body["issue"][0]["code"], "timeout");
+    // Loosely bounded: the deadline, not a hang (a timed-out call is not retried).
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    proxy.stop().await;
+    silent.abort();
+}
