@@ -17,6 +17,7 @@ pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod fhir;
 pub mod ids;
 pub mod mapping;

@@ -39,6 +39,32 @@ enum Command {
         #[arg(long)]
         mappings: Option<PathBuf>,
     },
+    /// Start the three simulators and the proxy, and print how to try it.
+    Demo {
+        /// Where the proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Seed of the synthetic patients.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of synthetic patients.
+        #[arg(long, default_value_t = 50)]
+        patients: usize,
+        /// Switch the simulators' native rate limits off (benchmarks only).
+        #[arg(long)]
+        no_throttle: bool,
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+    },
+    /// Start the three simulators alone; one line per simulator with its address.
+    Sim {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 50)]
+        patients: usize,
+        #[arg(long)]
+        no_throttle: bool,
+    },
     /// Print a demo bearer token (signed with the published demo key that only `demo` accepts).
     Token {
         /// ODS code of a practice the token may reach (repeat for a system client).
@@ -96,6 +122,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Check { config, mappings } => Ok(check(config, mappings)),
         Command::Serve { config, mappings } => serve(config, mappings),
+        Command::Demo {
+            addr,
+            seed,
+            patients,
+            no_throttle,
+            mappings,
+        } => demo(addr, seed, patients, !no_throttle, mappings),
+        Command::Sim {
+            seed,
+            patients,
+            no_throttle,
+        } => sim(seed, patients, !no_throttle),
     }
 }
 
@@ -174,4 +212,113 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
         running.wait().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn sim_options(seed: u64, patients: usize, throttle: bool) -> Result<im1_sim::SimOptions, String> {
+    if patients < 2 {
+        return Err("--patients must be at least 2 (patient 9000000009 and the child in their care)".into());
+    }
+    Ok(im1_sim::SimOptions {
+        seed,
+        patients,
+        throttle,
+        today: None,
+    })
+}
+
+fn sim(seed: u64, patients: usize, throttle: bool) -> Result<ExitCode, String> {
+    runtime::init_logging();
+    let options = sim_options(seed, patients, throttle)?;
+    let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    tokio.block_on(async move {
+        let sims = im1_fhir::demo::Simulators::start(options).await?;
+        for line in sims.describe() {
+            println!("{line}");
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        sims.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn demo(
+    addr: std::net::SocketAddr,
+    seed: u64,
+    patients: usize,
+    throttle: bool,
+    mappings: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    runtime::init_logging();
+    let options = sim_options(seed, patients, throttle)?;
+    let registry = Registry::load(&source(mappings))
+        .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    tokio.block_on(async move {
+        let sims = im1_fhir::demo::Simulators::start(options).await?;
+        let state = runtime::build_state(runtime::Parts {
+            registry: Arc::new(registry),
+            practices: sims.practices(),
+            native: im1_fhir::config::NativeConfig::default(),
+            issuers: vec![Issuer::demo()?],
+            // Demo only: a fixed key keeps ids stable across restarts of the demo.
+            secret_key: b"im1-fhir demo id and page-link key (published)".to_vec(),
+            linkage: sims.linkage(),
+            public_base_url: None,
+            max_body_bytes: 1024 * 1024,
+        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let server = im1_fhir::config::ServerConfig {
+            listen: addr,
+            ..Default::default()
+        };
+        let running = runtime::start(state, listener, None, &server, true).map_err(|e| e.to_string())?;
+        print_demo(&running.base_url(), &sims);
+        running.wait().await;
+        sims.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators) {
+    let mint = |role: Role, practices: &[&str]| {
+        token::mint_demo(&TokenRequest {
+            practices: practices.iter().map(|p| p.to_string()).collect(),
+            role,
+            nhs_number: None,
+            scope: None,
+            ttl_seconds: 86_400,
+        })
+        .unwrap_or_else(|e| format!("(could not mint: {e})"))
+    };
+    let all = ["Y90001", "Y90002", "Y90003"];
+    println!("im1-fhir demo: FHIR R4 (UK Core) at {base}");
+    println!();
+    println!("Practices (simulated, seeded):");
+    for line in sims.describe() {
+        println!("  {line}");
+    }
+    println!();
+    println!("Tokens (24 h, demo key; mint more with `im1-fhir token --help`):");
+    println!(
+        "  PATIENT_TOKEN={}    # patient 9000000009 at all three practices",
+        mint(Role::Patient, &all)
+    );
+    println!("  EMIS_CLINICIAN_TOKEN={}", mint(Role::Clinician, &["Y90001"]));
+    println!("  TPP_CLINICIAN_TOKEN={}", mint(Role::Clinician, &["Y90002"]));
+    println!("  MEDICUS_CLINICIAN_TOKEN={}", mint(Role::Clinician, &["Y90003"]));
+    println!(
+        "  SYSTEM_TOKEN={}    # system client, all three practices",
+        mint(Role::System, &all)
+    );
+    println!();
+    println!("Try:");
+    println!("  curl -s {base}/metadata");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $EMIS_CLINICIAN_TOKEN\" \"{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009\""
+    );
+    println!("  curl -s -H \"Authorization: Bearer $PATIENT_TOKEN\" \"{base}/Patient?_count=10\"");
+    println!();
+    println!("Ctrl-C stops it.");
 }

@@ -15,7 +15,11 @@ impl Drop for Dir {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -65,8 +69,17 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     let client = common::test_client();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(started.elapsed() < Duration::from_secs(20), "serve did not become ready");
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -87,20 +100,29 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     let demo = common::token(im1_fhir::auth::Role::Clinician, &["Y90001"]);
     common::outcome(client.get(&url).bearer_auth(&demo).send().await.unwrap(), 401).await;
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "serve did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "{exit:?}");
     // Logs are JSON lines and carry neither the secret nor the token.
     let mut logs = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
-    assert!(!logs.contains("s3cret") && !logs.contains(&token) && !logs.contains("9000000009"), "{logs}");
+    assert!(
+        !logs.contains("s3cret") && !logs.contains(&token) && !logs.contains("9000000009"),
+        "{logs}"
+    );
     assert!(logs.lines().all(|l| l.starts_with('{')), "{logs}");
 }

@@ -4,6 +4,7 @@
 //! - Patient surface: `pfs-api/v1/patient/<patientId>/<path>`: the JWT also carries the patient's NHS login
 //!   `sub`; the patient id comes from exchanging the patient's linkage token once (or, once exchanged, from
 //!   `user/list-linked-patients`).
+//!
 //! Signing costs about a third of a millisecond per call: that is native cost, measured apart from the proxy's.
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};

@@ -5,6 +5,7 @@
 //!   rebuilds the session once.
 //! - Transaction surface (Client Integration): framed XML over TCP (4-byte big-endian length + UTF-8), one
 //!   request in flight per connection; connections are pooled.
+//!
 //! Replies become the generic tree (`xml_tree`); mapping templates build the request as
 //! `{ message | function, attributes | parameters }`.
 
