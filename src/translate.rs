@@ -261,7 +261,7 @@ fn build(
                 practice.supplier.key(),
                 practice.ods,
                 mapping.resource,
-                percent_encoding::utf8_percent_encode(&native_key, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(&native_key, crate::backend::PATH_SEGMENT),
                 mapping.version
             )),
         );

@@ -128,6 +128,13 @@ impl PracticeBackend {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped in a path segment.
+pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Reads `{method, path, query, body}` from an evaluated request template.
 pub struct HttpCallSpec<'a> {
     pub method: http::Method,
@@ -175,7 +182,7 @@ impl<'a> HttpCallSpec<'a> {
         let path: Vec<String> = self
             .path
             .split('/')
-            .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+            .map(|s| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string())
             .collect();
         let mut url = format!("{base}/{}", path.join("/"));
         let mut query = form_urlencoded::Serializer::new(String::new());

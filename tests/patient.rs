@@ -1,0 +1,246 @@
+//! The thinnest real slice (issue 3): Patient read and search by NHS number, fetched live from the EMIS
+//! simulator over HTTP and translated by `mappings/emis/Patient.yaml`.
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::auth::token::{mint_demo, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::common::faults::FaultRates;
+use im1_sim::SimOptions;
+use serde_json::Value;
+
+const NHS_SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+
+fn options() -> SimOptions {
+    SimOptions {
+        seed: 1,
+        patients: 12,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    }
+}
+
+async fn start() -> (Simulators, Proxy) {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    (sims, proxy)
+}
+
+async fn json(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn only_match(bundle: &Value) -> Value {
+    let matches: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .collect();
+    assert_eq!(matches.len(), 1, "{bundle}");
+    matches[0]["resource"].clone()
+}
+
+#[tokio::test]
+async fn a_clinician_finds_and_reads_a_uk_core_patient_by_nhs_number() {
+    let (sims, proxy) = start().await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let bundle = json(proxy.get(NHS_SEARCH, &t).await).await;
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["total"], 1);
+    let patient = only_match(&bundle);
+    assert_eq!(
+        patient["meta"]["profile"][0],
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+    );
+    assert!(patient["meta"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("/emis/Y90001/Patient/"));
+    assert_eq!(
+        patient["identifier"][0],
+        serde_json::json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"})
+    );
+    assert_eq!(patient["name"][0]["family"], "Tester");
+    assert_eq!(patient["gender"], "female");
+    assert_eq!(patient["birthDate"], "1985-04-12");
+    assert_eq!(patient["managingOrganization"]["identifier"]["value"], "Y90001");
+    im1_fhir_model::check_strict(&patient).unwrap();
+    im1_fhir_model::check_strict(&bundle).unwrap();
+
+    // The read gives the same resource; the fullUrl is absolute.
+    let id = patient["id"].as_str().unwrap();
+    assert!(bundle["entry"][0]["fullUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/fhir/Patient/{id}")));
+    let read = json(proxy.get(&format!("Patient/{id}"), &t).await).await;
+    assert_eq!(read, patient);
+
+    // And in XML.
+    let xml = proxy
+        .client
+        .get(proxy.url(&format!("Patient/{id}?_format=xml")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xml.status(), 200);
+    let text = xml.text().await.unwrap();
+    assert!(text.contains("<family value=\"Tester\"/>"), "{text}");
+    assert_eq!(im1_fhir_model::xml_to_json(text.as_bytes()).unwrap(), read);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_patient_sees_only_their_own_record_through_the_patient_facing_api() {
+    let (sims, proxy) = start().await;
+    let patient_token = mint_demo(&TokenRequest {
+        practices: vec!["Y90001".into()],
+        role: Role::Patient,
+        nhs_number: Some("9000000009".into()),
+        scope: None,
+        ttl_seconds: 600,
+    })
+    .unwrap();
+    let own = only_match(&json(proxy.get("Patient", &patient_token).await).await);
+    assert_eq!(own["identifier"][0]["value"], "9000000009");
+    // The same Patient, the same id, whichever surface it came through.
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let via_partner = only_match(&json(proxy.get(NHS_SEARCH, &clinician).await).await);
+    assert_eq!(own, via_partner);
+
+    // Another patient's id (the child, found by a clinician) is not found for this patient.
+    let child_search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000017";
+    let child = only_match(&json(proxy.get(child_search, &clinician).await).await);
+    let child_id = child["id"].as_str().unwrap();
+    outcome(proxy.get(&format!("Patient/{child_id}"), &patient_token).await, 404).await;
+    // Searching for someone else gives nothing.
+    let bundle = json(proxy.get(child_search, &patient_token).await).await;
+    assert_eq!(bundle["total"], 0);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn ids_cannot_cross_practices_or_be_forged() {
+    let (sims, proxy) = start().await;
+    let emis = token(Role::Clinician, &["Y90001"]);
+    let patient = only_match(&json(proxy.get(NHS_SEARCH, &emis).await).await);
+    let id = patient["id"].as_str().unwrap().to_string();
+    // A clinician of another practice: not found, exactly as for an id that does not exist.
+    let other = token(Role::Clinician, &["Y90003"]);
+    let body = outcome(proxy.get(&format!("Patient/{id}"), &other).await, 404).await;
+    let unknown = outcome(proxy.get("Patient/AAAAAAAAAAAAAAAAAAAAAAAA", &emis).await, 404).await;
+    assert_eq!(body["issue"][0]["details"], unknown["issue"][0]["details"]);
+    // A tampered id.
+    let mut tampered = id.into_bytes();
+    tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+    outcome(
+        proxy
+            .get(&format!("Patient/{}", String::from_utf8(tampered).unwrap()), &emis)
+            .await,
+        404,
+    )
+    .await;
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn search_parameters_are_checked() {
+    let (sims, proxy) = start().await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    // EMIS's Partner API finds patients by NHS number only: the parameter is named.
+    let body = outcome(proxy.get("Patient?family=Tester", &t).await, 400).await;
+    assert_eq!(body["issue"][0]["expression"][0], "identifier");
+    // Unknown parameters: 400 naming it, or a warning under Prefer: handling=lenient.
+    let body = outcome(proxy.get(&format!("{NHS_SEARCH}&colour=blue"), &t).await, 400).await;
+    assert_eq!(body["issue"][0]["expression"][0], "colour");
+    let lenient = proxy
+        .client
+        .get(proxy.url(&format!("{NHS_SEARCH}&colour=blue")))
+        .bearer_auth(&t)
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    let bundle = json(lenient).await;
+    let outcome_entry = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .unwrap();
+    assert!(outcome_entry["resource"]["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+    // Other parameters filter after translation; a bad date is a 400.
+    let hit = json(
+        proxy
+            .get(&format!("{NHS_SEARCH}&birthdate=1985&family=test&gender=female"), &t)
+            .await,
+    )
+    .await;
+    assert_eq!(hit["total"], 1);
+    let miss = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=gt1990"), &t).await).await;
+    assert_eq!(miss["total"], 0);
+    outcome(proxy.get(&format!("{NHS_SEARCH}&birthdate=yesterday"), &t).await, 400).await;
+    // _count above the maximum is clamped, and the self link says so.
+    let clamped = json(proxy.get(&format!("{NHS_SEARCH}&_count=5000"), &t).await).await;
+    assert!(
+        clamped["link"][0]["url"].as_str().unwrap().ends_with("_count=200"),
+        "{clamped}"
+    );
+    // _summary=count and _elements.
+    let count = json(proxy.get(&format!("{NHS_SEARCH}&_summary=count"), &t).await).await;
+    assert_eq!(count["total"], 1);
+    assert!(count.get("entry").is_none());
+    let elements = json(proxy.get(&format!("{NHS_SEARCH}&_elements=birthDate"), &t).await).await;
+    let shaped = only_match(&elements);
+    assert!(shaped.get("name").is_none() && shaped["birthDate"] == "1985-04-12");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn native_failures_become_502_and_504() {
+    // Every EMIS reply is a server error.
+    let sims = Simulators::start_with(options(), |emis, _, _| {
+        emis.faults = FaultRates {
+            server_error: 1.0,
+            ..FaultRates::default()
+        };
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    outcome(proxy.get(NHS_SEARCH, &t).await, 502).await;
+    proxy.stop().await;
+    sims.shutdown().await;
+
+    // Every EMIS reply is slower than the proxy's native deadline.
+    let sims = Simulators::start_with(options(), |emis, _, _| {
+        emis.faults = FaultRates {
+            latency: 1.0,
+            latency_ms: 2_000,
+            ..FaultRates::default()
+        };
+    })
+    .await
+    .unwrap();
+    let native = im1_fhir::config::NativeConfig {
+        timeout_ms: 300,
+        retries: 1,
+        max_in_flight: 2,
+    };
+    let proxy = Proxy::start_with(sims.practices(), sims.linkage(), native, Default::default()).await;
+    outcome(proxy.get(NHS_SEARCH, &t).await, 504).await;
+    proxy.stop().await;
+    sims.shutdown().await;
+}
