@@ -1,0 +1,128 @@
+//! Requests/s and p50/p99 latency over real HTTP for `metadata` and the Patient read through EMIS (uncached,
+//! simulators unthrottled), so that later work has a baseline. Run: `cargo bench --bench http`.
+//! Bounded: a fixed number of requests per case, loopback only.
+
+use im1_fhir::auth::token::{mint_demo, Issuer, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_fhir::mapping::{Registry, Source};
+use im1_fhir::runtime::{self, Parts};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const REQUESTS: usize = 4_000;
+const CONNECTIONS: usize = 8;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let options = im1_sim::SimOptions {
+        seed: 1,
+        patients: 50,
+        throttle: false,
+        today: None,
+    };
+    let sims = Simulators::start(options).await.expect("simulators");
+    let state = runtime::build_state(Parts {
+        registry: Arc::new(Registry::load(&Source::Embedded).expect("mappings")),
+        practices: sims.practices(),
+        native: Default::default(),
+        issuers: vec![Issuer::demo().expect("demo issuer")],
+        secret_key: b"benchmark key of at least thirty-two bytes".to_vec(),
+        linkage: sims.linkage(),
+        public_base_url: None,
+        max_body_bytes: 1 << 20,
+    })
+    .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let running = runtime::start(state, listener, None, &Default::default(), false).expect("start");
+    let base = running.base_url();
+    let token = mint_demo(&TokenRequest {
+        practices: vec!["Y90001".into()],
+        role: Role::Clinician,
+        nhs_number: None,
+        scope: None,
+        ttl_seconds: 3600,
+    })
+    .expect("token");
+    #[allow(clippy::disallowed_methods)]
+    let client = reqwest::Client::new();
+    let search = format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009");
+    let bundle: serde_json::Value = client
+        .get(&search)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    let id = bundle["entry"][0]["resource"]["id"]
+        .as_str()
+        .expect("a patient")
+        .to_string();
+
+    println!("im1-fhir HTTP benchmark: {REQUESTS} requests per case, {CONNECTIONS} concurrent clients, loopback");
+    println!("{:<44} {:>10} {:>10} {:>10}", "case", "req/s", "p50 ms", "p99 ms");
+    measure(&client, "GET /fhir/metadata", format!("{base}/metadata"), None).await;
+    measure(
+        &client,
+        "GET /fhir/Patient/{id} via EMIS (uncached)",
+        format!("{base}/Patient/{id}"),
+        Some(&token),
+    )
+    .await;
+    measure(&client, "GET /fhir/Patient?identifier= via EMIS", search, Some(&token)).await;
+    running.shutdown().await;
+    sims.shutdown().await;
+}
+
+async fn measure(client: &reqwest::Client, name: &str, url: String, token: Option<&str>) {
+    // Warm the connections and caches of the path.
+    for _ in 0..50 {
+        send(client, &url, token).await;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, url, token) = (client.clone(), url.clone(), token.map(String::from));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(REQUESTS / CONNECTIONS);
+            for _ in 0..REQUESTS / CONNECTIONS {
+                let t = Instant::now();
+                send(&client, &url, token.as_deref()).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::with_capacity(REQUESTS);
+    for task in tasks {
+        all.extend(task.await.expect("worker"));
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "{name:<44} {:>10.0} {:>10.2} {:>10.2}",
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99)
+    );
+}
+
+async fn send(client: &reqwest::Client, url: &str, token: Option<&str>) {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    assert_eq!(response.status(), 200, "{url}");
+    let _ = response.bytes().await.expect("body");
+}
