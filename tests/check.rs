@@ -41,6 +41,7 @@ template:
   address: ["{{ partial('EmisAdress', r.Address) }}"]
   birthDate: "{{ r.DateOfBirth | }}"
   name: [{ family: "{{ nobody.Surname }}" }]
+  active: "{{ transalte('emis-sex', r.Sex) }}"
 "#,
     )
     .unwrap();
@@ -59,6 +60,7 @@ template:
         "emis/Patient.yaml:13:14: template.birthDate: expression does not compile",
         "emis/Patient.yaml:14:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",
+        "emis/Patient.yaml:15:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -4,7 +4,7 @@
 //! that is a plain field path (`r.Address.Postcode`, `r.Items[0]`) is compiled to a direct lookup on the
 //! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
 //! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
-//! `instant(value)`, `join_nonempty(sep, ...)`. `partial(name, ...)` is recognised when it is a whole leaf.
+//! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`. `partial(name, ...)` is recognised when it is a whole leaf.
 
 use super::concept_map::ConceptMaps;
 use minijinja::value::Rest;
@@ -126,6 +126,18 @@ fn split_args(args: &str) -> Vec<String> {
     out
 }
 
+/// The functions registered in the engine, besides minijinja's built-ins.
+pub const FUNCTIONS: &[&str] = &[
+    "translate",
+    "coding",
+    "date",
+    "instant",
+    "join_nonempty",
+    "house_and_street",
+];
+/// minijinja's own global functions.
+const BUILTIN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+
 /// The expression engine for one loaded set of mappings.
 pub struct Engine {
     env: &'static Environment<'static>,
@@ -188,6 +200,12 @@ impl Engine {
                 JValue::from(parts.join(&sep))
             }
         });
+        env.add_function(
+            "house_and_street",
+            |house: Option<String>, street: Option<String>| -> JValue {
+                JValue::from(house_and_street(house.as_deref(), street.as_deref()))
+            },
+        );
         Engine {
             env: Box::leak(Box::new(env)),
         }
@@ -199,9 +217,44 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
+    /// Names called as free functions in an expression (`name(`), outside string literals; method calls
+    /// (`x.split(`) and filters (`| split(`) are not free functions.
+    pub fn called_functions(source: &str) -> Vec<String> {
+        let chars: Vec<char> = source.chars().collect();
+        let (mut out, mut i, mut before) = (Vec::new(), 0, ' ');
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '\'' || c == '"' {
+                i += 1;
+                while i < chars.len() && chars[i] != c {
+                    i += 1;
+                }
+                before = c;
+                i += 1;
+                continue;
+            }
+            if c.is_ascii_alphabetic() || c == '_' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                if chars.get(i) == Some(&'(') && before != '.' && before != '|' {
+                    out.push(chars[start..i].iter().collect());
+                }
+                before = 'a';
+                continue;
+            }
+            if !c.is_whitespace() {
+                before = c;
+            }
+            i += 1;
+        }
+        out
+    }
+
     /// Whether a function of that name is registered (for `check`'s messages).
     pub fn has_function(&self, name: &str) -> bool {
-        ["translate", "coding", "date", "instant", "join_nonempty"].contains(&name)
+        FUNCTIONS.contains(&name) || BUILTIN_FUNCTIONS.contains(&name)
     }
 }
 
@@ -217,6 +270,20 @@ fn code_text(code: &JValue) -> Option<String> {
         Some(s) => s.to_string(),
         None => code.to_string(),
     })
+}
+
+/// Address lines from a native house field and street, by the UK convention: a house number (or a flat
+/// number such as `2a`) goes on the street's line (`1 Test Lane`); a house name is a line of its own
+/// (`The Willows`, then `Meadow Close`).
+pub fn house_and_street(house: Option<&str>, street: Option<&str>) -> Vec<String> {
+    let house = house.map(str::trim).filter(|h| !h.is_empty());
+    let street = street.map(str::trim).filter(|s| !s.is_empty());
+    match (house, street) {
+        (Some(h), Some(s)) if h.starts_with(|c: char| c.is_ascii_digit()) && !h.contains(' ') => {
+            vec![format!("{h} {s}")]
+        }
+        (h, s) => h.into_iter().chain(s).map(String::from).collect(),
+    }
 }
 
 /// Cuts a native date or date-time to a FHIR date of the given precision (`year`, `month`, `day`):
@@ -281,6 +348,28 @@ mod tests {
             fhir_instant("2025-03-04T09:30:00.0Z").as_deref(),
             Some("2025-03-04T09:30:00Z")
         );
+    }
+
+    #[test]
+    fn free_function_calls_are_found() {
+        assert_eq!(
+            Engine::called_functions("translate('m', r.x) ~ (r.y | split(' ')) ~ r.s.upper() ~ 'f(x)'"),
+            vec!["translate".to_string()]
+        );
+    }
+
+    #[test]
+    fn house_numbers_join_the_street_and_names_do_not() {
+        assert_eq!(house_and_street(Some("1"), Some("Test Lane")), vec!["1 Test Lane"]);
+        assert_eq!(
+            house_and_street(Some("The Willows"), Some("Meadow Close")),
+            vec!["The Willows", "Meadow Close"]
+        );
+        assert_eq!(
+            house_and_street(Some("Flat 2, Rose Court"), Some("High St")),
+            vec!["Flat 2, Rose Court", "High St"]
+        );
+        assert_eq!(house_and_street(None, Some("High St")), vec!["High St"]);
     }
 
     #[test]

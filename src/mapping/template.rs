@@ -169,6 +169,21 @@ fn compile_leaf(source: &str, node: &Node, path: &str, site: &mut Site, problems
             }
         }
     }
+    for function in Engine::called_functions(source) {
+        if function != "partial" && !site.engine.has_function(&function) {
+            let hint = expr::FUNCTIONS
+                .iter()
+                .find(|f| super::file::edit_distance(f, &function) <= 2)
+                .map(|f| format!(" (did you mean '{f}'?)"))
+                .unwrap_or_default();
+            problems.add(
+                site.file,
+                node.pos,
+                path,
+                format!("unknown function '{function}'{hint}"),
+            );
+        }
+    }
     if source.contains("partial(") {
         problems.add(
             site.file,
@@ -407,13 +422,25 @@ fn truthy(value: Option<&Value>) -> bool {
     }
 }
 
+/// Drops what FHIR forbids, at every depth: nulls, blank strings, empty lists and empty objects. Values from
+/// native data and expressions pass through here too, so `"a b".split(...)` on an empty string, or a native
+/// list with a null in it, never reaches a resource.
 fn non_empty(value: Value) -> Option<Value> {
-    match &value {
+    match value {
         Value::Null => None,
         Value::String(s) if s.trim().is_empty() => None,
-        Value::Array(a) if a.is_empty() => None,
-        Value::Object(o) if o.is_empty() => None,
-        _ => Some(value),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.into_iter().filter_map(non_empty).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        Value::Object(map) => {
+            let kept: Map<String, Value> = map
+                .into_iter()
+                .filter_map(|(k, v)| non_empty(v).map(|v| (k, v)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        other => Some(other),
     }
 }
 

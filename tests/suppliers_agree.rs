@@ -1,0 +1,82 @@
+//! The headline property, for what is mapped so far: one FHIR question gives the same UK Core answer whichever
+//! system the practice runs, once ids, `meta` and the managing organisation (the practice itself) are set aside.
+mod common;
+
+use common::{token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+
+/// Elements that differ by nature between practices.
+const SET_ASIDE: &[&str] = &["id", "meta", "managingOrganization"];
+
+fn comparable(resource: &Value) -> Value {
+    let mut resource = resource.clone();
+    if let Some(object) = resource.as_object_mut() {
+        for key in SET_ASIDE {
+            object.remove(*key);
+        }
+    }
+    resource
+}
+
+#[tokio::test]
+async fn every_seeded_patient_is_the_same_patient_through_emis_systmone_and_medicus() {
+    for seed in [1, 7] {
+        let options = SimOptions {
+            seed,
+            patients: 12,
+            throttle: false,
+            today: Some(time::macros::date!(2026 - 03 - 02)),
+        };
+        let sims = Simulators::start(options).await.unwrap();
+        let numbers: Vec<String> = sims
+            .world
+            .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
+        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+        // A system client reaching all three practices: one search, one answer per practice.
+        let t = token(Role::System, &["Y90001", "Y90002", "Y90003"]);
+        for nhs in &numbers {
+            let response = proxy
+                .get(
+                    &format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+                    &t,
+                )
+                .await;
+            let status = response.status();
+            let bundle: Value = response.json().await.unwrap();
+            assert_eq!(status, 200, "{bundle}");
+            let patients: Vec<&Value> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["resource"])
+                .collect();
+            assert_eq!(patients.len(), 3, "seed {seed}: one Patient per practice: {bundle}");
+            let practices: Vec<&str> = patients
+                .iter()
+                .map(|p| p["managingOrganization"]["identifier"]["value"].as_str().unwrap())
+                .collect();
+            assert_eq!(practices, ["Y90001", "Y90002", "Y90003"]);
+            for p in &patients {
+                im1_fhir_model::check_strict(p).unwrap();
+            }
+            let emis = comparable(patients[0]);
+            assert_eq!(emis, comparable(patients[1]), "seed {seed}: EMIS and SystmOne differ");
+            assert_eq!(emis, comparable(patients[2]), "seed {seed}: EMIS and Medicus differ");
+            // And each practice's id reads back the same resource.
+            for p in &patients {
+                let read: Value = proxy
+                    .get(&format!("Patient/{}", p["id"].as_str().unwrap()), &t)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(&&read, p);
+            }
+        }
+        proxy.stop().await;
+        sims.shutdown().await;
+    }
+}
