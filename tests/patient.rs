@@ -244,3 +244,48 @@ async fn native_failures_become_502_and_504() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_fault_headers_never_reach_the_simulator() {
+    let (sims, proxy) = start().await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let response = proxy
+        .client
+        .get(proxy.url(NHS_SEARCH))
+        .bearer_auth(&t)
+        .header("X-Sim-Fault", "500")
+        .header("X-Request-ID", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    assert_eq!(json(response).await["total"], 1);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let sims = Simulators::start_with(options(), |emis, _, _| {
+        emis.faults = FaultRates {
+            latency: 1.0,
+            latency_ms: 400,
+            ..FaultRates::default()
+        };
+    })
+    .await
+    .unwrap();
+    let mut proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let (client, url) = (proxy.client.clone(), proxy.url(NHS_SEARCH));
+    let in_flight = tokio::spawn(async move { client.get(url).bearer_auth(t).send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let running = proxy.running.take().unwrap();
+    let stopping = tokio::spawn(running.shutdown());
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    stopping.await.unwrap();
+    // Stopped: new connections are refused.
+    assert!(proxy.client.get(proxy.url("metadata")).send().await.is_err());
+    sims.shutdown().await;
+}

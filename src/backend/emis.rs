@@ -190,10 +190,7 @@ impl Emis {
             date_of_birth,
         }) = self.linkage.get(&self.ods, nhs)
         else {
-            return Err(FhirError::forbidden(
-                "IM1-2301",
-                "no patient-facing linkage is held for this patient at this practice",
-            ));
+            return Err(super::credentials::no_linkage());
         };
         let base = format!("{}/pfs", self.base);
         let reply = self

@@ -74,10 +74,7 @@ impl Medicus {
                     nhs_login_sub,
                 }) = self.linkage.get(&self.ods, nhs)
                 else {
-                    return Err(FhirError::forbidden(
-                        "IM1-2301",
-                        "no patient-facing linkage is held for this patient at this practice",
-                    ));
+                    return Err(super::credentials::no_linkage());
                 };
                 let patient_id = self
                     .patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, call, calls)
