@@ -441,6 +441,20 @@ async fn search(
         all.extend(produced.resources.into_iter().filter(|r| in_compartment(principal, r)));
         warnings.extend(produced.warnings);
     }
+    // Parsed for every resource, not yet applied by any mapping: say so rather than ignore them silently.
+    for (given, name) in [
+        (!interaction.include.is_empty(), "_include"),
+        (!interaction.revinclude.is_empty(), "_revinclude"),
+        (!interaction.sort.is_empty(), "_sort"),
+    ] {
+        if given {
+            warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::NotSupported,
+                "IM1-1206",
+                format!("{name} is not supported for {resource_type} yet and was ignored"),
+            ));
+        }
+    }
     warnings.dedup();
     let count = bundle::page_size(interaction);
     Ok(bundle::searchset(SearchsetInput {

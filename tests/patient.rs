@@ -196,6 +196,18 @@ async fn search_parameters_are_checked() {
         clamped["link"][0]["url"].as_str().unwrap().ends_with("_count=200"),
         "{clamped}"
     );
+    // Parameters parsed but not applied yet are reported, not silently dropped.
+    let sorted = json(proxy.get(&format!("{NHS_SEARCH}&_sort=-birthdate"), &t).await).await;
+    let warning = sorted["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .unwrap();
+    assert_eq!(
+        warning["resource"]["issue"][0]["details"]["coding"][0]["code"],
+        "IM1-1206"
+    );
     // _summary=count and _elements.
     let count = json(proxy.get(&format!("{NHS_SEARCH}&_summary=count"), &t).await).await;
     assert_eq!(count["total"], 1);
