@@ -140,16 +140,7 @@ where
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
     };
-    let result = dispatch(
-        state,
-        &mut interaction,
-        principal.as_ref(),
-        &parts.headers,
-        body,
-        &base,
-        &request_id,
-    )
-    .await;
+    let result = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id).await;
     let response = match result {
         Ok(value) => respond(StatusCode::OK, &value, &interaction),
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),
@@ -223,12 +214,10 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> FhirResult<Principal> 
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     state: &AppState,
     interaction: &mut Interaction,
     principal: Option<&Principal>,
-    headers: &HeaderMap,
     body: RequestBody,
     base: &str,
     request_id: &str,
@@ -255,7 +244,6 @@ async fn dispatch(
         _ => {}
     }
     let principal = principal.ok_or_else(|| FhirError::unauthorized("IM1-2001", "a bearer token is needed"))?;
-    let _ = headers;
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     if let RequestBody::Form(form) = &body {
         if interaction.kind == Kind::Search {

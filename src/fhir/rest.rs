@@ -128,21 +128,6 @@ impl Interaction {
     }
 }
 
-/// Control parameters handled here, for every resource; anything else starting with `_` but not listed
-/// as a search parameter below is unknown.
-const CONTROL_PARAMS: &[&str] = &[
-    "_format",
-    "_pretty",
-    "_count",
-    "_summary",
-    "_elements",
-    "_sort",
-    "_include",
-    "_revinclude",
-    "_page",
-    "_total",
-];
-
 /// Parses method + path (relative to the FHIR base, without the leading `/`) + query + headers.
 pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> FhirResult<Interaction> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -355,7 +340,6 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             }
         }
     }
-    debug_assert!(CONTROL_PARAMS.contains(&"_count"));
     Ok(())
 }
 
@@ -405,11 +389,6 @@ fn split_values(value: &str) -> Vec<String> {
         }
     }
     values
-}
-
-/// Names of the control parameters, for the CapabilityStatement.
-pub fn control_params() -> &'static [&'static str] {
-    CONTROL_PARAMS
 }
 
 #[cfg(test)]
