@@ -13,7 +13,7 @@ use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::IdCodec;
 use crate::mapping::file::ParamDef;
-use crate::mapping::Registry;
+use crate::mapping::{Compartment, Registry};
 use crate::metrics::{InteractionLabel, Metrics, NativeLabels, RequestLabels};
 use crate::translate::{self, Produced};
 use bytes::Bytes;
@@ -358,12 +358,23 @@ async fn search(
 ) -> FhirResult<Value> {
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     check_scope(principal, &resource_type, 's')?;
-    let practices: Vec<_> = principal
+    let mut practices: Vec<_> = principal
         .practices
         .iter()
         .filter_map(|ods| state.backend.practice(ods))
         .collect();
-    if practices.is_empty() {
+    // Items in a patient's record are searched in one record: the one `patient` (or `subject`) names.
+    let mut patient_key = String::new();
+    if state.registry.compartment_of(&resource_type) == Some(Compartment::Patient) {
+        match record_searched(state, interaction, principal)? {
+            Some(patient) => {
+                practices.retain(|p| p.ods == patient.practice);
+                patient_key = patient.item;
+            }
+            // A reference that is not ours, or to a practice out of reach: nothing matches.
+            None => practices.clear(),
+        }
+    } else if practices.is_empty() {
         return Err(FhirError::forbidden(
             "IM1-2102",
             "the token names no practice this server serves",
@@ -423,7 +434,7 @@ async fn search(
             request_id,
         };
         let mut produced = Produced::default();
-        let result = translate::search(&ctx, practice, mapping, &params, "", &mut produced).await;
+        let result = translate::search(&ctx, practice, mapping, &params, &patient_key, &mut produced).await;
         record_native(state, practice.supplier.key(), &produced);
         result?;
         all.extend(produced.resources.into_iter().filter(|r| in_compartment(principal, r)));
@@ -459,6 +470,43 @@ async fn search(
         summary: interaction.summary,
         elements: &interaction.elements,
     }))
+}
+
+/// The patient record a search of items reads: the `patient` or `subject` parameter, decoded. `None` when
+/// the reference is not one this server issued or names a practice the principal may not reach (the search
+/// then matches nothing, as for a record that does not exist).
+fn record_searched(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+) -> FhirResult<Option<crate::ids::LogicalId>> {
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let given = interaction
+        .params
+        .iter()
+        .find(|p| matches!(p.name.as_str(), "patient" | "subject") && p.modifier.is_none());
+    let Some(param) = given else {
+        return Err(FhirError::bad_request(
+            "IM1-1207",
+            format!(
+                "a search of {resource_type} needs the 'patient' parameter: GP systems search one record at a time"
+            ),
+        )
+        .at("patient"));
+    };
+    if param.values.len() != 1 {
+        return Err(FhirError::bad_request("IM1-1208", "give exactly one patient").at(param.name.clone()));
+    }
+    let value = param.values[0].as_str();
+    let id = value.rsplit_once("Patient/").map_or(value, |(_, id)| id);
+    if value.contains('/') && !value.contains("Patient/") {
+        return Ok(None);
+    }
+    Ok(state
+        .ids
+        .decode("Patient", id)
+        .ok()
+        .filter(|patient| principal.may_reach_practice(&patient.practice)))
 }
 
 /// A patient principal sees only resources about its own NHS number (proxy access comes with the

@@ -10,8 +10,9 @@ use crate::fhir::rest::SearchParam;
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
-use crate::mapping::file::{InteractionDef, ParamDef};
-use crate::mapping::template::{eval, Scope, Tmpl};
+use crate::mapping::expr::REFERENCE_MARK;
+use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
+use crate::mapping::template::{eval, Scope};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
 
@@ -51,7 +52,7 @@ pub async fn read(
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "read")?;
     let vars = Vars::new(practice, ctx.principal, id, Value::Object(Map::new()));
-    let records = call_and_select(ctx, practice, &step.request, &step.select, &vars, out).await?;
+    let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
         let resource = build(ctx, practice, mapping, &record, &vars, &id.patient)?;
         if let Some(resource) = resource {
@@ -113,7 +114,7 @@ pub async fn search(
         item: String::new(),
     };
     let vars = Vars::new(practice, ctx.principal, &id, Value::Object(param_vars));
-    let records = call_and_select(ctx, practice, &step.request, &step.select, &vars, out).await?;
+    let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
         if let Some(resource) = build(ctx, practice, mapping, &record, &vars, patient)? {
             if search::matches(&resource, params)? {
@@ -148,66 +149,87 @@ fn step<'m>(
     })
 }
 
-/// The variables request, select and record templates see.
+/// The variables request, select and record templates see: `id`, `params`, `practice`, `patient`.
 struct Vars {
-    id: Value,
-    params: Value,
-    practice: Value,
-    patient: Value,
+    values: Value,
     nhs: Option<String>,
 }
 
 impl Vars {
     fn new(practice: &PracticeBackend, principal: &Principal, id: &LogicalId, params: Value) -> Vars {
         Vars {
-            id: json!({ "item": id.item, "patient": id.patient }),
-            params,
-            practice: json!({ "ods": practice.ods, "supplier": practice.supplier.key() }),
-            patient: json!({ "native": id.patient }),
+            values: json!({
+                "id": { "item": id.item, "patient": id.patient },
+                "params": params,
+                "practice": { "ods": practice.ods, "supplier": practice.supplier.key() },
+                "patient": { "native": id.patient },
+            }),
             nhs: principal.nhs_number.clone(),
         }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope::of_object(&self.values)
     }
 }
 
 async fn call_and_select(
     ctx: &Context<'_>,
     practice: &PracticeBackend,
-    request: &Tmpl,
-    select: &Tmpl,
+    step: &NativeStep,
     vars: &Vars,
     out: &mut Produced,
 ) -> FhirResult<Vec<Value>> {
     let partials = &ctx.registry.partials;
     // Scopes are not Send: build them on each side of the native call, never across it.
-    let request = {
-        let scope = Scope::root("id", &vars.id);
-        let scope = scope.bind("params", &vars.params);
-        let scope = scope.bind("practice", &vars.practice);
-        let scope = scope.bind("patient", &vars.patient);
-        eval(request, &scope, partials)
+    let mut request = {
+        let scope = vars.scope();
+        eval(&step.request, &scope, partials)
             .map_err(|e| FhirError::internal("IM1-3102", format!("the mapping's request template failed: {}", e.0)))?
             .unwrap_or(Value::Null)
     };
-    let call = NativeCall {
-        surface: surface_for(ctx.principal),
-        request: &request,
-        patient_nhs: vars.nhs.as_deref(),
-        request_id: ctx.request_id,
-    };
-    let reply = practice.call(&call, &mut out.calls).await?;
-    let scope = Scope::root("id", &vars.id);
-    let scope = scope.bind("params", &vars.params);
-    let scope = scope.bind("practice", &vars.practice);
-    let scope = scope.bind("patient", &vars.patient);
-    let scope = scope.bind("reply", &reply.body);
-    let selected = eval(select, &scope, partials)
-        .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
-    Ok(match selected {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(single) => vec![single],
-    })
+    let mut records = Vec::new();
+    for _page in 0..MAX_NATIVE_PAGES {
+        let call = NativeCall {
+            surface: surface_for(ctx.principal),
+            request: &request,
+            patient_nhs: vars.nhs.as_deref(),
+            request_id: ctx.request_id,
+        };
+        let reply = practice.call(&call, &mut out.calls).await?;
+        let next = {
+            let base = vars.scope();
+            let scope = base.bind("reply", &reply.body);
+            let selected = eval(&step.select, &scope, partials)
+                .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
+            match selected {
+                None => {}
+                Some(Value::Array(items)) => records.extend(items),
+                Some(single) => records.push(single),
+            }
+            match &step.next {
+                None => None,
+                Some(next) => {
+                    let scope = scope.bind("request", &request);
+                    eval(next, &scope, partials).map_err(|e| {
+                        FhirError::internal("IM1-3106", format!("the mapping's next-page request failed: {}", e.0))
+                    })?
+                }
+            }
+        };
+        match next {
+            Some(next) if next != Value::Null => request = next,
+            _ => return Ok(records),
+        }
+    }
+    Err(FhirError::bad_gateway(
+        "IM1-3107",
+        format!("the native reply ran to more than {MAX_NATIVE_PAGES} pages"),
+    ))
 }
+
+/// A native list longer than this many pages is treated as a native fault rather than followed forever.
+const MAX_NATIVE_PAGES: usize = 200;
 
 /// Builds one resource from one native record: template, id, provenance.
 fn build(
@@ -222,9 +244,8 @@ fn build(
     let failed = |e: crate::mapping::template::EvalError| {
         FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0))
     };
-    let scope = Scope::root("r", record);
-    let scope = scope.bind("practice", &vars.practice);
-    let scope = scope.bind("patient", &vars.patient);
+    let base = vars.scope();
+    let scope = base.bind("r", record);
     let Some(native_key) = eval(&mapping.id, &scope, partials).map_err(failed)? else {
         return Ok(None);
     };
@@ -235,6 +256,8 @@ fn build(
     let Some(mut resource) = eval(&mapping.template, &scope, partials).map_err(failed)? else {
         return Ok(None);
     };
+    resolve_references(ctx, &practice.ods, patient_key, &mut resource)
+        .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     let id = LogicalId {
         practice: practice.ods.clone(),
         patient: if mapping.compartment == Compartment::Patient {
@@ -249,8 +272,9 @@ fn build(
         .encode(&mapping.resource, &id)
         .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     if let Some(object) = resource.as_object_mut() {
+        // shift_remove keeps the template's element order (remove would swap the last element in).
         let mut meta = object
-            .remove("meta")
+            .shift_remove("meta")
             .and_then(|m| m.as_object().cloned())
             .unwrap_or_default();
         meta.insert("profile".into(), json!([mapping.profile]));
@@ -278,6 +302,47 @@ fn build(
         *object = ordered;
     }
     Ok(Some(resource))
+}
+
+/// Replaces the marks `reference(type, key)` left in `reference` and attachment `url` elements by
+/// `Type/<logical id>`: the target's id packs this practice, the record's patient (for items in a patient's
+/// record) and the native key, so a reference read goes straight to the right native call.
+fn resolve_references(
+    ctx: &Context<'_>,
+    practice: &str,
+    patient_key: &str,
+    value: &mut Value,
+) -> Result<(), crate::ids::IdError> {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if let (Value::String(text), "reference" | "url") = (&*child, key.as_str()) {
+                    if let Some(marked) = text.strip_prefix(REFERENCE_MARK) {
+                        let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
+                        let patient = match ctx.registry.compartment_of(resource_type) {
+                            Some(Compartment::Patient) => patient_key,
+                            _ => "",
+                        };
+                        let id = LogicalId {
+                            practice: practice.to_string(),
+                            patient: patient.to_string(),
+                            item: native_key.to_string(),
+                        };
+                        *child = Value::String(format!("{resource_type}/{}", ctx.ids.encode(resource_type, &id)?));
+                        continue;
+                    }
+                }
+                resolve_references(ctx, practice, patient_key, child)?;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                resolve_references(ctx, practice, patient_key, item)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The warning a Bundle carries for an unknown parameter dropped under `Prefer: handling=lenient`.

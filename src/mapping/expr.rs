@@ -4,7 +4,9 @@
 //! that is a plain field path (`r.Address.Postcode`, `r.Items[0]`) is compiled to a direct lookup on the
 //! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
 //! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
-//! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`. `partial(name, ...)` is recognised when it is a whole leaf.
+//! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`, `reference(type, key)`, `add_minutes(instant, minutes)`, and
+//! the filter `flatten` (one level of nested lists, for replies that nest records in groups).
+//! `partial(name, ...)` is recognised when it is a whole leaf.
 
 use super::concept_map::ConceptMaps;
 use minijinja::value::Rest;
@@ -134,7 +136,13 @@ pub const FUNCTIONS: &[&str] = &[
     "instant",
     "join_nonempty",
     "house_and_street",
+    "reference",
+    "add_minutes",
 ];
+
+/// Marks a reference made by `reference(type, key)`: the template does not know the proxy's id key, so the
+/// translator replaces `{marker}Type{marker}native-key` in a `reference` element by `Type/<logical id>`.
+pub const REFERENCE_MARK: char = '\u{1}';
 /// minijinja's own global functions.
 const BUILTIN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
 
@@ -206,6 +214,37 @@ impl Engine {
                 JValue::from(house_and_street(house.as_deref(), street.as_deref()))
             },
         );
+        env.add_function("reference", |resource_type: String, key: JValue| -> JValue {
+            match code_text(&key).filter(|k| !k.is_empty()) {
+                Some(key) => JValue::from(format!("{REFERENCE_MARK}{resource_type}{REFERENCE_MARK}{key}")),
+                None => JValue::UNDEFINED,
+            }
+        });
+        env.add_function("add_minutes", |value: JValue, minutes: JValue| -> JValue {
+            let minutes = minutes
+                .as_i64()
+                .or_else(|| minutes.as_str().and_then(|m| m.trim().parse().ok()));
+            match (value.as_str(), minutes) {
+                (Some(text), Some(minutes)) => add_minutes(text, minutes)
+                    .map(JValue::from)
+                    .unwrap_or(JValue::UNDEFINED),
+                _ => JValue::UNDEFINED,
+            }
+        });
+        env.add_filter("flatten", |value: JValue| -> Result<JValue, Error> {
+            let mut out = Vec::new();
+            if value.is_undefined() || value.is_none() {
+                return Ok(JValue::from(out));
+            }
+            for item in value.try_iter()? {
+                if item.kind() == minijinja::value::ValueKind::Seq {
+                    out.extend(item.try_iter()?);
+                } else {
+                    out.push(item);
+                }
+            }
+            Ok(JValue::from(out))
+        });
         Engine {
             env: Box::leak(Box::new(env)),
         }
@@ -266,6 +305,10 @@ fn code_text(code: &JValue) -> Option<String> {
     if code.is_undefined() || code.is_none() {
         return None;
     }
+    // Booleans as FHIR and JSON spell them (the engine would print `True`).
+    if code.kind() == minijinja::value::ValueKind::Bool {
+        return Some(code.is_true().to_string());
+    }
     Some(match code.as_str() {
         Some(s) => s.to_string(),
         None => code.to_string(),
@@ -305,6 +348,17 @@ pub fn fhir_date(text: &str, precision: &str) -> Option<String> {
         }
     });
     valid.then(|| out.to_string())
+}
+
+/// An instant plus whole minutes (an encounter's end from its start and duration), as a FHIR instant in the
+/// start's own offset.
+pub fn add_minutes(text: &str, minutes: i64) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let start = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    start
+        .checked_add(time::Duration::minutes(minutes))?
+        .format(&Rfc3339)
+        .ok()
 }
 
 /// Normalises a native date-time with a zone (`Z` or an offset, any fraction) to a FHIR instant.
@@ -370,6 +424,14 @@ mod tests {
             vec!["Flat 2, Rose Court", "High St"]
         );
         assert_eq!(house_and_street(None, Some("High St")), vec!["High St"]);
+    }
+
+    #[test]
+    fn numbers_reach_the_engine_as_numbers() {
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let expr = engine.compile("r.n is number and r.n > 2").unwrap();
+        let r = crate::mapping::template::to_engine(&serde_json::json!({ "n": 2.5 }));
+        assert!(expr.eval(minijinja::context! { r => r }).unwrap().is_true());
     }
 
     #[test]

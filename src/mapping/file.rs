@@ -10,6 +10,7 @@
 //!   transaction:                         # clinician and system principals
 //!     request: { ...native request template... }
 //!     select: "{{ reply }}"              # the record(s) in the reply
+//!     next: { ...the next page's request, or nothing... }   # optional, for paged replies
 //!   patient: { request: ..., select: ... }   # patient principals (the supplier's patient-facing API)
 //! search:
 //!   params:                              # FHIR search parameters this mapping accepts
@@ -93,6 +94,9 @@ pub struct NativeStep {
     pub select: Tmpl,
     /// Search parameters without which the native call cannot be made (a 400 names them).
     pub requires: Vec<String>,
+    /// For native replies that come in pages: the next request, built from the last `request` and its
+    /// `reply`, or nothing when the last page has been read.
+    pub next: Option<Tmpl>,
 }
 
 /// One interaction (read or search) across the surfaces that support it.
@@ -246,7 +250,13 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
     for surface in Surface::ALL {
         let Some(step) = node.get(surface.key()) else { continue };
         let step_path = child(path, surface.key());
-        unknown_keys(file, step, &step_path, &["request", "select", "requires"], problems);
+        unknown_keys(
+            file,
+            step,
+            &step_path,
+            &["request", "select", "requires", "next"],
+            problems,
+        );
         site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
         let request = match step.get("request") {
             Some(n) => template::compile(n, &child(&step_path, "request"), site, problems),
@@ -274,6 +284,10 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 Tmpl::Lit(serde_json::Value::Null)
             }
         };
+        site.vars.push("request".into());
+        let next = step
+            .get("next")
+            .map(|n| template::compile(n, &child(&step_path, "next"), site, problems));
         let requires = match step.get("requires").map(|n| &n.value) {
             Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
             _ => Vec::new(),
@@ -284,6 +298,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 request,
                 select,
                 requires,
+                next,
             },
         );
     }

@@ -135,6 +135,14 @@ impl Registry {
             .find(|m| m.supplier == supplier && m.resource == resource)
     }
 
+    /// Where a resource type lives (the same for every supplier that maps it).
+    pub fn compartment_of(&self, resource: &str) -> Option<super::Compartment> {
+        self.mappings
+            .iter()
+            .find(|m| m.resource == resource)
+            .map(|m| m.compartment)
+    }
+
     /// Every resource type mapped for at least one supplier.
     pub fn resource_types(&self) -> BTreeSet<&str> {
         self.mappings.iter().map(|m| m.resource.as_str()).collect()

@@ -252,6 +252,11 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// A scope whose variables are the entries of one JSON object (small values: ids, parameters).
+    pub fn of_object(object: &'a Value) -> Scope<'a> {
+        Scope::root("", object)
+    }
+
     pub fn bind(&'a self, name: &'a str, value: &'a Value) -> Scope<'a> {
         Scope {
             name,
@@ -264,7 +269,11 @@ impl<'a> Scope<'a> {
     fn lookup(&self, name: &str) -> Option<&'a Value> {
         let mut scope = Some(self);
         while let Some(s) = scope {
-            if s.name == name {
+            if s.name.is_empty() {
+                if let Some(v) = s.value.get(name) {
+                    return Some(v);
+                }
+            } else if s.name == name {
                 return Some(s.value);
             }
             scope = s.parent;
@@ -276,14 +285,40 @@ impl<'a> Scope<'a> {
         let mut map = BTreeMap::new();
         let mut scope = Some(self);
         while let Some(s) = scope {
-            map.entry(s.name.to_string()).or_insert_with(|| {
-                s.converted
-                    .get_or_init(|| JValue::from(minijinja::value::Serde(s.value)))
-                    .clone()
-            });
+            if s.name.is_empty() {
+                for (k, v) in s.value.as_object().into_iter().flatten() {
+                    map.entry(k.clone()).or_insert_with(|| to_engine(v));
+                }
+                scope = s.parent;
+                continue;
+            }
+            map.entry(s.name.to_string())
+                .or_insert_with(|| s.converted.get_or_init(|| to_engine(s.value)).clone());
             scope = s.parent;
         }
         JValue::from(map)
+    }
+}
+
+/// Converts a JSON value for the expression engine by hand: serde_json is built with `arbitrary_precision`
+/// (fhirbolt needs it), which makes its numbers serialise as maps, so a serde round trip would hand the
+/// engine maps where the template expects numbers.
+pub fn to_engine(value: &Value) -> JValue {
+    match value {
+        Value::Null => JValue::from(()),
+        Value::Bool(b) => JValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => JValue::from(i),
+            (None, Some(f)) => JValue::from(f),
+            (None, None) => JValue::from(n.to_string()),
+        },
+        Value::String(s) => JValue::from(s.as_str()),
+        Value::Array(items) => JValue::from(items.iter().map(to_engine).collect::<Vec<_>>()),
+        Value::Object(map) => JValue::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_engine(v)))
+                .collect::<BTreeMap<String, JValue>>(),
+        ),
     }
 }
 
