@@ -12,9 +12,10 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::expr::REFERENCE_MARK;
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
-use crate::mapping::template::{eval, Scope};
+use crate::mapping::template::{eval, Partial, Scope};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// What a translation needs besides the mapping.
 pub struct Context<'a> {
@@ -30,6 +31,25 @@ pub struct Produced {
     pub resources: Vec<Value>,
     pub warnings: Vec<Value>,
     pub calls: Vec<CallRecord>,
+    /// Set to keep every native reply body (golden fixtures are captured this way).
+    pub keep_replies: bool,
+    pub replies: Vec<Value>,
+}
+
+/// Where records come from: the practice and its supplier's key, as ids and provenance name them.
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    pub ods: &'a str,
+    pub supplier: &'a str,
+}
+
+impl<'a> Origin<'a> {
+    fn of(practice: &'a PracticeBackend) -> Origin<'a> {
+        Origin {
+            ods: &practice.ods,
+            supplier: practice.supplier.key(),
+        }
+    }
 }
 
 /// The surface a principal's requests go through.
@@ -51,10 +71,23 @@ pub async fn read(
     let def = mapping.read.as_ref().ok_or_else(|| not_supported(mapping, "read"))?;
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "read")?;
-    let vars = Vars::new(practice, ctx.principal, id, Value::Object(Map::new()));
+    let vars = Vars::new(
+        Origin::of(practice),
+        ctx.principal.nhs_number.clone(),
+        id,
+        Value::Object(Map::new()),
+    );
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
-        let resource = build(ctx, practice, mapping, &record, &vars, &id.patient)?;
+        let resource = build(
+            ctx.registry,
+            ctx.ids,
+            Origin::of(practice),
+            mapping,
+            &record,
+            &vars,
+            &id.patient,
+        )?;
         if let Some(resource) = resource {
             if resource.get("id").and_then(Value::as_str)
                 == Some(&ctx.ids.encode(&mapping.resource, id).unwrap_or_default())
@@ -113,10 +146,23 @@ pub async fn search(
         patient: patient.to_string(),
         item: String::new(),
     };
-    let vars = Vars::new(practice, ctx.principal, &id, Value::Object(param_vars));
+    let vars = Vars::new(
+        Origin::of(practice),
+        ctx.principal.nhs_number.clone(),
+        &id,
+        Value::Object(param_vars),
+    );
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
-        if let Some(resource) = build(ctx, practice, mapping, &record, &vars, patient)? {
+        if let Some(resource) = build(
+            ctx.registry,
+            ctx.ids,
+            Origin::of(practice),
+            mapping,
+            &record,
+            &vars,
+            patient,
+        )? {
             if search::matches(&resource, params)? {
                 out.resources.push(resource);
             }
@@ -156,15 +202,15 @@ struct Vars {
 }
 
 impl Vars {
-    fn new(practice: &PracticeBackend, principal: &Principal, id: &LogicalId, params: Value) -> Vars {
+    fn new(origin: Origin, nhs: Option<String>, id: &LogicalId, params: Value) -> Vars {
         Vars {
             values: json!({
                 "id": { "item": id.item, "patient": id.patient },
                 "params": params,
-                "practice": { "ods": practice.ods, "supplier": practice.supplier.key() },
+                "practice": { "ods": origin.ods, "supplier": origin.supplier },
                 "patient": { "native": id.patient },
             }),
-            nhs: principal.nhs_number.clone(),
+            nhs,
         }
     }
 
@@ -197,29 +243,13 @@ async fn call_and_select(
             request_id: ctx.request_id,
         };
         let reply = practice.call(&call, &mut out.calls).await?;
-        let next = {
-            let base = vars.scope();
-            let scope = base.bind("reply", &reply.body);
-            let selected = eval(&step.select, &scope, partials)
-                .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
-            match selected {
-                None => {}
-                Some(Value::Array(items)) => records.extend(items),
-                Some(single) => records.push(single),
-            }
-            match &step.next {
-                None => None,
-                Some(next) => {
-                    let scope = scope.bind("request", &request);
-                    eval(next, &scope, partials).map_err(|e| {
-                        FhirError::internal("IM1-3106", format!("the mapping's next-page request failed: {}", e.0))
-                    })?
-                }
-            }
-        };
+        let next = select(step, vars, &reply.body, &request, partials, &mut records)?;
+        if out.keep_replies {
+            out.replies.push(reply.body);
+        }
         match next {
-            Some(next) if next != Value::Null => request = next,
-            _ => return Ok(records),
+            Some(next) => request = next,
+            None => return Ok(records),
         }
     }
     Err(FhirError::bad_gateway(
@@ -228,19 +258,81 @@ async fn call_and_select(
     ))
 }
 
+/// Adds the records a reply holds to `records`, and gives the next page's request, if there is one.
+fn select(
+    step: &NativeStep,
+    vars: &Vars,
+    reply: &Value,
+    request: &Value,
+    partials: &HashMap<String, Partial>,
+    records: &mut Vec<Value>,
+) -> FhirResult<Option<Value>> {
+    let base = vars.scope();
+    let scope = base.bind("reply", reply);
+    let selected = eval(&step.select, &scope, partials)
+        .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
+    match selected {
+        None => {}
+        Some(Value::Array(items)) => records.extend(items),
+        Some(single) => records.push(single),
+    }
+    let Some(next) = &step.next else {
+        return Ok(None);
+    };
+    let scope = scope.bind("request", request);
+    let next = eval(next, &scope, partials)
+        .map_err(|e| FhirError::internal("IM1-3106", format!("the mapping's next-page request failed: {}", e.0)))?;
+    Ok(next.filter(|n| !n.is_null()))
+}
+
+/// Translates native replies already in hand (golden tests): the search step of a surface, for the record of
+/// `patient_key` at a practice, without calling anyone and without filtering.
+pub fn translate_replies(
+    registry: &Registry,
+    ids: &IdCodec,
+    origin: Origin,
+    mapping: &MappingFile,
+    surface: Surface,
+    patient_key: &str,
+    replies: &[Value],
+) -> FhirResult<Vec<Value>> {
+    let def = mapping
+        .search
+        .as_ref()
+        .or(mapping.read.as_ref())
+        .ok_or_else(|| not_supported(mapping, "search"))?;
+    let step = step(def, surface, mapping, "search")?;
+    let id = LogicalId {
+        practice: origin.ods.to_string(),
+        patient: patient_key.to_string(),
+        item: String::new(),
+    };
+    let vars = Vars::new(origin, None, &id, Value::Object(Map::new()));
+    let mut records = Vec::new();
+    for reply in replies {
+        select(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;
+    }
+    let mut out = Vec::new();
+    for record in records {
+        out.extend(build(registry, ids, origin, mapping, &record, &vars, patient_key)?);
+    }
+    Ok(out)
+}
+
 /// A native list longer than this many pages is treated as a native fault rather than followed forever.
 const MAX_NATIVE_PAGES: usize = 200;
 
 /// Builds one resource from one native record: template, id, provenance.
 fn build(
-    ctx: &Context<'_>,
-    practice: &PracticeBackend,
+    registry: &Registry,
+    ids: &IdCodec,
+    origin: Origin,
     mapping: &MappingFile,
     record: &Value,
     vars: &Vars,
     patient_key: &str,
 ) -> FhirResult<Option<Value>> {
-    let partials = &ctx.registry.partials;
+    let partials = &registry.partials;
     let failed = |e: crate::mapping::template::EvalError| {
         FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0))
     };
@@ -256,10 +348,10 @@ fn build(
     let Some(mut resource) = eval(&mapping.template, &scope, partials).map_err(failed)? else {
         return Ok(None);
     };
-    resolve_references(ctx, &practice.ods, patient_key, &mut resource)
+    resolve_references(registry, ids, origin.ods, patient_key, &mut resource)
         .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     let id = LogicalId {
-        practice: practice.ods.clone(),
+        practice: origin.ods.to_string(),
         patient: if mapping.compartment == Compartment::Patient {
             patient_key.to_string()
         } else {
@@ -267,8 +359,7 @@ fn build(
         },
         item: native_key.clone(),
     };
-    let logical = ctx
-        .ids
+    let logical = ids
         .encode(&mapping.resource, &id)
         .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     if let Some(object) = resource.as_object_mut() {
@@ -282,8 +373,8 @@ fn build(
             "source".into(),
             json!(format!(
                 "https://im1-fhir.dev/source/{}/{}/{}/{}?mapping={}",
-                practice.supplier.key(),
-                practice.ods,
+                origin.supplier,
+                origin.ods,
                 mapping.resource,
                 percent_encoding::utf8_percent_encode(&native_key, crate::backend::PATH_SEGMENT),
                 mapping.version
@@ -308,7 +399,8 @@ fn build(
 /// `Type/<logical id>`: the target's id packs this practice, the record's patient (for items in a patient's
 /// record) and the native key, so a reference read goes straight to the right native call.
 fn resolve_references(
-    ctx: &Context<'_>,
+    registry: &Registry,
+    ids: &IdCodec,
     practice: &str,
     patient_key: &str,
     value: &mut Value,
@@ -319,7 +411,7 @@ fn resolve_references(
                 if let (Value::String(text), "reference" | "url") = (&*child, key.as_str()) {
                     if let Some(marked) = text.strip_prefix(REFERENCE_MARK) {
                         let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
-                        let patient = match ctx.registry.compartment_of(resource_type) {
+                        let patient = match registry.compartment_of(resource_type) {
                             Some(Compartment::Patient) => patient_key,
                             _ => "",
                         };
@@ -328,16 +420,16 @@ fn resolve_references(
                             patient: patient.to_string(),
                             item: native_key.to_string(),
                         };
-                        *child = Value::String(format!("{resource_type}/{}", ctx.ids.encode(resource_type, &id)?));
+                        *child = Value::String(format!("{resource_type}/{}", ids.encode(resource_type, &id)?));
                         continue;
                     }
                 }
-                resolve_references(ctx, practice, patient_key, child)?;
+                resolve_references(registry, ids, practice, patient_key, child)?;
             }
         }
         Value::Array(items) => {
             for item in items {
-                resolve_references(ctx, practice, patient_key, item)?;
+                resolve_references(registry, ids, practice, patient_key, item)?;
             }
         }
         _ => {}

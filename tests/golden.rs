@@ -1,0 +1,239 @@
+//! Golden cases, found by convention: every mapping file `mappings/<supplier>/<Resource>.yaml` has
+//! `tests/mappings/<supplier>/<Resource>/native.json` (the native reply bodies of one search, as the dialect
+//! hands them to the mapping: JSON as sent, XML as the generic tree) and `expected.json` (the UK Core
+//! resources the mapping must make of them). No simulator runs: only the mapping is under test.
+//!
+//! `IM1_WRITE_GOLDEN=1 cargo test --test golden` captures missing native fixtures from the simulators (seed 1,
+//! NHS number 9000000009) and rewrites every `expected.json`; review the diff before committing it.
+mod common;
+
+use im1_fhir::auth::scopes;
+use im1_fhir::auth::{Principal, Role};
+use im1_fhir::backend::Backend;
+use im1_fhir::config::NativeConfig;
+use im1_fhir::demo::Simulators;
+use im1_fhir::fhir::rest::SearchParam;
+use im1_fhir::ids::{IdCodec, LogicalId};
+use im1_fhir::mapping::{Compartment, MappingFile, Registry, Source, Surface};
+use im1_fhir::translate::{self, Context, Origin, Produced};
+use im1_sim::SimOptions;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const NHS_NUMBER: &str = "9000000009";
+const ID_KEY: &[u8] = b"golden-test-id-key";
+
+fn ods(supplier: &str) -> &'static str {
+    match supplier {
+        "emis" => "Y90001",
+        "systmone" => "Y90002",
+        _ => "Y90003",
+    }
+}
+
+fn case_dir(mapping: &MappingFile) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mappings")
+        .join(&mapping.supplier)
+        .join(&mapping.resource)
+}
+
+fn writing() -> bool {
+    std::env::var_os("IM1_WRITE_GOLDEN").is_some()
+}
+
+#[tokio::test]
+async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let ids = IdCodec::new(ID_KEY);
+    if writing() {
+        capture_missing_fixtures(&registry, &ids).await;
+    }
+    let mut failures = Vec::new();
+    for mapping in &registry.mappings {
+        let dir = case_dir(mapping);
+        let native: Value = match std::fs::read_to_string(dir.join("native.json")) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => {
+                failures.push(format!("{}: no golden case in {}", mapping.file, dir.display()));
+                continue;
+            }
+        };
+        let patient = native["patient"].as_str().unwrap_or_default();
+        let replies = native["replies"].as_array().cloned().unwrap_or_default();
+        let origin = Origin {
+            ods: ods(&mapping.supplier),
+            supplier: &mapping.supplier,
+        };
+        let produced = translate::translate_replies(
+            &registry,
+            &ids,
+            origin,
+            mapping,
+            Surface::Transaction,
+            patient,
+            &replies,
+        )
+        .unwrap_or_else(|e| panic!("{}: {}", mapping.file, e.message));
+        assert!(!produced.is_empty(), "{}: the fixture produced nothing", mapping.file);
+        for resource in &produced {
+            if let Err(e) = im1_fhir_model::check_strict(resource) {
+                failures.push(format!("{}: not strict FHIR R4: {e}", mapping.file));
+            }
+        }
+        let produced = Value::Array(produced);
+        let expected_path = dir.join("expected.json");
+        if writing() {
+            std::fs::write(&expected_path, serde_json::to_string_pretty(&produced).unwrap() + "\n").unwrap();
+            continue;
+        }
+        let expected: Value = std::fs::read_to_string(&expected_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        if expected != produced {
+            failures.push(format!(
+                "{}: the output differs from {} (IM1_WRITE_GOLDEN=1 rewrites it; review the diff)",
+                mapping.file,
+                expected_path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs each mapping's transaction search against the simulators for patient 9000000009 and keeps the native
+/// replies as the fixture.
+async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
+    im1_fhir::runtime::install_crypto();
+    let options = SimOptions {
+        seed: 1,
+        patients: 6,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let native = NativeConfig {
+        timeout_ms: 5_000,
+        retries: 1,
+        max_in_flight: 4,
+    };
+    let backend = Backend::new(&sims.practices(), &native, sims.linkage()).unwrap();
+    let principal = Principal {
+        subject: "golden".into(),
+        role: Role::System,
+        client_id: "golden".into(),
+        scopes: scopes::parse("system/*.rs").unwrap(),
+        nhs_number: None,
+        proofing_level: None,
+        rbac_role: None,
+        practices: vec!["Y90001".into(), "Y90002".into(), "Y90003".into()],
+        token_id: "golden".into(),
+    };
+    let ctx = Context {
+        registry,
+        ids,
+        principal: &principal,
+        request_id: "golden",
+    };
+    for mapping in &registry.mappings {
+        let dir = case_dir(mapping);
+        if dir.join("native.json").exists() {
+            continue;
+        }
+        let practice = backend.practice(ods(&mapping.supplier)).unwrap();
+        let identifier = SearchParam {
+            name: "identifier".into(),
+            modifier: None,
+            values: vec![format!("https://fhir.nhs.uk/Id/nhs-number|{NHS_NUMBER}")],
+        };
+        // The patient's native key, from the supplier's own Patient search.
+        let patient_mapping = registry.get(&mapping.supplier, "Patient").unwrap();
+        let identifier_def = patient_mapping.params.iter().find(|d| d.name == "identifier").unwrap();
+        let mut found = Produced {
+            keep_replies: true,
+            ..Produced::default()
+        };
+        translate::search(
+            &ctx,
+            practice,
+            patient_mapping,
+            &[(identifier_def, &identifier)],
+            "",
+            &mut found,
+        )
+        .await
+        .unwrap();
+        let patient_id = found.resources[0]["id"].as_str().unwrap();
+        let patient: LogicalId = ids.decode("Patient", patient_id).unwrap();
+        let mut produced = Produced {
+            keep_replies: true,
+            ..Produced::default()
+        };
+        if mapping.compartment == Compartment::Patient {
+            if mapping.search.is_some() {
+                translate::search(&ctx, practice, mapping, &[], &patient.item, &mut produced)
+                    .await
+                    .unwrap();
+            } else {
+                // Read-only types: read the first record the type's search-capable sibling names.
+                let id = first_reference(&ctx, practice, registry, mapping, &patient.item).await;
+                translate::read(&ctx, practice, mapping, &id, &mut produced)
+                    .await
+                    .unwrap();
+            }
+        } else {
+            // The Patient itself: the search that found it is the fixture.
+            produced.replies = found.replies;
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture = json!({ "patient": if mapping.compartment == Compartment::Patient { patient.item.clone() } else { String::new() }, "replies": produced.replies });
+        std::fs::write(
+            dir.join("native.json"),
+            serde_json::to_string_pretty(&fixture).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    sims.shutdown().await;
+}
+
+/// The id of the first resource of `mapping`'s type that a searchable type in the same record references
+/// (a Medication through its MedicationRequest).
+async fn first_reference(
+    ctx: &Context<'_>,
+    practice: &im1_fhir::backend::PracticeBackend,
+    registry: &Registry,
+    mapping: &MappingFile,
+    patient: &str,
+) -> LogicalId {
+    let prefix = format!("{}/", mapping.resource);
+    for other in registry.mappings.iter().filter(|m| m.supplier == mapping.supplier) {
+        if other.search.is_none() || other.compartment != Compartment::Patient {
+            continue;
+        }
+        let mut produced = Produced::default();
+        if translate::search(ctx, practice, other, &[], patient, &mut produced)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        for resource in &produced.resources {
+            if let Some(id) = find_reference(resource, &prefix) {
+                return ctx.ids.decode(&mapping.resource, &id).unwrap();
+            }
+        }
+    }
+    panic!("{}: no resource references a {}", mapping.file, mapping.resource);
+}
+
+fn find_reference(value: &Value, prefix: &str) -> Option<String> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| match v {
+            Value::String(s) if k == "reference" => s.strip_prefix(prefix).map(String::from),
+            other => find_reference(other, prefix),
+        }),
+        Value::Array(items) => items.iter().find_map(|i| find_reference(i, prefix)),
+        _ => None,
+    }
+}
