@@ -15,6 +15,7 @@ use crate::ids::IdCodec;
 use crate::mapping::file::ParamDef;
 use crate::mapping::{Compartment, Registry};
 use crate::metrics::{InteractionLabel, Metrics, NativeLabels, RequestLabels};
+use crate::record_ops;
 use crate::translate::{self, Produced};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -272,6 +273,9 @@ async fn dispatch(
     match interaction.kind {
         Kind::Read => read(state, interaction, principal, request_id).await,
         Kind::Search => search(state, interaction, principal, base, request_id).await,
+        Kind::Operation(ref name) if name == "everything" && resource_type == "Patient" && interaction.id.is_some() => {
+            everything(state, interaction, principal, base, request_id).await
+        }
         Kind::Create | Kind::Update | Kind::Patch | Kind::Delete | Kind::VRead | Kind::History | Kind::Operation(_) => {
             Err(FhirError::method_not_allowed(
                 "IM1-1009",
@@ -315,10 +319,22 @@ async fn read(
     request_id: &str,
 ) -> FhirResult<Value> {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let id = interaction.id.as_deref().unwrap_or_default();
+    let resource = read_one(state, principal, resource_type, id, request_id).await?;
+    Ok(bundle::shape(resource, interaction.summary, &interaction.elements))
+}
+
+/// Reads one resource by its logical id for a principal: scope, practice reach and compartment checked. An
+/// id that is not ours, or that the principal may not see, is simply not found.
+pub async fn read_one(
+    state: &AppState,
+    principal: &Principal,
+    resource_type: &str,
+    id: &str,
+    request_id: &str,
+) -> FhirResult<Value> {
     check_scope(principal, resource_type, 'r')?;
     let not_found = || FhirError::not_found("IM1-1401", format!("{resource_type} not found"));
-    let id = interaction.id.as_deref().unwrap_or_default();
-    // An id that is not ours, or that names a practice the principal may not reach, is simply not found.
     let logical = state.ids.decode(resource_type, id).map_err(|_| not_found())?;
     if !principal.may_reach_practice(&logical.practice) {
         return Err(not_found());
@@ -346,7 +362,62 @@ async fn read(
     if !in_compartment(principal, &resource) {
         return Err(not_found());
     }
-    Ok(bundle::shape(resource, interaction.summary, &interaction.elements))
+    Ok(resource)
+}
+
+/// `Patient/{id}/$everything`: the Patient and every item of its record the principal may see, as one
+/// searchset (paged like any search).
+async fn everything(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+    base: &str,
+    request_id: &str,
+) -> FhirResult<Value> {
+    let id = interaction.id.as_deref().unwrap_or_default();
+    let patient = read_one(state, principal, "Patient", id, request_id).await?;
+    let mut matches = vec![patient];
+    let mut warnings = Vec::new();
+    let records = record_ops::records_of(state, &matches);
+    let mut types: Vec<&str> = state
+        .registry
+        .resource_types()
+        .into_iter()
+        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient))
+        .collect();
+    types.sort_unstable();
+    for resource_type in types {
+        if check_scope(principal, resource_type, 's').is_err() {
+            warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::Forbidden,
+                "IM1-2103",
+                format!("{resource_type} is outside the token's scopes and was left out"),
+            ));
+            continue;
+        }
+        for record in &records {
+            matches.extend(record_ops::search_record(state, principal, request_id, resource_type, record).await?);
+        }
+    }
+    let fingerprint = format!("{}|Patient/{id}/$everything", principal.subject);
+    let offset = match &interaction.page {
+        Some(token) => state.pages.check(token, &fingerprint)?,
+        None => 0,
+    };
+    Ok(bundle::searchset(SearchsetInput {
+        base,
+        resource_type: &format!("Patient/{id}/$everything"),
+        query: String::new(),
+        matches,
+        included: Vec::new(),
+        warnings,
+        offset,
+        count: bundle::page_size(interaction),
+        tokens: &state.pages,
+        fingerprint: &fingerprint,
+        summary: interaction.summary,
+        elements: &interaction.elements,
+    }))
 }
 
 async fn search(
@@ -440,28 +511,32 @@ async fn search(
         all.extend(produced.resources.into_iter().filter(|r| in_compartment(principal, r)));
         warnings.extend(produced.warnings);
     }
-    // Parsed for every resource, not yet applied by any mapping: say so rather than ignore them silently.
-    for (given, name) in [
-        (!interaction.include.is_empty(), "_include"),
-        (!interaction.revinclude.is_empty(), "_revinclude"),
-        (!interaction.sort.is_empty(), "_sort"),
-    ] {
-        if given {
-            warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::NotSupported,
-                "IM1-1206",
-                format!("{name} is not supported for {resource_type} yet and was ignored"),
-            ));
-        }
-    }
+    let sort_keys = sort_keys(state, interaction, &mut warnings)?;
+    crate::fhir::sort::sort(&mut all, &sort_keys);
     warnings.dedup();
     let count = bundle::page_size(interaction);
+    let page: Vec<Value> = all.iter().skip(offset).take(count).cloned().collect();
+    let included = if interaction.include.is_empty() && interaction.revinclude.is_empty() {
+        Vec::new()
+    } else {
+        let records = record_ops::records_of(state, &page);
+        record_ops::includes(
+            state,
+            principal,
+            request_id,
+            interaction,
+            &page,
+            &records,
+            &mut warnings,
+        )
+        .await?
+    };
     Ok(bundle::searchset(SearchsetInput {
         base,
         resource_type: &resource_type,
         query: canonical_query(interaction),
         matches: all,
-        included: Vec::new(),
+        included,
         warnings,
         offset,
         count,
@@ -509,9 +584,51 @@ fn record_searched(
         .filter(|patient| principal.may_reach_practice(&patient.practice)))
 }
 
+/// `_sort` keys resolved to the search parameters of the type; an unknown key is an error, or a warning under
+/// `Prefer: handling=lenient`.
+fn sort_keys<'s>(
+    state: &'s AppState,
+    interaction: &Interaction,
+    warnings: &mut Vec<Value>,
+) -> FhirResult<Vec<crate::fhir::sort::SortBy<'s>>> {
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let mut keys = Vec::new();
+    for key in &interaction.sort {
+        let def = state
+            .registry
+            .mappings
+            .iter()
+            .filter(|m| m.resource == resource_type)
+            .flat_map(|m| m.params.iter())
+            .find(|d| d.name == key.param);
+        match def {
+            Some(def) => keys.push(crate::fhir::sort::SortBy {
+                def,
+                descending: key.descending,
+            }),
+            None if interaction.handling == Handling::Lenient => warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::NotSupported,
+                "IM1-1209",
+                format!(
+                    "cannot sort {resource_type} by '{}'; the order is unspecified",
+                    key.param
+                ),
+            )),
+            None => {
+                return Err(FhirError::bad_request(
+                    "IM1-1209",
+                    format!("cannot sort {resource_type} by that parameter"),
+                )
+                .at("_sort"))
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// A patient principal sees only resources about its own NHS number (proxy access comes with the
 /// RelatedPerson mappings). Checked per returned resource, not only per request.
-fn in_compartment(principal: &Principal, resource: &Value) -> bool {
+pub fn in_compartment(principal: &Principal, resource: &Value) -> bool {
     if principal.role != Role::Patient {
         return true;
     }

@@ -22,6 +22,7 @@ pub mod fhir;
 pub mod ids;
 pub mod mapping;
 pub mod metrics;
+pub mod record_ops;
 pub mod runtime;
 pub mod server;
 pub mod translate;

@@ -8,5 +8,6 @@ pub mod format;
 pub mod resource_types;
 pub mod rest;
 pub mod search;
+pub mod sort;
 
 pub use error::{FhirError, FhirResult, IssueType};

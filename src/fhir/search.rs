@@ -66,7 +66,28 @@ pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
     Ok(())
 }
 
-fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
+/// The first value at a parameter's paths as text: a string, a number, a Period's start, a coding's code, a
+/// reference. For `_sort`.
+pub fn first_value_text(resource: &Value, paths: &[String]) -> Option<String> {
+    collect(resource, paths).into_iter().find_map(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(map) => ["start", "reference", "code", "value", "family", "text"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(Value::as_str).map(String::from))
+            .or_else(|| {
+                map.get("coding")
+                    .and_then(|c| c.get(0))
+                    .and_then(|c| c.get("code"))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            }),
+        _ => None,
+    })
+}
+
+/// Every value at a parameter's paths (arrays are walked into).
+pub fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
     let mut out = Vec::new();
     for path in paths {
         let mut current = vec![resource];

@@ -1,0 +1,169 @@
+//! Operations that reach across one patient's record: `_include` (follow references from the page's
+//! matches), `_revinclude` (items in the same record that point at them) and `Patient/$everything`. Each
+//! included resource goes through the same read or search path as a direct request, so scopes, practice reach
+//! and the compartment are checked for it again; what may not be seen is left out silently, never reported.
+
+use crate::app::{in_compartment, read_one, AppState};
+use crate::auth::Principal;
+use crate::fhir::error::{warning, IssueType};
+use crate::fhir::rest::Interaction;
+use crate::fhir::search;
+use crate::fhir::FhirResult;
+use crate::ids::LogicalId;
+use crate::mapping::file::ParamType;
+use crate::mapping::Compartment;
+use crate::translate::{self, Produced};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The record a set of resources belongs to: practice and the patient's native key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub practice: String,
+    pub patient: String,
+}
+
+/// Every searchable item of one type in one record, filtered to what the principal may see.
+pub async fn search_record(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &str,
+    resource_type: &str,
+    record: &RecordKey,
+) -> FhirResult<Vec<Value>> {
+    let Some(practice) = state.backend.practice(&record.practice) else {
+        return Ok(Vec::new());
+    };
+    let Some(mapping) = state.registry.get(practice.supplier.key(), resource_type) else {
+        return Ok(Vec::new());
+    };
+    if mapping.search.is_none() || mapping.compartment != Compartment::Patient {
+        return Ok(Vec::new());
+    }
+    let ctx = translate::Context {
+        registry: &state.registry,
+        ids: &state.ids,
+        principal,
+        request_id,
+    };
+    let mut produced = Produced::default();
+    translate::search(&ctx, practice, mapping, &[], &record.patient, &mut produced).await?;
+    Ok(produced
+        .resources
+        .into_iter()
+        .filter(|r| in_compartment(principal, r))
+        .collect())
+}
+
+/// `_include` and `_revinclude` for one page of matches; unsupported ones become warnings.
+pub async fn includes(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &str,
+    interaction: &Interaction,
+    page: &[Value],
+    records: &[RecordKey],
+    warnings: &mut Vec<Value>,
+) -> FhirResult<Vec<Value>> {
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let mut seen: BTreeSet<String> = page.iter().map(type_and_id).collect();
+    let mut out = Vec::new();
+    for include in &interaction.include {
+        let Some(def) = reference_param(state, &include.source, &include.param) else {
+            warnings.push(unsupported("_include", &include.source, &include.param));
+            continue;
+        };
+        if include.source != resource_type {
+            continue;
+        }
+        for resource in page {
+            for reference in references(resource, &def.paths) {
+                let Some((target_type, id)) = reference.split_once('/') else {
+                    continue;
+                };
+                if include.target.as_deref().is_some_and(|t| t != target_type) || !seen.insert(reference.clone()) {
+                    continue;
+                }
+                // Not found and not allowed look the same: the include is simply absent.
+                if let Ok(target) = read_one(state, principal, target_type, id, request_id).await {
+                    out.push(target);
+                }
+            }
+        }
+    }
+    for include in &interaction.revinclude {
+        let Some(def) = reference_param(state, &include.source, &include.param) else {
+            warnings.push(unsupported("_revinclude", &include.source, &include.param));
+            continue;
+        };
+        let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
+        for record in records {
+            for item in search_record(state, principal, request_id, &include.source, record).await? {
+                let points_here = references(&item, &def.paths).iter().any(|r| wanted.contains(r));
+                if points_here && seen.insert(type_and_id(&item)) {
+                    out.push(item);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The records a page of matches belongs to: a Patient is its own record; items carry theirs in their id.
+pub fn records_of(state: &AppState, page: &[Value]) -> Vec<RecordKey> {
+    let mut out = BTreeSet::new();
+    for resource in page {
+        let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+        let Ok(LogicalId {
+            practice,
+            patient,
+            item,
+        }) = state.ids.decode(resource_type, id)
+        else {
+            continue;
+        };
+        let patient = if resource_type == "Patient" { item } else { patient };
+        if !patient.is_empty() {
+            out.insert(RecordKey { practice, patient });
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn reference_param<'r>(
+    state: &'r AppState,
+    resource_type: &str,
+    name: &str,
+) -> Option<&'r crate::mapping::file::ParamDef> {
+    state
+        .registry
+        .mappings
+        .iter()
+        .filter(|m| m.resource == resource_type)
+        .flat_map(|m| m.params.iter())
+        .find(|d| d.name == name && d.kind == ParamType::Reference)
+}
+
+fn references(resource: &Value, paths: &[String]) -> Vec<String> {
+    search::collect(resource, paths)
+        .into_iter()
+        .filter_map(|v| v.get("reference").and_then(Value::as_str).map(String::from))
+        .collect()
+}
+
+fn type_and_id(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
+        resource.get("id").and_then(Value::as_str).unwrap_or_default()
+    )
+}
+
+fn unsupported(what: &str, source: &str, param: &str) -> Value {
+    warning(
+        IssueType::NotSupported,
+        "IM1-1206",
+        format!("{what}={source}:{param} is not supported and was ignored"),
+    )
+}

@@ -1,0 +1,150 @@
+//! Searching one patient's record: the patient parameter, `_sort`, `_include`, `_revinclude` and
+//! `Patient/$everything`, live through the EMIS simulator.
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+
+async fn start() -> (Simulators, Proxy, String, String) {
+    let options = SimOptions {
+        seed: 1,
+        patients: 6,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let bundle = get(&proxy, "Patient?identifier=9000000009", &t).await;
+    let id = bundle["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    (sims, proxy, t, id)
+}
+
+async fn get(proxy: &Proxy, path: &str, t: &str) -> Value {
+    let response = proxy.get(path, t).await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn entries<'b>(bundle: &'b Value, mode: &str) -> Vec<&'b Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| &e["resource"])
+        .collect()
+}
+
+#[tokio::test]
+async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
+    let (sims, proxy, t, patient) = start().await;
+    let bundle = get(&proxy, &format!("Condition?patient={patient}"), &t).await;
+    let conditions = entries(&bundle, "match");
+    assert!(!conditions.is_empty());
+    for c in &conditions {
+        assert_eq!(c["subject"]["reference"], format!("Patient/{patient}"));
+        assert_eq!(c["category"][0]["coding"][0]["code"], "problem-list-item");
+        im1_fhir_model::check_strict(c).unwrap();
+    }
+    // Each item reads back by its id, identical.
+    let read = get(
+        &proxy,
+        &format!("Condition/{}", conditions[0]["id"].as_str().unwrap()),
+        &t,
+    )
+    .await;
+    assert_eq!(&&read, &conditions[0]);
+    // Without a patient: a GP system searches one record at a time.
+    outcome(proxy.get("Condition", &t).await, 400).await;
+    // A forged or foreign patient id matches nothing rather than erroring with details.
+    let forged = get(&proxy, "Condition?patient=Patient/AAAAAAAAAAAAAAAAAAAAAAAA", &t).await;
+    assert_eq!(forged["total"], 0);
+    // An id from a practice the clinician may not reach finds nothing either.
+    let other = token(Role::Clinician, &["Y90002"]);
+    let foreign = get(&proxy, &format!("Condition?patient={patient}"), &other).await;
+    assert_eq!(foreign["total"], 0);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn sort_include_revinclude_and_everything_follow_the_record() {
+    let (sims, proxy, t, patient) = start().await;
+
+    let ascending = get(&proxy, &format!("Observation?patient={patient}&_sort=date"), &t).await;
+    let dates: Vec<&str> = entries(&ascending, "match")
+        .iter()
+        .map(|o| o["effectiveDateTime"].as_str().unwrap())
+        .collect();
+    assert!(dates.len() > 3);
+    assert!(dates.windows(2).all(|w| w[0][..4] <= w[1][..4]), "{dates:?}");
+    let descending = get(&proxy, &format!("Observation?patient={patient}&_sort=-date"), &t).await;
+    assert_eq!(
+        entries(&descending, "match")[0]["effectiveDateTime"],
+        *dates.last().unwrap()
+    );
+    outcome(
+        proxy
+            .get(&format!("Observation?patient={patient}&_sort=nonsense"), &t)
+            .await,
+        400,
+    )
+    .await;
+
+    let requests = get(
+        &proxy,
+        &format!("MedicationRequest?patient={patient}&_include=MedicationRequest:medication"),
+        &t,
+    )
+    .await;
+    let medications = entries(&requests, "include");
+    assert_eq!(medications.len(), entries(&requests, "match").len());
+    for (request, medication) in entries(&requests, "match").iter().zip(&medications) {
+        assert_eq!(
+            request["medicationReference"]["reference"],
+            format!("Medication/{}", medication["id"].as_str().unwrap())
+        );
+        assert_eq!(medication["code"]["coding"][0]["system"], "https://dmd.nhs.uk");
+    }
+
+    let encounters = get(
+        &proxy,
+        &format!("Encounter?patient={patient}&_revinclude=Observation:encounter"),
+        &t,
+    )
+    .await;
+    let ids: Vec<String> = entries(&encounters, "match")
+        .iter()
+        .map(|e| format!("Encounter/{}", e["id"].as_str().unwrap()))
+        .collect();
+    let observations = entries(&encounters, "include");
+    assert!(!observations.is_empty());
+    for o in &observations {
+        assert!(ids.contains(&o["encounter"]["reference"].as_str().unwrap().to_string()));
+    }
+
+    let everything = get(&proxy, &format!("Patient/{patient}/$everything?_count=200"), &t).await;
+    let all = entries(&everything, "match");
+    assert_eq!(all[0]["resourceType"], "Patient");
+    for resource_type in [
+        "AllergyIntolerance",
+        "Condition",
+        "Observation",
+        "Encounter",
+        "MedicationRequest",
+    ] {
+        assert!(
+            all.iter().any(|r| r["resourceType"] == resource_type),
+            "$everything lacks {resource_type}"
+        );
+    }
+    assert_eq!(everything["total"].as_u64().unwrap() as usize, all.len());
+    proxy.stop().await;
+    sims.shutdown().await;
+}
