@@ -350,22 +350,20 @@ pub fn fhir_date(text: &str, precision: &str) -> Option<String> {
     valid.then(|| out.to_string())
 }
 
-/// An instant plus whole minutes (an encounter's end from its start and duration), as a FHIR instant in the
-/// start's own offset.
+/// An instant plus whole minutes (an encounter's end from its start and duration), as a FHIR instant in UTC.
 pub fn add_minutes(text: &str, minutes: i64) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let start = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    start
-        .checked_add(time::Duration::minutes(minutes))?
-        .format(&Rfc3339)
-        .ok()
+    fhir_instant(&start.checked_add(time::Duration::minutes(minutes))?.format(&Rfc3339).ok()?)
 }
 
-/// Normalises a native date-time with a zone (`Z` or an offset, any fraction) to a FHIR instant.
+/// Normalises a native date-time with a zone (`Z` or an offset, any fraction) to a FHIR instant in UTC:
+/// suppliers give the same moment in different offsets (EMIS in UK local time, SystmOne and Medicus in UTC),
+/// and one FHIR question must get the same answer from each.
 pub fn fhir_instant(text: &str) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let parsed = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    parsed.format(&Rfc3339).ok()
+    parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
 }
 
 #[cfg(test)]
