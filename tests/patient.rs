@@ -196,9 +196,16 @@ async fn search_parameters_are_checked() {
         clamped["link"][0]["url"].as_str().unwrap().ends_with("_count=200"),
         "{clamped}"
     );
-    // Parameters parsed but not applied yet are reported, not silently dropped.
+    // _sort applies; an _include the type has no reference parameter for is reported, not silently dropped.
     let sorted = json(proxy.get(&format!("{NHS_SEARCH}&_sort=-birthdate"), &t).await).await;
-    let warning = sorted["entry"]
+    assert_eq!(sorted["total"], 1);
+    assert!(sorted["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["search"]["mode"] == "match"));
+    let included = json(proxy.get(&format!("{NHS_SEARCH}&_include=Patient:nonsense"), &t).await).await;
+    let warning = included["entry"]
         .as_array()
         .unwrap()
         .iter()

@@ -354,7 +354,12 @@ pub fn fhir_date(text: &str, precision: &str) -> Option<String> {
 pub fn add_minutes(text: &str, minutes: i64) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let start = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    fhir_instant(&start.checked_add(time::Duration::minutes(minutes))?.format(&Rfc3339).ok()?)
+    fhir_instant(
+        &start
+            .checked_add(time::Duration::minutes(minutes))?
+            .format(&Rfc3339)
+            .ok()?,
+    )
 }
 
 /// Normalises a native date-time with a zone (`Z` or an offset, any fraction) to a FHIR instant in UTC:
