@@ -1,0 +1,181 @@
+//! The SQLite side: connection settings, the schema, and the one statement that writes a batch.
+//!
+//! One `audit_event` row per event, holding the AuditEvent JSON as the record and, beside it, the few columns a
+//! search filters on (all indexed). An event may touch several patients, so patients also go to the
+//! `audit_patient` side table, which is what `patient=` searches use.
+//!
+//! Settings, and why:
+//! - `journal_mode=WAL`: a commit appends to one file and readers never block the writer.
+//! - `synchronous=NORMAL` (default): a commit survives a killed process but not a power cut; `FULL` fsyncs the WAL
+//!   on every commit and survives both. Group commit makes either affordable.
+//! - `wal_autocheckpoint=0`: SQLite's automatic checkpoint runs inside whichever commit crosses the threshold, a
+//!   spike of several ms on a request's path. The store's checkpointer thread runs them instead (see `store.rs`).
+//! - `journal_size_limit`: once a checkpoint has caught up, the WAL is cut back to this size instead of staying at
+//!   its high-water mark.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::error::AuditError;
+use super::event::instant;
+use super::facts::AuditFacts;
+
+/// How hard a commit is pushed to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Survives a killed process (the default).
+    #[default]
+    Normal,
+    /// Survives a power cut too: an fsync per (group) commit.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_event (
+    id          TEXT PRIMARY KEY,
+    recorded    TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    agent       TEXT,
+    patient     TEXT,
+    entity      TEXT,
+    interaction TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    json        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_event_recorded ON audit_event (recorded);
+CREATE INDEX IF NOT EXISTS audit_event_patient ON audit_event (patient);
+CREATE INDEX IF NOT EXISTS audit_event_agent ON audit_event (agent, recorded);
+CREATE INDEX IF NOT EXISTS audit_event_entity ON audit_event (entity, recorded);
+CREATE TABLE IF NOT EXISTS audit_patient (
+    patient  TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (patient, event_id)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+/// Opens (creating if need be) the database for writing, in WAL mode, with the schema in place.
+pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, AuditError> {
+    let open = |e: rusqlite::Error| AuditError::open(path, e);
+    let conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(open)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(AuditError::open(path, format!("journal_mode is {mode}, not WAL")));
+    }
+    conn.pragma_update(None, "synchronous", synchronous.pragma())
+        .map_err(open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(open)?;
+    conn.execute_batch(SCHEMA).map_err(open)?;
+    Ok(conn)
+}
+
+/// A second connection to the same database: for searches (read-only) or for checkpoints.
+pub(crate) fn open_side(path: &Path, read_only: bool) -> Result<Connection, AuditError> {
+    let open = |e: rusqlite::Error| AuditError::open(path, e);
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    flags |= if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+    if !read_only {
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
+    }
+    Ok(conn)
+}
+
+/// One event as written: the JSON and the columns searches use.
+pub(crate) struct EventRow {
+    pub id: String,
+    pub recorded: String,
+    pub outcome: &'static str,
+    pub agent: Option<String>,
+    pub patients: Vec<String>,
+    pub entity: Option<String>,
+    pub interaction: String,
+    pub status: u16,
+    pub json: String,
+}
+
+impl EventRow {
+    pub(crate) fn new(id: String, facts: &AuditFacts, json: String) -> EventRow {
+        EventRow {
+            recorded: instant(facts.ended),
+            outcome: facts.outcome(),
+            agent: facts.who.as_ref().map(|who| who.subject.clone()),
+            patients: facts.patient_ids(),
+            entity: facts.entity_key(),
+            interaction: facts.interaction.clone(),
+            status: facts.status,
+            json,
+            id,
+        }
+    }
+}
+
+/// Writes every row in one transaction: all are committed, or none.
+pub(crate) fn insert_batch<'a>(
+    conn: &mut Connection,
+    rows: impl Iterator<Item = &'a EventRow>,
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut event = tx.prepare_cached(
+            "INSERT INTO audit_event (id, recorded, outcome, agent, patient, entity, interaction, status, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut patient =
+            tx.prepare_cached("INSERT OR IGNORE INTO audit_patient (patient, event_id) VALUES (?1, ?2)")?;
+        for row in rows {
+            event.execute(rusqlite::params![
+                row.id,
+                row.recorded,
+                row.outcome,
+                row.agent,
+                row.patients.first(),
+                row.entity,
+                row.interaction,
+                row.status,
+                row.json,
+            ])?;
+            for id in &row.patients {
+                patient.execute(rusqlite::params![id, row.id])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Copies committed WAL frames into the database without waiting for anyone (`PASSIVE`), or, at shutdown, all of
+/// them and truncates the WAL (`TRUNCATE`).
+pub(crate) fn checkpoint(conn: &Connection, truncate: bool) -> Result<(), rusqlite::Error> {
+    let sql = if truncate {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    } else {
+        "PRAGMA wal_checkpoint(PASSIVE)"
+    };
+    conn.query_row(sql, [], |_| Ok(()))
+}
+
+pub(crate) fn count(conn: &Connection) -> Result<u64, rusqlite::Error> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM audit_event", [], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

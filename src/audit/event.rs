@@ -1,0 +1,442 @@
+//! [`AuditFacts`] → a FHIR R4 AuditEvent shaped like the IHE Basic Audit Log Patterns (BALP).
+//!
+//! The shape follows BALP's RESTful patterns (Read, Query, Create, ...) without claiming its profiles in
+//! `meta.profile`: BALP wants a Device or Practitioner reference for every agent, and we only have identifiers.
+//!
+//! - `type` = `rest`; `subtype` = the restful-interaction code; `action` = C/R/U/D/E by interaction.
+//! - agents: the user (requestor; BALP user-agent type IRCP for reads, AGNT for writes, PAT when the user is the
+//!   patient; `policy` holds the token id as BALP's OAuth pattern does), the client application (DICOM `110150`,
+//!   with the network address), the organisations the user acts for, and this server (DICOM `110152`).
+//!   With no authenticated user (a 401) the client application, known only by its address, is the requestor.
+//! - entities: each patient (Person/Patient, by reference and NHS number), the resource (System Object / Domain
+//!   Resource), the query (role Query, base64), the transaction (BALP `XrequestId`, with method, status, outcome
+//!   code, cache and practices as `detail`), and one System Object per native call (supplier, practice, operation,
+//!   status, millis as `detail`).
+//!
+//! Codes we had to invent live under `https://im1-fhir.dev/`: the principal system (one per role), the interaction
+//! code `unknown`, the client-id system and the RBAC role system (the national RBAC role codes have no FHIR
+//! CodeSystem URL we could confirm).
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use super::facts::{AuditFacts, NativeCallFact, PatientRef, Who};
+
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
+const ODS: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+const BALP_ENTITY_TYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
+const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+/// The RBAC role codes (`R8000`, ...) as carried by our tokens; see the module doc.
+pub const RBAC_ROLE_SYSTEM: &str = "https://im1-fhir.dev/CodeSystem/national-rbac-role";
+pub const CLIENT_ID_SYSTEM: &str = "https://im1-fhir.dev/client-id";
+
+/// The `restful-interaction` codes of FHIR R4; anything else is recorded as our own `unknown`.
+const INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history",
+    "history-instance",
+    "history-type",
+    "history-system",
+    "create",
+    "search",
+    "search-type",
+    "search-compartment",
+    "search-system",
+    "capabilities",
+    "transaction",
+    "batch",
+    "operation",
+];
+
+/// The AuditEvent for one interaction, with the given logical id.
+pub fn audit_event(id: &str, facts: &AuditFacts) -> Value {
+    let action = action(&facts.interaction);
+    let (start, end) = if facts.started <= facts.ended {
+        (facts.started, facts.ended)
+    } else {
+        (facts.ended, facts.started)
+    };
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": id,
+        "type": coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "Restful Operation"),
+        "subtype": [subtype(&facts.interaction)],
+        "action": action,
+        "period": {"start": instant(start), "end": instant(end)},
+        "recorded": instant(facts.ended),
+        "outcome": facts.outcome(),
+    });
+    if let Some(desc) = outcome_desc(facts) {
+        event["outcomeDesc"] = Value::String(desc);
+    }
+    event["agent"] = Value::Array(agents(facts, action));
+    event["source"] = json!({
+        "observer": {"display": "im1-fhir"},
+        "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")],
+    });
+    event["entity"] = Value::Array(entities(facts));
+    event
+}
+
+/// An instant as stored and searched: UTC, microseconds, fixed width, so text order is time order.
+pub fn instant(t: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    utc.format(format).unwrap_or_else(|_| {
+        // Only years outside 0000-9999 get here; RFC 3339 is still a valid FHIR instant.
+        utc.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    })
+}
+
+/// C/R/U/D/E, the DICOM event action code, by interaction. Operations are `E`: an operation may read or write.
+pub fn action(interaction: &str) -> &'static str {
+    match interaction {
+        "create" => "C",
+        "read" | "vread" | "search" | "search-type" | "search-compartment" | "search-system" | "history"
+        | "history-instance" | "history-type" | "history-system" | "capabilities" => "R",
+        "update" | "patch" => "U",
+        "delete" => "D",
+        _ => "E",
+    }
+}
+
+fn subtype(interaction: &str) -> Value {
+    if INTERACTIONS.contains(&interaction) {
+        json!({"system": RESTFUL_INTERACTION, "code": interaction, "display": interaction})
+    } else {
+        coding(
+            "https://im1-fhir.dev/CodeSystem/interaction",
+            "unknown",
+            "not a recognised FHIR interaction",
+        )
+    }
+}
+
+fn outcome_desc(facts: &AuditFacts) -> Option<String> {
+    match (&facts.outcome_code, &facts.outcome_text) {
+        (Some(code), Some(text)) => Some(format!("{code}: {text}")),
+        (Some(code), None) => Some(code.clone()),
+        (None, Some(text)) => Some(text.clone()),
+        (None, None) => None,
+    }
+}
+
+fn agents(facts: &AuditFacts, action: &str) -> Vec<Value> {
+    let mut agents = Vec::new();
+    let network = facts
+        .client_address
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(|address| {
+            // network-type 2 is an IP address, 1 a machine name.
+            let kind = if address.parse::<std::net::IpAddr>().is_ok() {
+                "2"
+            } else {
+                "1"
+            };
+            json!({"address": address, "type": kind})
+        });
+    let mut client = json!({
+        "type": {"coding": [coding(DCM, "110150", "Application")]},
+    });
+    match &facts.who {
+        Some(who) => {
+            agents.push(user_agent(who, action));
+            client["who"] = json!({"identifier": {"system": CLIENT_ID_SYSTEM, "value": who.client_id}});
+            client["requestor"] = Value::Bool(false);
+        }
+        None => {
+            client["requestor"] = Value::Bool(true);
+        }
+    }
+    if let Some(network) = network {
+        client["network"] = network;
+    }
+    agents.push(client);
+    for ods in facts.who.iter().flat_map(|who| &who.organisations) {
+        let provider = coding(
+            "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+            "PROV",
+            "healthcare provider",
+        );
+        agents.push(json!({
+            "type": {"coding": [provider]},
+            "who": {"type": "Organization", "identifier": {"system": ODS, "value": ods}},
+            "requestor": false,
+        }));
+    }
+    agents.push(json!({
+        "type": {"coding": [coding(DCM, "110152", "Destination Role ID")]},
+        "who": {"display": "im1-fhir"},
+        "requestor": false,
+    }));
+    agents
+}
+
+fn user_agent(who: &Who, action: &str) -> Value {
+    let kind = if who.role == "patient" {
+        coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PAT", "patient")
+    } else if action == "R" {
+        coding(
+            "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+            "IRCP",
+            "information recipient",
+        )
+    } else {
+        coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "AGNT", "agent")
+    };
+    let mut agent = json!({
+        "type": {"coding": [kind]},
+        "who": {"identifier": {"system": format!("https://im1-fhir.dev/principal/{}", who.role), "value": who.subject}},
+        "requestor": true,
+    });
+    if let Some(rbac) = who.rbac_role.as_deref().filter(|r| !r.is_empty()) {
+        agent["role"] = json!([{"coding": [{"system": RBAC_ROLE_SYSTEM, "code": rbac}]}]);
+    }
+    if !who.token_id.is_empty() {
+        agent["policy"] = json!([who.token_id]);
+    }
+    agent
+}
+
+fn entities(facts: &AuditFacts) -> Vec<Value> {
+    let mut entities: Vec<Value> = facts.patients.iter().filter_map(patient_entity).collect();
+    if let Some(resource_type) = facts.resource_type.as_deref() {
+        let what = match facts.resource_id.as_deref() {
+            Some(id) => json!({"reference": format!("{resource_type}/{id}")}),
+            None => json!({"type": resource_type}),
+        };
+        entities.push(json!({
+            "what": what,
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "4", "Domain Resource"),
+        }));
+    }
+    if let Some(query) = facts.query.as_deref().filter(|q| !q.is_empty()) {
+        let mut entity = json!({
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "role": coding(OBJECT_ROLE, "24", "Query"),
+            "query": base64::engine::general_purpose::STANDARD.encode(query),
+        });
+        if let Some(resource_type) = facts.resource_type.as_deref() {
+            entity["what"] = json!({"type": resource_type});
+        }
+        entities.push(entity);
+    }
+    entities.push(transaction_entity(facts));
+    entities.extend(facts.native_calls.iter().map(native_call_entity));
+    entities
+}
+
+fn patient_entity(patient: &PatientRef) -> Option<Value> {
+    let mut what = Map::new();
+    if let Some(id) = patient.logical_id() {
+        what.insert("reference".into(), Value::String(format!("Patient/{id}")));
+    }
+    if let Some(nhs) = patient.nhs_number.as_deref().filter(|n| !n.is_empty()) {
+        what.insert("identifier".into(), json!({"system": NHS_NUMBER, "value": nhs}));
+    }
+    if what.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "what": what,
+        "type": coding(ENTITY_TYPE, "1", "Person"),
+        "role": coding(OBJECT_ROLE, "1", "Patient"),
+    }))
+}
+
+/// BALP's transaction entity: the request id, with what else the HTTP exchange tells.
+fn transaction_entity(facts: &AuditFacts) -> Value {
+    let mut details = vec![
+        detail("method", &facts.method),
+        detail("status", &facts.status.to_string()),
+    ];
+    if let Some(code) = facts.outcome_code.as_deref() {
+        details.push(detail("outcome-code", code));
+    }
+    details.push(detail("cache", if facts.cache_hit { "hit" } else { "miss" }));
+    details.extend(facts.practices.iter().map(|ods| detail("practice", ods)));
+    let mut entity = json!({"type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id")});
+    if !facts.request_id.is_empty() {
+        entity["what"] = json!({"identifier": {"value": facts.request_id}});
+    }
+    entity["detail"] = Value::Array(details);
+    entity
+}
+
+fn native_call_entity(call: &NativeCallFact) -> Value {
+    let status = call.status.map_or_else(|| "none".to_string(), |s| s.to_string());
+    json!({
+        "type": coding(ENTITY_TYPE, "2", "System Object"),
+        "name": "native call",
+        "description": format!("{} {}", call.supplier, call.operation),
+        "detail": [
+            detail("supplier", &call.supplier),
+            detail("practice", &call.practice),
+            detail("operation", &call.operation),
+            detail("status", &status),
+            detail("millis", &call.millis.to_string()),
+        ],
+    })
+}
+
+fn detail(kind: &str, value: &str) -> Value {
+    json!({"type": kind, "valueString": value})
+}
+
+fn coding(system: &str, code: &str, display: &str) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::facts::tests::{patient_read, unauthenticated};
+    use super::*;
+
+    fn entity_of_role<'a>(event: &'a Value, role: &str) -> Vec<&'a Value> {
+        event["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["role"]["code"] == role)
+            .collect()
+    }
+
+    #[test]
+    fn a_401_has_the_client_as_requestor_and_no_user() {
+        let event = audit_event("e-401", &unauthenticated());
+        assert_eq!(event["resourceType"], "AuditEvent");
+        assert_eq!(event["id"], "e-401");
+        assert_eq!(event["outcome"], "4");
+        assert_eq!(event["action"], "E");
+        assert_eq!(event["subtype"][0]["code"], "unknown");
+        assert_eq!(event["outcomeDesc"], "IM1-1001: The bearer token is missing or invalid");
+        let agents = event["agent"].as_array().unwrap();
+        assert_eq!(agents.len(), 2, "client and server only: {agents:?}");
+        assert_eq!(agents[0]["type"]["coding"][0]["code"], "110150");
+        assert_eq!(agents[0]["requestor"], true);
+        assert_eq!(agents[0]["network"], json!({"address": "10.0.0.8", "type": "2"}));
+        assert!(agents[0].get("who").is_none());
+        assert_eq!(agents[1]["type"]["coding"][0]["code"], "110152");
+        // Only the transaction entity: no patient, no resource, no native call.
+        let entities = event["entity"].as_array().unwrap();
+        assert_eq!(entities.len(), 1);
+        assert_eq!(entities[0]["type"]["code"], "XrequestId");
+        assert_eq!(entities[0]["what"]["identifier"]["value"], "req-2");
+        assert_eq!(event["source"]["type"][0]["code"], "4");
+        assert_eq!(event["recorded"], "2023-11-14T22:15:00.000000Z");
+    }
+
+    #[test]
+    fn a_patient_read_names_user_client_patient_resource_and_native_calls() {
+        let event = audit_event("e-read", &patient_read());
+        assert_eq!(event["type"]["code"], "rest");
+        assert_eq!(
+            event["subtype"][0],
+            json!({"system": RESTFUL_INTERACTION, "code": "read", "display": "read"})
+        );
+        assert_eq!(event["action"], "R");
+        assert_eq!(event["outcome"], "0");
+        assert!(event.get("outcomeDesc").is_none());
+        assert_eq!(event["period"]["start"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(event["recorded"], "2023-11-14T22:13:21.000000Z");
+
+        let agents = event["agent"].as_array().unwrap();
+        let user = &agents[0];
+        assert_eq!(user["requestor"], true);
+        assert_eq!(user["type"]["coding"][0]["code"], "IRCP");
+        assert_eq!(
+            user["who"]["identifier"]["system"],
+            "https://im1-fhir.dev/principal/clinician"
+        );
+        assert_eq!(user["who"]["identifier"]["value"], "clinician-1");
+        assert_eq!(user["role"][0]["coding"][0]["code"], "R8000");
+        assert_eq!(user["policy"][0], "jti-secret-77");
+        let client = &agents[1];
+        assert_eq!(client["type"]["coding"][0]["code"], "110150");
+        assert_eq!(client["who"]["identifier"]["value"], "gp-app");
+        assert_eq!(client["requestor"], false);
+        assert_eq!(client["network"]["address"], "10.0.0.7");
+        assert_eq!(
+            agents[2]["who"]["identifier"],
+            json!({"system": ODS, "value": "A12345"})
+        );
+        assert_eq!(agents[3]["who"]["display"], "im1-fhir");
+
+        let patients = entity_of_role(&event, "1");
+        assert_eq!(patients.len(), 1);
+        assert_eq!(patients[0]["type"]["code"], "1");
+        assert_eq!(patients[0]["what"]["reference"], "Patient/p1");
+        assert_eq!(
+            patients[0]["what"]["identifier"],
+            json!({"system": NHS_NUMBER, "value": "9000000009"})
+        );
+        let resources = entity_of_role(&event, "4");
+        assert_eq!(resources[0]["what"]["reference"], "Patient/p1");
+        assert!(entity_of_role(&event, "24").is_empty(), "no query for a read");
+
+        let calls: Vec<&Value> = event["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "native call")
+            .collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1]["description"], "emis GET /patients/{id}");
+        let details = calls[1]["detail"].as_array().unwrap();
+        let find = |kind: &str| details.iter().find(|d| d["type"] == kind).unwrap()["valueString"].clone();
+        assert_eq!(find("status"), "200");
+        assert_eq!(find("millis"), "31");
+        assert_eq!(find("practice"), "A12345");
+    }
+
+    #[test]
+    fn a_search_carries_its_query_in_base64_and_is_a_read() {
+        let mut facts = patient_read();
+        facts.interaction = "search-type".into();
+        facts.resource_type = Some("Observation".into());
+        facts.resource_id = None;
+        facts.query = Some("patient=p1&code=1234".into());
+        facts.status = 502;
+        let event = audit_event("e-search", &facts);
+        assert_eq!(event["action"], "R");
+        assert_eq!(event["outcome"], "8");
+        let query = entity_of_role(&event, "24");
+        assert_eq!(
+            query[0]["query"],
+            base64::engine::general_purpose::STANDARD.encode("patient=p1&code=1234")
+        );
+        assert_eq!(query[0]["what"]["type"], "Observation");
+        assert!(query[0].get("name").is_none(), "sev-1: name or query, not both");
+        assert_eq!(entity_of_role(&event, "4")[0]["what"], json!({"type": "Observation"}));
+    }
+
+    #[test]
+    fn actions_follow_the_interaction() {
+        for (interaction, code) in [
+            ("create", "C"),
+            ("update", "U"),
+            ("patch", "U"),
+            ("delete", "D"),
+            ("operation", "E"),
+        ] {
+            assert_eq!(action(interaction), code, "{interaction}");
+        }
+    }
+
+    #[test]
+    fn instants_are_utc_and_fixed_width() {
+        let t = time::macros::datetime!(2024-03-01 01:30:00.5 +02:00);
+        assert_eq!(instant(t), "2024-02-29T23:30:00.500000Z");
+    }
+}

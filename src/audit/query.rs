@@ -1,0 +1,303 @@
+//! Searching AuditEvents for the auditor: a typed query, its parsing from FHIR search parameters, and its SQL.
+//!
+//! Every filter is an indexed column (`recorded`, `outcome`, `agent`, `entity`, and the `audit_patient` side table
+//! for patients), so a search never parses stored JSON except for the rows it returns. Results are newest first.
+//!
+//! FHIR semantics kept: a comma means "any of"; `date` may repeat (`ge` and `le` together make a window) and its
+//! value's precision sets its range (`date=2024-03` is the whole of March). Repeating any other parameter is refused
+//! rather than read as "all of", which for single-valued columns would only ever match nothing.
+
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+use super::error::AuditError;
+use super::event::instant;
+use super::facts::patient_logical_id;
+
+/// The default and the largest page.
+pub const DEFAULT_COUNT: usize = 100;
+pub const MAX_COUNT: usize = 1000;
+
+/// What the auditor asks for. Empty lists do not filter; a list matches any of its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// `recorded >= since`.
+    pub since: Option<OffsetDateTime>,
+    /// `recorded < before`.
+    pub before: Option<OffsetDateTime>,
+    /// Patient logical ids.
+    pub patients: Vec<String>,
+    /// Agent subjects (the user's `who.identifier.value`).
+    pub agents: Vec<String>,
+    /// `Type/id` for one resource, or `Type` for every event about that type.
+    pub entities: Vec<String>,
+    /// AuditEvent outcome codes: `0`, `4`, `8`, `12`.
+    pub outcomes: Vec<String>,
+    /// At most this many events, newest first.
+    pub count: usize,
+}
+
+impl Default for AuditQuery {
+    fn default() -> Self {
+        AuditQuery {
+            since: None,
+            before: None,
+            patients: Vec::new(),
+            agents: Vec::new(),
+            entities: Vec::new(),
+            outcomes: Vec::new(),
+            count: DEFAULT_COUNT,
+        }
+    }
+}
+
+impl AuditQuery {
+    /// Parses decoded FHIR search parameters (`date`, `patient`, `agent`, `entity`, `outcome`, `_count`; `_format`
+    /// and `_pretty` are ignored as they shape the response, not the search). The error names the parameter.
+    pub fn from_params(params: &[(String, String)]) -> Result<AuditQuery, String> {
+        let mut query = AuditQuery::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in params {
+            if name != "date" {
+                if seen.contains(&name.as_str()) {
+                    return Err(format!(
+                        "parameter '{name}' is repeated; use a comma to ask for any of several values"
+                    ));
+                }
+                seen.push(name);
+            }
+            let values = || {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+            };
+            match name.as_str() {
+                "date" => query.add_date(value).map_err(|e| format!("parameter 'date': {e}"))?,
+                "patient" => query.patients = values().map(|v| patient_logical_id(&v).to_string()).collect(),
+                "agent" => query.agents = values().collect(),
+                "entity" => query.entities = values().collect(),
+                "outcome" => {
+                    query.outcomes = values().collect();
+                    if let Some(bad) = query
+                        .outcomes
+                        .iter()
+                        .find(|o| !matches!(o.as_str(), "0" | "4" | "8" | "12"))
+                    {
+                        return Err(format!("parameter 'outcome': '{bad}' is not one of 0, 4, 8, 12"));
+                    }
+                }
+                "_count" => {
+                    let count: usize = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("parameter '_count': '{value}' is not a number"))?;
+                    query.count = count.min(MAX_COUNT);
+                }
+                "_format" | "_pretty" => {}
+                other => return Err(format!("unknown search parameter '{other}' for AuditEvent")),
+            }
+        }
+        Ok(query)
+    }
+
+    /// Narrows the window by one FHIR date parameter (`ge2024-01-01`, `lt2024-03-01T10:00:00Z`, `2024-02`).
+    fn add_date(&mut self, value: &str) -> Result<(), String> {
+        let (prefix, text) = match value.get(..2) {
+            Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
+            Some("ne" | "sa" | "eb" | "ap") => return Err(format!("prefix '{}' is not supported", &value[..2])),
+            _ => ("eq", value),
+        };
+        let (start, end) = date_range(text)?;
+        let (since, before) = match prefix {
+            "ge" => (Some(start), None),
+            "gt" => (Some(end), None),
+            "le" => (None, Some(end)),
+            "lt" => (None, Some(start)),
+            _ => (Some(start), Some(end)),
+        };
+        if let Some(since) = since {
+            self.since = Some(self.since.map_or(since, |s| s.max(since)));
+        }
+        if let Some(before) = before {
+            self.before = Some(self.before.map_or(before, |b| b.min(before)));
+        }
+        Ok(())
+    }
+}
+
+/// The instants `[start, end)` a FHIR date, dateTime or instant of any precision stands for. A value without a
+/// time zone is taken as UTC; a `+` that URL decoding turned into a space is put back.
+fn date_range(text: &str) -> Result<(OffsetDateTime, OffsetDateTime), String> {
+    let text = text.trim_start().replace(' ', "+");
+    let bad = || format!("'{text}' is not a FHIR date or dateTime");
+    let number = |s: Option<&str>| s.and_then(|s| s.parse::<i32>().ok()).ok_or_else(bad);
+    let date = |y: i32, m: u8, d: u8| {
+        let month = time::Month::try_from(m).map_err(|_| bad())?;
+        time::Date::from_calendar_date(y, month, d)
+            .map_err(|_| bad())
+            .map(|d| d.midnight().assume_utc())
+    };
+    match text.len() {
+        4 => {
+            let year = number(text.get(0..4))?;
+            Ok((date(year, 1, 1)?, date(year + 1, 1, 1)?))
+        }
+        7 if text.as_bytes()[4] == b'-' => {
+            let (year, month) = (number(text.get(0..4))?, number(text.get(5..7))?);
+            let month = u8::try_from(month).map_err(|_| bad())?;
+            let start = date(year, month, 1)?;
+            let end = if month == 12 {
+                date(year + 1, 1, 1)?
+            } else {
+                date(year, month + 1, 1)?
+            };
+            Ok((start, end))
+        }
+        10 => {
+            let start = time::Date::parse(&text, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| bad())?
+                .midnight()
+                .assume_utc();
+            Ok((start, start + Duration::days(1)))
+        }
+        _ => {
+            let has_zone = text.ends_with('Z') || text.get(19..).is_some_and(|rest| rest.contains(['+', '-']));
+            let full = if has_zone { text.clone() } else { format!("{text}Z") };
+            let at = OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| bad())?
+                .to_offset(UtcOffset::UTC);
+            // The precision is the seconds, or as many fraction digits as were given.
+            let digits = text
+                .get(19..)
+                .filter(|rest| rest.starts_with('.'))
+                .map_or(0, |rest| rest[1..].bytes().take_while(u8::is_ascii_digit).count());
+            let step = Duration::nanoseconds(10_i64.pow(9_u32.saturating_sub(digits.min(9) as u32)));
+            Ok((at, at + step))
+        }
+    }
+}
+
+/// Runs the query on a connection and returns the stored AuditEvents, newest first.
+pub(crate) fn run(conn: &rusqlite::Connection, query: &AuditQuery) -> Result<Vec<Value>, AuditError> {
+    let (sql, args) = to_sql(query);
+    let search = |e: rusqlite::Error| AuditError::Search(e.to_string());
+    let mut statement = conn.prepare_cached(&sql).map_err(search)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))
+        .map_err(search)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let text = row.map_err(search)?;
+        let event = serde_json::from_str(&text).map_err(|e| AuditError::Search(format!("a stored event: {e}")))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn to_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from("SELECT e.json FROM audit_event e WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(since) = query.since {
+        sql.push_str(" AND e.recorded >= ?");
+        args.push(SqlValue::Text(instant(since)));
+    }
+    if let Some(before) = query.before {
+        sql.push_str(" AND e.recorded < ?");
+        args.push(SqlValue::Text(instant(before)));
+    }
+    in_list(&mut sql, &mut args, "e.outcome", &query.outcomes);
+    in_list(&mut sql, &mut args, "e.agent", &query.agents);
+    if !query.patients.is_empty() {
+        sql.push_str(" AND e.id IN (SELECT event_id FROM audit_patient WHERE 1 = 1");
+        in_list(&mut sql, &mut args, "patient", &query.patients);
+        sql.push(')');
+    }
+    if !query.entities.is_empty() {
+        let mut alternatives = Vec::new();
+        for entity in &query.entities {
+            if entity.contains('/') {
+                alternatives.push("e.entity = ?");
+                args.push(SqlValue::Text(entity.clone()));
+            } else {
+                // A type: the type-level rows, and every `Type/...` row as an index range ('0' follows '/').
+                alternatives.push("e.entity = ? OR (e.entity >= ? AND e.entity < ?)");
+                args.push(SqlValue::Text(entity.clone()));
+                args.push(SqlValue::Text(format!("{entity}/")));
+                args.push(SqlValue::Text(format!("{entity}0")));
+            }
+        }
+        sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+    }
+    sql.push_str(" ORDER BY e.recorded DESC, e.rowid DESC LIMIT ?");
+    args.push(SqlValue::Integer(i64::try_from(query.count).unwrap_or(i64::MAX)));
+    (sql, args)
+}
+
+/// ` AND column IN (?, ...)`, or nothing for an empty list. (`1 = 1` starts every WHERE so that each clause
+/// can begin with AND, the sub-select's included.)
+fn in_list(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[String]) {
+    if !values.is_empty() {
+        sql.push_str(&format!(" AND {column} IN ({})", vec!["?"; values.len()].join(", ")));
+        args.extend(values.iter().cloned().map(SqlValue::Text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn date_prefixes_make_a_window() {
+        let q = AuditQuery::from_params(&params(&[("date", "ge2024-01-01"), ("date", "le2024-01-31")])).unwrap();
+        assert_eq!(q.since, Some(datetime!(2024-01-01 0:00 UTC)));
+        assert_eq!(q.before, Some(datetime!(2024-02-01 0:00 UTC)));
+        let q = AuditQuery::from_params(&params(&[("date", "gt2024-02"), ("date", "lt2025")])).unwrap();
+        assert_eq!(q.since, Some(datetime!(2024-03-01 0:00 UTC)));
+        assert_eq!(q.before, Some(datetime!(2025-01-01 0:00 UTC)));
+        let q = AuditQuery::from_params(&params(&[("date", "2024-12")])).unwrap();
+        assert_eq!(
+            (q.since, q.before),
+            (
+                Some(datetime!(2024-12-01 0:00 UTC)),
+                Some(datetime!(2025-01-01 0:00 UTC))
+            )
+        );
+        let q = AuditQuery::from_params(&params(&[("date", "ge2024-01-01T10:00:00 01:00")])).unwrap();
+        assert_eq!(q.since, Some(datetime!(2024-01-01 9:00 UTC)));
+        let q = AuditQuery::from_params(&params(&[("date", "le2024-01-01T10:00:00.5Z")])).unwrap();
+        assert_eq!(q.before, Some(datetime!(2024-01-01 10:00:00.6 UTC)));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let err = |pairs: &[(&str, &str)]| AuditQuery::from_params(&params(pairs)).unwrap_err();
+        assert!(err(&[("subtype", "read")]).contains("'subtype'"));
+        assert!(err(&[("date", "ge2024-13-01")]).contains("'date'"));
+        assert!(err(&[("date", "ne2024")]).contains("'date'"));
+        assert!(err(&[("outcome", "3")]).contains("'outcome'"));
+        assert!(err(&[("_count", "many")]).contains("'_count'"));
+        assert!(err(&[("agent", "a"), ("agent", "b")]).contains("'agent'"));
+    }
+
+    #[test]
+    fn values_are_normalised() {
+        let q = AuditQuery::from_params(&params(&[
+            ("patient", "Patient/p1,p2"),
+            ("outcome", "4,8"),
+            ("_count", "5000"),
+            ("_format", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(q.patients, vec!["p1", "p2"]);
+        assert_eq!(q.outcomes, vec!["4", "8"]);
+        assert_eq!(q.count, MAX_COUNT);
+    }
+}

@@ -1,0 +1,311 @@
+//! The durable store: `record()` resolves only once its event is committed, and commits are grouped.
+//!
+//! Requests hand their event (already serialised, on their own task) to one writer thread through a bounded
+//! channel. The writer takes whatever is waiting, up to `max_batch`, writes it all in one transaction, commits,
+//! and only then wakes each waiter through its oneshot. Under load one commit (and, with `FULL`, one fsync) serves
+//! many requests; when idle a batch is one event and waits for nobody.
+//!
+//! Checkpoints run on a third thread with its own connection, nudged after commits and at most every
+//! [`CHECKPOINT_SPACING`]. A `PASSIVE` checkpoint never takes the write lock, so commits carry on while it copies
+//! pages; running it on the writer thread instead, even "when idle", would hold the next commit behind it, and a
+//! checkpoint of a large WAL is the several-ms spike measured in design.md.
+//!
+//! Failure is loud and local: if the writer cannot commit, every waiter of that batch gets `Commit`; if the writer
+//! is gone, `record` gets `WriterStopped` at once rather than hanging. An event whose caller stops waiting (a
+//! dropped future) is still committed.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::db::{self, EventRow, Synchronous};
+use super::error::AuditError;
+use super::event::audit_event;
+use super::facts::AuditFacts;
+use super::forward::Forwarder;
+use super::query::{self, AuditQuery};
+
+/// The least time between two background checkpoints.
+pub const CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
+
+/// How the store is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The SQLite file (its `-wal` and `-shm` files sit beside it).
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// The most events in one transaction.
+    pub max_batch: usize,
+    /// Also append each committed event, as one JSON line, to this file.
+    pub forward_jsonl: Option<PathBuf>,
+}
+
+impl AuditConfig {
+    pub fn new(path: impl Into<PathBuf>) -> AuditConfig {
+        AuditConfig {
+            path: path.into(),
+            synchronous: Synchronous::Normal,
+            max_batch: 256,
+            forward_jsonl: None,
+        }
+    }
+}
+
+/// A handle on the store; clones share one writer.
+#[derive(Clone)]
+pub struct AuditStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    /// Searches take turns on one read-only connection; WAL lets it read while the writer writes.
+    reader: Mutex<Connection>,
+}
+
+enum Command {
+    Record(EventRow, oneshot::Sender<Result<(), AuditError>>),
+    Close(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for AuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditStore").finish_non_exhaustive()
+    }
+}
+
+impl AuditStore {
+    /// Opens or creates the database and starts the writer. Fails if the file cannot be opened for writing.
+    pub fn open(config: &AuditConfig) -> Result<AuditStore, AuditError> {
+        let path = &config.path;
+        let writer = db::open_writer(path, config.synchronous)?;
+        let reader = db::open_side(path, true)?;
+        let checkpointer = Checkpointer::start(db::open_side(path, false)?).map_err(|e| AuditError::open(path, e))?;
+        let forward = match &config.forward_jsonl {
+            Some(file) => Some(Forwarder::start(file.clone()).map_err(|e| AuditError::open(file, e))?),
+            None => None,
+        };
+        let max_batch = config.max_batch.max(1);
+        let (commands, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
+        let writer = Writer {
+            conn: writer,
+            queue,
+            max_batch,
+            forward,
+            checkpointer,
+        };
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| AuditError::open(path, e))?;
+        Ok(AuditStore {
+            inner: Arc::new(Inner {
+                commands,
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// Records one interaction and returns its AuditEvent id once the event is committed.
+    pub async fn record(&self, facts: AuditFacts) -> Result<String, AuditError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let json = audit_event(&id, &facts).to_string();
+        let row = EventRow::new(id.clone(), &facts, json);
+        let (done, committed) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Record(row, done))
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        committed.await.map_err(|_| AuditError::WriterStopped)??;
+        Ok(id)
+    }
+
+    /// The stored AuditEvents matching the query, newest first. Blocking: from async code use
+    /// [`AuditStore::search_async`] or `spawn_blocking`.
+    pub fn search(&self, query: &AuditQuery) -> Result<Vec<Value>, AuditError> {
+        let reader = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        query::run(&reader, query)
+    }
+
+    /// [`AuditStore::search`] on the blocking thread pool.
+    pub async fn search_async(&self, query: AuditQuery) -> Result<Vec<Value>, AuditError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.search(&query))
+            .await
+            .map_err(|e| AuditError::Search(e.to_string()))?
+    }
+
+    /// How many events are stored. Blocking, like `search`.
+    pub fn count(&self) -> Result<u64, AuditError> {
+        let reader = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        db::count(&reader).map_err(|e| AuditError::Search(e.to_string()))
+    }
+
+    /// Commits what is queued, checkpoints, and stops the writer (for every clone of this handle). Later `record`
+    /// calls on any clone fail with `WriterStopped`.
+    pub async fn close(self) {
+        let (done, closed) = oneshot::channel();
+        if self.inner.commands.send(Command::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    queue: mpsc::Receiver<Command>,
+    max_batch: usize,
+    forward: Option<Forwarder>,
+    checkpointer: Checkpointer,
+}
+
+type Waiter = oneshot::Sender<Result<(), AuditError>>;
+
+impl Writer {
+    fn run(mut self) {
+        let mut rows: Vec<EventRow> = Vec::with_capacity(self.max_batch);
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(self.max_batch);
+        let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
+        // Blocks until there is work; `None` once every handle is dropped.
+        while let Some(first) = self.queue.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Record(row, waiter) => {
+                        rows.push(row);
+                        waiters.push(waiter);
+                    }
+                    Command::Close(done) => {
+                        // Refuse new events; those already queued are still drained and committed below.
+                        self.queue.close();
+                        closing.push(done);
+                    }
+                }
+                if rows.len() < self.max_batch {
+                    next = self.queue.try_recv().ok();
+                }
+            }
+            self.commit(&mut rows, &mut waiters);
+        }
+        self.shut_down(closing);
+    }
+
+    fn commit(&mut self, rows: &mut Vec<EventRow>, waiters: &mut Vec<Waiter>) {
+        if rows.is_empty() {
+            return;
+        }
+        let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
+        if let Err(message) = &outcome {
+            tracing::error!(events = rows.len(), error = %message, "audit commit failed; the batch's requests fail");
+        }
+        for waiter in waiters.drain(..) {
+            // A waiter that has gone away (its request was dropped) still has its event committed.
+            let _ = waiter.send(outcome.clone().map_err(AuditError::Commit));
+        }
+        let committed: Vec<EventRow> = std::mem::take(rows);
+        if outcome.is_ok() {
+            if let Some(forward) = &self.forward {
+                forward.send(committed.into_iter().map(|row| row.json).collect());
+            }
+            self.checkpointer.nudge();
+        }
+    }
+
+    fn shut_down(self, closing: Vec<oneshot::Sender<()>>) {
+        let Writer {
+            conn,
+            forward,
+            checkpointer,
+            ..
+        } = self;
+        drop(checkpointer);
+        if let Err(error) = db::checkpoint(&conn, true) {
+            tracing::warn!(%error, "audit store: the final checkpoint failed; the WAL is replayed on next open");
+        }
+        // Flushes the forwarding file before `close` returns.
+        drop(forward);
+        drop(conn);
+        for done in closing {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// The background checkpoint thread (see the module doc).
+struct Checkpointer {
+    nudges: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+        let (nudges, wake) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("audit-checkpoint".into())
+            .spawn(move || checkpoints(&conn, wake))?;
+        Ok(Checkpointer {
+            nudges: Some(nudges),
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a checkpoint soon; never waits (a pending nudge already covers this one).
+    fn nudge(&self) {
+        if let Some(nudges) = &self.nudges {
+            let _ = nudges.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.nudges.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::warn!("audit checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+fn checkpoints(conn: &Connection, wake: Receiver<()>) {
+    let mut due = wake.recv().is_ok();
+    while due {
+        if let Err(error) = db::checkpoint(conn, false) {
+            tracing::warn!(%error, "audit store: background checkpoint failed");
+        }
+        // Space checkpoints out; a nudge that comes meanwhile makes the next one due at the end of the spacing.
+        let until = Instant::now() + CHECKPOINT_SPACING;
+        due = false;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match wake.recv_timeout(left) {
+                Ok(()) => due = true,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !due {
+            due = wake.recv().is_ok();
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The store end to end, on a real SQLite file in a temporary directory.
+
+use serde_json::Value;
+
+use super::facts::tests::{at, patient_read};
+use super::*;
+
+fn params(pairs: &[(&str, &str)]) -> AuditQuery {
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    AuditQuery::from_params(&pairs).unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> AuditStore {
+    AuditStore::open(&AuditConfig::new(dir.path().join("audit.db"))).unwrap()
+}
+
+/// An interaction by `subject` at `unix` seconds, about `entity`, touching `patient`, answered with `status`.
+fn facts(unix: i64, subject: &str, entity: &str, patient: Option<&str>, status: u16) -> AuditFacts {
+    let mut facts = patient_read();
+    facts.started = at(unix);
+    facts.ended = at(unix);
+    if let Some(who) = facts.who.as_mut() {
+        who.subject = subject.into();
+    }
+    let (resource_type, resource_id) = match entity.split_once('/') {
+        Some((t, id)) => (t.to_string(), Some(id.to_string())),
+        None => (entity.to_string(), None),
+    };
+    facts.interaction = if resource_id.is_some() { "read" } else { "search-type" }.into();
+    facts.resource_type = Some(resource_type);
+    facts.resource_id = resource_id;
+    facts.patients = patient
+        .map(|p| PatientRef {
+            reference: Some(format!("Patient/{p}")),
+            nhs_number: None,
+        })
+        .into_iter()
+        .collect();
+    facts.status = status;
+    facts
+}
+
+fn ids(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_recorded_event_is_found_by_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store.record(patient_read()).await.unwrap();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    let found = store.search(&AuditQuery::default()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0], audit_event(&id, &patient_read()));
+    assert_eq!(store.count().unwrap(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn searches_filter_on_date_patient_agent_entity_outcome_and_count_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // 2024-01-01T00:00:00Z = 1704067200; one event a day.
+    let day = |n: i64| 1_704_067_200 + n * 86_400;
+    let a = store
+        .record(facts(day(0), "alice", "Patient/p1", Some("p1"), 200))
+        .await
+        .unwrap();
+    let b = store
+        .record(facts(day(1), "bob", "Observation", Some("p1"), 200))
+        .await
+        .unwrap();
+    let c = store
+        .record(facts(day(2), "alice", "Observation/o9", Some("p2"), 403))
+        .await
+        .unwrap();
+    let d = store
+        .record(facts(day(3), "carol", "Condition", None, 502))
+        .await
+        .unwrap();
+    let e = store
+        .record(facts(day(4), "alice", "ObservationDefinition/x", None, 200))
+        .await
+        .unwrap();
+    let (a, b, c, d, e) = (a.as_str(), b.as_str(), c.as_str(), d.as_str(), e.as_str());
+    let search = |pairs: &[(&str, &str)]| -> Vec<String> {
+        ids(&store.search(&params(pairs)).unwrap())
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+
+    assert_eq!(search(&[]), vec![e, d, c, b, a], "newest first");
+    assert_eq!(search(&[("_count", "2")]), vec![e, d]);
+    assert_eq!(
+        search(&[("date", "ge2024-01-02"), ("date", "le2024-01-03")]),
+        vec![c, b]
+    );
+    assert_eq!(
+        search(&[("date", "gt2024-01-02"), ("date", "lt2024-01-05")]),
+        vec![d, c]
+    );
+    assert_eq!(search(&[("date", "eq2024-01-04")]), vec![d]);
+    assert_eq!(search(&[("date", "2024-01-01T00:00:00Z")]), vec![a]);
+    assert_eq!(search(&[("patient", "Patient/p1")]), vec![b, a]);
+    assert_eq!(search(&[("patient", "p2,p1")]), vec![c, b, a]);
+    assert_eq!(search(&[("agent", "alice")]), vec![e, c, a]);
+    assert_eq!(search(&[("agent", "alice"), ("patient", "p1")]), vec![a]);
+    assert_eq!(search(&[("entity", "Observation/o9")]), vec![c]);
+    assert_eq!(
+        search(&[("entity", "Observation")]),
+        vec![c, b],
+        "a type matches its instances, not a longer type"
+    );
+    assert_eq!(search(&[("outcome", "4,8")]), vec![d, c]);
+    assert_eq!(search(&[("outcome", "0"), ("date", "ge2024-01-02")]), vec![e, b]);
+    assert!(search(&[("patient", "nobody")]).is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn events_with_several_patients_are_found_by_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut two = facts(1_704_067_200, "alice", "Observation", Some("p1"), 200);
+    two.patients.push(PatientRef {
+        reference: Some("Patient/p2".into()),
+        nhs_number: Some("9000000017".into()),
+    });
+    let id = store.record(two).await.unwrap();
+    assert_eq!(
+        ids(&store.search(&params(&[("patient", "p2")])).unwrap()),
+        vec![id.clone()]
+    );
+    assert_eq!(ids(&store.search(&params(&[("patient", "p1")])).unwrap()), vec![id]);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_records_all_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record(facts(1_704_067_200 + n, "alice", "Patient/p1", Some("p1"), 200))
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 200, "unique ids");
+    assert_eq!(store.count().unwrap(), 200);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn events_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = store.record(patient_read()).await.unwrap();
+    store.close().await;
+    let store = open(&dir);
+    assert_eq!(store.count().unwrap(), 1);
+    assert_eq!(ids(&store.search(&AuditQuery::default()).unwrap()), vec![id]);
+    store.record(patient_read()).await.unwrap();
+    assert_eq!(store.count().unwrap(), 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn committed_events_survive_a_store_that_is_never_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AuditConfig {
+        synchronous: Synchronous::Full,
+        ..AuditConfig::new(dir.path().join("audit.db"))
+    };
+    let store = AuditStore::open(&config).unwrap();
+    store.record(patient_read()).await.unwrap();
+    // No close: a second store reads the committed event from the WAL.
+    let other = AuditStore::open(&config).unwrap();
+    assert_eq!(other.count().unwrap(), 1);
+    drop(store);
+    other.close().await;
+}
+
+#[test]
+fn an_unwritable_path_fails_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "not a database\n".repeat(300)).unwrap();
+    let error = AuditStore::open(&AuditConfig::new(file.join("audit.db"))).unwrap_err();
+    assert!(matches!(error, AuditError::Open { .. }), "{error:?}");
+    // A file that is not a database is refused too.
+    let error = AuditStore::open(&AuditConfig::new(&file)).unwrap_err();
+    assert!(matches!(error, AuditError::Open { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn record_fails_once_the_writer_has_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let other = store.clone();
+    store.close().await;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), other.record(patient_read())).await;
+    assert!(matches!(outcome, Ok(Err(AuditError::WriterStopped))), "{outcome:?}");
+    // Searching still works: the records are there for the auditor.
+    assert_eq!(other.count().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn forwarding_writes_one_json_line_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("audit.jsonl");
+    let config = AuditConfig {
+        forward_jsonl: Some(lines.clone()),
+        ..AuditConfig::new(dir.path().join("audit.db"))
+    };
+    let store = AuditStore::open(&config).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            store
+                .record(facts(1_704_067_200 + n, "alice", "Patient/p1", Some("p1"), 200))
+                .await
+                .unwrap(),
+        );
+    }
+    store.close().await;
+    let text = std::fs::read_to_string(&lines).unwrap();
+    let forwarded: Vec<String> = text
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(forwarded, ids);
+}
+
+#[tokio::test]
+async fn a_bad_forwarding_path_costs_the_copy_not_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AuditConfig {
+        forward_jsonl: Some(dir.path().join("missing-dir").join("audit.jsonl")),
+        ..AuditConfig::new(dir.path().join("audit.db"))
+    };
+    let store = AuditStore::open(&config).unwrap();
+    store.record(patient_read()).await.unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn search_async_runs_off_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.record(patient_read()).await.unwrap();
+    assert_eq!(store.search_async(params(&[("patient", "p1")])).await.unwrap().len(), 1);
+    store.close().await;
+}
