@@ -170,21 +170,31 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
             keep_replies: true,
             ..Produced::default()
         };
-        if mapping.compartment == Compartment::Patient {
-            if mapping.search.is_some() {
-                translate::search(&ctx, practice, mapping, &[], &patient.item, &mut produced)
-                    .await
-                    .unwrap();
+        if mapping.resource == "Patient" {
+            // The Patient itself: the search that found it is the fixture.
+            produced.replies = found.replies;
+        } else {
+            let key = if mapping.compartment == Compartment::Patient {
+                patient.item.as_str()
             } else {
-                // Read-only types: read the first record the type's search-capable sibling names.
+                ""
+            };
+            let searched = mapping.search.is_some()
+                && translate::search(&ctx, practice, mapping, &[], key, &mut produced)
+                    .await
+                    .is_ok()
+                && !produced.resources.is_empty();
+            if !searched {
+                // Read-only types, or searches that need parameters: read the first record another type names.
+                produced = Produced {
+                    keep_replies: true,
+                    ..Produced::default()
+                };
                 let id = first_reference(&ctx, practice, registry, mapping, &patient.item).await;
                 translate::read(&ctx, practice, mapping, &id, &mut produced)
                     .await
                     .unwrap();
             }
-        } else {
-            // The Patient itself: the search that found it is the fixture.
-            produced.replies = found.replies;
         }
         std::fs::create_dir_all(&dir).unwrap();
         let fixture = json!({ "patient": if mapping.compartment == Compartment::Patient { patient.item.clone() } else { String::new() }, "replies": produced.replies });
