@@ -136,10 +136,21 @@ pub async fn search(
             Some((s, c)) => (Value::from(s), Value::from(c)),
             None => (Value::Null, Value::from(first.as_str())),
         };
-        param_vars.insert(
-            def.name.clone(),
-            json!({ "value": first, "system": system, "code": code, "values": param.values }),
-        );
+        // A repeated parameter (`start=ge2026-03-03&start=lt2026-03-10`) keeps the first's value and adds its
+        // values to `values`, so a request template sees every bound of a window.
+        if let Some(Value::Array(values)) = param_vars.get_mut(&def.name).and_then(|v| v.get_mut("values")) {
+            values.extend(param.values.iter().map(|v| Value::from(v.as_str())));
+            continue;
+        }
+        let mut entry = json!({ "value": first, "system": system, "code": code, "values": param.values });
+        // A reference to a resource this server issued at this practice also gives the target's native key
+        // (`params.schedule.item`), so a native call can be narrowed to it.
+        if def.kind == crate::mapping::ParamType::Reference {
+            if let Some(target) = reference_target(ctx, &first).filter(|t| t.practice == practice.ods) {
+                entry["item"] = Value::from(target.item);
+            }
+        }
+        param_vars.insert(def.name.clone(), entry);
     }
     let id = LogicalId {
         practice: practice.ods.clone(),
@@ -169,6 +180,20 @@ pub async fn search(
         }
     }
     Ok(())
+}
+
+/// The decoded id a reference search value names (`Type/id`, or a bare id of any mapped type).
+fn reference_target(ctx: &Context<'_>, value: &str) -> Option<LogicalId> {
+    let value = value.rsplit('/').take(2).collect::<Vec<_>>();
+    match value.as_slice() {
+        [id, resource_type] => ctx.ids.decode(resource_type, id).ok(),
+        [id] => ctx
+            .registry
+            .mappings
+            .iter()
+            .find_map(|m| ctx.ids.decode(&m.resource, id).ok()),
+        _ => None,
+    }
 }
 
 fn not_supported(mapping: &MappingFile, what: &str) -> FhirError {
@@ -296,16 +321,33 @@ pub fn translate_replies(
     patient_key: &str,
     replies: &[Value],
 ) -> FhirResult<Vec<Value>> {
-    let def = mapping
-        .search
-        .as_ref()
-        .or(mapping.read.as_ref())
-        .ok_or_else(|| not_supported(mapping, "search"))?;
+    translate_read_replies(registry, ids, origin, mapping, surface, patient_key, "", replies)
+}
+
+/// As [`translate_replies`], for the replies of a read of the item `item` (types that are read, not searched,
+/// such as Binary, see the item's key in their templates).
+#[allow(clippy::too_many_arguments)]
+pub fn translate_read_replies(
+    registry: &Registry,
+    ids: &IdCodec,
+    origin: Origin,
+    mapping: &MappingFile,
+    surface: Surface,
+    patient_key: &str,
+    item: &str,
+    replies: &[Value],
+) -> FhirResult<Vec<Value>> {
+    let def = if item.is_empty() {
+        mapping.search.as_ref().or(mapping.read.as_ref())
+    } else {
+        mapping.read.as_ref()
+    }
+    .ok_or_else(|| not_supported(mapping, "search"))?;
     let step = step(def, surface, mapping, "search")?;
     let id = LogicalId {
         practice: origin.ods.to_string(),
         patient: patient_key.to_string(),
-        item: String::new(),
+        item: item.to_string(),
     };
     let vars = Vars::new(origin, None, &id, Value::Object(Map::new()));
     let mut records = Vec::new();

@@ -84,3 +84,77 @@ fn config_problems_are_reported_with_lines() {
     );
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn templates_and_search_parameters_are_checked_against_r4_and_uk_core() {
+    let dir = std::env::temp_dir().join(format!("im1-check-profile-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("emis")).unwrap();
+    std::fs::write(
+        dir.join("emis/AllergyIntolerance.yaml"),
+        r#"resource: AllergyIntolerance
+profile: https://fhir.hl7.org.uk/StructureDefinition/UKCore-AllergyIntolerance
+compartment: patient
+search:
+  params:
+    patient: { type: reference, paths: [patient] }
+    onset: { type: token, paths: [onsetDateTime] }
+    onset-date: { type: date, paths: [onsetDate] }
+  transaction:
+    request: { method: GET, path: "patients/{{ patient.native }}/record" }
+    select: "{{ reply.Allergies }}"
+id: "{{ r.Guid }}"
+template:
+  resourceType: AllergyIntolerance
+  onsetDate: "{{ r.Onset }}"
+  code: [{ text: "{{ r.Term }}" }]
+  patient: { reference: "{{ r.Patient }}", display: "{{ r.Name }}" }
+  clinicalStatus:
+    coding:
+      - system: http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical
+        cod: active
+  reaction:
+    - $each: "{{ r.Reactions }}"
+      $as: x
+      severty: "{{ x.Severity }}"
+      manifestation: ["{{ partial('Concept', x.Term) }}"]
+  extension:
+    - url: https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NoSuchThing
+      valueString: "{{ r.X }}"
+    - url: https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-Evidence
+      valueString: "{{ r.Evidence }}"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("emis/_Concept.yaml"),
+        "params: [t]\ntemplate:\n  txt: \"{{ t }}\"\n",
+    )
+    .unwrap();
+    let (code, out) = check(&["--mappings", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "emis/AllergyIntolerance.yaml:7:20: search.params.onset.type: search parameter 'onset' of AllergyIntolerance \
+         is a date parameter in FHIR R4, not token",
+        "emis/AllergyIntolerance.yaml:8:5: search.params.onset-date: search parameter 'onset-date' is not defined for \
+         AllergyIntolerance in FHIR R4",
+        "emis/AllergyIntolerance.yaml:8:39: search.params.onset-date.paths[0]: 'onsetDate' is not an element of \
+         AllergyIntolerance",
+        "emis/AllergyIntolerance.yaml:15:3: template.onsetDate: 'onsetDate' is not an element of AllergyIntolerance \
+         (did you mean 'onsetDateTime'?)",
+        "emis/AllergyIntolerance.yaml:16:9: template.code: 'code' has at most one value in AllergyIntolerance: not a list",
+        "emis/AllergyIntolerance.yaml:21:9: template.clinicalStatus.coding[0].cod: 'cod' is not an element of Coding \
+         (did you mean 'code'?)",
+        "emis/AllergyIntolerance.yaml:25:7: template.reaction[0].severty: 'severty' is not an element of \
+         AllergyIntolerance.reaction (did you mean 'severity'?)",
+        "emis/AllergyIntolerance.yaml:28:12: template.extension[0].url: unknown UK Core extension \
+         'https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NoSuchThing' (not in profiles/ukcore)",
+        "emis/AllergyIntolerance.yaml:31:7: template.extension[1].valueString: Extension-UKCore-Evidence takes \
+         value[x] of type Reference, not String",
+        "emis/_Concept.yaml:3:3: template.txt: 'txt' is not an element of CodeableConcept (did you mean 'text'?) \
+         (called for CodeableConcept)",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(!out.contains("template.patient"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -65,13 +65,15 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             ods: ods(&mapping.supplier),
             supplier: &mapping.supplier,
         };
-        let produced = translate::translate_replies(
+        let item = native["item"].as_str().unwrap_or_default();
+        let produced = translate::translate_read_replies(
             &registry,
             &ids,
             origin,
             mapping,
             Surface::Transaction,
             patient,
+            item,
             &replies,
         )
         .unwrap_or_else(|e| panic!("{}: {}", mapping.file, e.message));
@@ -170,6 +172,7 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
             keep_replies: true,
             ..Produced::default()
         };
+        let mut read_item = String::new();
         if mapping.resource == "Patient" {
             // The Patient itself: the search that found it is the fixture.
             produced.replies = found.replies;
@@ -194,10 +197,19 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
                 translate::read(&ctx, practice, mapping, &id, &mut produced)
                     .await
                     .unwrap();
+                read_item = id.item.clone();
             }
         }
         std::fs::create_dir_all(&dir).unwrap();
-        let fixture = json!({ "patient": if mapping.compartment == Compartment::Patient { patient.item.clone() } else { String::new() }, "replies": produced.replies });
+        let patient_key = if mapping.compartment == Compartment::Patient {
+            patient.item.clone()
+        } else {
+            String::new()
+        };
+        let mut fixture = json!({ "patient": patient_key, "replies": produced.replies });
+        if !read_item.is_empty() {
+            fixture["item"] = json!(read_item);
+        }
         std::fs::write(
             dir.join("native.json"),
             serde_json::to_string_pretty(&fixture).unwrap() + "\n",
@@ -240,7 +252,7 @@ async fn first_reference(
 fn find_reference(value: &Value, prefix: &str) -> Option<String> {
     match value {
         Value::Object(map) => map.iter().find_map(|(k, v)| match v {
-            Value::String(s) if k == "reference" => s.strip_prefix(prefix).map(String::from),
+            Value::String(s) if k == "reference" || k == "url" => s.strip_prefix(prefix).map(String::from),
             other => find_reference(other, prefix),
         }),
         Value::Array(items) => items.iter().find_map(|i| find_reference(i, prefix)),

@@ -94,6 +94,20 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
         medications.push(response.json::<Value>().await.unwrap());
     }
     out.insert("Medication", medications);
+    // Every document's content, read through the url its DocumentReference gives.
+    let mut binaries = Vec::new();
+    for document in &out["DocumentReference"] {
+        let url = document["content"][0]["attachment"]["url"].as_str().unwrap();
+        let response = proxy.get(url, t).await;
+        assert_eq!(response.status(), 200, "{url}");
+        let binary: Value = response.json().await.unwrap();
+        assert!(
+            !binary["data"].as_str().unwrap_or_default().is_empty(),
+            "{url}: no content"
+        );
+        binaries.push(binary);
+    }
+    out.insert("Binary", binaries);
     out
 }
 
@@ -165,8 +179,10 @@ async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
                 .collect();
             assert_eq!(ids.len(), 3, "one Patient per practice");
             let mut records = Vec::new();
-            for (supplier, id) in SUPPLIERS.iter().zip(&ids) {
-                let record = record(&proxy, &t, id).await;
+            for ((supplier, id), ods) in SUPPLIERS.iter().zip(&ids).zip(PRACTICES) {
+                // A clinician of each practice: direct care, so free text and documents are included.
+                let clinician = token(Role::Clinician, &[ods]);
+                let record = record(&proxy, &clinician, id).await;
                 items += record.values().map(Vec::len).sum::<usize>();
                 records.push(comparable_record(supplier, &record));
             }

@@ -47,6 +47,8 @@ audience = "im1-fhir"
 jwks_file = "{dir}/jwks.json"
 [native]
 timeout_ms = 1000
+[audit]
+path = "{dir}/audit.db"
 [[practices]]
 ods = "Y90001"
 supplier = "emis"

@@ -66,6 +66,19 @@ impl Emis {
         }
     }
 
+    /// The PatientGuid of the patient's own record: PFS demographics through their linkage.
+    pub async fn own_patient_key(
+        &self,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let request = json!({ "method": "GET", "path": "demographics" });
+        let spec = HttpCallSpec::read(&request)?;
+        let body = self.pfs(&spec, nhs, request_id, calls).await?;
+        field(&body, "PatientGuid")
+    }
+
     async fn partner(
         &self,
         spec: &HttpCallSpec<'_>,
@@ -253,7 +266,7 @@ fn session_gone(reply: &HttpReply) -> bool {
 /// The JSON body of a successful reply, or the FHIR error its status and EMIS error body mean.
 fn reply_body(reply: HttpReply) -> FhirResult<Value> {
     if reply.status.is_success() {
-        return parse_json(&reply.body, SUPPLIER);
+        return super::success_body(&reply, SUPPLIER);
     }
     let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     let text = String::from_utf8_lossy(&reply.body);

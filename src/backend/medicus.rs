@@ -9,7 +9,7 @@
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
 use super::credentials::{CredentialStore, Linkage};
-use super::{parse_json, HttpCallSpec, NativeCall};
+use super::{HttpCallSpec, NativeCall};
 use crate::config::MedicusCredentials;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
@@ -84,6 +84,32 @@ impl Medicus {
                 reply_body(reply)
             }
         }
+    }
+
+    /// The patient id the linkage exchange gave for the patient's own record.
+    pub async fn own_patient_key(
+        &self,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let Some(Linkage::Medicus {
+            linkage_token,
+            date_of_birth,
+            nhs_login_sub,
+        }) = self.linkage.get(&self.ods, nhs)
+        else {
+            return Err(super::credentials::no_linkage());
+        };
+        let request = json!({ "method": "GET", "path": "nhs-number" });
+        let call = NativeCall {
+            surface: Surface::Patient,
+            request: &request,
+            patient_nhs: Some(nhs),
+            request_id,
+        };
+        self.patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, &call, calls)
+            .await
     }
 
     async fn send(
@@ -189,7 +215,7 @@ impl Medicus {
 /// The JSON body of a successful reply, or the FHIR error its status and `errors[]` mean.
 fn reply_body(reply: HttpReply) -> FhirResult<Value> {
     if reply.status.is_success() {
-        return parse_json(&reply.body, SUPPLIER);
+        return super::success_body(&reply, SUPPLIER);
     }
     let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     let code = body.pointer("/errors/0/code").and_then(Value::as_str).unwrap_or("");

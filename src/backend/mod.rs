@@ -48,6 +48,7 @@ enum Dialect {
 pub struct PracticeBackend {
     pub ods: String,
     pub supplier: Supplier,
+    pub policy: crate::config::PracticePolicy,
     dialect: Dialect,
 }
 
@@ -100,6 +101,7 @@ impl Backend {
                 PracticeBackend {
                     ods: practice.ods.clone(),
                     supplier: practice.supplier,
+                    policy: practice.policy.clone(),
                     dialect,
                 },
             );
@@ -125,6 +127,24 @@ impl PracticeBackend {
             Dialect::SystmOne(systmone) => systmone.call(call, calls).await?,
         };
         Ok(NativeReply { body })
+    }
+}
+
+impl PracticeBackend {
+    /// The native key of the record a patient's linkage opens at this practice (their own record): session
+    /// knowledge, so each dialect answers from its own flow. Items are checked against it, so a patient's token
+    /// can never be pointed at another record.
+    pub async fn own_patient_key(
+        &self,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        match &self.dialect {
+            Dialect::Emis(emis) => emis.own_patient_key(nhs, request_id, calls).await,
+            Dialect::Medicus(medicus) => medicus.own_patient_key(nhs, request_id, calls).await,
+            Dialect::SystmOne(systmone) => systmone.own_patient_key(nhs, request_id, calls).await,
+        }
     }
 }
 
@@ -198,6 +218,25 @@ impl<'a> HttpCallSpec<'a> {
 }
 
 /// Parses a native JSON body; anything else is a 502.
+/// A successful reply's body for the mapping: JSON as sent; anything else (a document's bytes) as
+/// `{contentType, data (base64), size}`, which a Binary mapping turns into a FHIR Binary.
+pub fn success_body(reply: &client::HttpReply, supplier: &str) -> FhirResult<Value> {
+    let content_type = reply
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.starts_with("application/json") || content_type.contains("+json") {
+        return parse_json(&reply.body, supplier);
+    }
+    use base64::Engine as _;
+    Ok(serde_json::json!({
+        "contentType": content_type.split(';').next().unwrap_or(content_type).trim(),
+        "data": base64::engine::general_purpose::STANDARD.encode(&reply.body),
+        "size": reply.body.len(),
+    }))
+}
+
 pub fn parse_json(body: &[u8], supplier: &str) -> FhirResult<Value> {
     serde_json::from_slice(body)
         .map_err(|_| FhirError::bad_gateway("IM1-4006", format!("{supplier} sent a reply that is not valid JSON")))

@@ -215,6 +215,34 @@ impl SystmOne {
         ))
     }
 
+    /// The patientId of the patient's own record, from the PFS session (Authenticate lists self first).
+    pub async fn own_patient_key(
+        &self,
+        nhs: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let request = serde_json::json!({ "message": "Authenticate" });
+        let call = NativeCall {
+            surface: Surface::Patient,
+            request: &request,
+            patient_nhs: Some(nhs),
+            request_id,
+        };
+        let slot = {
+            let mut sessions = self.sessions.lock().await;
+            sessions.entry(nhs.to_string()).or_default().clone()
+        };
+        let mut session = slot.lock().await;
+        if session.is_none() {
+            *session = Some(self.logon(nhs, &call, calls).await?);
+        }
+        session
+            .as_ref()
+            .map(|s| s.patient_id.clone())
+            .ok_or_else(|| FhirError::bad_gateway("IM1-4203", "TPP SystmOne gave no session"))
+    }
+
     async fn logon(&self, nhs: &str, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<PfsSession> {
         let Some(Linkage::SystmOne {
             account_id,

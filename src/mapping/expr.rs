@@ -4,7 +4,8 @@
 //! that is a plain field path (`r.Address.Postcode`, `r.Items[0]`) is compiled to a direct lookup on the
 //! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
 //! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
-//! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`, `reference(type, key)`, `add_minutes(instant, minutes)`, and
+//! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`, `reference(type, key)`, `add_minutes(instant, minutes)`,
+//! `local_instant(uk_wall_clock)`, and
 //! the filter `flatten` (one level of nested lists, for replies that nest records in groups).
 //! `partial(name, ...)` is recognised when it is a whole leaf.
 
@@ -138,6 +139,7 @@ pub const FUNCTIONS: &[&str] = &[
     "house_and_street",
     "reference",
     "add_minutes",
+    "local_instant",
 ];
 
 /// Marks a reference made by `reference(type, key)`: the template does not know the proxy's id key, so the
@@ -230,6 +232,13 @@ impl Engine {
                     .unwrap_or(JValue::UNDEFINED),
                 _ => JValue::UNDEFINED,
             }
+        });
+        env.add_function("local_instant", |value: JValue| -> JValue {
+            value
+                .as_str()
+                .and_then(local_instant)
+                .map(JValue::from)
+                .unwrap_or(JValue::UNDEFINED)
         });
         env.add_filter("flatten", |value: JValue| -> Result<JValue, Error> {
             let mut out = Vec::new();
@@ -371,6 +380,33 @@ pub fn fhir_instant(text: &str) -> Option<String> {
     parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
 }
 
+/// A UK wall-clock date-time without offset (EMIS slot and session times, `2026-07-01T09:30:00`) as a FHIR
+/// instant in UTC, at the Europe/London offset of that moment: BST (+01:00) from 01:00 UTC on the last Sunday
+/// of March to 01:00 UTC on the last Sunday of October, GMT otherwise. A text with its own offset keeps it.
+pub fn local_instant(text: &str) -> Option<String> {
+    use time::macros::format_description;
+    use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
+    if let Some(instant) = fhir_instant(text) {
+        return Some(instant);
+    }
+    let wall = PrimitiveDateTime::parse(
+        text.get(..19)?,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    )
+    .ok()?;
+    let last_sunday = |month: Month| -> Option<PrimitiveDateTime> {
+        let last = Date::from_calendar_date(wall.year(), month, 31).ok()?;
+        let sunday = last - time::Duration::days(i64::from(last.weekday().number_days_from_sunday()));
+        Some(sunday.with_time(Time::from_hms(1, 0, 0).ok()?))
+    };
+    // As GMT first: summer time starts at 01:00 GMT and ends at 01:00 GMT (02:00 BST).
+    let (starts, ends) = (last_sunday(Month::March)?, last_sunday(Month::October)?);
+    let summer = wall >= starts + time::Duration::HOUR && wall < ends + time::Duration::HOUR;
+    let offset = UtcOffset::from_hms(i8::from(summer), 0, 0).ok()?;
+    let utc = wall.assume_offset(offset).to_offset(UtcOffset::UTC);
+    utc.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +441,40 @@ mod tests {
             fhir_instant("2025-03-04T09:30:00.0Z").as_deref(),
             Some("2025-03-04T09:30:00Z")
         );
+    }
+
+    #[test]
+    fn uk_wall_clock_becomes_a_utc_instant() {
+        // Winter: GMT; summer: BST; the change days on either side of 01:00 GMT.
+        assert_eq!(
+            local_instant("2026-03-04T09:30:00").as_deref(),
+            Some("2026-03-04T09:30:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-07-01T09:30:00").as_deref(),
+            Some("2026-07-01T08:30:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-03-29T00:30:00").as_deref(),
+            Some("2026-03-29T00:30:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-03-29T09:00:00").as_deref(),
+            Some("2026-03-29T08:00:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-10-25T09:00:00").as_deref(),
+            Some("2026-10-25T09:00:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-10-24T09:00:00").as_deref(),
+            Some("2026-10-24T08:00:00Z")
+        );
+        assert_eq!(
+            local_instant("2026-07-01T09:30:00+01:00").as_deref(),
+            Some("2026-07-01T08:30:00Z")
+        );
+        assert_eq!(local_instant("not a time"), None);
     }
 
     #[test]

@@ -151,12 +151,16 @@ pub fn read_mapping(
     unknown_keys(file, root, "", TOP_KEYS, problems);
     let resource = required_str(file, root, "resource", problems)?;
     let profile = required_str(file, root, "profile", problems).unwrap_or_default();
-    if !profile.is_empty() && !profile.starts_with("https://fhir.hl7.org.uk/StructureDefinition/UKCore-") {
+    // UK Core where it profiles the type; the base R4 definition for types it does not (Binary).
+    if !profile.is_empty()
+        && !profile.starts_with("https://fhir.hl7.org.uk/StructureDefinition/UKCore-")
+        && profile != format!("http://hl7.org/fhir/StructureDefinition/{resource}")
+    {
         problems.add(
             file,
             root.get("profile").map_or(root.pos, |n| n.pos),
             "profile",
-            "the profile must be a UK Core canonical URL",
+            "the profile must be a UK Core canonical URL (or the base R4 one for types UK Core does not profile)",
         );
     }
     let version = match root.get("version").map(|n| &n.value) {

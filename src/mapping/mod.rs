@@ -4,6 +4,7 @@ pub mod concept_map;
 pub mod expr;
 pub mod file;
 pub mod problem;
+pub mod profile;
 pub mod registry;
 pub mod template;
 pub mod yaml;

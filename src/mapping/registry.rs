@@ -5,6 +5,7 @@ use super::concept_map::{ConceptMap, ConceptMaps};
 use super::expr::Engine;
 use super::file::{self, MappingFile};
 use super::problem::{Problem, Problems};
+use super::profile;
 use super::template::{self, Partial, Site};
 use super::yaml::{self, Pos};
 use include_dir::{include_dir, Dir};
@@ -60,6 +61,9 @@ impl Registry {
         let mut mappings = Vec::new();
         let mut partials = HashMap::new();
         let mut partial_sites: Vec<(String, String, Pos)> = Vec::new();
+        // For the profile check: partial bodies, and the types their callers expect.
+        let mut partial_nodes: HashMap<String, (String, yaml::Node)> = HashMap::new();
+        let mut partial_uses = Vec::new();
         for (name, text) in &files {
             let node = match yaml::parse(text) {
                 Ok(node) => node,
@@ -84,6 +88,7 @@ impl Registry {
                     continue;
                 };
                 let body = template::compile(body_node, "template", &mut site, &mut problems);
+                partial_nodes.insert(partial_name.to_string(), (name.clone(), body_node.clone()));
                 if partials
                     .insert(partial_name.to_string(), Partial { params, body })
                     .is_some()
@@ -112,9 +117,11 @@ impl Registry {
                         format!("the file is named {stem} but maps {}", mapping.resource),
                     );
                 }
+                partial_uses.extend(profile::check_mapping(name, &node, &mapping.resource, &mut problems));
                 mappings.push(mapping);
             }
         }
+        profile::check_partials(partial_uses, &partial_nodes, &mut problems);
         link_partials(&mappings, &partials, &mut problems);
         if problems.is_empty() {
             Ok(Registry {

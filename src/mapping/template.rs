@@ -24,6 +24,9 @@ pub enum Tmpl {
     Expr {
         source: String,
         compiled: Box<Compiled>,
+        /// The variables the expression reads (its undeclared names, functions included): only these are
+        /// converted for the engine when it runs.
+        vars: Vec<String>,
     },
     /// Text with embedded `{{ }}` leaves, joined as a string.
     Interp(Vec<Tmpl>),
@@ -193,15 +196,54 @@ fn compile_leaf(source: &str, node: &Node, path: &str, site: &mut Site, problems
         );
     }
     match site.engine.compile(source) {
-        Ok(compiled) => Tmpl::Expr {
-            source: source.to_string(),
-            compiled: Box::new(compiled),
-        },
+        Ok(compiled) => {
+            let vars = root_names(source);
+            Tmpl::Expr {
+                source: source.to_string(),
+                compiled: Box::new(compiled),
+                vars,
+            }
+        }
         Err(e) => {
             problems.add(site.file, node.pos, path, format!("expression does not compile: {e}"));
             Tmpl::Lit(Value::Null)
         }
     }
+}
+
+/// Every name an expression may read as a variable: identifiers outside string literals that do not follow
+/// a `.` (a superset: filter and function names too, which no scope binds). minijinja's own
+/// `undeclared_variables` misses names inside slices (`r.id[6:]`), so it is not used.
+fn root_names(source: &str) -> Vec<String> {
+    let bytes = source.as_bytes();
+    let (mut out, mut i, mut after_dot) = (Vec::<String>::new(), 0, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\'' || c == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != c {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            after_dot = false;
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let name = &source[start..i];
+            if !after_dot && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+            after_dot = false;
+        } else {
+            if !c.is_ascii_whitespace() {
+                after_dot = c == b'.';
+            }
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Names of the partials a template calls, for linking checks.
@@ -281,20 +323,24 @@ impl<'a> Scope<'a> {
         None
     }
 
-    fn context(&self) -> JValue {
+    /// The engine's context for an expression that reads `vars`: only those variables are converted (a named
+    /// binding once per scope, however many expressions read it).
+    fn context(&self, vars: &[String]) -> JValue {
         let mut map = BTreeMap::new();
-        let mut scope = Some(self);
-        while let Some(s) = scope {
-            if s.name.is_empty() {
-                for (k, v) in s.value.as_object().into_iter().flatten() {
-                    map.entry(k.clone()).or_insert_with(|| to_engine(v));
+        for name in vars {
+            let mut scope = Some(self);
+            while let Some(s) = scope {
+                if s.name.is_empty() {
+                    if let Some(v) = s.value.get(name.as_str()) {
+                        map.insert(name.clone(), to_engine(v));
+                        break;
+                    }
+                } else if s.name == name.as_str() {
+                    map.insert(name.clone(), s.converted.get_or_init(|| to_engine(s.value)).clone());
+                    break;
                 }
                 scope = s.parent;
-                continue;
             }
-            map.entry(s.name.to_string())
-                .or_insert_with(|| s.converted.get_or_init(|| to_engine(s.value)).clone());
-            scope = s.parent;
         }
         JValue::from(map)
     }
@@ -335,9 +381,9 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             .and_then(|v| p.walk(v))
             .cloned()
             .and_then(non_empty),
-        Tmpl::Expr { source, compiled } => {
+        Tmpl::Expr { source, compiled, vars } => {
             let value = compiled
-                .eval(scope.context())
+                .eval(scope.context(vars))
                 .map_err(|e| EvalError(format!("{source}: {e}")))?;
             if value.is_undefined() || value.is_none() {
                 None
@@ -379,7 +425,9 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
                     map.insert(key.clone(), value);
                 }
             }
-            non_empty(Value::Object(map))
+            // Every value came from `eval`, so it is clean already: only emptiness is left to check (a deep
+            // `non_empty` here would rebuild the whole subtree once per level of nesting).
+            (!map.is_empty()).then_some(Value::Object(map))
         }
         Tmpl::Array(items) => {
             let mut out = Vec::new();
@@ -407,7 +455,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
                     }
                 }
             }
-            non_empty(Value::Array(out))
+            (!out.is_empty()).then_some(Value::Array(out))
         }
     })
 }
@@ -531,6 +579,19 @@ telecom:
             out.unwrap(),
             json!({"resourceType": "Patient", "gender": "female", "birthDate": "1985-04-12",
             "name": [{"family": "Tester", "given": ["Alex"]}, {"use": "old", "family": "Smith"}]})
+        );
+    }
+
+    #[test]
+    fn expressions_read_only_the_names_they_mention() {
+        assert_eq!(root_names("r.id[6:]"), ["r"]);
+        assert_eq!(
+            root_names("reply.x | selectattr('type', 'eq', item.y) | list"),
+            ["reply", "selectattr", "item", "list"]
+        );
+        assert_eq!(
+            root_names("translate('m.a', r . b) or \"x\\\"y\""),
+            ["translate", "r", "or"]
         );
     }
 

@@ -14,7 +14,7 @@ use time::Duration;
 /// The longest slot window the API accepts.
 const MAX_WINDOW_DAYS: i64 = 28;
 
-fn delivery(d: DeliveryMode) -> &'static str {
+pub(crate) fn delivery(d: DeliveryMode) -> &'static str {
     match d {
         DeliveryMode::InPerson => "InPerson",
         DeliveryMode::Telephone => "Telephone",
@@ -23,7 +23,7 @@ fn delivery(d: DeliveryMode) -> &'static str {
 }
 
 /// Location ids: 1-based position of the location name among the practice's sessions, so they are stable.
-fn location_id(r: &Record, ods: &str, name: &str) -> usize {
+pub(crate) fn location_id(r: &Record, ods: &str, name: &str) -> usize {
     let mut seen: Vec<&str> = Vec::new();
     for s in r.sessions_at(ods) {
         if !seen.contains(&s.location.as_str()) {
@@ -33,7 +33,7 @@ fn location_id(r: &Record, ods: &str, name: &str) -> usize {
     seen.iter().position(|l| *l == name).map_or(0, |i| i + 1)
 }
 
-fn session_json(r: &Record, ods: &str, s: &Session) -> Value {
+pub(crate) fn session_json(r: &Record, ods: &str, s: &Session) -> Value {
     json!({
         "SessionType": "Timed",
         "SessionName": s.name,
@@ -320,30 +320,36 @@ pub fn appointments(call: &PatientCall) -> SimResponse {
                 if !wanted {
                     return None;
                 }
-                let session = r.session(&slot.session)?;
-                Some(json!({
-                    "AppointmentGuid": guid(&a.id),
-                    "SlotId": slot.number,
-                    "SessionId": session.number,
-                    "StartTime": local(slot.starts_at),
-                    "EndTime": local(slot.ends_at),
-                    "SlotTypeName": slot.kind,
-                    "SessionName": session.name,
-                    "Location": session.location,
-                    "LocationId": location_id(r, ods, &session.location),
-                    "DeliveryMode": delivery(session.delivery),
-                    "ClinicianIds": [user_in_role(r, ods, &session.practitioner)],
-                    "ClinicianName": r.practitioner(&session.practitioner).map(|p| p.name.display()),
-                    "BookingReason": a.reason,
-                    "TelephoneNumber": a.telephone,
-                    "TelephoneContactType": a.telephone.as_ref().map(|_| "Other"),
-                    "Status": format!("{:?}", a.status),
-                    "CancellationReason": a.cancellation_reason,
-                    "BookedDateTime": with_offset(a.booked_at),
-                }))
+                appointment_json(r, ods, a)
             })
             .collect();
         json!({ "Appointments": list })
     });
     ok(&v)
+}
+
+/// One appointment in the `appointments` list shape (PFS, and the Partner list **(invented)**).
+pub(crate) fn appointment_json(r: &Record, ods: &str, a: &im1_sim::record::Appointment) -> Option<Value> {
+    let slot = r.slot(&a.slot)?;
+    let session = r.session(&slot.session)?;
+    Some(json!({
+        "AppointmentGuid": guid(&a.id),
+        "SlotId": slot.number,
+        "SessionId": session.number,
+        "StartTime": local(slot.starts_at),
+        "EndTime": local(slot.ends_at),
+        "SlotTypeName": slot.kind,
+        "SessionName": session.name,
+        "Location": session.location,
+        "LocationId": location_id(r, ods, &session.location),
+        "DeliveryMode": delivery(session.delivery),
+        "ClinicianIds": [user_in_role(r, ods, &session.practitioner)],
+        "ClinicianName": r.practitioner(&session.practitioner).map(|p| p.name.display()),
+        "BookingReason": a.reason,
+        "TelephoneNumber": a.telephone,
+        "TelephoneContactType": a.telephone.as_ref().map(|_| "Other"),
+        "Status": format!("{:?}", a.status),
+        "CancellationReason": a.cancellation_reason,
+        "BookedDateTime": with_offset(a.booked_at),
+    }))
 }

@@ -19,6 +19,8 @@ mod errors;
 mod feed;
 mod messages;
 mod partner;
+mod partner_admin;
+mod partner_appointments;
 mod pfs;
 mod pharmacy;
 mod render;

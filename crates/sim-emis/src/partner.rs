@@ -19,6 +19,12 @@ pub fn handle(e: &Emis, req: &SimRequest, path: &str, cx: &RequestContext) -> Si
     if let Err(r) = authorise(e, req) {
         return r;
     }
+    if let Some(r) = crate::partner_admin::handle(e, req, path) {
+        return r;
+    }
+    if let Some(reply) = crate::partner_appointments::handle(e, req, path) {
+        return reply;
+    }
     let method = req.method().clone();
     if path == "GetChangedPatients" && method == Method::POST {
         return feed::changed_patients(e, req);

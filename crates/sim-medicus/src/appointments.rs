@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 
 /// Services are the session names of the practice; their ids are derived from the name.
-fn service_id(ods: &str, name: &str) -> String {
+pub(crate) fn service_id(ods: &str, name: &str) -> String {
     native_id(Supplier::Medicus, &Nid(format!("{ods}-SVC-{name}")))
 }
 
-fn delivery(d: DeliveryMode) -> &'static str {
+pub(crate) fn delivery(d: DeliveryMode) -> &'static str {
     match d {
         DeliveryMode::InPerson => "in-person",
         DeliveryMode::Telephone => "telephone",
@@ -61,14 +61,14 @@ pub fn available_id(slot: &Slot) -> String {
     )
 }
 
-fn practitioner_ref(r: &Record, id: &Nid) -> Value {
+pub(crate) fn practitioner_ref(r: &Record, id: &Nid) -> Value {
     r.practitioner(id)
         .map(|p| json!({"id": nid(&p.id), "name": p.name.display()}))
         .unwrap_or(Value::Null)
 }
 
 /// Slot fields shared by available appointments and booked ones.
-fn slot_fields(r: &Record, ods: &str, slot: &Slot, session: Option<&Session>) -> Value {
+pub(crate) fn slot_fields(r: &Record, ods: &str, slot: &Slot, session: Option<&Session>) -> Value {
     let minutes = (slot.ends_at - slot.starts_at).whole_minutes();
     let mut v = json!({
         "startDateTime": datetime(slot.starts_at),
@@ -160,7 +160,7 @@ fn status(s: AppointmentStatus) -> &'static str {
     }
 }
 
-fn appointment(r: &Record, ods: &str, a: &Appointment) -> Value {
+pub(crate) fn appointment(r: &Record, ods: &str, a: &Appointment) -> Value {
     let slot = r.slot(&a.slot);
     let mut v = json!({
         "id": nid(&a.id),

@@ -3,6 +3,8 @@
 
 mod pfs;
 mod transactional;
+mod transactional_admin;
+mod transactional_appointments;
 
 use crate::auth::{Claims, Verifier};
 use crate::errors::{fault_reply, json_response, ApiError};

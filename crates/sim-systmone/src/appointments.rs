@@ -6,7 +6,7 @@ use crate::errors::TppError;
 use crate::render::View;
 use crate::xml::El;
 use im1_sim::record::*;
-use time::Duration;
+use time::{Date, Duration};
 
 /// Longest `ListSlots` window in days (Error 4 above it).
 pub const MAX_DAYS: i64 = 14;
@@ -191,4 +191,100 @@ pub fn booked(root: El, a: &Appointment, view: &View<'_>) -> El {
     root.attr("apptId", crate::render::tid(&a.id))
         .opt("startDate", slot.map(|s| instant(s.starts_at)))
         .opt("endDate", slot.map(|s| instant(s.ends_at)))
+}
+
+/// The window and session filter of `GetSessions` / `GetSlots` (**invented**, Client Integration): `startDate`
+/// and `endDate` are inclusive days (any RFC 3339 date-time or `yyyy-MM-dd`; the day is UTC, which is also the
+/// UK day of every session); by default the 14 days from today, or the 14 days ending at `endDate`, or from
+/// `startDate`. `sessionId` alone names one session whatever its day.
+pub struct BookQuery {
+    from: Date,
+    to: Date,
+    session: Option<u32>,
+}
+
+/// Days in a window when one end (or both) is not given.
+const DEFAULT_DAYS: i64 = 14;
+
+impl BookQuery {
+    pub fn parse(
+        world: &World,
+        start: Option<&str>,
+        end: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<BookQuery, TppError> {
+        let day = |v: Option<&str>, name: &str| -> Result<Option<Date>, TppError> {
+            match v.map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) if v.len() == 10 => parse_instant(&format!("{v}T00:00:00Z"))
+                    .map(|t| Some(t.date()))
+                    .ok_or_else(|| TppError::invalid(format!("{name} is not a date"))),
+                Some(v) => parse_instant(v)
+                    .map(|t| Some(t.to_offset(time::UtcOffset::UTC).date()))
+                    .ok_or_else(|| TppError::invalid(format!("{name} is not a date"))),
+            }
+        };
+        let span = Duration::days(DEFAULT_DAYS - 1);
+        let (from, to) = match (day(start, "startDate")?, day(end, "endDate")?) {
+            (Some(f), Some(t)) => (f, t),
+            (Some(f), None) => (f, f + span),
+            (None, Some(t)) => (t - span, t),
+            (None, None) => {
+                let today = world.now().date();
+                (today, today + span)
+            }
+        };
+        if to < from {
+            return Err(TppError::invalid("endDate before startDate"));
+        }
+        let session = match session.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| TppError::invalid("sessionId is not a number"))?),
+        };
+        Ok(BookQuery { from, to, session })
+    }
+
+    fn wants(&self, s: &Session) -> bool {
+        match self.session {
+            Some(n) => s.number == n,
+            None => (self.from..=self.to).contains(&s.starts_at.to_offset(time::UtcOffset::UTC).date()),
+        }
+    }
+}
+
+/// `GetSessions` (**invented**): the unit's sessions, as `Session` elements of §3.3 without slots.
+pub fn sessions(view: &View<'_>, ods: &str, q: &BookQuery, root: El) -> El {
+    root.children(
+        view.record
+            .sessions_at(ods)
+            .filter(|s| q.wants(s))
+            .map(|s| view.session(s)),
+    )
+}
+
+/// `GetSlots` (**invented**): every slot of the sessions wanted, free or not, in time order, each carrying its
+/// session's `sessionId`, `sessionType` and `deliveryMode` and a `status`: `Available` (unbooked, starting
+/// after now), `Booked` (held by an appointment) or `Unavailable` (past and never booked).
+pub fn slots(world: &World, view: &View<'_>, ods: &str, q: &BookQuery, root: El) -> El {
+    let now = world.now();
+    let mut list: Vec<(&Slot, &Session)> = view
+        .record
+        .slots
+        .iter()
+        .filter(|s| s.practice == ods)
+        .filter_map(|s| Some((s, view.record.session(&s.session).filter(|x| q.wants(x))?)))
+        .collect();
+    list.sort_by_key(|(s, _)| (s.starts_at, s.number));
+    root.children(list.into_iter().map(|(slot, session)| {
+        let status = match (&slot.appointment, slot.starts_at > now) {
+            (Some(_), _) => "Booked",
+            (None, true) => "Available",
+            (None, false) => "Unavailable",
+        };
+        view.slot(slot)
+            .attr("sessionId", session.number.to_string())
+            .attr("sessionType", session.name.clone())
+            .attr("deliveryMode", crate::render::delivery(session.delivery))
+            .attr("status", status)
+    }))
 }

@@ -622,7 +622,7 @@ fn gender(g: Gender) -> &'static str {
     }
 }
 
-fn delivery(d: DeliveryMode) -> &'static str {
+pub fn delivery(d: DeliveryMode) -> &'static str {
     match d {
         DeliveryMode::InPerson => "InPerson",
         DeliveryMode::Telephone => "Telephone",

@@ -146,6 +146,11 @@ impl Transaction {
                         .map(|s| v.staff(s)),
                 )
             })),
+            // Invented: the unit's own details, as PFS `Authenticate` gives them in `SiteDetails`.
+            "GetSiteDetails" => match p.attr("unitId") {
+                Some(u) if u != ods => Err(TppError::no_access("unknown unitId")),
+                _ => Ok(self.view(|v| result.child(v.site(ods)))),
+            },
             "ListSlots" => self.view(|v| {
                 appointments::list_slots(&self.world, v, ods, p.attr("startDate"), p.attr("numberOfDays"), result)
             }),
@@ -161,6 +166,18 @@ impl Transaction {
                 appointments::cancel(&self.world, ods, &pid, p.attr("apptId"), p.attr_nonempty("reason"))?;
                 cx.record_write();
                 Ok(result)
+            }
+            "GetSessions" | "GetSlots" => {
+                let q = appointments::BookQuery::parse(
+                    &self.world,
+                    p.attr("startDate"),
+                    p.attr("endDate"),
+                    p.attr("sessionId"),
+                )?;
+                Ok(self.view(|v| match root.attr("function") {
+                    Some("GetSessions") => appointments::sessions(v, ods, &q, result),
+                    _ => appointments::slots(&self.world, v, ods, &q, result),
+                }))
             }
             "GetAppointments" => self.with_patient(p, |v, x| Ok(appointments::appointments(v, ods, &x.id, result))),
             "GetPrescriptionRequests" => self.with_patient(p, |v, x| Ok(prescriptions::requests(v, ods, x, result))),

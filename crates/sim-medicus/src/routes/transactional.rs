@@ -15,6 +15,12 @@ use serde_json::{json, Value};
 
 impl Medicus {
     pub(super) fn transactional(&self, call: &Call<'_>, cx: &RequestContext) -> Reply {
+        if let Some(reply) = self.transactional_appointments(call) {
+            return reply;
+        }
+        if let Some(reply) = self.transactional_admin(call) {
+            return reply;
+        }
         let ods = self.ods();
         match (call.method, call.rest.as_slice()) {
             (&Method::GET, ["ping"]) => self.ping(&call.claims),
@@ -61,18 +67,11 @@ impl Medicus {
     fn ping(&self, claims: &Claims) -> Reply {
         let now = crate::style::datetime(self.world.now());
         self.world.read(|r| {
-            let org = r.practice(self.ods());
             ok(json!({
                 "status": "ok",
                 "timestamp": now,
                 "application": {"identifier": claims.iss, "name": self.config.app_name},
-                "requestingOrganisation": {
-                    "organisationName": org.map(|o| o.name.clone()),
-                    "organisationIdentifierType": "nhs-england-ods-code",
-                    "organisationIdentifierValue": self.ods(),
-                    "address": org.map(|o| demographics::address(&o.address)),
-                    "telephone": org.map(|o| o.phone.clone()),
-                },
+                "requestingOrganisation": self.requesting_organisation(r),
                 "requestingPractitioner": claims.requesting_practitioner.as_ref()
                     .map(|p| json!({"sdsUserId": p.sds_user_id, "name": p.name})),
             }))

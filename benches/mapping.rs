@@ -1,0 +1,235 @@
+//! The cost of the declarative mapping against its floor (issue 5). For each supplier, a native Observation
+//! reply of N entries (the golden fixture `tests/mappings/<supplier>/Observation/native.json`, its entries
+//! repeated with varied keys) is turned into UK Core resources by `translate::translate_replies`, end to end:
+//! parse the native bytes, map, serialise the resources. The floor is parsing the same bytes and serialising
+//! them again: serde_json for EMIS and Medicus, the backend's quick-xml tree conversion (`xml_tree`) for
+//! SystmOne's XML. Goal: at most twice the floor, growing linearly.
+//!
+//! Run: `cargo bench --bench mapping` (criterion figures, then a summary table: ms, MB/s of native input, the
+//! ratio to the floor, and growth over 10, 100, 1,000 and 10,000 entries).
+
+use criterion::{black_box, BenchmarkId, Criterion, Throughput};
+use im1_fhir::backend::xml_tree;
+use im1_fhir::ids::IdCodec;
+use im1_fhir::mapping::{MappingFile, Registry, Source, Surface};
+use im1_fhir::translate::{self, Origin};
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+
+const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
+const SUPPLIERS: [(&str, &str); 3] = [("emis", "Y90001"), ("systmone", "Y90002"), ("medicus", "Y90003")];
+
+/// One benchmark case: the native bytes as they come off the wire, and how to parse them.
+struct Case {
+    supplier: &'static str,
+    ods: &'static str,
+    entries: usize,
+    patient: String,
+    bytes: Vec<u8>,
+    xml: bool,
+}
+
+impl Case {
+    fn new(supplier: &'static str, ods: &'static str, entries: usize) -> Case {
+        let path = format!(
+            "{}/tests/mappings/{supplier}/Observation/native.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+        let patient = fixture["patient"].as_str().unwrap_or_default().to_string();
+        let mut reply = fixture["replies"][0].clone();
+        let (list, key): (&mut Value, &str) = match supplier {
+            "emis" => (&mut reply["MedicalRecord"]["TestResults"], "EventGuid"),
+            "systmone" => (&mut reply["Event"], "id"),
+            _ => (&mut reply["journal"], "id"),
+        };
+        let template = list.as_array().cloned().unwrap_or_default();
+        let mut grown = Vec::with_capacity(entries);
+        for i in 0..entries {
+            let mut entry = template[i % template.len()].clone();
+            if i >= template.len() {
+                vary(&mut entry, key, i);
+            }
+            grown.push(entry);
+        }
+        *list = Value::Array(grown);
+        let xml = supplier == "systmone";
+        let bytes = if xml {
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+            to_xml("GetPatientRecordReply", &reply, &mut out);
+            out.into_bytes()
+        } else {
+            serde_json::to_vec(&reply).expect("serialise")
+        };
+        Case {
+            supplier,
+            ods,
+            entries,
+            patient,
+            bytes,
+            xml,
+        }
+    }
+
+    /// The native bytes as the mapping sees them (the generic tree for XML).
+    fn parse(&self) -> Value {
+        if self.xml {
+            let tree = xml_tree::parse(&self.bytes).expect("xml");
+            tree.as_object()
+                .and_then(|root| root.values().next().cloned())
+                .unwrap_or(Value::Null)
+        } else {
+            serde_json::from_slice(&self.bytes).expect("json")
+        }
+    }
+
+    /// The floor: parse, serialise again.
+    fn floor(&self) -> usize {
+        serde_json::to_vec(&self.parse()).expect("serialise").len()
+    }
+
+    /// The mapping, end to end: parse, translate, serialise the resources.
+    fn map(&self, registry: &Registry, ids: &IdCodec, mapping: &MappingFile) -> usize {
+        let reply = self.parse();
+        let origin = Origin {
+            ods: self.ods,
+            supplier: self.supplier,
+        };
+        let produced = translate::translate_replies(
+            registry,
+            ids,
+            origin,
+            mapping,
+            Surface::Transaction,
+            &self.patient,
+            std::slice::from_ref(&reply),
+        )
+        .unwrap_or_else(|e| panic!("{}: {}", self.supplier, e.message));
+        serde_json::to_vec(&produced).expect("serialise").len()
+    }
+}
+
+/// Makes a repeated entry's native keys unique (every string member named `key`, at any depth).
+fn vary(value: &mut Value, key: &str, i: usize) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    // Same length (ids are packed into FHIR ids of at most 64 characters): the last six
+                    // characters become the entry's number.
+                    Value::String(s) if k == key && s.len() >= 6 && s.is_ascii() => {
+                        s.truncate(s.len() - 6);
+                        s.push_str(&format!("{:06}", i % 1_000_000));
+                    }
+                    _ => vary(v, key, i),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| vary(v, key, i)),
+        _ => {}
+    }
+}
+
+/// The inverse of the `xml_tree` convention: string members are attributes, lists are repeated child
+/// elements, `_text` is text.
+fn to_xml(name: &str, value: &Value, out: &mut String) {
+    let empty = Map::new();
+    let map = value.as_object().unwrap_or(&empty);
+    out.push('<');
+    out.push_str(name);
+    for (k, v) in map {
+        if let (false, Some(text)) = (k == "_text", v.as_str()) {
+            let attr = k.strip_prefix('@').unwrap_or(k);
+            out.push_str(&format!(" {attr}=\"{}\"", quick_xml::escape::escape(text)));
+        }
+    }
+    out.push('>');
+    for (k, v) in map {
+        match v {
+            Value::Array(items) => items.iter().for_each(|item| to_xml(k, item, out)),
+            Value::Object(_) => to_xml(k, v, out),
+            _ => {}
+        }
+    }
+    if let Some(text) = map.get("_text").and_then(Value::as_str) {
+        out.push_str(&quick_xml::escape::escape(text));
+    }
+    out.push_str(&format!("</{name}>"));
+}
+
+fn main() {
+    let registry = Registry::load(&Source::Embedded).expect("mappings");
+    let ids = IdCodec::new(b"benchmark key of at least thirty-two bytes");
+    let mut criterion = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let cases: Vec<(Case, &MappingFile)> = SUPPLIERS
+        .iter()
+        .flat_map(|(supplier, ods)| {
+            let mapping = registry.get(supplier, "Observation").expect("Observation mapping");
+            SIZES.iter().map(move |n| (Case::new(supplier, ods, *n), mapping))
+        })
+        .collect();
+    for (supplier, _) in SUPPLIERS {
+        let mut group = criterion.benchmark_group(format!("observation/{supplier}"));
+        for (case, mapping) in cases.iter().filter(|(c, _)| c.supplier == supplier) {
+            let n = case.entries;
+            group.throughput(Throughput::Bytes(case.bytes.len() as u64));
+            group.bench_with_input(BenchmarkId::new("floor", n), case, |b, case| {
+                b.iter(|| black_box(case.floor()))
+            });
+            group.bench_with_input(BenchmarkId::new("mapping", n), case, |b, case| {
+                b.iter(|| black_box(case.map(&registry, &ids, mapping)))
+            });
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+
+    // The summary the issue asks for: median of repeated runs, one core.
+    println!();
+    println!("| supplier | entries | native KB | floor ms | mapping ms | native MB/s (mapping) | mapping / floor | µs per entry |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (case, mapping) in &cases {
+        let floor = median(|| {
+            black_box(case.floor());
+        });
+        let map = median(|| {
+            black_box(case.map(&registry, &ids, mapping));
+        });
+        let n = case.entries;
+        println!(
+            "| {} | {n} | {:.0} | {:.3} | {:.3} | {:.1} | {:.2} | {:.2} |",
+            case.supplier,
+            case.bytes.len() as f64 / 1024.0,
+            ms(floor),
+            ms(map),
+            case.bytes.len() as f64 / 1e6 / map.as_secs_f64(),
+            map.as_secs_f64() / floor.as_secs_f64(),
+            map.as_secs_f64() * 1e6 / n as f64,
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The median of enough runs to take about half a second (at least 5).
+fn median(mut f: impl FnMut()) -> Duration {
+    let started = Instant::now();
+    f();
+    let one = started.elapsed().max(Duration::from_micros(1));
+    let runs = (Duration::from_millis(500).as_nanos() / one.as_nanos()).clamp(5, 2_000) as usize;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}

@@ -1,0 +1,296 @@
+//! The appointment book through the three suppliers: for two seeds and a fixed `today`, the Schedules and Slots
+//! of a window (past and future: free, booked and never-booked past slots) and every patient's Appointments are
+//! the same UK Core resources from EMIS Web, TPP SystmOne and Medicus, once ids and `meta` are set aside
+//! (see "Agreement across suppliers, precisely" in the design).
+//!
+//! References are compared by what they point at: a Slot's Schedule and an Appointment's Slot by that
+//! resource's own comparable form (the Appointment's Slot comes by `_include=Appointment:slot`, so booked and
+//! past slots must be readable too); Patient and Practitioner references by their type only (the Practitioner
+//! mapping is compared by its own test).
+mod common;
+
+use common::{token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+use std::collections::HashMap;
+
+const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
+const NAMES: [&str; 3] = ["EMIS", "SystmOne", "Medicus"];
+/// A window over the fixed today (2026-03-02): two weeks of history and a week ahead.
+const WINDOW: &str = "ge2026-02-16&start=lt2026-03-10";
+
+fn comparable(resource: &Value, targets: &HashMap<String, Value>) -> Value {
+    let mut out = resource.clone();
+    if let Some(object) = out.as_object_mut() {
+        for key in ["id", "meta", "text"] {
+            object.remove(key);
+        }
+    }
+    replace_references(&mut out, targets);
+    out
+}
+
+fn replace_references(value: &mut Value, targets: &HashMap<String, Value>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if let (Value::String(text), "reference") = (&*child, key.as_str()) {
+                    let kind = text.split('/').next().unwrap_or_default().to_string();
+                    *child = targets.get(text).cloned().unwrap_or(Value::String(kind));
+                } else {
+                    replace_references(child, targets);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| replace_references(i, targets)),
+        _ => {}
+    }
+}
+
+/// A search's Bundle, checked: 200, and every resource strict FHIR.
+async fn bundle(proxy: &Proxy, t: &str, query: &str) -> Value {
+    let response = proxy.get(query, t).await;
+    let status = response.status();
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{query}: {bundle}");
+    for e in bundle["entry"].as_array().into_iter().flatten() {
+        im1_fhir_model::check_strict(&e["resource"])
+            .unwrap_or_else(|err| panic!("{query}: not strict FHIR: {err}: {}", e["resource"]));
+    }
+    bundle
+}
+
+/// Every page of a search (pages hold at most 200), as one Bundle-like value with all the entries.
+async fn all_pages(proxy: &Proxy, t: &str, query: &str) -> Value {
+    let mut all = Vec::new();
+    let mut page = bundle(proxy, t, query).await;
+    loop {
+        all.extend(page["entry"].as_array().cloned().unwrap_or_default());
+        let next = page["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(|u| u.split_once("/fhir/").map_or(u, |(_, p)| p).to_string());
+        match next {
+            Some(next) => page = bundle(proxy, t, &next).await,
+            None => return serde_json::json!({ "entry": all }),
+        }
+    }
+}
+
+fn entries(bundle: &Value, mode: &str) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn key(r: &Value) -> String {
+    format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap())
+}
+
+/// Comparable forms, sorted, with references replaced by `targets` (themselves comparable).
+fn sorted(resources: &[Value], targets: &HashMap<String, Value>) -> Vec<Value> {
+    let mut list: Vec<Value> = resources.iter().map(|r| comparable(r, targets)).collect();
+    list.sort_by_key(|v| v.to_string());
+    list
+}
+
+fn assert_same(seed: u64, what: &str, lists: &[Vec<Value>]) {
+    for (other, name) in lists[1..].iter().zip(&NAMES[1..]) {
+        assert_eq!(
+            lists[0].len(),
+            other.len(),
+            "seed {seed}: {what}: EMIS has {} and {name} {}",
+            lists[0].len(),
+            other.len()
+        );
+        for (a, b) in lists[0].iter().zip(other) {
+            assert_eq!(a, b, "seed {seed}: {what} differs between EMIS and {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_appointment_book_is_the_same_through_emis_systmone_and_medicus() {
+    for seed in [1, 7] {
+        let options = SimOptions {
+            seed,
+            patients: 12,
+            throttle: false,
+            today: Some(time::macros::date!(2026 - 03 - 02)),
+        };
+        let sims = Simulators::start(options).await.unwrap();
+        let numbers: Vec<String> = sims
+            .world
+            .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
+        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+
+        // Schedules and Slots of the window, one practice at a time.
+        let mut schedules = Vec::new();
+        let mut slots = Vec::new();
+        for ods in PRACTICES {
+            let t = token(Role::System, &[ods]);
+            let found = all_pages(&proxy, &t, "Schedule?date=ge2026-02-16&date=lt2026-03-10&_count=200").await;
+            let found = entries(&found, "match");
+            let targets: HashMap<String, Value> =
+                found.iter().map(|s| (key(s), comparable(s, &HashMap::new()))).collect();
+            let found_slots = all_pages(
+                &proxy,
+                &t,
+                &format!("Slot?start={WINDOW}&_count=200&_include=Slot:schedule"),
+            )
+            .await;
+            let included = entries(&found_slots, "include");
+            let found_slots = entries(&found_slots, "match");
+            assert!(!included.is_empty(), "seed {seed}: {ods}: _include=Slot:schedule");
+            for s in &found_slots {
+                let schedule = s["schedule"]["reference"].as_str().unwrap();
+                assert!(
+                    targets.contains_key(schedule),
+                    "seed {seed}: {ods}: {schedule} outside the window"
+                );
+            }
+            for status in ["free", "busy", "busy-unavailable"] {
+                assert!(
+                    found_slots.iter().any(|s| s["status"] == status),
+                    "seed {seed}: {ods}: no {status} slot"
+                );
+            }
+            schedules.push(sorted(&found, &HashMap::new()));
+            slots.push(sorted(&found_slots, &targets));
+        }
+        assert!(schedules[0].len() > 10, "seed {seed}: schedules");
+        assert_same(seed, "Schedule", &schedules);
+        assert_same(seed, "Slot", &slots);
+
+        // Every patient's appointments, with the slots they hold.
+        let t = token(Role::System, &PRACTICES);
+        let mut appointments = 0;
+        for nhs in &numbers {
+            let patients = bundle(
+                &proxy,
+                &t,
+                &format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+            )
+            .await;
+            let ids: Vec<String> = entries(&patients, "match")
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ids.len(), 3, "one Patient per practice");
+            let mut lists = Vec::new();
+            for id in &ids {
+                let found = bundle(
+                    &proxy,
+                    &t,
+                    &format!("Appointment?patient=Patient/{id}&_include=Appointment:slot&_count=200"),
+                )
+                .await;
+                let matches = entries(&found, "match");
+                let targets: HashMap<String, Value> = entries(&found, "include")
+                    .iter()
+                    .map(|s| (key(s), comparable(s, &HashMap::new())))
+                    .collect();
+                for a in &matches {
+                    let slot = a["slot"][0]["reference"].as_str().unwrap();
+                    assert!(
+                        targets.contains_key(slot),
+                        "seed {seed}: {slot} of an appointment not included"
+                    );
+                }
+                appointments += matches.len();
+                lists.push(sorted(&matches, &targets));
+            }
+            assert_same(seed, &format!("Appointment of {nhs}"), &lists);
+        }
+        assert!(appointments > 10, "seed {seed}: appointments ({appointments})");
+        proxy.stop().await;
+        sims.shutdown().await;
+    }
+}
+
+/// Searches apps make: by status, by schedule (narrowing the native call to the session), by date with one
+/// bound; reads of Slots and Schedules by id (a Medicus slot id is 72 characters); includes both ways.
+#[tokio::test]
+async fn searches_reads_and_includes() {
+    let options = SimOptions {
+        seed: 1,
+        patients: 6,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        // No `start`: the 14 days from today, free ones only.
+        let free = entries(&all_pages(&proxy, &t, "Slot?status=free&_count=200").await, "match");
+        assert!(!free.is_empty(), "{ods}");
+        assert!(free.iter().all(|s| s["status"] == "free"));
+        assert!(free
+            .iter()
+            .all(|s| s["start"].as_str().unwrap() >= "2026-03-02" && s["start"].as_str().unwrap() < "2026-03-16"));
+
+        let schedule = free[0]["schedule"]["reference"].as_str().unwrap().to_string();
+        let of_schedule = bundle(&proxy, &t, &format!("Slot?schedule={schedule}&_include=Slot:schedule")).await;
+        let matches = entries(&of_schedule, "match");
+        assert!(matches.iter().all(|s| s["schedule"]["reference"] == schedule.as_str()));
+        assert!(
+            matches.len()
+                >= free
+                    .iter()
+                    .filter(|s| s["schedule"]["reference"] == schedule.as_str())
+                    .count()
+        );
+        let included = entries(&of_schedule, "include");
+        assert_eq!(included.len(), 1, "{ods}: the schedule, once");
+        assert_eq!(key(&included[0]), schedule);
+
+        for r in [&free[0], &included[0]] {
+            let read = proxy.get(&key(r), &t).await;
+            assert_eq!(read.status(), 200, "{ods}: read {}", key(r));
+            assert_eq!(read.json::<Value>().await.unwrap(), *r);
+        }
+
+        let actor = included[0]["actor"][0]["reference"].as_str().unwrap().to_string();
+        let by_actor = entries(&bundle(&proxy, &t, &format!("Schedule?actor={actor}")).await, "match");
+        assert!(!by_actor.is_empty() && by_actor.iter().all(|s| s["actor"][0]["reference"] == actor.as_str()));
+
+        let patient = entries(
+            &bundle(
+                &proxy,
+                &t,
+                "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009",
+            )
+            .await,
+            "match",
+        );
+        let pid = patient[0]["id"].as_str().unwrap();
+        let booked = entries(
+            &bundle(
+                &proxy,
+                &t,
+                &format!("Appointment?patient={pid}&status=booked&date=ge2026-03-02"),
+            )
+            .await,
+            "match",
+        );
+        assert!(!booked.is_empty(), "{ods}: patient 9000000009 has a future booking");
+        let slot = booked[0]["slot"][0]["reference"].as_str().unwrap();
+        let read = proxy.get(slot, &t).await;
+        assert_eq!(read.status(), 200, "{ods}: the booked slot reads");
+        assert_eq!(read.json::<Value>().await.unwrap()["status"], "busy");
+        let appointment = proxy.get(&key(&booked[0]), &t).await;
+        assert_eq!(appointment.status(), 200);
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
