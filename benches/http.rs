@@ -38,6 +38,15 @@ async fn run() {
         linkage: sims.linkage(),
         public_base_url: None,
         max_body_bytes: 1 << 20,
+        // The full pipeline, audit commits included: every request waits for its AuditEvent.
+        audit: Some(
+            im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(
+                std::env::temp_dir().join(format!("im1-fhir-bench-audit-{}.db", std::process::id())),
+            ))
+            .expect("audit store"),
+        ),
+        // The benchmark is one client measuring throughput: no per-client limit.
+        client_rate: None,
     })
     .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");

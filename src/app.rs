@@ -2,6 +2,7 @@
 //! authorisation, routing to practices, translation, Bundle assembly and encoding. Every failure is a
 //! `FhirError`, turned into an OperationOutcome in one place (`respond_error`).
 
+use crate::audit;
 use crate::auth::token::{TokenError, Verifier};
 use crate::auth::{Principal, Role};
 use crate::backend::Backend;
@@ -15,6 +16,8 @@ use crate::ids::IdCodec;
 use crate::mapping::file::ParamDef;
 use crate::mapping::{Compartment, Registry};
 use crate::metrics::{InteractionLabel, Metrics, NativeLabels, RequestLabels};
+use crate::policy;
+use crate::reach;
 use crate::record_ops;
 use crate::translate::{self, Produced};
 use bytes::Bytes;
@@ -38,6 +41,12 @@ pub struct AppState {
     pub metrics: Metrics,
     pub started: String,
     pub ready: AtomicBool,
+    /// Per-client request budgets (see ratelimit.rs).
+    pub limiter: Option<crate::ratelimit::ClientLimiter>,
+    /// Patients' own record keys per practice (see reach.rs).
+    pub own_records: crate::reach::OwnRecords,
+    /// Where AuditEvents are committed; `None` only in benchmarks of the bare pipeline.
+    pub audit: Option<crate::audit::AuditStore>,
 }
 
 pub type Body = Full<Bytes>;
@@ -128,7 +137,14 @@ where
         None
     } else {
         match authenticate(state, &parts.headers) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                audit::note(|facts| facts.who = Some(who(&p)));
+                if let Some(Err(seconds)) = state.limiter.as_ref().map(|l| l.check(&p.client_id)) {
+                    let error = FhirError::too_many("IM1-2301", "too many requests from this client", seconds);
+                    return (respond_error(&error, format_hint, false), "throttled".into());
+                }
+                Some(p)
+            }
             Err(e) => return (respond_error(&e, format_hint, false), "unauthenticated".into()),
         }
     };
@@ -137,13 +153,23 @@ where
         Err(e) => return (respond_error(&e, format_hint, false), "invalid".into()),
     };
     let label = interaction.label();
+    audit::note(|facts| {
+        facts.interaction = interaction.kind.name().to_string();
+        facts.resource_type = interaction.resource_type.clone();
+        facts.resource_id = interaction.id.clone();
+        let query = canonical_query(&interaction);
+        facts.query = (!query.is_empty()).then_some(query);
+    });
     let body = match read_body(state, &parts.method, &parts.headers, body).await {
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
     };
     let result = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id).await;
     let response = match result {
-        Ok(value) => respond(StatusCode::OK, &value, &interaction),
+        Ok(value) => {
+            audit::note(|facts| facts.patients = patients_in(&value));
+            respond(StatusCode::OK, &value, &interaction)
+        }
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),
     };
     (response, label)
@@ -264,6 +290,9 @@ async fn dispatch(
             );
         }
     }
+    if resource_type == "AuditEvent" {
+        return audit_search(state, interaction, principal, base).await;
+    }
     if state.registry.for_resource(&resource_type).next().is_none() {
         return Err(FhirError::not_found(
             "IM1-1008",
@@ -357,12 +386,22 @@ pub async fn read_one(
     };
     let mut produced = Produced::default();
     let result = translate::read(&ctx, practice, mapping, &logical, &mut produced).await;
-    record_native(state, practice.supplier.key(), &produced);
+    record_native(state, practice, &produced);
     let resource = result?;
-    if !in_compartment(principal, &resource) {
+    let own = reach::own_record(state, principal, &logical.practice, request_id).await?;
+    if !reach::may_see(state, principal, own.as_deref(), &resource, 'r') {
         return Err(not_found());
     }
-    Ok(resource)
+    match policy::minimise(practice, principal, resource, &mut Vec::new()) {
+        policy::Minimised::Kept(resource) => Ok(resource),
+        policy::Minimised::Withheld => Err(FhirError::forbidden(
+            "IM1-2201",
+            format!(
+                "documents are withheld by practice {}'s policy for this kind of user",
+                practice.ods
+            ),
+        )),
+    }
 }
 
 /// `Patient/{id}/$everything`: the Patient and every item of its record the principal may see, as one
@@ -396,7 +435,19 @@ async fn everything(
             continue;
         }
         for record in &records {
-            matches.extend(record_ops::search_record(state, principal, request_id, resource_type, record).await?);
+            match record_ops::search_record(state, principal, request_id, resource_type, record, &mut warnings).await {
+                Ok(found) => matches.extend(found),
+                // A type this kind of user cannot have at this practice is said, not silently missing.
+                Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(crate::fhir::error::warning(
+                    crate::fhir::IssueType::Forbidden,
+                    "IM1-2106",
+                    format!(
+                        "{resource_type} is not available to this user at practice {}",
+                        record.practice
+                    ),
+                )),
+                Err(e) => return Err(e),
+            }
         }
     }
     let fingerprint = format!("{}|Patient/{id}/$everything", principal.subject);
@@ -429,27 +480,27 @@ async fn search(
 ) -> FhirResult<Value> {
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     check_scope(principal, &resource_type, 's')?;
-    let mut practices: Vec<_> = principal
-        .practices
-        .iter()
-        .filter_map(|ods| state.backend.practice(ods))
-        .collect();
-    // Items in a patient's record are searched in one record: the one `patient` (or `subject`) names.
-    let mut patient_key = String::new();
+    // The practices searched, each with the record searched there (items) or none (practice-level types).
+    let mut targets: Vec<(&crate::backend::PracticeBackend, String)> = Vec::new();
     if state.registry.compartment_of(&resource_type) == Some(Compartment::Patient) {
-        match record_searched(state, interaction, principal)? {
-            Some(patient) => {
-                practices.retain(|p| p.ods == patient.practice);
-                patient_key = patient.item;
+        for (ods, key) in records_searched(state, interaction, principal, request_id).await? {
+            if let Some(practice) = state.backend.practice(&ods) {
+                targets.push((practice, key));
             }
-            // A reference that is not ours, or to a practice out of reach: nothing matches.
-            None => practices.clear(),
         }
-    } else if practices.is_empty() {
-        return Err(FhirError::forbidden(
-            "IM1-2102",
-            "the token names no practice this server serves",
-        ));
+    } else {
+        targets = principal
+            .practices
+            .iter()
+            .filter_map(|ods| state.backend.practice(ods))
+            .map(|p| (p, String::new()))
+            .collect();
+        if targets.is_empty() {
+            return Err(FhirError::forbidden(
+                "IM1-2102",
+                "the token names no practice this server serves",
+            ));
+        }
     }
     let mut warnings = Vec::new();
     let mut all = Vec::new();
@@ -463,7 +514,8 @@ async fn search(
         Some(token) => state.pages.check(token, &fingerprint)?,
         None => 0,
     };
-    for practice in practices {
+    let many_practices = targets.len() > 1;
+    for (practice, patient_key) in targets {
         let Some(mapping) = state.registry.get(practice.supplier.key(), &resource_type) else {
             warnings.push(crate::fhir::error::warning(
                 crate::fhir::IssueType::NotSupported,
@@ -506,9 +558,37 @@ async fn search(
         };
         let mut produced = Produced::default();
         let result = translate::search(&ctx, practice, mapping, &params, &patient_key, &mut produced).await;
-        record_native(state, practice.supplier.key(), &produced);
-        result?;
-        all.extend(produced.resources.into_iter().filter(|r| in_compartment(principal, r)));
+        record_native(state, practice, &produced);
+        let own = match result {
+            Ok(()) => reach::own_record(state, principal, &practice.ods, request_id).await,
+            Err(e) => Err(e),
+        };
+        let own = match own {
+            Ok(own) => own,
+            // A token reaching several practices still gets what the others give, with a warning naming the
+            // practice that could not be searched for this principal (no linkage, no patient-facing mapping).
+            Err(e) if many_practices && e.status == StatusCode::FORBIDDEN => {
+                warnings.push(crate::fhir::error::warning(
+                    crate::fhir::IssueType::Forbidden,
+                    "IM1-2106",
+                    format!(
+                        "practice {} could not be searched for this user: {}",
+                        practice.ods, e.message
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for resource in produced.resources {
+            if reach::may_see(state, principal, own.as_deref(), &resource, 's') {
+                if let policy::Minimised::Kept(resource) =
+                    policy::minimise(practice, principal, resource, &mut warnings)
+                {
+                    all.push(resource);
+                }
+            }
+        }
         warnings.extend(produced.warnings);
     }
     let sort_keys = sort_keys(state, interaction, &mut warnings)?;
@@ -547,20 +627,31 @@ async fn search(
     }))
 }
 
-/// The patient record a search of items reads: the `patient` or `subject` parameter, decoded. `None` when
-/// the reference is not one this server issued or names a practice the principal may not reach (the search
-/// then matches nothing, as for a record that does not exist).
-fn record_searched(
+/// The records a search of items reads, as (practice, patient key): the one `patient` (or `subject`) names,
+/// decoded; for a patient without that parameter, their own record at each practice the token names. A
+/// reference that is not one this server issued, names a practice out of reach, or (for a patient) names
+/// another record, reads nothing: the search matches nothing, as for a record that does not exist.
+async fn records_searched(
     state: &AppState,
     interaction: &Interaction,
     principal: &Principal,
-) -> FhirResult<Option<crate::ids::LogicalId>> {
+    request_id: &str,
+) -> FhirResult<Vec<(String, String)>> {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let given = interaction
         .params
         .iter()
         .find(|p| matches!(p.name.as_str(), "patient" | "subject") && p.modifier.is_none());
     let Some(param) = given else {
+        if principal.role == Role::Patient {
+            let mut out = Vec::new();
+            for ods in &principal.practices {
+                if let Some(own) = reach::own_record(state, principal, ods, request_id).await? {
+                    out.push((ods.clone(), own));
+                }
+            }
+            return Ok(out);
+        }
         return Err(FhirError::bad_request(
             "IM1-1207",
             format!(
@@ -575,13 +666,141 @@ fn record_searched(
     let value = param.values[0].as_str();
     let id = value.rsplit_once("Patient/").map_or(value, |(_, id)| id);
     if value.contains('/') && !value.contains("Patient/") {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    Ok(state
+    let Some(patient) = state
         .ids
         .decode("Patient", id)
         .ok()
-        .filter(|patient| principal.may_reach_practice(&patient.practice)))
+        .filter(|patient| principal.may_reach_practice(&patient.practice))
+    else {
+        return Ok(Vec::new());
+    };
+    if let Some(own) = reach::own_record(state, principal, &patient.practice, request_id).await? {
+        if own != patient.item {
+            return Ok(Vec::new());
+        }
+    }
+    Ok(vec![(patient.practice, patient.item)])
+}
+
+/// `GET /fhir/AuditEvent`: the audit trail, for auditors only (`user/AuditEvent.rs`), newest first.
+async fn audit_search(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+    base: &str,
+) -> FhirResult<Value> {
+    if interaction.kind != Kind::Search {
+        return Err(FhirError::method_not_allowed(
+            "IM1-1009",
+            "AuditEvents are searched, not read or written, through this server",
+        ));
+    }
+    if principal.role != Role::Auditor {
+        return Err(FhirError::forbidden("IM1-2104", "only auditors read the audit trail"));
+    }
+    check_scope(principal, "AuditEvent", 's')?;
+    let store = state
+        .audit
+        .clone()
+        .ok_or_else(|| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for param in &interaction.params {
+        if param.modifier.is_some() {
+            return Err(
+                FhirError::bad_request("IM1-1210", "AuditEvent search parameters take no modifiers")
+                    .at(param.name.clone()),
+            );
+        }
+        pairs.push((param.name.clone(), param.values.join(",")));
+    }
+    let count = bundle::page_size(interaction);
+    pairs.push(("_count".into(), count.to_string()));
+    let query =
+        crate::audit::AuditQuery::from_params(&pairs).map_err(|message| FhirError::bad_request("IM1-1210", message))?;
+    let events = store
+        .search_async(query)
+        .await
+        .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
+    let fingerprint = format!("{}|AuditEvent|{}", principal.subject, canonical_query(interaction));
+    Ok(bundle::searchset(SearchsetInput {
+        base,
+        resource_type: "AuditEvent",
+        query: canonical_query(interaction),
+        matches: events,
+        included: Vec::new(),
+        warnings: Vec::new(),
+        offset: 0,
+        count,
+        tokens: &state.pages,
+        fingerprint: &fingerprint,
+        summary: interaction.summary,
+        elements: &interaction.elements,
+    }))
+}
+
+/// Who asked, for the AuditEvent.
+fn who(principal: &Principal) -> crate::audit::Who {
+    crate::audit::Who {
+        subject: principal.subject.clone(),
+        role: principal.role.name().to_string(),
+        client_id: principal.client_id.clone(),
+        rbac_role: principal.rbac_role.clone(),
+        organisations: principal.practices.clone(),
+        token_id: principal.token_id.clone(),
+    }
+}
+
+/// The patients whose data a response holds: every Patient (with its NHS number) and every patient an item
+/// refers to through `subject` or `patient`, once each.
+fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
+    let mut out: Vec<crate::audit::PatientRef> = Vec::new();
+    let mut add = |reference: Option<String>, nhs_number: Option<String>| {
+        if let Some(existing) = out.iter_mut().find(|p| p.reference == reference) {
+            if existing.nhs_number.is_none() {
+                existing.nhs_number = nhs_number;
+            }
+        } else {
+            out.push(crate::audit::PatientRef { reference, nhs_number });
+        }
+    };
+    let resources: Vec<&Value> = match value.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => value
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("resource"))
+            .collect(),
+        _ => vec![value],
+    };
+    for resource in resources {
+        if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+            let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+            let nhs = resource
+                .get("identifier")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|i| i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number"))
+                .and_then(|i| i.get("value").and_then(Value::as_str))
+                .map(String::from);
+            add(Some(format!("Patient/{id}")), nhs);
+            continue;
+        }
+        for key in ["subject", "patient"] {
+            if let Some(reference) = resource
+                .get(key)
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str)
+                .filter(|r| r.starts_with("Patient/"))
+            {
+                add(Some(reference.to_string()), None);
+            }
+        }
+    }
+    out
 }
 
 /// `_sort` keys resolved to the search parameters of the type; an unknown key is an error, or a warning under
@@ -626,28 +845,32 @@ fn sort_keys<'s>(
     Ok(keys)
 }
 
-/// A patient principal sees only resources about its own NHS number (proxy access comes with the
-/// RelatedPerson mappings). Checked per returned resource, not only per request.
-pub fn in_compartment(principal: &Principal, resource: &Value) -> bool {
-    if principal.role != Role::Patient {
-        return true;
-    }
-    let Some(nhs) = principal.nhs_number.as_deref() else {
-        return false;
-    };
-    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
-        return resource.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
-            ids.iter().any(|i| {
-                i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
-                    && i.get("value").and_then(Value::as_str) == Some(nhs)
-            })
-        });
-    }
-    false
+fn record_native(state: &AppState, practice: &crate::backend::PracticeBackend, produced: &Produced) {
+    record_native_calls(state, practice, &produced.calls);
 }
 
-fn record_native(state: &AppState, supplier: &str, produced: &Produced) {
-    for call in &produced.calls {
+/// Native calls go to the metrics and to the interaction's AuditEvent.
+pub fn record_native_calls(
+    state: &AppState,
+    practice: &crate::backend::PracticeBackend,
+    calls: &[crate::backend::client::CallRecord],
+) {
+    let supplier = practice.supplier.key();
+    audit::note(|facts| {
+        if !facts.practices.contains(&practice.ods) {
+            facts.practices.push(practice.ods.clone());
+        }
+        facts
+            .native_calls
+            .extend(calls.iter().map(|call| crate::audit::NativeCallFact {
+                supplier: supplier.to_string(),
+                practice: practice.ods.clone(),
+                operation: format!("{} {}", call.method, call.path),
+                status: Some(call.status),
+                millis: call.millis,
+            }));
+    });
+    for call in calls {
         state
             .metrics
             .native_calls
@@ -720,6 +943,10 @@ fn respond(status: StatusCode, value: &Value, interaction: &Interaction) -> Resp
 
 /// The one place an error becomes a response: an OperationOutcome with the error's status.
 pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Response<Body> {
+    audit::note(|facts| {
+        facts.outcome_code = Some(error.code.to_string());
+        facts.outcome_text = Some(error.message.clone());
+    });
     let outcome = error.to_outcome();
     let (format, bytes) = match format::encode(&outcome, format, pretty) {
         Ok(bytes) => (format, bytes),

@@ -126,6 +126,7 @@ impl Simulators {
             PracticeConfig {
                 ods: emis.practice_ods.clone(),
                 supplier: Supplier::Emis,
+                policy: Default::default(),
                 base_url: format!("{}/emis", self.emis.base_url()),
                 credentials: Credentials::Emis(EmisCredentials {
                     application_id: emis.application_id.clone(),
@@ -137,6 +138,7 @@ impl Simulators {
             PracticeConfig {
                 ods: tpp.unit_id.clone(),
                 supplier: Supplier::SystmOne,
+                policy: Default::default(),
                 base_url: format!("{}/tpp", self.systmone.pfs.base_url()),
                 credentials: Credentials::SystmOne(SystmOneCredentials {
                     provider_id: tpp.provider_id.clone(),
@@ -148,6 +150,7 @@ impl Simulators {
             PracticeConfig {
                 ods: medicus.practice_ods.clone(),
                 supplier: Supplier::Medicus,
+                policy: Default::default(),
                 base_url: format!("{}/medicus/{}", self.medicus.base_url(), medicus.tenant),
                 credentials: Credentials::Medicus(MedicusCredentials {
                     app_id: medicus.app_id.clone(),

@@ -1,4 +1,4 @@
-//! The `im1-fhir` command: `demo`, `serve`, `check`, `sim`, `token`. `main` parses the command line and
+//! The `im1-fhir` command: `demo`, `serve`, `check`, `coverage`, `sim`, `token`. `main` parses the command line and
 //! hands over to `run`, which owns the one exit-code policy: 0 success, 1 a problem found (check), 2 a
 //! usage or start-up error.
 
@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         mappings: Option<PathBuf>,
     },
+    /// Which UK Core must-support elements each supplier's mappings produce.
+    Coverage {
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "csv"])]
+        format: String,
+    },
     /// Serve with a configuration file (production).
     Serve {
         #[arg(long)]
@@ -55,6 +62,9 @@ enum Command {
         no_throttle: bool,
         #[arg(long)]
         mappings: Option<PathBuf>,
+        /// The AuditEvent store (SQLite); default: a new file in the system's temporary folder.
+        #[arg(long)]
+        audit_db: Option<PathBuf>,
     },
     /// Start the three simulators alone; one line per simulator with its address.
     Sim {
@@ -121,6 +131,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, mappings } => Ok(check(config, mappings)),
+        Command::Coverage { mappings, format } => {
+            let registry = Registry::load(&source(mappings))
+                .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+            let coverage = im1_fhir::coverage::compute(&registry);
+            match format.as_str() {
+                "csv" => print!("{}", im1_fhir::coverage::csv(&coverage)),
+                _ => print!("{}", im1_fhir::coverage::markdown(&coverage)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config, mappings } => serve(config, mappings),
         Command::Demo {
             addr,
@@ -128,7 +148,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             patients,
             no_throttle,
             mappings,
-        } => demo(addr, seed, patients, !no_throttle, mappings),
+            audit_db,
+        } => demo(addr, seed, patients, !no_throttle, mappings, audit_db),
         Command::Sim {
             seed,
             patients,
@@ -199,6 +220,11 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
             linkage: Arc::default(),
             public_base_url: config.server.public_base_url.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            audit: Some(
+                im1_fhir::audit::AuditStore::open(&config.audit)
+                    .map_err(|e| format!("cannot open the audit store: {e}"))?,
+            ),
+            client_rate: config.server.client_rate,
         })?;
         let tls = match &config.server.tls {
             Some(tls) => Some(im1_fhir::server::listener::tls_acceptor(&tls.cert, &tls.key)?),
@@ -247,9 +273,12 @@ fn demo(
     patients: usize,
     throttle: bool,
     mappings: Option<PathBuf>,
+    audit_db: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     runtime::init_logging();
     let options = sim_options(seed, patients, throttle)?;
+    let audit_path =
+        audit_db.unwrap_or_else(|| std::env::temp_dir().join(format!("im1-fhir-demo-audit-{}.db", std::process::id())));
     let registry = Registry::load(&source(mappings))
         .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -265,6 +294,11 @@ fn demo(
             linkage: sims.linkage(),
             public_base_url: None,
             max_body_bytes: 1024 * 1024,
+            audit: Some(
+                im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(&audit_path))
+                    .map_err(|e| format!("cannot open the audit store {}: {e}", audit_path.display()))?,
+            ),
+            client_rate: im1_fhir::config::ServerConfig::default().client_rate,
         })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -3,7 +3,7 @@
 //! included resource goes through the same read or search path as a direct request, so scopes, practice reach
 //! and the compartment are checked for it again; what may not be seen is left out silently, never reported.
 
-use crate::app::{in_compartment, read_one, AppState};
+use crate::app::{read_one, AppState};
 use crate::auth::Principal;
 use crate::fhir::error::{warning, IssueType};
 use crate::fhir::rest::Interaction;
@@ -12,6 +12,7 @@ use crate::fhir::FhirResult;
 use crate::ids::LogicalId;
 use crate::mapping::file::ParamType;
 use crate::mapping::Compartment;
+use crate::reach;
 use crate::translate::{self, Produced};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -30,6 +31,7 @@ pub async fn search_record(
     request_id: &str,
     resource_type: &str,
     record: &RecordKey,
+    warnings: &mut Vec<Value>,
 ) -> FhirResult<Vec<Value>> {
     let Some(practice) = state.backend.practice(&record.practice) else {
         return Ok(Vec::new());
@@ -48,11 +50,22 @@ pub async fn search_record(
     };
     let mut produced = Produced::default();
     translate::search(&ctx, practice, mapping, &[], &record.patient, &mut produced).await?;
-    Ok(produced
-        .resources
-        .into_iter()
-        .filter(|r| in_compartment(principal, r))
-        .collect())
+    crate::app::record_native_calls(state, practice, &produced.calls);
+    let own = reach::own_record(state, principal, &record.practice, request_id).await?;
+    if own.as_deref().is_some_and(|own| own != record.patient) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for resource in produced.resources {
+        if reach::may_see(state, principal, own.as_deref(), &resource, 's') {
+            if let crate::policy::Minimised::Kept(resource) =
+                crate::policy::minimise(practice, principal, resource, warnings)
+            {
+                out.push(resource);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `_include` and `_revinclude` for one page of matches; unsupported ones become warnings.
@@ -98,7 +111,7 @@ pub async fn includes(
         };
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
         for record in records {
-            for item in search_record(state, principal, request_id, &include.source, record).await? {
+            for item in search_record(state, principal, request_id, &include.source, record, warnings).await? {
                 let points_here = references(&item, &def.paths).iter().any(|r| wanted.contains(r));
                 if points_here && seen.insert(type_and_id(&item)) {
                     out.push(item);

@@ -31,6 +31,9 @@ pub struct Parts {
     pub linkage: Arc<CredentialStore>,
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
+    pub audit: Option<crate::audit::AuditStore>,
+    /// Per-client rate limit; None: unlimited.
+    pub client_rate: Option<crate::config::ClientRate>,
 }
 
 pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
@@ -52,6 +55,9 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         metrics: Metrics::new(),
         started,
         ready: AtomicBool::new(false),
+        own_records: Default::default(),
+        limiter: parts.client_rate.map(crate::ratelimit::ClientLimiter::new),
+        audit: parts.audit,
     }))
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 fn emis_practice(base_url: String) -> PracticeConfig {
     PracticeConfig {
+        policy: Default::default(),
         ods: "Y90001".into(),
         supplier: Supplier::Emis,
         base_url,
@@ -51,6 +52,8 @@ async fn tls_with_http2_and_http1() {
         linkage: Default::default(),
         public_base_url: None,
         max_body_bytes: 1024 * 1024,
+        audit: None,
+        client_rate: None,
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

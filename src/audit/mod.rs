@@ -11,7 +11,8 @@
 //! - `store`   the writer thread, group commit, background checkpoints;
 //! - `db`      SQLite settings, schema and the batch insert;
 //! - `query`   the auditor's search (typed query, FHIR parameter parsing, SQL);
-//! - `forward` optional JSON-lines copy of committed events.
+//! - `forward` optional JSON-lines copy of committed events;
+//! - `layer`   the tower layer that audits every interaction and fails closed.
 //!
 //! Why SQLite: one file on one machine, WAL commits in tens of microseconds, grouped commits at >100k events/s
 //! (design.md, "Cost of a durable AuditEvent"), indexed search without another service; `rusqlite` with the
@@ -22,6 +23,7 @@ mod error;
 mod event;
 mod facts;
 mod forward;
+mod layer;
 mod query;
 mod store;
 
@@ -29,6 +31,7 @@ pub use db::Synchronous;
 pub use error::AuditError;
 pub use event::{action, audit_event, instant};
 pub use facts::{patient_logical_id, AuditFacts, NativeCallFact, PatientRef, Who};
+pub use layer::{note, AuditLayer};
 pub use query::{AuditQuery, DEFAULT_COUNT, MAX_COUNT};
 pub use store::{AuditConfig, AuditStore, CHECKPOINT_SPACING};
 

@@ -46,6 +46,16 @@ struct RawConfig {
     native: RawNative,
     #[serde(default)]
     practices: Vec<RawPractice>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<Spanned<String>>,
+    synchronous: Option<Spanned<String>>,
+    forward_jsonl: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -56,6 +66,9 @@ struct RawServer {
     request_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     tls: Option<RawTls>,
+    /// Requests per second per client; 0 switches the limit off.
+    client_requests_per_second: Option<u32>,
+    client_burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +111,7 @@ struct RawPractice {
     emis: Option<Spanned<RawEmis>>,
     medicus: Option<Spanned<RawMedicus>>,
     systmone: Option<Spanned<RawSystmOne>>,
+    free_text_roles: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +148,7 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     pub native: NativeConfig,
     pub practices: Vec<PracticeConfig>,
+    pub audit: crate::audit::AuditConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +158,15 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub tls: Option<TlsConfig>,
+    /// Requests per second each client (token `client_id`) may make, and the burst above it; None: no limit.
+    pub client_rate: Option<ClientRate>,
+}
+
+/// A per-client request rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRate {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +177,10 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             max_body_bytes: 1024 * 1024,
             tls: None,
+            client_rate: Some(ClientRate {
+                per_second: 100,
+                burst: 200,
+            }),
         }
     }
 }
@@ -230,6 +258,25 @@ pub struct PracticeConfig {
     pub supplier: Supplier,
     pub base_url: String,
     pub credentials: Credentials,
+    pub policy: PracticePolicy,
+}
+
+/// A practice's data-minimisation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PracticePolicy {
+    /// Roles (`patient`, `clinician`, `system`) that receive free text (notes, free-text results) and
+    /// documents; for the others they are withheld with a coded warning.
+    pub free_text_roles: Vec<String>,
+}
+
+impl Default for PracticePolicy {
+    /// Direct care (the patient and clinicians) sees free text; system clients, often for secondary use, do
+    /// not unless the practice says so.
+    fn default() -> Self {
+        PracticePolicy {
+            free_text_roles: vec!["patient".into(), "clinician".into()],
+        }
+    }
 }
 
 /// A practice's transaction-API credentials, per supplier.
@@ -330,6 +377,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     }
     server.request_timeout_ms = raw.server.request_timeout_ms.unwrap_or(server.request_timeout_ms);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
+    if let Some(per_second) = raw.server.client_requests_per_second {
+        server.client_rate = (per_second > 0).then(|| ClientRate {
+            per_second,
+            burst: raw.server.client_burst.unwrap_or(per_second * 2).max(1),
+        });
+    }
     if let Some(tls) = &raw.server.tls {
         for (file_ref, what) in [(&tls.cert, "certificate"), (&tls.key, "key")] {
             if !Path::new(file_ref.get_ref()).is_file() {
@@ -391,6 +444,21 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         retries: raw.native.retries.unwrap_or(2),
         max_in_flight: raw.native.max_in_flight.unwrap_or(8).max(1),
     };
+    // Every interaction's AuditEvent is committed here before its response leaves (see src/audit).
+    let mut audit = crate::audit::AuditConfig::new(
+        raw.audit
+            .path
+            .as_ref()
+            .map_or("im1-fhir-audit.db", |p| p.get_ref().as_str()),
+    );
+    if let Some(sync) = &raw.audit.synchronous {
+        match sync.get_ref().as_str() {
+            "normal" => audit.synchronous = crate::audit::Synchronous::Normal,
+            "full" => audit.synchronous = crate::audit::Synchronous::Full,
+            _ => errors.push(at(sync.span(), "audit.synchronous must be normal or full".into())),
+        }
+    }
+    audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(PathBuf::from);
     let mut practices = Vec::new();
     for practice in &raw.practices {
         let ods = practice.ods.get_ref().clone();
@@ -478,11 +546,24 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                 continue;
             }
         };
+        let mut policy = PracticePolicy::default();
+        if let Some(roles) = &practice.free_text_roles {
+            for role in roles {
+                if !matches!(role.get_ref().as_str(), "patient" | "clinician" | "system") {
+                    errors.push(at(
+                        role.span(),
+                        "free_text_roles are patient, clinician or system".into(),
+                    ));
+                }
+            }
+            policy.free_text_roles = roles.iter().map(|r| r.get_ref().clone()).collect();
+        }
         practices.push(PracticeConfig {
             ods,
             supplier,
             base_url: base.trim_end_matches('/').to_string(),
             credentials,
+            policy,
         });
     }
     if errors.is_empty() {
@@ -492,6 +573,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             issuers,
             native,
             practices,
+            audit,
         })
     } else {
         Err(errors)

@@ -97,8 +97,52 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         if !search_params.is_empty() {
             entry["searchParam"] = json!(search_params);
         }
+        // Includes follow this type's reference parameters; revincludes come from other types' references.
+        let includes: Vec<String> = params
+            .values()
+            .filter(|(p, _)| p.kind == crate::mapping::ParamType::Reference)
+            .map(|(p, _)| format!("{resource}:{}", p.name))
+            .collect();
+        if !includes.is_empty() {
+            entry["searchInclude"] = json!(includes);
+        }
+        let revincludes: std::collections::BTreeSet<String> = registry
+            .mappings
+            .iter()
+            .filter(|m| m.resource != resource)
+            .flat_map(|m| m.params.iter().map(move |p| (m, p)))
+            .filter(|(_, p)| {
+                p.kind == crate::mapping::ParamType::Reference && p.name != "patient" && p.name != "subject"
+            })
+            .map(|(m, p)| format!("{}:{}", m.resource, p.name))
+            .collect();
+        if !revincludes.is_empty() && mappings.iter().any(|m| m.search.is_some()) {
+            entry["searchRevInclude"] = json!(revincludes);
+        }
+        if resource == "Patient" {
+            entry["operation"] = json!([{
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                "documentation": "The Patient and every item of its record the token's scopes allow, as a paged searchset.",
+            }]);
+        }
         resources.push(entry);
     }
+    resources.push(json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "One AuditEvent (IHE Basic Audit Log Patterns) per interaction, whatever its outcome, committed before the response. Auditors only (user/AuditEvent.rs), newest first.",
+        "interaction": [{ "code": "search-type" }],
+        "searchParam": [
+            { "name": "date", "type": "date", "documentation": "When recorded; prefixes ge, gt, le, lt, eq." },
+            { "name": "patient", "type": "reference" },
+            { "name": "agent", "type": "reference", "documentation": "The user's subject." },
+            { "name": "entity", "type": "reference", "documentation": "Type, or Type/id." },
+            { "name": "outcome", "type": "token", "documentation": "0, 4, 8 or 12." },
+            { "name": "_count", "type": "number", "documentation": "Up to 1000." },
+        ],
+    }));
+    resources.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
     let supplier_list: Vec<String> = practices
         .iter()
         .map(|p| format!("{} ({})", p.ods, p.supplier_name))
@@ -130,7 +174,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
                     "code": "SMART-on-FHIR",
                     "display": "SMART-on-FHIR",
                 }]}],
-                "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced (patient/, user/, system/ with cruds; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens reach their own compartment only; clinician and system tokens the practices they name.",
+                "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced on every returned resource (patient/, user/, system/ with cruds; granular scopes such as patient/Observation.rs?category=laboratory filter results; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens reach their own record only, through the supplier's patient-facing API with their own linkage; confidential items never reach them. Clinician and system tokens reach the practices they name. Free text and documents go only to the roles each practice's policy names (by default patients and clinicians); otherwise they are withheld with a coded warning (IM1-2201, IM1-2202). Each client is rate limited (429 with Retry-After). Every interaction is recorded as an AuditEvent before its response is released; if the audit store fails, requests fail with 503.",
             },
         }],
     });
@@ -174,12 +218,13 @@ pub fn smart_configuration(
         "scopes_supported": [
             "openid", "fhirUser", "launch/patient",
             "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "user/AuditEvent.rs",
+            "patient/Observation.rs?category=laboratory", "patient/Observation.rs?category=vital-signs",
         ],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": [
             "launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
-            "permission-patient", "permission-user", "permission-v1", "permission-v2",
+            "permission-patient", "permission-user", "permission-v1", "permission-v2", "context-ehr-patient",
         ],
     });
     if let Some(url) = token_endpoint {

@@ -30,6 +30,8 @@ pub enum IssueType {
     Processing,
     Incomplete,
     Informational,
+    /// Information withheld by policy (data minimisation).
+    Suppressed,
 }
 
 impl IssueType {
@@ -55,6 +57,7 @@ impl IssueType {
             IssueType::Processing => "processing",
             IssueType::Incomplete => "incomplete",
             IssueType::Informational => "informational",
+            IssueType::Suppressed => "suppressed",
         }
     }
 }

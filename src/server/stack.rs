@@ -59,6 +59,9 @@ pub fn stack(
         )
         // Compression sits outside the rescue so that OperationOutcomes are compressed too.
         .layer(CompressionLayer::new().gzip(true))
+        // One AuditEvent per interaction, committed before the response leaves; outside the deadline and the
+        // whole pipeline, so time-outs, 401s and denials are audited too, and a failing store fails closed.
+        .layer(crate::audit::AuditLayer::new(state.audit.clone()))
         // The rescue turns any non-FHIR error response from the layers below (a time-out) into an
         // OperationOutcome; FHIR errors from the handler pass through untouched.
         .map_response(rescue)

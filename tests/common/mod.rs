@@ -2,6 +2,7 @@
 //! chooses, and a real HTTP client.
 #![allow(dead_code)]
 
+use im1_fhir::audit::{AuditConfig, AuditStore};
 use im1_fhir::auth::token::{self, Issuer, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::backend::credentials::CredentialStore;
@@ -14,6 +15,9 @@ pub struct Proxy {
     pub running: Option<Running>,
     pub base: String,
     pub client: reqwest::Client,
+    /// The proxy's AuditEvent store, for tests that check the audit trail.
+    pub audit: AuditStore,
+    pub audit_dir: tempfile::TempDir,
 }
 
 impl Proxy {
@@ -26,7 +30,11 @@ impl Proxy {
                 retries: 1,
                 max_in_flight: 4,
             },
-            ServerConfig::default(),
+            // Tests make bursts of requests as one client: no rate limit unless a test asks for one.
+            ServerConfig {
+                client_rate: None,
+                ..ServerConfig::default()
+            },
         )
         .await
     }
@@ -38,6 +46,8 @@ impl Proxy {
         server: ServerConfig,
     ) -> Proxy {
         let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit = AuditStore::open(&AuditConfig::new(audit_dir.path().join("audit.db"))).unwrap();
         let state = runtime::build_state(Parts {
             registry: Arc::new(registry),
             practices,
@@ -47,6 +57,8 @@ impl Proxy {
             linkage,
             public_base_url: None,
             max_body_bytes: server.max_body_bytes,
+            audit: Some(audit.clone()),
+            client_rate: server.client_rate,
         })
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,6 +68,8 @@ impl Proxy {
             running: Some(running),
             base,
             client: test_client(),
+            audit,
+            audit_dir,
         }
     }
 

@@ -1,0 +1,145 @@
+//! The audit layer: one AuditEvent per interaction, whatever its outcome, committed before the response leaves.
+//!
+//! It sits outside the deadline and the pipeline (so a 401, a denial, a native error, a time-out and a cache hit
+//! are all audited) and inside the request-id layer (so the event carries the id the client sees). While the
+//! request runs, the pipeline adds what it learns (who, what, which patients, native calls, the outcome code)
+//! through [`note`], which reaches this request's facts through a task-local: no plumbing through every call.
+//! If the store cannot commit the event, the response is replaced by a 503: nothing is served unaudited.
+
+use super::{AuditFacts, AuditStore};
+use crate::app::{respond_error, Body};
+use crate::fhir::format::Format;
+use crate::fhir::FhirError;
+use http::{Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+tokio::task_local! {
+    static CURRENT: Arc<Mutex<AuditFacts>>;
+}
+
+/// Adds to the facts of the interaction being handled (nothing happens outside one, e.g. in unit tests).
+pub fn note(update: impl FnOnce(&mut AuditFacts)) {
+    let _ = CURRENT.try_with(|slot| {
+        if let Ok(mut facts) = slot.lock() {
+            update(&mut facts);
+        }
+    });
+}
+
+/// Paths that are operational, not FHIR interactions: probes and scrapes are not audited.
+fn is_operational(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+#[derive(Clone)]
+pub struct AuditLayer {
+    store: Option<AuditStore>,
+}
+
+impl AuditLayer {
+    /// `None` switches auditing off (only for benchmarks that measure the pipeline without it).
+    pub fn new(store: Option<AuditStore>) -> AuditLayer {
+        AuditLayer { store }
+    }
+}
+
+impl<S> tower::Layer<S> for AuditLayer {
+    type Service = AuditService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuditService {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuditService<S> {
+    inner: S,
+    store: Option<AuditStore>,
+}
+
+impl<S, B> tower::Service<Request<B>> for AuditService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was made ready is the one that serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let store = match &self.store {
+            Some(store) if !is_operational(request.uri().path()) => store.clone(),
+            _ => return Box::pin(inner.call(request)),
+        };
+        let slot = Arc::new(Mutex::new(initial_facts(&request)));
+        Box::pin(async move {
+            let response = CURRENT.scope(slot.clone(), inner.call(request)).await?;
+            let mut facts = match slot.lock() {
+                Ok(facts) => facts.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            facts.status = response.status().as_u16();
+            facts.ended = time::OffsetDateTime::now_utc();
+            match store.record(facts).await {
+                Ok(_) => Ok(response),
+                Err(error) => {
+                    // Fail closed: the client never gets an answer whose access is not on record.
+                    tracing::error!(error = %error, "the audit store failed; the response is withheld");
+                    Ok(respond_error(
+                        &FhirError::unavailable("IM1-5101", "the audit trail is unavailable; try again later"),
+                        Format::Json,
+                        false,
+                    ))
+                }
+            }
+        })
+    }
+}
+
+fn initial_facts<B>(request: &Request<B>) -> AuditFacts {
+    let now = time::OffsetDateTime::now_utc();
+    let path = request.uri().path();
+    AuditFacts {
+        request_id: request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        started: now,
+        ended: now,
+        method: request.method().to_string(),
+        interaction: "unknown".into(),
+        resource_type: path
+            .strip_prefix("/fhir/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()) && t.len() <= 64)
+            .map(String::from),
+        resource_id: None,
+        query: None,
+        who: None,
+        client_address: None,
+        patients: Vec::new(),
+        status: 0,
+        outcome_code: None,
+        outcome_text: None,
+        native_calls: Vec::new(),
+        cache_hit: false,
+        practices: Vec::new(),
+    }
+}

@@ -1,0 +1,91 @@
+//! Data minimisation: free text (notes, free-text results) and documents go only to the roles a practice's
+//! policy names (`free_text_roles`, by default the patient and clinicians). For others, notes are removed and
+//! the resource is labelled REDACTED; documents are withheld. A Bundle says so in a coded warning.
+
+use crate::auth::Principal;
+use crate::backend::PracticeBackend;
+use crate::fhir::error::{warning, IssueType};
+use serde_json::{json, Value};
+
+/// Resource types that are documents: withheld whole (their content is the free text).
+const DOCUMENTS: &[&str] = &["DocumentReference", "Binary"];
+
+/// What the policy leaves of a resource.
+pub enum Minimised {
+    Kept(Value),
+    Withheld,
+}
+
+/// Applies the practice's policy to one resource for a principal; warnings say what was withheld.
+pub fn minimise(
+    practice: &PracticeBackend,
+    principal: &Principal,
+    mut resource: Value,
+    warnings: &mut Vec<Value>,
+) -> Minimised {
+    if practice
+        .policy
+        .free_text_roles
+        .iter()
+        .any(|r| r == principal.role.name())
+    {
+        return Minimised::Kept(resource);
+    }
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if DOCUMENTS.contains(&resource_type.as_str()) {
+        push_once(warnings, withheld_documents(&practice.ods));
+        return Minimised::Withheld;
+    }
+    let Some(object) = resource.as_object_mut() else {
+        return Minimised::Kept(resource);
+    };
+    let mut removed = object.shift_remove("note").is_some();
+    if resource_type == "Observation" {
+        removed |= object.shift_remove("valueString").is_some();
+    }
+    if removed {
+        let labels = object
+            .entry("meta")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|meta| meta.entry("security").or_insert_with(|| json!([])));
+        if let Some(Value::Array(labels)) = labels {
+            labels.push(json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "REDACTED",
+                "display": "redacted"
+            }));
+        }
+        push_once(
+            warnings,
+            warning(
+                IssueType::Suppressed,
+                "IM1-2202",
+                format!(
+                    "free text was withheld by practice {}'s policy for this kind of user",
+                    practice.ods
+                ),
+            ),
+        );
+    }
+    Minimised::Kept(resource)
+}
+
+/// The warning for documents withheld (also the message of a refused document read).
+pub fn withheld_documents(ods: &str) -> Value {
+    warning(
+        IssueType::Suppressed,
+        "IM1-2201",
+        format!("documents are withheld by practice {ods}'s policy for this kind of user"),
+    )
+}
+
+fn push_once(warnings: &mut Vec<Value>, w: Value) {
+    if !warnings.contains(&w) {
+        warnings.push(w);
+    }
+}

@@ -1,0 +1,267 @@
+//! Every interaction leaves exactly one AuditEvent, committed before its response: successes, refusals,
+//! failed authentication and errors alike; the auditor reads them back; a broken store fails closed; and a
+//! proxy killed with SIGKILL in the middle of a load loses no event of a request that completed.
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::audit::{AuditConfig, AuditQuery, AuditStore};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+fn options() -> SimOptions {
+    SimOptions {
+        seed: 1,
+        patients: 6,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    }
+}
+
+/// The request id an AuditEvent records (the BALP `XrequestId` entity).
+fn request_id(event: &Value) -> Option<String> {
+    event["entity"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"]["code"] == "XrequestId")
+        .and_then(|e| e["what"]["identifier"]["value"].as_str())
+        .map(String::from)
+}
+
+async fn auditor_search(proxy: &Proxy, query: &str) -> Vec<Value> {
+    let t = token(Role::Auditor, &["Y90001"]);
+    let response = proxy.get(&format!("AuditEvent?{query}"), &t).await;
+    let status = response.status();
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{bundle}");
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_interaction_is_audited_once_with_its_outcome() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let patient_token = token(Role::Patient, &["Y90001"]);
+
+    // A mixed run: (path, token, expected status). Each request carries its own id.
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    let cases: Vec<(String, Option<String>, u16)> = vec![
+        ("metadata".into(), None, 200),
+        (search.into(), None, 401),
+        (search.into(), Some("not-a-token".into()), 401),
+        (search.into(), Some(clinician.clone()), 200),
+        (search.into(), Some(clinician.clone()), 200),
+        ("Patient?colour=blue".into(), Some(clinician.clone()), 400),
+        ("Nonsense".into(), Some(clinician.clone()), 404),
+        ("Patient/not-ours".into(), Some(clinician.clone()), 404),
+        ("Condition".into(), Some(clinician.clone()), 400),
+        ("AuditEvent".into(), Some(clinician.clone()), 403),
+        (search.into(), Some(patient_token.clone()), 200),
+    ];
+    let mut ids = Vec::new();
+    for (i, (path, t, status)) in cases.iter().enumerate() {
+        let id = format!("audit-test-{i}");
+        let mut request = proxy.client.get(proxy.url(path)).header("x-request-id", &id);
+        if let Some(t) = t {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), *status, "{path}");
+        ids.push((id, *status));
+    }
+    // /healthz is operational, not an interaction.
+    proxy
+        .client
+        .get(format!("{}/healthz", proxy.base.trim_end_matches("/fhir")))
+        .send()
+        .await
+        .unwrap();
+
+    // The response waited for its commit: the events are there now, exactly one per request.
+    assert_eq!(proxy.audit.count().unwrap() as usize, cases.len());
+    let events = proxy
+        .audit
+        .search(&AuditQuery {
+            count: 1000,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    for (id, status) in &ids {
+        let matching: Vec<&Value> = events.iter().filter(|e| request_id(e).as_deref() == Some(id)).collect();
+        assert_eq!(matching.len(), 1, "{id}: one event");
+        let expected = match status {
+            200..=399 => "0",
+            400..=499 => "4",
+            _ => "8",
+        };
+        assert_eq!(matching[0]["outcome"], expected, "{id}");
+        im1_fhir_model::check_strict(matching[0]).unwrap();
+    }
+    // Failed authentication names nobody; a success names the user and the patient it returned.
+    let unauthenticated = events
+        .iter()
+        .find(|e| request_id(e).as_deref() == Some("audit-test-1"))
+        .unwrap();
+    assert!(!unauthenticated.to_string().contains("cis2-demo-clinician"));
+    let found = events
+        .iter()
+        .find(|e| request_id(e).as_deref() == Some("audit-test-3"))
+        .unwrap();
+    let text = found.to_string();
+    assert!(
+        text.contains("9000000009"),
+        "the patient's NHS number is on record: {text}"
+    );
+    assert!(found["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["detail"].to_string().contains("patients")
+            || e["what"]["reference"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("Patient/"))));
+
+    // The auditor finds them through FHIR, by outcome and by patient; others may not look.
+    let refused = auditor_search(&proxy, "outcome=4").await;
+    assert_eq!(refused.len(), 7, "401, 401, 400, 404, 404, 400, 403");
+    let patient_id = found["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["what"]["reference"].as_str().filter(|r| r.starts_with("Patient/")))
+        .unwrap()
+        .to_string();
+    let about_patient = auditor_search(&proxy, &format!("patient={patient_id}")).await;
+    assert!(
+        about_patient.len() >= 2,
+        "both clinician searches are about the patient"
+    );
+    outcome(
+        proxy
+            .get("AuditEvent?colour=blue", &token(Role::Auditor, &["Y90001"]))
+            .await,
+        400,
+    )
+    .await;
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_audit_store_fails_closed() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    assert_eq!(proxy.get("Patient?identifier=9000000009", &t).await.status(), 200);
+    proxy.audit.clone().close().await;
+    let body = outcome(proxy.get("Patient?identifier=9000000009", &t).await, 503).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-5101");
+    assert!(
+        !body.to_string().contains("9000000009"),
+        "the withheld answer does not leak: {body}"
+    );
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// The real binary under load, killed with SIGKILL: every request that got its response has its event.
+#[tokio::test]
+async fn no_completed_request_loses_its_event_when_the_process_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_im1-fhir"))
+        .args([
+            "demo",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--patients",
+            "6",
+            "--no-throttle",
+        ])
+        .arg("--audit-db")
+        .arg(&db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = common::test_client();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the demo did not start");
+
+    // Eight clients hammer the proxy; the process is killed while they run.
+    let t = token(Role::Clinician, &["Y90001"]);
+    let completed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let (client, base, t, completed) = (client.clone(), base.clone(), t.clone(), completed.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0..1000 {
+                let id = format!("kill-{worker}-{i}");
+                let sent = client
+                    .get(format!("{base}/fhir/Patient?identifier=9000000009"))
+                    .bearer_auth(&t)
+                    .header("x-request-id", &id)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 200 => {
+                        if response.bytes().await.is_ok() {
+                            completed.lock().unwrap().push(id);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let completed = completed.lock().unwrap().clone();
+    assert!(completed.len() > 20, "the load ran ({} requests)", completed.len());
+
+    // Reopen the store as a restarted proxy would, then read every event and look for every completed request.
+    let store = AuditStore::open(&AuditConfig::new(&db)).unwrap();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = connection.prepare("SELECT json FROM audit_event").unwrap();
+    let recorded: BTreeSet<String> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .filter_map(|json| serde_json::from_str::<Value>(&json.unwrap()).ok())
+        .filter_map(|event| request_id(&event))
+        .collect();
+    for id in &completed {
+        assert!(recorded.contains(id), "{id} completed but has no AuditEvent");
+    }
+    store.close().await;
+}

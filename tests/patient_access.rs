@@ -1,0 +1,137 @@
+//! A patient's token reaches their own record only, through the supplier's patient-facing API with their own
+//! linkage: searches default to it, another record's id finds nothing, and confidential items never appear.
+mod common;
+
+use common::{token, Proxy};
+use im1_fhir::auth::token::{mint_demo, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+
+const TYPES: &[&str] = &[
+    "AllergyIntolerance",
+    "Condition",
+    "Observation",
+    "Immunization",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Encounter",
+    "DocumentReference",
+];
+
+fn patient_token(nhs: &str) -> String {
+    mint_demo(&TokenRequest {
+        practices: vec!["Y90001".into()],
+        role: Role::Patient,
+        nhs_number: Some(nhs.into()),
+        scope: None,
+        ttl_seconds: 600,
+    })
+    .unwrap()
+}
+
+async fn get(proxy: &Proxy, path: &str, t: &str) -> (u16, Value) {
+    let response = proxy.get(path, t).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn matches(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn restricted(resource: &Value) -> bool {
+    resource["meta"]["security"]
+        .as_array()
+        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "R"))
+}
+
+#[tokio::test]
+async fn a_patient_sees_their_own_record_and_nothing_else() {
+    let options = SimOptions {
+        seed: 1,
+        patients: 12,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let numbers: Vec<String> = sims
+        .world
+        .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let (me, other) = (&numbers[0], &numbers[1]);
+    let mine = patient_token(me);
+
+    let (_, own) = get(&proxy, "Patient", &mine).await;
+    let own = matches(&own);
+    assert_eq!(own.len(), 1, "the patient finds themselves");
+    let own_id = own[0]["id"].as_str().unwrap().to_string();
+    let (_, theirs) = get(&proxy, &format!("Patient?identifier={other}"), &clinician).await;
+    let other_id = matches(&theirs)[0]["id"].as_str().unwrap().to_string();
+
+    let mut confidential_seen = 0;
+    for resource_type in TYPES {
+        // The clinician's view of the same record, confidential items included.
+        let (status, full) = get(&proxy, &format!("{resource_type}?patient={own_id}"), &clinician).await;
+        assert_eq!(status, 200);
+        let full = matches(&full);
+        let (status, bundle) = get(&proxy, resource_type, &mine).await;
+        assert_eq!(status, 200, "{resource_type}: {bundle}");
+        let seen = matches(&bundle);
+        for r in &seen {
+            assert!(
+                !restricted(r),
+                "{resource_type}: a confidential item reached the patient"
+            );
+            let subject = r.get("subject").or_else(|| r.get("patient")).unwrap();
+            assert_eq!(subject["reference"], format!("Patient/{own_id}"));
+        }
+        let visible: Vec<&Value> = full.iter().filter(|r| !restricted(r)).collect();
+        assert_eq!(
+            seen.len(),
+            visible.len(),
+            "{resource_type}: the patient sees every non-confidential item"
+        );
+        // A confidential item read directly is simply not found.
+        for hidden in full.iter().filter(|r| restricted(r)) {
+            confidential_seen += 1;
+            let (status, _) = get(
+                &proxy,
+                &format!("{resource_type}/{}", hidden["id"].as_str().unwrap()),
+                &mine,
+            )
+            .await;
+            assert_eq!(status, 404);
+        }
+        // Another patient's record: searched by id, nothing; their items read by id, not found.
+        let (status, bundle) = get(&proxy, &format!("{resource_type}?patient={other_id}"), &mine).await;
+        assert_eq!(status, 200);
+        assert_eq!(bundle["total"], 0, "{resource_type}: another record leaked: {bundle}");
+        let (_, theirs) = get(&proxy, &format!("{resource_type}?patient={other_id}"), &clinician).await;
+        if let Some(item) = matches(&theirs).first() {
+            let (status, _) = get(
+                &proxy,
+                &format!("{resource_type}/{}", item["id"].as_str().unwrap()),
+                &mine,
+            )
+            .await;
+            assert_eq!(status, 404, "{resource_type}: another patient's item was readable");
+        }
+    }
+    assert!(confidential_seen > 0 || numbers.len() > 1);
+    let (status, _) = get(&proxy, &format!("Patient/{other_id}/$everything"), &mine).await;
+    assert_eq!(status, 404);
+    let (status, everything) = get(&proxy, &format!("Patient/{own_id}/$everything?_count=200"), &mine).await;
+    assert_eq!(status, 200);
+    assert!(matches(&everything).len() > 1);
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -1,0 +1,199 @@
+//! What a principal may see within a record it reaches: granular SMART scopes filter every returned resource,
+//! and the practice's data-minimisation policy withholds free text and documents from roles it does not name.
+mod common;
+
+use common::{token, Proxy};
+use im1_fhir::auth::token::{mint_demo, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::SimOptions;
+use serde_json::Value;
+
+async fn start() -> (Simulators, Proxy, String) {
+    let options = SimOptions {
+        seed: 1,
+        patients: 6,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let bundle: Value = proxy
+        .get("Patient?identifier=9000000009", &t)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = bundle["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    (sims, proxy, id)
+}
+
+async fn get(proxy: &Proxy, path: &str, t: &str) -> (u16, Value) {
+    let response = proxy.get(path, t).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn entries<'b>(bundle: &'b Value, mode: &str) -> Vec<&'b Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| &e["resource"])
+        .collect()
+}
+
+fn codes(outcome: &[&Value]) -> Vec<String> {
+    outcome
+        .iter()
+        .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["details"]["coding"][0]["code"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn granular_scopes_filter_every_returned_resource() {
+    let (sims, proxy, patient) = start().await;
+    let full = token(Role::Clinician, &["Y90001"]);
+    let labs_only = mint_demo(&TokenRequest {
+        practices: vec!["Y90001".into()],
+        role: Role::Clinician,
+        nhs_number: None,
+        scope: Some("user/Patient.rs user/Observation.rs?category=laboratory".into()),
+        ttl_seconds: 600,
+    })
+    .unwrap();
+    let (_, all) = get(&proxy, &format!("Observation?patient={patient}"), &full).await;
+    let all = entries(&all, "match");
+    let labs: Vec<&&Value> = all
+        .iter()
+        .filter(|o| o["category"][0]["coding"][0]["code"] == "laboratory")
+        .collect();
+    assert!(
+        !labs.is_empty() && labs.len() < all.len(),
+        "the record mixes categories"
+    );
+    let (status, bundle) = get(&proxy, &format!("Observation?patient={patient}"), &labs_only).await;
+    assert_eq!(status, 200);
+    let seen = entries(&bundle, "match");
+    assert_eq!(seen.len(), labs.len());
+    assert!(seen
+        .iter()
+        .all(|o| o["category"][0]["coding"][0]["code"] == "laboratory"));
+    // A vital sign read by id is not found for this token; a laboratory result is.
+    let vital = all
+        .iter()
+        .find(|o| o["category"][0]["coding"][0]["code"] == "vital-signs")
+        .unwrap();
+    let (status, _) = get(
+        &proxy,
+        &format!("Observation/{}", vital["id"].as_str().unwrap()),
+        &labs_only,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = get(
+        &proxy,
+        &format!("Observation/{}", labs[0]["id"].as_str().unwrap()),
+        &labs_only,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Types outside the scopes are refused outright.
+    let (status, _) = get(&proxy, &format!("Condition?patient={patient}"), &labs_only).await;
+    assert_eq!(status, 403);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn free_text_and_documents_are_withheld_from_roles_the_policy_does_not_name() {
+    let (sims, proxy, patient) = start().await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let system = token(Role::System, &["Y90001"]);
+
+    let (_, direct) = get(&proxy, &format!("AllergyIntolerance?patient={patient}"), &clinician).await;
+    assert!(
+        entries(&direct, "match").iter().any(|a| a.get("note").is_some()),
+        "the record has notes"
+    );
+    let (status, minimised) = get(&proxy, &format!("AllergyIntolerance?patient={patient}"), &system).await;
+    assert_eq!(status, 200);
+    let allergies = entries(&minimised, "match");
+    assert_eq!(allergies.len(), entries(&direct, "match").len());
+    for a in &allergies {
+        assert!(a.get("note").is_none());
+        im1_fhir_model::check_strict(a).unwrap();
+    }
+    assert!(allergies
+        .iter()
+        .any(|a| a["meta"]["security"].to_string().contains("REDACTED")));
+    assert!(codes(&entries(&minimised, "outcome")).contains(&"IM1-2202".to_string()));
+
+    let (_, documents) = get(&proxy, &format!("DocumentReference?patient={patient}"), &clinician).await;
+    let documents = entries(&documents, "match");
+    assert!(!documents.is_empty());
+    let (status, withheld) = get(&proxy, &format!("DocumentReference?patient={patient}"), &system).await;
+    assert_eq!(status, 200);
+    assert_eq!(withheld["total"], 0);
+    assert!(codes(&entries(&withheld, "outcome")).contains(&"IM1-2201".to_string()));
+    let (status, refused) = get(
+        &proxy,
+        &format!("DocumentReference/{}", documents[0]["id"].as_str().unwrap()),
+        &system,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(refused["issue"][0]["details"]["coding"][0]["code"], "IM1-2201");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_client_is_held_to_its_rate_with_429_and_retry_after() {
+    let options = SimOptions {
+        seed: 1,
+        patients: 2,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    };
+    let sims = Simulators::start(options).await.unwrap();
+    let server = im1_fhir::config::ServerConfig {
+        client_rate: Some(im1_fhir::config::ClientRate {
+            per_second: 1,
+            burst: 3,
+        }),
+        ..Default::default()
+    };
+    let native = im1_fhir::config::NativeConfig {
+        timeout_ms: 3_000,
+        retries: 1,
+        max_in_flight: 4,
+    };
+    let proxy = Proxy::start_with(sims.practices(), sims.linkage(), native, server).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let response = proxy.get("Patient?identifier=9000000009", &t).await;
+        if response.status() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2301");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "the burst passes");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    // Separate clients have separate budgets: src/ratelimit.rs's unit test (demo tokens share one client id).
+    proxy.stop().await;
+    sims.shutdown().await;
+}
