@@ -293,6 +293,10 @@ async fn dispatch(
     if resource_type == "AuditEvent" {
         return audit_search(state, interaction, principal, base).await;
     }
+    // Conformance resources: how codes were translated is not patient data; any authenticated user may look.
+    if resource_type == "ConceptMap" {
+        return crate::conformance::handle(&state.registry, &state.pages, interaction, base);
+    }
     if state.registry.for_resource(&resource_type).next().is_none() {
         return Err(FhirError::not_found(
             "IM1-1008",

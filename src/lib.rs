@@ -18,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod conformance;
 pub mod coverage;
 pub mod demo;
 pub mod fhir;

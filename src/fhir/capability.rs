@@ -142,6 +142,21 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             { "name": "_count", "type": "number", "documentation": "Up to 1000." },
         ],
     }));
+    resources.push(json!({
+        "type": "ConceptMap",
+        "profile": "http://hl7.org/fhir/StructureDefinition/ConceptMap",
+        "documentation": "The code translations the mappings use (native codes and statuses to SNOMED CT, dm+d and FHIR codes).",
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "searchParam": [
+            { "name": "url", "type": "uri" },
+            { "name": "_id", "type": "token" },
+            { "name": "source-system", "type": "uri" },
+        ],
+        "operation": [{
+            "name": "translate",
+            "definition": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
+        }],
+    }));
     resources.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
     let supplier_list: Vec<String> = practices
         .iter()

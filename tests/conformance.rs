@@ -1,0 +1,48 @@
+//! The ConceptMaps the mappings use are served: read, searched, and `$translate` gives the same code the
+//! mappings produced.
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::auth::Role;
+use serde_json::Value;
+
+async fn get(proxy: &Proxy, path: &str, t: &str) -> Value {
+    let response = proxy.get(path, t).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn concept_maps_are_read_searched_and_translate_codes() {
+    let proxy = Proxy::start(Vec::new(), Default::default()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let map = get(&proxy, "ConceptMap/emis-code-id", &t).await;
+    assert_eq!(map["url"], "https://im1-fhir.dev/ConceptMap/emis-code-id");
+    im1_fhir_model::check_strict(&map).unwrap();
+    let all = get(&proxy, "ConceptMap", &t).await;
+    assert!(all["total"].as_u64().unwrap() >= 40);
+    let one = get(&proxy, "ConceptMap?url=https://im1-fhir.dev/ConceptMap/ctv3-snomed", &t).await;
+    assert_eq!(one["total"], 1);
+
+    // CodeId 10000053 is "Allergy to penicillin": SNOMED CT 91936005 in the EMIS mapping's output too.
+    let translated = get(&proxy, "ConceptMap/emis-code-id/$translate?code=10000053", &t).await;
+    im1_fhir_model::check_strict(&translated).unwrap();
+    assert_eq!(translated["parameter"][0]["valueBoolean"], true);
+    let coding = &translated["parameter"][1]["part"][1]["valueCoding"];
+    assert_eq!(coding["system"], "http://snomed.info/sct");
+    assert_eq!(coding["code"], "91936005");
+    let by_url = get(
+        &proxy,
+        "ConceptMap/$translate?url=https://im1-fhir.dev/ConceptMap/emis-sex&code=Indeterminate",
+        &t,
+    )
+    .await;
+    assert_eq!(by_url["parameter"][1]["part"][1]["valueCoding"]["code"], "other");
+    let unknown = get(&proxy, "ConceptMap/emis-sex/$translate?code=Nonsense", &t).await;
+    assert_eq!(unknown["parameter"][0]["valueBoolean"], false);
+
+    outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
+    outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
+    outcome(proxy.get("ConceptMap/emis-sex", "not-a-token").await, 401).await;
+    proxy.stop().await;
+}

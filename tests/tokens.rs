@@ -1,0 +1,119 @@
+//! Bad tokens are refused with 401 and an OperationOutcome, and each refusal is audited: tampered, expired,
+//! not yet valid, for another audience, from another issuer, unsigned, and with an unknown scope.
+mod common;
+
+use common::{outcome, token, Proxy};
+use im1_fhir::auth::Role;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+fn now() -> u64 {
+    im1_fhir::auth::token::now_seconds()
+}
+
+/// Claims as the demo issuer gives a clinician, to be spoiled one way at a time.
+fn claims() -> Value {
+    json!({
+        "iss": "im1-fhir-demo", "aud": "im1-fhir-demo", "sub": "cis2-test", "iat": now(),
+        "nbf": now() - 1, "exp": now() + 600, "jti": uuid::Uuid::new_v4().to_string(),
+        "im1_role": "clinician", "scope": "user/*.rs", "client_id": "test-app", "rbac_role": "R8000",
+        "ods": ["Y90001"],
+    })
+}
+
+fn sign(claims: &Value) -> String {
+    let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/demo-token-signing.key.pem")).unwrap();
+    let key = EncodingKey::from_ec_pem(&pem).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("im1-fhir-demo".into());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+fn with(field: &str, value: Value) -> String {
+    let mut c = claims();
+    c[field] = value;
+    sign(&c)
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401_and_audited() {
+    let proxy = Proxy::start(Vec::new(), Default::default()).await;
+    let good = sign(&claims());
+    // The well-formed token passes authentication (the practice is not configured here: 403, not 401).
+    assert_ne!(proxy.get("Patient?identifier=9000000009", &good).await.status(), 401);
+
+    let tampered = {
+        let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+        let mut payload: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1]).unwrap(),
+        )
+        .unwrap();
+        payload["ods"] = json!(["Y90002"]);
+        parts[1] = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&payload).unwrap(),
+        );
+        parts.join(".")
+    };
+    let unsigned = {
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"alg":"none","typ":"JWT"}"#,
+        );
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims().to_string().as_bytes(),
+        );
+        format!("{header}.{payload}.")
+    };
+    let cases = [
+        ("tampered", tampered),
+        ("expired", with("exp", json!(now() - 3600))),
+        ("not yet valid", with("nbf", json!(now() + 3600))),
+        ("wrong audience", with("aud", json!("someone-else"))),
+        ("wrong issuer", with("iss", json!("https://issuer.example"))),
+        ("unsigned", unsigned),
+        ("unknown scope", with("scope", json!("user/*.rs admin/everything"))),
+        ("garbage", "not.a.token".to_string()),
+    ];
+    for (what, bad) in &cases {
+        let response = proxy.get("Patient?identifier=9000000009", bad).await;
+        let body = outcome(response, 401).await;
+        assert!(
+            body["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+                .starts_with("IM1-200"),
+            "{what}"
+        );
+    }
+    // Within the tolerated clock skew a just-expired token still passes; beyond it, not.
+    assert_ne!(
+        proxy
+            .get("Patient?identifier=9000000009", &with("exp", json!(now() - 10)))
+            .await
+            .status(),
+        401
+    );
+    // Every refusal is on record, naming nobody.
+    let events = proxy
+        .audit
+        .search(&im1_fhir::audit::AuditQuery {
+            outcomes: vec!["4".into()],
+            count: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["entity"].to_string().contains("401"))
+        .collect();
+    assert!(
+        refused.len() >= cases.len(),
+        "{} of {} refusals audited",
+        refused.len(),
+        cases.len()
+    );
+    let _ = token(Role::Clinician, &["Y90001"]);
+    proxy.stop().await;
+}
