@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub started: String,
     pub ready: AtomicBool,
+    /// The CapabilityStatement per base URL, made on first use.
+    pub capabilities: std::sync::Mutex<std::collections::HashMap<String, Value>>,
     /// Per-client request budgets (see ratelimit.rs).
     pub limiter: Option<crate::ratelimit::ClientLimiter>,
     /// Patients' own record keys per practice (see reach.rs).
@@ -251,6 +253,11 @@ async fn dispatch(
 ) -> FhirResult<Value> {
     match interaction.kind {
         Kind::Capabilities => {
+            // The statement depends only on the loaded mappings, the practices and the base URL: made once per
+            // base (a handful: one per host name clients use), then served from memory.
+            if let Some(statement) = state.capabilities.lock().ok().and_then(|c| c.get(base).cloned()) {
+                return Ok(statement);
+            }
             let practices: Vec<PracticeInfo> = state
                 .backend
                 .practices()
@@ -260,12 +267,13 @@ async fn dispatch(
                     supplier_name: p.supplier.display().into(),
                 })
                 .collect();
-            return Ok(capability::capability_statement(
-                &state.registry,
-                &practices,
-                base,
-                &state.started,
-            ));
+            let statement = capability::capability_statement(&state.registry, &practices, base, &state.started);
+            if let Ok(mut cache) = state.capabilities.lock() {
+                if cache.len() < 64 {
+                    cache.insert(base.to_string(), statement.clone());
+                }
+            }
+            return Ok(statement);
         }
         Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.issuers, None, None)),
         _ => {}
