@@ -9,10 +9,9 @@
 //! mapping is compared by its own test).
 mod common;
 
-use common::{token, Proxy};
+use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -20,34 +19,6 @@ const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 const NAMES: [&str; 3] = ["EMIS", "SystmOne", "Medicus"];
 /// A window over the fixed today (2026-03-02): two weeks of history and a week ahead.
 const WINDOW: &str = "ge2026-02-16&start=lt2026-03-10";
-
-fn comparable(resource: &Value, targets: &HashMap<String, Value>) -> Value {
-    let mut out = resource.clone();
-    if let Some(object) = out.as_object_mut() {
-        for key in ["id", "meta", "text"] {
-            object.remove(key);
-        }
-    }
-    replace_references(&mut out, targets);
-    out
-}
-
-fn replace_references(value: &mut Value, targets: &HashMap<String, Value>) {
-    match value {
-        Value::Object(object) => {
-            for (key, child) in object.iter_mut() {
-                if let (Value::String(text), "reference") = (&*child, key.as_str()) {
-                    let kind = text.split('/').next().unwrap_or_default().to_string();
-                    *child = targets.get(text).cloned().unwrap_or(Value::String(kind));
-                } else {
-                    replace_references(child, targets);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|i| replace_references(i, targets)),
-        _ => {}
-    }
-}
 
 /// A search's Bundle, checked: 200, and every resource strict FHIR.
 async fn bundle(proxy: &Proxy, t: &str, query: &str) -> Value {
@@ -121,12 +92,7 @@ fn assert_same(seed: u64, what: &str, lists: &[Vec<Value>]) {
 #[tokio::test]
 async fn the_appointment_book_is_the_same_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = SimOptions {
-            seed,
-            patients: 12,
-            throttle: false,
-            today: Some(time::macros::date!(2026 - 03 - 02)),
-        };
+        let options = common::fixed_options(seed, 12);
         let sims = Simulators::start(options).await.unwrap();
         let numbers: Vec<String> = sims
             .world
@@ -221,12 +187,7 @@ async fn the_appointment_book_is_the_same_through_emis_systmone_and_medicus() {
 /// bound; reads of Slots and Schedules by id (a Medicus slot id is 72 characters); includes both ways.
 #[tokio::test]
 async fn searches_reads_and_includes() {
-    let options = SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 6);
     let sims = Simulators::start(options).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     for ods in PRACTICES {

@@ -12,12 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 fn options() -> SimOptions {
-    SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    }
+    common::fixed_options(1, 6)
 }
 
 /// The request id an AuditEvent records (the BALP `XrequestId` entity).

@@ -16,7 +16,6 @@ use im1_fhir::fhir::rest::SearchParam;
 use im1_fhir::ids::{IdCodec, LogicalId};
 use im1_fhir::mapping::{Compartment, MappingFile, Registry, Source, Surface};
 use im1_fhir::translate::{self, Context, Origin, Produced};
-use im1_sim::SimOptions;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -108,12 +107,7 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
 /// replies as the fixture.
 async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
     im1_fhir::runtime::install_crypto();
-    let options = SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 6);
     let sims = Simulators::start(options).await.unwrap();
     let native = NativeConfig {
         timeout_ms: 5_000,

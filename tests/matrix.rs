@@ -7,7 +7,6 @@ use common::{token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -34,23 +33,12 @@ enum Who {
 }
 
 fn matches(bundle: &Value) -> Vec<Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"].clone())
-        .collect()
+    common::entries(bundle, "match").into_iter().cloned().collect()
 }
 
 #[tokio::test]
 async fn every_principal_kind_reaches_exactly_what_it_may() {
-    let options = SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 6);
     let sims = Simulators::start(options).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let tokens: BTreeMap<&str, (Who, String)> = [

@@ -13,12 +13,7 @@ use serde_json::Value;
 const NHS_SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
 
 fn options() -> SimOptions {
-    SimOptions {
-        seed: 1,
-        patients: 12,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    }
+    common::fixed_options(1, 12)
 }
 
 async fn start() -> (Simulators, Proxy) {

@@ -6,7 +6,6 @@ use common::{token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 
 const TYPES: &[&str] = &[
@@ -38,13 +37,7 @@ async fn get(proxy: &Proxy, path: &str, t: &str) -> (u16, Value) {
 }
 
 fn matches(bundle: &Value) -> Vec<Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"].clone())
-        .collect()
+    common::entries(bundle, "match").into_iter().cloned().collect()
 }
 
 fn restricted(resource: &Value) -> bool {
@@ -55,12 +48,7 @@ fn restricted(resource: &Value) -> bool {
 
 #[tokio::test]
 async fn a_patient_sees_their_own_record_and_nothing_else() {
-    let options = SimOptions {
-        seed: 1,
-        patients: 12,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 12);
     let sims = Simulators::start(options).await.unwrap();
     let numbers: Vec<String> = sims
         .world

@@ -2,20 +2,14 @@
 //! and the practice's data-minimisation policy withholds free text and documents from roles it does not name.
 mod common;
 
-use common::{token, Proxy};
+use common::{entries, token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 
 async fn start() -> (Simulators, Proxy, String) {
-    let options = SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 6);
     let sims = Simulators::start(options).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
@@ -33,16 +27,6 @@ async fn get(proxy: &Proxy, path: &str, t: &str) -> (u16, Value) {
     let response = proxy.get(path, t).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
-}
-
-fn entries<'b>(bundle: &'b Value, mode: &str) -> Vec<&'b Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == mode)
-        .map(|e| &e["resource"])
-        .collect()
 }
 
 fn codes(outcome: &[&Value]) -> Vec<String> {
@@ -153,12 +137,7 @@ async fn free_text_and_documents_are_withheld_from_roles_the_policy_does_not_nam
 
 #[tokio::test]
 async fn each_client_is_held_to_its_rate_with_429_and_retry_after() {
-    let options = SimOptions {
-        seed: 1,
-        patients: 2,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 2);
     let sims = Simulators::start(options).await.unwrap();
     let server = im1_fhir::config::ServerConfig {
         client_rate: Some(im1_fhir::config::ClientRate {

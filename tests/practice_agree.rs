@@ -11,7 +11,6 @@ use common::{token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use im1_sim::record::Practice;
-use im1_sim::SimOptions;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -154,12 +153,7 @@ fn sorted(mut list: Vec<Value>) -> Vec<Value> {
 #[tokio::test]
 async fn every_practice_has_the_same_staff_and_every_practitioner_reference_resolves() {
     for seed in [1, 7] {
-        let options = SimOptions {
-            seed,
-            patients: 12,
-            throttle: false,
-            today: Some(time::macros::date!(2026 - 03 - 02)),
-        };
+        let options = common::fixed_options(seed, 12);
         let sims = Simulators::start(options).await.unwrap();
         let (numbers, practices): (Vec<String>, Vec<Practice>) = sims.world.read(|r| {
             (

@@ -2,19 +2,13 @@
 //! `Patient/$everything`, live through the EMIS simulator.
 mod common;
 
-use common::{outcome, token, Proxy};
+use common::{entries, outcome, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 
 async fn start() -> (Simulators, Proxy, String, String) {
-    let options = SimOptions {
-        seed: 1,
-        patients: 6,
-        throttle: false,
-        today: Some(time::macros::date!(2026 - 03 - 02)),
-    };
+    let options = common::fixed_options(1, 6);
     let sims = Simulators::start(options).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
@@ -29,16 +23,6 @@ async fn get(proxy: &Proxy, path: &str, t: &str) -> Value {
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{path}: {body}");
     body
-}
-
-fn entries<'b>(bundle: &'b Value, mode: &str) -> Vec<&'b Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == mode)
-        .map(|e| &e["resource"])
-        .collect()
 }
 
 #[tokio::test]

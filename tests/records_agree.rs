@@ -7,10 +7,9 @@
 //! comparable form, so a link to the wrong consultation or problem is a difference too.
 mod common;
 
-use common::{token, Proxy};
+use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -34,35 +33,6 @@ const EXCEPTIONS: &[(&str, &str, &str, &str)] = &[
 
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 const SUPPLIERS: [&str; 3] = ["emis", "systmone", "medicus"];
-
-/// A resource without id, meta and narrative, with every reference replaced by what it points at.
-fn comparable(resource: &Value, targets: &HashMap<String, Value>) -> Value {
-    let mut out = resource.clone();
-    if let Some(object) = out.as_object_mut() {
-        for key in ["id", "meta", "text"] {
-            object.remove(key);
-        }
-    }
-    replace_references(&mut out, targets);
-    out
-}
-
-fn replace_references(value: &mut Value, targets: &HashMap<String, Value>) {
-    match value {
-        Value::Object(object) => {
-            for (key, child) in object.iter_mut() {
-                if let (Value::String(text), "reference" | "url") = (&*child, key.as_str()) {
-                    let kind = text.split('/').next().unwrap_or_default().to_string();
-                    *child = targets.get(text).cloned().unwrap_or(Value::String(kind));
-                } else {
-                    replace_references(child, targets);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|i| replace_references(i, targets)),
-        _ => {}
-    }
-}
 
 /// The record of one patient at one practice: every searched type, plus the Medications its requests name.
 async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static str, Vec<Value>> {
@@ -148,12 +118,7 @@ fn comparable_record(supplier: &str, record: &HashMap<&'static str, Vec<Value>>)
 #[tokio::test]
 async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = SimOptions {
-            seed,
-            patients: 12,
-            throttle: false,
-            today: Some(time::macros::date!(2026 - 03 - 02)),
-        };
+        let options = common::fixed_options(seed, 12);
         let sims = Simulators::start(options).await.unwrap();
         let numbers: Vec<String> = sims
             .world

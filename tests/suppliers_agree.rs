@@ -5,7 +5,6 @@ mod common;
 use common::{token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
-use im1_sim::SimOptions;
 use serde_json::Value;
 
 /// Elements that differ by nature between practices (the usual GP is a reference to this practice's own
@@ -25,12 +24,7 @@ fn comparable(resource: &Value) -> Value {
 #[tokio::test]
 async fn every_seeded_patient_is_the_same_patient_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = SimOptions {
-            seed,
-            patients: 12,
-            throttle: false,
-            today: Some(time::macros::date!(2026 - 03 - 02)),
-        };
+        let options = common::fixed_options(seed, 12);
         let sims = Simulators::start(options).await.unwrap();
         let numbers: Vec<String> = sims
             .world

@@ -130,3 +130,58 @@ pub async fn outcome(response: reqwest::Response, status: u16) -> serde_json::Va
     );
     body
 }
+
+/// Simulator options for tests: unthrottled, with the record's "today" fixed so results are stable.
+pub fn fixed_options(seed: u64, patients: usize) -> im1_sim::SimOptions {
+    im1_sim::SimOptions {
+        seed,
+        patients,
+        throttle: false,
+        today: Some(time::macros::date!(2026 - 03 - 02)),
+    }
+}
+
+/// The resources of a searchset with one search mode (`match`, `include`, `outcome`).
+pub fn entries<'b>(bundle: &'b serde_json::Value, mode: &str) -> Vec<&'b serde_json::Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| &e["resource"])
+        .collect()
+}
+
+/// A resource as the agreement tests compare it: without id, meta and narrative, and with every reference
+/// (and attachment url) replaced by what it points at when that is known, else by the target's type.
+pub fn comparable(
+    resource: &serde_json::Value,
+    targets: &std::collections::HashMap<String, serde_json::Value>,
+) -> serde_json::Value {
+    let mut out = resource.clone();
+    if let Some(object) = out.as_object_mut() {
+        for key in ["id", "meta", "text"] {
+            object.remove(key);
+        }
+    }
+    replace_references(&mut out, targets);
+    out
+}
+
+fn replace_references(value: &mut serde_json::Value, targets: &std::collections::HashMap<String, serde_json::Value>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                if let (Value::String(text), "reference" | "url") = (&*child, key.as_str()) {
+                    let kind = text.split('/').next().unwrap_or_default().to_string();
+                    *child = targets.get(text).cloned().unwrap_or(Value::String(kind));
+                } else {
+                    replace_references(child, targets);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| replace_references(i, targets)),
+        _ => {}
+    }
+}
