@@ -103,7 +103,7 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
         for hidden in full.iter().filter(|r| restricted(r)) {
             confidential_seen += 1;
             let (status, _) = get(
-                &proxy,
+                proxy,
                 &format!("{resource_type}/{}", hidden["id"].as_str().unwrap()),
                 mine,
             )
@@ -120,7 +120,7 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
         let (_, theirs) = get(proxy, &format!("{resource_type}?patient={other_id}"), clinician).await;
         if let Some(item) = matches(&theirs).first() {
             let (status, _) = get(
-                &proxy,
+                proxy,
                 &format!("{resource_type}/{}", item["id"].as_str().unwrap()),
                 mine,
             )
