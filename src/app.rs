@@ -569,10 +569,17 @@ async fn search(
             request_id,
         };
         let mut produced = Produced::default();
-        let result = translate::search(&ctx, practice, mapping, &params, &patient_key, &mut produced).await;
-        record_native(state, practice, &produced);
-        let own = match result {
-            Ok(()) => reach::own_record(state, principal, &practice.ods, request_id).await,
+        // A patient's own record first: it is what they may see, and a search of their own Patient reads it.
+        let own = match reach::own_record(state, principal, &practice.ods, request_id).await {
+            Ok(own) => {
+                let key = match (&own, mapping.compartment) {
+                    (Some(own), Compartment::SelfPatient) => own.clone(),
+                    _ => patient_key,
+                };
+                let result = translate::search(&ctx, practice, mapping, &params, &key, &mut produced).await;
+                record_native(state, practice, &produced);
+                result.map(|()| own)
+            }
             Err(e) => Err(e),
         };
         let own = match own {
