@@ -61,12 +61,16 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         let mine = &patient_token(me, ods);
         let (_, own) = get(&proxy, &format!("Patient?identifier={me}"), clinician).await;
         let own_id = matches(&own)[0]["id"].as_str().unwrap().to_string();
-        // Their own Patient: in full from EMIS, the NHS number alone from Medicus, not at all from SystmOne.
-        if ods != "Y90002" {
+        // Their own Patient: in full from EMIS Web and SystmOne, the NHS number alone from Medicus.
+        {
             let (_, found) = get(&proxy, "Patient", mine).await;
             let found = matches(&found);
             assert_eq!(found.len(), 1, "the patient finds themselves");
             assert_eq!(found[0]["id"], own_id.as_str());
+            // Through the patient's own API, the same Patient the clinician sees (Medicus gives the NHS number only).
+            if ods != "Y90003" {
+                assert_eq!(found[0], matches(&own)[0], "{ods}");
+            }
         }
         let (_, theirs) = get(&proxy, &format!("Patient?identifier={other}"), clinician).await;
         let other_id = matches(&theirs)[0]["id"].as_str().unwrap().to_string();
@@ -133,15 +137,10 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
         }
     }
     let _ = confidential_seen;
-    // Another patient's $everything: not found (at SystmOne a patient cannot read any Patient: 403 whatever the
-    // id, which says nothing about the record).
+    // Another patient's $everything: not found; their own: the Patient and their items.
     let (status, _) = get(proxy, &format!("Patient/{other_id}/$everything"), mine).await;
-    assert!(status == 404 || (ods == "Y90002" && status == 403), "{ods}: {status}");
-    // $everything for themselves: a Patient read is needed first, which SystmOne's patient-facing API cannot
-    // give (only its own session logon returns demographics); EMIS and Medicus can.
+    assert_eq!(status, 404, "{ods}");
     let (status, everything) = get(proxy, &format!("Patient/{own_id}/$everything?_count=200"), mine).await;
-    if ods != "Y90002" {
-        assert_eq!(status, 200, "{ods}: {everything}");
-        assert!(matches(&everything).len() > 1);
-    }
+    assert_eq!(status, 200, "{ods}: {everything}");
+    assert!(matches(&everything).len() > 1);
 }

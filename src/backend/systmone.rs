@@ -57,6 +57,8 @@ pub struct SystmOne {
 struct PfsSession {
     suid: String,
     patient_id: String,
+    /// The `Authenticate` reply: the only PFS message that carries the patient's own demographics (`Person`).
+    logon: Value,
 }
 
 impl SystmOne {
@@ -191,6 +193,11 @@ impl SystmOne {
                 *session = Some(self.logon(nhs, call, calls).await?);
             }
             let Some(current) = session.as_ref() else { continue };
+            // `Authenticate` is part of the session flow, not a message a mapping may send: a mapping asking for
+            // it gets the reply this session's logon received (the patient's own `Person`, and those they act for).
+            if message == "Authenticate" {
+                return Ok(current.logon.clone());
+            }
             let mut attrs = call
                 .request
                 .get("attributes")
@@ -290,6 +297,7 @@ impl SystmOne {
         Ok(PfsSession {
             suid: suid.ok_or_else(broken)?,
             patient_id,
+            logon: tree,
         })
     }
 
