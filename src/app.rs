@@ -333,17 +333,7 @@ fn unreachable_interaction() -> FhirResult<Value> {
 
 /// Scope check: does any granted scope allow this permission on this type for this role?
 fn check_scope(principal: &Principal, resource_type: &str, permission: char) -> FhirResult<()> {
-    use crate::auth::scopes::Context;
-    let context = match principal.role {
-        Role::Patient => Context::Patient,
-        Role::Clinician | Role::Auditor => Context::User,
-        Role::System => Context::System,
-    };
-    if principal
-        .scopes
-        .iter()
-        .any(|s| s.context == context && s.allows(resource_type, permission))
-    {
+    if principal.scopes_granting(resource_type, permission).next().is_some() {
         Ok(())
     } else {
         Err(FhirError::forbidden(
@@ -450,14 +440,10 @@ async fn everything(
             match record_ops::search_record(state, principal, request_id, resource_type, record, &mut warnings).await {
                 Ok(found) => matches.extend(found),
                 // A type this kind of user cannot have at this practice is said, not silently missing.
-                Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(crate::fhir::error::warning(
-                    crate::fhir::IssueType::Forbidden,
-                    "IM1-2106",
-                    format!(
-                        "{resource_type} is not available to this user at practice {}",
-                        record.practice
-                    ),
-                )),
+                Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
+                    "{resource_type} is not available to this user at practice {}",
+                    record.practice
+                ))),
                 Err(e) => return Err(e),
             }
         }
@@ -587,14 +573,10 @@ async fn search(
             // A token reaching several practices still gets what the others give, with a warning naming the
             // practice that could not be searched for this principal (no linkage, no patient-facing mapping).
             Err(e) if many_practices && e.status == StatusCode::FORBIDDEN => {
-                warnings.push(crate::fhir::error::warning(
-                    crate::fhir::IssueType::Forbidden,
-                    "IM1-2106",
-                    format!(
-                        "practice {} could not be searched for this user: {}",
-                        practice.ods, e.message
-                    ),
-                ));
+                warnings.push(unavailable_here(format!(
+                    "practice {} could not be searched for this user: {}",
+                    practice.ods, e.message
+                )));
                 continue;
             }
             Err(e) => return Err(e),
@@ -759,6 +741,12 @@ async fn audit_search(
     }))
 }
 
+/// The warning for part of a multi-practice or whole-record answer this user cannot have (no linkage, no
+/// patient-facing mapping, a service switched off): said, never silently missing.
+fn unavailable_here(message: String) -> Value {
+    crate::fhir::error::warning(crate::fhir::IssueType::Forbidden, "IM1-2106", message)
+}
+
 /// Who asked, for the AuditEvent.
 fn who(principal: &Principal) -> crate::audit::Who {
     crate::audit::Who {
@@ -832,13 +820,7 @@ fn sort_keys<'s>(
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let mut keys = Vec::new();
     for key in &interaction.sort {
-        let def = state
-            .registry
-            .mappings
-            .iter()
-            .filter(|m| m.resource == resource_type)
-            .flat_map(|m| m.params.iter())
-            .find(|d| d.name == key.param);
+        let def = state.registry.param(resource_type, &key.param);
         match def {
             Some(def) => keys.push(crate::fhir::sort::SortBy {
                 def,

@@ -116,31 +116,15 @@ pub fn may_see(state: &AppState, principal: &Principal, own: Option<&str>, resou
 /// matches every parameter of one restricted scope. A restriction the proxy cannot evaluate (a parameter the
 /// type does not define) lets nothing through.
 pub fn scopes_allow(state: &AppState, principal: &Principal, resource: &Value, permission: char) -> bool {
-    use crate::auth::scopes::Context;
     use crate::fhir::rest::SearchParam;
-    let context = match principal.role {
-        Role::Patient => Context::Patient,
-        Role::Clinician | Role::Auditor => Context::User,
-        Role::System => Context::System,
-    };
     let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-    let mut granted = principal
-        .scopes
-        .iter()
-        .filter(|s| s.context == context && s.allows(resource_type, permission))
-        .peekable();
+    let mut granted = principal.scopes_granting(resource_type, permission).peekable();
     if granted.peek().is_none() {
         return false;
     }
     granted.any(|scope| {
         scope.filter.iter().all(|(name, value)| {
-            let def = state
-                .registry
-                .mappings
-                .iter()
-                .filter(|m| m.resource == resource_type)
-                .flat_map(|m| m.params.iter())
-                .find(|d| &d.name == name);
+            let def = state.registry.param(resource_type, name);
             let Some(def) = def else { return false };
             let param = SearchParam {
                 name: name.clone(),

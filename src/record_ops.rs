@@ -151,11 +151,8 @@ fn reference_param<'r>(
 ) -> Option<&'r crate::mapping::file::ParamDef> {
     state
         .registry
-        .mappings
-        .iter()
-        .filter(|m| m.resource == resource_type)
-        .flat_map(|m| m.params.iter())
-        .find(|d| d.name == name && d.kind == ParamType::Reference)
+        .param(resource_type, name)
+        .filter(|d| d.kind == ParamType::Reference)
 }
 
 fn references(resource: &Value, paths: &[String]) -> Vec<String> {

@@ -68,6 +68,28 @@ impl std::fmt::Debug for Principal {
 }
 
 impl Principal {
+    /// The SMART scope context a principal's scopes must carry: patient/, user/ (clinicians, auditors) or system/.
+    pub fn scope_context(&self) -> super::scopes::Context {
+        use super::scopes::Context;
+        match self.role {
+            Role::Patient => Context::Patient,
+            Role::Clinician | Role::Auditor => Context::User,
+            Role::System => Context::System,
+        }
+    }
+
+    /// The token's scopes that grant a permission (`r`, `s`, ...) on a resource type, in its own context.
+    pub fn scopes_granting<'p>(
+        &'p self,
+        resource_type: &'p str,
+        permission: char,
+    ) -> impl Iterator<Item = &'p Scope> + 'p {
+        let context = self.scope_context();
+        self.scopes
+            .iter()
+            .filter(move |s| s.context == context && s.allows(resource_type, permission))
+    }
+
     pub fn may_reach_practice(&self, ods: &str) -> bool {
         self.practices.iter().any(|p| p == ods)
     }

@@ -142,6 +142,16 @@ impl Registry {
             .find(|m| m.supplier == supplier && m.resource == resource)
     }
 
+    /// A search parameter of a resource type, as the mappings declare it (the same name means the same
+    /// parameter at every supplier).
+    pub fn param(&self, resource: &str, name: &str) -> Option<&super::file::ParamDef> {
+        self.mappings
+            .iter()
+            .filter(|m| m.resource == resource)
+            .flat_map(|m| m.params.iter())
+            .find(|d| d.name == name)
+    }
+
     /// Where a resource type lives (the same for every supplier that maps it).
     pub fn compartment_of(&self, resource: &str) -> Option<super::Compartment> {
         self.mappings
