@@ -46,7 +46,7 @@ pub struct AppState {
     /// Per-client request budgets (see ratelimit.rs).
     pub limiter: Option<crate::ratelimit::ClientLimiter>,
     /// Patients' own record keys per practice (see reach.rs).
-    pub own_records: crate::reach::OwnRecords,
+    pub linkages: crate::reach::Linkages,
     /// Where AuditEvents are committed; `None` only in benchmarks of the bare pipeline.
     pub audit: Option<crate::audit::AuditStore>,
 }
@@ -327,6 +327,22 @@ async fn dispatch(
     }
 }
 
+/// What translating for this principal needs from the server's state.
+pub fn translation<'a>(
+    state: &'a AppState,
+    principal: &'a Principal,
+    request_id: &'a str,
+    linked: Option<&'a reach::Linked>,
+) -> translate::Context<'a> {
+    translate::Context {
+        registry: &state.registry,
+        ids: &state.ids,
+        principal,
+        request_id,
+        linked,
+    }
+}
+
 fn unreachable_interaction() -> FhirResult<Value> {
     Err(FhirError::internal("IM1-5001", "interaction routed twice"))
 }
@@ -380,18 +396,25 @@ pub async fn read_one(
                 format!("read of {resource_type} is not supported at this practice"),
             )
         })?;
-    let ctx = translate::Context {
-        registry: &state.registry,
-        ids: &state.ids,
-        principal,
-        request_id,
-    };
+    // A patient's linkage first: a record it does not open is not asked for at all.
+    let linked = reach::linked_records(state, principal, &logical.practice, request_id).await?;
+    if let Some(linked) = &linked {
+        let record = if logical.patient.is_empty() {
+            &logical.item
+        } else {
+            &logical.patient
+        };
+        let practice_level = state.registry.compartment_of(resource_type) == Some(Compartment::None);
+        if !practice_level && !linked.reaches(record) {
+            return Err(not_found());
+        }
+    }
+    let ctx = translation(state, principal, request_id, linked.as_deref());
     let mut produced = Produced::default();
     let result = translate::read(&ctx, practice, mapping, &logical, &mut produced).await;
     record_native(state, practice, &produced);
     let resource = result?;
-    let own = reach::own_record(state, principal, &logical.practice, request_id).await?;
-    if !reach::may_see(state, principal, own.as_deref(), &resource, 'r') {
+    if !reach::may_see(state, principal, linked.as_deref(), &resource, 'r') {
         return Err(not_found());
     }
     match policy::minimise(practice, principal, resource, &mut Vec::new()) {
@@ -548,28 +571,30 @@ async fn search(
                 }
             }
         }
-        let ctx = translate::Context {
-            registry: &state.registry,
-            ids: &state.ids,
-            principal,
-            request_id,
-        };
         let mut produced = Produced::default();
-        // A patient's own record first: it is what they may see, and a search of their own Patient reads it.
-        let own = match reach::own_record(state, principal, &practice.ods, request_id).await {
-            Ok(own) => {
-                let key = match (&own, mapping.compartment) {
-                    (Some(own), Compartment::SelfPatient) => own.clone(),
-                    _ => patient_key,
+        // A patient's linkage first: it is what they may see, and a search of Patient reads each record it opens
+        // (their own and those they act for).
+        let linked = match reach::linked_records(state, principal, &practice.ods, request_id).await {
+            Ok(linked) => {
+                let keys: Vec<String> = match (&linked, mapping.compartment) {
+                    (Some(linked), Compartment::SelfPatient) => linked.records().map(String::from).collect(),
+                    _ => vec![patient_key],
                 };
-                let result = translate::search(&ctx, practice, mapping, &params, &key, &mut produced).await;
+                let ctx = translation(state, principal, request_id, linked.as_deref());
+                let mut result = Ok(());
+                for key in &keys {
+                    result = translate::search(&ctx, practice, mapping, &params, key, &mut produced).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
                 record_native(state, practice, &produced);
-                result.map(|()| own)
+                result.map(|()| linked)
             }
             Err(e) => Err(e),
         };
-        let own = match own {
-            Ok(own) => own,
+        let linked = match linked {
+            Ok(linked) => linked,
             // A token reaching several practices still gets what the others give, with a warning naming the
             // practice that could not be searched for this principal (no linkage, no patient-facing mapping).
             Err(e) if many_practices && e.status == StatusCode::FORBIDDEN => {
@@ -582,7 +607,7 @@ async fn search(
             Err(e) => return Err(e),
         };
         for resource in produced.resources {
-            if reach::may_see(state, principal, own.as_deref(), &resource, 's') {
+            if reach::may_see(state, principal, linked.as_deref(), &resource, 's') {
                 if let policy::Minimised::Kept(resource) =
                     policy::minimise(practice, principal, resource, &mut warnings)
                 {
@@ -629,9 +654,10 @@ async fn search(
 }
 
 /// The records a search of items reads, as (practice, patient key): the one `patient` (or `subject`) names,
-/// decoded; for a patient without that parameter, their own record at each practice the token names. A
-/// reference that is not one this server issued, names a practice out of reach, or (for a patient) names
-/// another record, reads nothing: the search matches nothing, as for a record that does not exist.
+/// decoded; for a patient without that parameter, their own record at each practice the token names (a record
+/// they act for is searched by naming it). A reference that is not one this server issued, names a practice
+/// out of reach, or (for a patient) names a record their linkage does not open, reads nothing: the search
+/// matches nothing, as for a record that does not exist.
 async fn records_searched(
     state: &AppState,
     interaction: &Interaction,
@@ -647,8 +673,8 @@ async fn records_searched(
         if principal.role == Role::Patient {
             let mut out = Vec::new();
             for ods in &principal.practices {
-                if let Some(own) = reach::own_record(state, principal, ods, request_id).await? {
-                    out.push((ods.clone(), own));
+                if let Some(linked) = reach::linked_records(state, principal, ods, request_id).await? {
+                    out.push((ods.clone(), linked.own.clone()));
                 }
             }
             return Ok(out);
@@ -677,8 +703,8 @@ async fn records_searched(
     else {
         return Ok(Vec::new());
     };
-    if let Some(own) = reach::own_record(state, principal, &patient.practice, request_id).await? {
-        if own != patient.item {
+    if let Some(linked) = reach::linked_records(state, principal, &patient.practice, request_id).await? {
+        if !linked.reaches(&patient.item) {
             return Ok(Vec::new());
         }
     }

@@ -1,6 +1,7 @@
 //! Which records a principal may see. Clinicians and systems reach whole practices (checked where ids are
-//! decoded); a patient reaches their own record only: the record their linkage opens at each practice, asked of
-//! the native system once and remembered for a while, and compared with every returned resource's id.
+//! decoded); a patient reaches the records their linkage opens at each practice: their own, and those they act
+//! for through proxy access. The native system is asked once and the answer remembered for a while; every
+//! returned resource's id is compared with it.
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
@@ -8,45 +9,70 @@ use crate::fhir::FhirResult;
 use crate::mapping::Compartment;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a patient's own record key is remembered (linkages change rarely; a re-link takes effect after).
+/// How long a patient's linked records are remembered (linkages change rarely; a re-link takes effect after).
 const REMEMBER: Duration = Duration::from_secs(600);
-/// Beyond this many remembered keys the memory is cleared rather than grown.
+/// Beyond this many remembered linkages the memory is cleared rather than grown.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Patients' own record keys, per (NHS number, practice).
-#[derive(Default)]
-pub struct OwnRecords {
-    keys: Mutex<HashMap<(String, String), (String, Instant)>>,
+/// The native keys of the records a patient's linkage opens at one practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    /// Their own record.
+    pub own: String,
+    /// The records they act for (proxy access).
+    pub proxies: Vec<String>,
 }
 
-impl OwnRecords {
-    fn get(&self, nhs: &str, ods: &str) -> Option<String> {
-        let keys = self.keys.lock().ok()?;
-        keys.get(&(nhs.to_string(), ods.to_string()))
-            .filter(|(_, at)| at.elapsed() < REMEMBER)
-            .map(|(key, _)| key.clone())
+impl Linked {
+    /// Whether the linkage opens the record with this native key.
+    pub fn reaches(&self, key: &str) -> bool {
+        self.own == key || self.proxies.iter().any(|p| p == key)
     }
 
-    fn put(&self, nhs: &str, ods: &str, key: &str) {
-        if let Ok(mut keys) = self.keys.lock() {
-            if keys.len() >= MAX_REMEMBERED {
-                keys.clear();
+    /// Every record, their own first.
+    pub fn records(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.own.as_str()).chain(self.proxies.iter().map(String::as_str))
+    }
+}
+
+/// (NHS number, practice) -> the linked records and when they were learnt.
+type Remembered = HashMap<(String, String), (Arc<Linked>, Instant)>;
+
+/// Patients' linked records, per (NHS number, practice).
+#[derive(Default)]
+pub struct Linkages {
+    remembered: Mutex<Remembered>,
+}
+
+impl Linkages {
+    fn get(&self, nhs: &str, ods: &str) -> Option<Arc<Linked>> {
+        let remembered = self.remembered.lock().ok()?;
+        remembered
+            .get(&(nhs.to_string(), ods.to_string()))
+            .filter(|(_, at)| at.elapsed() < REMEMBER)
+            .map(|(linked, _)| linked.clone())
+    }
+
+    fn put(&self, nhs: &str, ods: &str, linked: Arc<Linked>) {
+        if let Ok(mut remembered) = self.remembered.lock() {
+            if remembered.len() >= MAX_REMEMBERED {
+                remembered.clear();
             }
-            keys.insert((nhs.to_string(), ods.to_string()), (key.to_string(), Instant::now()));
+            remembered.insert((nhs.to_string(), ods.to_string()), (linked, Instant::now()));
         }
     }
 }
 
-/// The native key of a patient principal's own record at a practice; `None` for other roles.
-pub async fn own_record(
+/// The records a patient principal's linkage opens at a practice; `None` for other roles.
+pub async fn linked_records(
     state: &AppState,
     principal: &Principal,
     ods: &str,
     request_id: &str,
-) -> FhirResult<Option<String>> {
+) -> FhirResult<Option<Arc<Linked>>> {
     if principal.role != Role::Patient {
         return Ok(None);
     }
@@ -56,28 +82,34 @@ pub async fn own_record(
             "the patient token carries no NHS number",
         ));
     };
-    if let Some(key) = state.own_records.get(nhs, ods) {
-        return Ok(Some(key));
+    if let Some(linked) = state.linkages.get(nhs, ods) {
+        return Ok(Some(linked));
     }
     let Some(practice) = state.backend.practice(ods) else {
         return Ok(None);
     };
     let mut calls = Vec::new();
-    let key = practice.own_patient_key(nhs, request_id, &mut calls).await;
+    let keys = practice.linked_records(nhs, request_id, &mut calls).await;
     crate::app::record_native_calls(state, practice, &calls);
-    let key = key?;
-    state.own_records.put(nhs, ods, &key);
-    Ok(Some(key))
+    let mut keys = keys?.into_iter();
+    let own = keys.next().unwrap_or_default();
+    let linked = Arc::new(Linked {
+        own,
+        proxies: keys.collect(),
+    });
+    state.linkages.put(nhs, ods, linked.clone());
+    Ok(Some(linked))
 }
 
 /// Whether a principal may see a resource. Clinicians and systems: yes (practice reach is checked on ids). A
-/// patient: their own Patient (by id and NHS number), items of their own record (by the record key in the
-/// item's id), and practice-level data (staff, slots). Checked per returned resource, not only per request.
-pub fn in_compartment(state: &AppState, principal: &Principal, own: Option<&str>, resource: &Value) -> bool {
+/// patient: their own Patient (by id and NHS number), the Patients they act for (by id), items of those records
+/// (by the record key in the item's id), and practice-level data (staff, slots). Checked per returned resource,
+/// not only per request.
+pub fn in_compartment(state: &AppState, principal: &Principal, linked: Option<&Linked>, resource: &Value) -> bool {
     if principal.role != Role::Patient {
         return true;
     }
-    let (Some(nhs), Some(own)) = (principal.nhs_number.as_deref(), own) else {
+    let (Some(nhs), Some(linked)) = (principal.nhs_number.as_deref(), linked) else {
         return false;
     };
     // Items the practice marked confidential never leave for patient-facing access (the native patient APIs
@@ -91,16 +123,15 @@ pub fn in_compartment(state: &AppState, principal: &Principal, own: Option<&str>
         return false;
     };
     match state.registry.compartment_of(resource_type) {
-        Some(Compartment::SelfPatient) => {
-            logical.item == own
-                && resource.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
-                    ids.iter().any(|i| {
-                        i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
-                            && i.get("value").and_then(Value::as_str) == Some(nhs)
-                    })
-                })
-        }
-        Some(Compartment::Patient) => logical.patient == own,
+        // Their own Patient must also carry their NHS number; the linkage alone names the ones they act for.
+        Some(Compartment::SelfPatient) if logical.item != linked.own => linked.reaches(&logical.item),
+        Some(Compartment::SelfPatient) => resource.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
+            ids.iter().any(|i| {
+                i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
+                    && i.get("value").and_then(Value::as_str) == Some(nhs)
+            })
+        }),
+        Some(Compartment::Patient) => linked.reaches(&logical.patient),
         Some(Compartment::None) => true,
         None => false,
     }
@@ -108,8 +139,14 @@ pub fn in_compartment(state: &AppState, principal: &Principal, own: Option<&str>
 
 /// Whether a principal may see a resource for a permission (`r` read, `s` search): the compartment, and the
 /// token's granular scopes (`patient/Observation.rs?category=laboratory` lets only laboratory results through).
-pub fn may_see(state: &AppState, principal: &Principal, own: Option<&str>, resource: &Value, permission: char) -> bool {
-    in_compartment(state, principal, own, resource) && scopes_allow(state, principal, resource, permission)
+pub fn may_see(
+    state: &AppState,
+    principal: &Principal,
+    linked: Option<&Linked>,
+    resource: &Value,
+    permission: char,
+) -> bool {
+    in_compartment(state, principal, linked, resource) && scopes_allow(state, principal, resource, permission)
 }
 
 /// A resource passes the scopes when one scope for its type and permission has no restriction, or when it

@@ -42,22 +42,19 @@ pub async fn search_record(
     if mapping.search.is_none() || mapping.compartment != Compartment::Patient {
         return Ok(Vec::new());
     }
-    let ctx = translate::Context {
-        registry: &state.registry,
-        ids: &state.ids,
-        principal,
-        request_id,
-    };
-    let mut produced = Produced::default();
-    translate::search(&ctx, practice, mapping, &[], &record.patient, &mut produced).await?;
-    crate::app::record_native_calls(state, practice, &produced.calls);
-    let own = reach::own_record(state, principal, &record.practice, request_id).await?;
-    if own.as_deref().is_some_and(|own| own != record.patient) {
+    // A record the patient's linkage does not open is not asked for.
+    let linked = reach::linked_records(state, principal, &record.practice, request_id).await?;
+    if linked.as_ref().is_some_and(|linked| !linked.reaches(&record.patient)) {
         return Ok(Vec::new());
     }
+    let ctx = crate::app::translation(state, principal, request_id, linked.as_deref());
+    let mut produced = Produced::default();
+    let result = translate::search(&ctx, practice, mapping, &[], &record.patient, &mut produced).await;
+    crate::app::record_native_calls(state, practice, &produced.calls);
+    result?;
     let mut out = Vec::new();
     for resource in produced.resources {
-        if reach::may_see(state, principal, own.as_deref(), &resource, 's') {
+        if reach::may_see(state, principal, linked.as_deref(), &resource, 's') {
             if let crate::policy::Minimised::Kept(resource) =
                 crate::policy::minimise(practice, principal, resource, warnings)
             {

@@ -55,7 +55,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         metrics: Metrics::new(),
         started,
         ready: AtomicBool::new(false),
-        own_records: Default::default(),
+        linkages: Default::default(),
         capabilities: Default::default(),
         limiter: parts.client_rate.map(crate::ratelimit::ClientLimiter::new),
         audit: parts.audit,

@@ -23,6 +23,9 @@ pub struct Context<'a> {
     pub ids: &'a IdCodec,
     pub principal: &'a Principal,
     pub request_id: &'a str,
+    /// For a patient: the records their linkage opens at the practice (templates see their own as
+    /// `user.record`).
+    pub linked: Option<&'a crate::reach::Linked>,
 }
 
 /// Resources produced for one practice, with the warnings to pass on and the native calls made.
@@ -71,12 +74,13 @@ pub async fn read(
     let def = mapping.read.as_ref().ok_or_else(|| not_supported(mapping, "read"))?;
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "read")?;
-    let vars = Vars::new(
-        Origin::of(practice),
-        ctx.principal.nhs_number.clone(),
-        id,
-        Value::Object(Map::new()),
-    );
+    // The record a patient-facing read is about: the Patient's own key, or the record holding the item.
+    let record = match mapping.compartment {
+        Compartment::SelfPatient => id.item.as_str(),
+        Compartment::Patient => id.patient.as_str(),
+        Compartment::None => "",
+    };
+    let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
         let resource = build(
@@ -157,12 +161,7 @@ pub async fn search(
         patient: patient.to_string(),
         item: String::new(),
     };
-    let vars = Vars::new(
-        Origin::of(practice),
-        ctx.principal.nhs_number.clone(),
-        &id,
-        Value::Object(param_vars),
-    );
+    let vars = Vars::new(Origin::of(practice), ctx, &id, Value::Object(param_vars), patient);
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
     for record in records {
         if let Some(resource) = build(
@@ -220,14 +219,28 @@ fn step<'m>(
     })
 }
 
-/// The variables request, select and record templates see: `id`, `params`, `practice`, `patient`.
+/// The variables request, select and record templates see: `id`, `params`, `practice`, `patient`, and for a
+/// patient `user` (`user.nhs`, `user.record`: their NHS number and their own record's key).
 struct Vars {
     values: Value,
     nhs: Option<String>,
+    /// The native key of the record the calls are about; empty for practice-level data.
+    record: String,
 }
 
 impl Vars {
-    fn new(origin: Origin, nhs: Option<String>, id: &LogicalId, params: Value) -> Vars {
+    fn new(origin: Origin, ctx: &Context<'_>, id: &LogicalId, params: Value, record: &str) -> Vars {
+        let mut vars = Vars::offline(origin, id, params);
+        vars.nhs = ctx.principal.nhs_number.clone();
+        vars.record = record.to_string();
+        if let Some(linked) = ctx.linked {
+            vars.values["user"] = json!({ "nhs": vars.nhs, "record": linked.own });
+        }
+        vars
+    }
+
+    /// Variables without a principal: golden tests translating replies already in hand.
+    fn offline(origin: Origin, id: &LogicalId, params: Value) -> Vars {
         Vars {
             values: json!({
                 "id": { "item": id.item, "patient": id.patient },
@@ -235,7 +248,8 @@ impl Vars {
                 "practice": { "ods": origin.ods, "supplier": origin.supplier },
                 "patient": { "native": id.patient },
             }),
-            nhs,
+            nhs: None,
+            record: String::new(),
         }
     }
 
@@ -265,6 +279,7 @@ async fn call_and_select(
             surface: surface_for(ctx.principal),
             request: &request,
             patient_nhs: vars.nhs.as_deref(),
+            record: Some(vars.record.as_str()).filter(|r| !r.is_empty()),
             request_id: ctx.request_id,
         };
         let reply = practice.call(&call, &mut out.calls).await?;
@@ -349,7 +364,7 @@ pub fn translate_read_replies(
         patient: patient_key.to_string(),
         item: item.to_string(),
     };
-    let vars = Vars::new(origin, None, &id, Value::Object(Map::new()));
+    let vars = Vars::offline(origin, &id, Value::Object(Map::new()));
     let mut records = Vec::new();
     for reply in replies {
         select(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;

@@ -37,6 +37,15 @@ fn case_dir(mapping: &MappingFile) -> PathBuf {
         .join(&mapping.resource)
 }
 
+/// The surface a fixture's replies come from: `"surface": "patient"` for patient-facing replies (types only the
+/// patient-facing APIs carry, such as RelatedPerson), else the transaction surface.
+fn surface(native: &Value) -> Surface {
+    match native["surface"].as_str() {
+        Some("patient") => Surface::Patient,
+        _ => Surface::Transaction,
+    }
+}
+
 fn writing() -> bool {
     std::env::var_os("IM1_WRITE_GOLDEN").is_some()
 }
@@ -70,7 +79,7 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             &ids,
             origin,
             mapping,
-            Surface::Transaction,
+            surface(&native),
             patient,
             item,
             &replies,
@@ -103,6 +112,56 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A type only the patient-facing APIs carry (RelatedPerson): searched through patient 9000000009's own linkage,
+/// about the first record they act for (their own if none), and kept with `"surface": "patient"`.
+async fn capture_patient_facing(
+    registry: &Registry,
+    ids: &IdCodec,
+    practice: &im1_fhir::backend::PracticeBackend,
+    mapping: &MappingFile,
+    dir: &Path,
+) {
+    let principal = Principal {
+        subject: "golden".into(),
+        role: Role::Patient,
+        client_id: "golden".into(),
+        scopes: scopes::parse("patient/*.rs").unwrap(),
+        nhs_number: Some(NHS_NUMBER.into()),
+        proofing_level: Some("P9".into()),
+        rbac_role: None,
+        practices: vec![practice.ods.clone()],
+        token_id: "golden".into(),
+    };
+    let mut calls = Vec::new();
+    let keys = practice.linked_records(NHS_NUMBER, "golden", &mut calls).await.unwrap();
+    let linked = im1_fhir::reach::Linked {
+        own: keys[0].clone(),
+        proxies: keys[1..].to_vec(),
+    };
+    let ctx = Context {
+        registry,
+        ids,
+        principal: &principal,
+        request_id: "golden",
+        linked: Some(&linked),
+    };
+    let key = linked.proxies.first().unwrap_or(&linked.own).clone();
+    let mut produced = Produced {
+        keep_replies: true,
+        ..Produced::default()
+    };
+    translate::search(&ctx, practice, mapping, &[], &key, &mut produced)
+        .await
+        .unwrap();
+    let fixture = json!({ "surface": "patient", "patient": key, "replies": produced.replies });
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("native.json"),
+        serde_json::to_string_pretty(&fixture).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
 /// Runs each mapping's transaction search against the simulators for patient 9000000009 and keeps the native
 /// replies as the fixture.
 async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
@@ -131,6 +190,7 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
         ids,
         principal: &principal,
         request_id: "golden",
+        linked: None,
     };
     for mapping in &registry.mappings {
         let dir = case_dir(mapping);
@@ -138,6 +198,14 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
             continue;
         }
         let practice = backend.practice(ods(&mapping.supplier)).unwrap();
+        let transaction = mapping
+            .search
+            .as_ref()
+            .is_some_and(|s| s.surfaces.contains_key(&Surface::Transaction));
+        if !transaction {
+            capture_patient_facing(registry, ids, practice, mapping, &dir).await;
+            continue;
+        }
         let identifier = SearchParam {
             name: "identifier".into(),
             modifier: None,

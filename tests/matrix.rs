@@ -96,6 +96,20 @@ async fn every_principal_kind_reaches_exactly_what_it_may() {
         }
     }
     assert!(sample.len() >= 12, "the record has something of most types: {sample:?}");
+    // RelatedPerson (proxy access) is known to the patient-facing APIs only: 9000000009 acts for 9000000017.
+    let proxy_link = {
+        let bundle: Value = proxy
+            .get("Patient?identifier=9000000017", clinician)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let child_id = matches(&bundle)[0]["id"].as_str().unwrap().to_string();
+        let query = format!("RelatedPerson?patient={child_id}");
+        let bundle: Value = proxy.get(&query, &tokens["patient"].1).await.json().await.unwrap();
+        let id = matches(&bundle)[0]["id"].as_str().unwrap().to_string();
+        (child_id, id)
+    };
 
     for round in 0..2 {
         for (name, (who, t)) in &tokens {
@@ -210,8 +224,38 @@ async fn every_principal_kind_reaches_exactly_what_it_may() {
                 if *who == Who::Auditor { 200 } else { 403 },
                 "{name} reads the audit trail"
             );
+            check_related_person(&proxy, name, *who, t, &proxy_link).await;
         }
     }
     proxy.stop().await;
     sims.shutdown().await;
+}
+
+/// RelatedPerson for each kind of principal: the patient acting for the child sees their own RelatedPerson; a
+/// clinician or system is told the type is not available through the transaction APIs (403); a clinician of
+/// another practice finds nothing; the auditor is refused.
+async fn check_related_person(proxy: &Proxy, name: &str, who: Who, t: &str, (child_id, id): &(String, String)) {
+    let response = proxy.get(&format!("RelatedPerson?patient={child_id}"), t).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    let expected = match who {
+        Who::Patient | Who::OtherPracticeClinician => 200,
+        Who::Clinician | Who::System | Who::Auditor => 403,
+    };
+    assert_eq!(status, expected, "{name} searches RelatedPerson: {body}");
+    let found = matches(&body);
+    match who {
+        Who::Patient => {
+            assert_eq!(found.len(), 1, "{name}: {body}");
+            assert_eq!(found[0]["patient"]["reference"], format!("Patient/{child_id}"));
+        }
+        _ => assert!(found.is_empty(), "{name} found a RelatedPerson"),
+    }
+    let status = proxy.get(&format!("RelatedPerson/{id}"), t).await.status().as_u16();
+    let expected = match who {
+        Who::Patient => 200,
+        Who::OtherPracticeClinician => 404,
+        Who::Clinician | Who::System | Who::Auditor => 403,
+    };
+    assert_eq!(status, expected, "{name} reads RelatedPerson");
 }

@@ -101,20 +101,25 @@ async fn a_patient_sees_only_their_own_record_through_the_patient_facing_api() {
         ttl_seconds: 600,
     })
     .unwrap();
-    let own = only_match(&json(proxy.get("Patient", &patient_token).await).await);
+    // Searching Patient without parameters finds the records their linkage opens: their own first (then the
+    // child they act for: tests/proxy_access.rs); by NHS number, their own alone.
+    let everyone = json(proxy.get("Patient", &patient_token).await).await;
+    assert_eq!(everyone["entry"][0]["resource"]["identifier"][0]["value"], "9000000009");
+    let own = only_match(&json(proxy.get(NHS_SEARCH, &patient_token).await).await);
     assert_eq!(own["identifier"][0]["value"], "9000000009");
     // The same Patient, the same id, whichever surface it came through.
     let clinician = token(Role::Clinician, &["Y90001"]);
     let via_partner = only_match(&json(proxy.get(NHS_SEARCH, &clinician).await).await);
     assert_eq!(own, via_partner);
 
-    // Another patient's id (the child, found by a clinician) is not found for this patient.
-    let child_search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000017";
-    let child = only_match(&json(proxy.get(child_search, &clinician).await).await);
-    let child_id = child["id"].as_str().unwrap();
-    outcome(proxy.get(&format!("Patient/{child_id}"), &patient_token).await, 404).await;
+    // Another patient's id (one nobody links this patient to, found by a clinician) is not found for them.
+    let stranger = sims.world.read(|r| r.patients[2].nhs_number.clone());
+    let stranger_search = format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{stranger}");
+    let found = only_match(&json(proxy.get(&stranger_search, &clinician).await).await);
+    let stranger_id = found["id"].as_str().unwrap();
+    outcome(proxy.get(&format!("Patient/{stranger_id}"), &patient_token).await, 404).await;
     // Searching for someone else gives nothing.
-    let bundle = json(proxy.get(child_search, &patient_token).await).await;
+    let bundle = json(proxy.get(&stranger_search, &patient_token).await).await;
     assert_eq!(bundle["total"], 0);
     proxy.stop().await;
     sims.shutdown().await;

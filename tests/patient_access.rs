@@ -1,9 +1,9 @@
-//! A patient's token reaches their own record only, through the supplier's patient-facing API with their own
-//! linkage: searches default to it, another record's id finds nothing, and confidential items never appear.
+//! A patient's token reaches their own record (and those they act for: tests/proxy_access.rs) only, through the
+//! supplier's patient-facing API with their own linkage: searches default to it, another record's id finds
+//! nothing, and confidential items never appear.
 mod common;
 
-use common::{token, Proxy};
-use im1_fhir::auth::token::{mint_demo, TokenRequest};
+use common::{get_json as get, patient_token, restricted, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
@@ -19,31 +19,8 @@ const TYPES: &[&str] = &[
     "DocumentReference",
 ];
 
-fn patient_token(nhs: &str, ods: &str) -> String {
-    mint_demo(&TokenRequest {
-        practices: vec![ods.into()],
-        role: Role::Patient,
-        nhs_number: Some(nhs.into()),
-        scope: None,
-        ttl_seconds: 600,
-    })
-    .unwrap()
-}
-
-async fn get(proxy: &Proxy, path: &str, t: &str) -> (u16, Value) {
-    let response = proxy.get(path, t).await;
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 fn matches(bundle: &Value) -> Vec<Value> {
     common::entries(bundle, "match").into_iter().cloned().collect()
-}
-
-fn restricted(resource: &Value) -> bool {
-    resource["meta"]["security"]
-        .as_array()
-        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "R"))
 }
 
 #[tokio::test]
@@ -54,7 +31,8 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         .world
         .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
-    let (me, other) = (&numbers[0], &numbers[1]);
+    // Patient 1 is the child patient 0 acts for (proxy access); patient 2 is nobody's to see.
+    let (me, other) = (&numbers[0], &numbers[2]);
     // EMIS Web, TPP SystmOne and Medicus in turn: each through its own patient-facing API.
     for ods in ["Y90001", "Y90002", "Y90003"] {
         let clinician = &token(Role::Clinician, &[ods]);
@@ -65,8 +43,12 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         {
             let (_, found) = get(&proxy, "Patient", mine).await;
             let found = matches(&found);
-            assert_eq!(found.len(), 1, "the patient finds themselves");
-            assert_eq!(found[0]["id"], own_id.as_str());
+            assert_eq!(
+                found.len(),
+                2,
+                "the patient finds themselves and the child they act for"
+            );
+            assert_eq!(found[0]["id"], own_id.as_str(), "their own record first");
             // Through the patient's own API, the same Patient the clinician sees (Medicus gives the NHS number only).
             if ods != "Y90003" {
                 assert_eq!(found[0], matches(&own)[0], "{ods}");

@@ -3,8 +3,10 @@
 //!   practice's CDB number in `X-EMIS-OrganisationCdb`.
 //! - Patient surface: PFS, with the confirmed header-carried session flow: `sessions/endusersession`,
 //!   one-off linking through `me/applications`, then `sessions`; the patient is chosen per call by
-//!   `userPatientLinkToken`. A session that has gone (401, or "Missing or invalid EndUserSessionId") is
-//!   rebuilt once.
+//!   `userPatientLinkToken`: the `Self` link, or the `Proxy` link of the record the call is about. A session
+//!   that has gone (401, or "Missing or invalid EndUserSessionId") is rebuilt once. A mapping asking for
+//!   `POST sessions` gets the reply the session's start received (the user and their links): starting a
+//!   session is the dialect's business, not a mapping's.
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
 use super::credentials::{CredentialStore, Linkage};
@@ -37,7 +39,21 @@ pub struct Emis {
 struct PfsSession {
     end_user_session: String,
     session: String,
-    link_token: String,
+    /// (PatientGuid, UserPatientLinkToken) per link, the `Self` link first.
+    links: Vec<(String, String)>,
+    /// The `sessions` reply: the user's name and links.
+    reply: Arc<Value>,
+}
+
+impl PfsSession {
+    /// The link token for a record: the user's own without one.
+    fn link_token(&self, record: Option<&str>) -> FhirResult<&str> {
+        let link = match record {
+            None => self.links.first(),
+            Some(record) => self.links.iter().find(|(guid, _)| guid.eq_ignore_ascii_case(record)),
+        };
+        link.map(|(_, token)| token.as_str()).ok_or_else(super::not_linked)
+    }
 }
 
 impl Emis {
@@ -61,22 +77,24 @@ impl Emis {
                 let nhs = call
                     .patient_nhs
                     .ok_or_else(|| FhirError::internal("IM1-4201", "a patient-facing call needs the patient"))?;
-                self.pfs(&spec, nhs, call.request_id, calls).await
+                if spec.method == Method::POST && spec.path == "sessions" {
+                    let session = self.pfs_session(nhs, call.request_id, calls, false).await?;
+                    return Ok(session.reply.as_ref().clone());
+                }
+                self.pfs(&spec, nhs, call.record, call.request_id, calls).await
             }
         }
     }
 
-    /// The PatientGuid of the patient's own record: PFS demographics through their linkage.
-    pub async fn own_patient_key(
+    /// The PatientGuids the user's session links: their own (`Self`) first, then those they act for.
+    pub async fn linked_records(
         &self,
         nhs: &str,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<String> {
-        let request = json!({ "method": "GET", "path": "demographics" });
-        let spec = HttpCallSpec::read(&request)?;
-        let body = self.pfs(&spec, nhs, request_id, calls).await?;
-        field(&body, "PatientGuid")
+    ) -> FhirResult<Vec<String>> {
+        let session = self.pfs_session(nhs, request_id, calls, false).await?;
+        Ok(session.links.into_iter().map(|(guid, _)| guid).collect())
     }
 
     async fn partner(
@@ -146,13 +164,15 @@ impl Emis {
         &self,
         spec: &HttpCallSpec<'_>,
         nhs: &str,
+        record: Option<&str>,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<Value> {
         for attempt in 0..2 {
             let session = self.pfs_session(nhs, request_id, calls, attempt > 0).await?;
             let is_get = spec.method == Method::GET;
-            let link = [("userPatientLinkToken", session.link_token.as_str())];
+            let link_token = session.link_token(record)?;
+            let link = [("userPatientLinkToken", link_token)];
             let url = spec.url(&format!("{}/pfs", self.base), if is_get { &link } else { &[] });
             let mut request = self
                 .pfs_request(spec.method.clone(), url)
@@ -161,7 +181,7 @@ impl Emis {
             if let Some(body) = spec.body {
                 let mut body = body.clone();
                 if let Some(object) = body.as_object_mut() {
-                    object.insert("UserPatientLinkToken".into(), json!(session.link_token));
+                    object.insert("UserPatientLinkToken".into(), json!(link_token));
                 }
                 request.json = Some(body);
             }
@@ -235,26 +255,36 @@ impl Emis {
         start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
         let body = reply_body(self.http.send(&start, request_id, calls).await?)?;
         let session = field(&body, "SessionId")?;
-        let link_token = body
-            .get("UserPatientLinks")
-            .and_then(Value::as_array)
-            .and_then(|links| {
-                links
-                    .iter()
-                    .find(|l| l.get("AssociationType").and_then(Value::as_str) == Some("Self"))
-            })
-            .and_then(|l| l.get("UserPatientLinkToken"))
-            .and_then(Value::as_str)
-            .ok_or_else(malformed)?
-            .to_string();
         let session = PfsSession {
             end_user_session,
             session,
-            link_token,
+            links: session_links(&body)?,
+            reply: Arc::new(body),
         };
         sessions.insert(nhs.to_string(), session.clone());
         Ok(session)
     }
+}
+
+/// A session's links as (PatientGuid, link token), the `Self` link first; a session without one is broken.
+fn session_links(body: &Value) -> FhirResult<Vec<(String, String)>> {
+    let links = body
+        .get("UserPatientLinks")
+        .and_then(Value::as_array)
+        .ok_or_else(malformed)?;
+    let mut own = None;
+    let mut proxies = Vec::new();
+    for link in links {
+        let pair = (field(link, "PatientGuid")?, field(link, "UserPatientLinkToken")?);
+        match link.get("AssociationType").and_then(Value::as_str) {
+            Some("Self") => own = Some(pair),
+            Some("Proxy") => proxies.push(pair),
+            _ => {}
+        }
+    }
+    let mut out = vec![own.ok_or_else(malformed)?];
+    out.extend(proxies);
+    Ok(out)
 }
 
 fn session_gone(reply: &HttpReply) -> bool {

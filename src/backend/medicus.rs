@@ -3,7 +3,8 @@
 //! - Transaction surface: `transactional-api/v1/<path>`; the JWT names the app and the tenant.
 //! - Patient surface: `pfs-api/v1/patient/<patientId>/<path>`: the JWT also carries the patient's NHS login
 //!   `sub`; the patient id comes from exchanging the patient's linkage token once (or, once exchanged, from
-//!   `user/list-linked-patients`).
+//!   `user/list-linked-patients`). The call's record, when it names one, is a patient the user acts for
+//!   (proxy access); a mapping path under `user/` is a call about the user, not one of their patients.
 //!
 //! Signing costs about a third of a millisecond per call: that is native cost, measured apart from the proxy's.
 
@@ -76,23 +77,30 @@ impl Medicus {
                 else {
                     return Err(super::credentials::no_linkage());
                 };
-                let patient_id = self
+                let own = self
                     .patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, call, calls)
                     .await?;
-                let url = spec.url(&format!("{}/pfs-api/v1/patient/{patient_id}", self.base), &[]);
+                let url = if spec.path.starts_with("user/") {
+                    spec.url(&format!("{}/pfs-api/v1", self.base), &[])
+                } else {
+                    let patient_id = call.record.unwrap_or(&own);
+                    let patient_id = percent_encoding::utf8_percent_encode(patient_id, super::PATH_SEGMENT);
+                    spec.url(&format!("{}/pfs-api/v1/patient/{patient_id}", self.base), &[])
+                };
                 let reply = self.send(&spec, url, Some(&nhs_login_sub), call, calls).await?;
                 reply_body(reply)
             }
         }
     }
 
-    /// The patient id the linkage exchange gave for the patient's own record.
-    pub async fn own_patient_key(
+    /// The patient ids the user's linkage reaches: their own (from the exchange) first, then those
+    /// `list-linked-patients` gives as `proxy`.
+    pub async fn linked_records(
         &self,
         nhs: &str,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<String> {
+    ) -> FhirResult<Vec<String>> {
         let Some(Linkage::Medicus {
             linkage_token,
             date_of_birth,
@@ -101,15 +109,31 @@ impl Medicus {
         else {
             return Err(super::credentials::no_linkage());
         };
-        let request = json!({ "method": "GET", "path": "nhs-number" });
+        let request = json!({ "method": "GET", "path": "user/list-linked-patients" });
         let call = NativeCall {
             surface: Surface::Patient,
             request: &request,
             patient_nhs: Some(nhs),
+            record: None,
             request_id,
         };
-        self.patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, &call, calls)
-            .await
+        let own = self
+            .patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, &call, calls)
+            .await?;
+        let spec = HttpCallSpec::read(&request)?;
+        let url = spec.url(&format!("{}/pfs-api/v1", self.base), &[]);
+        let listed = reply_body(self.send(&spec, url, Some(&nhs_login_sub), &call, calls).await?)?;
+        let mut keys = vec![own];
+        keys.extend(
+            listed
+                .get("associatedPatients")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.get("associationType").and_then(Value::as_str) == Some("proxy"))
+                .filter_map(|p| p.get("id").and_then(Value::as_str).map(String::from)),
+        );
+        Ok(keys)
     }
 
     async fn send(

@@ -29,6 +29,9 @@ pub struct NativeCall<'a> {
     pub request: &'a Value,
     /// For the patient surface: whose linkage to use (the patient principal's NHS number).
     pub patient_nhs: Option<&'a str>,
+    /// For the patient surface: the native key of the record the call is about, when the mapping names one
+    /// (a record the user acts for through proxy access); `None` is the user's own record.
+    pub record: Option<&'a str>,
     pub request_id: &'a str,
 }
 
@@ -131,21 +134,35 @@ impl PracticeBackend {
 }
 
 impl PracticeBackend {
-    /// The native key of the record a patient's linkage opens at this practice (their own record): session
-    /// knowledge, so each dialect answers from its own flow. Items are checked against it, so a patient's token
-    /// can never be pointed at another record.
-    pub async fn own_patient_key(
+    /// The native keys of the records a patient's linkage opens at this practice: their own first, then those
+    /// they act for through proxy access. Session knowledge, so each dialect answers from its own flow; every
+    /// patient-facing call and every returned item is checked against it, so a patient's token can never be
+    /// pointed at a record the practice has not linked to them.
+    pub async fn linked_records(
         &self,
         nhs: &str,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<String> {
-        match &self.dialect {
-            Dialect::Emis(emis) => emis.own_patient_key(nhs, request_id, calls).await,
-            Dialect::Medicus(medicus) => medicus.own_patient_key(nhs, request_id, calls).await,
-            Dialect::SystmOne(systmone) => systmone.own_patient_key(nhs, request_id, calls).await,
+    ) -> FhirResult<Vec<String>> {
+        let keys = match &self.dialect {
+            Dialect::Emis(emis) => emis.linked_records(nhs, request_id, calls).await?,
+            Dialect::Medicus(medicus) => medicus.linked_records(nhs, request_id, calls).await?,
+            Dialect::SystmOne(systmone) => systmone.linked_records(nhs, request_id, calls).await?,
+        };
+        if keys.is_empty() {
+            return Err(FhirError::bad_gateway(
+                "IM1-4007",
+                format!("{} listed no record for the patient's linkage", self.supplier.display()),
+            ));
         }
+        Ok(keys)
     }
+}
+
+/// The error a patient-facing call about a record the linkage does not open gives (the checks before it make
+/// this a defence in depth, not a path clients reach).
+pub fn not_linked() -> FhirError {
+    FhirError::forbidden("IM1-2107", "the patient's linkage does not open this record")
 }
 
 /// Everything but RFC 3986's unreserved characters is escaped in a path segment.

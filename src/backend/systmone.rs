@@ -2,7 +2,8 @@
 //! - Patient surface (PFS): XML messages over HTTP, named by a `type` header; `LinkAccount` once, then
 //!   `Authenticate`, whose reply carries the `suid` session header. SystmOne allows one request at a time per
 //!   `suid`, so the proxy queues calls per session rather than collide (Error 12). Error 3 (session gone)
-//!   rebuilds the session once.
+//!   rebuilds the session once. Each message names its patient by `patientId`: the user's own, or a record
+//!   `Authenticate` listed under `Registration` that they act for (proxy access).
 //! - Transaction surface (Client Integration): framed XML over TCP (4-byte big-endian length + UTF-8), one
 //!   request in flight per connection; connections are pooled.
 //!
@@ -56,7 +57,8 @@ pub struct SystmOne {
 #[derive(Clone)]
 struct PfsSession {
     suid: String,
-    patient_id: String,
+    /// The `patientId`s this session reaches (`Registration/PatientAccess`), the user's own first.
+    patient_ids: Vec<String>,
     /// The `Authenticate` reply: the only PFS message that carries the patient's own demographics (`Person`).
     logon: Value,
 }
@@ -204,9 +206,17 @@ impl SystmOne {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
+            let patient_id = match call.record {
+                Some(record) => current
+                    .patient_ids
+                    .iter()
+                    .find(|id| id.as_str() == record)
+                    .ok_or_else(super::not_linked)?,
+                None => current.patient_ids.first().ok_or_else(broken)?,
+            };
             attrs
                 .entry("patientId")
-                .or_insert_with(|| Value::String(current.patient_id.clone()));
+                .or_insert_with(|| Value::String(patient_id.clone()));
             attrs.entry("unitId").or_insert_with(|| Value::String(self.ods.clone()));
             let body = message_xml(message, &Value::Object(attrs))?;
             let tree = self.post(message, body, Some(&current.suid), call, calls).await?;
@@ -222,18 +232,19 @@ impl SystmOne {
         ))
     }
 
-    /// The patientId of the patient's own record, from the PFS session (Authenticate lists self first).
-    pub async fn own_patient_key(
+    /// The patientIds the user's session reaches, from `Authenticate` (their own first).
+    pub async fn linked_records(
         &self,
         nhs: &str,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<String> {
+    ) -> FhirResult<Vec<String>> {
         let request = serde_json::json!({ "message": "Authenticate" });
         let call = NativeCall {
             surface: Surface::Patient,
             request: &request,
             patient_nhs: Some(nhs),
+            record: None,
             request_id,
         };
         let slot = {
@@ -246,7 +257,7 @@ impl SystmOne {
         }
         session
             .as_ref()
-            .map(|s| s.patient_id.clone())
+            .map(|s| s.patient_ids.clone())
             .ok_or_else(|| FhirError::bad_gateway("IM1-4203", "TPP SystmOne gave no session"))
     }
 
@@ -289,14 +300,23 @@ impl SystmOne {
         if let Some(code) = pfs_error(&tree) {
             return Err(pfs_error_to_fhir(code));
         }
-        let patient_id = tree
-            .pointer("/AuthenticateReply/Registration/0/PatientAccess/0/patientId")
-            .and_then(Value::as_str)
-            .ok_or_else(broken)?
-            .to_string();
+        // Self is listed first; the others are the patients the user acts for.
+        let patient_ids: Vec<String> = tree
+            .pointer("/AuthenticateReply/Registration/0/PatientAccess")
+            .and_then(Value::as_array)
+            .map(|access| {
+                access
+                    .iter()
+                    .filter_map(|a| a.get("patientId").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if patient_ids.is_empty() {
+            return Err(broken());
+        }
         Ok(PfsSession {
             suid: suid.ok_or_else(broken)?,
-            patient_id,
+            patient_ids,
             logon: tree,
         })
     }

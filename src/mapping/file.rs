@@ -133,8 +133,8 @@ const TOP_KEYS: &[&str] = &[
     "template",
 ];
 
-/// Variables every native request template may use.
-const REQUEST_VARS: &[&str] = &["id", "params", "practice", "patient"];
+/// Variables every native request template may use (`user`: the patient principal, on the patient surface).
+const REQUEST_VARS: &[&str] = &["id", "params", "practice", "patient", "user"];
 
 /// Reads a mapping file; problems are collected, and `None` is returned only when nothing usable remains.
 pub fn read_mapping(
@@ -198,7 +198,13 @@ pub fn read_mapping(
         problems.add(file, root.pos, "", "a mapping needs a read or a search");
     }
 
-    site_vars.vars = vec!["r".into(), "reply".into(), "practice".into(), "patient".into()];
+    site_vars.vars = vec![
+        "r".into(),
+        "reply".into(),
+        "practice".into(),
+        "patient".into(),
+        "user".into(),
+    ];
     let id = match root.get("id") {
         Some(node) => template::compile(node, "id", site_vars, problems),
         None => {
@@ -275,6 +281,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             "params".into(),
             "practice".into(),
             "patient".into(),
+            "user".into(),
         ];
         let select = match step.get("select") {
             Some(n) => template::compile(n, &child(&step_path, "select"), site, problems),

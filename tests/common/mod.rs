@@ -132,6 +132,32 @@ pub async fn outcome(response: reqwest::Response, status: u16) -> serde_json::Va
 }
 
 /// Simulator options for tests: unthrottled, with the record's "today" fixed so results are stable.
+/// A patient's token at one practice (the demo key), for the patient-facing tests.
+pub fn patient_token(nhs: &str, ods: &str) -> String {
+    token::mint_demo(&TokenRequest {
+        practices: vec![ods.into()],
+        role: Role::Patient,
+        nhs_number: Some(nhs.into()),
+        scope: None,
+        ttl_seconds: 600,
+    })
+    .unwrap()
+}
+
+/// GET as a token: the status and the JSON body.
+pub async fn get_json(proxy: &Proxy, path: &str, t: &str) -> (u16, serde_json::Value) {
+    let response = proxy.get(path, t).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Whether a resource carries the `R` (restricted) confidentiality label of confidential items.
+pub fn restricted(resource: &serde_json::Value) -> bool {
+    resource["meta"]["security"]
+        .as_array()
+        .is_some_and(|labels| labels.iter().any(|l| l["code"] == "R"))
+}
+
 pub fn fixed_options(seed: u64, patients: usize) -> im1_sim::SimOptions {
     im1_sim::SimOptions {
         seed,

@@ -178,7 +178,7 @@ fn open_session(e: &Emis, req: &SimRequest) -> SimResponse {
             r.proxied_by(&p.id)
                 .into_iter()
                 .filter(|l| r.patient(&l.patient).is_some_and(|c| c.registration(ods).is_some()))
-                .map(|l| (l.patient.clone(), Association::Proxy)),
+                .map(|l| (l.patient.clone(), Association::Proxy(l.relationship))),
         );
         Some((p.name.clone(), links))
     });
@@ -194,12 +194,16 @@ fn open_session(e: &Emis, req: &SimRequest) -> SimResponse {
     let links: Vec<Value> = links
         .iter()
         .map(|l| {
-            json!({
+            let mut link = json!({
                 "UserPatientLinkToken": l.token,
                 "AssociationType": l.association.name(),
                 "NationalPracticeCode": ods,
                 "PatientGuid": guid(&l.patient),
-            })
+            });
+            if let Association::Proxy(relationship) = l.association {
+                link["RelationshipType"] = json!(format!("{relationship:?}"));
+            }
+            link
         })
         .collect();
     ok(&json!({

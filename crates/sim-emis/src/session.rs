@@ -36,14 +36,15 @@ impl Mint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Association {
     SelfLink,
-    Proxy,
+    /// Acting for another patient, with the user's relationship to them.
+    Proxy(im1_sim::record::Relationship),
 }
 
 impl Association {
     pub fn name(self) -> &'static str {
         match self {
             Association::SelfLink => "Self",
-            Association::Proxy => "Proxy",
+            Association::Proxy(_) => "Proxy",
         }
     }
 }
