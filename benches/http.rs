@@ -47,6 +47,11 @@ async fn run() {
         ),
         // The benchmark is one client measuring throughput: no per-client limit.
         client_rate: None,
+        // Off, so that every request pays for its native calls: the proxy's overhead is what is measured.
+        cache: im1_fhir::cache::CacheConfig {
+            ttl: std::time::Duration::ZERO,
+            ..Default::default()
+        },
     })
     .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");

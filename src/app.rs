@@ -49,6 +49,8 @@ pub struct AppState {
     pub linkages: crate::reach::Linkages,
     /// Where AuditEvents are committed; `None` only in benchmarks of the bare pipeline.
     pub audit: Option<crate::audit::AuditStore>,
+    /// Translated native answers, shared briefly (see cache.rs).
+    pub cache: crate::cache::ResponseCache,
 }
 
 pub type Body = Full<Bytes>;
@@ -367,18 +369,19 @@ async fn read(
 ) -> FhirResult<Value> {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let id = interaction.id.as_deref().unwrap_or_default();
-    let resource = read_one(state, principal, resource_type, id, request_id).await?;
+    let resource = read_one(state, principal, resource_type, id, request_id, interaction.fresh).await?;
     Ok(bundle::shape(resource, interaction.summary, &interaction.elements))
 }
 
 /// Reads one resource by its logical id for a principal: scope, practice reach and compartment checked. An
-/// id that is not ours, or that the principal may not see, is simply not found.
+/// id that is not ours, or that the principal may not see, is simply not found. `fresh`: not from the cache.
 pub async fn read_one(
     state: &AppState,
     principal: &Principal,
     resource_type: &str,
     id: &str,
     request_id: &str,
+    fresh: bool,
 ) -> FhirResult<Value> {
     check_scope(principal, resource_type, 'r')?;
     let not_found = || FhirError::not_found("IM1-1401", format!("{resource_type} not found"));
@@ -410,10 +413,7 @@ pub async fn read_one(
         }
     }
     let ctx = translation(state, principal, request_id, linked.as_deref());
-    let mut produced = Produced::default();
-    let result = translate::read(&ctx, practice, mapping, &logical, &mut produced).await;
-    record_native(state, practice, &produced);
-    let resource = result?;
+    let resource = crate::cache::read(state, &ctx, practice, mapping, &logical, fresh).await?;
     if !reach::may_see(state, principal, linked.as_deref(), &resource, 'r') {
         return Err(not_found());
     }
@@ -439,7 +439,7 @@ async fn everything(
     request_id: &str,
 ) -> FhirResult<Value> {
     let id = interaction.id.as_deref().unwrap_or_default();
-    let patient = read_one(state, principal, "Patient", id, request_id).await?;
+    let patient = read_one(state, principal, "Patient", id, request_id, interaction.fresh).await?;
     let mut matches = vec![patient];
     let mut warnings = Vec::new();
     let records = record_ops::records_of(state, &matches);
@@ -460,7 +460,17 @@ async fn everything(
             continue;
         }
         for record in &records {
-            match record_ops::search_record(state, principal, request_id, resource_type, record, &mut warnings).await {
+            let found = record_ops::search_record(
+                state,
+                principal,
+                request_id,
+                resource_type,
+                record,
+                interaction.fresh,
+                &mut warnings,
+            )
+            .await;
+            match found {
                 Ok(found) => matches.extend(found),
                 // A type this kind of user cannot have at this practice is said, not silently missing.
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
@@ -583,12 +593,21 @@ async fn search(
                 let ctx = translation(state, principal, request_id, linked.as_deref());
                 let mut result = Ok(());
                 for key in &keys {
-                    result = translate::search(&ctx, practice, mapping, &params, key, &mut produced).await;
+                    result = crate::cache::search(
+                        state,
+                        &ctx,
+                        practice,
+                        mapping,
+                        &params,
+                        key,
+                        interaction.fresh,
+                        &mut produced,
+                    )
+                    .await;
                     if result.is_err() {
                         break;
                     }
                 }
-                record_native(state, practice, &produced);
                 result.map(|()| linked)
             }
             Err(e) => Err(e),
@@ -870,10 +889,6 @@ fn sort_keys<'s>(
         }
     }
     Ok(keys)
-}
-
-fn record_native(state: &AppState, practice: &crate::backend::PracticeBackend, produced: &Produced) {
-    record_native_calls(state, practice, &produced.calls);
 }
 
 /// Native calls go to the metrics and to the interaction's AuditEvent.

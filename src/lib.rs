@@ -17,6 +17,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod conformance;
 pub mod coverage;

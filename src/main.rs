@@ -225,6 +225,7 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
                     .map_err(|e| format!("cannot open the audit store: {e}"))?,
             ),
             client_rate: config.server.client_rate,
+            cache: config.cache,
         })?;
         let tls = match &config.server.tls {
             Some(tls) => Some(im1_fhir::server::listener::tls_acceptor(&tls.cert, &tls.key)?),
@@ -299,6 +300,7 @@ fn demo(
                     .map_err(|e| format!("cannot open the audit store {}: {e}", audit_path.display()))?,
             ),
             client_rate: im1_fhir::config::ServerConfig::default().client_rate,
+            cache: im1_fhir::cache::CacheConfig::default(),
         })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

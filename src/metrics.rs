@@ -19,6 +19,12 @@ pub struct InteractionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss` (loaded), `fresh` (asked to skip the cache) or `off`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NativeLabels {
     pub supplier: String,
     pub status: u16,
@@ -30,6 +36,7 @@ pub struct Metrics {
     pub latency: Family<InteractionLabel, Histogram>,
     pub native_calls: Family<NativeLabels, Counter>,
     pub native_latency: Family<InteractionLabel, Histogram>,
+    pub cache_lookups: Family<CacheLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,8 +74,15 @@ impl Metrics {
             "Native call latency by supplier",
             native_latency.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Response cache lookups by outcome (hit, miss, fresh, off)",
+            cache_lookups.clone(),
+        );
         Metrics {
             registry,
+            cache_lookups,
             requests,
             latency,
             native_calls,

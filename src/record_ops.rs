@@ -13,7 +13,7 @@ use crate::ids::LogicalId;
 use crate::mapping::file::ParamType;
 use crate::mapping::Compartment;
 use crate::reach;
-use crate::translate::{self, Produced};
+use crate::translate::Produced;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -31,6 +31,7 @@ pub async fn search_record(
     request_id: &str,
     resource_type: &str,
     record: &RecordKey,
+    fresh: bool,
     warnings: &mut Vec<Value>,
 ) -> FhirResult<Vec<Value>> {
     let Some(practice) = state.backend.practice(&record.practice) else {
@@ -49,9 +50,17 @@ pub async fn search_record(
     }
     let ctx = crate::app::translation(state, principal, request_id, linked.as_deref());
     let mut produced = Produced::default();
-    let result = translate::search(&ctx, practice, mapping, &[], &record.patient, &mut produced).await;
-    crate::app::record_native_calls(state, practice, &produced.calls);
-    result?;
+    crate::cache::search(
+        state,
+        &ctx,
+        practice,
+        mapping,
+        &[],
+        &record.patient,
+        fresh,
+        &mut produced,
+    )
+    .await?;
     let mut out = Vec::new();
     for resource in produced.resources {
         if reach::may_see(state, principal, linked.as_deref(), &resource, 's') {
@@ -95,7 +104,7 @@ pub async fn includes(
                     continue;
                 }
                 // Not found and not allowed look the same: the include is simply absent.
-                if let Ok(target) = read_one(state, principal, target_type, id, request_id).await {
+                if let Ok(target) = read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
                     out.push(target);
                 }
             }
@@ -108,7 +117,17 @@ pub async fn includes(
         };
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
         for record in records {
-            for item in search_record(state, principal, request_id, &include.source, record, warnings).await? {
+            let found = search_record(
+                state,
+                principal,
+                request_id,
+                &include.source,
+                record,
+                interaction.fresh,
+                warnings,
+            )
+            .await?;
+            for item in found {
                 let points_here = references(&item, &def.paths).iter().any(|r| wanted.contains(r));
                 if points_here && seen.insert(type_and_id(&item)) {
                     out.push(item);

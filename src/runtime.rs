@@ -34,6 +34,7 @@ pub struct Parts {
     pub audit: Option<crate::audit::AuditStore>,
     /// Per-client rate limit; None: unlimited.
     pub client_rate: Option<crate::config::ClientRate>,
+    pub cache: crate::cache::CacheConfig,
 }
 
 pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
@@ -59,6 +60,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         capabilities: Default::default(),
         limiter: parts.client_rate.map(crate::ratelimit::ClientLimiter::new),
         audit: parts.audit,
+        cache: crate::cache::ResponseCache::new(parts.cache),
     }))
 }
 

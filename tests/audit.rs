@@ -4,7 +4,7 @@
 mod common;
 
 use common::{outcome, token, Proxy};
-use im1_fhir::audit::{AuditConfig, AuditQuery, AuditStore};
+use im1_fhir::audit::{AuditConfig, AuditStore};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use im1_sim::SimOptions;
@@ -13,16 +13,6 @@ use std::collections::BTreeSet;
 
 fn options() -> SimOptions {
     common::fixed_options(1, 6)
-}
-
-/// The request id an AuditEvent records (the BALP `XrequestId` entity).
-fn request_id(event: &Value) -> Option<String> {
-    event["entity"]
-        .as_array()?
-        .iter()
-        .find(|e| e["type"]["code"] == "XrequestId")
-        .and_then(|e| e["what"]["identifier"]["value"].as_str())
-        .map(String::from)
 }
 
 async fn auditor_search(proxy: &Proxy, query: &str) -> Vec<Value> {
@@ -83,15 +73,12 @@ async fn every_interaction_is_audited_once_with_its_outcome() {
 
     // The response waited for its commit: the events are there now, exactly one per request.
     assert_eq!(proxy.audit.count().unwrap() as usize, cases.len());
-    let events = proxy
-        .audit
-        .search(&AuditQuery {
-            count: 1000,
-            ..AuditQuery::default()
-        })
-        .unwrap();
+    let events = common::audit_events(&proxy);
     for (id, status) in &ids {
-        let matching: Vec<&Value> = events.iter().filter(|e| request_id(e).as_deref() == Some(id)).collect();
+        let matching: Vec<&Value> = events
+            .iter()
+            .filter(|e| common::audited_request_id(e).as_deref() == Some(id))
+            .collect();
         assert_eq!(matching.len(), 1, "{id}: one event");
         let expected = match status {
             200..=399 => "0",
@@ -104,12 +91,12 @@ async fn every_interaction_is_audited_once_with_its_outcome() {
     // Failed authentication names nobody; a success names the user and the patient it returned.
     let unauthenticated = events
         .iter()
-        .find(|e| request_id(e).as_deref() == Some("audit-test-1"))
+        .find(|e| common::audited_request_id(e).as_deref() == Some("audit-test-1"))
         .unwrap();
     assert!(!unauthenticated.to_string().contains("cis2-demo-clinician"));
     let found = events
         .iter()
-        .find(|e| request_id(e).as_deref() == Some("audit-test-3"))
+        .find(|e| common::audited_request_id(e).as_deref() == Some("audit-test-3"))
         .unwrap();
     let text = found.to_string();
     assert!(
@@ -124,6 +111,22 @@ async fn every_interaction_is_audited_once_with_its_outcome() {
             || e["what"]["reference"]
                 .as_str()
                 .is_some_and(|r| r.starts_with("Patient/"))));
+
+    // The repeated search was a cache hit: audited as such, with no native call; the first one called EMIS Web.
+    let cache_of = |id: &str| {
+        let event = events
+            .iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
+            .unwrap();
+        common::cache_and_calls(event)
+    };
+    let (cache, calls) = cache_of("audit-test-3");
+    assert!(cache == "miss" && calls > 0, "the first search went to EMIS Web");
+    assert_eq!(
+        cache_of("audit-test-4"),
+        ("hit".to_string(), 0),
+        "the second was a cache hit"
+    );
 
     // The auditor finds them through FHIR, by outcome and by patient; others may not look.
     let refused = auditor_search(&proxy, "outcome=4").await;
@@ -253,7 +256,7 @@ async fn no_completed_request_loses_its_event_when_the_process_is_killed() {
         .query_map([], |row| row.get::<_, String>(0))
         .unwrap()
         .filter_map(|json| serde_json::from_str::<Value>(&json.unwrap()).ok())
-        .filter_map(|event| request_id(&event))
+        .filter_map(|event| common::audited_request_id(&event))
         .collect();
     for id in &completed {
         assert!(recorded.contains(id), "{id} completed but has no AuditEvent");

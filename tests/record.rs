@@ -44,6 +44,29 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     )
     .await;
     assert_eq!(&&read, &conditions[0]);
+    // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
+    let id = conditions[0]["id"].as_str().unwrap();
+    let one = get(&proxy, &format!("Condition?patient={patient}&_id={id}"), &t).await;
+    assert_eq!(entries(&one, "match"), vec![conditions[0]]);
+    let updated = conditions[0]["meta"]["lastUpdated"].as_str().unwrap();
+    let since = get(
+        &proxy,
+        &format!("Condition?patient={patient}&_lastUpdated=ge{updated}"),
+        &t,
+    )
+    .await;
+    let since = entries(&since, "match");
+    assert!(since.iter().any(|c| c["id"] == id));
+    assert!(since
+        .iter()
+        .all(|c| c["meta"]["lastUpdated"].as_str().unwrap() >= updated));
+    let before = get(
+        &proxy,
+        &format!("Condition?patient={patient}&_lastUpdated=lt1900-01-01"),
+        &t,
+    )
+    .await;
+    assert_eq!(before["total"], 0);
     // Without a patient: a GP system searches one record at a time.
     outcome(proxy.get("Condition", &t).await, 400).await;
     // A forged or foreign patient id matches nothing rather than erroring with details.

@@ -54,6 +54,7 @@ async fn tls_with_http2_and_http1() {
         max_body_bytes: 1024 * 1024,
         audit: None,
         client_rate: None,
+        cache: Default::default(),
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

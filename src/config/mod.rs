@@ -48,6 +48,16 @@ struct RawConfig {
     practices: Vec<RawPractice>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    cache: RawCache,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    /// Seconds an answer is kept; 0 switches the cache off.
+    ttl_seconds: Option<u64>,
+    max_resources: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -149,6 +159,7 @@ pub struct Config {
     pub native: NativeConfig,
     pub practices: Vec<PracticeConfig>,
     pub audit: crate::audit::AuditConfig,
+    pub cache: crate::cache::CacheConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -459,6 +470,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         }
     }
     audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(PathBuf::from);
+    let defaults = crate::cache::CacheConfig::default();
+    let cache = crate::cache::CacheConfig {
+        ttl: raw
+            .cache
+            .ttl_seconds
+            .map_or(defaults.ttl, std::time::Duration::from_secs),
+        max_resources: raw.cache.max_resources.unwrap_or(defaults.max_resources),
+    };
     let mut practices = Vec::new();
     for practice in &raw.practices {
         let ods = practice.ods.get_ref().clone();
@@ -574,6 +593,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             native,
             practices,
             audit,
+            cache,
         })
     } else {
         Err(errors)

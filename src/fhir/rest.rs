@@ -116,6 +116,8 @@ pub struct Interaction {
     pub revinclude: Vec<Include>,
     pub handling: Handling,
     pub return_pref: Return,
+    /// `Cache-Control: no-cache` (or `no-store`): the answer must come from the native system, not the cache.
+    pub fresh: bool,
 }
 
 impl Interaction {
@@ -156,10 +158,26 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         revinclude: Vec::new(),
         handling: Handling::Strict,
         return_pref: Return::Representation,
+        fresh: wants_fresh(headers),
     };
     read_prefer(headers, &mut interaction);
     apply_params(&mut interaction, pairs)?;
     Ok(interaction)
+}
+
+/// Whether `Cache-Control` asks for an answer straight from the source.
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            matches!(
+                d.trim().to_ascii_lowercase().as_str(),
+                "no-cache" | "no-store" | "max-age=0"
+            )
+        })
 }
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.

@@ -192,6 +192,7 @@ pub fn read_mapping(
         if let Some(params_node) = node.get("params") {
             params = read_params(file, params_node, problems);
         }
+        add_resource_params(&mut params);
         read_interaction(file, node, "search", site_vars, problems)
     });
     if read.is_none() && search.is_none() {
@@ -317,6 +318,23 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
         problems.add(file, node.pos, path, "no surface (transaction or patient) is mapped");
     }
     def
+}
+
+/// FHIR defines `_id` and `_lastUpdated` for every resource type: every searchable mapping accepts them (the
+/// proxy filters the translated resources), unless its file says otherwise.
+fn add_resource_params(params: &mut Vec<ParamDef>) {
+    for (name, kind, path) in [
+        ("_id", ParamType::Token, "id"),
+        ("_lastUpdated", ParamType::Date, "meta.lastUpdated"),
+    ] {
+        if !params.iter().any(|p| p.name == name) {
+            params.push(ParamDef {
+                name: name.into(),
+                kind,
+                paths: vec![path.into()],
+            });
+        }
+    }
 }
 
 fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef> {

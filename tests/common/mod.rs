@@ -6,6 +6,7 @@ use im1_fhir::audit::{AuditConfig, AuditStore};
 use im1_fhir::auth::token::{self, Issuer, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::backend::credentials::CredentialStore;
+use im1_fhir::cache::CacheConfig;
 use im1_fhir::config::{NativeConfig, PracticeConfig, ServerConfig};
 use im1_fhir::mapping::{Registry, Source};
 use im1_fhir::runtime::{self, Parts, Running};
@@ -45,6 +46,17 @@ impl Proxy {
         native: NativeConfig,
         server: ServerConfig,
     ) -> Proxy {
+        Self::start_with_cache(practices, linkage, native, server, CacheConfig::default()).await
+    }
+
+    /// As `start_with`, with a response cache of one's own (the product's default elsewhere).
+    pub async fn start_with_cache(
+        practices: Vec<PracticeConfig>,
+        linkage: Arc<CredentialStore>,
+        native: NativeConfig,
+        server: ServerConfig,
+        cache: CacheConfig,
+    ) -> Proxy {
         let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
         let audit_dir = tempfile::tempdir().unwrap();
         let audit = AuditStore::open(&AuditConfig::new(audit_dir.path().join("audit.db"))).unwrap();
@@ -59,6 +71,7 @@ impl Proxy {
             max_body_bytes: server.max_body_bytes,
             audit: Some(audit.clone()),
             client_rate: server.client_rate,
+            cache,
         })
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -156,6 +169,38 @@ pub fn restricted(resource: &serde_json::Value) -> bool {
     resource["meta"]["security"]
         .as_array()
         .is_some_and(|labels| labels.iter().any(|l| l["code"] == "R"))
+}
+
+/// Every AuditEvent the proxy has committed (up to 1,000).
+pub fn audit_events(proxy: &Proxy) -> Vec<serde_json::Value> {
+    let query = im1_fhir::audit::AuditQuery {
+        count: 1000,
+        ..im1_fhir::audit::AuditQuery::default()
+    };
+    proxy.audit.search(&query).unwrap()
+}
+
+/// The request id an AuditEvent records (its BALP transaction entity).
+pub fn audited_request_id(event: &serde_json::Value) -> Option<String> {
+    event["entity"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"]["code"] == "XrequestId")
+        .and_then(|e| e["what"]["identifier"]["value"].as_str())
+        .map(String::from)
+}
+
+/// An AuditEvent's cache outcome (`hit` or `miss`) and how many native calls it records.
+pub fn cache_and_calls(event: &serde_json::Value) -> (String, usize) {
+    let entities = event["entity"].as_array().cloned().unwrap_or_default();
+    let cache = entities
+        .iter()
+        .flat_map(|e| e["detail"].as_array().cloned().unwrap_or_default())
+        .find(|d| d["type"] == "cache")
+        .and_then(|d| d["valueString"].as_str().map(String::from))
+        .unwrap_or_default();
+    let calls = entities.iter().filter(|e| e["name"] == "native call").count();
+    (cache, calls)
 }
 
 pub fn fixed_options(seed: u64, patients: usize) -> im1_sim::SimOptions {

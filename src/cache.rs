@@ -1,0 +1,245 @@
+//! The response cache: what a native read or search translated to, kept for a short while and shared by every
+//! request that would make the same native calls.
+//!
+//! Safe by construction rather than by key discipline alone:
+//! - the key is what decides the native calls and their translation: the practice, the surface and, on the
+//!   patient-facing surface, whose linkage is used (a hash of the NHS number: the cache never holds one), the
+//!   resource type, and the read id or the searched record with every search parameter;
+//! - everything that differs per principal runs after the cache, on every request: practice reach (on ids, before
+//!   it), the compartment and granular scopes per returned resource, confidential items, data minimisation. A
+//!   cached answer can therefore never carry one principal's view to another.
+//!
+//! Loads are single-flight: concurrent requests for the same key wait for one native call. Errors are not
+//! cached. `Cache-Control: no-cache` (or `no-store`) on a request skips the lookup and refreshes the entry. Each
+//! hit is noted on the interaction's AuditEvent (`cache: hit`).
+
+use crate::app::{record_native_calls, AppState};
+use crate::auth::{Principal, Role};
+use crate::backend::PracticeBackend;
+use crate::fhir::rest::SearchParam;
+use crate::fhir::{FhirError, FhirResult};
+use crate::ids::LogicalId;
+use crate::mapping::file::ParamDef;
+use crate::mapping::MappingFile;
+use crate::translate::{self, Context, Produced};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long answers are kept and how many resources at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Zero switches the cache off.
+    pub ttl: Duration,
+    /// The bound on cached resources (an answer weighs one per resource, plus one).
+    pub max_resources: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        // Short enough that a clinician sees a change made in the GP system within half a minute; long enough
+        // that a page of results, its includes and an app's burst of reads make one native call.
+        CacheConfig {
+            ttl: Duration::from_secs(30),
+            max_resources: 50_000,
+        }
+    }
+}
+
+/// Who the native calls are made as: the practice's transaction-API credentials, or one patient's linkage.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Caller {
+    Transaction,
+    /// SHA-256 of the patient's NHS number.
+    Patient([u8; 32]),
+}
+
+/// What decides an answer. No `Debug`: it names records.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    practice: String,
+    caller: Caller,
+    resource_type: String,
+    /// `read` + the logical id, or `search` + the record key and the parameters, encoded unambiguously.
+    request: String,
+}
+
+impl Key {
+    fn new(practice: &str, principal: &Principal, resource_type: &str, request: String) -> Key {
+        let caller = match (principal.role, principal.nhs_number.as_deref()) {
+            (Role::Patient, Some(nhs)) => Caller::Patient(Sha256::digest(nhs.as_bytes()).into()),
+            (Role::Patient, None) => Caller::Patient([0; 32]),
+            _ => Caller::Transaction,
+        };
+        Key {
+            practice: practice.to_string(),
+            caller,
+            resource_type: resource_type.to_string(),
+            request,
+        }
+    }
+
+    pub fn read(principal: &Principal, resource_type: &str, id: &LogicalId) -> Key {
+        let request = serde_json::json!(["read", id.patient, id.item]).to_string();
+        Key::new(&id.practice, principal, resource_type, request)
+    }
+
+    pub fn search(
+        practice: &str,
+        principal: &Principal,
+        resource_type: &str,
+        record: &str,
+        params: &[(&ParamDef, &SearchParam)],
+    ) -> Key {
+        // Order is kept: a repeated parameter's first value is the one a request template reads.
+        let params: Vec<Value> = params
+            .iter()
+            .map(|(_, p)| serde_json::json!([p.name, p.modifier, p.values]))
+            .collect();
+        let request = serde_json::json!(["search", record, params]).to_string();
+        Key::new(practice, principal, resource_type, request)
+    }
+}
+
+/// A translated answer, before any per-principal filtering.
+#[derive(Default)]
+pub struct Entry {
+    pub resources: Vec<Value>,
+    pub warnings: Vec<Value>,
+}
+
+/// The cache itself; off when its time-to-live is zero.
+pub struct ResponseCache {
+    entries: Option<moka::future::Cache<Key, Arc<Entry>>>,
+}
+
+impl ResponseCache {
+    pub fn new(config: CacheConfig) -> ResponseCache {
+        let entries = (!config.ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .time_to_live(config.ttl)
+                .max_capacity(config.max_resources)
+                .weigher(|_, entry: &Arc<Entry>| u32::try_from(entry.resources.len() + 1).unwrap_or(u32::MAX))
+                .build()
+        });
+        ResponseCache { entries }
+    }
+
+    /// The answer for `key`: from the cache when present and not `fresh`, else from `load`, once for every
+    /// request waiting on the same key. A hit is noted on the interaction's AuditEvent.
+    pub async fn get_or_load<F>(&self, key: Key, fresh: bool, load: F) -> FhirResult<(Arc<Entry>, Lookup)>
+    where
+        F: Future<Output = FhirResult<Entry>>,
+    {
+        let Some(entries) = &self.entries else {
+            return Ok((Arc::new(load.await?), Lookup::Off));
+        };
+        if fresh {
+            let entry = Arc::new(load.await?);
+            entries.insert(key, entry.clone()).await;
+            return Ok((entry, Lookup::Fresh));
+        }
+        let loaded = AtomicBool::new(false);
+        let result = entries
+            .try_get_with(key, async {
+                loaded.store(true, Ordering::Relaxed);
+                load.await.map(Arc::new)
+            })
+            .await;
+        let entry = result.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+        if loaded.load(Ordering::Relaxed) {
+            return Ok((entry, Lookup::Miss));
+        }
+        crate::audit::note(|facts| facts.cache_hit = true);
+        Ok((entry, Lookup::Hit))
+    }
+}
+
+/// How an answer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+    Fresh,
+    Off,
+}
+
+impl Lookup {
+    fn count(self, state: &AppState) {
+        let outcome = match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+            Lookup::Fresh => "fresh",
+            Lookup::Off => "off",
+        };
+        state
+            .metrics
+            .cache_lookups
+            .get_or_create(&crate::metrics::CacheLabels { outcome })
+            .inc();
+    }
+}
+
+/// `translate::read` through the cache; native calls are recorded when they are made.
+pub async fn read(
+    state: &AppState,
+    ctx: &Context<'_>,
+    practice: &PracticeBackend,
+    mapping: &MappingFile,
+    id: &LogicalId,
+    fresh: bool,
+) -> FhirResult<Value> {
+    let key = Key::read(ctx.principal, &mapping.resource, id);
+    let (entry, lookup) = state
+        .cache
+        .get_or_load(key, fresh, async {
+            let mut produced = Produced::default();
+            let result = translate::read(ctx, practice, mapping, id, &mut produced).await;
+            record_native_calls(state, practice, &produced.calls);
+            result.map(|resource| Entry {
+                resources: vec![resource],
+                warnings: Vec::new(),
+            })
+        })
+        .await?;
+    lookup.count(state);
+    entry
+        .resources
+        .first()
+        .cloned()
+        .ok_or_else(|| FhirError::internal("IM1-5004", "a cached read held no resource"))
+}
+
+/// `translate::search` through the cache, adding the answer's resources and warnings to `out`.
+#[allow(clippy::too_many_arguments)]
+pub async fn search(
+    state: &AppState,
+    ctx: &Context<'_>,
+    practice: &PracticeBackend,
+    mapping: &MappingFile,
+    params: &[(&ParamDef, &SearchParam)],
+    record: &str,
+    fresh: bool,
+    out: &mut Produced,
+) -> FhirResult<()> {
+    let key = Key::search(&practice.ods, ctx.principal, &mapping.resource, record, params);
+    let (entry, lookup) = state
+        .cache
+        .get_or_load(key, fresh, async {
+            let mut produced = Produced::default();
+            let result = translate::search(ctx, practice, mapping, params, record, &mut produced).await;
+            record_native_calls(state, practice, &produced.calls);
+            result.map(|()| Entry {
+                resources: produced.resources,
+                warnings: produced.warnings,
+            })
+        })
+        .await?;
+    lookup.count(state);
+    out.resources.extend(entry.resources.iter().cloned());
+    out.warnings.extend(entry.warnings.iter().cloned());
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The response cache: a repeated read or search makes no native call and says so on its AuditEvent, concurrent
+//! identical requests make one, `Cache-Control: no-cache` goes to the source, entries expire; and a cached answer
+//! never carries one principal's view to another (scopes, free text, confidential items, practices and patients
+//! are applied after the cache, on every request).
+mod common;
+
+use common::{get_json, token, Proxy};
+use im1_fhir::auth::token::{mint_demo, TokenRequest};
+use im1_fhir::auth::Role;
+use im1_fhir::cache::CacheConfig;
+use im1_fhir::config::{NativeConfig, ServerConfig};
+use im1_fhir::demo::Simulators;
+use serde_json::Value;
+use std::time::Duration;
+
+const SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+
+fn matches(bundle: &Value) -> Vec<Value> {
+    common::entries(bundle, "match").into_iter().cloned().collect()
+}
+
+/// The AuditEvent of one request: whether it was a cache hit, and how many native calls it made.
+fn audited(proxy: &Proxy, request_id: &str) -> (String, usize) {
+    let events = common::audit_events(proxy);
+    let event = events
+        .iter()
+        .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
+        .unwrap_or_else(|| panic!("no AuditEvent for {request_id}"));
+    common::cache_and_calls(event)
+}
+
+async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = proxy
+        .client
+        .get(proxy.url(path))
+        .bearer_auth(t)
+        .header("x-request-id", request_id);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn scoped(role: Role, scope: &str) -> String {
+    mint_demo(&TokenRequest {
+        practices: vec!["Y90001".into()],
+        role,
+        nhs_number: None,
+        scope: Some(scope.into()),
+        ttl_seconds: 600,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
+    let sims = Simulators::start(common::fixed_options(1, 6)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+
+    let (status, first) = get_as(&proxy, SEARCH, &clinician, "c-1", &[]).await;
+    assert_eq!(status, 200);
+    let (cache, calls) = audited(&proxy, "c-1");
+    assert_eq!(cache, "miss");
+    assert!(calls >= 1, "the first search calls the native system");
+    let (_, second) = get_as(&proxy, SEARCH, &clinician, "c-2", &[]).await;
+    assert_eq!(matches(&first), matches(&second), "the same answer");
+    assert_eq!(
+        audited(&proxy, "c-2"),
+        ("hit".to_string(), 0),
+        "no native call the second time"
+    );
+
+    // A read, then the same read by another clinician of the practice: one native answer serves both.
+    let id = matches(&first)[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = get_as(&proxy, &format!("Patient/{id}"), &clinician, "c-3", &[]).await;
+    assert_eq!(status, 200);
+    let colleague = scoped(Role::Clinician, "user/*.rs");
+    let (status, _) = get_as(&proxy, &format!("Patient/{id}"), &colleague, "c-4", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(audited(&proxy, "c-4"), ("hit".to_string(), 0));
+
+    // Cache-Control: no-cache goes to the native system (and refreshes the entry).
+    let (status, _) = get_as(&proxy, SEARCH, &clinician, "c-5", &[("cache-control", "no-cache")]).await;
+    assert_eq!(status, 200);
+    let (cache, calls) = audited(&proxy, "c-5");
+    assert_eq!(cache, "miss");
+    assert!(calls >= 1);
+
+    // Eight identical searches at once: one native load, whoever asked first.
+    let url = proxy.url(&format!("Condition?patient={id}"));
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let request = proxy
+            .client
+            .get(&url)
+            .bearer_auth(&clinician)
+            .header("x-request-id", format!("burst-{i}"));
+        burst.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = burst.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let loads = (0..8)
+        .filter(|i| audited(&proxy, &format!("burst-{i}")).0 == "miss")
+        .count();
+    assert_eq!(loads, 1, "concurrent identical searches share one native load");
+
+    // Every interaction still has exactly one AuditEvent, hits included.
+    let total = proxy.audit.count().unwrap();
+    assert_eq!(total, 5 + 8);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cached_answer_never_carries_one_principals_view_to_another() {
+    let sims = Simulators::start(common::fixed_options(1, 6)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let (_, found) = get_json(&proxy, SEARCH, &clinician).await;
+    let patient_id = matches(&found)[0]["id"].as_str().unwrap().to_string();
+
+    // The clinician loads every observation, free text and confidential items included.
+    let observations = format!("Observation?patient={patient_id}&_count=500");
+    let (_, full) = get_as(&proxy, &observations, &clinician, "v-1", &[]).await;
+    let full = matches(&full);
+    assert!(full.iter().any(|o| o["category"].to_string().contains("laboratory")));
+    assert!(full.iter().any(|o| !o["category"].to_string().contains("laboratory")));
+
+    // A clinician whose scope is laboratory results only: served from the cache, laboratory results only.
+    let lab_only = scoped(
+        Role::Clinician,
+        "user/Observation.rs?category=laboratory user/Patient.rs",
+    );
+    let (status, labs) = get_as(&proxy, &observations, &lab_only, "v-2", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(audited(&proxy, "v-2").0, "hit");
+    let labs = matches(&labs);
+    assert!(!labs.is_empty());
+    assert!(labs.iter().all(|o| o["category"].to_string().contains("laboratory")));
+
+    // A system client: served from the cache too, without the notes the clinician saw.
+    let allergies = format!("AllergyIntolerance?patient={patient_id}&_count=500");
+    let (_, with_notes) = get_as(&proxy, &allergies, &clinician, "v-3", &[]).await;
+    assert!(
+        matches(&with_notes).iter().any(|c| c.get("note").is_some()),
+        "seeded notes"
+    );
+    let system = token(Role::System, &["Y90001"]);
+    let (status, without) = get_as(&proxy, &allergies, &system, "v-4", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(audited(&proxy, "v-4").0, "hit");
+    assert!(matches(&without).iter().all(|c| c.get("note").is_none()));
+
+    // A clinician of another practice: the cached record stays out of reach (the id names Y90001).
+    let other = token(Role::Clinician, &["Y90002"]);
+    let (status, theirs) = get_as(&proxy, &observations, &other, "v-5", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(theirs["total"], 0);
+    let read = format!("Observation/{}", full[0]["id"].as_str().unwrap());
+    let (status, _) = get_as(&proxy, &read, &other, "v-6", &[]).await;
+    assert_eq!(status, 404);
+
+    // The patient themselves: their own linkage's answer (a different entry), never the clinician's view with
+    // its confidential items.
+    let patient = common::patient_token("9000000009", "Y90001");
+    let (status, own) = get_as(&proxy, &observations, &patient, "v-7", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        audited(&proxy, "v-7").0,
+        "miss",
+        "the patient-facing answer is its own entry"
+    );
+    assert!(matches(&own).iter().all(|o| !common::restricted(o)));
+    // And another patient's token finds nothing of it, cached or not.
+    let stranger = sims.world.read(|r| r.patients[2].nhs_number.clone());
+    let stranger = common::patient_token(&stranger, "Y90001");
+    let (_, leaked) = get_as(&proxy, &observations, &stranger, "v-8", &[]).await;
+    assert_eq!(leaked["total"], 0);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
+    let sims = Simulators::start(common::fixed_options(1, 4)).await.unwrap();
+    let native = NativeConfig {
+        timeout_ms: 3_000,
+        retries: 1,
+        max_in_flight: 4,
+    };
+    let server = ServerConfig {
+        client_rate: None,
+        ..ServerConfig::default()
+    };
+    let short = CacheConfig {
+        ttl: Duration::from_millis(300),
+        ..CacheConfig::default()
+    };
+    let proxy = Proxy::start_with_cache(sims.practices(), sims.linkage(), native.clone(), server.clone(), short).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    get_as(&proxy, SEARCH, &clinician, "t-1", &[]).await;
+    get_as(&proxy, SEARCH, &clinician, "t-2", &[]).await;
+    assert_eq!(audited(&proxy, "t-2").0, "hit");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    get_as(&proxy, SEARCH, &clinician, "t-3", &[]).await;
+    assert_eq!(audited(&proxy, "t-3").0, "miss", "expired");
+    proxy.stop().await;
+
+    let off = CacheConfig {
+        ttl: Duration::ZERO,
+        ..CacheConfig::default()
+    };
+    let proxy = Proxy::start_with_cache(sims.practices(), sims.linkage(), native, server, off).await;
+    for i in 0..2 {
+        get_as(&proxy, SEARCH, &clinician, &format!("o-{i}"), &[]).await;
+        assert_eq!(audited(&proxy, &format!("o-{i}")).0, "miss");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
