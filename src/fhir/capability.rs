@@ -106,13 +106,18 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         if !includes.is_empty() {
             entry["searchInclude"] = json!(includes);
         }
+        // Only references R4 lets point at this type: `Slot:schedule` is a revinclude of Schedule, not of Condition.
+        let defs = crate::mapping::profile::Defs::get();
         let revincludes: std::collections::BTreeSet<String> = registry
             .mappings
             .iter()
             .filter(|m| m.resource != resource)
             .flat_map(|m| m.params.iter().map(move |p| (m, p)))
-            .filter(|(_, p)| {
-                p.kind == crate::mapping::ParamType::Reference && p.name != "patient" && p.name != "subject"
+            .filter(|(m, p)| {
+                p.kind == crate::mapping::ParamType::Reference
+                    && p.name != "patient"
+                    && p.name != "subject"
+                    && defs.may_reference(&m.resource, &p.name, resource)
             })
             .map(|(m, p)| format!("{}:{}", m.resource, p.name))
             .collect();
@@ -249,4 +254,35 @@ pub fn smart_configuration(
         config["authorization_endpoint"] = json!(url);
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Source;
+
+    #[test]
+    fn revincludes_are_offered_only_where_r4_lets_the_reference_point() {
+        let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("{p:?}"));
+        let practices = [PracticeInfo {
+            ods: "Y90001".into(),
+            supplier_key: "emis".into(),
+            supplier_name: "EMIS Web".into(),
+        }];
+        let statement = capability_statement(&registry, &practices, "http://x/fhir", "2026-01-01");
+        let revincludes = |resource: &str| -> Vec<String> {
+            let entry = statement["rest"][0]["resource"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["type"] == resource)
+                .unwrap();
+            serde_json::from_value(entry["searchRevInclude"].clone()).unwrap_or_default()
+        };
+        assert!(revincludes("Schedule").contains(&"Slot:schedule".to_string()));
+        assert!(revincludes("Encounter").contains(&"Condition:encounter".to_string()));
+        assert!(revincludes("Practitioner").contains(&"PractitionerRole:practitioner".to_string()));
+        assert!(!revincludes("Condition").contains(&"Slot:schedule".to_string()));
+        assert!(!revincludes("Slot").contains(&"PractitionerRole:practitioner".to_string()));
+    }
 }

@@ -74,6 +74,8 @@ pub struct Defs {
     pub types: HashMap<String, Vec<Element>>,
     /// (resource or `Resource`, code) → type.
     pub search_params: HashMap<(String, String), String>,
+    /// (resource, code) -> the types a reference parameter may point at (`*`: any).
+    pub reference_targets: HashMap<(String, String), Vec<String>>,
     /// By canonical URL.
     pub profiles: HashMap<String, Profile>,
 }
@@ -114,13 +116,18 @@ impl Defs {
             }
         }
         let mut search_params = HashMap::new();
+        let mut reference_targets = HashMap::new();
         for line in R4_SEARCH_PARAMS.lines() {
             if line.starts_with('#') {
                 continue;
             }
             let mut cols = line.split('\t');
             if let (Some(resource), Some(code), Some(ty)) = (cols.next(), cols.next(), cols.next()) {
-                search_params.insert((resource.to_string(), code.to_string()), ty.to_string());
+                let key = (resource.to_string(), code.to_string());
+                if let Some(targets) = cols.next() {
+                    reference_targets.insert(key.clone(), targets.split(',').map(String::from).collect());
+                }
+                search_params.insert(key, ty.to_string());
             }
         }
         let mut profiles = HashMap::new();
@@ -132,8 +139,16 @@ impl Defs {
         Defs {
             types,
             search_params,
+            reference_targets,
             profiles,
         }
+    }
+
+    /// Whether R4 lets a reference parameter of `resource` point at `target`.
+    pub fn may_reference(&self, resource: &str, code: &str, target: &str) -> bool {
+        self.reference_targets
+            .get(&(resource.to_string(), code.to_string()))
+            .is_some_and(|targets| targets.iter().any(|t| t == target || t == "*"))
     }
 
     /// The elements of a complex type or backbone element; `None` for primitives and unknown types.
@@ -482,6 +497,9 @@ mod tests {
                 .map(String::as_str),
             Some("date")
         );
+        assert!(defs.may_reference("Slot", "schedule", "Schedule"));
+        assert!(!defs.may_reference("Slot", "schedule", "Condition"));
+        assert!(defs.may_reference("Observation", "focus", "Condition"));
         let allergy = defs.profile("", "AllergyIntolerance").unwrap();
         let code = allergy.elements.iter().find(|e| e.id == "code").unwrap();
         assert!(code.must_support && code.min == Some(1));
