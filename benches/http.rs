@@ -1,5 +1,6 @@
-//! Requests/s and p50/p99 latency over real HTTP for `metadata` and the Patient read through EMIS (uncached,
-//! simulators unthrottled), so that later work has a baseline. Run: `cargo bench --bench http`.
+//! Requests/s and p50/p99 latency over real HTTP for `metadata`, the Patient read and search through EMIS with the
+//! response cache off (the proxy's per-request cost, native call included), then reads served from the cache
+//! (simulators unthrottled). Run: `cargo bench --bench http`.
 //! Bounded: a fixed number of requests per case, loopback only.
 
 use im1_fhir::auth::token::{mint_demo, Issuer, TokenRequest};
@@ -29,34 +30,9 @@ async fn run() {
         today: None,
     };
     let sims = Simulators::start(options).await.expect("simulators");
-    let state = runtime::build_state(Parts {
-        registry: Arc::new(Registry::load(&Source::Embedded).expect("mappings")),
-        practices: sims.practices(),
-        native: Default::default(),
-        issuers: vec![Issuer::demo().expect("demo issuer")],
-        secret_key: b"benchmark key of at least thirty-two bytes".to_vec(),
-        linkage: sims.linkage(),
-        public_base_url: None,
-        max_body_bytes: 1 << 20,
-        // The full pipeline, audit commits included: every request waits for its AuditEvent.
-        audit: Some(
-            im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(
-                std::env::temp_dir().join(format!("im1-fhir-bench-audit-{}.db", std::process::id())),
-            ))
-            .expect("audit store"),
-        ),
-        // The benchmark is one client measuring throughput: no per-client limit.
-        client_rate: None,
-        // Off, so that every request pays for its native calls: the proxy's overhead is what is measured.
-        cache: im1_fhir::cache::CacheConfig {
-            ttl: std::time::Duration::ZERO,
-            ..Default::default()
-        },
-    })
-    .expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
-    let running = runtime::start(state, listener, None, &Default::default(), false).expect("start");
-    let base = running.base_url();
+    // Off, so that every request pays for its native calls: the proxy's overhead is what is measured.
+    let uncached = start_proxy(&sims, Duration::ZERO).await;
+    let base = uncached.base_url();
     let token = mint_demo(&TokenRequest {
         practices: vec!["Y90001".into()],
         role: Role::Clinician,
@@ -93,8 +69,57 @@ async fn run() {
     )
     .await;
     measure(&client, "GET /fhir/Patient?identifier= via EMIS", search, Some(&token)).await;
-    running.shutdown().await;
+    // The same reads with the response cache on (the default): after the first, no native call.
+    let cached = start_proxy(&sims, im1_fhir::cache::CacheConfig::default().ttl).await;
+    let cached_base = cached.base_url();
+    measure(
+        &client,
+        "GET /fhir/Patient/{id} via EMIS (cached)",
+        format!("{cached_base}/Patient/{id}"),
+        Some(&token),
+    )
+    .await;
+    measure(
+        &client,
+        "GET /fhir/Condition?patient= via EMIS (cached)",
+        format!("{cached_base}/Condition?patient={id}"),
+        Some(&token),
+    )
+    .await;
+    uncached.shutdown().await;
+    cached.shutdown().await;
     sims.shutdown().await;
+}
+
+/// The proxy over the simulators with the full pipeline (audit commits included: every request waits for its
+/// AuditEvent) and a response cache of the given lifetime (zero: off).
+async fn start_proxy(sims: &Simulators, cache_ttl: Duration) -> runtime::Running {
+    let state =
+        runtime::build_state(Parts {
+            registry: Arc::new(Registry::load(&Source::Embedded).expect("mappings")),
+            practices: sims.practices(),
+            native: Default::default(),
+            issuers: vec![Issuer::demo().expect("demo issuer")],
+            secret_key: b"benchmark key of at least thirty-two bytes".to_vec(),
+            linkage: sims.linkage(),
+            public_base_url: None,
+            max_body_bytes: 1 << 20,
+            audit: Some(
+                im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(std::env::temp_dir().join(
+                    format!("im1-fhir-bench-audit-{}-{}.db", std::process::id(), cache_ttl.as_secs()),
+                )))
+                .expect("audit store"),
+            ),
+            // The benchmark is one client measuring throughput: no per-client limit.
+            client_rate: None,
+            cache: im1_fhir::cache::CacheConfig {
+                ttl: cache_ttl,
+                ..Default::default()
+            },
+        })
+        .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    runtime::start(state, listener, None, &Default::default(), false).expect("start")
 }
 
 async fn measure(client: &reqwest::Client, name: &str, url: String, token: Option<&str>) {
