@@ -338,7 +338,7 @@ fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators) {
     println!();
     println!("Tokens (24 h, demo key; mint more with `im1-fhir token --help`):");
     println!(
-        "  PATIENT_TOKEN={}    # patient 9000000009 at all three practices",
+        "  PATIENT_TOKEN={}    # patient 9000000009 at all three practices (who acts for 9000000017: proxy access)",
         mint(Role::Patient, &all)
     );
     println!("  EMIS_CLINICIAN_TOKEN={}", mint(Role::Clinician, &["Y90001"]));
@@ -355,6 +355,7 @@ fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators) {
         "  curl -s -H \"Authorization: Bearer $EMIS_CLINICIAN_TOKEN\" \"{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009\""
     );
     println!("  curl -s -H \"Authorization: Bearer $PATIENT_TOKEN\" \"{base}/Patient?_count=10\"");
+    println!("    (their own Patient first, then the child's; RelatedPerson?patient=<the child's id> shows the link)");
     println!();
     println!("Ctrl-C stops it.");
 }
