@@ -12,9 +12,10 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::expr::REFERENCE_MARK;
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
-use crate::mapping::template::{eval, Partial, Scope};
+use crate::mapping::template::{elements, eval, eval_ref, Partial, Scope};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What a translation needs besides the mapping.
@@ -82,16 +83,9 @@ pub async fn read(
     };
     let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
+    let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, &id.patient);
     for record in records {
-        let resource = build(
-            ctx.registry,
-            ctx.ids,
-            Origin::of(practice),
-            mapping,
-            &record,
-            &vars,
-            &id.patient,
-        )?;
+        let resource = build(&mut refs, Origin::of(practice), mapping, &record, &vars)?;
         if let Some(resource) = resource {
             if resource.get("id").and_then(Value::as_str)
                 == Some(&ctx.ids.encode(&mapping.resource, id).unwrap_or_default())
@@ -163,16 +157,9 @@ pub async fn search(
     };
     let vars = Vars::new(Origin::of(practice), ctx, &id, Value::Object(param_vars), patient);
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
+    let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, patient);
     for record in records {
-        if let Some(resource) = build(
-            ctx.registry,
-            ctx.ids,
-            Origin::of(practice),
-            mapping,
-            &record,
-            &vars,
-            patient,
-        )? {
+        if let Some(resource) = build(&mut refs, Origin::of(practice), mapping, &record, &vars)? {
             if search::matches(&resource, params)? {
                 out.resources.push(resource);
             }
@@ -253,7 +240,7 @@ impl Vars {
         }
     }
 
-    fn scope(&self) -> Scope<'_> {
+    fn scope(&self) -> Scope<'_, '_> {
         Scope::of_object(&self.values)
     }
 }
@@ -307,14 +294,31 @@ fn select(
     partials: &HashMap<String, Partial>,
     records: &mut Vec<Value>,
 ) -> FhirResult<Option<Value>> {
+    let mut page = Vec::new();
+    let next = select_ref(step, vars, reply, request, partials, &mut page)?;
+    records.extend(page.into_iter().map(Cow::into_owned));
+    Ok(next)
+}
+
+/// As [`select`], with records that are plain paths into the reply borrowed from it rather than copied (they
+/// are read clean: see `template::Scope`).
+fn select_ref<'a>(
+    step: &NativeStep,
+    vars: &'a Vars,
+    reply: &'a Value,
+    request: &Value,
+    partials: &HashMap<String, Partial>,
+    records: &mut Vec<Cow<'a, Value>>,
+) -> FhirResult<Option<Value>> {
     let base = vars.scope();
     let scope = base.bind("reply", reply);
-    let selected = eval(&step.select, &scope, partials)
+    let selected = eval_ref(&step.select, &scope, partials)
         .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
     match selected {
         None => {}
-        Some(Value::Array(items)) => records.extend(items),
-        Some(single) => records.push(single),
+        Some(Cow::Borrowed(list)) => records.extend(elements(list).map(Cow::Borrowed)),
+        Some(Cow::Owned(Value::Array(items))) => records.extend(items.into_iter().map(Cow::Owned)),
+        Some(Cow::Owned(single)) => records.push(Cow::Owned(single)),
     }
     let Some(next) = &step.next else {
         return Ok(None);
@@ -367,11 +371,12 @@ pub fn translate_read_replies(
     let vars = Vars::offline(origin, &id, Value::Object(Map::new()));
     let mut records = Vec::new();
     for reply in replies {
-        select(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;
+        select_ref(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(records.len());
+    let mut refs = References::new(registry, ids, origin.ods, patient_key);
     for record in records {
-        out.extend(build(registry, ids, origin, mapping, &record, &vars, patient_key)?);
+        out.extend(build(&mut refs, origin, mapping, &record, &vars)?);
     }
     Ok(out)
 }
@@ -381,20 +386,20 @@ const MAX_NATIVE_PAGES: usize = 200;
 
 /// Builds one resource from one native record: template, id, provenance.
 fn build(
-    registry: &Registry,
-    ids: &IdCodec,
+    refs: &mut References,
     origin: Origin,
     mapping: &MappingFile,
     record: &Value,
     vars: &Vars,
-    patient_key: &str,
 ) -> FhirResult<Option<Value>> {
-    let partials = &registry.partials;
+    let (ids, patient_key) = (refs.ids, refs.patient_key);
+    let partials = &refs.registry.partials;
     let failed = |e: crate::mapping::template::EvalError| {
         FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0))
     };
     let base = vars.scope();
-    let scope = base.bind("r", record);
+    // Records are read as `non_empty` would leave them (selected records always were).
+    let scope = base.bind_clean("r", record);
     let Some(native_key) = eval(&mapping.id, &scope, partials).map_err(failed)? else {
         return Ok(None);
     };
@@ -405,7 +410,7 @@ fn build(
     let Some(mut resource) = eval(&mapping.template, &scope, partials).map_err(failed)? else {
         return Ok(None);
     };
-    resolve_references(registry, ids, origin.ods, patient_key, &mut resource)
+    refs.resolve(&mut resource)
         .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     let id = LogicalId {
         practice: origin.ods.to_string(),
@@ -421,10 +426,10 @@ fn build(
         .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
     if let Some(object) = resource.as_object_mut() {
         // shift_remove keeps the template's element order (remove would swap the last element in).
-        let mut meta = object
-            .shift_remove("meta")
-            .and_then(|m| m.as_object().cloned())
-            .unwrap_or_default();
+        let mut meta = match object.shift_remove("meta") {
+            Some(Value::Object(meta)) => meta,
+            _ => Map::new(),
+        };
         meta.insert("profile".into(), json!([mapping.profile]));
         meta.insert(
             "source".into(),
@@ -437,61 +442,83 @@ fn build(
                 mapping.version
             )),
         );
-        // Put id and meta first, as FHIR examples do.
-        let mut ordered = Map::new();
-        ordered.insert("resourceType".into(), json!(mapping.resource));
-        ordered.insert("id".into(), json!(logical));
-        ordered.insert("meta".into(), Value::Object(meta));
-        for (k, v) in std::mem::take(object) {
-            if k != "resourceType" && k != "id" {
-                ordered.insert(k, v);
-            }
-        }
-        *object = ordered;
+        // Put id and meta first, as FHIR examples do (moved in place: a new map would rehash every key).
+        object.shift_remove("resourceType");
+        object.shift_remove("id");
+        object.shift_insert(0, "resourceType".into(), json!(mapping.resource));
+        object.shift_insert(1, "id".into(), json!(logical));
+        object.shift_insert(2, "meta".into(), Value::Object(meta));
     }
     Ok(Some(resource))
 }
 
-/// Replaces the marks `reference(type, key)` left in `reference` and attachment `url` elements by
-/// `Type/<logical id>`: the target's id packs this practice, the record's patient (for items in a patient's
-/// record) and the native key, so a reference read goes straight to the right native call.
-fn resolve_references(
-    registry: &Registry,
-    ids: &IdCodec,
-    practice: &str,
-    patient_key: &str,
-    value: &mut Value,
-) -> Result<(), crate::ids::IdError> {
-    match value {
-        Value::Object(object) => {
-            for (key, child) in object.iter_mut() {
-                if let (Value::String(text), "reference" | "url") = (&*child, key.as_str()) {
-                    if let Some(marked) = text.strip_prefix(REFERENCE_MARK) {
-                        let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
-                        let patient = match registry.compartment_of(resource_type) {
-                            Some(Compartment::Patient) => patient_key,
-                            _ => "",
-                        };
-                        let id = LogicalId {
-                            practice: practice.to_string(),
-                            patient: patient.to_string(),
-                            item: native_key.to_string(),
-                        };
-                        *child = Value::String(format!("{resource_type}/{}", ids.encode(resource_type, &id)?));
-                        continue;
+/// Where the references of one practice's records point, and those already resolved.
+struct References<'a> {
+    registry: &'a Registry,
+    ids: &'a IdCodec,
+    practice: &'a str,
+    patient_key: &'a str,
+    /// `Type/<logical id>` by mark: the records of a reply mostly point at the same patient, clinicians and
+    /// encounters, and each id costs an HMAC.
+    resolved: HashMap<String, String>,
+}
+
+impl<'a> References<'a> {
+    fn new(registry: &'a Registry, ids: &'a IdCodec, practice: &'a str, patient_key: &'a str) -> References<'a> {
+        References {
+            registry,
+            ids,
+            practice,
+            patient_key,
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// Replaces the marks `reference(type, key)` left in `reference` and attachment `url` elements by
+    /// `Type/<logical id>`: the target's id packs this practice, the record's patient (for items in a
+    /// patient's record) and the native key, so a reference read goes straight to the right native call.
+    fn resolve(&mut self, value: &mut Value) -> Result<(), crate::ids::IdError> {
+        match value {
+            Value::Object(object) => {
+                for (key, child) in object.iter_mut() {
+                    match (&mut *child, key.as_str()) {
+                        (Value::String(text), "reference" | "url") if text.starts_with(REFERENCE_MARK) => {
+                            *text = self.reference(text)?;
+                        }
+                        _ => self.resolve(child)?,
                     }
                 }
-                resolve_references(registry, ids, practice, patient_key, child)?;
             }
-        }
-        Value::Array(items) => {
-            for item in items {
-                resolve_references(registry, ids, practice, patient_key, item)?;
+            Value::Array(items) => {
+                for item in items {
+                    self.resolve(item)?;
+                }
             }
+            _ => {}
         }
-        _ => {}
+        Ok(())
     }
-    Ok(())
+
+    /// `Type/<logical id>` for a mark.
+    fn reference(&mut self, mark: &str) -> Result<String, crate::ids::IdError> {
+        if let Some(done) = self.resolved.get(mark) {
+            return Ok(done.clone());
+        }
+        let marked = &mark[REFERENCE_MARK.len_utf8()..];
+        let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
+        let patient = match self.registry.compartment_of(resource_type) {
+            Some(Compartment::Patient) => self.patient_key,
+            _ => "",
+        };
+        let id = LogicalId {
+            practice: self.practice.to_string(),
+            patient: patient.to_string(),
+            item: native_key.to_string(),
+        };
+        let done = format!("{resource_type}/{}", self.ids.encode(resource_type, &id)?);
+        self.resolved.insert(mark.to_string(), done.clone());
+        Ok(done)
+    }
 }
 
 /// The warning a Bundle carries for an unknown parameter dropped under `Prefer: handling=lenient`.

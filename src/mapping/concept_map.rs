@@ -115,6 +115,15 @@ impl ConceptMaps {
         self.maps.iter().find(|m| m.id == id_or_url || m.url == id_or_url)
     }
 
+    /// Where a map is, so a compiled call finds it again without comparing names ([`ConceptMaps::at`]).
+    pub fn position(&self, id_or_url: &str) -> Option<usize> {
+        self.maps.iter().position(|m| m.id == id_or_url || m.url == id_or_url)
+    }
+
+    pub fn at(&self, position: usize) -> &ConceptMap {
+        &self.maps[position]
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &ConceptMap> {
         self.maps.iter()
     }

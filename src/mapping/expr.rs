@@ -9,10 +9,10 @@
 //! the filter `flatten` (one level of nested lists, for replies that nest records in groups).
 //! `partial(name, ...)` is recognised when it is a whole leaf.
 
-use super::concept_map::ConceptMaps;
+use super::concept_map::{ConceptMap, ConceptMaps};
 use minijinja::value::Rest;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// One step of a direct path.
@@ -98,7 +98,7 @@ pub fn partial_call(expr: &str) -> Option<(String, Vec<String>)> {
 }
 
 /// Splits call arguments on top-level commas (outside quotes and brackets).
-fn split_args(args: &str) -> Vec<String> {
+pub fn split_args(args: &str) -> Vec<String> {
     let (mut out, mut current, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None::<char>);
     for c in args.chars() {
         match (quote, c) {
@@ -151,6 +151,7 @@ const BUILTIN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
 /// The expression engine for one loaded set of mappings.
 pub struct Engine {
     env: &'static Environment<'static>,
+    concept_maps: Arc<ConceptMaps>,
 }
 
 /// A compiled minijinja expression.
@@ -166,20 +167,16 @@ impl Engine {
         env.add_function("translate", move |map: String, code: JValue| -> Result<JValue, Error> {
             let map = maps.get(&map).ok_or_else(|| unknown_map(&map))?;
             Ok(code_text(&code)
-                .and_then(|c| map.lookup(&c))
-                .map(|t| JValue::from(t.code.clone()))
+                .and_then(|c| translate_code(map, &c))
+                .map(JValue::from)
                 .unwrap_or(JValue::UNDEFINED))
         });
-        let maps = concept_maps;
+        let maps = concept_maps.clone();
         env.add_function("coding", move |map: String, code: JValue| -> Result<JValue, Error> {
             let map = maps.get(&map).ok_or_else(|| unknown_map(&map))?;
             Ok(code_text(&code)
-                .and_then(|c| map.lookup(&c))
-                .map(|t| {
-                    JValue::from(minijinja::value::Serde(serde_json::json!({
-                        "system": t.system, "code": t.code, "display": t.display,
-                    })))
-                })
+                .and_then(|c| coding_of(map, &c))
+                .map(|coding| JValue::from(minijinja::value::Serde(coding)))
                 .unwrap_or(JValue::UNDEFINED))
         });
         env.add_function("date", |value: JValue, precision: Option<String>| -> JValue {
@@ -217,10 +214,10 @@ impl Engine {
             },
         );
         env.add_function("reference", |resource_type: String, key: JValue| -> JValue {
-            match code_text(&key).filter(|k| !k.is_empty()) {
-                Some(key) => JValue::from(format!("{REFERENCE_MARK}{resource_type}{REFERENCE_MARK}{key}")),
-                None => JValue::UNDEFINED,
-            }
+            code_text(&key)
+                .and_then(|key| reference_mark(&resource_type, &key))
+                .map(JValue::from)
+                .unwrap_or(JValue::UNDEFINED)
         });
         env.add_function("add_minutes", |value: JValue, minutes: JValue| -> JValue {
             let minutes = minutes
@@ -256,7 +253,13 @@ impl Engine {
         });
         Engine {
             env: Box::leak(Box::new(env)),
+            concept_maps,
         }
+    }
+
+    /// The ConceptMaps `translate` and `coding` read.
+    pub fn concept_maps(&self) -> &Arc<ConceptMaps> {
+        &self.concept_maps
     }
 
     pub fn compile(&self, source: &str) -> Result<Compiled, String> {
@@ -308,6 +311,27 @@ impl Engine {
 
 fn unknown_map(name: &str) -> Error {
     Error::new(ErrorKind::InvalidOperation, format!("unknown ConceptMap '{name}'"))
+}
+
+/// `translate(map, code)`: the code the map gives for a native code.
+pub fn translate_code(map: &ConceptMap, code: &str) -> Option<String> {
+    map.lookup(code).map(|t| t.code.clone())
+}
+
+/// `coding(map, code)`: the Coding the map gives for a native code, its keys in the order the engine's maps
+/// keep them (sorted), as resources have always had them.
+pub fn coding_of(map: &ConceptMap, code: &str) -> Option<Value> {
+    let target = map.lookup(code)?;
+    let mut coding = Map::with_capacity(3);
+    coding.insert("code".into(), Value::from(target.code.as_str()));
+    coding.insert("display".into(), Value::from(target.display.clone()));
+    coding.insert("system".into(), Value::from(target.system.as_str()));
+    Some(Value::Object(coding))
+}
+
+/// `reference(type, key)`: the mark the translator turns into `Type/<logical id>`; nothing without a key.
+pub fn reference_mark(resource_type: &str, key: &str) -> Option<String> {
+    (!key.is_empty()).then(|| format!("{REFERENCE_MARK}{resource_type}{REFERENCE_MARK}{key}"))
 }
 
 fn code_text(code: &JValue) -> Option<String> {
@@ -503,7 +527,7 @@ mod tests {
     fn numbers_reach_the_engine_as_numbers() {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
         let expr = engine.compile("r.n is number and r.n > 2").unwrap();
-        let r = crate::mapping::template::to_engine(&serde_json::json!({ "n": 2.5 }));
+        let r = crate::mapping::context::to_engine(&serde_json::json!({ "n": 2.5 }));
         assert!(expr.eval(minijinja::context! { r => r }).unwrap().is_true());
     }
 

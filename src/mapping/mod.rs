@@ -1,6 +1,8 @@
 //! Declarative mappings: native replies to UK Core resources, driven by YAML files, not Rust.
 
+pub mod call;
 pub mod concept_map;
+pub mod context;
 pub mod expr;
 pub mod file;
 pub mod problem;
