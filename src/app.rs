@@ -281,6 +281,13 @@ async fn dispatch(
         _ => {}
     }
     let principal = principal.ok_or_else(|| FhirError::unauthorized("IM1-2001", "a bearer token is needed"))?;
+    // NHS login: the GP record (and IM1 linkage) is for patients proven to P9; a lower level gets nothing of it.
+    if principal.role == Role::Patient && principal.proofing_level.as_deref() != Some("P9") {
+        return Err(FhirError::forbidden(
+            "IM1-2108",
+            "the GP record needs NHS login identity proofing level P9",
+        ));
+    }
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     if let RequestBody::Form(form) = &body {
         if interaction.kind == Kind::Search {

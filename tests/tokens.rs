@@ -117,3 +117,30 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
     let _ = token(Role::Clinician, &["Y90001"]);
     proxy.stop().await;
 }
+
+/// NHS login: a patient token below identity proofing level P9 authenticates, but reaches nothing of the GP
+/// record (403, audited); the same token at P9 does.
+#[tokio::test]
+async fn a_patient_below_p9_reaches_nothing_of_the_gp_record() {
+    let proxy = Proxy::start(Vec::new(), Default::default()).await;
+    let patient = |level: Option<&str>| {
+        let mut c = claims();
+        c["im1_role"] = json!("patient");
+        c["scope"] = json!("patient/*.rs");
+        c["nhs_number"] = json!("9000000009");
+        c["identity_proofing_level"] = json!(level);
+        sign(&c)
+    };
+    for level in [Some("P5"), Some("P0"), None] {
+        let body = outcome(proxy.get("Patient", &patient(level)).await, 403).await;
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], "IM1-2108",
+            "{level:?}"
+        );
+    }
+    // At P9 the token gets past this check (no practice is configured here, so the search itself is refused
+    // for another reason).
+    let body = outcome(proxy.get("Patient", &patient(Some("P9"))).await, 403).await;
+    assert_ne!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2108");
+    proxy.stop().await;
+}
