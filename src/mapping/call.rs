@@ -28,6 +28,19 @@ enum Func {
     Instant,
     LocalInstant,
     Reference,
+    /// `path is [not] test`, for the engine's tests `number`, `defined`, `undefined` and `none`.
+    Is {
+        test: Test,
+        negate: bool,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Test {
+    Number,
+    Defined,
+    Undefined,
+    None,
 }
 
 /// A ConceptMap named by a literal, found when the call is compiled.
@@ -68,6 +81,9 @@ pub enum Out {
 impl Call {
     /// The call `source` is, when it is one this module runs (else the engine runs it).
     pub fn compile(source: &str, engine: &Engine) -> Option<Call> {
+        if let Some(test) = Call::test(source) {
+            return Some(test);
+        }
         let (name, inner) = call_parts(source)?;
         let mut args: Vec<String> = expr::split_args(inner);
         let func = match (name, args.len()) {
@@ -93,8 +109,50 @@ impl Call {
         Some(Call { func, args })
     }
 
+    /// `path is [not] test` (a plain path of keys, one of the tests [`Test`] names), else None.
+    fn test(source: &str) -> Option<Call> {
+        let (subject, rest) = source.trim().split_once(" is ")?;
+        let rest = rest.trim();
+        let (negate, name) = match rest.strip_prefix("not ") {
+            Some(name) => (true, name.trim()),
+            None => (false, rest),
+        };
+        let test = match name {
+            "number" => Test::Number,
+            "defined" => Test::Defined,
+            "undefined" => Test::Undefined,
+            "none" => Test::None,
+            _ => return None,
+        };
+        let path = Path::parse(subject)?;
+        let plain = path.steps.iter().all(|s| matches!(s, Step::Key(_)));
+        (plain && !matches!(path.root.as_str(), "True" | "False" | "not" | "is")).then(|| Call {
+            func: Func::Is { test, negate },
+            args: vec![Arg::Path(path)],
+        })
+    }
+
     /// Runs the call; `None` when an argument is one only the engine takes.
     pub fn eval(&self, scope: &Scope) -> Option<Out> {
+        if let Func::Is { test, negate } = self.func {
+            let Some(Arg::Path(path)) = self.args.first() else {
+                return None;
+            };
+            // What the engine would see (`context`): nothing when the path does not lead anywhere (or, read
+            // clean, to an empty value), else the value converted; `is number` is true of numbers and booleans.
+            let found = scope.walk(path).map(|(value, _)| value);
+            let passes = match test {
+                Test::Defined => found.is_some(),
+                Test::Undefined => found.is_none(),
+                Test::None => matches!(found, Some(Value::Null)),
+                Test::Number => match found {
+                    Some(Value::Bool(_)) => true,
+                    Some(Value::Number(n)) => n.as_i64().is_some() || n.as_f64().is_some(),
+                    _ => false,
+                },
+            };
+            return Some(Out::Json(Value::Bool(passes != negate)));
+        }
         let mut args = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             args.push(arg.eval(scope)?);
@@ -116,6 +174,7 @@ impl Call {
             }
             Func::Instant => text(as_str(&args[0]).and_then(expr::fhir_instant)),
             Func::LocalInstant => text(as_str(&args[0]).and_then(expr::local_instant)),
+            Func::Is { .. } => return None,
             Func::Reference => {
                 let Plain::Text(resource_type) = &args[0] else {
                     return None;
@@ -240,8 +299,44 @@ mod tests {
         assert!(Call::compile("date(r.Date, 'it''s')", &engine).is_none());
         // An unknown map is the engine's error to give.
         assert!(Call::compile("translate('nowhere', r.Code)", &engine).is_none());
+        assert!(Call::compile("value is number", &engine).is_some());
+        assert!(Call::compile("r.A is not none", &engine).is_some());
+        assert!(Call::compile("r.A is defined and r.A is not none", &engine).is_none());
+        assert!(Call::compile("r.A[0] is number", &engine).is_none());
+        assert!(Call::compile("r.A is string", &engine).is_none());
         assert_eq!(call_parts("f(a, g(b))"), Some(("f", "a, g(b)")));
         assert_eq!(call_parts("f(a) or g(b)"), None);
         assert_eq!(call_parts("f(')(')"), Some(("f", "')('")));
+    }
+
+    #[test]
+    fn tests_give_what_the_engine_gives() {
+        use super::super::template::Scope;
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let record = serde_json::json!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 } });
+        let mut checked = 0;
+        for clean in [false, true] {
+            let base = Scope::root("_", &Value::Null);
+            let scope = if clean {
+                base.bind_clean("r", &record)
+            } else {
+                base.bind("r", &record)
+            };
+            for key in ["n", "i", "b", "s", "z", "e", "o", "o.k", "o.x", "x", "x.y"] {
+                for test in ["number", "defined", "undefined", "none", "not number", "not none"] {
+                    let source = format!("r.{key} is {test}");
+                    let direct = match Call::compile(&source, &engine).unwrap().eval(&scope) {
+                        Some(Out::Json(Value::Bool(b))) => b,
+                        _ => panic!("{source}"),
+                    };
+                    let need = crate::mapping::context::Reads::scan(&source);
+                    let r = need.0[0].1.convert(&record, clean);
+                    let engine_says = engine.compile(&source).unwrap().eval(minijinja::context! { r => r });
+                    assert_eq!(direct, engine_says.unwrap().is_true(), "{source} (clean: {clean})");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 132);
     }
 }

@@ -6,7 +6,7 @@
 //! converted: the objects on the way hold just the keys read, and the value at a path's end is converted whole.
 
 use minijinja::Value as JValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The part of a variable an expression reads.
@@ -198,6 +198,63 @@ pub fn to_engine(value: &Value) -> JValue {
     }
 }
 
+/// The JSON value of an engine value, as `serde_json::to_value` gives it (the same values, keys and order),
+/// walking lists and maps directly: through serde each key and item goes through the object's enumerator and
+/// a serializer. Numbers and anything unusual (bytes, plain objects, non-string keys) still go through serde.
+pub fn from_engine(value: &JValue) -> Result<Value, serde_json::Error> {
+    use minijinja::value::{ObjectRepr, ValueKind};
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok(Value::Null),
+        ValueKind::Bool => Ok(Value::Bool(value.is_true())),
+        ValueKind::String => Ok(Value::String(value.as_str().unwrap_or_default().to_string())),
+        ValueKind::Seq | ValueKind::Iterable => {
+            if let Some(items) = value.downcast_object_ref::<Vec<JValue>>() {
+                return items
+                    .iter()
+                    .map(from_engine)
+                    .collect::<Result<_, _>>()
+                    .map(Value::Array);
+            }
+            let Some(object) = value.as_object() else {
+                return serde_json::to_value(value);
+            };
+            let mut out = Vec::with_capacity(object.enumerator_len().unwrap_or(0));
+            if let Some(items) = object.try_iter() {
+                for item in items {
+                    out.push(from_engine(&item)?);
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ValueKind::Map => {
+            if let Some(map) = value.downcast_object_ref::<BTreeMap<String, JValue>>() {
+                let mut out = Map::with_capacity(map.len());
+                for (key, item) in map {
+                    out.insert(key.clone(), from_engine(item)?);
+                }
+                return Ok(Value::Object(out));
+            }
+            match value.as_object() {
+                Some(object) if object.repr() == ObjectRepr::Map => {
+                    let mut out = Map::new();
+                    if let Some(pairs) = object.try_iter_pairs() {
+                        for (key, item) in pairs {
+                            // Keys serde would spell differently (numbers, booleans): the whole map through serde.
+                            let Some(key) = key.as_str().filter(|_| key.kind() == ValueKind::String) else {
+                                return serde_json::to_value(value);
+                            };
+                            out.insert(key.to_string(), from_engine(&item)?);
+                        }
+                    }
+                    Ok(Value::Object(out))
+                }
+                _ => serde_json::to_value(value),
+            }
+        }
+        _ => serde_json::to_value(value),
+    }
+}
+
 /// As [`to_engine`] of what `non_empty` leaves of the value (None: nothing), without making that copy.
 fn to_engine_clean(value: &Value) -> Option<JValue> {
     match value {
@@ -260,6 +317,30 @@ mod tests {
             ("r".into(), keys(&[("A", Need::Whole)]))
         );
         assert!(Reads::scan("c").0.contains(&("c".into(), Need::Whole)));
+    }
+
+    #[test]
+    fn engine_values_come_back_as_serde_gives_them() {
+        let engine = crate::mapping::expr::Engine::new(std::sync::Arc::new(Default::default()));
+        let record = json!({ "b": [1, 2.5, "x", null, true, { "z": 1, "a": [] }], "a": { "k": -3 }, "c": "" });
+        for source in [
+            "r",
+            "r.b",
+            "r.b | list",
+            "{'y': r.a, 'x': [r.c, 1.0, none]}",
+            "r.b[5]",
+            "range(3)",
+            "r.missing",
+        ] {
+            let value = engine
+                .compile(source)
+                .unwrap()
+                .eval(minijinja::context! { r => to_engine(&record) })
+                .unwrap();
+            let direct = serde_json::to_string(&from_engine(&value).unwrap()).unwrap();
+            let serde = serde_json::to_string(&serde_json::to_value(&value).unwrap()).unwrap();
+            assert_eq!(direct, serde, "{source}");
+        }
     }
 
     #[test]

@@ -467,7 +467,7 @@ fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Resul
     if value.is_undefined() || value.is_none() {
         return Ok(None);
     }
-    let json = serde_json::to_value(&value).map_err(|e| EvalError(format!("{source}: {e}")))?;
+    let json = super::context::from_engine(&value).map_err(|e| EvalError(format!("{source}: {e}")))?;
     Ok(non_empty(json))
 }
 
