@@ -408,14 +408,8 @@ pub async fn read_one(
         })?;
     // A patient's linkage first: a record it does not open is not asked for at all.
     let linked = reach::linked_records(state, principal, &logical.practice, request_id).await?;
-    if let Some(linked) = &linked {
-        let record = if logical.patient.is_empty() {
-            &logical.item
-        } else {
-            &logical.patient
-        };
-        let practice_level = state.registry.compartment_of(resource_type) == Some(Compartment::None);
-        if !practice_level && !linked.reaches(record) {
+    if let (Some(linked), Some(record)) = (&linked, mapping.compartment.record_of(&logical)) {
+        if !linked.reaches(record) {
             return Err(not_found());
         }
     }

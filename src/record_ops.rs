@@ -9,7 +9,6 @@ use crate::fhir::error::{warning, IssueType};
 use crate::fhir::rest::Interaction;
 use crate::fhir::search;
 use crate::fhir::FhirResult;
-use crate::ids::LogicalId;
 use crate::mapping::file::ParamType;
 use crate::mapping::Compartment;
 use crate::reach;
@@ -144,17 +143,18 @@ pub fn records_of(state: &AppState, page: &[Value]) -> Vec<RecordKey> {
     for resource in page {
         let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
-        let Ok(LogicalId {
-            practice,
-            patient,
-            item,
-        }) = state.ids.decode(resource_type, id)
-        else {
+        let Ok(logical) = state.ids.decode(resource_type, id) else {
             continue;
         };
-        let patient = if resource_type == "Patient" { item } else { patient };
-        if !patient.is_empty() {
-            out.insert(RecordKey { practice, patient });
+        let record = state
+            .registry
+            .compartment_of(resource_type)
+            .and_then(|c| c.record_of(&logical));
+        if let Some(patient) = record.filter(|r| !r.is_empty()) {
+            out.insert(RecordKey {
+                practice: logical.practice.clone(),
+                patient: patient.to_string(),
+            });
         }
     }
     out.into_iter().collect()

@@ -76,11 +76,7 @@ pub async fn read(
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "read")?;
     // The record a patient-facing read is about: the Patient's own key, or the record holding the item.
-    let record = match mapping.compartment {
-        Compartment::SelfPatient => id.item.as_str(),
-        Compartment::Patient => id.patient.as_str(),
-        Compartment::None => "",
-    };
+    let record = mapping.compartment.record_of(id).unwrap_or_default();
     let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
     let records = call_and_select(ctx, practice, step, &vars, out).await?;
     let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, &id.patient);

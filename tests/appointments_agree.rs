@@ -54,13 +54,7 @@ async fn all_pages(proxy: &Proxy, t: &str, query: &str) -> Value {
 }
 
 fn entries(bundle: &Value, mode: &str) -> Vec<Value> {
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == mode)
-        .map(|e| e["resource"].clone())
-        .collect()
+    common::entries(bundle, mode).into_iter().cloned().collect()
 }
 
 fn key(r: &Value) -> String {
@@ -92,12 +86,7 @@ fn assert_same(seed: u64, what: &str, lists: &[Vec<Value>]) {
 #[tokio::test]
 async fn the_appointment_book_is_the_same_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = common::fixed_options(seed, 12);
-        let sims = Simulators::start(options).await.unwrap();
-        let numbers: Vec<String> = sims
-            .world
-            .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
-        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+        let (sims, numbers, proxy) = common::seeded(seed, 12).await;
 
         // Schedules and Slots of the window, one practice at a time.
         let mut schedules = Vec::new();

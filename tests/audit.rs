@@ -17,17 +17,7 @@ fn options() -> SimOptions {
 
 async fn auditor_search(proxy: &Proxy, query: &str) -> Vec<Value> {
     let t = token(Role::Auditor, &["Y90001"]);
-    let response = proxy.get(&format!("AuditEvent?{query}"), &t).await;
-    let status = response.status();
-    let bundle: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{bundle}");
-    bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"].clone())
-        .collect()
+    common::search_matches(proxy, &format!("AuditEvent?{query}"), &t).await
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! are applied after the cache, on every request).
 mod common;
 
+use common::matches;
+
 use common::{get_json, token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
@@ -14,10 +16,6 @@ use serde_json::Value;
 use std::time::Duration;
 
 const SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
-
-fn matches(bundle: &Value) -> Vec<Value> {
-    common::entries(bundle, "match").into_iter().cloned().collect()
-}
 
 /// The AuditEvent of one request: whether it was a cache hit, and how many native calls it made.
 fn audited(proxy: &Proxy, request_id: &str) -> (String, usize) {

@@ -3,6 +3,8 @@
 //! interleaved, so that any state kept between requests (remembered record keys, tokens, sessions) is exercised.
 mod common;
 
+use common::matches;
+
 use common::{token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
@@ -10,17 +12,11 @@ use im1_fhir::demo::Simulators;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-const ITEMS: &[&str] = &[
-    "AllergyIntolerance",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Encounter",
-    "DocumentReference",
-    "Appointment",
-];
+/// Every item type of a patient's record, appointments included.
+fn items() -> impl Iterator<Item = &'static str> {
+    common::RECORD_ITEMS.iter().copied().chain(["Appointment"])
+}
+
 const PRACTICE_LEVEL: &[&str] = &["Practitioner", "PractitionerRole", "Organization", "Schedule", "Slot"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,10 +26,6 @@ enum Who {
     System,
     Auditor,
     OtherPracticeClinician,
-}
-
-fn matches(bundle: &Value) -> Vec<Value> {
-    common::entries(bundle, "match").into_iter().cloned().collect()
 }
 
 #[tokio::test]
@@ -78,7 +70,7 @@ async fn every_principal_kind_reaches_exactly_what_it_may() {
     let patient_id = matches(&bundle)[0]["id"].as_str().unwrap().to_string();
     let mut sample: BTreeMap<&str, String> = BTreeMap::new();
     sample.insert("Patient", patient_id.clone());
-    for t in ITEMS {
+    for t in items() {
         let b: Value = proxy
             .get(&format!("{t}?patient={patient_id}"), clinician)
             .await
@@ -114,7 +106,7 @@ async fn every_principal_kind_reaches_exactly_what_it_may() {
     for round in 0..2 {
         for (name, (who, t)) in &tokens {
             for (resource_type, id) in &sample {
-                let item = ITEMS.contains(resource_type);
+                let item = items().any(|t| t == *resource_type);
                 // Search.
                 let query = if item {
                     format!("{resource_type}?patient={patient_id}")

@@ -3,25 +3,12 @@
 //! nothing, and confidential items never appear.
 mod common;
 
+use common::matches;
+
 use common::{get_json as get, patient_token, restricted, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
-
-const TYPES: &[&str] = &[
-    "AllergyIntolerance",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Encounter",
-    "DocumentReference",
-];
-
-fn matches(bundle: &Value) -> Vec<Value> {
-    common::entries(bundle, "match").into_iter().cloned().collect()
-}
 
 #[tokio::test]
 async fn a_patient_sees_their_own_record_and_nothing_else() {
@@ -64,7 +51,7 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
 
 async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, own_id: &str, other_id: &str) {
     let mut confidential_seen = 0;
-    for resource_type in TYPES {
+    for resource_type in common::RECORD_ITEMS {
         // The clinician's view of the same record, confidential items included.
         let (status, full) = get(proxy, &format!("{resource_type}?patient={own_id}"), clinician).await;
         assert_eq!(status, 200);

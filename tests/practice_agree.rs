@@ -16,18 +16,6 @@ use std::collections::HashMap;
 
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 
-/// The item types every supplier maps, searched by patient.
-const SEARCHED: &[&str] = &[
-    "AllergyIntolerance",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Encounter",
-    "DocumentReference",
-];
-
 /// Reads through the proxy, remembering what was read (references repeat across a record).
 struct Reader<'a> {
     proxy: &'a Proxy,
@@ -50,17 +38,7 @@ impl Reader<'_> {
     }
 
     async fn search(&self, query: &str) -> Vec<Value> {
-        let response = self.proxy.get(query, &self.token).await;
-        let status = response.status();
-        let bundle: Value = response.json().await.unwrap();
-        assert_eq!(status, 200, "{query}: {bundle}");
-        bundle["entry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["search"]["mode"] == "match")
-            .map(|e| e["resource"].clone())
-            .collect()
+        common::search_matches(self.proxy, query, &self.token).await
     }
 }
 
@@ -304,7 +282,7 @@ async fn every_practice_has_the_same_staff_and_every_practitioner_reference_reso
                 references(&patient["generalPractitioner"], "Practitioner/", &mut gp);
                 assert_eq!(gp.len(), 1, "seed {seed}: {nhs} has one usual GP at {ods}");
                 let mut items: Vec<(&str, Vec<Value>)> = vec![("Patient", vec![patient.clone()])];
-                for resource_type in SEARCHED {
+                for resource_type in common::RECORD_ITEMS {
                     let id = patient["id"].as_str().unwrap();
                     items.push((
                         resource_type,

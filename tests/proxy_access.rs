@@ -4,6 +4,8 @@
 //! record, and nobody reaches patient 2's. The three suppliers give the same RelatedPerson.
 mod common;
 
+use common::matches;
+
 use common::{get_json as get, patient_token, restricted, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
@@ -13,10 +15,6 @@ use std::collections::HashMap;
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 /// Item types checked through the proxy link (a sample of the record: problems, results, medication).
 const ITEMS: &[&str] = &["Condition", "Observation", "MedicationStatement"];
-
-fn matches(bundle: &Value) -> Vec<Value> {
-    common::entries(bundle, "match").into_iter().cloned().collect()
-}
 
 /// The Patient ids of the mother, the child and a stranger at one practice, as a clinician finds them.
 async fn patient_ids(proxy: &Proxy, clinician: &str, numbers: &[String]) -> Vec<String> {

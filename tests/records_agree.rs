@@ -9,21 +9,8 @@ mod common;
 
 use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;
-use im1_fhir::demo::Simulators;
 use serde_json::Value;
 use std::collections::HashMap;
-
-/// The item types every supplier maps, searched by patient.
-const SEARCHED: &[&str] = &[
-    "AllergyIntolerance",
-    "Condition",
-    "Observation",
-    "Immunization",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Encounter",
-    "DocumentReference",
-];
 
 /// Where a supplier's interface carries less than the record, the element is set aside for that supplier, with
 /// the reason. Each line is an exception to the headline property; keep the table short and every reason true.
@@ -37,20 +24,9 @@ const SUPPLIERS: [&str; 3] = ["emis", "systmone", "medicus"];
 /// The record of one patient at one practice: every searched type, plus the Medications its requests name.
 async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static str, Vec<Value>> {
     let mut out = HashMap::new();
-    for resource_type in SEARCHED {
-        let response = proxy
-            .get(&format!("{resource_type}?patient=Patient/{patient_id}&_count=200"), t)
-            .await;
-        let status = response.status();
-        let bundle: Value = response.json().await.unwrap();
-        assert_eq!(status, 200, "{resource_type}: {bundle}");
-        let resources: Vec<Value> = bundle["entry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["search"]["mode"] == "match")
-            .map(|e| e["resource"].clone())
-            .collect();
+    for resource_type in common::RECORD_ITEMS {
+        let query = format!("{resource_type}?patient=Patient/{patient_id}&_count=200");
+        let resources = common::search_matches(proxy, &query, t).await;
         for r in &resources {
             im1_fhir_model::check_strict(r).unwrap_or_else(|e| panic!("{resource_type} is not strict FHIR: {e}: {r}"));
         }
@@ -118,12 +94,7 @@ fn comparable_record(supplier: &str, record: &HashMap<&'static str, Vec<Value>>)
 #[tokio::test]
 async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = common::fixed_options(seed, 12);
-        let sims = Simulators::start(options).await.unwrap();
-        let numbers: Vec<String> = sims
-            .world
-            .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
-        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+        let (sims, numbers, proxy) = common::seeded(seed, 12).await;
         let t = token(Role::System, &PRACTICES);
         let mut items = 0;
         for nhs in &numbers {

@@ -2,9 +2,8 @@
 //! system the practice runs, once ids, `meta` and the managing organisation (the practice itself) are set aside.
 mod common;
 
-use common::{token, Proxy};
+use common::token;
 use im1_fhir::auth::Role;
-use im1_fhir::demo::Simulators;
 use serde_json::Value;
 
 /// Elements that differ by nature between practices (the usual GP is a reference to this practice's own
@@ -24,12 +23,7 @@ fn comparable(resource: &Value) -> Value {
 #[tokio::test]
 async fn every_seeded_patient_is_the_same_patient_through_emis_systmone_and_medicus() {
     for seed in [1, 7] {
-        let options = common::fixed_options(seed, 12);
-        let sims = Simulators::start(options).await.unwrap();
-        let numbers: Vec<String> = sims
-            .world
-            .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
-        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+        let (sims, numbers, proxy) = common::seeded(seed, 12).await;
         // A system client reaching all three practices: one search, one answer per practice.
         let t = token(Role::System, &["Y90001", "Y90002", "Y90003"]);
         for nhs in &numbers {

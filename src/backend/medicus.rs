@@ -101,14 +101,6 @@ impl Medicus {
         request_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<Vec<String>> {
-        let Some(Linkage::Medicus {
-            linkage_token,
-            date_of_birth,
-            nhs_login_sub,
-        }) = self.linkage.get(&self.ods, nhs)
-        else {
-            return Err(super::credentials::no_linkage());
-        };
         let request = json!({ "method": "GET", "path": "user/list-linked-patients" });
         let call = NativeCall {
             surface: Surface::Patient,
@@ -117,22 +109,12 @@ impl Medicus {
             record: None,
             request_id,
         };
-        let own = self
-            .patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, &call, calls)
-            .await?;
-        let spec = HttpCallSpec::read(&request)?;
-        let url = spec.url(&format!("{}/pfs-api/v1", self.base), &[]);
-        let listed = reply_body(self.send(&spec, url, Some(&nhs_login_sub), &call, calls).await?)?;
-        let mut keys = vec![own];
-        keys.extend(
-            listed
-                .get("associatedPatients")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|p| p.get("associationType").and_then(Value::as_str) == Some("proxy"))
-                .filter_map(|p| p.get("id").and_then(Value::as_str).map(String::from)),
-        );
+        let listed = self.call(&call, calls).await?;
+        let mut keys: Vec<String> = associated(&listed, "self").take(1).collect();
+        if keys.is_empty() {
+            return Err(malformed());
+        }
+        keys.extend(associated(&listed, "proxy"));
         Ok(keys)
     }
 
@@ -213,17 +195,7 @@ impl Medicus {
                     calls,
                 )
                 .await?;
-            let body = reply_body(reply)?;
-            body.get("associatedPatients")
-                .and_then(Value::as_array)
-                .and_then(|list| {
-                    list.iter()
-                        .find(|p| p.get("associationType").and_then(Value::as_str) == Some("self"))
-                })
-                .and_then(|p| p.get("id"))
-                .and_then(Value::as_str)
-                .map(String::from)
-                .ok_or_else(malformed)?
+            associated(&reply_body(reply)?, "self").next().ok_or_else(malformed)?
         } else {
             let body = reply_body(reply)?;
             body.get("patientId")
@@ -234,6 +206,17 @@ impl Medicus {
         ids.insert(nhs.to_string(), id.clone());
         Ok(id)
     }
+}
+
+/// The patient ids a `list-linked-patients` reply gives for one association type (`self` or `proxy`).
+fn associated<'a>(listed: &'a Value, association: &'a str) -> impl Iterator<Item = String> + 'a {
+    listed
+        .get("associatedPatients")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |p| p.get("associationType").and_then(Value::as_str) == Some(association))
+        .filter_map(|p| p.get("id").and_then(Value::as_str).map(String::from))
 }
 
 /// The JSON body of a successful reply, or the FHIR error its status and `errors[]` mean.

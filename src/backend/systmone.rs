@@ -184,10 +184,7 @@ impl SystmOne {
             .get("message")
             .and_then(Value::as_str)
             .ok_or_else(|| malformed_request("no message"))?;
-        let slot = {
-            let mut sessions = self.sessions.lock().await;
-            sessions.entry(nhs.to_string()).or_default().clone()
-        };
+        let slot = self.session_slot(nhs).await;
         // Held for the whole call: one request at a time per suid.
         let mut session = slot.lock().await;
         for attempt in 0..2 {
@@ -247,10 +244,7 @@ impl SystmOne {
             record: None,
             request_id,
         };
-        let slot = {
-            let mut sessions = self.sessions.lock().await;
-            sessions.entry(nhs.to_string()).or_default().clone()
-        };
+        let slot = self.session_slot(nhs).await;
         let mut session = slot.lock().await;
         if session.is_none() {
             *session = Some(self.logon(nhs, &call, calls).await?);
@@ -259,6 +253,12 @@ impl SystmOne {
             .as_ref()
             .map(|s| s.patient_ids.clone())
             .ok_or_else(|| FhirError::bad_gateway("IM1-4203", "TPP SystmOne gave no session"))
+    }
+
+    /// The session of a patient's linkage (empty until the first logon); its lock serialises calls on one suid.
+    async fn session_slot(&self, nhs: &str) -> Arc<Mutex<Option<PfsSession>>> {
+        let mut sessions = self.sessions.lock().await;
+        sessions.entry(nhs.to_string()).or_default().clone()
     }
 
     async fn logon(&self, nhs: &str, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<PfsSession> {

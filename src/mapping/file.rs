@@ -58,6 +58,18 @@ pub enum Compartment {
     None,
 }
 
+impl Compartment {
+    /// The native key of the patient record an id of this compartment belongs to: the Patient's own key, the
+    /// record an item sits in, or nothing for practice-level data.
+    pub fn record_of(self, id: &crate::ids::LogicalId) -> Option<&str> {
+        match self {
+            Compartment::SelfPatient => Some(&id.item),
+            Compartment::Patient => Some(&id.patient),
+            Compartment::None => None,
+        }
+    }
+}
+
 /// FHIR search parameter types the proxy can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {

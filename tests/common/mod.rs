@@ -203,6 +203,18 @@ pub fn cache_and_calls(event: &serde_json::Value) -> (String, usize) {
     (cache, calls)
 }
 
+/// The simulators for one seed with `patients` patients, their NHS numbers, and a proxy over them.
+pub async fn seeded(seed: u64, patients: usize) -> (im1_fhir::demo::Simulators, Vec<String>, Proxy) {
+    let sims = im1_fhir::demo::Simulators::start(fixed_options(seed, patients))
+        .await
+        .unwrap();
+    let numbers = sims
+        .world
+        .read(|r| r.patients.iter().map(|p| p.nhs_number.clone()).collect());
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    (sims, numbers, proxy)
+}
+
 pub fn fixed_options(seed: u64, patients: usize) -> im1_sim::SimOptions {
     im1_sim::SimOptions {
         seed,
@@ -210,6 +222,32 @@ pub fn fixed_options(seed: u64, patients: usize) -> im1_sim::SimOptions {
         throttle: false,
         today: Some(time::macros::date!(2026 - 03 - 02)),
     }
+}
+
+/// The item types of a patient's record that every supplier maps and searches by patient.
+pub const RECORD_ITEMS: &[&str] = &[
+    "AllergyIntolerance",
+    "Condition",
+    "Observation",
+    "Immunization",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Encounter",
+    "DocumentReference",
+];
+
+/// The matched resources of a searchset, owned.
+pub fn matches(bundle: &serde_json::Value) -> Vec<serde_json::Value> {
+    entries(bundle, "match").into_iter().cloned().collect()
+}
+
+/// GET a search as a token, insisting on 200, and give its matched resources.
+pub async fn search_matches(proxy: &Proxy, query: &str, token: &str) -> Vec<serde_json::Value> {
+    let response = proxy.get(query, token).await;
+    let status = response.status();
+    let bundle: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{query}: {bundle}");
+    matches(&bundle)
 }
 
 /// The resources of a searchset with one search mode (`match`, `include`, `outcome`).

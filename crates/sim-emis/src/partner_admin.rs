@@ -40,14 +40,7 @@ fn organisation(e: &Emis, ods: &str) -> SimResponse {
                 "CDB": e.config.cdb,
                 "OrganisationName": p.name,
                 "ODSCode": p.ods,
-                "Address": {
-                    "HouseNameFlatNumber": p.address.house,
-                    "NumberStreet": p.address.street,
-                    "Village": p.address.locality,
-                    "Town": p.address.town,
-                    "County": p.address.county,
-                    "Postcode": p.address.postcode,
-                },
+                "Address": render::address(&p.address),
                 "TelephoneNumber": p.phone,
             })
         })

@@ -149,6 +149,18 @@ fn name_fields(n: &PersonName) -> Value {
     json!({"Title": n.title, "Forenames": n.given.join(" "), "Surname": n.family})
 }
 
+/// An address as EMIS renders it, for patients and organisations alike.
+pub fn address(a: &im1_sim::record::Address) -> Value {
+    json!({
+        "HouseNameFlatNumber": a.house,
+        "NumberStreet": a.street,
+        "Village": a.locality,
+        "Town": a.town,
+        "County": a.county,
+        "Postcode": a.postcode,
+    })
+}
+
 fn phone(p: &Patient, use_: ContactUse) -> Value {
     p.telecom
         .iter()
@@ -187,14 +199,7 @@ pub fn demographics(r: &Record, ods: &str, p: &Patient) -> Value {
             "WorkTelephoneNumber": phone(p, ContactUse::Work),
             "EmailAddress": email,
         },
-        "Address": {
-            "HouseNameFlatNumber": p.address.house,
-            "NumberStreet": p.address.street,
-            "Village": p.address.locality,
-            "Town": p.address.town,
-            "County": p.address.county,
-            "Postcode": p.address.postcode,
-        },
+        "Address": address(&p.address),
         "PatientIdentifiers": [{"IdentifierValue": p.nhs_number, "IdentifierType": "NhsNumber"}],
         "PreviousNames": p.previous_names.iter().map(|n| {
             let mut v = name_fields(&n.name);
