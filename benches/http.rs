@@ -11,6 +11,10 @@ use im1_fhir::runtime::{self, Parts};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator the `im1-fhir` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REQUESTS: usize = 4_000;
 const CONNECTIONS: usize = 8;
 

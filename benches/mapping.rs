@@ -8,6 +8,10 @@
 //! Run: `cargo bench --bench mapping` (criterion figures, then a summary table: ms, MB/s of native input, the
 //! ratio to the floor, and growth over 10, 100, 1,000 and 10,000 entries).
 
+/// The allocator the `im1-fhir` binary uses, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use im1_fhir::backend::xml_tree;
 use im1_fhir::ids::IdCodec;

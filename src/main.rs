@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc rather than the system allocator: translating a native record builds and drops many small JSON
+/// maps and strings, and glibc's malloc spent a third of that time consolidating its free lists (see
+/// benches/mapping.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "im1-fhir",
