@@ -272,13 +272,24 @@ async fn call_and_select(
         }
         match next {
             Some(next) => request = next,
-            None => return Ok(records),
+            None => return joined(step, records),
         }
     }
     Err(FhirError::bad_gateway(
         "IM1-3107",
         format!("the native reply ran to more than {MAX_NATIVE_PAGES} pages"),
     ))
+}
+
+/// The records of every page, or the one record they are pieces of when the step joins them.
+fn joined(step: &NativeStep, records: Vec<Value>) -> FhirResult<Vec<Value>> {
+    let Some(join) = &step.join else {
+        return Ok(records);
+    };
+    let one = join
+        .apply(records)
+        .map_err(|e| FhirError::bad_gateway("IM1-3108", format!("the native pages could not be joined: {e}")))?;
+    Ok(one.into_iter().collect())
 }
 
 /// Adds the records a reply holds to `records`, and gives the next page's request, if there is one.
@@ -368,6 +379,10 @@ pub fn translate_read_replies(
     let mut records = Vec::new();
     for reply in replies {
         select_ref(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;
+    }
+    if step.join.is_some() {
+        let pieces = records.into_iter().map(Cow::into_owned).collect();
+        records = joined(step, pieces)?.into_iter().map(Cow::Owned).collect();
     }
     let mut out = Vec::with_capacity(records.len());
     let mut refs = References::new(registry, ids, origin.ods, patient_key);

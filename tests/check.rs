@@ -34,6 +34,7 @@ read:
   transaction:
     request: { method: GET, path: "patients/{{ id.item }}" }
     select: "{{ reply }}"
+    join: { text: [data] }
 id: "{{ r.PatientGuid }}"
 template:
   resourceType: Patient
@@ -55,12 +56,13 @@ template:
     assert_eq!(code, 1, "{out}");
     for expected in [
         "emis/Patient.yaml:3:1: compartmnt: unknown key 'compartmnt' (did you mean 'compartment'?)",
-        "emis/Patient.yaml:11:11: template.gender: unknown ConceptMap 'no-such-map'",
+        "emis/Patient.yaml:12:11: template.gender: unknown ConceptMap 'no-such-map'",
         "unknown partial 'EmisAdress' (did you mean 'EmisAddress'?)",
-        "emis/Patient.yaml:13:14: template.birthDate: expression does not compile",
-        "emis/Patient.yaml:14:20: template.name[0].family: unknown variable 'nobody'",
+        "emis/Patient.yaml:14:14: template.birthDate: expression does not compile",
+        "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",
-        "emis/Patient.yaml:15:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
+        "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64)",
+        "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -11,6 +11,7 @@
 //!     request: { ...native request template... }
 //!     select: "{{ reply }}"              # the record(s) in the reply
 //!     next: { ...the next page's request, or nothing... }   # optional, for paged replies
+//!     join: { base64: [data] }           # optional: the pages' records are pieces of one (see `join`)
 //!   patient: { request: ..., select: ... }   # patient principals (the supplier's patient-facing API)
 //! search:
 //!   params:                              # FHIR search parameters this mapping accepts
@@ -22,6 +23,7 @@
 //! Search results are always filtered by the proxy after translation as well, so a native call that
 //! cannot filter by a parameter still gives the right answer.
 
+use super::join::Join;
 use super::problem::{child, Problems};
 use super::template::{self, Site, Tmpl};
 use super::yaml::{Node, NodeValue, Pos};
@@ -109,6 +111,8 @@ pub struct NativeStep {
     /// For native replies that come in pages: the next request, built from the last `request` and its
     /// `reply`, or nothing when the last page has been read.
     pub next: Option<Tmpl>,
+    /// When the records of every page are pieces of one record, how they are joined.
+    pub join: Option<Join>,
 }
 
 /// One interaction (read or search) across the surfaces that support it.
@@ -277,7 +281,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             file,
             step,
             &step_path,
-            &["request", "select", "requires", "next"],
+            &["request", "select", "requires", "next", "join"],
             problems,
         );
         site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
@@ -312,6 +316,9 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
         let next = step
             .get("next")
             .map(|n| template::compile(n, &child(&step_path, "next"), site, problems));
+        let join = step
+            .get("join")
+            .map(|n| Join::compile(file, n, &child(&step_path, "join"), problems));
         let requires = match step.get("requires").map(|n| &n.value) {
             Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
             _ => Vec::new(),
@@ -323,6 +330,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 select,
                 requires,
                 next,
+                join,
             },
         );
     }

@@ -5,6 +5,7 @@ pub mod concept_map;
 pub mod context;
 pub mod expr;
 pub mod file;
+pub mod join;
 pub mod problem;
 pub mod profile;
 pub mod registry;
