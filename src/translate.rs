@@ -12,7 +12,7 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::expr::REFERENCE_MARK;
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
-use crate::mapping::template::{elements, eval, eval_ref, Partial, Scope};
+use crate::mapping::template::{eval, select_records, Partial, Scope};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -319,14 +319,9 @@ fn select_ref<'a>(
 ) -> FhirResult<Option<Value>> {
     let base = vars.scope();
     let scope = base.bind("reply", reply);
-    let selected = eval_ref(&step.select, &scope, partials)
+    let selected = select_records(&step.select, &scope, partials)
         .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
-    match selected {
-        None => {}
-        Some(Cow::Borrowed(list)) => records.extend(elements(list).map(Cow::Borrowed)),
-        Some(Cow::Owned(Value::Array(items))) => records.extend(items.into_iter().map(Cow::Owned)),
-        Some(Cow::Owned(single)) => records.push(Cow::Owned(single)),
-    }
+    records.extend(selected);
     let Some(next) = &step.next else {
         return Ok(None);
     };

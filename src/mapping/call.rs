@@ -6,6 +6,10 @@
 //! literals, plain paths (keys only) or such calls, is also compiled to a [`Call`], which runs the same Rust
 //! functions on the serde_json values directly. When an argument is one the engine would see as a fraction, a
 //! list or a map, the call gives up and the leaf runs through the engine, so both ways give the same value.
+//!
+//! The engine's conditional expression is run the same way when its parts are such calls, paths, literals or
+//! `path | float`, and its condition is a path's truthiness or a test, joined by `and`:
+//! `translate('m', r.Reason if r.Abnormal else 'Normal') if r.Abnormal is defined and r.Abnormal is not none`.
 
 use super::concept_map::{ConceptMap, ConceptMaps};
 use super::context::is_empty_deep;
@@ -28,11 +32,23 @@ enum Func {
     Instant,
     LocalInstant,
     Reference,
-    /// `path is [not] test`, for the engine's tests `number`, `defined`, `undefined` and `none`.
-    Is {
-        test: Test,
-        negate: bool,
-    },
+    /// `path is [not] test` or `path == 'text'`, or several joined by `and`: true or false.
+    Holds(Vec<Clause>),
+    /// `then if condition [else otherwise]`: the arguments are `then` and, when there is one, `otherwise`.
+    Choose(Vec<Clause>),
+    /// `a or b or ...`: the first argument the engine finds true, else the last.
+    Or,
+}
+
+/// One part of a condition (the parts are joined by `and`).
+enum Clause {
+    /// `path is [not] test`.
+    Is { path: Path, test: Test, negate: bool },
+    /// `path == 'text'`.
+    Equals { path: Path, text: String },
+    /// `path`: true as the engine finds the value it leads to (only in a conditional's condition: `a and b`
+    /// on its own gives a value, not true or false).
+    Truthy(Path),
 }
 
 #[derive(Clone, Copy)]
@@ -59,6 +75,8 @@ enum Arg {
     Text(String),
     Path(Path),
     Call(Call),
+    /// `path | float`: only a conditional's branch takes it (a number is no function's plain argument).
+    Float(Path),
 }
 
 /// An argument's value as the functions read it; anything else makes the call give up.
@@ -78,11 +96,40 @@ pub enum Out {
     Json(Value),
 }
 
+impl Out {
+    /// Whether the engine would find the value true (`a or b`).
+    fn is_true(&self) -> bool {
+        match self {
+            Out::Nothing => false,
+            Out::Text(text) => !text.is_empty(),
+            Out::Json(value) => match value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                Value::String(s) => !s.is_empty(),
+                Value::Array(items) => !items.is_empty(),
+                Value::Object(map) => !map.is_empty(),
+            },
+        }
+    }
+}
+
 impl Call {
     /// The call `source` is, when it is one this module runs (else the engine runs it).
     pub fn compile(source: &str, engine: &Engine) -> Option<Call> {
-        if let Some(test) = Call::test(source) {
-            return Some(test);
+        if let Some((then, rest)) = split_top(source, " if ") {
+            return Call::choose(then, rest, engine);
+        }
+        let alternatives = split_all_top(source, " or ");
+        if alternatives.len() > 1 {
+            let args = alternatives
+                .into_iter()
+                .map(|a| Arg::compile_branch(a, engine))
+                .collect::<Option<_>>()?;
+            return Some(Call { func: Func::Or, args });
+        }
+        if let Some(holds) = Call::holds(source) {
+            return Some(holds);
         }
         let (name, inner) = call_parts(source)?;
         let mut args: Vec<String> = expr::split_args(inner);
@@ -109,49 +156,60 @@ impl Call {
         Some(Call { func, args })
     }
 
-    /// `path is [not] test` (a plain path of keys, one of the tests [`Test`] names), else None.
-    fn test(source: &str) -> Option<Call> {
-        let (subject, rest) = source.trim().split_once(" is ")?;
-        let rest = rest.trim();
-        let (negate, name) = match rest.strip_prefix("not ") {
-            Some(name) => (true, name.trim()),
-            None => (false, rest),
+    /// Tests and comparisons joined by `and` (`r.A is defined and r.A is not none`), else None.
+    fn holds(source: &str) -> Option<Call> {
+        let clauses = split_all_top(source, " and ")
+            .into_iter()
+            .map(|part| Clause::compile_test(part).or_else(|| Clause::compile_equals(part)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Call {
+            func: Func::Holds(clauses),
+            args: Vec::new(),
+        })
+    }
+
+    /// `then if condition [else otherwise]`, given `then` and what follows `if`.
+    fn choose(then: &str, rest: &str, engine: &Engine) -> Option<Call> {
+        let (condition, otherwise) = match split_top(rest, " else ") {
+            Some((condition, otherwise)) => (condition, Some(otherwise)),
+            None => (rest, None),
         };
-        let test = match name {
-            "number" => Test::Number,
-            "defined" => Test::Defined,
-            "undefined" => Test::Undefined,
-            "none" => Test::None,
-            _ => return None,
-        };
-        let path = Path::parse(subject)?;
-        let plain = path.steps.iter().all(|s| matches!(s, Step::Key(_)));
-        (plain && !matches!(path.root.as_str(), "True" | "False" | "not" | "is")).then(|| Call {
-            func: Func::Is { test, negate },
-            args: vec![Arg::Path(path)],
+        let clauses = split_all_top(condition, " and ")
+            .into_iter()
+            .map(Clause::compile)
+            .collect::<Option<Vec<_>>>()?;
+        let mut args = vec![Arg::compile_branch(then, engine)?];
+        if let Some(otherwise) = otherwise {
+            args.push(Arg::compile_branch(otherwise, engine)?);
+        }
+        Some(Call {
+            func: Func::Choose(clauses),
+            args,
         })
     }
 
     /// Runs the call; `None` when an argument is one only the engine takes.
     pub fn eval(&self, scope: &Scope) -> Option<Out> {
-        if let Func::Is { test, negate } = self.func {
-            let Some(Arg::Path(path)) = self.args.first() else {
-                return None;
+        if let Func::Holds(clauses) = &self.func {
+            return Some(Out::Json(Value::Bool(clauses.iter().all(|c| c.holds(scope)))));
+        }
+        if let Func::Or = self.func {
+            let (last, first) = self.args.split_last()?;
+            for arg in first {
+                let out = arg.eval_branch(scope)?;
+                if out.is_true() {
+                    return Some(out);
+                }
+            }
+            return last.eval_branch(scope);
+        }
+        if let Func::Choose(clauses) = &self.func {
+            let holds = clauses.iter().all(|clause| clause.holds(scope));
+            return match self.args.get(if holds { 0 } else { 1 }) {
+                // `then if condition` without `else`: undefined.
+                None => Some(Out::Nothing),
+                Some(branch) => branch.eval_branch(scope),
             };
-            // What the engine would see (`context`): nothing when the path does not lead anywhere (or, read
-            // clean, to an empty value), else the value converted; `is number` is true of numbers and booleans.
-            let found = scope.walk(path).map(|(value, _)| value);
-            let passes = match test {
-                Test::Defined => found.is_some(),
-                Test::Undefined => found.is_none(),
-                Test::None => matches!(found, Some(Value::Null)),
-                Test::Number => match found {
-                    Some(Value::Bool(_)) => true,
-                    Some(Value::Number(n)) => n.as_i64().is_some() || n.as_f64().is_some(),
-                    _ => false,
-                },
-            };
-            return Some(Out::Json(Value::Bool(passes != negate)));
         }
         let mut args = Vec::with_capacity(self.args.len());
         for arg in &self.args {
@@ -174,7 +232,7 @@ impl Call {
             }
             Func::Instant => text(as_str(&args[0]).and_then(expr::fhir_instant)),
             Func::LocalInstant => text(as_str(&args[0]).and_then(expr::local_instant)),
-            Func::Is { .. } => return None,
+            Func::Holds(_) | Func::Choose(_) | Func::Or => return None,
             Func::Reference => {
                 let Plain::Text(resource_type) = &args[0] else {
                     return None;
@@ -185,7 +243,128 @@ impl Call {
     }
 }
 
+/// Whether `path is [not] test` holds, as the engine finds (`context`): nothing when the path does not lead
+/// anywhere (or, read clean, to an empty value), else the value converted; `is number` is true of numbers and
+/// booleans.
+fn passes(scope: &Scope, path: &Path, test: Test, negate: bool) -> bool {
+    let found = scope.walk(path).map(|(value, _)| value);
+    let passes = match test {
+        Test::Defined => found.is_some(),
+        Test::Undefined => found.is_none(),
+        Test::None => matches!(found, Some(Value::Null)),
+        Test::Number => match found {
+            Some(Value::Bool(_)) => true,
+            Some(Value::Number(n)) => n.as_i64().is_some() || n.as_f64().is_some(),
+            _ => false,
+        },
+    };
+    passes != negate
+}
+
+impl Clause {
+    fn compile(source: &str) -> Option<Clause> {
+        Clause::compile_test(source)
+            .or_else(|| Clause::compile_equals(source))
+            .or_else(|| plain_path(source).map(Clause::Truthy))
+    }
+
+    /// `path == 'text'`.
+    fn compile_equals(source: &str) -> Option<Clause> {
+        let (subject, text) = split_top(source, " == ")?;
+        Some(Clause::Equals {
+            path: plain_path(subject)?,
+            text: literal(text)?,
+        })
+    }
+
+    /// `path is [not] test` (a plain path of keys, one of the tests [`Test`] names).
+    fn compile_test(source: &str) -> Option<Clause> {
+        let (subject, rest) = source.trim().split_once(" is ")?;
+        let rest = rest.trim();
+        let (negate, name) = match rest.strip_prefix("not ") {
+            Some(name) => (true, name.trim()),
+            None => (false, rest),
+        };
+        let test = match name {
+            "number" => Test::Number,
+            "defined" => Test::Defined,
+            "undefined" => Test::Undefined,
+            "none" => Test::None,
+            _ => return None,
+        };
+        let path = plain_path(subject)?;
+        Some(Clause::Is { path, test, negate })
+    }
+
+    fn holds(&self, scope: &Scope) -> bool {
+        match self {
+            Clause::Is { path, test, negate } => passes(scope, path, *test, *negate),
+            // The engine compares kinds too: only text equals text.
+            Clause::Equals { path, text } => {
+                matches!(scope.walk(path), Some((Value::String(s), _)) if s == text)
+            }
+            // The engine's truth: nothing, none, false, zero and empty text, lists and maps are false.
+            Clause::Truthy(path) => match scope.walk(path).map(|(value, _)| value) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(Value::Array(items)) => !items.is_empty(),
+                Some(Value::Object(map)) => !map.is_empty(),
+            },
+        }
+    }
+}
+
+/// A path of keys only, not one of the engine's constants or keywords.
+pub(super) fn plain_path(source: &str) -> Option<Path> {
+    let path = Path::parse(source.trim())?;
+    let plain = path.steps.iter().all(|s| matches!(s, Step::Key(_)));
+    (plain
+        && !matches!(
+            path.root.as_str(),
+            "True" | "False" | "true" | "false" | "none" | "None" | "not" | "is"
+        ))
+    .then_some(path)
+}
+
 impl Arg {
+    /// A conditional's branch: an argument, or `path | float`.
+    fn compile_branch(source: &str, engine: &Engine) -> Option<Arg> {
+        if let Some((subject, "float")) = source.split_once('|').map(|(a, b)| (a, b.trim())) {
+            return plain_path(subject).map(Arg::Float);
+        }
+        Arg::compile(source, engine)
+    }
+
+    /// A conditional's branch, run: what the engine would give for it, or `None` to leave it to the engine.
+    fn eval_branch(&self, scope: &Scope) -> Option<Out> {
+        match self {
+            Arg::Text(text) => Some(Out::Text(text.clone())),
+            Arg::Path(_) => match self.eval(scope)? {
+                Plain::Nothing => Some(Out::Nothing),
+                Plain::Text(text) => Some(Out::Text(text.into_owned())),
+                // The engine would hand back its own number or boolean: leave those to it.
+                Plain::Bool(_) | Plain::Int(_) => None,
+            },
+            Arg::Call(call) => call.eval(scope),
+            Arg::Float(path) => {
+                // The engine's `float` filter: nothing is 0.0, text is parsed (an error is the engine's to
+                // give), numbers and booleans are converted.
+                let number = match scope.walk(path).map(|(value, _)| value) {
+                    None | Some(Value::Null) => 0.0,
+                    Some(Value::String(s)) => s.parse::<f64>().ok()?,
+                    Some(Value::Number(n)) => n.as_f64()?,
+                    Some(Value::Bool(b)) => f64::from(u8::from(*b)),
+                    Some(Value::Array(_) | Value::Object(_)) => return None,
+                };
+                super::context::from_engine(&minijinja::Value::from(number))
+                    .ok()
+                    .map(Out::Json)
+            }
+        }
+    }
+
     fn compile(source: &str, engine: &Engine) -> Option<Arg> {
         let source = source.trim();
         if let Some(text) = literal(source) {
@@ -211,6 +390,7 @@ impl Arg {
                 Out::Text(text) => Some(Plain::Text(Cow::Owned(text))),
                 Out::Json(_) => None,
             },
+            Arg::Float(_) => None,
         }
     }
 }
@@ -249,15 +429,46 @@ fn as_str<'a>(arg: &'a Plain) -> Option<&'a str> {
 }
 
 /// A string literal without escapes or inner quotes: its text.
-fn literal(source: &str) -> Option<String> {
+pub(super) fn literal(source: &str) -> Option<String> {
     let source = source.trim();
     let quote = source.chars().next().filter(|q| matches!(q, '\'' | '"'))?;
     let inner = source.strip_prefix(quote)?.strip_suffix(quote)?;
     (!inner.contains(quote) && !inner.contains('\\')).then(|| inner.to_string())
 }
 
+/// The text before and after the first `word` outside quotes and brackets.
+pub(super) fn split_top<'a>(source: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    let (mut depth, mut quote) = (0i32, None::<char>);
+    for (i, c) in source.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, _) if depth == 0 && source[i..].starts_with(word) => {
+                return Some((&source[..i], &source[i + word.len()..]));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The parts of `source` between every `word` outside quotes and brackets.
+pub(super) fn split_all_top<'a>(source: &'a str, word: &str) -> Vec<&'a str> {
+    let mut parts = Vec::new();
+    let mut rest = source;
+    while let Some((part, after)) = split_top(rest, word) {
+        parts.push(part);
+        rest = after;
+    }
+    parts.push(rest);
+    parts
+}
+
 /// `name(inner)` when the parenthesis after the name closes at the very end of the text.
-fn call_parts(source: &str) -> Option<(&str, &str)> {
+pub(super) fn call_parts(source: &str) -> Option<(&str, &str)> {
     let source = source.trim();
     let open = source.find('(')?;
     let name = source[..open].trim_end();
@@ -301,12 +512,34 @@ mod tests {
         assert!(Call::compile("translate('nowhere', r.Code)", &engine).is_none());
         assert!(Call::compile("value is number", &engine).is_some());
         assert!(Call::compile("r.A is not none", &engine).is_some());
-        assert!(Call::compile("r.A is defined and r.A is not none", &engine).is_none());
+        assert!(Call::compile("r.A is defined and r.A is not none", &engine).is_some());
+        // `a and b` gives a value, not true or false: the engine's.
+        assert!(Call::compile("r.A and r.B", &engine).is_none());
         assert!(Call::compile("r.A[0] is number", &engine).is_none());
         assert!(Call::compile("r.A is string", &engine).is_none());
         assert_eq!(call_parts("f(a, g(b))"), Some(("f", "a, g(b)")));
         assert_eq!(call_parts("f(a) or g(b)"), None);
         assert_eq!(call_parts("f(')(')"), Some(("f", "')('")));
+    }
+
+    /// The record bound as `r`, read clean or not.
+    fn bound<'s, 'v>(base: &'s Scope<'s, 'v>, record: &'v Value, clean: bool) -> Scope<'s, 'v> {
+        if clean {
+            base.bind_clean("r", record)
+        } else {
+            base.bind("r", record)
+        }
+    }
+
+    /// What the engine gives for `source` with the record as `r`.
+    fn engine_value(engine: &Engine, source: &str, record: &Value, clean: bool) -> minijinja::Value {
+        let need = crate::mapping::context::Reads::scan(source);
+        let r = need.0[0].1.convert(record, clean);
+        engine
+            .compile(source)
+            .unwrap()
+            .eval(minijinja::context! { r => r })
+            .unwrap()
     }
 
     #[test]
@@ -317,11 +550,7 @@ mod tests {
         let mut checked = 0;
         for clean in [false, true] {
             let base = Scope::root("_", &Value::Null);
-            let scope = if clean {
-                base.bind_clean("r", &record)
-            } else {
-                base.bind("r", &record)
-            };
+            let scope = bound(&base, &record, clean);
             for key in ["n", "i", "b", "s", "z", "e", "o", "o.k", "o.x", "x", "x.y"] {
                 for test in ["number", "defined", "undefined", "none", "not number", "not none"] {
                     let source = format!("r.{key} is {test}");
@@ -329,14 +558,73 @@ mod tests {
                         Some(Out::Json(Value::Bool(b))) => b,
                         _ => panic!("{source}"),
                     };
-                    let need = crate::mapping::context::Reads::scan(&source);
-                    let r = need.0[0].1.convert(&record, clean);
-                    let engine_says = engine.compile(&source).unwrap().eval(minijinja::context! { r => r });
-                    assert_eq!(direct, engine_says.unwrap().is_true(), "{source} (clean: {clean})");
+                    let engine_says = engine_value(&engine, &source, &record, clean);
+                    assert_eq!(direct, engine_says.is_true(), "{source} (clean: {clean})");
                     checked += 1;
                 }
             }
         }
         assert_eq!(checked, 132);
+    }
+
+    #[test]
+    fn conditionals_give_what_the_engine_gives() {
+        use super::super::template::Scope;
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let record = serde_json::json!({ "n": "2.5", "i": 3, "f": 0.0, "b": true, "no": false, "s": "High",
+            "e": "", "z": null, "bad": "n/a", "l": [], "o": { "k": "v" } });
+        let expressions = [
+            "r.s if r.b else 'Normal'",
+            "r.s if r.no else 'Normal'",
+            "r.s if r.b is defined and r.b is not none",
+            "r.s if r.z is defined and r.z is not none",
+            "r.s if r.x is defined",
+            "r.n | float if r.n",
+            "r.e | float if r.e",
+            "r.x | float if r.b",
+            "r.i | float if r.i",
+            "r.n | float if r.f else r.s",
+            "r.s if r.l else r.o.k",
+            "r.o.k if r.o else 'none'",
+            "'a' if r.b else 'b' if r.no else 'c'",
+            "'a' if r.no else 'b' if r.no else 'c'",
+            "instant(r.s) if r.b",
+            "r.s == 'High'",
+            "r.s == 'Low'",
+            "r.i == '3'",
+            "r.z == 'y'",
+            "r.e == ''",
+            "r.s is defined and r.s == 'High'",
+            "r.e or 'day'",
+            "r.s or 'day'",
+            "r.x or r.e or 'c'",
+            "r.z or r.s",
+            "r.s if r.s == 'High' else 'other'",
+        ];
+        let mut direct_runs = 0;
+        for clean in [false, true] {
+            let base = Scope::root("_", &Value::Null);
+            let scope = bound(&base, &record, clean);
+            for source in expressions {
+                let call = Call::compile(source, &engine).unwrap_or_else(|| panic!("not compiled: {source}"));
+                let Some(out) = call.eval(&scope) else { continue };
+                direct_runs += 1;
+                let direct = match out {
+                    Out::Nothing => None,
+                    Out::Text(text) => Some(Value::String(text)),
+                    Out::Json(value) => Some(value),
+                };
+                let value = engine_value(&engine, source, &record, clean);
+                let engine_says = (!value.is_undefined() && !value.is_none())
+                    .then(|| crate::mapping::context::from_engine(&value).unwrap());
+                assert_eq!(direct, engine_says, "{source} (clean: {clean})");
+            }
+        }
+        assert!(direct_runs >= 48, "{direct_runs}");
+        // A branch the engine alone takes (text that is not a number) is left to it.
+        let bad = Call::compile("r.bad | float if r.bad", &engine).unwrap();
+        assert!(bad.eval(&Scope::root("r", &record)).is_none());
+        assert!(Call::compile("r.s if r.a or r.b", &engine).is_none());
+        assert!(Call::compile("r.s | int if r.s", &engine).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Declarative mappings: native replies to UK Core resources, driven by YAML files, not Rust.
 
 pub mod call;
+pub mod chain;
 pub mod concept_map;
 pub mod context;
 pub mod expr;

@@ -10,6 +10,7 @@
 //! is ever produced and templates need no clean-up pass.
 
 use super::call::{Call, Out};
+use super::chain::Chain;
 use super::context::{is_empty_deep, Need, Reads};
 use super::expr::{self, Compiled, Engine, Path, Step};
 use super::problem::{child, index, Problems};
@@ -32,6 +33,9 @@ pub enum Tmpl {
         /// The same expression run without the engine, when it is a call of one of the engine's functions on
         /// plain arguments (see `call`).
         call: Option<Box<Call>>,
+        /// The same expression as a selection of records borrowed from the reply, when it is a chain of list
+        /// filters (see `chain`; only `select_records` uses it).
+        chain: Option<Box<Chain>>,
     },
     /// Text with embedded `{{ }}` leaves, joined as a string.
     Interp(Vec<Tmpl>),
@@ -206,6 +210,7 @@ fn compile_leaf(source: &str, node: &Node, path: &str, site: &mut Site, problems
             compiled: Box::new(compiled),
             reads: Reads::scan(source),
             call: Call::compile(source, site.engine).map(Box::new),
+            chain: Chain::compile(source).map(Box::new),
         },
         Err(e) => {
             problems.add(site.file, node.pos, path, format!("expression does not compile: {e}"));
@@ -367,6 +372,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             compiled,
             reads,
             call,
+            ..
         } => match call.as_ref().and_then(|c| c.eval(scope)) {
             Some(Out::Nothing) => None,
             Some(Out::Text(text)) => non_empty(Value::String(text)),
@@ -449,6 +455,26 @@ pub fn eval_ref<'v>(
             .map(Cow::Borrowed)),
         _ => Ok(eval(tmpl, scope, partials)?.map(Cow::Owned)),
     }
+}
+
+/// The records a `select` gives: borrowed from the reply when it is a plain path or a chain of list filters,
+/// else the values its expression gives.
+pub fn select_records<'v>(
+    tmpl: &Tmpl,
+    scope: &Scope<'_, 'v>,
+    partials: &HashMap<String, Partial>,
+) -> Result<Vec<Cow<'v, Value>>, EvalError> {
+    if let Tmpl::Expr { chain: Some(chain), .. } = tmpl {
+        if let Some(records) = chain.records(scope) {
+            return Ok(records.into_iter().map(Cow::Borrowed).collect());
+        }
+    }
+    Ok(match eval_ref(tmpl, scope, partials)? {
+        None => Vec::new(),
+        Some(Cow::Borrowed(list)) => elements(list).map(Cow::Borrowed).collect(),
+        Some(Cow::Owned(Value::Array(items))) => items.into_iter().map(Cow::Owned).collect(),
+        Some(Cow::Owned(single)) => vec![Cow::Owned(single)],
+    })
 }
 
 /// The elements of a list read clean (a single value is a list of one).

@@ -1,0 +1,282 @@
+//! Selections run without the engine: a `select` that picks records out of a native reply with a chain of the
+//! engine's list filters,
+//!
+//! ```text
+//! (reply.Event or []) | map(attribute='Item') | flatten | selectattr('type', 'equalto', 'Measurement') | list
+//! [reply.journal | selectattr('type', 'eq', 'observation') | list, ...] | flatten | flatten
+//! ```
+//!
+//! is also compiled to a [`Chain`], which gives the records borrowed from the reply. Through the engine the
+//! whole list would be converted to its values and the records back to JSON, which cost more than mapping
+//! them. The chain follows the engine's rules (see the tests); where a value is one whose handling could
+//! differ (a list where a map is expected, a missing source), it gives up and the engine runs the select.
+//! One difference is deliberate: `map(attribute=...)` of an element without the attribute gives nothing for
+//! it, where the engine fails the whole select (a SystmOne event with no items is no fault).
+
+use super::call::{call_parts, literal, plain_path, split_all_top, split_top};
+use super::expr::{self, Path};
+use super::template::Scope;
+use serde_json::Value;
+
+/// A compiled selection.
+pub struct Chain {
+    source: Source,
+    filters: Vec<Filter>,
+}
+
+enum Source {
+    Path(Path),
+    /// `(path or [])`
+    PathOrEmpty(Path),
+    /// `[chain, chain, ...]`
+    List(Vec<Chain>),
+}
+
+enum Filter {
+    /// `map(attribute='name')`
+    Attribute(String),
+    Flatten,
+    /// `selectattr('name', 'equalto' | 'eq', 'text' | path)`
+    SelectAttr {
+        name: String,
+        equals: Operand,
+    },
+    /// `list`: the values are a list already.
+    List,
+}
+
+enum Operand {
+    Text(String),
+    Path(Path),
+}
+
+/// One value of a list as the engine holds it.
+enum Item<'v> {
+    Value(&'v Value),
+    Undefined,
+    List(Vec<Item<'v>>),
+}
+
+impl Chain {
+    /// The chain `source` is, when it is one this module runs.
+    pub fn compile(source: &str) -> Option<Chain> {
+        let mut parts = split_all_top(source, " | ").into_iter();
+        let head = parts.next()?.trim();
+        let source = if let Some(inner) = head.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Source::List(
+                expr::split_args(inner)
+                    .iter()
+                    .map(|c| Chain::compile(c))
+                    .collect::<Option<_>>()?,
+            )
+        } else if let Some(inner) = head.strip_prefix('(').and_then(|h| h.strip_suffix(')')) {
+            match split_top(inner, " or ")? {
+                (path, "[]") => Source::PathOrEmpty(plain_path(path)?),
+                _ => return None,
+            }
+        } else {
+            Source::Path(plain_path(head)?)
+        };
+        let filters = parts.map(Filter::compile).collect::<Option<Vec<_>>>()?;
+        // A lone path is a plain path, read as such elsewhere.
+        (!filters.is_empty() || matches!(source, Source::List(_))).then_some(Chain { source, filters })
+    }
+
+    /// The records the selection gives, borrowed from the scope's values; `None` to leave it to the engine.
+    pub fn records<'v>(&self, scope: &Scope<'_, 'v>) -> Option<Vec<&'v Value>> {
+        let mut records = Vec::new();
+        for item in self.eval(scope)? {
+            match item {
+                Item::Value(value) => records.push(value),
+                // The engine gives none for it, which is no record.
+                Item::Undefined => {}
+                Item::List(_) => return None,
+            }
+        }
+        Some(records)
+    }
+
+    fn eval<'v>(&self, scope: &Scope<'_, 'v>) -> Option<Vec<Item<'v>>> {
+        let mut items = match &self.source {
+            Source::Path(path) => match scope.walk(path)?.0 {
+                Value::Array(values) => values.iter().map(Item::Value).collect(),
+                _ => return None,
+            },
+            Source::PathOrEmpty(path) => match scope.walk(path).map(|(v, _)| v) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(values)) => values.iter().map(Item::Value).collect(),
+                Some(_) => return None,
+            },
+            Source::List(chains) => chains
+                .iter()
+                .map(|c| c.eval(scope).map(Item::List))
+                .collect::<Option<_>>()?,
+        };
+        for filter in &self.filters {
+            items = filter.apply(items, scope)?;
+        }
+        Some(items)
+    }
+}
+
+impl Filter {
+    fn compile(source: &str) -> Option<Filter> {
+        let source = source.trim();
+        match source {
+            "flatten" => return Some(Filter::Flatten),
+            "list" => return Some(Filter::List),
+            _ => {}
+        }
+        let (name, inner) = call_parts(source)?;
+        let args = expr::split_args(inner);
+        match (name, args.as_slice()) {
+            ("map", [arg]) => literal(arg.trim().strip_prefix("attribute=")?).map(Filter::Attribute),
+            ("selectattr", [attribute, test, operand]) => {
+                let name = literal(attribute)?;
+                if !matches!(literal(test)?.as_str(), "equalto" | "eq") {
+                    return None;
+                }
+                let equals = match literal(operand) {
+                    Some(text) => Operand::Text(text),
+                    None => Operand::Path(plain_path(operand)?),
+                };
+                Some(Filter::SelectAttr { name, equals })
+            }
+            _ => None,
+        }
+    }
+
+    fn apply<'v>(&self, items: Vec<Item<'v>>, scope: &Scope<'_, 'v>) -> Option<Vec<Item<'v>>> {
+        Some(match self {
+            Filter::List => items,
+            Filter::Attribute(name) => items
+                .into_iter()
+                .map(|item| match item {
+                    Item::Value(Value::Object(map)) => Some(map.get(name).map_or(Item::Undefined, Item::Value)),
+                    Item::Value(Value::Array(_)) | Item::List(_) | Item::Undefined => None,
+                    Item::Value(_) => Some(Item::Undefined),
+                })
+                .collect::<Option<_>>()?,
+            Filter::Flatten => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Item::Value(Value::Array(values)) => out.extend(values.iter().map(Item::Value)),
+                        Item::List(inner) => out.extend(inner),
+                        other => out.push(other),
+                    }
+                }
+                out
+            }
+            Filter::SelectAttr { name, equals } => {
+                let wanted: &str = match equals {
+                    Operand::Text(text) => text,
+                    Operand::Path(path) => match scope.walk(path)?.0 {
+                        Value::String(text) => text,
+                        _ => return None,
+                    },
+                };
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Item::Value(Value::Object(map)) => {
+                            if matches!(map.get(name), Some(Value::String(s)) if s == wanted) {
+                                out.push(item);
+                            }
+                        }
+                        Item::Value(Value::Array(_)) | Item::List(_) => return None,
+                        Item::Value(_) | Item::Undefined => {}
+                    }
+                }
+                out
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::concept_map::ConceptMaps;
+    use super::super::context::{from_engine, Reads};
+    use super::super::expr::Engine;
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn selections_give_what_the_engine_gives() {
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let reply = json!({
+            "Event": [
+                { "eventType": "Consultation", "Item": [{ "type": "Measurement", "id": "1" }, { "type": "Problem", "id": "2" }] },
+                { "eventType": "Note", "Item": { "type": "Measurement", "id": "3" } },
+                { "eventType": "Consultation", "Item": [] },
+                { "eventType": "Other", "Item": [{ "type": "Measurement", "id": "4", "n": null }, "text", 7] }
+            ],
+            "journal": [
+                { "type": "observation", "id": "o1" },
+                { "type": "investigation-report", "id": "r1", "results": [{ "id": "x1" }, { "id": "x2" }] },
+                { "type": "investigation-report", "id": "r2", "results": [] },
+                { "type": "observation", "id": "o2", "note": "" },
+                { "id": "no-type" }
+            ],
+            "people": [{ "patientId": "p1" }, { "patientId": "p2" }],
+            "empty": []
+        });
+        let vars = json!({ "reply": reply, "patient": { "native": "p2" } });
+        let selections = [
+            "(reply.Event or []) | map(attribute='Item') | flatten | selectattr('type', 'equalto', 'Measurement') | list",
+            "(reply.Event or []) | selectattr('eventType', 'equalto', 'Consultation') | list",
+            "(reply.Missing or []) | map(attribute='Item') | flatten | list",
+            "(reply.empty or []) | selectattr('a', 'eq', 'b') | list",
+            "[reply.journal | selectattr('type', 'eq', 'observation') | list, reply.journal | selectattr('type', 'eq', 'investigation-report') | map(attribute='results') | list] | flatten | flatten",
+            "reply.people | selectattr('patientId', 'equalto', patient.native) | list",
+            "reply.journal | map(attribute='type') | list",
+        ];
+        for source in selections {
+            let chain = Chain::compile(source).unwrap_or_else(|| panic!("not compiled: {source}"));
+            let scope = Scope::of_object(&vars);
+            let direct: Vec<Value> = chain
+                .records(&scope)
+                .unwrap_or_else(|| panic!("gave up: {source}"))
+                .into_iter()
+                .cloned()
+                .collect();
+            let reads = Reads::scan(source);
+            let context: std::collections::BTreeMap<String, minijinja::Value> = reads
+                .0
+                .iter()
+                .map(|(name, need)| (name.clone(), need.convert(&vars[name.as_str()], false)))
+                .collect();
+            let value = engine
+                .compile(source)
+                .unwrap()
+                .eval(minijinja::Value::from(context))
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            let engine_says = match from_engine(&value).unwrap() {
+                Value::Array(items) => items.into_iter().filter(|v| !v.is_null()).collect::<Vec<_>>(),
+                other => panic!("{source}: {other}"),
+            };
+            assert_eq!(direct, engine_says, "{source}");
+        }
+    }
+
+    #[test]
+    fn only_chains_of_known_filters_are_compiled() {
+        assert!(Chain::compile("reply.Event").is_none());
+        assert!(Chain::compile("reply.Event | sort | list").is_none());
+        assert!(Chain::compile("reply.Event | selectattr('a', 'ne', 'b') | list").is_none());
+        assert!(Chain::compile("(reply.Event or reply.Other) | list").is_none());
+        assert!(Chain::compile("{'a': reply.x} if reply.x").is_none());
+        // An element without the attribute `map` reads is no record (the engine fails the whole select there).
+        let vars = json!({ "reply": { "Event": [{ "id": "e1" }, { "Item": [{ "type": "x", "id": "i1" }] }] } });
+        let chain =
+            Chain::compile("reply.Event | map(attribute='Item') | flatten | selectattr('type', 'eq', 'x') | list");
+        let records = chain.unwrap().records(&Scope::of_object(&vars)).unwrap();
+        assert_eq!(records, vec![&json!({ "type": "x", "id": "i1" })]);
+        // A map where a list is expected is the engine's to handle.
+        let vars = json!({ "reply": { "Event": { "type": "x" } } });
+        let chain = Chain::compile("reply.Event | selectattr('type', 'eq', 'x') | list").unwrap();
+        assert!(chain.records(&Scope::of_object(&vars)).is_none());
+    }
+}
