@@ -36,6 +36,9 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// The bound on cached resources (an answer weighs one per resource, plus one).
     pub max_resources: u64,
+    /// How long the records a patient's linkage opens are remembered (zero: asked on every request). A
+    /// revoked proxy link stops working within this time.
+    pub linkage_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -45,6 +48,9 @@ impl Default for CacheConfig {
         CacheConfig {
             ttl: Duration::from_secs(30),
             max_resources: 50_000,
+            // Each lookup is a native call (a PFS session or linkage listing); two minutes spares those for an
+            // app's session while a revoked proxy link stops working soon.
+            linkage_ttl: Duration::from_secs(120),
         }
     }
 }

@@ -1,21 +1,20 @@
 //! Which records a principal may see. Clinicians and systems reach whole practices (checked where ids are
 //! decoded); a patient reaches the records their linkage opens at each practice: their own, and those they act
-//! for through proxy access. The native system is asked once and the answer remembered for a while; every
-//! returned resource's id is compared with it.
+//! for through proxy access. The native system is asked once and the answer remembered for
+//! `[cache] linkage_seconds` (a revoked proxy link stops working within that time); every returned resource's
+//! id is compared with it.
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::fhir::FhirResult;
 use crate::mapping::Compartment;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// How long a patient's linked records are remembered (linkages change rarely; a re-link takes effect after).
-const REMEMBER: Duration = Duration::from_secs(600);
-/// Beyond this many remembered linkages the memory is cleared rather than grown.
-const MAX_REMEMBERED: usize = 100_000;
+/// At most this many linkages are remembered (the least recently used go first).
+const MAX_REMEMBERED: u64 = 100_000;
 
 /// The native keys of the records a patient's linkage opens at one practice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,30 +37,23 @@ impl Linked {
     }
 }
 
-/// (NHS number, practice) -> the linked records and when they were learnt.
-type Remembered = HashMap<(String, String), (Arc<Linked>, Instant)>;
+/// (SHA-256 of the patient's NHS number, practice).
+type LinkageKey = ([u8; 32], String);
 
-/// Patients' linked records, per (NHS number, practice).
-#[derive(Default)]
+/// Patients' linked records per patient and practice, for a while; none when the time is zero.
 pub struct Linkages {
-    remembered: Mutex<Remembered>,
+    remembered: Option<moka::future::Cache<LinkageKey, Arc<Linked>>>,
 }
 
 impl Linkages {
-    fn get(&self, nhs: &str, ods: &str) -> Option<Arc<Linked>> {
-        let remembered = self.remembered.lock().ok()?;
-        remembered
-            .get(&(nhs.to_string(), ods.to_string()))
-            .filter(|(_, at)| at.elapsed() < REMEMBER)
-            .map(|(linked, _)| linked.clone())
-    }
-
-    fn put(&self, nhs: &str, ods: &str, linked: Arc<Linked>) {
-        if let Ok(mut remembered) = self.remembered.lock() {
-            if remembered.len() >= MAX_REMEMBERED {
-                remembered.clear();
-            }
-            remembered.insert((nhs.to_string(), ods.to_string()), (linked, Instant::now()));
+    pub fn new(remember_for: Duration) -> Linkages {
+        Linkages {
+            remembered: (!remember_for.is_zero()).then(|| {
+                moka::future::Cache::builder()
+                    .time_to_live(remember_for)
+                    .max_capacity(MAX_REMEMBERED)
+                    .build()
+            }),
         }
     }
 }
@@ -82,23 +74,30 @@ pub async fn linked_records(
             "the patient token carries no NHS number",
         ));
     };
-    if let Some(linked) = state.linkages.get(nhs, ods) {
-        return Ok(Some(linked));
-    }
     let Some(practice) = state.backend.practice(ods) else {
         return Ok(None);
     };
-    let mut calls = Vec::new();
-    let keys = practice.linked_records(nhs, request_id, &mut calls).await;
-    crate::app::record_native_calls(state, practice, &calls);
-    let mut keys = keys?.into_iter();
-    let own = keys.next().unwrap_or_default();
-    let linked = Arc::new(Linked {
-        own,
-        proxies: keys.collect(),
-    });
-    state.linkages.put(nhs, ods, linked.clone());
-    Ok(Some(linked))
+    let ask = async {
+        let mut calls = Vec::new();
+        let keys = practice.linked_records(nhs, request_id, &mut calls).await;
+        crate::app::record_native_calls(state, practice, &calls);
+        let mut keys = keys?.into_iter();
+        let own = keys.next().unwrap_or_default();
+        Ok(Arc::new(Linked {
+            own,
+            proxies: keys.collect(),
+        }))
+    };
+    let Some(remembered) = &state.linkages.remembered else {
+        return ask.await.map(Some);
+    };
+    // One native call for every request of the same patient waiting on it; failures are not remembered.
+    let key = (Sha256::digest(nhs.as_bytes()).into(), ods.to_string());
+    remembered
+        .try_get_with(key, ask)
+        .await
+        .map(Some)
+        .map_err(|e: Arc<crate::fhir::FhirError>| crate::fhir::FhirError::clone(&e))
 }
 
 /// Whether a principal may see a resource. Clinicians and systems: yes (practice reach is checked on ids). A

@@ -56,7 +56,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         metrics: Metrics::new(),
         started,
         ready: AtomicBool::new(false),
-        linkages: Default::default(),
+        linkages: crate::reach::Linkages::new(parts.cache.linkage_ttl),
         capabilities: Default::default(),
         limiter: parts.client_rate.map(crate::ratelimit::ClientLimiter::new),
         audit: parts.audit,

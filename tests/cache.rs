@@ -10,7 +10,6 @@ use common::{get_json, token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::cache::CacheConfig;
-use im1_fhir::config::{NativeConfig, ServerConfig};
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
 use std::time::Duration;
@@ -184,20 +183,11 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
 #[tokio::test]
 async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
     let sims = Simulators::start(common::fixed_options(1, 4)).await.unwrap();
-    let native = NativeConfig {
-        timeout_ms: 3_000,
-        retries: 1,
-        max_in_flight: 4,
-    };
-    let server = ServerConfig {
-        client_rate: None,
-        ..ServerConfig::default()
-    };
     let short = CacheConfig {
         ttl: Duration::from_millis(300),
         ..CacheConfig::default()
     };
-    let proxy = Proxy::start_with_cache(sims.practices(), sims.linkage(), native.clone(), server.clone(), short).await;
+    let proxy = Proxy::start_cached(sims.practices(), sims.linkage(), short).await;
     let clinician = token(Role::Clinician, &["Y90001"]);
     get_as(&proxy, SEARCH, &clinician, "t-1", &[]).await;
     get_as(&proxy, SEARCH, &clinician, "t-2", &[]).await;
@@ -211,7 +201,7 @@ async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
         ttl: Duration::ZERO,
         ..CacheConfig::default()
     };
-    let proxy = Proxy::start_with_cache(sims.practices(), sims.linkage(), native, server, off).await;
+    let proxy = Proxy::start_cached(sims.practices(), sims.linkage(), off).await;
     for i in 0..2 {
         get_as(&proxy, SEARCH, &clinician, &format!("o-{i}"), &[]).await;
         assert_eq!(audited(&proxy, &format!("o-{i}")).0, "miss");

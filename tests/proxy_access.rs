@@ -126,3 +126,60 @@ async fn a_parent_reaches_their_childs_record_and_no_other() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_revoked_proxy_link_stops_working_once_the_linkage_is_looked_up_again() {
+    use im1_fhir::cache::CacheConfig;
+    use std::time::Duration;
+
+    let sims = Simulators::start(common::fixed_options(1, 6)).await.unwrap();
+    let (numbers, mother, child): (Vec<String>, _, _) = sims.world.read(|r| {
+        (
+            r.patients.iter().take(2).map(|p| p.nhs_number.clone()).collect(),
+            r.patients[0].id.clone(),
+            r.patients[1].id.clone(),
+        )
+    });
+    let linkage_ttl = Duration::from_millis(300);
+    let cache = CacheConfig {
+        linkage_ttl,
+        ..CacheConfig::default()
+    };
+    let proxy = Proxy::start_cached(sims.practices(), sims.linkage(), cache).await;
+    let mut child_ids = Vec::new();
+    for ods in PRACTICES {
+        let ids = patient_ids(&proxy, &token(Role::Clinician, &[ods]), &numbers).await;
+        let (status, _) = get(
+            &proxy,
+            &format!("Condition?patient={}", ids[1]),
+            &patient_token(&numbers[0], ods),
+        )
+        .await;
+        assert_eq!(status, 200, "{ods}: the mother reads the child's problems");
+        child_ids.push(ids[1].clone());
+    }
+
+    sims.world.revoke_proxy_link(&mother, &child).expect("the seeded link");
+    tokio::time::sleep(linkage_ttl * 2).await;
+    for (ods, child_id) in PRACTICES.iter().zip(&child_ids) {
+        let t = patient_token(&numbers[0], ods);
+        let (_, found) = get(&proxy, "Patient", &t).await;
+        assert_eq!(
+            matches(&found).len(),
+            1,
+            "{ods}: the mother finds only herself: {found}"
+        );
+        let (status, _) = get(&proxy, &format!("Patient/{child_id}"), &t).await;
+        assert_eq!(status, 404, "{ods}: the child's Patient after revocation");
+        // The answer cached for the mother is still checked against her linkage as it is now.
+        let (_, leaked) = get(&proxy, &format!("Condition?patient={child_id}"), &t).await;
+        assert_eq!(
+            leaked["total"], 0,
+            "{ods}: the child's problems after revocation: {leaked}"
+        );
+        let (_, none) = get(&proxy, &format!("RelatedPerson?patient={child_id}"), &t).await;
+        assert_eq!(none["total"], 0, "{ods}: no RelatedPerson after revocation");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

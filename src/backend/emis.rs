@@ -93,7 +93,9 @@ impl Emis {
         request_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<Vec<String>> {
-        let session = self.pfs_session(nhs, request_id, calls, false).await?;
+        // A new session: its links are the linkage as it is now (a revoked proxy link is gone), not as it was
+        // when the cached session began.
+        let session = self.pfs_session(nhs, request_id, calls, true).await?;
         Ok(session.links.into_iter().map(|(guid, _)| guid).collect())
     }
 

@@ -246,9 +246,9 @@ impl SystmOne {
         };
         let slot = self.session_slot(nhs).await;
         let mut session = slot.lock().await;
-        if session.is_none() {
-            *session = Some(self.logon(nhs, &call, calls).await?);
-        }
+        // A new logon: its PatientAccess is the linkage as it is now (a revoked proxy link is gone), not as it
+        // was when the cached session began.
+        *session = Some(self.logon(nhs, &call, calls).await?);
         session
             .as_ref()
             .map(|s| s.patient_ids.clone())

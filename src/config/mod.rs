@@ -58,6 +58,8 @@ struct RawCache {
     /// Seconds an answer is kept; 0 switches the cache off.
     ttl_seconds: Option<u64>,
     max_resources: Option<u64>,
+    /// Seconds a patient's linked records are remembered; 0 asks on every request.
+    linkage_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -477,6 +479,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             .ttl_seconds
             .map_or(defaults.ttl, std::time::Duration::from_secs),
         max_resources: raw.cache.max_resources.unwrap_or(defaults.max_resources),
+        linkage_ttl: raw
+            .cache
+            .linkage_seconds
+            .map_or(defaults.linkage_ttl, std::time::Duration::from_secs),
     };
     let mut practices = Vec::new();
     for practice in &raw.practices {
@@ -633,5 +639,24 @@ mod tests {
         let errors = parse("im1.toml", "[server]\nlisten = \"127.0.0.1:1\"\ncolour = 1\n").unwrap_err();
         assert_eq!(errors[0].line, 3, "{errors:?}");
         assert!(errors[0].message.contains("colour"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_cache_section_sets_answers_and_linkage_lifetimes() {
+        std::env::set_var("IM1_CONFIG_TEST_KEY", "a test key of at least thirty-two characters");
+        let jwks = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(jwks.path(), r#"{"keys":[]}"#).unwrap();
+        let text = format!(
+            "[security]\nid_key = {{ env = \"IM1_CONFIG_TEST_KEY\" }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
+             audience = \"im1-fhir\"\njwks_file = {:?}\n\n[cache]\nttl_seconds = 5\nlinkage_seconds = 0\n",
+            jwks.path()
+        );
+        let config = parse("im1.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(config.cache.ttl, std::time::Duration::from_secs(5));
+        assert_eq!(config.cache.linkage_ttl, std::time::Duration::ZERO);
+        assert_eq!(
+            config.cache.max_resources,
+            crate::cache::CacheConfig::default().max_resources
+        );
     }
 }

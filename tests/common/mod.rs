@@ -23,21 +23,16 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(practices: Vec<PracticeConfig>, linkage: Arc<CredentialStore>) -> Proxy {
-        Self::start_with(
-            practices,
-            linkage,
-            NativeConfig {
-                timeout_ms: 3_000,
-                retries: 1,
-                max_in_flight: 4,
-            },
-            // Tests make bursts of requests as one client: no rate limit unless a test asks for one.
-            ServerConfig {
-                client_rate: None,
-                ..ServerConfig::default()
-            },
-        )
-        .await
+        Self::start_with(practices, linkage, test_native(), test_server()).await
+    }
+
+    /// As `start`, with a response cache (and linkage memory) of one's own.
+    pub async fn start_cached(
+        practices: Vec<PracticeConfig>,
+        linkage: Arc<CredentialStore>,
+        cache: CacheConfig,
+    ) -> Proxy {
+        Self::start_with_cache(practices, linkage, test_native(), test_server(), cache).await
     }
 
     pub async fn start_with(
@@ -98,6 +93,23 @@ impl Proxy {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+    }
+}
+
+/// Native calls as tests make them: short deadlines, one retry.
+pub fn test_native() -> NativeConfig {
+    NativeConfig {
+        timeout_ms: 3_000,
+        retries: 1,
+        max_in_flight: 4,
+    }
+}
+
+/// Tests make bursts of requests as one client: no rate limit unless a test asks for one.
+pub fn test_server() -> ServerConfig {
+    ServerConfig {
+        client_rate: None,
+        ..ServerConfig::default()
     }
 }
 

@@ -111,7 +111,7 @@ pub fn write_error(e: &WriteError, method: &str) -> SimResponse {
     let bad = StatusCode::BAD_REQUEST;
     match e {
         WriteError::PatientNotFound => message(StatusCode::NOT_FOUND, "Patient not found"),
-        WriteError::PracticeNotFound | WriteError::NotRegistered => exception(
+        WriteError::PracticeNotFound | WriteError::NotRegistered | WriteError::ProxyLinkNotFound => exception(
             StatusCode::FORBIDDEN,
             SERVICES_ACCESS_VIOLATION,
             method,

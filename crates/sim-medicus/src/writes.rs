@@ -266,7 +266,9 @@ pub fn document(body: &Value, author: &Author, today: time::Date) -> Parsed<NewD
 /// The world's refusals in the dialect's shape.
 pub fn write_error(e: WriteError) -> ApiError {
     match e {
-        WriteError::PatientNotFound | WriteError::NotRegistered => ApiError::patient_not_found(),
+        WriteError::PatientNotFound | WriteError::NotRegistered | WriteError::ProxyLinkNotFound => {
+            ApiError::patient_not_found()
+        }
         WriteError::UnknownCode(c) => ApiError::new(
             422,
             "UNKNOWN_CODE",

@@ -105,7 +105,9 @@ impl From<WriteError> for TppError {
         let text = e.to_string();
         match e {
             WriteError::PatientNotFound => TppError::patient_not_found(),
-            WriteError::PracticeNotFound | WriteError::NotRegistered => TppError::no_access(text),
+            WriteError::PracticeNotFound | WriteError::NotRegistered | WriteError::ProxyLinkNotFound => {
+                TppError::no_access(text)
+            }
             WriteError::ServiceDisabled(_) => TppError::no_access(text),
             WriteError::SlotNotFound => TppError::new(1102, "That appointment could not be found", text),
             WriteError::SlotTaken => TppError::new(1103, "That appointment is no longer available", text),

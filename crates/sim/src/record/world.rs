@@ -75,6 +75,8 @@ pub struct Change {
 pub enum WriteError {
     #[error("patient not found")]
     PatientNotFound,
+    #[error("proxy link not found")]
+    ProxyLinkNotFound,
     #[error("practice not found")]
     PracticeNotFound,
     #[error("patient is not registered at the practice")]
@@ -429,6 +431,20 @@ impl World {
             .ok_or(WriteError::NotRegistered)?;
         reg.services.set(service, on);
         s.log(now, i, ChangeArea::Registration, Some(ods));
+        Ok(())
+    }
+
+    /// End one patient's proxy access to another's record (the practice revokes it): every API stops listing
+    /// the link from now on.
+    pub fn revoke_proxy_link(&self, actor: &Nid, patient: &Nid) -> Result<(), WriteError> {
+        let mut s = self.write_state();
+        let before = s.record.proxy_links.len();
+        s.record
+            .proxy_links
+            .retain(|l| !(&l.actor == actor && &l.patient == patient));
+        if s.record.proxy_links.len() == before {
+            return Err(WriteError::ProxyLinkNotFound);
+        }
         Ok(())
     }
 
