@@ -643,13 +643,13 @@ mod tests {
 
     #[test]
     fn the_cache_section_sets_answers_and_linkage_lifetimes() {
-        std::env::set_var("IM1_CONFIG_TEST_KEY", "a test key of at least thirty-two characters");
-        let jwks = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(jwks.path(), r#"{"keys":[]}"#).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, jwks) = (dir.path().join("id.key"), dir.path().join("jwks.json"));
+        std::fs::write(&key, "a test key of at least thirty-two characters").unwrap();
+        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
         let text = format!(
-            "[security]\nid_key = {{ env = \"IM1_CONFIG_TEST_KEY\" }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
-             audience = \"im1-fhir\"\njwks_file = {:?}\n\n[cache]\nttl_seconds = 5\nlinkage_seconds = 0\n",
-            jwks.path()
+            "[security]\nid_key = {{ file = {key:?} }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
+             audience = \"im1-fhir\"\njwks_file = {jwks:?}\n\n[cache]\nttl_seconds = 5\nlinkage_seconds = 0\n"
         );
         let config = parse("im1.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(config.cache.ttl, std::time::Duration::from_secs(5));
