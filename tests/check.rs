@@ -61,7 +61,7 @@ template:
         "emis/Patient.yaml:14:14: template.birthDate: expression does not compile",
         "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",
-        "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64)",
+        "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -358,6 +358,10 @@ impl Arg {
                     Some(Value::Bool(b)) => f64::from(u8::from(*b)),
                     Some(Value::Array(_) | Value::Object(_)) => return None,
                 };
+                // JSON has no NaN or infinity; what the engine makes of them is its own.
+                if !number.is_finite() {
+                    return None;
+                }
                 super::context::from_engine(&minijinja::Value::from(number))
                     .ok()
                     .map(Out::Json)
@@ -436,7 +440,8 @@ pub(super) fn literal(source: &str) -> Option<String> {
     (!inner.contains(quote) && !inner.contains('\\')).then(|| inner.to_string())
 }
 
-/// The text before and after the first `word` outside quotes and brackets.
+/// The text before and after the first `word` outside quotes and brackets. Backslash escapes are not read:
+/// `literal` refuses them, so a text with one is never run here.
 pub(super) fn split_top<'a>(source: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
     let (mut depth, mut quote) = (0i32, None::<char>);
     for (i, c) in source.char_indices() {

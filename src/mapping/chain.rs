@@ -10,10 +10,12 @@
 //! whole list would be converted to its values and the records back to JSON, which cost more than mapping
 //! them. The chain follows the engine's rules (see the tests); where a value is one whose handling could
 //! differ (a list where a map is expected, a missing source), it gives up and the engine runs the select.
-//! One difference is deliberate: `map(attribute=...)` of an element without the attribute gives nothing for
-//! it, where the engine fails the whole select (a SystmOne event with no items is no fault).
+//! One difference is deliberate: an element without the attribute `map(attribute=...)` reads gives nothing,
+//! where the engine fails the whole select once `selectattr` reads that nothing (a SystmOne event with no
+//! items is no fault).
 
 use super::call::{call_parts, literal, plain_path, split_all_top, split_top};
+use super::context::is_empty_deep;
 use super::expr::{self, Path};
 use super::template::Scope;
 use serde_json::Value;
@@ -87,6 +89,8 @@ impl Chain {
         let mut records = Vec::new();
         for item in self.eval(scope)? {
             match item {
+                // The engine's answer passes through `non_empty`, which leaves no empty record.
+                Item::Value(value) if is_empty_deep(value) => {}
                 Item::Value(value) => records.push(value),
                 // The engine gives none for it, which is no record.
                 Item::Undefined => {}
@@ -130,9 +134,9 @@ impl Filter {
         let (name, inner) = call_parts(source)?;
         let args = expr::split_args(inner);
         match (name, args.as_slice()) {
-            ("map", [arg]) => literal(arg.trim().strip_prefix("attribute=")?).map(Filter::Attribute),
-            ("selectattr", [attribute, test, operand]) => {
-                let name = literal(attribute)?;
+            ("map", [arg]) => attribute(literal(arg.trim().strip_prefix("attribute=")?)?).map(Filter::Attribute),
+            ("selectattr", [name, test, operand]) => {
+                let name = attribute(literal(name)?)?;
                 if !matches!(literal(test)?.as_str(), "equalto" | "eq") {
                     return None;
                 }
@@ -145,7 +149,14 @@ impl Filter {
             _ => None,
         }
     }
+}
 
+/// An attribute name read as a key. The engine reads `a.b` as a path and `0` as an index: those are its own.
+fn attribute(name: String) -> Option<String> {
+    (!name.contains('.') && !name.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+}
+
+impl Filter {
     fn apply<'v>(&self, items: Vec<Item<'v>>, scope: &Scope<'_, 'v>) -> Option<Vec<Item<'v>>> {
         Some(match self {
             Filter::List => items,
@@ -199,6 +210,7 @@ mod tests {
     use super::super::concept_map::ConceptMaps;
     use super::super::context::{from_engine, Reads};
     use super::super::expr::Engine;
+    use super::super::template::non_empty;
     use super::*;
     use serde_json::json;
     use std::sync::Arc;
@@ -217,6 +229,7 @@ mod tests {
                 { "type": "observation", "id": "o1" },
                 { "type": "investigation-report", "id": "r1", "results": [{ "id": "x1" }, { "id": "x2" }] },
                 { "type": "investigation-report", "id": "r2", "results": [] },
+                { "type": "investigation-report", "id": "r3", "results": [null, { "id": "" }] },
                 { "type": "observation", "id": "o2", "note": "" },
                 { "id": "no-type" }
             ],
@@ -236,11 +249,12 @@ mod tests {
         for source in selections {
             let chain = Chain::compile(source).unwrap_or_else(|| panic!("not compiled: {source}"));
             let scope = Scope::of_object(&vars);
+            // Records are read clean (`Scope::bind_clean`): compared as `non_empty` leaves them.
             let direct: Vec<Value> = chain
                 .records(&scope)
                 .unwrap_or_else(|| panic!("gave up: {source}"))
                 .into_iter()
-                .cloned()
+                .filter_map(|r| non_empty(r.clone()))
                 .collect();
             let reads = Reads::scan(source);
             let context: std::collections::BTreeMap<String, minijinja::Value> = reads
@@ -253,9 +267,11 @@ mod tests {
                 .unwrap()
                 .eval(minijinja::Value::from(context))
                 .unwrap_or_else(|e| panic!("{source}: {e}"));
-            let engine_says = match from_engine(&value).unwrap() {
-                Value::Array(items) => items.into_iter().filter(|v| !v.is_null()).collect::<Vec<_>>(),
-                other => panic!("{source}: {other}"),
+            // The engine's answer as the template gives it: through `non_empty`.
+            let engine_says = match non_empty(from_engine(&value).unwrap()) {
+                Some(Value::Array(items)) => items,
+                None => Vec::new(),
+                Some(other) => panic!("{source}: {other}"),
             };
             assert_eq!(direct, engine_says, "{source}");
         }
@@ -268,7 +284,10 @@ mod tests {
         assert!(Chain::compile("reply.Event | selectattr('a', 'ne', 'b') | list").is_none());
         assert!(Chain::compile("(reply.Event or reply.Other) | list").is_none());
         assert!(Chain::compile("{'a': reply.x} if reply.x").is_none());
-        // An element without the attribute `map` reads is no record (the engine fails the whole select there).
+        // Dotted and numeric attributes are paths and indexes to the engine.
+        assert!(Chain::compile("reply.journal | map(attribute='file.id') | list").is_none());
+        assert!(Chain::compile("reply.journal | selectattr('0', 'eq', 'x') | list").is_none());
+        // An element without the attribute `map` reads is no record (the engine fails the select there).
         let vars = json!({ "reply": { "Event": [{ "id": "e1" }, { "Item": [{ "type": "x", "id": "i1" }] }] } });
         let chain =
             Chain::compile("reply.Event | map(attribute='Item') | flatten | selectattr('type', 'eq', 'x') | list");

@@ -3,11 +3,13 @@
 //! become one.
 //!
 //! ```yaml
-//! join: { base64: [data] }   # each page's `data` is base64: decode each, join the bytes, encode again
+//! join: { base64: [data], count: pages }   # each page's `data` is base64: decode each, join the bytes, encode
+//!                                          # again; the first page's `pages` says how many pages there are
 //! ```
 //!
 //! Base64 pieces cannot be joined as text: a page of 65,536 bytes ends in padding, which is only allowed at
-//! the very end. Fields not named come from the first piece.
+//! the very end. Fields not named come from the first piece. A missing piece, or a piece without its content,
+//! is a fault of the native reply, never a shorter document.
 
 use super::problem::{child, Problems};
 use super::yaml::{Node, NodeValue};
@@ -20,6 +22,8 @@ use serde_json::Value;
 pub struct Join {
     /// Fields whose pieces are base64 content.
     pub base64: Vec<String>,
+    /// The field of the first piece that gives the number of pieces, when the native reply says.
+    pub count: Option<String>,
 }
 
 impl Join {
@@ -42,35 +46,56 @@ impl Join {
                     }
                 }
                 ("base64", _) => problems.add(file, value.pos, &key_path, "base64 lists field names"),
+                ("count", NodeValue::Str(field)) => join.count = Some(field.clone()),
+                ("count", _) => problems.add(file, value.pos, &key_path, "count names one field"),
                 (other, _) => problems.add(
                     file,
                     *key_pos,
                     &key_path,
-                    format!("unknown join key '{other}' (known: base64)"),
+                    format!("unknown join key '{other}' (known: base64, count)"),
                 ),
             }
+        }
+        if join.base64.is_empty() {
+            problems.add(file, node.pos, path, "join names no field to join (base64: [...])");
         }
         join
     }
 
-    /// The one record the pieces make; none when there are no pieces. A piece that is not an object, or a
-    /// named field that is not base64 text, is a fault of the native reply.
+    /// The one record the pieces make; none when there are no pieces. A piece that is not an object, a piece
+    /// without a named field, or fewer or more pieces than the first says, is a fault of the native reply.
     pub fn apply(&self, pieces: Vec<Value>) -> Result<Option<Value>, String> {
+        if let (Some(field), Some(first)) = (&self.count, pieces.first()) {
+            let expected = match first.get(field) {
+                Some(Value::String(text)) => text.trim().parse::<usize>().ok(),
+                Some(Value::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+                _ => None,
+            }
+            .ok_or_else(|| format!("the first page's '{field}' is not a number of pages"))?;
+            if expected != pieces.len() {
+                return Err(format!(
+                    "{} pages read of the {expected} the first page gives",
+                    pieces.len()
+                ));
+            }
+        }
+        // One piece is the record as it is.
+        if pieces.len() <= 1 {
+            return Ok(pieces.into_iter().next());
+        }
         let mut pieces = pieces.into_iter();
-        let Some(mut first) = pieces.next() else {
-            return Ok(None);
-        };
-        let rest: Vec<Value> = pieces.collect();
-        let Some(record) = first.as_object_mut() else {
+        let (Some(Value::Object(mut record)), rest) = (pieces.next(), pieces.collect::<Vec<_>>()) else {
             return Err("a page's record is not an object".into());
         };
+        let rest = rest
+            .iter()
+            .map(|piece| piece.as_object().ok_or("a page's record is not an object"))
+            .collect::<Result<Vec<_>, _>>()?;
         for field in &self.base64 {
             let mut bytes = Vec::new();
-            for piece in std::iter::once(&*record).chain(rest.iter().filter_map(Value::as_object)) {
-                let text = match piece.get(field) {
-                    None | Some(Value::Null) => continue,
-                    Some(Value::String(text)) => text,
-                    Some(_) => return Err(format!("'{field}' of a page is not text")),
+            for piece in std::iter::once(&record).chain(rest.iter().copied()) {
+                let Some(Value::String(text)) = piece.get(field) else {
+                    return Err(format!("a page has no '{field}' text"));
                 };
                 // Native base64 may be wrapped over lines.
                 let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
@@ -80,7 +105,7 @@ impl Join {
             }
             record.insert(field.clone(), Value::String(STANDARD.encode(&bytes)));
         }
-        Ok(Some(first))
+        Ok(Some(Value::Object(record)))
     }
 }
 
@@ -92,6 +117,7 @@ mod tests {
     fn join() -> Join {
         Join {
             base64: vec!["data".into()],
+            count: Some("pages".into()),
         }
     }
 
@@ -100,7 +126,7 @@ mod tests {
         let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let pages: Vec<Value> = content
             .chunks(65_536)
-            .map(|chunk| json!({ "key": "d1", "contentType": "application/pdf", "data": STANDARD.encode(chunk) }))
+            .map(|chunk| json!({ "key": "d1", "pages": "4", "contentType": "application/pdf", "data": STANDARD.encode(chunk) }))
             .collect();
         assert_eq!(pages.len(), 4);
         // Every full page ends in padding, so the pieces cannot be joined as text.
@@ -112,11 +138,21 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_page_is_an_error_and_no_pages_is_nothing() {
-        assert!(join().apply(vec![json!({ "data": "not base64!" })]).is_err());
-        assert!(join().apply(vec![json!("text")]).is_err());
+    fn a_missing_or_broken_page_is_an_error_and_no_pages_is_nothing() {
+        let page = |data: &str| json!({ "pages": "2", "data": data });
+        assert!(join().apply(vec![page("aGVs"), page("not base64!")]).is_err());
+        assert!(
+            join().apply(vec![page("aGVs"), json!({ "pages": "2" })]).is_err(),
+            "no content"
+        );
+        assert!(join().apply(vec![page("aGVs"), json!("text")]).is_err());
+        assert!(join().apply(vec![page("aGVs")]).is_err(), "one page of two");
+        assert!(join().apply(vec![json!({ "data": "aGVs" })]).is_err(), "no count");
         assert_eq!(join().apply(Vec::new()).unwrap(), None);
-        let wrapped = json!({ "data": "aGVs\nbG8=" });
-        assert_eq!(join().apply(vec![wrapped]).unwrap().unwrap()["data"], "aGVsbG8=");
+        let wrapped = vec![page("aGVs\nbG8="), page("IQ==")];
+        assert_eq!(join().apply(wrapped).unwrap().unwrap()["data"], "aGVsbG8h");
+        // One page is the record as it is.
+        let one = json!({ "pages": 1, "data": "aGVsbG8=" });
+        assert_eq!(join().apply(vec![one.clone()]).unwrap(), Some(one));
     }
 }
