@@ -308,3 +308,37 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert!(proxy.client.get(proxy.url("metadata")).send().await.is_err());
     sims.shutdown().await;
 }
+
+/// `active` says whether the record is in use at the practice: registered there and alive. Seeded patient 5
+/// has died; every supplier says so the same way.
+#[tokio::test]
+async fn active_is_false_for_a_patient_who_has_died_through_every_supplier() {
+    let (sims, proxy) = start().await;
+    let practices = ["Y90001", "Y90002", "Y90003"];
+    let t = token(Role::System, &practices);
+    for (index, alive) in [(0, true), (5, false)] {
+        let nhs = sims.world.read(|r| r.patients[index].nhs_number.clone());
+        let bundle = json(
+            proxy
+                .get(
+                    &format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+                    &t,
+                )
+                .await,
+        )
+        .await;
+        let patients = common::matches(&bundle);
+        assert_eq!(patients.len(), 3, "patient {index}: one per practice");
+        for patient in &patients {
+            let source = patient["meta"]["source"].as_str().unwrap_or_default();
+            assert_eq!(patient["active"], alive, "patient {index} from {source}");
+            assert_eq!(
+                patient.get("deceasedDateTime").is_some(),
+                !alive,
+                "patient {index} from {source}"
+            );
+        }
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
