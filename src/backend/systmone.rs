@@ -195,7 +195,7 @@ impl SystmOne {
             // `Authenticate` is part of the session flow, not a message a mapping may send: a mapping asking for
             // it gets the reply this session's logon received (the patient's own `Person`, and those they act for).
             if message == "Authenticate" {
-                return Ok(current.logon.clone());
+                return Ok(reply_content(current.logon.clone()));
             }
             let mut attrs = call
                 .request
@@ -220,7 +220,7 @@ impl SystmOne {
             match pfs_error(&tree) {
                 Some(3) if attempt == 0 => continue,
                 Some(code) => return Err(pfs_error_to_fhir(code)),
-                None => return Ok(tree),
+                None => return Ok(reply_content(tree)),
             }
         }
         Err(FhirError::bad_gateway(
@@ -353,6 +353,17 @@ impl SystmOne {
             return Err(error);
         }
         xml_tree::parse(&response.body).map_err(|_| broken())
+    }
+}
+
+/// A PFS reply as mappings see it: the content of its root element (`<RequestPatientRecordReply>`), as
+/// Client Integration replies are the content of their `Result`, so a mapping reads `reply.Event` on both.
+fn reply_content(tree: Value) -> Value {
+    match tree {
+        Value::Object(root) if root.len() == 1 => {
+            root.into_iter().next().map(|(_, content)| content).unwrap_or_default()
+        }
+        other => other,
     }
 }
 
