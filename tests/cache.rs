@@ -209,3 +209,31 @@ async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// A patient's linkage is looked up once per `linkage_seconds`, not per request: at EMIS Web and SystmOne each
+/// lookup is a new PFS session, so the second request (sent past the response cache) makes only its data call.
+#[tokio::test]
+async fn a_patients_linkage_is_looked_up_once_not_on_every_request() {
+    let sims = Simulators::start(common::fixed_options(1, 4)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let nhs = sims.world.read(|r| r.patients[0].nhs_number.clone());
+    for ods in ["Y90001", "Y90002", "Y90003"] {
+        let t = common::patient_token(&nhs, ods);
+        let fresh = [("cache-control", "no-cache")];
+        let (status, _) = get_as(&proxy, "Condition", &t, &format!("l-1-{ods}"), &fresh).await;
+        assert_eq!(status, 200, "{ods}");
+        let (_, first) = audited(&proxy, &format!("l-1-{ods}"));
+        for i in 2..=4 {
+            let (status, _) = get_as(&proxy, "Condition", &t, &format!("l-{i}-{ods}"), &fresh).await;
+            assert_eq!(status, 200, "{ods}");
+            let (_, later) = audited(&proxy, &format!("l-{i}-{ods}"));
+            assert!(
+                later < first,
+                "{ods}: request {i} made {later} native calls, the first {first}"
+            );
+            assert_eq!(later, 1, "{ods}: request {i} makes only its data call");
+        }
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

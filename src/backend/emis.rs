@@ -10,13 +10,13 @@
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
 use super::credentials::{CredentialStore, Linkage};
+use super::sessions::SessionSlots;
 use super::{parse_json, HttpCallSpec, NativeCall};
 use crate::config::EmisCredentials;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -32,7 +32,7 @@ pub struct Emis {
     linkage: Arc<CredentialStore>,
     partner_token: Mutex<Option<(String, Instant)>>,
     /// PFS sessions per patient NHS number.
-    sessions: Mutex<HashMap<String, PfsSession>>,
+    sessions: SessionSlots<PfsSession>,
 }
 
 #[derive(Clone)]
@@ -65,7 +65,7 @@ impl Emis {
             http,
             linkage,
             partner_token: Mutex::new(None),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: SessionSlots::default(),
         }
     }
 
@@ -212,9 +212,11 @@ impl Emis {
         calls: &mut Vec<CallRecord>,
         renew: bool,
     ) -> FhirResult<PfsSession> {
-        let mut sessions = self.sessions.lock().await;
+        // Only this patient's slot is held while a session starts: other patients' requests go on.
+        let slot = self.sessions.slot(nhs).await;
+        let mut current = slot.lock().await;
         if !renew {
-            if let Some(session) = sessions.get(nhs) {
+            if let Some(session) = current.as_ref() {
                 return Ok(session.clone());
             }
         }
@@ -263,7 +265,7 @@ impl Emis {
             links: session_links(&body)?,
             reply: Arc::new(body),
         };
-        sessions.insert(nhs.to_string(), session.clone());
+        *current = Some(session.clone());
         Ok(session)
     }
 }

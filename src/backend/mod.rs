@@ -9,6 +9,7 @@ pub mod client;
 pub mod credentials;
 pub mod emis;
 pub mod medicus;
+pub mod sessions;
 pub mod systmone;
 pub mod xml_tree;
 

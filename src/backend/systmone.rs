@@ -12,6 +12,7 @@
 
 use super::client::{retry_after, status_error, CallRecord, HttpClient, HttpRequest};
 use super::credentials::{CredentialStore, Linkage};
+use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
 use crate::config::SystmOneCredentials;
 use crate::fhir::{FhirError, FhirResult};
@@ -19,7 +20,6 @@ use crate::mapping::Surface;
 use http::Method;
 use quick_xml::escape::escape;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,8 +50,8 @@ pub struct SystmOne {
     linkage: Arc<CredentialStore>,
     /// Idle Client Integration connections.
     pool: Mutex<Vec<TcpStream>>,
-    /// PFS sessions per patient NHS number; the mutex also serialises calls on one `suid`.
-    sessions: Mutex<HashMap<String, Arc<Mutex<Option<PfsSession>>>>>,
+    /// PFS sessions per patient NHS number; a slot's lock also serialises calls on one `suid`.
+    sessions: SessionSlots<PfsSession>,
 }
 
 #[derive(Clone)]
@@ -82,7 +82,7 @@ impl SystmOne {
             retries,
             linkage,
             pool: Mutex::new(Vec::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: SessionSlots::default(),
         }
     }
 
@@ -184,7 +184,7 @@ impl SystmOne {
             .get("message")
             .and_then(Value::as_str)
             .ok_or_else(|| malformed_request("no message"))?;
-        let slot = self.session_slot(nhs).await;
+        let slot = self.sessions.slot(nhs).await;
         // Held for the whole call: one request at a time per suid.
         let mut session = slot.lock().await;
         for attempt in 0..2 {
@@ -244,21 +244,24 @@ impl SystmOne {
             record: None,
             request_id,
         };
-        let slot = self.session_slot(nhs).await;
+        let slot = self.sessions.slot(nhs).await;
         let mut session = slot.lock().await;
         // A new logon: its PatientAccess is the linkage as it is now (a revoked proxy link is gone), not as it
         // was when the cached session began.
-        *session = Some(self.logon(nhs, &call, calls).await?);
-        session
-            .as_ref()
-            .map(|s| s.patient_ids.clone())
-            .ok_or_else(|| FhirError::bad_gateway("IM1-4203", "TPP SystmOne gave no session"))
+        let fresh = self.logon(nhs, &call, calls).await?;
+        let patient_ids = fresh.patient_ids.clone();
+        if let Some(old) = session.replace(fresh) {
+            self.logoff(&old, &call, calls).await;
+        }
+        Ok(patient_ids)
     }
 
-    /// The session of a patient's linkage (empty until the first logon); its lock serialises calls on one suid.
-    async fn session_slot(&self, nhs: &str) -> Arc<Mutex<Option<PfsSession>>> {
-        let mut sessions = self.sessions.lock().await;
-        sessions.entry(nhs.to_string()).or_default().clone()
+    /// Ends a session the proxy no longer uses (TPP: `Logoff` should be sent to end a session). A failure
+    /// changes nothing for the caller: the session ends on its own in time.
+    async fn logoff(&self, session: &PfsSession, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) {
+        if let Ok(body) = message_xml("Logoff", &Value::Object(serde_json::Map::new())) {
+            let _ = self.post("Logoff", body, Some(&session.suid), call, calls).await;
+        }
     }
 
     async fn logon(&self, nhs: &str, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<PfsSession> {

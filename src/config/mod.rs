@@ -52,14 +52,17 @@ struct RawConfig {
     cache: RawCache,
 }
 
+/// The longest `[cache]` lifetime, in seconds.
+const MAX_CACHE_SECONDS: u64 = 86_400;
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCache {
     /// Seconds an answer is kept; 0 switches the cache off.
-    ttl_seconds: Option<u64>,
+    ttl_seconds: Option<Spanned<u64>>,
     max_resources: Option<u64>,
-    /// Seconds a patient's linked records are remembered; 0 asks on every request.
-    linkage_seconds: Option<u64>,
+    /// Seconds a patient's linked records are remembered; 0 asks at every lookup.
+    linkage_seconds: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -473,16 +476,22 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     }
     audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(PathBuf::from);
     let defaults = crate::cache::CacheConfig::default();
+    // A day at most: answers and linkages are short-lived by design (and the cache refuses lifetimes of years).
+    let mut lifetime = |value: &Option<Spanned<u64>>, name: &str, default: std::time::Duration| match value {
+        None => default,
+        Some(seconds) if *seconds.get_ref() <= MAX_CACHE_SECONDS => std::time::Duration::from_secs(*seconds.get_ref()),
+        Some(seconds) => {
+            errors.push(at(
+                seconds.span(),
+                format!("cache.{name} must be at most {MAX_CACHE_SECONDS}"),
+            ));
+            default
+        }
+    };
     let cache = crate::cache::CacheConfig {
-        ttl: raw
-            .cache
-            .ttl_seconds
-            .map_or(defaults.ttl, std::time::Duration::from_secs),
+        ttl: lifetime(&raw.cache.ttl_seconds, "ttl_seconds", defaults.ttl),
         max_resources: raw.cache.max_resources.unwrap_or(defaults.max_resources),
-        linkage_ttl: raw
-            .cache
-            .linkage_seconds
-            .map_or(defaults.linkage_ttl, std::time::Duration::from_secs),
+        linkage_ttl: lifetime(&raw.cache.linkage_seconds, "linkage_seconds", defaults.linkage_ttl),
     };
     let mut practices = Vec::new();
     for practice in &raw.practices {
