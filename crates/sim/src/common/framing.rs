@@ -36,14 +36,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<St
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Write one frame and flush.
+/// Write one frame and flush. The length and the text go out in one write: two small writes on a socket
+/// with Nagle's algorithm wait for the peer's delayed acknowledgement.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> io::Result<()> {
     let n = u32::try_from(text.len())
         .ok()
         .filter(|&n| n as usize <= MAX_FRAME)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
-    w.write_all(&n.to_be_bytes()).await?;
-    w.write_all(text.as_bytes()).await?;
+    let mut frame = Vec::with_capacity(4 + text.len());
+    frame.extend_from_slice(&n.to_be_bytes());
+    frame.extend_from_slice(text.as_bytes());
+    w.write_all(&frame).await?;
     w.flush().await
 }
 
@@ -86,6 +89,8 @@ pub fn serve_framed<H: FrameHandler>(listener: TcpListener, handler: H) -> SimHa
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
+                    // One frame a write, answered at once: no waiting to coalesce small segments.
+                    let _ = stream.set_nodelay(true);
                     let handler = handler.clone();
                     let stats = conn_stats.clone();
                     let mut stop = stopped.clone();
