@@ -1,6 +1,8 @@
-//! Requests/s and p50/p99 latency over real HTTP for `metadata`, the Patient read and search through EMIS with the
-//! response cache off (the proxy's per-request cost, native call included), then reads served from the cache
-//! (simulators unthrottled). Run: `cargo bench --bench http`.
+//! Requests/s and p50/p99 latency over real HTTP for `metadata`, the Patient read through each supplier and the
+//! search through EMIS with the response cache off (the proxy's per-request cost, native call included), then
+//! reads served from the cache (simulators unthrottled). Medicus wants a freshly signed RS256 JWT on every call:
+//! that native cost is printed on its own (design.md: measure the proxy on EMIS and SystmOne, report Medicus's
+//! signing separately). Run: `cargo bench --bench http`.
 //! Bounded: a fixed number of requests per case, loopback only.
 
 use im1_fhir::auth::token::{mint_demo, Issuer, TokenRequest};
@@ -37,30 +39,11 @@ async fn run() {
     // Off, so that every request pays for its native calls: the proxy's overhead is what is measured.
     let uncached = start_proxy(&sims, Duration::ZERO).await;
     let base = uncached.base_url();
-    let token = mint_demo(&TokenRequest {
-        practices: vec!["Y90001".into()],
-        role: Role::Clinician,
-        nhs_number: None,
-        scope: None,
-        ttl_seconds: 3600,
-    })
-    .expect("token");
     #[allow(clippy::disallowed_methods)]
     let client = reqwest::Client::new();
+    let token = clinician(&["Y90001"]);
     let search = format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009");
-    let bundle: serde_json::Value = client
-        .get(&search)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("search")
-        .json()
-        .await
-        .expect("json");
-    let id = bundle["entry"][0]["resource"]["id"]
-        .as_str()
-        .expect("a patient")
-        .to_string();
+    let id = first_match(&client, &search, &token).await;
 
     println!("im1-fhir HTTP benchmark: {REQUESTS} requests per case, {CONNECTIONS} concurrent clients, loopback");
     println!("{:<44} {:>10} {:>10} {:>10}", "case", "req/s", "p50 ms", "p99 ms");
@@ -73,6 +56,14 @@ async fn run() {
     )
     .await;
     measure(&client, "GET /fhir/Patient?identifier= via EMIS", search, Some(&token)).await;
+    for (ods, supplier) in [("Y90002", "SystmOne"), ("Y90003", "Medicus")] {
+        let t = clinician(&[ods]);
+        let found = format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009");
+        let other = first_match(&client, &found, &t).await;
+        let name = format!("GET /fhir/Patient/{{id}} via {supplier} (uncached)");
+        measure(&client, &name, format!("{base}/Patient/{other}"), Some(&t)).await;
+    }
+    medicus_signing();
     // The same reads with the response cache on (the default): after the first, no native call.
     let cached = start_proxy(&sims, im1_fhir::cache::CacheConfig::default().ttl).await;
     let cached_base = cached.base_url();
@@ -93,6 +84,50 @@ async fn run() {
     uncached.shutdown().await;
     cached.shutdown().await;
     sims.shutdown().await;
+}
+
+fn clinician(practices: &[&str]) -> String {
+    mint_demo(&TokenRequest {
+        practices: practices.iter().map(|p| p.to_string()).collect(),
+        role: Role::Clinician,
+        nhs_number: None,
+        scope: None,
+        ttl_seconds: 3600,
+    })
+    .expect("token")
+}
+
+/// The id of the first resource a search finds.
+async fn first_match(client: &reqwest::Client, url: &str, token: &str) -> String {
+    let bundle: serde_json::Value = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    bundle["entry"][0]["resource"]["id"]
+        .as_str()
+        .expect("a match")
+        .to_string()
+}
+
+/// What one Medicus call's RS256 signature costs (the demo app key, as the Medicus dialect signs).
+fn medicus_signing() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = include_str!("../keys/demo-medicus-app.key.pem");
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).expect("demo Medicus key");
+    let claims = serde_json::json!({ "iss": "app", "aud": "tenant", "iat": 0, "exp": 300, "jti": "x" });
+    let header = Header::new(Algorithm::RS256);
+    let runs = 500;
+    let started = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(jsonwebtoken::encode(&header, &claims, &key).expect("sign"));
+    }
+    let each = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    println!("(Medicus: each native call carries a fresh RS256 signature, {each:.2} ms of CPU here)");
 }
 
 /// The proxy over the simulators with the full pipeline (audit commits included: every request waits for its
