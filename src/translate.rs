@@ -12,10 +12,10 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::expr::REFERENCE_MARK;
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
+use crate::mapping::node::{Held, Native, Node};
 use crate::mapping::template::{eval, select_records, Partial, Scope};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What a translation needs besides the mapping.
@@ -78,10 +78,11 @@ pub async fn read(
     // The record a patient-facing read is about: the Patient's own key, or the record holding the item.
     let record = mapping.compartment.record_of(id).unwrap_or_default();
     let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
-    let records = call_and_select(ctx, practice, step, &vars, out).await?;
+    let replies = call_pages(ctx, practice, step, &vars, out).await?;
+    let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
     let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, &id.patient);
-    for record in records {
-        let resource = build(&mut refs, Origin::of(practice), mapping, &record, &vars)?;
+    for record in &records {
+        let resource = build(&mut refs, Origin::of(practice), mapping, record.node(), &vars)?;
         if let Some(resource) = resource {
             if resource.get("id").and_then(Value::as_str)
                 == Some(&ctx.ids.encode(&mapping.resource, id).unwrap_or_default())
@@ -152,10 +153,11 @@ pub async fn search(
         item: String::new(),
     };
     let vars = Vars::new(Origin::of(practice), ctx, &id, Value::Object(param_vars), patient);
-    let records = call_and_select(ctx, practice, step, &vars, out).await?;
+    let replies = call_pages(ctx, practice, step, &vars, out).await?;
+    let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
     let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, patient);
-    for record in records {
-        if let Some(resource) = build(&mut refs, Origin::of(practice), mapping, &record, &vars)? {
+    for record in &records {
+        if let Some(resource) = build(&mut refs, Origin::of(practice), mapping, record.node(), &vars)? {
             if search::matches(&resource, params)? {
                 out.resources.push(resource);
             }
@@ -241,13 +243,14 @@ impl Vars {
     }
 }
 
-async fn call_and_select(
+/// Makes a step's native call and follows its `next` pages: every page's reply, in order.
+async fn call_pages(
     ctx: &Context<'_>,
     practice: &PracticeBackend,
     step: &NativeStep,
     vars: &Vars,
     out: &mut Produced,
-) -> FhirResult<Vec<Value>> {
+) -> FhirResult<Vec<Native>> {
     let partials = &ctx.registry.partials;
     // Scopes are not Send: build them on each side of the native call, never across it.
     let mut request = {
@@ -256,7 +259,7 @@ async fn call_and_select(
             .map_err(|e| FhirError::internal("IM1-3102", format!("the mapping's request template failed: {}", e.0)))?
             .unwrap_or(Value::Null)
     };
-    let mut records = Vec::new();
+    let mut replies = Vec::new();
     for _page in 0..MAX_NATIVE_PAGES {
         let call = NativeCall {
             surface: surface_for(ctx.principal),
@@ -266,13 +269,14 @@ async fn call_and_select(
             request_id: ctx.request_id,
         };
         let reply = practice.call(&call, &mut out.calls).await?;
-        let next = select(step, vars, &reply.body, &request, partials, &mut records)?;
         if out.keep_replies {
-            out.replies.push(reply.body);
+            out.replies.push(Node::Native(&reply.body).to_json());
         }
+        let next = next_page(step, vars, &reply.body, &request, partials)?;
+        replies.push(reply.body);
         match next {
             Some(next) => request = next,
-            None => return joined(step, records),
+            None => return Ok(replies),
         }
     }
     Err(FhirError::bad_gateway(
@@ -281,50 +285,45 @@ async fn call_and_select(
     ))
 }
 
-/// The records of every page, or the one record they are pieces of when the step joins them.
-fn joined(step: &NativeStep, records: Vec<Value>) -> FhirResult<Vec<Value>> {
+/// The records of every page, borrowed from the replies, or the one record they are pieces of when the step
+/// joins them.
+fn select_all<'a>(
+    step: &NativeStep,
+    vars: &'a Vars,
+    replies: &'a [Native],
+    partials: &HashMap<String, Partial>,
+) -> FhirResult<Vec<Held<'a>>> {
+    let mut records = Vec::new();
+    for reply in replies {
+        let base = vars.scope();
+        let scope = base.bind("reply", reply);
+        let selected = select_records(&step.select, &scope, partials)
+            .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
+        records.extend(selected);
+    }
     let Some(join) = &step.join else {
         return Ok(records);
     };
+    let pieces = records.into_iter().map(Held::into_json).collect();
     let one = join
-        .apply(records)
+        .apply(pieces)
         .map_err(|e| FhirError::bad_gateway("IM1-3108", format!("the native pages could not be joined: {e}")))?;
-    Ok(one.into_iter().collect())
+    Ok(one.into_iter().map(Held::Owned).collect())
 }
 
-/// Adds the records a reply holds to `records`, and gives the next page's request, if there is one.
-fn select(
+/// The request for the page after this reply, if the step pages and the reply says there is one.
+fn next_page(
     step: &NativeStep,
     vars: &Vars,
-    reply: &Value,
+    reply: &Native,
     request: &Value,
     partials: &HashMap<String, Partial>,
-    records: &mut Vec<Value>,
 ) -> FhirResult<Option<Value>> {
-    let mut page = Vec::new();
-    let next = select_ref(step, vars, reply, request, partials, &mut page)?;
-    records.extend(page.into_iter().map(Cow::into_owned));
-    Ok(next)
-}
-
-/// As [`select`], with records that are plain paths into the reply borrowed from it rather than copied (they
-/// are read clean: see `template::Scope`).
-fn select_ref<'a>(
-    step: &NativeStep,
-    vars: &'a Vars,
-    reply: &'a Value,
-    request: &Value,
-    partials: &HashMap<String, Partial>,
-    records: &mut Vec<Cow<'a, Value>>,
-) -> FhirResult<Option<Value>> {
-    let base = vars.scope();
-    let scope = base.bind("reply", reply);
-    let selected = select_records(&step.select, &scope, partials)
-        .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
-    records.extend(selected);
     let Some(next) = &step.next else {
         return Ok(None);
     };
+    let base = vars.scope();
+    let scope = base.bind("reply", reply);
     let scope = scope.bind("request", request);
     let next = eval(next, &scope, partials)
         .map_err(|e| FhirError::internal("IM1-3106", format!("the mapping's next-page request failed: {}", e.0)))?;
@@ -340,7 +339,7 @@ pub fn translate_replies(
     mapping: &MappingFile,
     surface: Surface,
     patient_key: &str,
-    replies: &[Value],
+    replies: &[Native],
 ) -> FhirResult<Vec<Value>> {
     translate_read_replies(registry, ids, origin, mapping, surface, patient_key, "", replies)
 }
@@ -356,7 +355,7 @@ pub fn translate_read_replies(
     surface: Surface,
     patient_key: &str,
     item: &str,
-    replies: &[Value],
+    replies: &[Native],
 ) -> FhirResult<Vec<Value>> {
     let def = if item.is_empty() {
         mapping.search.as_ref().or(mapping.read.as_ref())
@@ -371,18 +370,11 @@ pub fn translate_read_replies(
         item: item.to_string(),
     };
     let vars = Vars::offline(origin, &id, Value::Object(Map::new()));
-    let mut records = Vec::new();
-    for reply in replies {
-        select_ref(step, &vars, reply, &Value::Null, &registry.partials, &mut records)?;
-    }
-    if step.join.is_some() {
-        let pieces = records.into_iter().map(Cow::into_owned).collect();
-        records = joined(step, pieces)?.into_iter().map(Cow::Owned).collect();
-    }
+    let records = select_all(step, &vars, replies, &registry.partials)?;
     let mut out = Vec::with_capacity(records.len());
     let mut refs = References::new(registry, ids, origin.ods, patient_key);
-    for record in records {
-        out.extend(build(&mut refs, origin, mapping, &record, &vars)?);
+    for record in &records {
+        out.extend(build(&mut refs, origin, mapping, record.node(), &vars)?);
     }
     Ok(out)
 }
@@ -395,7 +387,7 @@ fn build(
     refs: &mut References,
     origin: Origin,
     mapping: &MappingFile,
-    record: &Value,
+    record: Node,
     vars: &Vars,
 ) -> FhirResult<Option<Value>> {
     let (ids, patient_key) = (refs.ids, refs.patient_key);

@@ -68,7 +68,12 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             }
         };
         let patient = native["patient"].as_str().unwrap_or_default();
-        let replies = native["replies"].as_array().cloned().unwrap_or_default();
+        let replies: Vec<_> = native["replies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(im1_fhir::mapping::node::native_of)
+            .collect();
         let origin = Origin {
             ods: ods(&mapping.supplier),
             supplier: &mapping.supplier,

@@ -14,9 +14,11 @@ use super::sessions::SessionSlots;
 use super::{parse_json, HttpCallSpec, NativeCall};
 use crate::config::EmisCredentials;
 use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::node::Native;
 use crate::mapping::Surface;
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -42,7 +44,7 @@ struct PfsSession {
     /// (PatientGuid, UserPatientLinkToken) per link, the `Self` link first.
     links: Vec<(String, String)>,
     /// The `sessions` reply: the user's name and links.
-    reply: Arc<Value>,
+    reply: Arc<Native>,
 }
 
 impl PfsSession {
@@ -69,7 +71,7 @@ impl Emis {
         }
     }
 
-    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Native> {
         let spec = HttpCallSpec::read(call.request)?;
         match call.surface {
             Surface::Transaction => self.partner(&spec, call.request_id, calls).await,
@@ -104,7 +106,7 @@ impl Emis {
         spec: &HttpCallSpec<'_>,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<Value> {
+    ) -> FhirResult<Native> {
         for attempt in 0..2 {
             let token = self.partner_token(request_id, calls, attempt > 0).await?;
             let mut request =
@@ -148,12 +150,8 @@ impl Emis {
             ));
         }
         let body = parse_json(&reply.body, SUPPLIER)?;
-        let value = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(malformed)?
-            .to_string();
-        let lifetime = body.get("expires_in").and_then(Value::as_u64).unwrap_or(300);
+        let value = field(&body, "access_token")?;
+        let lifetime = body.get("expires_in").and_then(|v| v.as_u64()).unwrap_or(300);
         // Renew a little early so that a token never expires on its way.
         *token = Some((
             value.clone(),
@@ -169,7 +167,7 @@ impl Emis {
         record: Option<&str>,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<Value> {
+    ) -> FhirResult<Native> {
         for attempt in 0..2 {
             let session = self.pfs_session(nhs, request_id, calls, attempt > 0).await?;
             let is_get = spec.method == Method::GET;
@@ -271,16 +269,16 @@ impl Emis {
 }
 
 /// A session's links as (PatientGuid, link token), the `Self` link first; a session without one is broken.
-fn session_links(body: &Value) -> FhirResult<Vec<(String, String)>> {
+fn session_links(body: &Native) -> FhirResult<Vec<(String, String)>> {
     let links = body
         .get("UserPatientLinks")
-        .and_then(Value::as_array)
+        .and_then(|v| v.as_array())
         .ok_or_else(malformed)?;
     let mut own = None;
     let mut proxies = Vec::new();
     for link in links {
         let pair = (field(link, "PatientGuid")?, field(link, "UserPatientLinkToken")?);
-        match link.get("AssociationType").and_then(Value::as_str) {
+        match link.get("AssociationType").and_then(|v| v.as_str()) {
             Some("Self") => own = Some(pair),
             Some("Proxy") => proxies.push(pair),
             _ => {}
@@ -298,11 +296,11 @@ fn session_gone(reply: &HttpReply) -> bool {
 }
 
 /// The JSON body of a successful reply, or the FHIR error its status and EMIS error body mean.
-fn reply_body(reply: HttpReply) -> FhirResult<Value> {
+fn reply_body(reply: HttpReply) -> FhirResult<Native> {
     if reply.status.is_success() {
         return super::success_body(&reply, SUPPLIER);
     }
-    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     let text = String::from_utf8_lossy(&reply.body);
     if reply.status == StatusCode::FORBIDDEN || text.contains("Services Access violation") {
         return Err(FhirError::forbidden(
@@ -310,7 +308,7 @@ fn reply_body(reply: HttpReply) -> FhirResult<Value> {
             "EMIS Web: the service is switched off for this practice or patient",
         ));
     }
-    if let Some(code) = body.get("InternalResponseCode").and_then(Value::as_i64) {
+    if let Some(code) = body.get("InternalResponseCode").and_then(serde_json::Value::as_i64) {
         return Err(FhirError::bad_gateway(
             "IM1-4110",
             format!("EMIS Web refused the request (internal code {code})"),
@@ -322,9 +320,9 @@ fn reply_body(reply: HttpReply) -> FhirResult<Value> {
     Err(status_error(reply.status, &reply.headers, SUPPLIER))
 }
 
-fn field(body: &Value, name: &str) -> FhirResult<String> {
+fn field(body: &Native, name: &str) -> FhirResult<String> {
     body.get(name)
-        .and_then(Value::as_str)
+        .and_then(|v| v.as_str())
         .map(String::from)
         .ok_or_else(malformed)
 }

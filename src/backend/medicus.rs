@@ -13,10 +13,12 @@ use super::credentials::{CredentialStore, Linkage};
 use super::{HttpCallSpec, NativeCall};
 use crate::config::MedicusCredentials;
 use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::node::Native;
 use crate::mapping::Surface;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -57,7 +59,7 @@ impl Medicus {
         }
     }
 
-    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Native> {
         let spec = HttpCallSpec::read(call.request)?;
         match call.surface {
             Surface::Transaction => {
@@ -199,7 +201,7 @@ impl Medicus {
         } else {
             let body = reply_body(reply)?;
             body.get("patientId")
-                .and_then(Value::as_str)
+                .and_then(|v| v.as_str())
                 .map(String::from)
                 .ok_or_else(malformed)?
         };
@@ -209,18 +211,18 @@ impl Medicus {
 }
 
 /// The patient ids a `list-linked-patients` reply gives for one association type (`self` or `proxy`).
-fn associated<'a>(listed: &'a Value, association: &'a str) -> impl Iterator<Item = String> + 'a {
+fn associated<'a>(listed: &'a Native, association: &'a str) -> impl Iterator<Item = String> + 'a {
     listed
         .get("associatedPatients")
-        .and_then(Value::as_array)
+        .and_then(|v| v.as_array())
         .into_iter()
-        .flatten()
-        .filter(move |p| p.get("associationType").and_then(Value::as_str) == Some(association))
-        .filter_map(|p| p.get("id").and_then(Value::as_str).map(String::from))
+        .flat_map(|patients| patients.as_slice())
+        .filter(move |p| p.get("associationType").and_then(|v| v.as_str()) == Some(association))
+        .filter_map(|p| p.get("id").and_then(|v| v.as_str()).map(String::from))
 }
 
 /// The JSON body of a successful reply, or the FHIR error its status and `errors[]` mean.
-fn reply_body(reply: HttpReply) -> FhirResult<Value> {
+fn reply_body(reply: HttpReply) -> FhirResult<Native> {
     if reply.status.is_success() {
         return super::success_body(&reply, SUPPLIER);
     }

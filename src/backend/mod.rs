@@ -15,6 +15,7 @@ pub mod xml_tree;
 
 use crate::config::{Credentials, NativeConfig, PracticeConfig, Supplier};
 use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::node::Native;
 use crate::mapping::Surface;
 use client::{CallRecord, ClientSettings, HttpClient};
 use credentials::CredentialStore;
@@ -38,7 +39,7 @@ pub struct NativeCall<'a> {
 
 /// A parsed native reply and the calls it took.
 pub struct NativeReply {
-    pub body: Value,
+    pub body: Native,
 }
 
 /// The dialect a practice's supplier speaks.
@@ -238,7 +239,7 @@ impl<'a> HttpCallSpec<'a> {
 /// Parses a native JSON body; anything else is a 502.
 /// A successful reply's body for the mapping: JSON as sent; anything else (a document's bytes) as
 /// `{contentType, data (base64), size}`, which a Binary mapping turns into a FHIR Binary.
-pub fn success_body(reply: &client::HttpReply, supplier: &str) -> FhirResult<Value> {
+pub fn success_body(reply: &client::HttpReply, supplier: &str) -> FhirResult<Native> {
     let content_type = reply
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -248,14 +249,14 @@ pub fn success_body(reply: &client::HttpReply, supplier: &str) -> FhirResult<Val
         return parse_json(&reply.body, supplier);
     }
     use base64::Engine as _;
-    Ok(serde_json::json!({
+    Ok(crate::mapping::node::native_of(&serde_json::json!({
         "contentType": content_type.split(';').next().unwrap_or(content_type).trim(),
         "data": base64::engine::general_purpose::STANDARD.encode(&reply.body),
         "size": reply.body.len(),
-    }))
+    })))
 }
 
-pub fn parse_json(body: &[u8], supplier: &str) -> FhirResult<Value> {
-    serde_json::from_slice(body)
+pub fn parse_json(body: &[u8], supplier: &str) -> FhirResult<Native> {
+    crate::mapping::node::parse_json(body)
         .map_err(|_| FhirError::bad_gateway("IM1-4006", format!("{supplier} sent a reply that is not valid JSON")))
 }

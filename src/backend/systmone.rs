@@ -16,10 +16,12 @@ use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
 use crate::config::SystmOneCredentials;
 use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::node::Native;
 use crate::mapping::Surface;
 use http::Method;
 use quick_xml::escape::escape;
 use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,7 +62,7 @@ struct PfsSession {
     /// The `patientId`s this session reaches (`Registration/PatientAccess`), the user's own first.
     patient_ids: Vec<String>,
     /// The `Authenticate` reply: the only PFS message that carries the patient's own demographics (`Person`).
-    logon: Value,
+    logon: Native,
 }
 
 impl SystmOne {
@@ -86,7 +88,7 @@ impl SystmOne {
         }
     }
 
-    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+    pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Native> {
         match call.surface {
             Surface::Transaction => self.transaction(call, calls).await,
             Surface::Patient => self.pfs(call, calls).await,
@@ -95,7 +97,7 @@ impl SystmOne {
 
     // ---- Client Integration (framed XML over TCP) ----
 
-    async fn transaction(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+    async fn transaction(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Native> {
         let function = call
             .request
             .get("function")
@@ -184,7 +186,7 @@ impl SystmOne {
 
     // ---- PFS (XML over HTTP, suid sessions) ----
 
-    async fn pfs(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Value> {
+    async fn pfs(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<Native> {
         let nhs = call
             .patient_nhs
             .ok_or_else(|| FhirError::internal("IM1-4201", "a patient-facing call needs the patient"))?;
@@ -293,8 +295,9 @@ impl SystmOne {
             return Err(pfs_error_to_fhir(code));
         }
         let auth_passphrase = reply
-            .pointer("/LinkAccountReply/passphrase")
-            .and_then(Value::as_str)
+            .get("LinkAccountReply")
+            .and_then(|r| r.get("passphrase"))
+            .and_then(|p| p.as_str())
             .ok_or_else(broken)?
             .to_string();
         let authenticate = message_xml(
@@ -314,12 +317,15 @@ impl SystmOne {
         }
         // Self is listed first; the others are the patients the user acts for.
         let patient_ids: Vec<String> = tree
-            .pointer("/AuthenticateReply/Registration/0/PatientAccess")
-            .and_then(Value::as_array)
+            .get("AuthenticateReply")
+            .and_then(|r| r.get("Registration"))
+            .and_then(|r| r.get(0))
+            .and_then(|r| r.get("PatientAccess"))
+            .and_then(|access| access.as_array())
             .map(|access| {
                 access
                     .iter()
-                    .filter_map(|a| a.get("patientId").and_then(Value::as_str).map(String::from))
+                    .filter_map(|a| a.get("patientId").and_then(|id| id.as_str()).map(String::from))
                     .collect()
             })
             .unwrap_or_default();
@@ -350,13 +356,13 @@ impl SystmOne {
         suid: Option<&str>,
         call: &NativeCall<'_>,
         calls: &mut Vec<CallRecord>,
-    ) -> FhirResult<Value> {
+    ) -> FhirResult<Native> {
         let request = self.pfs_request(message, body, suid);
         let response = self.http.send(&request, call.request_id, calls).await?;
         self.reply_tree(response)
     }
 
-    fn reply_tree(&self, response: super::client::HttpReply) -> FhirResult<Value> {
+    fn reply_tree(&self, response: super::client::HttpReply) -> FhirResult<Native> {
         if !response.status.is_success() {
             let mut error = status_error(response.status, &response.headers, SUPPLIER);
             if response.status.as_u16() == 503 {
@@ -370,13 +376,13 @@ impl SystmOne {
 
 /// A PFS reply as mappings see it: the content of its root element (`<RequestPatientRecordReply>`), as
 /// Client Integration replies are the content of their `Result`, so a mapping reads `reply.Event` on both.
-fn reply_content(tree: Value) -> Value {
-    match tree {
-        Value::Object(root) if root.len() == 1 => {
-            root.into_iter().next().map(|(_, content)| content).unwrap_or_default()
+fn reply_content(mut tree: Native) -> Native {
+    if let Some(root) = tree.as_object_mut().filter(|root| root.len() == 1) {
+        if let Some((_, content)) = root.iter_mut().next() {
+            return content.take();
         }
-        other => other,
     }
+    tree
 }
 
 /// `<Name attr="..">` with every attribute escaped.
@@ -411,8 +417,8 @@ fn attributes(value: Option<&Value>) -> FhirResult<String> {
     Ok(out)
 }
 
-fn pfs_error(tree: &Value) -> Option<u32> {
-    let root = tree.as_object()?.values().next()?;
+fn pfs_error(tree: &Native) -> Option<u32> {
+    let (_, root) = tree.as_object()?.iter().next()?;
     let error = if tree.get("Error").is_some() {
         root
     } else {
@@ -444,17 +450,21 @@ fn pfs_error_to_fhir(code: u32) -> FhirError {
 }
 
 /// The `Result` of a successful Client Integration reply, or the FHIR error its `Error` means.
-fn transaction_result(tree: Value) -> FhirResult<Value> {
-    let response = tree.get("ClientIntegrationResponse").ok_or_else(broken)?;
-    if response.get("outcome").and_then(Value::as_str) == Some("Success") {
+fn transaction_result(mut tree: Native) -> FhirResult<Native> {
+    let response = tree.get_mut("ClientIntegrationResponse").ok_or_else(broken)?;
+    if response.get("outcome").and_then(|o| o.as_str()) == Some("Success") {
+        // Moved out of the tree, not copied: a record's result can be large.
         return Ok(response
-            .pointer("/Result/0")
-            .cloned()
-            .unwrap_or(Value::Object(Map::new())));
+            .get_mut("Result")
+            .and_then(|result| result.get_mut(0))
+            .map(Native::take)
+            .unwrap_or_else(|| sonic_rs::Object::new().into_value()));
     }
     let code = response
-        .pointer("/Error/0/errorCode")
-        .and_then(Value::as_str)
+        .get("Error")
+        .and_then(|e| e.get(0))
+        .and_then(|e| e.get("errorCode"))
+        .and_then(|c| c.as_str())
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     Err(match code {

@@ -12,8 +12,8 @@
 //! `translate('m', r.Reason if r.Abnormal else 'Normal') if r.Abnormal is defined and r.Abnormal is not none`.
 
 use super::concept_map::{ConceptMap, ConceptMaps};
-use super::context::is_empty_deep;
 use super::expr::{self, Engine, Path, Step};
+use super::node::{Kind, Node};
 use super::template::Scope;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -251,10 +251,10 @@ fn passes(scope: &Scope, path: &Path, test: Test, negate: bool) -> bool {
     let passes = match test {
         Test::Defined => found.is_some(),
         Test::Undefined => found.is_none(),
-        Test::None => matches!(found, Some(Value::Null)),
-        Test::Number => match found {
-            Some(Value::Bool(_)) => true,
-            Some(Value::Number(n)) => n.as_i64().is_some() || n.as_f64().is_some(),
+        Test::None => found.is_some_and(Node::is_null),
+        Test::Number => match found.map(|value| (value, value.kind())) {
+            Some((_, Kind::Bool(_))) => true,
+            Some((value, Kind::Number)) => value.as_i64().is_some() || value.as_f64().is_some(),
             _ => false,
         },
     };
@@ -301,18 +301,23 @@ impl Clause {
             Clause::Is { path, test, negate } => passes(scope, path, *test, *negate),
             // The engine compares kinds too: only text equals text.
             Clause::Equals { path, text } => {
-                matches!(scope.walk(path), Some((Value::String(s), _)) if s == text)
+                scope.walk(path).and_then(|(value, _)| value.as_str()) == Some(text.as_str())
             }
             // The engine's truth: nothing, none, false, zero and empty text, lists and maps are false.
-            Clause::Truthy(path) => match scope.walk(path).map(|(value, _)| value) {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-                Some(Value::String(s)) => !s.is_empty(),
-                Some(Value::Array(items)) => !items.is_empty(),
-                Some(Value::Object(map)) => !map.is_empty(),
-            },
+            Clause::Truthy(path) => scope.walk(path).is_some_and(|(value, _)| engine_truth(value)),
         }
+    }
+}
+
+/// Whether the engine finds a value true: none, false, zero and empty text, lists and maps are false.
+fn engine_truth(value: Node) -> bool {
+    match value.kind() {
+        Kind::Null => false,
+        Kind::Bool(b) => b,
+        Kind::Number => value.as_f64().is_some_and(|f| f != 0.0),
+        Kind::Str(s) => !s.is_empty(),
+        Kind::Array => value.items().next().is_some(),
+        Kind::Object => value.entries().next().is_some(),
     }
 }
 
@@ -351,12 +356,13 @@ impl Arg {
             Arg::Float(path) => {
                 // The engine's `float` filter: nothing is 0.0, text is parsed (an error is the engine's to
                 // give), numbers and booleans are converted.
-                let number = match scope.walk(path).map(|(value, _)| value) {
-                    None | Some(Value::Null) => 0.0,
-                    Some(Value::String(s)) => s.parse::<f64>().ok()?,
-                    Some(Value::Number(n)) => n.as_f64()?,
-                    Some(Value::Bool(b)) => f64::from(u8::from(*b)),
-                    Some(Value::Array(_) | Value::Object(_)) => return None,
+                let found = scope.walk(path).map(|(value, _)| value);
+                let number = match found.map(|value| (value, value.kind())) {
+                    None | Some((_, Kind::Null)) => 0.0,
+                    Some((_, Kind::Str(s))) => s.parse::<f64>().ok()?,
+                    Some((value, Kind::Number)) => value.as_f64()?,
+                    Some((_, Kind::Bool(b))) => f64::from(u8::from(b)),
+                    Some((_, Kind::Array | Kind::Object)) => return None,
                 };
                 // JSON has no NaN or infinity; what the engine makes of them is its own.
                 if !number.is_finite() {
@@ -399,18 +405,18 @@ impl Arg {
     }
 }
 
-/// A JSON value as an argument; a clean binding's empty values are not there.
-fn plain(value: &Value, clean: bool) -> Option<Plain<'_>> {
-    if clean && is_empty_deep(value) {
+/// A value as an argument; a clean binding's empty values are not there.
+fn plain<'v>(value: Node<'v>, clean: bool) -> Option<Plain<'v>> {
+    if clean && value.is_empty_deep() {
         return Some(Plain::Nothing);
     }
-    match value {
-        Value::Null => Some(Plain::Nothing),
-        Value::String(s) => Some(Plain::Text(Cow::Borrowed(s))),
-        Value::Bool(b) => Some(Plain::Bool(*b)),
-        // The engine gets an i64 for such a number (`context::to_engine`), and other numbers as floats.
-        Value::Number(n) => n.as_i64().map(Plain::Int),
-        Value::Array(_) | Value::Object(_) => None,
+    match value.kind() {
+        Kind::Null => Some(Plain::Nothing),
+        Kind::Str(s) => Some(Plain::Text(Cow::Borrowed(s))),
+        Kind::Bool(b) => Some(Plain::Bool(b)),
+        // The engine gets an i64 for such a number (`Node::to_engine`), and other numbers as floats.
+        Kind::Number => value.as_i64().map(Plain::Int),
+        Kind::Array | Kind::Object => None,
     }
 }
 
@@ -539,7 +545,7 @@ mod tests {
     /// What the engine gives for `source` with the record as `r`.
     fn engine_value(engine: &Engine, source: &str, record: &Value, clean: bool) -> minijinja::Value {
         let need = crate::mapping::context::Reads::scan(source);
-        let r = need.0[0].1.convert(record, clean);
+        let r = need.0[0].1.convert(Node::Json(record), clean);
         engine
             .compile(source)
             .unwrap()
@@ -554,7 +560,7 @@ mod tests {
         let record = serde_json::json!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 } });
         let mut checked = 0;
         for clean in [false, true] {
-            let base = Scope::root("_", &Value::Null);
+            let base = Scope::root("_", Node::NULL);
             let scope = bound(&base, &record, clean);
             for key in ["n", "i", "b", "s", "z", "e", "o", "o.k", "o.x", "x", "x.y"] {
                 for test in ["number", "defined", "undefined", "none", "not number", "not none"] {
@@ -608,7 +614,7 @@ mod tests {
         ];
         let mut direct_runs = 0;
         for clean in [false, true] {
-            let base = Scope::root("_", &Value::Null);
+            let base = Scope::root("_", Node::NULL);
             let scope = bound(&base, &record, clean);
             for source in expressions {
                 let call = Call::compile(source, &engine).unwrap_or_else(|| panic!("not compiled: {source}"));

@@ -15,10 +15,9 @@
 //! items is no fault).
 
 use super::call::{call_parts, literal, plain_path, split_all_top, split_top};
-use super::context::is_empty_deep;
 use super::expr::{self, Path};
+use super::node::{Kind, Node};
 use super::template::Scope;
-use serde_json::Value;
 
 /// A compiled selection.
 pub struct Chain {
@@ -54,7 +53,7 @@ enum Operand {
 
 /// One value of a list as the engine holds it.
 enum Item<'v> {
-    Value(&'v Value),
+    Value(Node<'v>),
     Undefined,
     List(Vec<Item<'v>>),
 }
@@ -85,12 +84,12 @@ impl Chain {
     }
 
     /// The records the selection gives, borrowed from the scope's values; `None` to leave it to the engine.
-    pub fn records<'v>(&self, scope: &Scope<'_, 'v>) -> Option<Vec<&'v Value>> {
+    pub fn records<'v>(&self, scope: &Scope<'_, 'v>) -> Option<Vec<Node<'v>>> {
         let mut records = Vec::new();
         for item in self.eval(scope)? {
             match item {
                 // The engine's answer passes through `non_empty`, which leaves no empty record.
-                Item::Value(value) if is_empty_deep(value) => {}
+                Item::Value(value) if value.is_empty_deep() => {}
                 Item::Value(value) => records.push(value),
                 // The engine gives none for it, which is no record.
                 Item::Undefined => {}
@@ -103,12 +102,12 @@ impl Chain {
     fn eval<'v>(&self, scope: &Scope<'_, 'v>) -> Option<Vec<Item<'v>>> {
         let mut items = match &self.source {
             Source::Path(path) => match scope.walk(path)?.0 {
-                Value::Array(values) => values.iter().map(Item::Value).collect(),
+                list if list.kind() == Kind::Array => list.items().map(Item::Value).collect(),
                 _ => return None,
             },
-            Source::PathOrEmpty(path) => match scope.walk(path).map(|(v, _)| v) {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(values)) => values.iter().map(Item::Value).collect(),
+            Source::PathOrEmpty(path) => match scope.walk(path).map(|(v, _)| (v, v.kind())) {
+                None | Some((_, Kind::Null)) => Vec::new(),
+                Some((list, Kind::Array)) => list.items().map(Item::Value).collect(),
                 Some(_) => return None,
             },
             Source::List(chains) => chains
@@ -163,16 +162,19 @@ impl Filter {
             Filter::Attribute(name) => items
                 .into_iter()
                 .map(|item| match item {
-                    Item::Value(Value::Object(map)) => Some(map.get(name).map_or(Item::Undefined, Item::Value)),
-                    Item::Value(Value::Array(_)) | Item::List(_) | Item::Undefined => None,
-                    Item::Value(_) => Some(Item::Undefined),
+                    Item::Value(value) => match value.kind() {
+                        Kind::Object => Some(value.get(name).map_or(Item::Undefined, Item::Value)),
+                        Kind::Array => None,
+                        _ => Some(Item::Undefined),
+                    },
+                    Item::List(_) | Item::Undefined => None,
                 })
                 .collect::<Option<_>>()?,
             Filter::Flatten => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
-                        Item::Value(Value::Array(values)) => out.extend(values.iter().map(Item::Value)),
+                        Item::Value(list) if list.kind() == Kind::Array => out.extend(list.items().map(Item::Value)),
                         Item::List(inner) => out.extend(inner),
                         other => out.push(other),
                     }
@@ -182,21 +184,18 @@ impl Filter {
             Filter::SelectAttr { name, equals } => {
                 let wanted: &str = match equals {
                     Operand::Text(text) => text,
-                    Operand::Path(path) => match scope.walk(path)?.0 {
-                        Value::String(text) => text,
-                        _ => return None,
-                    },
+                    Operand::Path(path) => scope.walk(path)?.0.as_str()?,
                 };
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
-                        Item::Value(Value::Object(map)) => {
-                            if matches!(map.get(name), Some(Value::String(s)) if s == wanted) {
-                                out.push(item);
-                            }
-                        }
-                        Item::Value(Value::Array(_)) | Item::List(_) => return None,
-                        Item::Value(_) | Item::Undefined => {}
+                        Item::Value(value) => match value.kind() {
+                            Kind::Object if value.get(name).and_then(Node::as_str) == Some(wanted) => out.push(item),
+                            Kind::Array => return None,
+                            _ => {}
+                        },
+                        Item::List(_) => return None,
+                        Item::Undefined => {}
                     }
                 }
                 out
@@ -212,7 +211,7 @@ mod tests {
     use super::super::expr::Engine;
     use super::super::template::non_empty;
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::Arc;
 
     #[test]
@@ -254,13 +253,13 @@ mod tests {
                 .records(&scope)
                 .unwrap_or_else(|| panic!("gave up: {source}"))
                 .into_iter()
-                .filter_map(|r| non_empty(r.clone()))
+                .filter_map(|r| r.to_json_clean())
                 .collect();
             let reads = Reads::scan(source);
             let context: std::collections::BTreeMap<String, minijinja::Value> = reads
                 .0
                 .iter()
-                .map(|(name, need)| (name.clone(), need.convert(&vars[name.as_str()], false)))
+                .map(|(name, need)| (name.clone(), need.convert(Node::Json(&vars[name.as_str()]), false)))
                 .collect();
             let value = engine
                 .compile(source)
@@ -292,7 +291,8 @@ mod tests {
         let chain =
             Chain::compile("reply.Event | map(attribute='Item') | flatten | selectattr('type', 'eq', 'x') | list");
         let records = chain.unwrap().records(&Scope::of_object(&vars)).unwrap();
-        assert_eq!(records, vec![&json!({ "type": "x", "id": "i1" })]);
+        let records: Vec<Value> = records.into_iter().map(Node::to_json).collect();
+        assert_eq!(records, vec![json!({ "type": "x", "id": "i1" })]);
         // A map where a list is expected is the engine's to handle.
         let vars = json!({ "reply": { "Event": { "type": "x" } } });
         let chain = Chain::compile("reply.Event | selectattr('type', 'eq', 'x') | list").unwrap();

@@ -5,6 +5,7 @@
 //! is scanned once, when it is compiled, for the variable paths it reads; when it runs only those are
 //! converted: the objects on the way hold just the keys read, and the value at a path's end is converted whole.
 
+use super::node::{Kind, Node};
 use minijinja::Value as JValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -39,18 +40,18 @@ impl Need {
 
     /// The engine's value for what is read of `value`. `clean` reads it as `non_empty` would leave it: nulls,
     /// blank strings and empty lists and objects are not there.
-    pub fn convert(&self, value: &Value, clean: bool) -> JValue {
-        match (self, value) {
-            (Need::Keys(keys), Value::Object(map)) => JValue::from(
+    pub fn convert(&self, value: Node, clean: bool) -> JValue {
+        match self {
+            Need::Keys(keys) if value.kind() == Kind::Object => JValue::from(
                 keys.iter()
                     .filter_map(|(key, need)| {
-                        let child = map.get(key).filter(|c| !(clean && is_empty_deep(c)))?;
+                        let child = value.get(key).filter(|c| !(clean && c.is_empty_deep()))?;
                         Some((key.clone(), need.convert(child, clean)))
                     })
                     .collect::<BTreeMap<String, JValue>>(),
             ),
-            _ if clean => to_engine_clean(value).unwrap_or(JValue::from(())),
-            _ => to_engine(value),
+            _ if clean => value.to_engine_clean().unwrap_or(JValue::from(())),
+            _ => value.to_engine(),
         }
     }
 }
@@ -165,37 +166,9 @@ fn skip_string(bytes: &[u8], start: usize) -> usize {
     i + 1
 }
 
-/// Whether `non_empty` would drop the value: null, a blank string, or a list or object of such only.
-pub fn is_empty_deep(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Array(items) => items.iter().all(is_empty_deep),
-        Value::Object(map) => map.values().all(is_empty_deep),
-        Value::Bool(_) | Value::Number(_) => false,
-    }
-}
-
-/// Converts a JSON value for the expression engine by hand: serde_json is built with `arbitrary_precision`
-/// (fhirbolt needs it), which makes its numbers serialise as maps, so a serde round trip would hand the
-/// engine maps where the template expects numbers.
+/// Converts a JSON value for the expression engine (see [`Node::to_engine`]).
 pub fn to_engine(value: &Value) -> JValue {
-    match value {
-        Value::Null => JValue::from(()),
-        Value::Bool(b) => JValue::from(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => JValue::from(i),
-            (None, Some(f)) => JValue::from(f),
-            (None, None) => JValue::from(n.to_string()),
-        },
-        Value::String(s) => JValue::from(s.as_str()),
-        Value::Array(items) => JValue::from(items.iter().map(to_engine).collect::<Vec<_>>()),
-        Value::Object(map) => JValue::from(
-            map.iter()
-                .map(|(k, v)| (k.clone(), to_engine(v)))
-                .collect::<BTreeMap<String, JValue>>(),
-        ),
-    }
+    Node::Json(value).to_engine()
 }
 
 /// The JSON value of an engine value, as `serde_json::to_value` gives it (the same values, keys and order),
@@ -252,26 +225,6 @@ pub fn from_engine(value: &JValue) -> Result<Value, serde_json::Error> {
             }
         }
         _ => serde_json::to_value(value),
-    }
-}
-
-/// As [`to_engine`] of what `non_empty` leaves of the value (None: nothing), without making that copy.
-fn to_engine_clean(value: &Value) -> Option<JValue> {
-    match value {
-        Value::Null => None,
-        Value::String(s) if s.trim().is_empty() => None,
-        Value::Array(items) => {
-            let items: Vec<JValue> = items.iter().filter_map(to_engine_clean).collect();
-            (!items.is_empty()).then(|| JValue::from(items))
-        }
-        Value::Object(map) => {
-            let map: BTreeMap<String, JValue> = map
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), to_engine_clean(v)?)))
-                .collect();
-            (!map.is_empty()).then(|| JValue::from(map))
-        }
-        other => Some(to_engine(other)),
     }
 }
 
@@ -348,9 +301,9 @@ mod tests {
         let record = json!({ "A": { "B": 1, "C": [1, null] }, "D": null, "E": "x" });
         let need = keys(&[("A", keys(&[("C", Need::Whole)])), ("D", Need::Whole)]);
         assert_eq!(
-            need.convert(&record, false).to_string(),
+            need.convert(Node::Json(&record), false).to_string(),
             "{'A': {'C': [1, None]}, 'D': None}"
         );
-        assert_eq!(need.convert(&record, true).to_string(), "{'A': {'C': [1]}}");
+        assert_eq!(need.convert(Node::Json(&record), true).to_string(), "{'A': {'C': [1]}}");
     }
 }

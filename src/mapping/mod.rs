@@ -7,6 +7,7 @@ pub mod context;
 pub mod expr;
 pub mod file;
 pub mod join;
+pub mod node;
 pub mod problem;
 pub mod profile;
 pub mod registry;

@@ -194,6 +194,7 @@ pub fn display(ty: &str) -> String {
 
 fn read_structure_definition(text: &str) -> Option<Profile> {
     let tree = crate::backend::xml_tree::parse(text.as_bytes()).ok()?;
+    let tree = crate::mapping::node::Node::Native(&tree).to_json();
     let sd = tree.get("StructureDefinition")?;
     let value =
         |node: &Value, key: &str| -> Option<String> { node.get(key)?.get(0)?.get("value")?.as_str().map(String::from) };

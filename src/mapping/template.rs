@@ -11,13 +11,13 @@
 
 use super::call::{Call, Out};
 use super::chain::Chain;
-use super::context::{is_empty_deep, Need, Reads};
+use super::context::{Need, Reads};
 use super::expr::{self, Compiled, Engine, Path, Step};
+use super::node::{Held, Kind, Node};
 use super::problem::{child, index, Problems};
-use super::yaml::{Node, NodeValue};
+use super::yaml::{self, NodeValue};
 use minijinja::Value as JValue;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,7 +65,7 @@ pub struct Site<'a> {
 }
 
 /// Compiles a node; problems go to `problems` and the node compiles to something harmless.
-pub fn compile(node: &Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
+pub fn compile(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
     match &node.value {
         NodeValue::Null => Tmpl::Lit(Value::Null),
         NodeValue::Bool(b) => Tmpl::Lit(Value::Bool(*b)),
@@ -81,7 +81,11 @@ pub fn compile(node: &Node, path: &str, site: &mut Site, problems: &mut Problems
             for (i, item) in items.iter().enumerate() {
                 let item_path = index(path, i);
                 if let Some(source) = item.get("$each") {
-                    let var = item.get("$as").and_then(Node::as_str).unwrap_or("item").to_string();
+                    let var = item
+                        .get("$as")
+                        .and_then(yaml::Node::as_str)
+                        .unwrap_or("item")
+                        .to_string();
                     let source = compile(source, &child(&item_path, "$each"), site, problems);
                     site.vars.push(var.clone());
                     let body = compile_object(item, &item_path, site, problems, &["$each", "$as"]);
@@ -97,7 +101,7 @@ pub fn compile(node: &Node, path: &str, site: &mut Site, problems: &mut Problems
     }
 }
 
-fn compile_object(node: &Node, path: &str, site: &mut Site, problems: &mut Problems, skip: &[&str]) -> Tmpl {
+fn compile_object(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Problems, skip: &[&str]) -> Tmpl {
     let mut cond = None;
     let mut fields = Vec::new();
     for (key, key_pos, value) in node.entries() {
@@ -119,7 +123,7 @@ fn compile_object(node: &Node, path: &str, site: &mut Site, problems: &mut Probl
     Tmpl::Object { cond, fields }
 }
 
-fn compile_text(text: &str, node: &Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
+fn compile_text(text: &str, node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
     if let Some(inner) = expr::whole_expression(text) {
         return compile_leaf(inner, node, path, site, problems);
     }
@@ -152,13 +156,17 @@ fn compile_text(text: &str, node: &Node, path: &str, site: &mut Site, problems: 
     Tmpl::Interp(parts)
 }
 
-fn compile_leaf(source: &str, node: &Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
+fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
     if let Some((name, args)) = expr::partial_call(source) {
         let args = args
             .iter()
             .map(|a| compile_leaf(a, node, path, site, problems))
             .collect();
         return Tmpl::Partial { name, args };
+    }
+    // A string literal (a partial's argument such as 'Patient') is a literal, not a run of the engine.
+    if let Some(text) = super::call::literal(source) {
+        return Tmpl::Lit(Value::String(text));
     }
     if let Some(p) = Path::parse(source) {
         if !site.vars.contains(&p.root) {
@@ -253,7 +261,7 @@ pub struct Partial {
 /// reads.
 pub struct Scope<'s, 'v> {
     name: &'s str,
-    value: &'v Value,
+    value: Node<'v>,
     /// Read as `non_empty` would leave the value (no nulls, blank strings, empty lists or objects): records
     /// and partial arguments are read so, from the native reply itself rather than a cleaned copy of it.
     clean: bool,
@@ -262,11 +270,9 @@ pub struct Scope<'s, 'v> {
     parent: Option<&'s Scope<'s, 'v>>,
 }
 
-const NULL: Value = Value::Null;
-
 impl<'s, 'v> Scope<'s, 'v> {
-    pub fn root(name: &'s str, value: &'v Value) -> Scope<'s, 'v> {
-        Scope::new(name, value, false, None)
+    pub fn root(name: &'s str, value: impl Into<Node<'v>>) -> Scope<'s, 'v> {
+        Scope::new(name, value.into(), false, None)
     }
 
     /// A scope whose variables are the entries of one JSON object (small values: ids, parameters).
@@ -274,17 +280,21 @@ impl<'s, 'v> Scope<'s, 'v> {
         Scope::root("", object)
     }
 
-    pub fn bind(&'s self, name: &'s str, value: &'v Value) -> Scope<'s, 'v> {
-        Scope::new(name, value, false, Some(self))
+    pub fn bind(&'s self, name: &'s str, value: impl Into<Node<'v>>) -> Scope<'s, 'v> {
+        Scope::new(name, value.into(), false, Some(self))
     }
 
     /// Binds a value read as `non_empty` would leave it (nothing left: null).
-    pub fn bind_clean(&'s self, name: &'s str, value: &'v Value) -> Scope<'s, 'v> {
-        Scope::new(name, value, true, Some(self))
+    pub fn bind_clean(&'s self, name: &'s str, value: impl Into<Node<'v>>) -> Scope<'s, 'v> {
+        Scope::new(name, value.into(), true, Some(self))
     }
 
-    fn new(name: &'s str, value: &'v Value, clean: bool, parent: Option<&'s Scope<'s, 'v>>) -> Scope<'s, 'v> {
-        let value = if clean && is_empty_deep(value) { &NULL } else { value };
+    fn new(name: &'s str, value: Node<'v>, clean: bool, parent: Option<&'s Scope<'s, 'v>>) -> Scope<'s, 'v> {
+        let value = if clean && value.is_empty_deep() {
+            Node::NULL
+        } else {
+            value
+        };
         Scope {
             name,
             value,
@@ -295,11 +305,11 @@ impl<'s, 'v> Scope<'s, 'v> {
     }
 
     /// The value a variable names, and whether it is read clean.
-    fn lookup(&self, name: &str) -> Option<(&'v Value, bool)> {
+    fn lookup(&self, name: &str) -> Option<(Node<'v>, bool)> {
         let mut scope = Some(self);
         while let Some(s) = scope {
             if s.name.is_empty() {
-                if let Some(v) = s.value.get(name).filter(|v| !(s.clean && is_empty_deep(v))) {
+                if let Some(v) = s.value.get(name).filter(|v| !(s.clean && v.is_empty_deep())) {
                     return Some((v, s.clean));
                 }
             } else if s.name == name {
@@ -312,15 +322,15 @@ impl<'s, 'v> Scope<'s, 'v> {
 
     /// Follows a plain path; a clean value's empty members are not there (and its list items are counted
     /// without them).
-    pub fn walk(&self, path: &Path) -> Option<(&'v Value, bool)> {
+    pub fn walk(&self, path: &Path) -> Option<(Node<'v>, bool)> {
         let (mut value, clean) = self.lookup(&path.root)?;
         for step in &path.steps {
             value = match step {
-                Step::Key(k) => value.get(k.as_str())?,
-                Step::Index(i) if clean => value.as_array()?.iter().filter(|v| !is_empty_deep(v)).nth(*i)?,
-                Step::Index(i) => value.get(*i)?,
+                Step::Key(k) => value.get(k)?,
+                Step::Index(i) if clean => value.items().filter(|v| !v.is_empty_deep()).nth(*i)?,
+                Step::Index(i) => value.at(*i)?,
             };
-            if clean && is_empty_deep(value) {
+            if clean && value.is_empty_deep() {
                 return None;
             }
         }
@@ -342,7 +352,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         let mut scope = Some(self);
         while let Some(s) = scope {
             if s.name.is_empty() {
-                if let Some(v) = s.value.get(name).filter(|v| !(s.clean && is_empty_deep(v))) {
+                if let Some(v) = s.value.get(name).filter(|v| !(s.clean && v.is_empty_deep())) {
                     return Some(need.convert(v, s.clean));
                 }
             } else if s.name == name {
@@ -366,7 +376,7 @@ pub struct EvalError(pub String);
 pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> Result<Option<Value>, EvalError> {
     Ok(match tmpl {
         Tmpl::Lit(v) => non_empty(v.clone()),
-        Tmpl::Path(p) => scope.walk(p).and_then(|(v, _)| non_empty(v.clone())),
+        Tmpl::Path(p) => scope.walk(p).and_then(|(v, _)| v.to_json_clean()),
         Tmpl::Expr {
             source,
             compiled,
@@ -394,7 +404,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             let partial = partials
                 .get(name)
                 .ok_or_else(|| EvalError(format!("unknown partial '{name}'")))?;
-            let values: Vec<Option<Cow<Value>>> = args
+            let values: Vec<Option<Held>> = args
                 .iter()
                 .map(|a| eval_ref(a, scope, partials))
                 .collect::<Result<_, _>>()?;
@@ -402,7 +412,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
         }
         Tmpl::Object { cond, fields } => {
             if let Some(cond) = cond {
-                if !truthy(eval_ref(cond, scope, partials)?.as_deref()) {
+                if !truthy(eval_ref(cond, scope, partials)?.as_ref().map(Held::node)) {
                     return Ok(None);
                 }
             }
@@ -427,7 +437,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
                     },
                     Item::Each { source, var, body } => {
                         if let Some(list) = eval_ref(source, scope, partials)? {
-                            for element in elements(&list) {
+                            for element in elements(list.node()) {
                                 let inner = scope.bind_clean(var, element);
                                 out.extend(eval(body, &inner, partials)?);
                             }
@@ -446,14 +456,14 @@ pub fn eval_ref<'v>(
     tmpl: &Tmpl,
     scope: &Scope<'_, 'v>,
     partials: &HashMap<String, Partial>,
-) -> Result<Option<Cow<'v, Value>>, EvalError> {
+) -> Result<Option<Held<'v>>, EvalError> {
     match tmpl {
         Tmpl::Path(p) => Ok(scope
             .walk(p)
             .map(|(v, _)| v)
-            .filter(|v| !is_empty_deep(v))
-            .map(Cow::Borrowed)),
-        _ => Ok(eval(tmpl, scope, partials)?.map(Cow::Owned)),
+            .filter(|v| !v.is_empty_deep())
+            .map(Held::Borrowed)),
+        _ => Ok(eval(tmpl, scope, partials)?.map(Held::Owned)),
     }
 }
 
@@ -463,27 +473,27 @@ pub fn select_records<'v>(
     tmpl: &Tmpl,
     scope: &Scope<'_, 'v>,
     partials: &HashMap<String, Partial>,
-) -> Result<Vec<Cow<'v, Value>>, EvalError> {
+) -> Result<Vec<Held<'v>>, EvalError> {
     if let Tmpl::Expr { chain: Some(chain), .. } = tmpl {
         if let Some(records) = chain.records(scope) {
-            return Ok(records.into_iter().map(Cow::Borrowed).collect());
+            return Ok(records.into_iter().map(Held::Borrowed).collect());
         }
     }
     Ok(match eval_ref(tmpl, scope, partials)? {
         None => Vec::new(),
-        Some(Cow::Borrowed(list)) => elements(list).map(Cow::Borrowed).collect(),
-        Some(Cow::Owned(Value::Array(items))) => items.into_iter().map(Cow::Owned).collect(),
-        Some(Cow::Owned(single)) => vec![Cow::Owned(single)],
+        Some(Held::Borrowed(list)) => elements(list).map(Held::Borrowed).collect(),
+        Some(Held::Owned(Value::Array(items))) => items.into_iter().map(Held::Owned).collect(),
+        Some(Held::Owned(single)) => vec![Held::Owned(single)],
     })
 }
 
 /// The elements of a list read clean (a single value is a list of one).
-pub fn elements(list: &Value) -> impl Iterator<Item = &Value> {
-    let items = match list {
-        Value::Array(items) => items.as_slice(),
-        single => std::slice::from_ref(single),
+pub fn elements<'v>(list: Node<'v>) -> impl Iterator<Item = Node<'v>> {
+    let (items, single) = match list.kind() {
+        Kind::Array => (list.items(), None),
+        _ => (Node::NULL.items(), Some(list)),
     };
-    items.iter().filter(|v| !is_empty_deep(v))
+    items.chain(single).filter(|v| !v.is_empty_deep())
 }
 
 fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Result<Option<Value>, EvalError> {
@@ -499,23 +509,23 @@ fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Resul
 
 fn eval_partial(
     partial: &Partial,
-    args: &[Option<Cow<Value>>],
+    args: &[Option<Held>],
     partials: &HashMap<String, Partial>,
 ) -> Result<Option<Value>, EvalError> {
     match partial.params.first() {
-        None => eval(&partial.body, &Scope::root("_", &NULL), partials),
+        None => eval(&partial.body, &Scope::root("_", Node::NULL), partials),
         Some(first) => eval_bound(partial, args, 1, &Scope::new(first, arg(args, 0), true, None), partials),
     }
 }
 
-fn arg<'v>(args: &'v [Option<Cow<Value>>], i: usize) -> &'v Value {
-    args.get(i).and_then(Option::as_deref).unwrap_or(&NULL)
+fn arg<'v>(args: &'v [Option<Held>], i: usize) -> Node<'v> {
+    args.get(i).and_then(Option::as_ref).map_or(Node::NULL, Held::node)
 }
 
 /// Binds parameters one by one (each scope borrows the previous), then runs the body.
 fn eval_bound(
     partial: &Partial,
-    args: &[Option<Cow<Value>>],
+    args: &[Option<Held>],
     i: usize,
     scope: &Scope,
     partials: &HashMap<String, Partial>,
@@ -529,12 +539,13 @@ fn eval_bound(
     }
 }
 
-fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-        Some(_) => true,
+fn truthy(value: Option<Node>) -> bool {
+    let Some(value) = value else { return false };
+    match value.kind() {
+        Kind::Null | Kind::Bool(false) => false,
+        Kind::Str(s) => !s.is_empty(),
+        Kind::Number => value.as_f64() != Some(0.0),
+        Kind::Bool(true) | Kind::Array | Kind::Object => true,
     }
 }
 
@@ -565,7 +576,6 @@ fn keep(value: &mut Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::concept_map::ConceptMaps;
-    use super::super::yaml;
     use super::*;
     use serde_json::json;
     use std::sync::Arc;
