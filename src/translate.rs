@@ -10,10 +10,10 @@ use crate::fhir::rest::SearchParam;
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
-use crate::mapping::expr::REFERENCE_MARK;
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
 use crate::mapping::node::{Held, Native, Node};
-use crate::mapping::template::{eval, select_records, Partial, Scope};
+use crate::mapping::refs::References;
+use crate::mapping::template::{self, eval, select_records, EvalError, Partial, Scope, Tmpl};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -80,9 +80,9 @@ pub async fn read(
     let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
     let replies = call_pages(ctx, practice, step, &vars, out).await?;
     let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
-    let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, &id.patient);
+    let builder = Builder::new(ctx.registry, ctx.ids, Origin::of(practice), &id.patient);
     for record in &records {
-        let resource = build(&mut refs, Origin::of(practice), mapping, record.node(), &vars)?;
+        let resource = builder.build(mapping, record.node(), &vars)?;
         if let Some(resource) = resource {
             if resource.get("id").and_then(Value::as_str)
                 == Some(&ctx.ids.encode(&mapping.resource, id).unwrap_or_default())
@@ -155,9 +155,9 @@ pub async fn search(
     let vars = Vars::new(Origin::of(practice), ctx, &id, Value::Object(param_vars), patient);
     let replies = call_pages(ctx, practice, step, &vars, out).await?;
     let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
-    let mut refs = References::new(ctx.registry, ctx.ids, &practice.ods, patient);
+    let builder = Builder::new(ctx.registry, ctx.ids, Origin::of(practice), patient);
     for record in &records {
-        if let Some(resource) = build(&mut refs, Origin::of(practice), mapping, record.node(), &vars)? {
+        if let Some(resource) = builder.build(mapping, record.node(), &vars)? {
             if search::matches(&resource, params)? {
                 out.resources.push(resource);
             }
@@ -308,7 +308,8 @@ fn select_all<'a>(
     let one = join
         .apply(pieces)
         .map_err(|e| FhirError::bad_gateway("IM1-3108", format!("the native pages could not be joined: {e}")))?;
-    Ok(one.into_iter().map(Held::Owned).collect())
+    // Read as records are (clean), so the joined record is held as a computed value is.
+    Ok(one.and_then(template::non_empty).into_iter().map(Held::Owned).collect())
 }
 
 /// The request for the page after this reply, if the step pages and the reply says there is one.
@@ -372,9 +373,9 @@ pub fn translate_read_replies(
     let vars = Vars::offline(origin, &id, Value::Object(Map::new()));
     let records = select_all(step, &vars, replies, &registry.partials)?;
     let mut out = Vec::with_capacity(records.len());
-    let mut refs = References::new(registry, ids, origin.ods, patient_key);
+    let builder = Builder::new(registry, ids, origin, patient_key);
     for record in &records {
-        out.extend(build(&mut refs, origin, mapping, record.node(), &vars)?);
+        out.extend(builder.build(mapping, record.node(), &vars)?);
     }
     Ok(out)
 }
@@ -382,141 +383,100 @@ pub fn translate_read_replies(
 /// A native list longer than this many pages is treated as a native fault rather than followed forever.
 const MAX_NATIVE_PAGES: usize = 200;
 
-/// Builds one resource from one native record: template, id, provenance.
-fn build(
-    refs: &mut References,
-    origin: Origin,
-    mapping: &MappingFile,
-    record: Node,
-    vars: &Vars,
-) -> FhirResult<Option<Value>> {
-    let (ids, patient_key) = (refs.ids, refs.patient_key);
-    let partials = &refs.registry.partials;
-    let failed = |e: crate::mapping::template::EvalError| {
-        FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0))
-    };
-    let base = vars.scope();
-    // Records are read as `non_empty` would leave them (selected records always were).
-    let scope = base.bind_clean("r", record);
-    let Some(native_key) = eval(&mapping.id, &scope, partials).map_err(failed)? else {
-        return Ok(None);
-    };
-    let native_key = match native_key {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    let Some(mut resource) = eval(&mapping.template, &scope, partials).map_err(failed)? else {
-        return Ok(None);
-    };
-    refs.resolve(&mut resource)
-        .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
-    let id = LogicalId {
-        practice: origin.ods.to_string(),
-        patient: if mapping.compartment == Compartment::Patient {
-            patient_key.to_string()
-        } else {
-            String::new()
-        },
-        item: native_key.clone(),
-    };
-    let logical = ids
-        .encode(&mapping.resource, &id)
-        .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
-    if let Some(object) = resource.as_object_mut() {
-        // shift_remove keeps the template's element order (remove would swap the last element in).
-        let mut meta = match object.shift_remove("meta") {
-            Some(Value::Object(meta)) => meta,
-            _ => Map::new(),
-        };
-        meta.insert("profile".into(), json!([mapping.profile]));
-        meta.insert(
-            "source".into(),
-            json!(format!(
-                "https://im1-fhir.dev/source/{}/{}/{}/{}?mapping={}",
-                origin.supplier,
-                origin.ods,
-                mapping.resource,
-                percent_encoding::utf8_percent_encode(&native_key, crate::backend::PATH_SEGMENT),
-                mapping.version
-            )),
-        );
-        // Put id and meta first, as FHIR examples do (moved in place: a new map would rehash every key).
-        object.shift_remove("resourceType");
-        object.shift_remove("id");
-        object.shift_insert(0, "resourceType".into(), json!(mapping.resource));
-        object.shift_insert(1, "id".into(), json!(logical));
-        object.shift_insert(2, "meta".into(), Value::Object(meta));
-    }
-    Ok(Some(resource))
-}
-
-/// Where the references of one practice's records point, and those already resolved.
-struct References<'a> {
-    registry: &'a Registry,
+/// What building the resources of one practice's records needs.
+struct Builder<'a> {
+    partials: &'a HashMap<String, Partial>,
     ids: &'a IdCodec,
-    practice: &'a str,
+    origin: Origin<'a>,
+    /// The native key of the record the items are in (empty for practice-level data).
     patient_key: &'a str,
-    /// `Type/<logical id>` by mark: the records of a reply mostly point at the same patient, clinicians and
-    /// encounters, and each id costs an HMAC.
-    resolved: HashMap<String, String>,
+    refs: References<'a>,
 }
 
-impl<'a> References<'a> {
-    fn new(registry: &'a Registry, ids: &'a IdCodec, practice: &'a str, patient_key: &'a str) -> References<'a> {
-        References {
-            registry,
+impl<'a> Builder<'a> {
+    fn new(registry: &'a Registry, ids: &'a IdCodec, origin: Origin<'a>, patient_key: &'a str) -> Builder<'a> {
+        Builder {
+            partials: &registry.partials,
             ids,
-            practice,
+            origin,
             patient_key,
-            resolved: HashMap::new(),
+            refs: References::new(registry, ids, origin.ods, patient_key),
         }
     }
 
-    /// Replaces the marks `reference(type, key)` left in `reference` and attachment `url` elements by
-    /// `Type/<logical id>`: the target's id packs this practice, the record's patient (for items in a
-    /// patient's record) and the native key, so a reference read goes straight to the right native call.
-    fn resolve(&mut self, value: &mut Value) -> Result<(), crate::ids::IdError> {
-        match value {
-            Value::Object(object) => {
-                for (key, child) in object.iter_mut() {
-                    match (&mut *child, key.as_str()) {
-                        (Value::String(text), "reference" | "url") if text.starts_with(REFERENCE_MARK) => {
-                            *text = self.reference(text)?;
-                        }
-                        _ => self.resolve(child)?,
-                    }
-                }
+    /// Builds one resource from one native record: template, id, provenance. The resource starts with
+    /// `resourceType`, `id` and `meta`, as FHIR examples do, whatever order the template gives.
+    fn build(&self, mapping: &MappingFile, record: Node, vars: &Vars) -> FhirResult<Option<Value>> {
+        let (partials, origin, refs) = (self.partials, self.origin, &self.refs);
+        let failed =
+            |e: EvalError| FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0));
+        let Tmpl::Object { cond, fields } = &mapping.template else {
+            return Err(failed(EvalError("a resource's template is a map".into())));
+        };
+        let base = vars.scope().with_references(refs);
+        // Records are read as `non_empty` would leave them (selected records always were).
+        let scope = base.bind_clean("r", record);
+        let Some(native_key) = eval(&mapping.id, &scope, partials).map_err(failed)? else {
+            return Ok(None);
+        };
+        if let Some(cond) = cond {
+            if !template::holds(cond, &scope, partials).map_err(failed)? {
+                return Ok(None);
             }
-            Value::Array(items) => {
-                for item in items {
-                    self.resolve(item)?;
-                }
-            }
-            _ => {}
         }
-        Ok(())
-    }
-
-    /// `Type/<logical id>` for a mark.
-    fn reference(&mut self, mark: &str) -> Result<String, crate::ids::IdError> {
-        if let Some(done) = self.resolved.get(mark) {
-            return Ok(done.clone());
-        }
-        let marked = &mark[REFERENCE_MARK.len_utf8()..];
-        let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
-        let patient = match self.registry.compartment_of(resource_type) {
-            Some(Compartment::Patient) => self.patient_key,
-            _ => "",
+        let native_key = match native_key {
+            Value::String(s) => s,
+            other => other.to_string(),
         };
         let id = LogicalId {
-            practice: self.practice.to_string(),
-            patient: patient.to_string(),
-            item: native_key.to_string(),
+            practice: origin.ods.to_string(),
+            patient: if mapping.compartment == Compartment::Patient {
+                self.patient_key.to_string()
+            } else {
+                String::new()
+            },
+            item: native_key,
         };
-        let done = format!("{resource_type}/{}", self.ids.encode(resource_type, &id)?);
-        self.resolved.insert(mark.to_string(), done.clone());
-        Ok(done)
+        let logical = self
+            .ids
+            .encode(&mapping.resource, &id)
+            .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
+        let mut meta = match fields.iter().find(|(key, _)| key == "meta") {
+            Some((_, tmpl)) => match eval(tmpl, &scope, partials).map_err(failed)? {
+                Some(Value::Object(meta)) => meta,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        };
+        meta.insert(
+            "profile".into(),
+            Value::Array(vec![Value::from(mapping.profile.as_str())]),
+        );
+        meta.insert("source".into(), Value::String(source(origin, mapping, &id.item)));
+        let mut resource = Map::with_capacity(fields.len() + 1);
+        resource.insert("resourceType".into(), Value::from(mapping.resource.as_str()));
+        resource.insert("id".into(), Value::String(logical));
+        resource.insert("meta".into(), Value::Object(meta));
+        template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, partials, &mut resource)
+            .map_err(failed)?;
+        let mut resource = Value::Object(resource);
+        refs.resolve_marks(&mut resource)
+            .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
+        Ok(Some(resource))
     }
+}
+
+/// `meta.source`: the native system and record a resource came from, and the mapping's version.
+fn source(origin: Origin, mapping: &MappingFile, native_key: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 + native_key.len());
+    let key = percent_encoding::utf8_percent_encode(native_key, crate::backend::PATH_SEGMENT);
+    let _ = write!(
+        out,
+        "https://im1-fhir.dev/source/{}/{}/{}/{key}?mapping={}",
+        origin.supplier, origin.ods, mapping.resource, mapping.version
+    );
+    out
 }
 
 /// The warning a Bundle carries for an unknown parameter dropped under `Prefer: handling=lenient`.

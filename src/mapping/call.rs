@@ -237,7 +237,11 @@ impl Call {
                 let Plain::Text(resource_type) = &args[0] else {
                     return None;
                 };
-                text(code_text(&args[1]).and_then(|key| expr::reference_mark(resource_type, &key)))
+                let key = code_text(&args[1]);
+                match (scope.references(), key) {
+                    (Some(refs), Some(key)) if !key.is_empty() => Out::Text(refs.reference(resource_type, &key)),
+                    (_, key) => text(key.and_then(|key| expr::reference_mark(resource_type, &key))),
+                }
             }
         })
     }

@@ -10,6 +10,7 @@ pub mod join;
 pub mod node;
 pub mod problem;
 pub mod profile;
+pub mod refs;
 pub mod registry;
 pub mod template;
 pub mod yaml;

@@ -66,6 +66,9 @@ fn parse_number<T: FromStr>(value: &Native) -> Option<T> {
 pub enum Node<'v> {
     Native(&'v Native),
     Json(&'v Value),
+    /// A value a template computed: clean already (nothing empty in it, and not empty itself), so it is
+    /// copied as it is.
+    Clean(&'v Value),
 }
 
 impl<'v> From<&'v Native> for Node<'v> {
@@ -99,7 +102,7 @@ impl<'v> Node<'v> {
 
     pub fn kind(self) -> Kind<'v> {
         match self {
-            Node::Json(value) => match value {
+            Node::Json(value) | Node::Clean(value) => match value {
                 Value::Null => Kind::Null,
                 Value::Bool(b) => Kind::Bool(*b),
                 Value::Number(_) => Kind::Number,
@@ -122,6 +125,8 @@ impl<'v> Node<'v> {
     pub fn get(self, key: &str) -> Option<Node<'v>> {
         match self {
             Node::Json(value) => value.as_object()?.get(key).map(Node::Json),
+            // What a clean value holds is clean too.
+            Node::Clean(value) => value.as_object()?.get(key).map(Node::Clean),
             Node::Native(value) => value.as_object()?.get(&key).map(Node::Native),
         }
     }
@@ -130,6 +135,7 @@ impl<'v> Node<'v> {
     pub fn at(self, index: usize) -> Option<Node<'v>> {
         match self {
             Node::Json(value) => value.as_array()?.get(index).map(Node::Json),
+            Node::Clean(value) => value.as_array()?.get(index).map(Node::Clean),
             Node::Native(value) => value.as_array()?.as_slice().get(index).map(Node::Native),
         }
     }
@@ -148,21 +154,21 @@ impl<'v> Node<'v> {
     // Numbers are read from their text as serde_json reads its `arbitrary_precision` numbers.
     pub fn as_i64(self) -> Option<i64> {
         match self {
-            Node::Json(value) => value.as_i64(),
+            Node::Json(value) | Node::Clean(value) => value.as_i64(),
             Node::Native(value) => parse_number(value),
         }
     }
 
     pub fn as_u64(self) -> Option<u64> {
         match self {
-            Node::Json(value) => value.as_u64(),
+            Node::Json(value) | Node::Clean(value) => value.as_u64(),
             Node::Native(value) => parse_number(value),
         }
     }
 
     pub fn as_f64(self) -> Option<f64> {
         match self {
-            Node::Json(value) => value.as_f64(),
+            Node::Json(value) | Node::Clean(value) => value.as_f64(),
             Node::Native(value) => parse_number::<f64>(value).filter(|f| f.is_finite()),
         }
     }
@@ -170,30 +176,35 @@ impl<'v> Node<'v> {
     /// A list's items (nothing for anything else).
     pub fn items(self) -> Items<'v> {
         match self {
-            Node::Json(Value::Array(items)) => Items::Json(items.iter()),
+            Node::Json(Value::Array(items)) => Items::Json(items.iter(), false),
+            Node::Clean(Value::Array(items)) => Items::Json(items.iter(), true),
             Node::Native(value) => match value.as_array() {
                 Some(items) => Items::Native(items.as_slice().iter()),
-                None => Items::Json([].iter()),
+                None => Items::Json([].iter(), false),
             },
-            Node::Json(_) => Items::Json([].iter()),
+            Node::Json(_) | Node::Clean(_) => Items::Json([].iter(), false),
         }
     }
 
     /// An object's members in order (nothing for anything else).
     pub fn entries(self) -> Entries<'v> {
         match self {
-            Node::Json(Value::Object(map)) => Entries::Json(Some(map.iter())),
+            Node::Json(Value::Object(map)) => Entries::Json(Some(map.iter()), false),
+            Node::Clean(Value::Object(map)) => Entries::Json(Some(map.iter()), true),
             Node::Native(value) => match value.as_object() {
                 Some(object) => Entries::Native(object.iter()),
-                None => Entries::Json(None),
+                None => Entries::Json(None, false),
             },
-            Node::Json(_) => Entries::Json(None),
+            Node::Json(_) | Node::Clean(_) => Entries::Json(None, false),
         }
     }
 
     /// Whether nothing would be left of it once nulls, blank strings and empty lists and objects are
     /// dropped at every depth (see `template::non_empty`).
     pub fn is_empty_deep(self) -> bool {
+        if let Node::Clean(_) = self {
+            return false;
+        }
         match self.kind() {
             Kind::Null => true,
             Kind::Str(s) => s.trim().is_empty(),
@@ -206,7 +217,7 @@ impl<'v> Node<'v> {
     /// A JSON copy of the value.
     pub fn to_json(self) -> Value {
         match self {
-            Node::Json(value) => value.clone(),
+            Node::Json(value) | Node::Clean(value) => value.clone(),
             Node::Native(_) => match self.kind() {
                 Kind::Null => Value::Null,
                 Kind::Bool(b) => Value::Bool(b),
@@ -227,6 +238,9 @@ impl<'v> Node<'v> {
     /// A JSON copy of what is left of the value once nulls, blank strings and empty lists and objects are
     /// dropped at every depth; `None` when nothing is.
     pub fn to_json_clean(self) -> Option<Value> {
+        if let Node::Clean(value) = self {
+            return Some(value.clone());
+        }
         match self.kind() {
             Kind::Null => None,
             Kind::Bool(b) => Some(Value::Bool(b)),
@@ -251,8 +265,8 @@ impl<'v> Node<'v> {
     /// A number as serde_json holds it: its text, when the parser kept it.
     fn number(self) -> Value {
         let number = match self {
-            Node::Json(Value::Number(n)) => Some(n.clone()),
-            Node::Json(_) => None,
+            Node::Json(Value::Number(n)) | Node::Clean(Value::Number(n)) => Some(n.clone()),
+            Node::Json(_) | Node::Clean(_) => None,
             Node::Native(value) => match value.as_raw_number() {
                 Some(raw) => serde_json::Number::from_str(raw.as_str()).ok(),
                 None => value
@@ -311,7 +325,8 @@ impl<'v> Node<'v> {
 /// A list's items.
 pub enum Items<'v> {
     Native(std::slice::Iter<'v, Native>),
-    Json(std::slice::Iter<'v, Value>),
+    /// JSON items, and whether they are clean.
+    Json(std::slice::Iter<'v, Value>, bool),
 }
 
 impl<'v> Iterator for Items<'v> {
@@ -320,14 +335,15 @@ impl<'v> Iterator for Items<'v> {
     fn next(&mut self) -> Option<Node<'v>> {
         match self {
             Items::Native(items) => items.next().map(Node::Native),
-            Items::Json(items) => items.next().map(Node::Json),
+            Items::Json(items, false) => items.next().map(Node::Json),
+            Items::Json(items, true) => items.next().map(Node::Clean),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self {
             Items::Native(items) => items.size_hint(),
-            Items::Json(items) => items.size_hint(),
+            Items::Json(items, _) => items.size_hint(),
         }
     }
 }
@@ -335,7 +351,8 @@ impl<'v> Iterator for Items<'v> {
 /// An object's members.
 pub enum Entries<'v> {
     Native(sonic_rs::value::object::Iter<'v>),
-    Json(Option<serde_json::map::Iter<'v>>),
+    /// JSON members, and whether they are clean.
+    Json(Option<serde_json::map::Iter<'v>>, bool),
 }
 
 impl<'v> Iterator for Entries<'v> {
@@ -344,12 +361,18 @@ impl<'v> Iterator for Entries<'v> {
     fn next(&mut self) -> Option<(&'v str, Node<'v>)> {
         match self {
             Entries::Native(members) => members.next().map(|(k, v)| (k, Node::Native(v))),
-            Entries::Json(members) => members.as_mut()?.next().map(|(k, v)| (k.as_str(), Node::Json(v))),
+            Entries::Json(members, clean) => {
+                let (key, value) = members.as_mut()?.next()?;
+                Some((
+                    key.as_str(),
+                    if *clean { Node::Clean(value) } else { Node::Json(value) },
+                ))
+            }
         }
     }
 }
 
-/// A value read in place, or one a template computed.
+/// A value read in place, or one a template computed (clean: see [`Node::Clean`]).
 pub enum Held<'v> {
     Borrowed(Node<'v>),
     Owned(Value),
@@ -359,7 +382,7 @@ impl<'v> Held<'v> {
     pub fn node(&self) -> Node<'_> {
         match self {
             Held::Borrowed(node) => *node,
-            Held::Owned(value) => Node::Json(value),
+            Held::Owned(value) => Node::Clean(value),
         }
     }
 

@@ -15,6 +15,7 @@ use super::context::{Need, Reads};
 use super::expr::{self, Compiled, Engine, Path, Step};
 use super::node::{Held, Kind, Node};
 use super::problem::{child, index, Problems};
+use super::refs::References;
 use super::yaml::{self, NodeValue};
 use minijinja::Value as JValue;
 use serde_json::{Map, Value};
@@ -268,6 +269,8 @@ pub struct Scope<'s, 'v> {
     /// The whole value converted for the engine, once, when an expression reads it whole.
     converted: OnceCell<JValue>,
     parent: Option<&'s Scope<'s, 'v>>,
+    /// Where `reference(type, key)` resolves, while a translation runs (see `refs`).
+    refs: Option<&'s References<'s>>,
 }
 
 impl<'s, 'v> Scope<'s, 'v> {
@@ -301,7 +304,19 @@ impl<'s, 'v> Scope<'s, 'v> {
             clean,
             converted: OnceCell::new(),
             parent,
+            refs: parent.and_then(|p| p.refs),
         }
+    }
+
+    /// The scope, resolving references through `refs` (it and every scope bound inside it).
+    pub fn with_references(mut self, refs: &'s References<'s>) -> Scope<'s, 'v> {
+        self.refs = Some(refs);
+        self
+    }
+
+    /// Where references resolve, if a translation is running.
+    pub fn references(&self) -> Option<&'s References<'s>> {
+        self.refs
     }
 
     /// The value a variable names, and whether it is read clean.
@@ -387,7 +402,13 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             Some(Out::Nothing) => None,
             Some(Out::Text(text)) => non_empty(Value::String(text)),
             Some(Out::Json(value)) => non_empty(value),
-            None => eval_expression(source, compiled, &scope.context(reads))?,
+            None => {
+                let value = eval_expression(source, compiled, &scope.context(reads))?;
+                if let (Some(refs), Some(value)) = (scope.references(), &value) {
+                    refs.note(value);
+                }
+                value
+            }
         },
         Tmpl::Interp(parts) => {
             let mut text = String::new();
@@ -408,20 +429,16 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
                 .iter()
                 .map(|a| eval_ref(a, scope, partials))
                 .collect::<Result<_, _>>()?;
-            eval_partial(partial, &values, partials)?
+            eval_partial(partial, &values, scope.references(), partials)?
         }
         Tmpl::Object { cond, fields } => {
             if let Some(cond) = cond {
-                if !truthy(eval_ref(cond, scope, partials)?.as_ref().map(Held::node)) {
+                if !holds(cond, scope, partials)? {
                     return Ok(None);
                 }
             }
             let mut map = Map::with_capacity(fields.len());
-            for (key, field) in fields {
-                if let Some(value) = eval(field, scope, partials)? {
-                    map.insert(key.clone(), value);
-                }
-            }
+            eval_fields(fields, &[], scope, partials, &mut map)?;
             // Every value came from `eval`, so it is clean already: only emptiness is left to check.
             (!map.is_empty()).then_some(Value::Object(map))
         }
@@ -448,6 +465,30 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             (!out.is_empty()).then_some(Value::Array(out))
         }
     })
+}
+
+/// Runs an object's fields into `map`, but for those named in `skip`.
+pub fn eval_fields(
+    fields: &[(String, Tmpl)],
+    skip: &[&str],
+    scope: &Scope,
+    partials: &HashMap<String, Partial>,
+    map: &mut Map<String, Value>,
+) -> Result<(), EvalError> {
+    for (key, field) in fields {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(value) = eval(field, scope, partials)? {
+            map.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a condition holds, as `$if` reads it.
+pub fn holds(cond: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> Result<bool, EvalError> {
+    Ok(truthy(eval_ref(cond, scope, partials)?.as_ref().map(Held::node)))
 }
 
 /// Runs a template whose value is only read (a partial's argument, a list to loop over, a condition, the
@@ -510,11 +551,23 @@ fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Resul
 fn eval_partial(
     partial: &Partial,
     args: &[Option<Held>],
+    refs: Option<&References>,
     partials: &HashMap<String, Partial>,
 ) -> Result<Option<Value>, EvalError> {
     match partial.params.first() {
-        None => eval(&partial.body, &Scope::root("_", Node::NULL), partials),
-        Some(first) => eval_bound(partial, args, 1, &Scope::new(first, arg(args, 0), true, None), partials),
+        None => eval(&partial.body, &attach(Scope::root("_", Node::NULL), refs), partials),
+        Some(first) => {
+            let scope = attach(Scope::new(first, arg(args, 0), true, None), refs);
+            eval_bound(partial, args, 1, &scope, partials)
+        }
+    }
+}
+
+/// A new scope chain that resolves references where the caller's did.
+fn attach<'s, 'v>(scope: Scope<'s, 'v>, refs: Option<&'s References<'s>>) -> Scope<'s, 'v> {
+    match refs {
+        Some(refs) => scope.with_references(refs),
+        None => scope,
     }
 }
 
