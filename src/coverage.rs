@@ -175,7 +175,12 @@ fn matches(segment: &Segment, key: &str) -> bool {
 }
 
 /// Whether `tmpl` produces the element at `path` below it.
-fn produces(tmpl: &Tmpl, path: &[Segment], partials: &HashMap<String, Partial>, depth: usize) -> Status {
+fn produces(
+    tmpl: &Tmpl,
+    path: &[Segment],
+    partials: &HashMap<String, std::sync::Arc<Partial>>,
+    depth: usize,
+) -> Status {
     let Some((first, rest)) = path.split_first() else {
         return Status::Mapped;
     };
@@ -215,7 +220,7 @@ fn extension_with_url(
     tmpl: &Tmpl,
     url: &str,
     rest: &[Segment],
-    partials: &HashMap<String, Partial>,
+    partials: &HashMap<String, std::sync::Arc<Partial>>,
     depth: usize,
 ) -> Status {
     let item_matches = |t: &Tmpl| match t {

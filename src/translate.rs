@@ -13,10 +13,9 @@ use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
 use crate::mapping::node::{Held, Native, Node};
 use crate::mapping::refs::References;
-use crate::mapping::template::{self, eval, select_records, EvalError, Partial, Scope, Tmpl};
+use crate::mapping::template::{self, eval, select_records, EvalError, Scope, Tmpl};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
 /// What a translation needs besides the mapping.
 pub struct Context<'a> {
@@ -79,7 +78,7 @@ pub async fn read(
     let record = mapping.compartment.record_of(id).unwrap_or_default();
     let vars = Vars::new(Origin::of(practice), ctx, id, Value::Object(Map::new()), record);
     let replies = call_pages(ctx, practice, step, &vars, out).await?;
-    let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
+    let records = select_all(step, &vars, &replies)?;
     let builder = Builder::new(ctx.registry, ctx.ids, Origin::of(practice), &id.patient);
     for record in &records {
         let resource = builder.build(mapping, record.node(), &vars)?;
@@ -154,7 +153,7 @@ pub async fn search(
     };
     let vars = Vars::new(Origin::of(practice), ctx, &id, Value::Object(param_vars), patient);
     let replies = call_pages(ctx, practice, step, &vars, out).await?;
-    let records = select_all(step, &vars, &replies, &ctx.registry.partials)?;
+    let records = select_all(step, &vars, &replies)?;
     let builder = Builder::new(ctx.registry, ctx.ids, Origin::of(practice), patient);
     for record in &records {
         if let Some(resource) = builder.build(mapping, record.node(), &vars)? {
@@ -251,11 +250,10 @@ async fn call_pages(
     vars: &Vars,
     out: &mut Produced,
 ) -> FhirResult<Vec<Native>> {
-    let partials = &ctx.registry.partials;
     // Scopes are not Send: build them on each side of the native call, never across it.
     let mut request = {
         let scope = vars.scope();
-        eval(&step.request, &scope, partials)
+        eval(&step.request, &scope)
             .map_err(|e| FhirError::internal("IM1-3102", format!("the mapping's request template failed: {}", e.0)))?
             .unwrap_or(Value::Null)
     };
@@ -272,7 +270,7 @@ async fn call_pages(
         if out.keep_replies {
             out.replies.push(Node::Native(&reply.body).to_json());
         }
-        let next = next_page(step, vars, &reply.body, &request, partials)?;
+        let next = next_page(step, vars, &reply.body, &request)?;
         replies.push(reply.body);
         match next {
             Some(next) => request = next,
@@ -287,17 +285,12 @@ async fn call_pages(
 
 /// The records of every page, borrowed from the replies, or the one record they are pieces of when the step
 /// joins them.
-fn select_all<'a>(
-    step: &NativeStep,
-    vars: &'a Vars,
-    replies: &'a [Native],
-    partials: &HashMap<String, Partial>,
-) -> FhirResult<Vec<Held<'a>>> {
+fn select_all<'a>(step: &NativeStep, vars: &'a Vars, replies: &'a [Native]) -> FhirResult<Vec<Held<'a>>> {
     let mut records = Vec::new();
     for reply in replies {
         let base = vars.scope();
         let scope = base.bind("reply", reply);
-        let selected = select_records(&step.select, &scope, partials)
+        let selected = select_records(&step.select, &scope)
             .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
         records.extend(selected);
     }
@@ -313,20 +306,14 @@ fn select_all<'a>(
 }
 
 /// The request for the page after this reply, if the step pages and the reply says there is one.
-fn next_page(
-    step: &NativeStep,
-    vars: &Vars,
-    reply: &Native,
-    request: &Value,
-    partials: &HashMap<String, Partial>,
-) -> FhirResult<Option<Value>> {
+fn next_page(step: &NativeStep, vars: &Vars, reply: &Native, request: &Value) -> FhirResult<Option<Value>> {
     let Some(next) = &step.next else {
         return Ok(None);
     };
     let base = vars.scope();
     let scope = base.bind("reply", reply);
     let scope = scope.bind("request", request);
-    let next = eval(next, &scope, partials)
+    let next = eval(next, &scope)
         .map_err(|e| FhirError::internal("IM1-3106", format!("the mapping's next-page request failed: {}", e.0)))?;
     Ok(next.filter(|n| !n.is_null()))
 }
@@ -371,7 +358,7 @@ pub fn translate_read_replies(
         item: item.to_string(),
     };
     let vars = Vars::offline(origin, &id, Value::Object(Map::new()));
-    let records = select_all(step, &vars, replies, &registry.partials)?;
+    let records = select_all(step, &vars, replies)?;
     let mut out = Vec::with_capacity(records.len());
     let builder = Builder::new(registry, ids, origin, patient_key);
     for record in &records {
@@ -385,7 +372,6 @@ const MAX_NATIVE_PAGES: usize = 200;
 
 /// What building the resources of one practice's records needs.
 struct Builder<'a> {
-    partials: &'a HashMap<String, Partial>,
     ids: &'a IdCodec,
     origin: Origin<'a>,
     /// The native key of the record the items are in (empty for practice-level data).
@@ -396,7 +382,6 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new(registry: &'a Registry, ids: &'a IdCodec, origin: Origin<'a>, patient_key: &'a str) -> Builder<'a> {
         Builder {
-            partials: &registry.partials,
             ids,
             origin,
             patient_key,
@@ -407,7 +392,7 @@ impl<'a> Builder<'a> {
     /// Builds one resource from one native record: template, id, provenance. The resource starts with
     /// `resourceType`, `id` and `meta`, as FHIR examples do, whatever order the template gives.
     fn build(&self, mapping: &MappingFile, record: Node, vars: &Vars) -> FhirResult<Option<Value>> {
-        let (partials, origin, refs) = (self.partials, self.origin, &self.refs);
+        let (origin, refs) = (self.origin, &self.refs);
         let failed =
             |e: EvalError| FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0));
         let Tmpl::Object { cond, fields } = &mapping.template else {
@@ -416,11 +401,11 @@ impl<'a> Builder<'a> {
         let base = vars.scope().with_references(refs);
         // Records are read as `non_empty` would leave them (selected records always were).
         let scope = base.bind_clean("r", record);
-        let Some(native_key) = eval(&mapping.id, &scope, partials).map_err(failed)? else {
+        let Some(native_key) = eval(&mapping.id, &scope).map_err(failed)? else {
             return Ok(None);
         };
         if let Some(cond) = cond {
-            if !template::holds(cond, &scope, partials).map_err(failed)? {
+            if !template::holds(cond, &scope).map_err(failed)? {
                 return Ok(None);
             }
         }
@@ -442,7 +427,7 @@ impl<'a> Builder<'a> {
             .encode(&mapping.resource, &id)
             .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
         let mut meta = match fields.iter().find(|(key, _)| key == "meta") {
-            Some((_, tmpl)) => match eval(tmpl, &scope, partials).map_err(failed)? {
+            Some((_, tmpl)) => match eval(tmpl, &scope).map_err(failed)? {
                 Some(Value::Object(meta)) => meta,
                 _ => Map::new(),
             },
@@ -457,8 +442,7 @@ impl<'a> Builder<'a> {
         resource.insert("resourceType".into(), Value::from(mapping.resource.as_str()));
         resource.insert("id".into(), Value::String(logical));
         resource.insert("meta".into(), Value::Object(meta));
-        template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, partials, &mut resource)
-            .map_err(failed)?;
+        template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, &mut resource).map_err(failed)?;
         let mut resource = Value::Object(resource);
         refs.resolve_marks(&mut resource)
             .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;

@@ -15,7 +15,7 @@ use super::concept_map::{ConceptMap, ConceptMaps};
 use super::expr::{self, Engine, Path, Step};
 use super::node::{Kind, Node};
 use super::template::Scope;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -77,6 +77,9 @@ enum Arg {
     Call(Call),
     /// `path | float`: only a conditional's branch takes it (a number is no function's plain argument).
     Float(Path),
+    /// `{'key': argument, ...}`, its keys in the order the engine's maps keep them (sorted): only a
+    /// conditional's branch takes it.
+    Dict(Vec<(String, Arg)>),
 }
 
 /// An argument's value as the functions read it; anything else makes the call give up.
@@ -340,6 +343,23 @@ pub(super) fn plain_path(source: &str) -> Option<Path> {
 impl Arg {
     /// A conditional's branch: an argument, or `path | float`.
     fn compile_branch(source: &str, engine: &Engine) -> Option<Arg> {
+        let source = source.trim();
+        if let Some(inner) = enclosed(source, '(', ')') {
+            return Call::compile(inner, engine).map(Arg::Call);
+        }
+        if let Some(inner) = enclosed(source, '{', '}') {
+            let mut entries = Vec::new();
+            for entry in expr::split_args(inner) {
+                let (key, value) = split_top(&entry, ":")?;
+                entries.push((literal(key)?, Arg::compile(value, engine)?));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            // A key given twice is the engine's to settle.
+            if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+                return None;
+            }
+            return Some(Arg::Dict(entries));
+        }
         if let Some((subject, "float")) = source.split_once('|').map(|(a, b)| (a, b.trim())) {
             return plain_path(subject).map(Arg::Float);
         }
@@ -357,6 +377,19 @@ impl Arg {
                 Plain::Bool(_) | Plain::Int(_) => None,
             },
             Arg::Call(call) => call.eval(scope),
+            Arg::Dict(entries) => {
+                // What the engine's map gives back: text, or null for what is not there.
+                let mut map = Map::with_capacity(entries.len());
+                for (key, arg) in entries {
+                    let value = match arg.eval(scope)? {
+                        Plain::Nothing => Value::Null,
+                        Plain::Text(text) => Value::String(text.into_owned()),
+                        Plain::Bool(_) | Plain::Int(_) => return None,
+                    };
+                    map.insert(key.clone(), value);
+                }
+                Some(Out::Json(Value::Object(map)))
+            }
             Arg::Float(path) => {
                 // The engine's `float` filter: nothing is 0.0, text is parsed (an error is the engine's to
                 // give), numbers and booleans are converted.
@@ -404,7 +437,7 @@ impl Arg {
                 Out::Text(text) => Some(Plain::Text(Cow::Owned(text))),
                 Out::Json(_) => None,
             },
-            Arg::Float(_) => None,
+            Arg::Float(_) | Arg::Dict(_) => None,
         }
     }
 }
@@ -480,6 +513,29 @@ pub(super) fn split_all_top<'a>(source: &'a str, word: &str) -> Vec<&'a str> {
     }
     parts.push(rest);
     parts
+}
+
+/// What is between `open` and `close` when they enclose the whole text (`(a or b)`, `{'k': v}`).
+fn enclosed(source: &str, open: char, close: char) -> Option<&str> {
+    let inner = source.strip_prefix(open)?.strip_suffix(close)?;
+    let (mut depth, mut quote) = (0i32, None::<char>);
+    for c in inner.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') => {
+                depth -= 1;
+                // `(a) or (b)`: the first bracket closes before the end.
+                if depth < 0 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0 && quote.is_none()).then_some(inner)
 }
 
 /// `name(inner)` when the parenthesis after the name closes at the very end of the text.
@@ -615,6 +671,11 @@ mod tests {
             "r.x or r.e or 'c'",
             "r.z or r.s",
             "r.s if r.s == 'High' else 'other'",
+            "{'system': 'http://x', 'code': r.s, 'display': r.o.k} if r.s",
+            "{'system': 'http://x', 'code': r.x} if r.b else r.s",
+            "(r.s if r.no) or ({'b': r.s, 'a': 'x'} if r.b) or ({'c': r.e} if r.b)",
+            "(r.s if r.no) or ({'b': r.x} if r.b)",
+            "(r.x if r.b) or (r.e if r.b) or ('z' if r.b)",
         ];
         let mut direct_runs = 0;
         for clean in [false, true] {
@@ -635,11 +696,18 @@ mod tests {
                 assert_eq!(direct, engine_says, "{source} (clean: {clean})");
             }
         }
-        assert!(direct_runs >= 48, "{direct_runs}");
+        assert!(direct_runs >= 58, "{direct_runs}");
         // A branch the engine alone takes (text that is not a number) is left to it.
         let bad = Call::compile("r.bad | float if r.bad", &engine).unwrap();
         assert!(bad.eval(&Scope::root("r", &record)).is_none());
         assert!(Call::compile("r.s if r.a or r.b", &engine).is_none());
         assert!(Call::compile("r.s | int if r.s", &engine).is_none());
+        // Maps whose values are not text, or whose keys repeat, are the engine's.
+        assert!(Call::compile("{'a': r.i} if r.b", &engine)
+            .unwrap()
+            .eval(&Scope::root("r", &record))
+            .is_none());
+        assert!(Call::compile("{'a': r.s, 'a': 'x'} if r.b", &engine).is_none());
+        assert!(Call::compile("(r.s) or (r.x", &engine).is_none());
     }
 }

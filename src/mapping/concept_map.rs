@@ -11,7 +11,32 @@ pub struct Target {
     pub code: String,
     pub display: Option<String>,
     pub equivalence: String,
+    /// The target as a FHIR Coding, made once (what `coding()` gives): its keys in the order the
+    /// engine's maps keep them (sorted), as resources have always had them.
+    pub coding: Value,
 }
+
+impl Target {
+    fn new(system: String, code: String, display: Option<String>, equivalence: String) -> Target {
+        let mut coding = serde_json::Map::with_capacity(3);
+        coding.insert("code".into(), Value::from(code.as_str()));
+        if let Some(display) = display.as_deref().filter(|d| !d.trim().is_empty()) {
+            coding.insert("display".into(), Value::from(display));
+        }
+        coding.insert("system".into(), Value::from(system.as_str()));
+        Target {
+            system,
+            code,
+            display,
+            equivalence,
+            coding: Value::Object(coding),
+        }
+    }
+}
+
+/// Codes to their targets: looked up for every coded item of every record, so hashed with foldhash (the
+/// keys come from the proxy's own ConceptMaps, not from clients).
+type ByCode = HashMap<String, Vec<(String, Target)>, foldhash::fast::RandomState>;
 
 /// A loaded ConceptMap, indexed for lookups by source code.
 #[derive(Debug, Clone)]
@@ -20,7 +45,7 @@ pub struct ConceptMap {
     pub url: String,
     pub resource: Value,
     /// (source system, source code) -> targets; the source system may be empty.
-    by_code: HashMap<String, Vec<(String, Target)>>,
+    by_code: ByCode,
 }
 
 impl ConceptMap {
@@ -39,7 +64,7 @@ impl ConceptMap {
             .and_then(Value::as_str)
             .ok_or("a ConceptMap needs a url")?
             .to_string();
-        let mut by_code: HashMap<String, Vec<(String, Target)>> = HashMap::new();
+        let mut by_code = ByCode::default();
         for group in resource.get("group").and_then(Value::as_array).into_iter().flatten() {
             let source = group.get("source").and_then(Value::as_str).unwrap_or("").to_string();
             let target_system = group.get("target").and_then(Value::as_str).unwrap_or("").to_string();
@@ -62,12 +87,12 @@ impl ConceptMap {
                     };
                     by_code.entry(code.to_string()).or_default().push((
                         source.clone(),
-                        Target {
-                            system: target_system.clone(),
-                            code: target_code.to_string(),
-                            display: target.get("display").and_then(Value::as_str).map(String::from),
+                        Target::new(
+                            target_system.clone(),
+                            target_code.to_string(),
+                            target.get("display").and_then(Value::as_str).map(String::from),
                             equivalence,
-                        },
+                        ),
                     ));
                 }
             }

@@ -12,7 +12,7 @@
 use super::concept_map::{ConceptMap, ConceptMaps};
 use minijinja::value::Rest;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// One step of a direct path.
@@ -318,15 +318,9 @@ pub fn translate_code(map: &ConceptMap, code: &str) -> Option<String> {
     map.lookup(code).map(|t| t.code.clone())
 }
 
-/// `coding(map, code)`: the Coding the map gives for a native code, its keys in the order the engine's maps
-/// keep them (sorted), as resources have always had them.
+/// `coding(map, code)`: the Coding the map gives for a native code (`Target::coding`).
 pub fn coding_of(map: &ConceptMap, code: &str) -> Option<Value> {
-    let target = map.lookup(code)?;
-    let mut coding = Map::with_capacity(3);
-    coding.insert("code".into(), Value::from(target.code.as_str()));
-    coding.insert("display".into(), Value::from(target.display.clone()));
-    coding.insert("system".into(), Value::from(target.system.as_str()));
-    Some(Value::Object(coding))
+    map.lookup(code).map(|target| target.coding.clone())
 }
 
 /// `reference(type, key)`: the mark the translator turns into `Type/<logical id>`; nothing without a key.

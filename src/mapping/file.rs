@@ -137,6 +137,25 @@ pub struct MappingFile {
     pub pos: Pos,
 }
 
+impl MappingFile {
+    /// Every template the file holds, with where it is: id, template, and each surface's request, select
+    /// and next.
+    pub fn templates(&self) -> Vec<(String, &Tmpl)> {
+        let mut out = vec![("id".to_string(), &self.id), ("template".to_string(), &self.template)];
+        for (name, def) in [("read", &self.read), ("search", &self.search)] {
+            for (surface, step) in def.iter().flat_map(|d| &d.surfaces) {
+                let at = format!("{name}.{}", surface.key());
+                out.push((format!("{at}.request"), &step.request));
+                out.push((format!("{at}.select"), &step.select));
+                if let Some(next) = &step.next {
+                    out.push((format!("{at}.next"), next));
+                }
+            }
+        }
+        out
+    }
+}
+
 const TOP_KEYS: &[&str] = &[
     "resource",
     "profile",

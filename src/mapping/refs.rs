@@ -14,6 +14,9 @@ use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+/// Native keys come from the supplier, never from a client: a fast hash will do.
+type Hasher = foldhash::fast::RandomState;
+
 /// Where the references of one practice's records point, and those already resolved.
 pub struct References<'a> {
     registry: &'a Registry,
@@ -22,7 +25,7 @@ pub struct References<'a> {
     patient_key: &'a str,
     /// `Type/<logical id>` by type and native key: the records of a reply mostly point at the same patient,
     /// clinicians and encounters, and each id costs an HMAC.
-    resolved: RefCell<HashMap<String, HashMap<String, String>>>,
+    resolved: RefCell<HashMap<String, HashMap<String, String, Hasher>, Hasher>>,
     /// Whether a mark may have been left in the resource being built.
     marked: Cell<bool>,
 }
@@ -34,7 +37,7 @@ impl<'a> References<'a> {
             ids,
             practice,
             patient_key,
-            resolved: RefCell::new(HashMap::new()),
+            resolved: RefCell::new(HashMap::default()),
             marked: Cell::new(false),
         }
     }

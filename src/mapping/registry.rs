@@ -31,7 +31,7 @@ pub enum Source {
 /// A loaded, compiled, linked set of mappings.
 pub struct Registry {
     pub mappings: Vec<MappingFile>,
-    pub partials: HashMap<String, Partial>,
+    pub partials: HashMap<String, Arc<Partial>>,
     pub concept_maps: Arc<ConceptMaps>,
 }
 
@@ -90,7 +90,7 @@ impl Registry {
                 let body = template::compile(body_node, "template", &mut site, &mut problems);
                 partial_nodes.insert(partial_name.to_string(), (name.clone(), body_node.clone()));
                 if partials
-                    .insert(partial_name.to_string(), Partial { params, body })
+                    .insert(partial_name.to_string(), Arc::new(Partial { params, body }))
                     .is_some()
                 {
                     problems.add(name, node.pos, "", format!("partial '{partial_name}' is defined twice"));
@@ -171,27 +171,28 @@ impl Registry {
     }
 }
 
-fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Partial>, problems: &mut Problems) {
-    let mut check = |file: &str, pos: Pos, path: &str, tmpl: &template::Tmpl| {
-        let mut names = Vec::new();
-        template::partial_names(tmpl, &mut names);
-        for name in names {
-            if !partials.contains_key(&name) {
-                let hint = partials
-                    .keys()
-                    .find(|k| file::edit_distance(k, &name) <= 2)
-                    .map(|k| format!(" (did you mean '{k}'?)"))
-                    .unwrap_or_default();
-                problems.add(file, pos, path, format!("unknown partial '{name}'{hint}"));
-            }
+/// Points every partial call at its partial (templates run without looking partials up), reporting the
+/// calls of partials that do not exist.
+fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Arc<Partial>>, problems: &mut Problems) {
+    let mut link = |file: &str, pos: Pos, path: &str, tmpl: &template::Tmpl| {
+        let mut missing = Vec::new();
+        template::link(tmpl, partials, &mut missing);
+        for name in missing {
+            let hint = partials
+                .keys()
+                .find(|k| file::edit_distance(k, &name) <= 2)
+                .map(|k| format!(" (did you mean '{k}'?)"))
+                .unwrap_or_default();
+            problems.add(file, pos, path, format!("unknown partial '{name}'{hint}"));
         }
     };
     for m in mappings {
-        check(&m.file, m.pos, "template", &m.template);
-        check(&m.file, m.pos, "id", &m.id);
+        for (path, tmpl) in m.templates() {
+            link(&m.file, m.pos, &path, tmpl);
+        }
     }
     for (name, partial) in partials {
-        check(&format!("_{name}"), Pos::default(), "template", &partial.body);
+        link(&format!("_{name}"), Pos::default(), "template", &partial.body);
     }
 }
 

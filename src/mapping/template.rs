@@ -21,6 +21,7 @@ use minijinja::Value as JValue;
 use serde_json::{Map, Value};
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 /// A compiled template node.
 pub enum Tmpl {
@@ -43,6 +44,8 @@ pub enum Tmpl {
     Partial {
         name: String,
         args: Vec<Tmpl>,
+        /// The partial called, set when every file is loaded (`link`).
+        target: OnceLock<Arc<Partial>>,
     },
     Object {
         cond: Option<Box<Tmpl>>,
@@ -163,7 +166,11 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
             .iter()
             .map(|a| compile_leaf(a, node, path, site, problems))
             .collect();
-        return Tmpl::Partial { name, args };
+        return Tmpl::Partial {
+            name,
+            args,
+            target: OnceLock::new(),
+        };
     }
     // A string literal (a partial's argument such as 'Patient') is a literal, not a run of the engine.
     if let Some(text) = super::call::literal(source) {
@@ -231,7 +238,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
 /// Names of the partials a template calls, for linking checks.
 pub fn partial_names(tmpl: &Tmpl, out: &mut Vec<String>) {
     match tmpl {
-        Tmpl::Partial { name, args } => {
+        Tmpl::Partial { name, args, .. } => {
             out.push(name.clone());
             args.iter().for_each(|a| partial_names(a, out));
         }
@@ -245,6 +252,34 @@ pub fn partial_names(tmpl: &Tmpl, out: &mut Vec<String>) {
             Item::Each { source, body, .. } => {
                 partial_names(source, out);
                 partial_names(body, out);
+            }
+        }),
+        Tmpl::Lit(_) | Tmpl::Path(_) | Tmpl::Expr { .. } => {}
+    }
+}
+
+/// Points every partial call in a template at its partial; gives the names of those not found.
+pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, missing: &mut Vec<String>) {
+    match tmpl {
+        Tmpl::Partial { name, args, target } => {
+            match partials.get(name) {
+                Some(partial) => {
+                    let _ = target.set(partial.clone());
+                }
+                None => missing.push(name.clone()),
+            }
+            args.iter().for_each(|a| link(a, partials, missing));
+        }
+        Tmpl::Interp(parts) => parts.iter().for_each(|p| link(p, partials, missing)),
+        Tmpl::Object { cond, fields } => {
+            cond.iter().for_each(|c| link(c, partials, missing));
+            fields.iter().for_each(|(_, f)| link(f, partials, missing));
+        }
+        Tmpl::Array(items) => items.iter().for_each(|item| match item {
+            Item::One(t) => link(t, partials, missing),
+            Item::Each { source, body, .. } => {
+                link(source, partials, missing);
+                link(body, partials, missing);
             }
         }),
         Tmpl::Lit(_) | Tmpl::Path(_) | Tmpl::Expr { .. } => {}
@@ -388,7 +423,7 @@ impl<'s, 'v> Scope<'s, 'v> {
 pub struct EvalError(pub String);
 
 /// Runs a template. `None` means "nothing to produce".
-pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> Result<Option<Value>, EvalError> {
+pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
     Ok(match tmpl {
         Tmpl::Lit(v) => non_empty(v.clone()),
         Tmpl::Path(p) => scope.walk(p).and_then(|(v, _)| v.to_json_clean()),
@@ -413,7 +448,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
         Tmpl::Interp(parts) => {
             let mut text = String::new();
             for part in parts {
-                match eval(part, scope, partials)? {
+                match eval(part, scope)? {
                     Some(Value::String(s)) => text.push_str(&s),
                     Some(other) => text.push_str(&other.to_string()),
                     None => {}
@@ -421,24 +456,21 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             }
             non_empty(Value::String(text))
         }
-        Tmpl::Partial { name, args } => {
-            let partial = partials
-                .get(name)
+        Tmpl::Partial { name, args, target } => {
+            let partial = target
+                .get()
                 .ok_or_else(|| EvalError(format!("unknown partial '{name}'")))?;
-            let values: Vec<Option<Held>> = args
-                .iter()
-                .map(|a| eval_ref(a, scope, partials))
-                .collect::<Result<_, _>>()?;
-            eval_partial(partial, &values, scope.references(), partials)?
+            let values: Vec<Option<Held>> = args.iter().map(|a| eval_ref(a, scope)).collect::<Result<_, _>>()?;
+            eval_partial(partial, &values, scope.references())?
         }
         Tmpl::Object { cond, fields } => {
             if let Some(cond) = cond {
-                if !holds(cond, scope, partials)? {
+                if !holds(cond, scope)? {
                     return Ok(None);
                 }
             }
             let mut map = Map::with_capacity(fields.len());
-            eval_fields(fields, &[], scope, partials, &mut map)?;
+            eval_fields(fields, &[], scope, &mut map)?;
             // Every value came from `eval`, so it is clean already: only emptiness is left to check.
             (!map.is_empty()).then_some(Value::Object(map))
         }
@@ -446,17 +478,17 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> 
             let mut out = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Item::One(t) => match eval(t, scope, partials)? {
+                    Item::One(t) => match eval(t, scope)? {
                         // A leaf that yields a list in a list position is spliced in.
                         Some(Value::Array(values)) if !matches!(t, Tmpl::Array(_)) => out.extend(values),
                         Some(v) => out.push(v),
                         None => {}
                     },
                     Item::Each { source, var, body } => {
-                        if let Some(list) = eval_ref(source, scope, partials)? {
+                        if let Some(list) = eval_ref(source, scope)? {
                             for element in elements(list.node()) {
                                 let inner = scope.bind_clean(var, element);
-                                out.extend(eval(body, &inner, partials)?);
+                                out.extend(eval(body, &inner)?);
                             }
                         }
                     }
@@ -472,14 +504,13 @@ pub fn eval_fields(
     fields: &[(String, Tmpl)],
     skip: &[&str],
     scope: &Scope,
-    partials: &HashMap<String, Partial>,
     map: &mut Map<String, Value>,
 ) -> Result<(), EvalError> {
     for (key, field) in fields {
         if skip.contains(&key.as_str()) {
             continue;
         }
-        if let Some(value) = eval(field, scope, partials)? {
+        if let Some(value) = eval(field, scope)? {
             map.insert(key.clone(), value);
         }
     }
@@ -487,40 +518,32 @@ pub fn eval_fields(
 }
 
 /// Whether a condition holds, as `$if` reads it.
-pub fn holds(cond: &Tmpl, scope: &Scope, partials: &HashMap<String, Partial>) -> Result<bool, EvalError> {
-    Ok(truthy(eval_ref(cond, scope, partials)?.as_ref().map(Held::node)))
+pub fn holds(cond: &Tmpl, scope: &Scope) -> Result<bool, EvalError> {
+    Ok(truthy(eval_ref(cond, scope)?.as_ref().map(Held::node)))
 }
 
 /// Runs a template whose value is only read (a partial's argument, a list to loop over, a condition, the
 /// records a reply holds): a plain path gives the value itself, to be read clean, rather than a cleaned copy.
-pub fn eval_ref<'v>(
-    tmpl: &Tmpl,
-    scope: &Scope<'_, 'v>,
-    partials: &HashMap<String, Partial>,
-) -> Result<Option<Held<'v>>, EvalError> {
+pub fn eval_ref<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Option<Held<'v>>, EvalError> {
     match tmpl {
         Tmpl::Path(p) => Ok(scope
             .walk(p)
             .map(|(v, _)| v)
             .filter(|v| !v.is_empty_deep())
             .map(Held::Borrowed)),
-        _ => Ok(eval(tmpl, scope, partials)?.map(Held::Owned)),
+        _ => Ok(eval(tmpl, scope)?.map(Held::Owned)),
     }
 }
 
 /// The records a `select` gives: borrowed from the reply when it is a plain path or a chain of list filters,
 /// else the values its expression gives.
-pub fn select_records<'v>(
-    tmpl: &Tmpl,
-    scope: &Scope<'_, 'v>,
-    partials: &HashMap<String, Partial>,
-) -> Result<Vec<Held<'v>>, EvalError> {
+pub fn select_records<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Vec<Held<'v>>, EvalError> {
     if let Tmpl::Expr { chain: Some(chain), .. } = tmpl {
         if let Some(records) = chain.records(scope) {
             return Ok(records.into_iter().map(Held::Borrowed).collect());
         }
     }
-    Ok(match eval_ref(tmpl, scope, partials)? {
+    Ok(match eval_ref(tmpl, scope)? {
         None => Vec::new(),
         Some(Held::Borrowed(list)) => elements(list).map(Held::Borrowed).collect(),
         Some(Held::Owned(Value::Array(items))) => items.into_iter().map(Held::Owned).collect(),
@@ -552,13 +575,12 @@ fn eval_partial(
     partial: &Partial,
     args: &[Option<Held>],
     refs: Option<&References>,
-    partials: &HashMap<String, Partial>,
 ) -> Result<Option<Value>, EvalError> {
     match partial.params.first() {
-        None => eval(&partial.body, &attach(Scope::root("_", Node::NULL), refs), partials),
+        None => eval(&partial.body, &attach(Scope::root("_", Node::NULL), refs)),
         Some(first) => {
             let scope = attach(Scope::new(first, arg(args, 0), true, None), refs);
-            eval_bound(partial, args, 1, &scope, partials)
+            eval_bound(partial, args, 1, &scope)
         }
     }
 }
@@ -576,18 +598,12 @@ fn arg<'v>(args: &'v [Option<Held>], i: usize) -> Node<'v> {
 }
 
 /// Binds parameters one by one (each scope borrows the previous), then runs the body.
-fn eval_bound(
-    partial: &Partial,
-    args: &[Option<Held>],
-    i: usize,
-    scope: &Scope,
-    partials: &HashMap<String, Partial>,
-) -> Result<Option<Value>, EvalError> {
+fn eval_bound(partial: &Partial, args: &[Option<Held>], i: usize, scope: &Scope) -> Result<Option<Value>, EvalError> {
     match partial.params.get(i) {
-        None => eval(&partial.body, scope, partials),
+        None => eval(&partial.body, scope),
         Some(name) => {
             let inner = scope.bind_clean(name, arg(args, i));
-            eval_bound(partial, args, i + 1, &inner, partials)
+            eval_bound(partial, args, i + 1, &inner)
         }
     }
 }
@@ -645,7 +661,7 @@ mod tests {
             concept_maps: &exists,
         };
         let tmpl = compile(&node, "template", &mut site, &mut problems);
-        let out = eval(&tmpl, &Scope::root("r", &record), &HashMap::new()).unwrap();
+        let out = eval(&tmpl, &Scope::root("r", &record)).unwrap();
         (out, problems.list.iter().map(|p| p.to_string()).collect())
     }
 
