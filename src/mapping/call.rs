@@ -518,24 +518,8 @@ pub(super) fn split_all_top<'a>(source: &'a str, word: &str) -> Vec<&'a str> {
 /// What is between `open` and `close` when they enclose the whole text (`(a or b)`, `{'k': v}`).
 fn enclosed(source: &str, open: char, close: char) -> Option<&str> {
     let inner = source.strip_prefix(open)?.strip_suffix(close)?;
-    let (mut depth, mut quote) = (0i32, None::<char>);
-    for c in inner.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => {
-                depth -= 1;
-                // `(a) or (b)`: the first bracket closes before the end.
-                if depth < 0 {
-                    return None;
-                }
-            }
-            _ => {}
-        }
-    }
-    (depth == 0 && quote.is_none()).then_some(inner)
+    // `(a) or (b)`: the first bracket closes before the end.
+    (closing(source, 0)? == source.len() - 1).then_some(inner)
 }
 
 /// `name(inner)` when the parenthesis after the name closes at the very end of the text.
@@ -546,6 +530,12 @@ pub(super) fn call_parts(source: &str) -> Option<(&str, &str)> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return None;
     }
+    let close = closing(source, open)?;
+    (close == source.len() - 1).then(|| (name, &source[open + 1..close]))
+}
+
+/// Where the bracket opening at `open` closes, outside quotes.
+fn closing(source: &str, open: usize) -> Option<usize> {
     let (mut depth, mut quote) = (0i32, None::<char>);
     for (i, c) in source.char_indices().skip_while(|(i, _)| *i < open) {
         match (quote, c) {
@@ -556,7 +546,7 @@ pub(super) fn call_parts(source: &str) -> Option<(&str, &str)> {
             (None, ')' | ']' | '}') => {
                 depth -= 1;
                 if depth == 0 {
-                    return (i == source.len() - 1).then(|| (name, &source[open + 1..i]));
+                    return Some(i);
                 }
             }
             _ => {}
