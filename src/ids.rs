@@ -51,19 +51,43 @@ impl IdCodec {
     }
 
     pub fn encode(&self, resource_type: &str, id: &LogicalId) -> Result<String, IdError> {
+        self.encode_parts(resource_type, &id.practice, &id.patient, &id.item)
+    }
+
+    /// As [`IdCodec::encode`], from the parts of a [`LogicalId`] (one id is made per resource translated:
+    /// nothing is copied to make it but the id itself).
+    pub fn encode_parts(
+        &self,
+        resource_type: &str,
+        practice: &str,
+        patient: &str,
+        item: &str,
+    ) -> Result<String, IdError> {
         let mut payload = Vec::with_capacity(MAX_BYTES);
-        pack_practice(&id.practice, &mut payload);
-        pack_key(&id.patient, &mut payload);
-        pack_key(&id.item, &mut payload);
+        pack_practice(practice, &mut payload);
+        pack_key(patient, &mut payload);
+        pack_key(item, &mut payload);
         // The item runs to the end of the payload: its end marker is implied.
         payload.pop();
-        let tag = self.tag(resource_type, &payload);
-        let mut bytes = tag[..TAG_LEN].to_vec();
-        bytes.extend_from_slice(&payload);
-        if bytes.len() > MAX_BYTES {
+        let length = TAG_LEN + payload.len();
+        if length > MAX_BYTES {
             return Err(IdError::TooLong);
         }
-        Ok(URL_SAFE_NO_PAD.encode(bytes).replace('_', "."))
+        let tag = self.mac(resource_type, &payload).finalize().into_bytes();
+        let mut bytes = [0u8; MAX_BYTES];
+        bytes[..TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
+        bytes[TAG_LEN..length].copy_from_slice(&payload);
+        let mut text = [0u8; 64];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(&bytes[..length], &mut text)
+            .map_err(|_| IdError::TooLong)?;
+        // FHIR ids allow `.` but not `_`.
+        for c in &mut text[..written] {
+            if *c == b'_' {
+                *c = b'.';
+            }
+        }
+        String::from_utf8(text[..written].to_vec()).map_err(|_| IdError::TooLong)
     }
 
     pub fn decode(&self, resource_type: &str, id: &str) -> Result<LogicalId, IdError> {
@@ -101,10 +125,6 @@ impl IdCodec {
         mac.update(&[0]);
         mac.update(payload);
         mac
-    }
-
-    fn tag(&self, resource_type: &str, payload: &[u8]) -> Vec<u8> {
-        self.mac(resource_type, payload).finalize().into_bytes().to_vec()
     }
 }
 
@@ -190,49 +210,52 @@ fn pack_key(key: &str, out: &mut Vec<u8>) {
 }
 
 fn flush_text(text: &mut String, out: &mut Vec<u8>) {
+    flush_str(text, out);
+    text.clear();
+}
+
+/// Writes pending text as a text segment, if there is any.
+fn flush_str(text: &str, out: &mut Vec<u8>) {
     if !text.is_empty() {
         out.push(SEG_TEXT);
         pack_text(text, out);
-        text.clear();
     }
 }
 
 /// Writes the segment that starts `rest`, if one is worth packing (flushing pending text first), and
 /// returns how many bytes of `rest` it took.
 fn packed_segment(rest: &str, out: &mut Vec<u8>, pending: &str) -> Option<usize> {
-    let mut emit = |bytes: &[u8]| {
-        let mut text = pending.to_string();
-        flush_text(&mut text, out);
-        out.extend_from_slice(bytes);
-    };
     if rest.starts_with('-') {
-        emit(&[SEG_HYPHEN]);
+        flush_str(pending, out);
+        out.push(SEG_HYPHEN);
         return Some(1);
     }
     if let Some((bytes, upper)) = uuid_prefix(rest) {
-        let mut segment = vec![if upper { SEG_UUID_UPPER } else { SEG_UUID_LOWER }];
-        segment.extend_from_slice(&bytes);
-        emit(&segment);
+        flush_str(pending, out);
+        out.push(if upper { SEG_UUID_UPPER } else { SEG_UUID_LOWER });
+        out.extend_from_slice(&bytes);
         return Some(36);
     }
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
     // A decimal run (no leading zero, fits u64) that is not the start of a longer hex run.
     if (3..=19).contains(&digits) && !rest.starts_with('0') && (hex == digits || hex < 8) {
-        let mut segment = vec![SEG_DECIMAL];
-        push_varint(rest[..digits].parse::<u64>().ok()?, &mut segment);
-        emit(&segment);
+        let value = rest[..digits].parse::<u64>().ok()?;
+        flush_str(pending, out);
+        out.push(SEG_DECIMAL);
+        push_varint(value, out);
         return Some(digits);
     }
     let run = &rest[..hex.min(510) & !1];
     let lower = run.bytes().all(|b| !b.is_ascii_uppercase());
     let upper = run.bytes().all(|b| !b.is_ascii_lowercase());
     if run.len() >= 8 && (lower || upper) {
-        let mut segment = vec![if lower { SEG_HEX_LOWER } else { SEG_HEX_UPPER }, (run.len() / 2) as u8];
+        flush_str(pending, out);
+        out.push(if lower { SEG_HEX_LOWER } else { SEG_HEX_UPPER });
+        out.push((run.len() / 2) as u8);
         for pair in run.as_bytes().chunks(2) {
-            segment.push(hex_val(pair[0]) << 4 | hex_val(pair[1]));
+            out.push(hex_val(pair[0]) << 4 | hex_val(pair[1]));
         }
-        emit(&segment);
         return Some(run.len());
     }
     None
@@ -285,13 +308,13 @@ fn uuid_prefix(text: &str) -> Option<([u8; 16], bool)> {
     }
     let parsed = uuid::Uuid::try_parse(candidate).ok()?;
     // Only the canonical hyphenated form round-trips.
-    let canonical = parsed.hyphenated().to_string();
-    let matches = if upper {
-        canonical.to_ascii_uppercase() == candidate
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let canonical = if upper {
+        parsed.hyphenated().encode_upper(&mut buffer)
     } else {
-        canonical == candidate
+        parsed.hyphenated().encode_lower(&mut buffer)
     };
-    matches.then(|| (*parsed.as_bytes(), upper))
+    (canonical == candidate).then(|| (*parsed.as_bytes(), upper))
 }
 
 fn hex_val(b: u8) -> u8 {

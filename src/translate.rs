@@ -13,7 +13,7 @@ use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
 use crate::mapping::node::{Held, Native, Node};
 use crate::mapping::refs::References;
-use crate::mapping::template::{self, eval, select_records, EvalError, Scope, Tmpl};
+use crate::mapping::template::{self, eval, select_records, EvalError, Members, Scope, Tmpl};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
 
@@ -400,7 +400,8 @@ impl<'a> Builder<'a> {
         };
         let base = vars.scope().with_references(refs);
         // Records are read as `non_empty` would leave them (selected records always were).
-        let scope = base.bind_clean("r", record);
+        let members = Members::of(record);
+        let scope = base.bind_record("r", record, members.as_ref());
         let Some(native_key) = eval(&mapping.id, &scope).map_err(failed)? else {
             return Ok(None);
         };
@@ -413,20 +414,21 @@ impl<'a> Builder<'a> {
             Value::String(s) => s,
             other => other.to_string(),
         };
-        let id = LogicalId {
-            practice: origin.ods.to_string(),
-            patient: if mapping.compartment == Compartment::Patient {
-                self.patient_key.to_string()
-            } else {
-                String::new()
-            },
-            item: native_key,
+        let patient = match mapping.compartment {
+            Compartment::Patient => self.patient_key,
+            _ => "",
         };
         let logical = self
             .ids
-            .encode(&mapping.resource, &id)
+            .encode_parts(&mapping.resource, origin.ods, patient, &native_key)
             .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
+        // The template's meta, then this proxy's profile and source.
         let mut meta = match fields.iter().find(|(key, _)| key == "meta") {
+            Some((_, Tmpl::Object { cond: None, fields })) => {
+                let mut meta = Map::with_capacity(fields.len() + 2);
+                template::eval_fields(fields, &[], &scope, &mut meta).map_err(failed)?;
+                meta
+            }
             Some((_, tmpl)) => match eval(tmpl, &scope).map_err(failed)? {
                 Some(Value::Object(meta)) => meta,
                 _ => Map::new(),
@@ -437,7 +439,7 @@ impl<'a> Builder<'a> {
             "profile".into(),
             Value::Array(vec![Value::from(mapping.profile.as_str())]),
         );
-        meta.insert("source".into(), Value::String(source(origin, mapping, &id.item)));
+        meta.insert("source".into(), Value::String(source(origin, mapping, &native_key)));
         let mut resource = Map::with_capacity(fields.len() + 1);
         resource.insert("resourceType".into(), Value::from(mapping.resource.as_str()));
         resource.insert("id".into(), Value::String(logical));

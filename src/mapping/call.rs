@@ -214,33 +214,38 @@ impl Call {
                 Some(branch) => branch.eval_branch(scope),
             };
         }
-        let mut args = Vec::with_capacity(self.args.len());
-        for arg in &self.args {
-            args.push(arg.eval(scope)?);
-        }
+        // The functions run here take one or two arguments (see `compile`).
+        let first = match self.args.first() {
+            Some(arg) => arg.eval(scope)?,
+            None => Plain::Nothing,
+        };
+        let second = match self.args.get(1) {
+            Some(arg) => Some(arg.eval(scope)?),
+            None => None,
+        };
         let text = |out: Option<String>| out.map(Out::Text).unwrap_or(Out::Nothing);
         Some(match &self.func {
-            Func::Translate(map) => text(code_text(&args[0]).and_then(|c| expr::translate_code(map.map(), &c))),
-            Func::Coding(map) => code_text(&args[0])
+            Func::Translate(map) => text(code_text(&first).and_then(|c| expr::translate_code(map.map(), &c))),
+            Func::Coding(map) => code_text(&first)
                 .and_then(|c| expr::coding_of(map.map(), &c))
                 .map(Out::Json)
                 .unwrap_or(Out::Nothing),
             Func::Date => {
-                let precision = match args.get(1) {
+                let precision = match &second {
                     None | Some(Plain::Nothing) => "day",
                     Some(Plain::Text(p)) => p,
                     Some(Plain::Bool(_) | Plain::Int(_)) => return None,
                 };
-                text(as_str(&args[0]).and_then(|v| expr::fhir_date(v, precision)))
+                text(as_str(&first).and_then(|v| expr::fhir_date(v, precision)))
             }
-            Func::Instant => text(as_str(&args[0]).and_then(expr::fhir_instant)),
-            Func::LocalInstant => text(as_str(&args[0]).and_then(expr::local_instant)),
+            Func::Instant => text(as_str(&first).and_then(expr::fhir_instant)),
+            Func::LocalInstant => text(as_str(&first).and_then(expr::local_instant)),
             Func::Holds(_) | Func::Choose(_) | Func::Or => return None,
             Func::Reference => {
-                let Plain::Text(resource_type) = &args[0] else {
+                let Plain::Text(resource_type) = &first else {
                     return None;
                 };
-                let key = code_text(&args[1]);
+                let key = code_text(second.as_ref().unwrap_or(&Plain::Nothing));
                 match (scope.references(), key) {
                     (Some(refs), Some(key)) if !key.is_empty() => Out::Text(refs.reference(resource_type, &key)),
                     (_, key) => text(key.and_then(|key| expr::reference_mark(resource_type, &key))),
@@ -428,7 +433,8 @@ impl Arg {
     fn eval<'a>(&'a self, scope: &Scope<'_, 'a>) -> Option<Plain<'a>> {
         match self {
             Arg::Text(text) => Some(Plain::Text(Cow::Borrowed(text))),
-            Arg::Path(path) => match scope.walk(path) {
+            // `plain` reads the value clean itself.
+            Arg::Path(path) => match scope.find(path) {
                 None => Some(Plain::Nothing),
                 Some((value, clean)) => plain(value, clean),
             },

@@ -395,7 +395,13 @@ pub fn add_minutes(text: &str, minutes: i64) -> Option<String> {
 pub fn fhir_instant(text: &str) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
     let parsed = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    parsed.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+    // Written into room for the usual instant, not grown byte by byte.
+    let mut out = Vec::with_capacity(32);
+    parsed
+        .to_offset(time::UtcOffset::UTC)
+        .format_into(&mut out, &Rfc3339)
+        .ok()?;
+    String::from_utf8(out).ok()
 }
 
 /// A UK wall-clock date-time without offset (EMIS slot and session times, `2026-07-01T09:30:00`) as a FHIR

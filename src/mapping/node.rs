@@ -52,6 +52,16 @@ pub fn native_of(value: &Value) -> Native {
     }
 }
 
+/// Whether text is empty or only white space (as `str::trim` sees it), quickly for the usual text, which
+/// starts with a visible ASCII character.
+pub fn is_blank(text: &str) -> bool {
+    match text.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_graphic() => false,
+        Some(_) => text.trim().is_empty(),
+    }
+}
+
 /// A native number read from its text.
 fn parse_number<T: FromStr>(value: &Native) -> Option<T> {
     match value.as_raw_number() {
@@ -110,14 +120,20 @@ impl<'v> Node<'v> {
                 Value::Array(_) => Kind::Array,
                 Value::Object(_) => Kind::Object,
             },
-            Node::Native(value) => match value.get_type() {
-                JsonType::Null => Kind::Null,
-                JsonType::Boolean => Kind::Bool(value.is_true()),
-                JsonType::Number => Kind::Number,
-                JsonType::String => Kind::Str(value.as_str().unwrap_or_default()),
-                JsonType::Array => Kind::Array,
-                JsonType::Object => Kind::Object,
-            },
+            Node::Native(value) => {
+                // Text is the commonest leaf: one look at the value for it.
+                if let Some(text) = value.as_str() {
+                    return Kind::Str(text);
+                }
+                match value.get_type() {
+                    JsonType::Null => Kind::Null,
+                    JsonType::Boolean => Kind::Bool(value.is_true()),
+                    JsonType::Number => Kind::Number,
+                    JsonType::String => Kind::Str(""),
+                    JsonType::Array => Kind::Array,
+                    JsonType::Object => Kind::Object,
+                }
+            }
         }
     }
 
@@ -173,6 +189,22 @@ impl<'v> Node<'v> {
         }
     }
 
+    /// How many items or members a list or object has (0 for anything else).
+    pub fn size(self) -> usize {
+        match self {
+            Node::Json(value) | Node::Clean(value) => match value {
+                Value::Array(items) => items.len(),
+                Value::Object(map) => map.len(),
+                _ => 0,
+            },
+            Node::Native(value) => match (value.as_array(), value.as_object()) {
+                (Some(items), _) => items.len(),
+                (_, Some(object)) => object.len(),
+                _ => 0,
+            },
+        }
+    }
+
     /// A list's items (nothing for anything else).
     pub fn items(self) -> Items<'v> {
         match self {
@@ -207,7 +239,7 @@ impl<'v> Node<'v> {
         }
         match self.kind() {
             Kind::Null => true,
-            Kind::Str(s) => s.trim().is_empty(),
+            Kind::Str(s) => is_blank(s),
             Kind::Array => self.items().all(Node::is_empty_deep),
             Kind::Object => self.entries().all(|(_, v)| v.is_empty_deep()),
             Kind::Bool(_) | Kind::Number => false,
@@ -225,7 +257,7 @@ impl<'v> Node<'v> {
                 Kind::Str(s) => Value::String(s.to_string()),
                 Kind::Array => Value::Array(self.items().map(Node::to_json).collect()),
                 Kind::Object => {
-                    let mut map = Map::new();
+                    let mut map = Map::with_capacity(self.size());
                     for (key, item) in self.entries() {
                         map.insert(key.to_string(), item.to_json());
                     }
@@ -245,13 +277,15 @@ impl<'v> Node<'v> {
             Kind::Null => None,
             Kind::Bool(b) => Some(Value::Bool(b)),
             Kind::Number => Some(self.number()),
-            Kind::Str(s) => (!s.trim().is_empty()).then(|| Value::String(s.to_string())),
+            Kind::Str(s) => (!is_blank(s)).then(|| Value::String(s.to_string())),
             Kind::Array => {
-                let items: Vec<Value> = self.items().filter_map(Node::to_json_clean).collect();
-                (!items.is_empty()).then_some(Value::Array(items))
+                let items = self.items();
+                let mut out = Vec::with_capacity(items.size_hint().0);
+                out.extend(items.filter_map(Node::to_json_clean));
+                (!out.is_empty()).then_some(Value::Array(out))
             }
             Kind::Object => {
-                let mut map = Map::new();
+                let mut map = Map::with_capacity(self.size());
                 for (key, item) in self.entries() {
                     if let Some(value) = item.to_json_clean() {
                         map.insert(key.to_string(), value);
@@ -305,7 +339,7 @@ impl<'v> Node<'v> {
     pub fn to_engine_clean(self) -> Option<JValue> {
         match self.kind() {
             Kind::Null => None,
-            Kind::Str(s) if s.trim().is_empty() => None,
+            Kind::Str(s) if is_blank(s) => None,
             Kind::Array => {
                 let items: Vec<JValue> = self.items().filter_map(Node::to_engine_clean).collect();
                 (!items.is_empty()).then(|| JValue::from(items))

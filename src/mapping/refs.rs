@@ -9,7 +9,7 @@
 
 use super::expr::REFERENCE_MARK;
 use super::{Compartment, Registry};
-use crate::ids::{IdCodec, IdError, LogicalId};
+use crate::ids::{IdCodec, IdError};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -106,12 +106,10 @@ impl<'a> References<'a> {
             Some(Compartment::Patient) => self.patient_key,
             _ => "",
         };
-        let id = LogicalId {
-            practice: self.practice.to_string(),
-            patient: patient.to_string(),
-            item: native_key.to_string(),
-        };
-        let done = format!("{resource_type}/{}", self.ids.encode(resource_type, &id)?);
+        let id = self
+            .ids
+            .encode_parts(resource_type, self.practice, patient, native_key)?;
+        let done = format!("{resource_type}/{id}");
         self.resolved
             .borrow_mut()
             .entry(resource_type.to_string())

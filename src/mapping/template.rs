@@ -13,12 +13,14 @@ use super::call::{Call, Out};
 use super::chain::Chain;
 use super::context::{Need, Reads};
 use super::expr::{self, Compiled, Engine, Path, Step};
-use super::node::{Held, Kind, Node};
+use super::node::{Held, Kind, Native, Node};
 use super::problem::{child, index, Problems};
 use super::refs::References;
 use super::yaml::{self, NodeValue};
 use minijinja::Value as JValue;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
+use sonic_rs::JsonContainerTrait;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -286,6 +288,9 @@ pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, missing: &mut
     }
 }
 
+/// A partial's arguments: held inline, partials take few.
+type PartialArgs<'v> = SmallVec<[Option<Held<'v>>; 4]>;
+
 /// A partial: a named template with parameters.
 pub struct Partial {
     pub params: Vec<String>,
@@ -306,6 +311,27 @@ pub struct Scope<'s, 'v> {
     parent: Option<&'s Scope<'s, 'v>>,
     /// Where `reference(type, key)` resolves, while a translation runs (see `refs`).
     refs: Option<&'s References<'s>>,
+    /// The members of the bound value by name, when it is a record with an index ([`Members`]).
+    members: Option<&'s Members<'v>>,
+}
+
+/// A native record's members by name, the first of each. A record is read some twenty times, and finding a
+/// member of a parsed native object is a walk along its members, so records of more than a few members
+/// are indexed once, when they are bound.
+pub struct Members<'v>(HashMap<&'v str, &'v Native, foldhash::fast::RandomState>);
+
+impl<'v> Members<'v> {
+    /// The index of a record, when it is a native object large enough to need one.
+    pub fn of(record: Node<'v>) -> Option<Members<'v>> {
+        const SMALL: usize = 8;
+        let Node::Native(native) = record else { return None };
+        let object = native.as_object().filter(|o| o.len() > SMALL)?;
+        let mut members = HashMap::with_capacity_and_hasher(object.len(), Default::default());
+        for (name, value) in object.iter() {
+            members.entry(name).or_insert(value);
+        }
+        Some(Members(members))
+    }
 }
 
 impl<'s, 'v> Scope<'s, 'v> {
@@ -320,6 +346,13 @@ impl<'s, 'v> Scope<'s, 'v> {
 
     pub fn bind(&'s self, name: &'s str, value: impl Into<Node<'v>>) -> Scope<'s, 'v> {
         Scope::new(name, value.into(), false, Some(self))
+    }
+
+    /// Binds a record read clean, as [`Scope::bind_clean`], whose members are found through its index.
+    pub fn bind_record(&'s self, name: &'s str, record: Node<'v>, members: Option<&'s Members<'v>>) -> Scope<'s, 'v> {
+        let mut scope = Scope::new(name, record, true, Some(self));
+        scope.members = members;
+        scope
     }
 
     /// Binds a value read as `non_empty` would leave it (nothing left: null).
@@ -340,6 +373,7 @@ impl<'s, 'v> Scope<'s, 'v> {
             converted: OnceCell::new(),
             parent,
             refs: parent.and_then(|p| p.refs),
+            members: None,
         }
     }
 
@@ -354,35 +388,51 @@ impl<'s, 'v> Scope<'s, 'v> {
         self.refs
     }
 
-    /// The value a variable names, and whether it is read clean.
-    fn lookup(&self, name: &str) -> Option<(Node<'v>, bool)> {
+    /// The scope that binds a variable, and its value there.
+    fn lookup(&self, name: &str) -> Option<(&Scope<'s, 'v>, Node<'v>)> {
         let mut scope = Some(self);
         while let Some(s) = scope {
             if s.name.is_empty() {
                 if let Some(v) = s.value.get(name).filter(|v| !(s.clean && v.is_empty_deep())) {
-                    return Some((v, s.clean));
+                    return Some((s, v));
                 }
             } else if s.name == name {
-                return Some((s.value, s.clean));
+                return Some((s, s.value));
             }
             scope = s.parent;
         }
         None
     }
 
+    /// A member of the bound value (through its index when it has one).
+    fn member(&self, key: &str) -> Option<Node<'v>> {
+        match self.members {
+            Some(members) => members.0.get(key).map(|value| Node::Native(value)),
+            None => self.value.get(key),
+        }
+    }
+
     /// Follows a plain path; a clean value's empty members are not there (and its list items are counted
     /// without them).
     pub fn walk(&self, path: &Path) -> Option<(Node<'v>, bool)> {
-        let (mut value, clean) = self.lookup(&path.root)?;
-        for step in &path.steps {
+        self.find(path)
+            .filter(|(value, clean)| !(*clean && value.is_empty_deep()))
+    }
+
+    /// As [`Scope::walk`], but a clean value found empty is given rather than left out: for callers that
+    /// read it clean anyway (copying it, or taking it as an argument). Only the end of the path needs that
+    /// check: what an empty value holds is empty too.
+    pub fn find(&self, path: &Path) -> Option<(Node<'v>, bool)> {
+        let (bound, mut value) = self.lookup(&path.root)?;
+        let clean = bound.clean;
+        for (i, step) in path.steps.iter().enumerate() {
             value = match step {
+                // The first step from a named variable reads its bound value.
+                Step::Key(k) if i == 0 && !bound.name.is_empty() => bound.member(k)?,
                 Step::Key(k) => value.get(k)?,
                 Step::Index(i) if clean => value.items().filter(|v| !v.is_empty_deep()).nth(*i)?,
                 Step::Index(i) => value.at(*i)?,
             };
-            if clean && value.is_empty_deep() {
-                return None;
-            }
         }
         Some((value, clean))
     }
@@ -426,7 +476,7 @@ pub struct EvalError(pub String);
 pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
     Ok(match tmpl {
         Tmpl::Lit(v) => non_empty(v.clone()),
-        Tmpl::Path(p) => scope.walk(p).and_then(|(v, _)| v.to_json_clean()),
+        Tmpl::Path(p) => scope.find(p).and_then(|(v, _)| v.to_json_clean()),
         Tmpl::Expr {
             source,
             compiled,
@@ -460,7 +510,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             let partial = target
                 .get()
                 .ok_or_else(|| EvalError(format!("unknown partial '{name}'")))?;
-            let values: Vec<Option<Held>> = args.iter().map(|a| eval_ref(a, scope)).collect::<Result<_, _>>()?;
+            let values: PartialArgs = args.iter().map(|a| eval_ref(a, scope)).collect::<Result<_, _>>()?;
             eval_partial(partial, &values, scope.references())?
         }
         Tmpl::Object { cond, fields } => {
@@ -527,7 +577,7 @@ pub fn holds(cond: &Tmpl, scope: &Scope) -> Result<bool, EvalError> {
 pub fn eval_ref<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Option<Held<'v>>, EvalError> {
     match tmpl {
         Tmpl::Path(p) => Ok(scope
-            .walk(p)
+            .find(p)
             .map(|(v, _)| v)
             .filter(|v| !v.is_empty_deep())
             .map(Held::Borrowed)),
@@ -629,7 +679,7 @@ pub fn non_empty(mut value: Value) -> Option<Value> {
 fn keep(value: &mut Value) -> bool {
     match value {
         Value::Null => false,
-        Value::String(s) => !s.trim().is_empty(),
+        Value::String(s) => !super::node::is_blank(s),
         Value::Array(items) => {
             items.retain_mut(keep);
             !items.is_empty()
