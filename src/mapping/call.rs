@@ -410,9 +410,8 @@ impl Arg {
                 if !number.is_finite() {
                     return None;
                 }
-                super::context::from_engine(&minijinja::Value::from(number))
-                    .ok()
-                    .map(Out::Json)
+                // What the engine's float comes back as: serde_json's number for it.
+                serde_json::Number::from_f64(number).map(|n| Out::Json(Value::Number(n)))
             }
         }
     }

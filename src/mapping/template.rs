@@ -12,7 +12,7 @@
 use super::call::{Call, Out};
 use super::chain::Chain;
 use super::context::{Need, Reads};
-use super::expr::{self, Compiled, Engine, Path, Step};
+use super::expr::{self, Compiled, Engine, MemberHint, Path, Step};
 use super::node::{Held, Kind, Native, Node};
 use super::problem::{child, index, Problems};
 use super::refs::References;
@@ -315,22 +315,33 @@ pub struct Scope<'s, 'v> {
     members: Option<&'s Members<'v>>,
 }
 
-/// A native record's members by name, the first of each. A record is read some twenty times, and finding a
-/// member of a parsed native object is a walk along its members, so records of more than a few members
-/// are indexed once, when they are bound.
-pub struct Members<'v>(HashMap<&'v str, &'v Native, foldhash::fast::RandomState>);
+/// A native record's members in order, read once when the record is bound. A record is read some twenty
+/// times, and finding a member of a parsed native object walks its members from the first; here a path
+/// looks first where its member was in the last record ([`MemberHint`]), as the records of a reply share
+/// their layout.
+pub struct Members<'v>(Vec<(&'v str, &'v Native)>);
 
 impl<'v> Members<'v> {
-    /// The index of a record, when it is a native object large enough to need one.
+    /// The members of a record, when it is a native object with more than a few.
     pub fn of(record: Node<'v>) -> Option<Members<'v>> {
         const SMALL: usize = 8;
         let Node::Native(native) = record else { return None };
         let object = native.as_object().filter(|o| o.len() > SMALL)?;
-        let mut members = HashMap::with_capacity_and_hasher(object.len(), Default::default());
-        for (name, value) in object.iter() {
-            members.entry(name).or_insert(value);
+        Some(Members(object.iter().collect()))
+    }
+
+    /// The first member named `key`.
+    fn get(&self, key: &str, hint: &MemberHint) -> Option<&'v Native> {
+        let at = hint.get();
+        if let Some((name, value)) = self.0.get(at) {
+            // The first of that name: JSON does not forbid a name twice.
+            if *name == key && self.0[..at].iter().all(|(earlier, _)| *earlier != key) {
+                return Some(value);
+            }
         }
-        Some(Members(members))
+        let (at, (_, value)) = self.0.iter().enumerate().find(|(_, (name, _))| *name == key)?;
+        hint.set(at);
+        Some(value)
     }
 }
 
@@ -405,9 +416,9 @@ impl<'s, 'v> Scope<'s, 'v> {
     }
 
     /// A member of the bound value (through its index when it has one).
-    fn member(&self, key: &str) -> Option<Node<'v>> {
+    fn member(&self, key: &str, hint: &MemberHint) -> Option<Node<'v>> {
         match self.members {
-            Some(members) => members.0.get(key).map(|value| Node::Native(value)),
+            Some(members) => members.get(key, hint).map(Node::Native),
             None => self.value.get(key),
         }
     }
@@ -428,7 +439,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         for (i, step) in path.steps.iter().enumerate() {
             value = match step {
                 // The first step from a named variable reads its bound value.
-                Step::Key(k) if i == 0 && !bound.name.is_empty() => bound.member(k)?,
+                Step::Key(k) if i == 0 && !bound.name.is_empty() => bound.member(k, &path.hint)?,
                 Step::Key(k) => value.get(k)?,
                 Step::Index(i) if clean => value.items().filter(|v| !v.is_empty_deep()).nth(*i)?,
                 Step::Index(i) => value.at(*i)?,
@@ -519,19 +530,35 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                     return Ok(None);
                 }
             }
-            let mut map = Map::with_capacity(fields.len());
-            eval_fields(fields, &[], scope, &mut map)?;
-            // Every value came from `eval`, so it is clean already: only emptiness is left to check.
-            (!map.is_empty()).then_some(Value::Object(map))
+            // Made when the first field gives something: many objects give nothing at all.
+            let mut map: Option<Map<String, Value>> = None;
+            for (i, (key, field)) in fields.iter().enumerate() {
+                if let Some(value) = eval(field, scope)? {
+                    map.get_or_insert_with(|| Map::with_capacity(fields.len() - i))
+                        .insert(key.clone(), value);
+                }
+            }
+            // Every value came from `eval`, so it is clean already.
+            map.map(Value::Object)
         }
         Tmpl::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
+            // Allocated by the first item that gives something.
+            let mut out = Vec::new();
             for item in items {
                 match item {
                     Item::One(t) => match eval(t, scope)? {
                         // A leaf that yields a list in a list position is spliced in.
-                        Some(Value::Array(values)) if !matches!(t, Tmpl::Array(_)) => out.extend(values),
-                        Some(v) => out.push(v),
+                        Some(Value::Array(values)) if !matches!(t, Tmpl::Array(_)) => {
+                            if out.is_empty() {
+                                out = values;
+                            } else {
+                                out.extend(values);
+                            }
+                        }
+                        Some(v) => {
+                            out.reserve(items.len());
+                            out.push(v);
+                        }
                         None => {}
                     },
                     Item::Each { source, var, body } => {
