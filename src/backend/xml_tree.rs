@@ -16,22 +16,28 @@
 
 use crate::mapping::node::{self, Native};
 use quick_xml::events::{BytesStart, Event};
+use std::borrow::Cow;
 
 const MAX_DEPTH: usize = 64;
 
-/// An element being read: its attributes, its children's JSON grouped by name in order of first
-/// appearance, and its text.
+/// An element being read: its JSON so far (`{` and its attributes, written as they are read), its children's
+/// JSON grouped by name in order of first appearance, and its text.
 struct Open {
     name: String,
-    attributes: Vec<(String, String)>,
+    json: Vec<u8>,
+    /// Where each attribute's name is in `json`, quotes included: renamed `@name` if a child takes the name.
+    keys: Vec<(usize, usize)>,
     children: Vec<(String, Vec<u8>)>,
     text: String,
 }
 
 impl Open {
     fn new(start: &BytesStart) -> Result<Open, String> {
-        let name = local(start.name().as_ref());
-        let mut attributes = Vec::new();
+        let name = local(start.name().as_ref()).into_owned();
+        // Room for the attributes as JSON (a little longer than as XML), so they are written without growing.
+        let mut json = Vec::with_capacity(start.attributes_raw().len() * 5 / 4 + 32);
+        json.push(b'{');
+        let mut keys = Vec::new();
         for attribute in start.attributes() {
             let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
             let key = local(attribute.key.as_ref());
@@ -41,59 +47,72 @@ impl Open {
             let value = attribute
                 .unescape_value()
                 .map_err(|e| format!("bad attribute value: {e}"))?;
-            attributes.push((key, value.into_owned()));
+            if json.len() > 1 {
+                json.push(b',');
+            }
+            let at = json.len();
+            string(&mut json, &key);
+            keys.push((at, json.len()));
+            json.push(b':');
+            string(&mut json, &value);
         }
         Ok(Open {
             name,
-            attributes,
+            json,
+            keys,
             children: Vec::new(),
             text: String::new(),
         })
     }
 
     /// The element as a JSON object.
-    fn render(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.children.iter().map(|(_, c)| c.len() + 8).sum::<usize>());
-        out.push(b'{');
-        let mut first = true;
-        let mut member = |out: &mut Vec<u8>, key: &str| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            string(out, key);
-            out.push(b':');
-        };
-        for (key, value) in &self.attributes {
-            if self.children.iter().any(|(name, _)| name == key) {
-                member(&mut out, &format!("@{key}"));
-            } else {
-                member(&mut out, key);
-            }
-            string(&mut out, value);
-        }
+    fn render(mut self) -> Vec<u8> {
+        self.rename_shadowed_attributes();
+        let mut json = self.json;
         for (name, items) in &self.children {
-            member(&mut out, name);
-            out.push(b'[');
-            out.extend_from_slice(items);
-            out.push(b']');
+            if json.len() > 1 {
+                json.push(b',');
+            }
+            string(&mut json, name);
+            json.extend_from_slice(b":[");
+            json.extend_from_slice(items);
+            json.push(b']');
         }
         let text = self.text.trim();
         if !text.is_empty() {
-            member(&mut out, "_text");
-            string(&mut out, text);
+            if json.len() > 1 {
+                json.push(b',');
+            }
+            json.extend_from_slice(b"\"_text\":");
+            string(&mut json, text);
         }
-        out.push(b'}');
-        out
+        json.push(b'}');
+        json
+    }
+
+    /// An attribute named as a child element is kept as `@name` (rare: written in place).
+    fn rename_shadowed_attributes(&mut self) {
+        let mut named = Vec::new();
+        for &(start, end) in self.keys.iter().rev() {
+            let shadowed = self.children.iter().any(|(name, _)| {
+                named.clear();
+                string(&mut named, name);
+                named == self.json[start..end]
+            });
+            if shadowed {
+                self.json.insert(start + 1, b'@');
+            }
+        }
     }
 
     /// Adds a closed child element.
-    fn adopt(&mut self, name: String, json: &[u8]) {
+    fn adopt(&mut self, name: String, json: Vec<u8>) {
         match self.children.iter_mut().find(|(n, _)| *n == name) {
             Some((_, items)) => {
                 items.push(b',');
-                items.extend_from_slice(json);
+                items.extend_from_slice(&json);
             }
-            None => self.children.push((name, json.to_vec())),
+            None => self.children.push((name, json)),
         }
     }
 }
@@ -110,11 +129,9 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Open> = Vec::new();
     let mut root: Option<Vec<u8>> = None;
-    let mut buf = Vec::new();
     loop {
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("not well-formed XML: {e}"))?;
+        // Events borrow from the document: nothing is copied to read them.
+        let event = reader.read_event().map_err(|e| format!("not well-formed XML: {e}"))?;
         match event {
             Event::Start(start) => {
                 if stack.len() >= MAX_DEPTH {
@@ -151,7 +168,6 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
             Event::Eof => break,
             _ => {}
         }
-        buf.clear();
     }
     if !stack.is_empty() {
         return Err("unclosed XML elements".into());
@@ -160,9 +176,12 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
     node::parse_json(&root).map_err(|e| format!("the tree is not JSON: {e}"))
 }
 
-fn local(name: &[u8]) -> String {
-    let text = String::from_utf8_lossy(name);
-    text.rsplit(':').next().unwrap_or("").to_string()
+/// A name without its namespace prefix.
+fn local(name: &[u8]) -> Cow<'_, str> {
+    match String::from_utf8_lossy(name) {
+        Cow::Borrowed(text) => Cow::Borrowed(text.rsplit(':').next().unwrap_or("")),
+        Cow::Owned(text) => Cow::Owned(text.rsplit(':').next().unwrap_or("").to_string()),
+    }
 }
 
 /// A closed element joins its parent, or is the root.
@@ -170,7 +189,7 @@ fn close(stack: &mut [Open], root: &mut Option<Vec<u8>>, mut element: Open) -> R
     let name = std::mem::take(&mut element.name);
     let json = element.render();
     match stack.last_mut() {
-        Some(parent) => parent.adopt(name, &json),
+        Some(parent) => parent.adopt(name, json),
         None => {
             if root.is_some() {
                 return Err("more than one root element".into());
