@@ -4,10 +4,13 @@
 
 use crate::backend::credentials::{CredentialStore, Linkage};
 use crate::config::secret::Secret;
-use crate::config::{Credentials, EmisCredentials, MedicusCredentials, PracticeConfig, Supplier, SystmOneCredentials};
+use crate::config::{
+    Credentials, EmisCredentials, MedicusCredentials, NativePace, PracticeConfig, Supplier, SystmOneCredentials,
+};
 use im1_sim::common::SimHandle;
 use im1_sim::record::World;
 use im1_sim::SimOptions;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -134,6 +137,11 @@ impl Simulators {
                     partner_client_secret: Secret::new(emis.client_secret.clone()),
                     cdb: emis.cdb.clone(),
                 }),
+                // PFS: per application id (the Partner API is not limited).
+                pace: NativePace {
+                    transaction: None,
+                    patient: within(emis.throttle, emis.rate_per_second, 1),
+                },
             },
             PracticeConfig {
                 ods: tpp.unit_id.clone(),
@@ -146,6 +154,11 @@ impl Simulators {
                     device_id: tpp.device_id.clone(),
                     transaction_address: self.systmone.transaction.addr().to_string(),
                 }),
+                // Per device (transaction) and per session (PFS).
+                pace: NativePace {
+                    transaction: within(tpp.throttle, tpp.rate_per_second, 1),
+                    patient: within(tpp.throttle, tpp.rate_per_second, 1),
+                },
             },
             PracticeConfig {
                 ods: medicus.practice_ods.clone(),
@@ -157,6 +170,11 @@ impl Simulators {
                     tenant: medicus.tenant.clone(),
                     private_key: Secret::new(DEMO_MEDICUS_KEY),
                 }),
+                // Per app and tenant: the two surfaces share it.
+                pace: NativePace {
+                    transaction: within(medicus.throttle, im1_sim_medicus::RATE_PER_SECOND, 2),
+                    patient: within(medicus.throttle, im1_sim_medicus::RATE_PER_SECOND, 2),
+                },
             },
         ]
     }
@@ -192,4 +210,10 @@ async fn listener() -> Result<TcpListener, String> {
     TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))
+}
+
+/// The pace for a surface of a throttled simulator that allows `rate` calls a second shared by `surfaces`
+/// surfaces: a tenth under its share, so the proxy waits rather than being refused.
+fn within(throttled: bool, rate: u32, surfaces: u32) -> Option<NonZeroU32> {
+    throttled.then(|| NonZeroU32::new((rate / surfaces.max(1)) * 9 / 10).unwrap_or(NonZeroU32::MIN))
 }

@@ -19,6 +19,7 @@ fn emis_practice(base_url: String) -> PracticeConfig {
             partner_client_secret: Secret::new("secret"),
             cdb: "50002".into(),
         }),
+        pace: Default::default(),
     }
 }
 

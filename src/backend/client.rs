@@ -1,9 +1,12 @@
 //! The one HTTP client every supplier dialect uses: connection pooling, a deadline per call, retries for
-//! safe calls only, a cap on calls in flight per practice, and native failures classified as FHIR errors.
+//! safe calls only, a cap on calls in flight per practice, the pace the supplier allows (`pace`), and
+//! native failures classified as FHIR errors.
 //! No header from the FHIR client is ever forwarded (test-only `X-Sim-*` headers included); only the
 //! request id travels, so native logs can be joined with ours.
 
+use super::pace::Pace;
 use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use std::sync::Arc;
@@ -19,6 +22,8 @@ pub struct HttpRequest {
     pub form: Option<Vec<(String, String)>>,
     pub json: Option<serde_json::Value>,
     pub body: Option<(String, Vec<u8>)>,
+    /// The supplier surface it goes to, whose pace it keeps (the transaction surface unless said).
+    pub surface: Surface,
 }
 
 impl HttpRequest {
@@ -30,7 +35,14 @@ impl HttpRequest {
             form: None,
             json: None,
             body: None,
+            surface: Surface::Transaction,
         }
+    }
+
+    /// The request, on the patient-facing surface.
+    pub fn patient_facing(mut self) -> Self {
+        self.surface = Surface::Patient;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -74,10 +86,11 @@ pub struct HttpClient {
     inner: reqwest::Client,
     settings: ClientSettings,
     in_flight: Arc<Semaphore>,
+    pace: Arc<Pace>,
 }
 
 impl HttpClient {
-    pub fn new(settings: ClientSettings) -> FhirResult<HttpClient> {
+    pub fn new(settings: ClientSettings, pace: Pace) -> FhirResult<HttpClient> {
         let inner = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(settings.max_in_flight)
@@ -90,7 +103,13 @@ impl HttpClient {
             inner,
             settings,
             in_flight,
+            pace: Arc::new(pace),
         })
+    }
+
+    /// Waits for a native call's turn on a surface (see `pace`): for calls that do not go through `send`.
+    pub async fn wait_turn(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
+        self.pace.wait(surface, deadline).await
     }
 
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
@@ -128,6 +147,7 @@ impl HttpClient {
                 }
                 tokio::time::sleep(backoff).await;
             }
+            self.pace.wait(request.surface, deadline).await?;
             let started = Instant::now();
             let authorization = authorize()?;
             let outcome = self

@@ -199,6 +199,7 @@ impl Emis {
 
     fn pfs_request(&self, method: Method, url: String) -> HttpRequest {
         HttpRequest::new(method, url)
+            .patient_facing()
             .header("X-API-ApplicationId", self.creds.application_id.clone())
             .header("X-API-Version", API_VERSION)
     }

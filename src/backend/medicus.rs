@@ -130,6 +130,7 @@ impl Medicus {
     ) -> FhirResult<HttpReply> {
         let mut request = HttpRequest::new(spec.method.clone(), url);
         request.json = spec.body.cloned();
+        request.surface = call.surface;
         // Signed per attempt: a retried call must not replay its `jti`.
         let sign = || self.jwt(nhs_login_sub).map(|t| Some(format!("Bearer {t}")));
         self.http.send_with(&request, call.request_id, calls, &sign).await

@@ -9,6 +9,7 @@ pub mod client;
 pub mod credentials;
 pub mod emis;
 pub mod medicus;
+pub mod pace;
 pub mod sessions;
 pub mod systmone;
 pub mod xml_tree;
@@ -75,7 +76,7 @@ impl Backend {
         };
         let mut map = HashMap::new();
         for practice in practices {
-            let http = HttpClient::new(settings.clone())?;
+            let http = HttpClient::new(settings.clone(), pace::Pace::new(&practice.pace))?;
             let dialect = match &practice.credentials {
                 Credentials::Emis(creds) => Dialect::Emis(emis::Emis::new(
                     &practice.ods,

@@ -122,7 +122,13 @@ impl SystmOne {
                 tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
             }
             let started = Instant::now();
-            let result = tokio::time::timeout(self.timeout, self.exchange(&envelope)).await;
+            // The device's pace (see `pace`), then the exchange, within the call's deadline.
+            let deadline = started + self.timeout;
+            let paced_exchange = async {
+                self.http.wait_turn(Surface::Transaction, deadline).await?;
+                self.exchange(&envelope).await
+            };
+            let result = tokio::time::timeout(self.timeout, paced_exchange).await;
             let (status, outcome) = match result {
                 Err(_) => (
                     0,
@@ -340,8 +346,9 @@ impl SystmOne {
     }
 
     fn pfs_request(&self, message: &str, body: String, suid: Option<&str>) -> HttpRequest {
-        let mut request =
-            HttpRequest::new(Method::POST, format!("{}/pfs", self.base)).header("type", message.to_string());
+        let mut request = HttpRequest::new(Method::POST, format!("{}/pfs", self.base))
+            .patient_facing()
+            .header("type", message.to_string());
         if let Some(suid) = suid {
             request = request.header("suid", suid.to_string());
         }

@@ -26,6 +26,7 @@
 //! supplier = "emis"
 //! base_url = "https://emis.example/emis"
 //! emis = { application_id = "...", partner_client_id = "...", partner_client_secret = { env = "EMIS_SECRET" }, cdb = "50002" }
+//! requests_per_second = { patient = 9 }   # the pace the supplier allows, per surface: calls wait for it
 //! ```
 
 pub mod secret;
@@ -127,6 +128,14 @@ struct RawPractice {
     medicus: Option<Spanned<RawMedicus>>,
     systmone: Option<Spanned<RawSystmOne>>,
     free_text_roles: Option<Vec<Spanned<String>>>,
+    requests_per_second: Option<Spanned<RawPace>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPace {
+    transaction: Option<u32>,
+    patient: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +284,16 @@ pub struct PracticeConfig {
     pub base_url: String,
     pub credentials: Credentials,
     pub policy: PracticePolicy,
+    pub pace: NativePace,
+}
+
+/// How many native calls a second a practice's supplier allows on each surface (none: no limit). Suppliers
+/// limit the rate of calls (EMIS per application, TPP per device and per session, Medicus per application
+/// and tenant) and refuse the excess; the proxy waits for its turn instead, so it never hammers them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NativePace {
+    pub transaction: Option<std::num::NonZeroU32>,
+    pub patient: Option<std::num::NonZeroU32>,
 }
 
 /// A practice's data-minimisation policy.
@@ -592,12 +611,29 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             }
             policy.free_text_roles = roles.iter().map(|r| r.get_ref().clone()).collect();
         }
+        let mut pace = NativePace::default();
+        if let Some(raw) = &practice.requests_per_second {
+            let rate = |n: Option<u32>| n.map(std::num::NonZeroU32::new);
+            match (rate(raw.get_ref().transaction), rate(raw.get_ref().patient)) {
+                (Some(None), _) | (_, Some(None)) => errors.push(at(
+                    raw.span(),
+                    "requests_per_second is at least 1 (leave a surface out for no limit)".into(),
+                )),
+                (transaction, patient) => {
+                    pace = NativePace {
+                        transaction: transaction.flatten(),
+                        patient: patient.flatten(),
+                    }
+                }
+            }
+        }
         practices.push(PracticeConfig {
             ods,
             supplier,
             base_url: base.trim_end_matches('/').to_string(),
             credentials,
             policy,
+            pace,
         });
     }
     if errors.is_empty() {
@@ -650,16 +686,21 @@ mod tests {
         assert!(errors[0].message.contains("colour"), "{errors:?}");
     }
 
-    #[test]
-    fn the_cache_section_sets_answers_and_linkage_lifetimes() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A valid `[security]` section (its key and JWKS written to `dir`) followed by `rest`.
+    fn with_security(dir: &tempfile::TempDir, rest: &str) -> String {
         let (key, jwks) = (dir.path().join("id.key"), dir.path().join("jwks.json"));
         std::fs::write(&key, "a test key of at least thirty-two characters").unwrap();
         std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
-        let text = format!(
+        format!(
             "[security]\nid_key = {{ file = {key:?} }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
-             audience = \"im1-fhir\"\njwks_file = {jwks:?}\n\n[cache]\nttl_seconds = 5\nlinkage_seconds = 0\n"
-        );
+             audience = \"im1-fhir\"\njwks_file = {jwks:?}\n\n{rest}"
+        )
+    }
+
+    #[test]
+    fn the_cache_section_sets_answers_and_linkage_lifetimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_security(&dir, "[cache]\nttl_seconds = 5\nlinkage_seconds = 0\n");
         let config = parse("im1.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(config.cache.ttl, std::time::Duration::from_secs(5));
         assert_eq!(config.cache.linkage_ttl, std::time::Duration::ZERO);
@@ -667,5 +708,36 @@ mod tests {
             config.cache.max_resources,
             crate::cache::CacheConfig::default().max_resources
         );
+    }
+
+    #[test]
+    fn a_practice_sets_the_pace_its_supplier_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("id.key");
+        let practice = |pace: &str| {
+            with_security(
+                &dir,
+                &format!(
+                    "[[practices]]\nods = \"Y90001\"\nsupplier = \"emis\"\nbase_url = \"https://emis.test/emis\"\n\
+                     emis = {{ application_id = \"a\", partner_client_id = \"b\", partner_client_secret = {{ file = {secret:?} }}, cdb = \"1\" }}\n\
+                     {pace}\n"
+                ),
+            )
+        };
+        let config = parse("im1.toml", &practice("requests_per_second = { patient = 9 }")).unwrap();
+        assert_eq!(
+            config.practices[0].pace,
+            NativePace {
+                transaction: None,
+                patient: std::num::NonZeroU32::new(9)
+            }
+        );
+        let errors = parse("im1.toml", &practice("requests_per_second = { transaction = 0 }")).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.line == 13 && e.message.contains("at least 1")),
+            "{errors:?}"
+        );
+        let errors = parse("im1.toml", &practice("requests_per_second = { pfs = 3 }")).unwrap_err();
+        assert!(errors.iter().any(|e| e.line == 13), "{errors:?}");
     }
 }

@@ -31,6 +31,8 @@ pub const PRACTICE_ODS: &str = "Y90003";
 pub const TENANT: &str = "y90003";
 /// The demo application's Medicus App ID (the JWT `iss`).
 pub const DEMO_APP_ID: &str = "im1-fhir-demo-app";
+/// Requests a second the simulator allows per app per tenant when it throttles (see DIALECT.md).
+pub const RATE_PER_SECOND: u32 = 20;
 /// The demo application's public key (PEM), whose private half is `keys/demo-medicus-app.key.pem`.
 pub const DEMO_PUBLIC_KEY_PEM: &[u8] = include_bytes!("../../../keys/demo-medicus-app.pub.pem");
 

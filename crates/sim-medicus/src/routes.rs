@@ -86,7 +86,7 @@ impl Medicus {
         )?;
         Ok(Medicus {
             world,
-            limiter: RateLimiter::new(20, config.throttle),
+            limiter: RateLimiter::new(crate::RATE_PER_SECOND, config.throttle),
             verifier,
             replays: ReplayStore::new(Duration::from_secs(24 * 3600)),
             linkages: Mutex::new(Linkages::default()),

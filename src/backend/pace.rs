@@ -1,0 +1,80 @@
+//! Pacing native calls to the rate a supplier allows (`requests_per_second` per practice and surface).
+//!
+//! Suppliers refuse calls over their rate (EMIS 429, TPP error 99 with a five-second `Retry-After`,
+//! Medicus 429), and a refusal costs the client far more than a short wait: every attempt at a native call
+//! first waits for its turn here, within the call's deadline. A well-kept limiter (governor's GCRA) keeps
+//! the pace; there is one per surface of each practice.
+
+use crate::config::NativePace;
+use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::time::Instant;
+
+/// The limiters of one practice.
+#[derive(Default)]
+pub struct Pace {
+    transaction: Option<DefaultDirectRateLimiter>,
+    patient: Option<DefaultDirectRateLimiter>,
+}
+
+impl Pace {
+    pub fn new(config: &NativePace) -> Pace {
+        let limiter = |rate| RateLimiter::direct(Quota::per_second(rate));
+        Pace {
+            transaction: config.transaction.map(limiter),
+            patient: config.patient.map(limiter),
+        }
+    }
+
+    /// Waits for a call's turn on a surface; a 504 if it would come after the call's deadline.
+    pub async fn wait(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
+        let limiter = match surface {
+            Surface::Transaction => &self.transaction,
+            Surface::Patient => &self.patient,
+        };
+        let Some(limiter) = limiter else { return Ok(()) };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(remaining, limiter.until_ready())
+            .await
+            .map_err(|_| {
+                FhirError::gateway_timeout(
+                    "IM1-4007",
+                    "the supplier's rate limit held the native call past its deadline",
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn calls_wait_for_their_turn_and_give_up_at_the_deadline() {
+        let pace = Pace::new(&NativePace {
+            transaction: NonZeroU32::new(20),
+            patient: None,
+        });
+        let started = Instant::now();
+        let far = started + Duration::from_secs(5);
+        // A burst of the rate goes at once, the next waits about 1/20 s.
+        for _ in 0..21 {
+            pace.wait(Surface::Transaction, far).await.unwrap();
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            started.elapsed()
+        );
+        // The other surface is not paced.
+        for _ in 0..100 {
+            pace.wait(Surface::Patient, far).await.unwrap();
+        }
+        // Past the deadline: a 504 rather than a wait.
+        let error = pace.wait(Surface::Transaction, Instant::now()).await.unwrap_err();
+        assert_eq!(error.status, http::StatusCode::GATEWAY_TIMEOUT);
+    }
+}
