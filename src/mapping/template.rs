@@ -311,7 +311,7 @@ pub struct Scope<'s, 'v> {
     parent: Option<&'s Scope<'s, 'v>>,
     /// Where `reference(type, key)` resolves, while a translation runs (see `refs`).
     refs: Option<&'s References<'s>>,
-    /// The members of the bound value by name, when it is a record with an index ([`Members`]).
+    /// The members of the bound value, when it is a record read through [`Members`].
     members: Option<&'s Members<'v>>,
 }
 
@@ -359,7 +359,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         Scope::new(name, value.into(), false, Some(self))
     }
 
-    /// Binds a record read clean, as [`Scope::bind_clean`], whose members are found through its index.
+    /// Binds a record read clean, as [`Scope::bind_clean`], whose members are found through [`Members`].
     pub fn bind_record(&'s self, name: &'s str, record: Node<'v>, members: Option<&'s Members<'v>>) -> Scope<'s, 'v> {
         let mut scope = Scope::new(name, record, true, Some(self));
         scope.members = members;
@@ -415,7 +415,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         None
     }
 
-    /// A member of the bound value (through its index when it has one).
+    /// A member of the bound value (through its [`Members`] when it has them).
     fn member(&self, key: &str, hint: &MemberHint) -> Option<Node<'v>> {
         match self.members {
             Some(members) => members.get(key, hint).map(Node::Native),
