@@ -398,6 +398,11 @@ impl<'a> Builder<'a> {
         let Tmpl::Object { cond, fields } = &mapping.template else {
             return Err(failed(EvalError("a resource's template is a map".into())));
         };
+        refs.start_resource();
+        // A record a select computed through the engine may hold reference marks.
+        if let Node::Clean(computed) = record {
+            refs.note(computed);
+        }
         let base = vars.scope().with_references(refs);
         // Records are read as `non_empty` would leave them (selected records always were).
         let members = Members::of(record);

@@ -72,7 +72,7 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             .as_array()
             .into_iter()
             .flatten()
-            .map(im1_fhir::mapping::node::native_of)
+            .map(|reply| im1_fhir::mapping::node::to_native(reply).expect("a fixture's reply parses"))
             .collect();
         let origin = Origin {
             ods: ods(&mapping.supplier),

@@ -250,11 +250,12 @@ pub fn success_body(reply: &client::HttpReply, supplier: &str) -> FhirResult<Nat
         return parse_json(&reply.body, supplier);
     }
     use base64::Engine as _;
-    Ok(crate::mapping::node::native_of(&serde_json::json!({
+    crate::mapping::node::to_native(&serde_json::json!({
         "contentType": content_type.split(';').next().unwrap_or(content_type).trim(),
         "data": base64::engine::general_purpose::STANDARD.encode(&reply.body),
         "size": reply.body.len(),
-    })))
+    }))
+    .map_err(|_| FhirError::bad_gateway("IM1-4006", format!("{supplier} sent a reply that cannot be read")))
 }
 
 pub fn parse_json(body: &[u8], supplier: &str) -> FhirResult<Native> {

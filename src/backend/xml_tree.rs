@@ -8,26 +8,39 @@
 //! - the root is an object with one member, the root element's name, holding the root element (not a list);
 //! - an attribute whose name equals a child element's is kept as `@name`.
 //!
-//! Namespaces prefixes are dropped from names. Nesting deeper than `MAX_DEPTH` is refused.
+//! Namespaces prefixes are dropped from names. Nesting deeper than `MAX_DEPTH` is refused. A name given
+//! twice in one element (two attributes that differ only in their prefix, an attribute named `_text`) is
+//! given twice in the tree, where the last counts (`mapping::node::Node::get`).
 //!
 //! The convention is written out as JSON text while quick-xml reads the document, and that text is parsed
 //! like a JSON reply (`mapping::node::parse_json`): the tree is then the same parsed, ordered tree, and
-//! building it so is several times quicker than inserting member by member.
+//! building it so is several times quicker than inserting member by member. An element's JSON is kept as
+//! the chunks its children wrote, moved (not copied) into its parent, and joined once for the whole reply.
 
 use crate::mapping::node::{self, Native};
 use quick_xml::events::{BytesStart, Event};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 const MAX_DEPTH: usize = 64;
 
-/// An element being read: its JSON so far (`{` and its attributes, written as they are read), its children's
-/// JSON grouped by name in order of first appearance, and its text.
+/// Distinct child names an element holds before they are indexed rather than searched.
+const INDEXED_CHILDREN: usize = 16;
+
+/// An element's JSON: chunks that read as one text in order. Each element's first chunk starts with a
+/// space, which becomes the comma before it when it follows a sibling of its name.
+type Chunks = Vec<Vec<u8>>;
+
+/// An element being read: `{` and its attributes (written as they are read), its children's JSON grouped
+/// by name in order of first appearance, and its text.
 struct Open {
     name: String,
     json: Vec<u8>,
-    /// Where each attribute's name is in `json`, quotes included: renamed `@name` if a child takes the name.
+    /// Where each attribute's name is in `json`, quotes included.
     keys: Vec<(usize, usize)>,
-    children: Vec<(String, Vec<u8>)>,
+    children: Vec<(String, Chunks)>,
+    /// Where each child name's group is, once there are many.
+    index: Option<HashMap<String, usize, foldhash::fast::RandomState>>,
     text: String,
 }
 
@@ -36,18 +49,18 @@ impl Open {
         let name = local(start.name().as_ref()).into_owned();
         // Room for the attributes as JSON (a little longer than as XML), so they are written without growing.
         let mut json = Vec::with_capacity(start.attributes_raw().len() * 5 / 4 + 32);
-        json.push(b'{');
+        json.extend_from_slice(b" {");
         let mut keys = Vec::new();
         for attribute in start.attributes() {
             let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
-            let key = local(attribute.key.as_ref());
-            if key == "xmlns" || attribute.key.as_ref().starts_with(b"xmlns:") {
+            if attribute.key.as_ref() == b"xmlns" || attribute.key.as_ref().starts_with(b"xmlns:") {
                 continue;
             }
+            let key = local(attribute.key.as_ref());
             let value = attribute
                 .unescape_value()
                 .map_err(|e| format!("bad attribute value: {e}"))?;
-            if json.len() > 1 {
+            if !keys.is_empty() {
                 json.push(b',');
             }
             let at = json.len();
@@ -61,60 +74,91 @@ impl Open {
             json,
             keys,
             children: Vec::new(),
+            index: None,
             text: String::new(),
         })
     }
 
-    /// The element as a JSON object.
-    fn render(mut self) -> Vec<u8> {
-        self.rename_shadowed_attributes();
-        let mut json = self.json;
-        for (name, items) in &self.children {
-            if json.len() > 1 {
-                json.push(b',');
-            }
-            string(&mut json, name);
-            json.extend_from_slice(b":[");
-            json.extend_from_slice(items);
-            json.push(b']');
-        }
-        let text = self.text.trim();
-        if !text.is_empty() {
-            if json.len() > 1 {
-                json.push(b',');
-            }
-            json.extend_from_slice(b"\"_text\":");
-            string(&mut json, text);
-        }
-        json.push(b'}');
-        json
-    }
-
-    /// An attribute named as a child element is kept as `@name` (rare: written in place).
-    fn rename_shadowed_attributes(&mut self) {
-        let mut named = Vec::new();
-        for &(start, end) in self.keys.iter().rev() {
-            let shadowed = self.children.iter().any(|(name, _)| {
-                named.clear();
-                string(&mut named, name);
-                named == self.json[start..end]
-            });
-            if shadowed {
-                self.json.insert(start + 1, b'@');
-            }
+    /// Where the group of children of a name is.
+    fn group(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.children.iter().position(|(n, _)| n == name),
         }
     }
 
     /// Adds a closed child element.
-    fn adopt(&mut self, name: String, json: Vec<u8>) {
-        match self.children.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, items)) => {
-                items.push(b',');
-                items.extend_from_slice(&json);
+    fn adopt(&mut self, name: String, mut chunks: Chunks) {
+        match self.group(&name) {
+            Some(at) => {
+                // The child's leading space becomes the comma after its elder sibling.
+                if let Some(first) = chunks.first_mut().and_then(|c| c.first_mut()) {
+                    *first = b',';
+                }
+                self.children[at].1.append(&mut chunks);
             }
-            None => self.children.push((name, json)),
+            None => {
+                if let Some(index) = &mut self.index {
+                    index.insert(name.clone(), self.children.len());
+                }
+                self.children.push((name, chunks));
+                if self.index.is_none() && self.children.len() > INDEXED_CHILDREN {
+                    let mut index = HashMap::with_capacity_and_hasher(self.children.len() * 2, Default::default());
+                    index.extend(self.children.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+                    self.index = Some(index);
+                }
+            }
         }
     }
+
+    /// The element as JSON.
+    fn render(mut self) -> Chunks {
+        // An attribute named as a child element is kept as `@name` (rare: written in place, last first so
+        // the earlier positions hold).
+        for &(start, end) in self.keys.iter().rev() {
+            let written = &self.json[start..end];
+            // The name as written, between its quotes; read back from JSON only when it was escaped.
+            let name = match std::str::from_utf8(&written[1..written.len() - 1]) {
+                Ok(plain) if !plain.contains('\\') => Cow::Borrowed(plain),
+                _ => Cow::Owned(serde_json::from_slice::<String>(written).unwrap_or_default()),
+            };
+            if self.group(&name).is_some() {
+                self.json.insert(start + 1, b'@');
+            }
+        }
+        let mut members = !self.keys.is_empty();
+        let mut chunks = vec![self.json];
+        for (name, mut items) in self.children {
+            let last = last_chunk(&mut chunks);
+            if std::mem::replace(&mut members, true) {
+                last.push(b',');
+            }
+            string(last, &name);
+            last.extend_from_slice(b":[");
+            chunks.append(&mut items);
+            last_chunk(&mut chunks).push(b']');
+        }
+        let text = self.text.trim();
+        let last = last_chunk(&mut chunks);
+        if !text.is_empty() {
+            if members {
+                last.push(b',');
+            }
+            last.extend_from_slice(b"\"_text\":");
+            string(last, text);
+        }
+        last.push(b'}');
+        chunks
+    }
+}
+
+/// The chunk being written to (there is always one).
+fn last_chunk(chunks: &mut Chunks) -> &mut Vec<u8> {
+    if chunks.is_empty() {
+        chunks.push(Vec::new());
+    }
+    let last = chunks.len() - 1;
+    &mut chunks[last]
 }
 
 /// Writes a JSON string.
@@ -184,21 +228,23 @@ fn local(name: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// A closed element joins its parent, or is the root.
+/// A closed element joins its parent, or is the root: `{"Name": ...}`, its chunks joined once.
 fn close(stack: &mut [Open], root: &mut Option<Vec<u8>>, mut element: Open) -> Result<(), String> {
     let name = std::mem::take(&mut element.name);
-    let json = element.render();
+    let chunks = element.render();
     match stack.last_mut() {
-        Some(parent) => parent.adopt(name, json),
+        Some(parent) => parent.adopt(name, chunks),
         None => {
             if root.is_some() {
                 return Err("more than one root element".into());
             }
-            let mut out = Vec::with_capacity(json.len() + name.len() + 8);
+            let mut out = Vec::with_capacity(chunks.iter().map(Vec::len).sum::<usize>() + name.len() + 8);
             out.push(b'{');
             string(&mut out, &name);
             out.push(b':');
-            out.extend_from_slice(&json);
+            for chunk in &chunks {
+                out.extend_from_slice(chunk);
+            }
             out.push(b'}');
             *root = Some(out);
         }
@@ -233,6 +279,29 @@ mod tests {
             crate::mapping::node::Node::Native(&tree).to_json(),
             json!({"a": {"@Item": "x", "b": "\"y\"", "Item": [{"id": "1"}, {"id": "2"}], "c": [{}], "_text": "text"}})
         );
+    }
+
+    #[test]
+    fn many_child_names_and_repeated_names_keep_the_convention() {
+        // More distinct child names than are searched (they are indexed), interleaved with repeats.
+        let mut xml = String::from("<r a0=\"x\">");
+        for i in 0..40 {
+            xml.push_str(&format!("<a{i} n=\"{i}\"/><b n=\"{i}\"/>"));
+        }
+        xml.push_str("</r>");
+        let tree = crate::mapping::node::Node::Native(&parse(xml.as_bytes()).unwrap()).to_json();
+        let r = &tree["r"];
+        assert_eq!(r["@a0"], json!("x"));
+        assert_eq!(r["a39"], json!([{"n": "39"}]));
+        assert_eq!(r["b"].as_array().unwrap().len(), 40);
+        assert_eq!(r["b"][39], json!({"n": "39"}));
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        assert_eq!(keys[..3], ["@a0", "a0", "b"]);
+        // A name given twice in one element: the last counts, as it did in a map.
+        let tree = parse(br#"<i x:id="1" y:id="2" _text="a">b</i>"#).unwrap();
+        let i = crate::mapping::node::Node::Native(&tree).get("i").unwrap();
+        assert_eq!(i.get("id").and_then(|v| v.as_str()), Some("2"));
+        assert_eq!(i.get("_text").and_then(|v| v.as_str()), Some("b"));
     }
 
     #[test]

@@ -316,20 +316,8 @@ impl Clause {
                 scope.walk(path).and_then(|(value, _)| value.as_str()) == Some(text.as_str())
             }
             // The engine's truth: nothing, none, false, zero and empty text, lists and maps are false.
-            Clause::Truthy(path) => scope.walk(path).is_some_and(|(value, _)| engine_truth(value)),
+            Clause::Truthy(path) => scope.walk(path).is_some_and(|(value, _)| value.is_true()),
         }
-    }
-}
-
-/// Whether the engine finds a value true: none, false, zero and empty text, lists and maps are false.
-fn engine_truth(value: Node) -> bool {
-    match value.kind() {
-        Kind::Null => false,
-        Kind::Bool(b) => b,
-        Kind::Number => value.as_f64().is_some_and(|f| f != 0.0),
-        Kind::Str(s) => !s.is_empty(),
-        Kind::Array => value.items().next().is_some(),
-        Kind::Object => value.entries().next().is_some(),
     }
 }
 
@@ -588,19 +576,33 @@ mod tests {
         assert_eq!(call_parts("f(')(')"), Some(("f", "')('")));
     }
 
-    /// The record bound as `r`, read clean or not.
-    fn bound<'s, 'v>(base: &'s Scope<'s, 'v>, record: &'v Value, clean: bool) -> Scope<'s, 'v> {
-        if clean {
-            base.bind_clean("r", record)
-        } else {
-            base.bind("r", record)
+    /// Runs `check` with the record bound as `r` every way a template reads one: as JSON or as native data
+    /// (parsed as replies are, its members read through `Members`), as it is or clean.
+    fn each_binding(record: &Value, mut check: impl FnMut(&Scope, Node, bool, &str)) {
+        use super::super::template::{Members, Scope};
+        let native = crate::mapping::node::to_native(record).unwrap();
+        let members = Members::of(Node::Native(&native));
+        assert!(
+            members.is_some(),
+            "the record is large enough to be read through its members"
+        );
+        for clean in [false, true] {
+            for (form, node) in [("json", Node::Json(record)), ("native", Node::Native(&native))] {
+                let base = Scope::root("_", Node::NULL);
+                let scope = match (clean, node) {
+                    (true, Node::Native(_)) => base.bind_record("r", node, members.as_ref()),
+                    (true, _) => base.bind_clean("r", node),
+                    (false, _) => base.bind("r", node),
+                };
+                check(&scope, node, clean, form);
+            }
         }
     }
 
     /// What the engine gives for `source` with the record as `r`.
-    fn engine_value(engine: &Engine, source: &str, record: &Value, clean: bool) -> minijinja::Value {
+    fn engine_value(engine: &Engine, source: &str, record: Node, clean: bool) -> minijinja::Value {
         let need = crate::mapping::context::Reads::scan(source);
-        let r = need.0[0].1.convert(Node::Json(record), clean);
+        let r = need.0[0].1.convert(record, clean);
         engine
             .compile(source)
             .unwrap()
@@ -610,27 +612,25 @@ mod tests {
 
     #[test]
     fn tests_give_what_the_engine_gives() {
-        use super::super::template::Scope;
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
-        let record = serde_json::json!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 } });
+        let record = serde_json::json!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 },
+            "t": "x", "u": "y" });
         let mut checked = 0;
-        for clean in [false, true] {
-            let base = Scope::root("_", Node::NULL);
-            let scope = bound(&base, &record, clean);
+        each_binding(&record, |scope, node, clean, form| {
             for key in ["n", "i", "b", "s", "z", "e", "o", "o.k", "o.x", "x", "x.y"] {
                 for test in ["number", "defined", "undefined", "none", "not number", "not none"] {
                     let source = format!("r.{key} is {test}");
-                    let direct = match Call::compile(&source, &engine).unwrap().eval(&scope) {
+                    let direct = match Call::compile(&source, &engine).unwrap().eval(scope) {
                         Some(Out::Json(Value::Bool(b))) => b,
                         _ => panic!("{source}"),
                     };
-                    let engine_says = engine_value(&engine, &source, &record, clean);
-                    assert_eq!(direct, engine_says.is_true(), "{source} (clean: {clean})");
+                    let engine_says = engine_value(&engine, &source, node, clean);
+                    assert_eq!(direct, engine_says.is_true(), "{source} ({form}, clean: {clean})");
                     checked += 1;
                 }
             }
-        }
-        assert_eq!(checked, 132);
+        });
+        assert_eq!(checked, 264);
     }
 
     #[test]
@@ -673,25 +673,23 @@ mod tests {
             "(r.x if r.b) or (r.e if r.b) or ('z' if r.b)",
         ];
         let mut direct_runs = 0;
-        for clean in [false, true] {
-            let base = Scope::root("_", Node::NULL);
-            let scope = bound(&base, &record, clean);
+        each_binding(&record, |scope, node, clean, form| {
             for source in expressions {
                 let call = Call::compile(source, &engine).unwrap_or_else(|| panic!("not compiled: {source}"));
-                let Some(out) = call.eval(&scope) else { continue };
+                let Some(out) = call.eval(scope) else { continue };
                 direct_runs += 1;
                 let direct = match out {
                     Out::Nothing => None,
                     Out::Text(text) => Some(Value::String(text)),
                     Out::Json(value) => Some(value),
                 };
-                let value = engine_value(&engine, source, &record, clean);
+                let value = engine_value(&engine, source, node, clean);
                 let engine_says = (!value.is_undefined() && !value.is_none())
                     .then(|| crate::mapping::context::from_engine(&value).unwrap());
-                assert_eq!(direct, engine_says, "{source} (clean: {clean})");
+                assert_eq!(direct, engine_says, "{source} ({form}, clean: {clean})");
             }
-        }
-        assert!(direct_runs >= 58, "{direct_runs}");
+        });
+        assert!(direct_runs >= 116, "{direct_runs}");
         // A branch the engine alone takes (text that is not a number) is left to it.
         let bad = Call::compile("r.bad | float if r.bad", &engine).unwrap();
         assert!(bad.eval(&Scope::root("r", &record)).is_none());

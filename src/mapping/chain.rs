@@ -247,14 +247,22 @@ mod tests {
         ];
         for source in selections {
             let chain = Chain::compile(source).unwrap_or_else(|| panic!("not compiled: {source}"));
-            let scope = Scope::of_object(&vars);
             // Records are read clean (`Scope::bind_clean`): compared as `non_empty` leaves them.
-            let direct: Vec<Value> = chain
-                .records(&scope)
-                .unwrap_or_else(|| panic!("gave up: {source}"))
-                .into_iter()
-                .filter_map(|r| r.to_json_clean())
-                .collect();
+            let records = |scope: &Scope, what: &str| -> Vec<Value> {
+                chain
+                    .records(scope)
+                    .unwrap_or_else(|| panic!("gave up on {what}: {source}"))
+                    .into_iter()
+                    .filter_map(|r| r.to_json_clean())
+                    .collect()
+            };
+            let direct = records(&Scope::of_object(&vars), "JSON");
+            // The same from the reply as native data, parsed as replies are.
+            let native = crate::mapping::node::to_native(&vars["reply"]).unwrap();
+            let others = json!({ "patient": vars["patient"] });
+            let base = Scope::of_object(&others);
+            let from_native = records(&base.bind("reply", &native), "native data");
+            assert_eq!(direct, from_native, "{source}");
             let reads = Reads::scan(source);
             let context: std::collections::BTreeMap<String, minijinja::Value> = reads
                 .0

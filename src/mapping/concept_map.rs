@@ -18,11 +18,11 @@ pub struct Target {
 
 impl Target {
     fn new(system: String, code: String, display: Option<String>, equivalence: String) -> Target {
+        // `display` is null when the map gives none: expressions see it so (`c.display is defined`), and
+        // templates leave it out.
         let mut coding = serde_json::Map::with_capacity(3);
         coding.insert("code".into(), Value::from(code.as_str()));
-        if let Some(display) = display.as_deref().filter(|d| !d.trim().is_empty()) {
-            coding.insert("display".into(), Value::from(display));
-        }
+        coding.insert("display".into(), Value::from(display.clone()));
         coding.insert("system".into(), Value::from(system.as_str()));
         Target {
             system,

@@ -27,40 +27,7 @@ pub enum Step {
 pub struct Path {
     pub root: String,
     pub steps: Vec<Step>,
-    /// Where the first step's member was in the last record read (see `template::Members`).
-    pub hint: MemberHint,
 }
-
-/// The position of a member in the last record a path read: the records of a reply share their layout, so
-/// the next record most likely has it at the same place. Only ever a guess, checked before it is used;
-/// shared by the threads that run the same mapping, hence atomic (relaxed: any value will do).
-#[derive(Debug, Default)]
-pub struct MemberHint(std::sync::atomic::AtomicU32);
-
-impl MemberHint {
-    pub fn get(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) as usize
-    }
-
-    pub fn set(&self, at: usize) {
-        self.0.store(at as u32, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Clone for MemberHint {
-    fn clone(&self) -> Self {
-        MemberHint(std::sync::atomic::AtomicU32::new(self.get() as u32))
-    }
-}
-
-/// A hint says nothing about what a path means.
-impl PartialEq for MemberHint {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for MemberHint {}
 
 impl Path {
     /// Parses `root(.key|[n])*`, or returns None when the text is anything else.
@@ -100,11 +67,7 @@ impl Path {
                 _ => return None,
             }
         }
-        Some(Path {
-            root,
-            steps,
-            hint: MemberHint::default(),
-        })
+        Some(Path { root, steps })
     }
 
     /// Follows the path from a value.

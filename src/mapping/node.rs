@@ -24,32 +24,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<Native, sonic_rs::Error> {
     Ok(value)
 }
 
-/// A JSON value of the translation's own (variables, a computed argument) as a native value, for the few
-/// places that hold both alike (pages of a reply joined into one record).
-pub fn native_of(value: &Value) -> Native {
-    match value {
-        Value::Null => Native::new_null(),
-        Value::Bool(b) => Native::new_bool(*b),
-        Value::Number(n) => {
-            let mut reader = sonic_rs::Deserializer::from_str(n.as_str()).use_rawnumber();
-            reader.deserialize().unwrap_or_else(|_| Native::new_null())
-        }
-        Value::String(s) => Native::copy_str(s),
-        Value::Array(items) => {
-            let mut array = sonic_rs::Array::with_capacity(items.len());
-            for item in items {
-                array.push(native_of(item));
-            }
-            array.into_value()
-        }
-        Value::Object(map) => {
-            let mut object = sonic_rs::Object::with_capacity(map.len());
-            for (key, item) in map {
-                object.insert(key, native_of(item));
-            }
-            object.into_value()
-        }
-    }
+/// A JSON value as a native one, parsed as replies are (ordered, numbers keeping their text): golden
+/// fixtures, and a binary reply's description.
+pub fn to_native(value: &Value) -> Result<Native, sonic_rs::Error> {
+    parse_json(&serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// Whether text is empty or only white space (as `str::trim` sees it), quickly for the usual text, which
@@ -137,13 +115,19 @@ impl<'v> Node<'v> {
         }
     }
 
-    /// An object's member.
+    /// An object's member. Of a name given twice in a native object, the last counts, as it did when replies
+    /// were parsed by serde_json (and as `to_json` keeps it).
     pub fn get(self, key: &str) -> Option<Node<'v>> {
         match self {
             Node::Json(value) => value.as_object()?.get(key).map(Node::Json),
             // What a clean value holds is clean too.
             Node::Clean(value) => value.as_object()?.get(key).map(Node::Clean),
-            Node::Native(value) => value.as_object()?.get(&key).map(Node::Native),
+            Node::Native(value) => value
+                .as_object()?
+                .iter()
+                .filter(|(name, _)| *name == key)
+                .last()
+                .map(|(_, member)| Node::Native(member)),
         }
     }
 
@@ -228,6 +212,19 @@ impl<'v> Node<'v> {
                 None => Entries::Json(None, false),
             },
             Node::Json(_) | Node::Clean(_) => Entries::Json(None, false),
+        }
+    }
+
+    /// Whether the expression engine finds the value true: none, false, zero and empty text, lists and maps
+    /// are false.
+    pub fn is_true(self) -> bool {
+        match self.kind() {
+            Kind::Null => false,
+            Kind::Bool(b) => b,
+            Kind::Number => self.as_f64().is_some_and(|f| f != 0.0),
+            Kind::Str(s) => !s.is_empty(),
+            Kind::Array => self.items().next().is_some(),
+            Kind::Object => self.entries().next().is_some(),
         }
     }
 
@@ -456,7 +453,30 @@ mod tests {
             n.to_engine_clean().unwrap().to_string(),
             j.to_engine_clean().unwrap().to_string()
         );
-        assert_eq!(Node::Native(&native_of(&json)).to_json(), json);
+        assert_eq!(Node::Native(&to_native(&json).unwrap()).to_json(), json);
         assert!(parse_json(b"{\"a\": 1} trailing").is_err());
+    }
+
+    #[test]
+    fn a_name_given_twice_counts_once_the_last() {
+        let native = parse_json(br#"{"a": 1, "b": "x", "a": 2}"#).unwrap();
+        let node = Node::Native(&native);
+        assert_eq!(node.get("a").and_then(Node::as_i64), Some(2));
+        assert_eq!(node.to_json(), serde_json::json!({"a": 2, "b": "x"}));
+    }
+
+    #[test]
+    fn deep_replies_are_refused_without_exhausting_the_stack() {
+        // A runtime worker's stack (2 MiB): the parser's own depth limit comes first.
+        let parse = |depth: usize| {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || parse_json(format!("{}{}", "[".repeat(depth), "]".repeat(depth)).as_bytes()).is_ok())
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        assert!(parse(200));
+        assert!(!parse(10_000));
     }
 }

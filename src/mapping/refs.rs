@@ -4,14 +4,15 @@
 //!
 //! While a translation runs, the template's own calls of `reference` are resolved on the spot. An
 //! expression the engine runs cannot reach this, so it leaves a mark (`expr::reference_mark`), as does a key
-//! too long for an id; marks in `reference` and attachment `url` elements are resolved, or reported, once the
-//! resource is built.
+//! too long for an id. The marks made for a resource are noted, and those in its `reference` and attachment
+//! `url` elements are resolved, or reported, once it is built. Text that merely looks like a mark (native
+//! data) is never taken for one.
 
 use super::expr::REFERENCE_MARK;
 use super::{Compartment, Registry};
 use crate::ids::{IdCodec, IdError};
 use serde_json::Value;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// Native keys come from the supplier, never from a client: a fast hash will do.
@@ -26,8 +27,8 @@ pub struct References<'a> {
     /// `Type/<logical id>` by type and native key: the records of a reply mostly point at the same patient,
     /// clinicians and encounters, and each id costs an HMAC.
     resolved: RefCell<HashMap<String, HashMap<String, String, Hasher>, Hasher>>,
-    /// Whether a mark may have been left in the resource being built.
-    marked: Cell<bool>,
+    /// The marks made for the resource being built.
+    marks: RefCell<Vec<String>>,
 }
 
 impl<'a> References<'a> {
@@ -38,7 +39,7 @@ impl<'a> References<'a> {
             practice,
             patient_key,
             resolved: RefCell::new(HashMap::default()),
-            marked: Cell::new(false),
+            marks: RefCell::new(Vec::new()),
         }
     }
 
@@ -48,44 +49,51 @@ impl<'a> References<'a> {
         match self.resolve_key(resource_type, native_key) {
             Ok(done) => done,
             Err(_) => {
-                self.marked.set(true);
-                format!("{REFERENCE_MARK}{resource_type}{REFERENCE_MARK}{native_key}")
+                let mark = format!("{REFERENCE_MARK}{resource_type}{REFERENCE_MARK}{native_key}");
+                self.marks.borrow_mut().push(mark.clone());
+                mark
             }
         }
     }
 
-    /// Notes a value the engine made: marks in it are resolved once the resource is built.
+    /// Starts a resource: marks made for an earlier one are forgotten.
+    pub fn start_resource(&self) {
+        self.marks.borrow_mut().clear();
+    }
+
+    /// Notes a value the engine made (an expression's value, a record a select computed): the marks in it
+    /// are resolved once the resource is built.
     pub fn note(&self, value: &Value) {
-        if !self.marked.get() && has_mark(value) {
-            self.marked.set(true);
-        }
+        collect_marks(value, &mut self.marks.borrow_mut());
     }
 
-    /// Replaces the marks left in `reference` and attachment `url` elements by `Type/<logical id>`.
+    /// Replaces the marks made for this resource, in its `reference` and attachment `url` elements, by
+    /// `Type/<logical id>`.
     pub fn resolve_marks(&self, value: &mut Value) -> Result<(), IdError> {
-        if self.marked.replace(false) {
-            self.resolve_in(value)?;
+        let marks = std::mem::take(&mut *self.marks.borrow_mut());
+        if marks.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.resolve_in(value, &marks)
     }
 
-    fn resolve_in(&self, value: &mut Value) -> Result<(), IdError> {
+    fn resolve_in(&self, value: &mut Value, marks: &[String]) -> Result<(), IdError> {
         match value {
             Value::Object(object) => {
                 for (key, child) in object.iter_mut() {
                     match (&mut *child, key.as_str()) {
-                        (Value::String(text), "reference" | "url") if text.starts_with(REFERENCE_MARK) => {
+                        (Value::String(text), "reference" | "url") if marks.contains(text) => {
                             let marked = &text[REFERENCE_MARK.len_utf8()..];
                             let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
                             *text = self.resolve_key(resource_type, native_key)?;
                         }
-                        _ => self.resolve_in(child)?,
+                        _ => self.resolve_in(child, marks)?,
                     }
                 }
             }
             Value::Array(items) => {
                 for item in items {
-                    self.resolve_in(item)?;
+                    self.resolve_in(item, marks)?;
                 }
             }
             _ => {}
@@ -119,12 +127,49 @@ impl<'a> References<'a> {
     }
 }
 
-/// Whether a value holds a reference mark anywhere.
-fn has_mark(value: &Value) -> bool {
+/// The reference marks a value holds.
+fn collect_marks(value: &Value, marks: &mut Vec<String>) {
     match value {
-        Value::String(text) => text.starts_with(REFERENCE_MARK),
-        Value::Array(items) => items.iter().any(has_mark),
-        Value::Object(map) => map.values().any(has_mark),
-        _ => false,
+        Value::String(text) if text.starts_with(REFERENCE_MARK) => marks.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| collect_marks(item, marks)),
+        Value::Object(map) => map.values().for_each(|item| collect_marks(item, marks)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Source;
+    use serde_json::json;
+
+    #[test]
+    fn marks_made_here_are_resolved_and_look_alikes_are_not() {
+        let registry = Registry::load(&Source::Embedded).unwrap();
+        let ids = IdCodec::new(b"a test key of at least thirty-two bytes");
+        let refs = References::new(&registry, &ids, "Y90001", "patient-1");
+        refs.start_resource();
+        let direct = refs.reference("Practitioner", "p1");
+        assert!(direct.starts_with("Practitioner/"), "{direct}");
+        let made = crate::mapping::expr::reference_mark("Encounter", "e1").unwrap();
+        let look_alike = crate::mapping::expr::reference_mark("Encounter", "e2").unwrap();
+        refs.note(&json!({ "reference": made }));
+        let mut resource = json!({
+            "encounter": { "reference": made },
+            "basedOn": [{ "reference": look_alike }],
+            "note": [{ "text": made }]
+        });
+        refs.resolve_marks(&mut resource).unwrap();
+        assert!(resource["encounter"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Encounter/"));
+        // Native text that looks like a mark, and marks outside reference elements, stay as they are.
+        assert_eq!(resource["basedOn"][0]["reference"], json!(look_alike));
+        assert_eq!(resource["note"][0]["text"], json!(made));
+        // A key too long for an id is reported when the resource is built.
+        let long = refs.reference("Encounter", &"x".repeat(300));
+        let mut resource = json!({ "encounter": { "reference": long } });
+        assert!(refs.resolve_marks(&mut resource).is_err());
     }
 }

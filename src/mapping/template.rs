@@ -12,7 +12,7 @@
 use super::call::{Call, Out};
 use super::chain::Chain;
 use super::context::{Need, Reads};
-use super::expr::{self, Compiled, Engine, MemberHint, Path, Step};
+use super::expr::{self, Compiled, Engine, Path, Step};
 use super::node::{Held, Kind, Native, Node};
 use super::problem::{child, index, Problems};
 use super::refs::References;
@@ -315,11 +315,10 @@ pub struct Scope<'s, 'v> {
     members: Option<&'s Members<'v>>,
 }
 
-/// A native record's members in order, read once when the record is bound. A record is read some twenty
-/// times, and finding a member of a parsed native object walks its members from the first; here a path
-/// looks first where its member was in the last record ([`MemberHint`]), as the records of a reply share
-/// their layout.
-pub struct Members<'v>(Vec<(&'v str, &'v Native)>);
+/// A native record's members by name, read once when the record is bound: a record is read some twenty
+/// times, and finding a member of a parsed native object walks its members. The last of a name counts, as
+/// everywhere (see `Node::get`).
+pub struct Members<'v>(HashMap<&'v str, &'v Native, foldhash::fast::RandomState>);
 
 impl<'v> Members<'v> {
     /// The members of a record, when it is a native object with more than a few.
@@ -327,21 +326,9 @@ impl<'v> Members<'v> {
         const SMALL: usize = 8;
         let Node::Native(native) = record else { return None };
         let object = native.as_object().filter(|o| o.len() > SMALL)?;
-        Some(Members(object.iter().collect()))
-    }
-
-    /// The first member named `key`.
-    fn get(&self, key: &str, hint: &MemberHint) -> Option<&'v Native> {
-        let at = hint.get();
-        if let Some((name, value)) = self.0.get(at) {
-            // The first of that name: JSON does not forbid a name twice.
-            if *name == key && self.0[..at].iter().all(|(earlier, _)| *earlier != key) {
-                return Some(value);
-            }
-        }
-        let (at, (_, value)) = self.0.iter().enumerate().find(|(_, (name, _))| *name == key)?;
-        hint.set(at);
-        Some(value)
+        let mut members = HashMap::with_capacity_and_hasher(object.len(), Default::default());
+        members.extend(object.iter());
+        Some(Members(members))
     }
 }
 
@@ -416,9 +403,9 @@ impl<'s, 'v> Scope<'s, 'v> {
     }
 
     /// A member of the bound value (through its [`Members`] when it has them).
-    fn member(&self, key: &str, hint: &MemberHint) -> Option<Node<'v>> {
+    fn member(&self, key: &str) -> Option<Node<'v>> {
         match self.members {
-            Some(members) => members.get(key, hint).map(Node::Native),
+            Some(members) => members.0.get(key).map(|value| Node::Native(value)),
             None => self.value.get(key),
         }
     }
@@ -439,7 +426,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         for (i, step) in path.steps.iter().enumerate() {
             value = match step {
                 // The first step from a named variable reads its bound value.
-                Step::Key(k) if i == 0 && !bound.name.is_empty() => bound.member(k, &path.hint)?,
+                Step::Key(k) if i == 0 && !bound.name.is_empty() => bound.member(k)?,
                 Step::Key(k) => value.get(k)?,
                 Step::Index(i) if clean => value.items().filter(|v| !v.is_empty_deep()).nth(*i)?,
                 Step::Index(i) => value.at(*i)?,
@@ -685,14 +672,9 @@ fn eval_bound(partial: &Partial, args: &[Option<Held>], i: usize, scope: &Scope)
     }
 }
 
+/// `$if`: what the engine would find true.
 fn truthy(value: Option<Node>) -> bool {
-    let Some(value) = value else { return false };
-    match value.kind() {
-        Kind::Null | Kind::Bool(false) => false,
-        Kind::Str(s) => !s.is_empty(),
-        Kind::Number => value.as_f64() != Some(0.0),
-        Kind::Bool(true) | Kind::Array | Kind::Object => true,
-    }
+    value.is_some_and(Node::is_true)
 }
 
 /// Drops what FHIR forbids, at every depth: nulls, blank strings, empty lists and empty objects. Values from
