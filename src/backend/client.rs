@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// One native HTTP request.
 #[derive(Debug, Clone)]
@@ -107,9 +107,17 @@ impl HttpClient {
         })
     }
 
-    /// Waits for a native call's turn on a surface (see `pace`): for calls that do not go through `send`.
-    pub async fn wait_turn(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
-        self.pace.wait(surface, deadline).await
+    /// A native call's turn on a surface: a place among the calls in flight to the practice, then the
+    /// supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
+    /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
+    pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let permit = tokio::time::timeout(remaining, self.in_flight.acquire())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
+        self.pace.wait(surface, deadline).await?;
+        Ok(permit)
     }
 
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
@@ -147,12 +155,15 @@ impl HttpClient {
                 }
                 tokio::time::sleep(backoff).await;
             }
-            self.pace.wait(request.surface, deadline).await?;
+            // Waiting for a turn is not an attempt: a 504 from it is not recorded as a native call.
+            let permit = self.turn(request.surface, deadline).await?;
             let started = Instant::now();
             let authorization = authorize()?;
             let outcome = self
                 .send_once(request, authorization.as_deref(), request_id, deadline)
                 .await;
+            // Not held through a back-off or a `Retry-After`.
+            drop(permit);
             let path = request
                 .url
                 .split('?')
@@ -208,11 +219,6 @@ impl HttpClient {
         request_id: &str,
         deadline: Instant,
     ) -> FhirResult<HttpReply> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let _permit = tokio::time::timeout(remaining, self.in_flight.acquire())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
         let mut builder = self
             .inner
             .request(request.method.clone(), &request.url)

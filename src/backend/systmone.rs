@@ -116,19 +116,22 @@ impl SystmOne {
             escape(&self.creds.device_id),
             escape(function),
         );
+        // One deadline for the whole call, retries included, as for HTTP calls.
+        let deadline = Instant::now() + self.timeout;
         let mut last = None;
         for attempt in 0..attempts {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                let backoff = Duration::from_millis(50 << attempt.min(5));
+                if Instant::now() + backoff >= deadline {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
             }
+            // A place among the calls in flight and the device's pace; waiting is not an attempt.
+            let permit = self.http.turn(Surface::Transaction, deadline).await?;
             let started = Instant::now();
-            // The device's pace (see `pace`), then the exchange, within the call's deadline.
-            let deadline = started + self.timeout;
-            let paced_exchange = async {
-                self.http.wait_turn(Surface::Transaction, deadline).await?;
-                self.exchange(&envelope).await
-            };
-            let result = tokio::time::timeout(self.timeout, paced_exchange).await;
+            let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
+            drop(permit);
             let (status, outcome) = match result {
                 Err(_) => (
                     0,
