@@ -140,6 +140,20 @@ async fn every_interaction_is_audited_once_with_its_outcome() {
         400,
     )
     .await;
+    // The last date there is: nothing after it, and no overflow (this once dropped the connection).
+    assert!(auditor_search(&proxy, "date=ge9999-12-31T23:59:59Z").await.is_empty());
+    assert!(!auditor_search(&proxy, "date=le9999-12-31").await.is_empty());
+    // Past year 9999 once in UTC: not a date, a 400.
+    outcome(
+        proxy
+            .get(
+                "AuditEvent?date=ge9999-12-31T23:59:59-05:00",
+                &token(Role::Auditor, &["Y90001"]),
+            )
+            .await,
+        400,
+    )
+    .await;
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -190,6 +190,27 @@ async fn search_parameters_are_checked() {
     let miss = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=gt1990"), &t).await).await;
     assert_eq!(miss["total"], 0);
     outcome(proxy.get(&format!("{NHS_SEARCH}&birthdate=yesterday"), &t).await, 400).await;
+    // The ends of time are answered, not overflowed (these once dropped the connection), and minutes are a
+    // precision FHIR search allows.
+    for (query, total) in [
+        ("birthdate=le9999-12-31", 1),
+        ("birthdate=9999-12-31T23:59:59Z", 0),
+        ("birthdate=ap9999-12-31", 0),
+        ("birthdate=ap1985-04-12", 1),
+        ("birthdate=ge1985-04-12T10:00Z", 1),
+        ("birthdate=lt1985-04-12T10:00Z", 1),
+        ("birthdate=gt1985-04-12T23:59Z", 0),
+    ] {
+        let bundle = json(proxy.get(&format!("{NHS_SEARCH}&{query}"), &t).await).await;
+        assert_eq!(bundle["total"], total, "{query}");
+    }
+    outcome(
+        proxy
+            .get(&format!("{NHS_SEARCH}&birthdate=9999-12-31T23:59:59-05:00"), &t)
+            .await,
+        400,
+    )
+    .await;
     // _count above the maximum is clamped, and the self link says so.
     let clamped = json(proxy.get(&format!("{NHS_SEARCH}&_count=5000"), &t).await).await;
     assert!(

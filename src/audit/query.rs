@@ -9,7 +9,7 @@
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
-use time::{Duration, OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use super::error::AuditError;
 use super::event::instant;
@@ -128,56 +128,11 @@ impl AuditQuery {
     }
 }
 
-/// The instants `[start, end)` a FHIR date, dateTime or instant of any precision stands for. A value without a
-/// time zone is taken as UTC; a `+` that URL decoding turned into a space is put back.
+/// The instants `[start, end)` a FHIR date, dateTime or instant of any precision stands for (`fhir::dates`);
+/// a `+` that URL decoding turned into a space is put back.
 fn date_range(text: &str) -> Result<(OffsetDateTime, OffsetDateTime), String> {
     let text = text.trim_start().replace(' ', "+");
-    let bad = || format!("'{text}' is not a FHIR date or dateTime");
-    let number = |s: Option<&str>| s.and_then(|s| s.parse::<i32>().ok()).ok_or_else(bad);
-    let date = |y: i32, m: u8, d: u8| {
-        let month = time::Month::try_from(m).map_err(|_| bad())?;
-        time::Date::from_calendar_date(y, month, d)
-            .map_err(|_| bad())
-            .map(|d| d.midnight().assume_utc())
-    };
-    match text.len() {
-        4 => {
-            let year = number(text.get(0..4))?;
-            Ok((date(year, 1, 1)?, date(year + 1, 1, 1)?))
-        }
-        7 if text.as_bytes()[4] == b'-' => {
-            let (year, month) = (number(text.get(0..4))?, number(text.get(5..7))?);
-            let month = u8::try_from(month).map_err(|_| bad())?;
-            let start = date(year, month, 1)?;
-            let end = if month == 12 {
-                date(year + 1, 1, 1)?
-            } else {
-                date(year, month + 1, 1)?
-            };
-            Ok((start, end))
-        }
-        10 => {
-            let start = time::Date::parse(&text, time::macros::format_description!("[year]-[month]-[day]"))
-                .map_err(|_| bad())?
-                .midnight()
-                .assume_utc();
-            Ok((start, start + Duration::days(1)))
-        }
-        _ => {
-            let has_zone = text.ends_with('Z') || text.get(19..).is_some_and(|rest| rest.contains(['+', '-']));
-            let full = if has_zone { text.clone() } else { format!("{text}Z") };
-            let at = OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| bad())?
-                .to_offset(UtcOffset::UTC);
-            // The precision is the seconds, or as many fraction digits as were given.
-            let digits = text
-                .get(19..)
-                .filter(|rest| rest.starts_with('.'))
-                .map_or(0, |rest| rest[1..].bytes().take_while(u8::is_ascii_digit).count());
-            let step = Duration::nanoseconds(10_i64.pow(9_u32.saturating_sub(digits.min(9) as u32)));
-            Ok((at, at + step))
-        }
-    }
+    crate::fhir::dates::range(&text).ok_or_else(|| format!("'{text}' is not a FHIR date or dateTime"))
 }
 
 /// Runs the query on a connection and returns the stored AuditEvents, newest first.

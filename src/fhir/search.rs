@@ -2,11 +2,11 @@
 //! date, reference). Every search is filtered here after translation, so a native call that cannot filter
 //! still gives the right answer, and one that can only narrows the work.
 
+use super::dates::{self, Range};
 use super::error::{FhirError, FhirResult};
 use super::rest::SearchParam;
 use crate::mapping::file::{ParamDef, ParamType};
 use serde_json::Value;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// Whether a resource matches every parameter (AND), each matching any of its values (OR).
 pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
@@ -50,7 +50,7 @@ pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
     if def.kind == ParamType::Date {
         for value in &param.values {
             let (_, text) = date_prefix(value);
-            if parse_range(text).is_none() {
+            if dates::range(text).is_none() {
                 return Err(FhirError::bad_request(
                     "IM1-1203",
                     format!(
@@ -130,7 +130,7 @@ fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: 
         }
         ParamType::Date => {
             let (prefix, text) = date_prefix(value);
-            let Some(wanted) = parse_range(text) else {
+            let Some(wanted) = dates::range(text) else {
                 return Ok(false);
             };
             elements
@@ -254,70 +254,24 @@ fn date_prefix(value: &str) -> (Prefix, &str) {
     (Prefix::Eq, value)
 }
 
-/// The half-open range of instants a date or date-time of any precision stands for.
-type Range = (OffsetDateTime, OffsetDateTime);
-
-pub fn parse_range(text: &str) -> Option<Range> {
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let year = |s: &str| s.get(0..4).filter(|y| digits(y)).and_then(|y| y.parse::<i32>().ok());
-    let at = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
-    match text.len() {
-        4 => {
-            let y = year(text)?;
-            Some((
-                at(Date::from_calendar_date(y, Month::January, 1).ok()?),
-                at(Date::from_calendar_date(y + 1, Month::January, 1).ok()?),
-            ))
-        }
-        7 if text.as_bytes()[4] == b'-' => {
-            let y = year(text)?;
-            let m: u8 = text.get(5..7).filter(|m| digits(m))?.parse().ok()?;
-            let month = Month::try_from(m).ok()?;
-            let start = Date::from_calendar_date(y, month, 1).ok()?;
-            let end = if month == Month::December {
-                Date::from_calendar_date(y + 1, Month::January, 1).ok()?
-            } else {
-                Date::from_calendar_date(y, month.next(), 1).ok()?
-            };
-            Some((at(start), at(end)))
-        }
-        10 => {
-            let format = time::macros::format_description!("[year]-[month]-[day]");
-            let date = Date::parse(text, &format).ok()?;
-            Some((at(date), at(date.next_day()?)))
-        }
-        _ => {
-            use time::format_description::well_known::Rfc3339;
-            let instant = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
-                // A date-time without a zone: FHIR says the server's; UK practice data is UTC-aligned here.
-                let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-                PrimitiveDateTime::parse(text.get(..19)?, &format)
-                    .ok()
-                    .map(|p| p.assume_offset(UtcOffset::UTC))
-            })?;
-            Some((instant, instant + time::Duration::seconds(1)))
-        }
-    }
-}
-
 fn element_range(element: &Value) -> Option<Range> {
     match element {
-        Value::String(s) => parse_range(s),
+        Value::String(s) => dates::range(s),
         Value::Object(map) => {
             let start = map
                 .get("start")
                 .and_then(Value::as_str)
-                .and_then(parse_range)
+                .and_then(dates::range)
                 .map(|r| r.0);
             let end = map
                 .get("end")
                 .and_then(Value::as_str)
-                .and_then(parse_range)
+                .and_then(dates::range)
                 .map(|r| r.1);
             match (start, end) {
                 (Some(s), Some(e)) => Some((s, e)),
-                (Some(s), None) => Some((s, OffsetDateTime::new_utc(Date::MAX, Time::MIDNIGHT))),
-                (None, Some(e)) => Some((OffsetDateTime::new_utc(Date::MIN, Time::MIDNIGHT), e)),
+                (Some(s), None) => Some((s, dates::LAST)),
+                (None, Some(e)) => Some((dates::FIRST, e)),
                 (None, None) => None,
             }
         }
@@ -339,7 +293,8 @@ fn date_matches(prefix: Prefix, have: Range, wanted: Range) -> bool {
         Prefix::Eb => he <= ws,
         Prefix::Ap => {
             let slack = (we - ws).max(time::Duration::days(1));
-            hs < we + slack && he > ws - slack
+            // Saturated at the ends of time rather than overflowing.
+            hs < we.checked_add(slack).unwrap_or(dates::LAST) && he > ws.checked_sub(slack).unwrap_or(dates::FIRST)
         }
     }
 }

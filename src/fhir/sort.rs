@@ -2,7 +2,8 @@
 //! (so `2009-06` sorts before `2009-06-14`), everything else as text; resources without a value go last
 //! whichever the direction, as most servers do.
 
-use super::search::{first_value_text, parse_range};
+use super::dates;
+use super::search::first_value_text;
 use crate::mapping::file::{ParamDef, ParamType};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -36,7 +37,7 @@ fn compare(def: &ParamDef, a: &Value, b: &Value, descending: bool) -> Ordering {
         (Some(_), None) => Ordering::Less,
         (Some(a), Some(b)) => {
             let ordering = if def.kind == ParamType::Date {
-                match (parse_range(&a), parse_range(&b)) {
+                match (dates::range(&a), dates::range(&b)) {
                     (Some(ra), Some(rb)) => ra.0.cmp(&rb.0),
                     _ => a.cmp(&b),
                 }

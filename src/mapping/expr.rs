@@ -398,7 +398,7 @@ pub fn fhir_instant(text: &str) -> Option<String> {
     // Written into room for the usual instant, not grown byte by byte.
     let mut out = Vec::with_capacity(32);
     parsed
-        .to_offset(time::UtcOffset::UTC)
+        .checked_to_offset(time::UtcOffset::UTC)?
         .format_into(&mut out, &Rfc3339)
         .ok()?;
     String::from_utf8(out).ok()
@@ -427,7 +427,7 @@ pub fn local_instant(text: &str) -> Option<String> {
     let (starts, ends) = (last_sunday(Month::March)?, last_sunday(Month::October)?);
     let summer = wall >= starts + time::Duration::HOUR && wall < ends + time::Duration::HOUR;
     let offset = UtcOffset::from_hms(i8::from(summer), 0, 0).ok()?;
-    let utc = wall.assume_offset(offset).to_offset(UtcOffset::UTC);
+    let utc = wall.assume_offset(offset).checked_to_offset(UtcOffset::UTC)?;
     utc.format(&time::format_description::well_known::Rfc3339).ok()
 }
 

@@ -4,8 +4,10 @@
 use crate::app::{self, AppState, Body};
 use crate::fhir::format::Format;
 use crate::fhir::FhirError;
+use futures_util::FutureExt;
 use http::{header, Request, Response, StatusCode};
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
@@ -72,8 +74,20 @@ pub fn stack(
         ))
         .service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(app::handle(state, request).await) }
+            async move {
+                // A defect that panics answers 500 with an OperationOutcome (audited above) rather than
+                // dropping the connection with nothing said and nothing recorded.
+                let handled = AssertUnwindSafe(app::handle(state, request)).catch_unwind().await;
+                Ok::<_, Infallible>(handled.unwrap_or_else(panicked))
+            }
         })
+}
+
+/// The answer to a request whose handler panicked. What the panic said is not repeated: it may hold data.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("a request handler panicked; answered 500");
+    let error = FhirError::internal("IM1-5004", "the server failed while handling the request");
+    app::respond_error(&error, Format::Json, false)
 }
 
 fn box_body<B>(body: B) -> super::ResponseBody

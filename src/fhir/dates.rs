@@ -1,0 +1,153 @@
+//! FHIR search dates: the half-open range of instants `[start, end)` a date, dateTime or instant of any
+//! precision stands for (`2024`, `2024-03`, `2024-03-05`, `2024-03-05T10:00Z`, `…T10:00:00.5+01:00`). One
+//! reading for every search, the proxy's own filters and the AuditEvent store alike.
+//!
+//! A value without a zone is taken as UTC (FHIR leaves it to the server; practice data here is UTC-aligned).
+//! Ranges end at the last instant the `time` crate holds rather than overflow: `le9999-12-31` is a question
+//! with an answer, not an error.
+
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// `[start, end)`, in UTC.
+pub type Range = (OffsetDateTime, OffsetDateTime);
+
+/// The first and last instants a range can reach.
+pub const FIRST: OffsetDateTime = PrimitiveDateTime::MIN.assume_utc();
+pub const LAST: OffsetDateTime = PrimitiveDateTime::MAX.assume_utc();
+
+/// The range a FHIR date text stands for; `None` if it is not one (or lies outside years -9999 to 9999).
+pub fn range(text: &str) -> Option<Range> {
+    let year = digits(text.get(0..4))?.parse::<i32>().ok()?;
+    let month = |s: Option<&str>| Month::try_from(digits(s)?.parse::<u8>().ok()?).ok();
+    let midnight = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
+    let after = |start: OffsetDateTime, step: Duration| (start, start.checked_add(step).unwrap_or(LAST));
+    match text.len() {
+        4 => {
+            let start = Date::from_calendar_date(year, Month::January, 1).ok()?;
+            let end = Date::from_calendar_date(year + 1, Month::January, 1).ok();
+            Some((midnight(start), end.map_or(LAST, midnight)))
+        }
+        7 if text.as_bytes()[4] == b'-' => {
+            let month = month(text.get(5..7))?;
+            let start = Date::from_calendar_date(year, month, 1).ok()?;
+            let end = match month {
+                Month::December => Date::from_calendar_date(year + 1, Month::January, 1).ok(),
+                _ => Date::from_calendar_date(year, month.next(), 1).ok(),
+            };
+            Some((midnight(start), end.map_or(LAST, midnight)))
+        }
+        10 => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let date = Date::parse(text, &format).ok()?;
+            Some((midnight(date), date.next_day().map_or(LAST, midnight)))
+        }
+        _ => {
+            let (instant, step) = date_time(text)?;
+            Some(after(instant, step))
+        }
+    }
+}
+
+/// Text of ASCII digits only.
+fn digits(text: Option<&str>) -> Option<&str> {
+    text.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A date-time to the minute or finer, with its precision: `YYYY-MM-DDThh:mm[:ss[.fff…]][Z|±hh:mm]`.
+fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
+    let (date, rest) = (text.get(..10)?, text.get(10..)?);
+    let rest = rest.strip_prefix('T')?;
+    let (hours_minutes, mut rest) = (rest.get(..5)?, rest.get(5..)?);
+    let mut seconds = ":00";
+    let mut fraction = "";
+    let mut step = Duration::MINUTE;
+    if let Some(after) = rest.strip_prefix(':') {
+        seconds = rest.get(..3)?;
+        rest = after.get(2..)?;
+        step = Duration::SECOND;
+        if let Some(after) = rest.strip_prefix('.') {
+            let length = after.bytes().take_while(u8::is_ascii_digit).count();
+            fraction = rest.get(..1 + length)?;
+            rest = &after[length..];
+            step = Duration::nanoseconds(10_i64.pow(9_u32.saturating_sub(length.min(9) as u32)));
+        }
+    }
+    // No zone: UTC. Anything else after the time must be a zone RFC 3339 accepts.
+    let zone = if rest.is_empty() { "Z" } else { rest };
+    let full = format!("{date}T{hours_minutes}{seconds}{fraction}{zone}");
+    let instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    Some((instant.checked_to_offset(UtcOffset::UTC)?, step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(text, &Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn every_precision_stands_for_its_whole_span() {
+        let cases = [
+            ("2024", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+            ("2024-02", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"),
+            ("2024-12", "2024-12-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+            ("2024-02-29", "2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z"),
+            ("2024-03-05T10:00Z", "2024-03-05T10:00:00Z", "2024-03-05T10:01:00Z"),
+            ("2024-03-05T10:00", "2024-03-05T10:00:00Z", "2024-03-05T10:01:00Z"),
+            ("2024-03-05T10:00:30", "2024-03-05T10:00:30Z", "2024-03-05T10:00:31Z"),
+            (
+                "2024-03-05T10:00:30+01:00",
+                "2024-03-05T09:00:30Z",
+                "2024-03-05T09:00:31Z",
+            ),
+            (
+                "2024-03-05T10:00:30.25Z",
+                "2024-03-05T10:00:30.25Z",
+                "2024-03-05T10:00:30.26Z",
+            ),
+        ];
+        for (text, start, end) in cases {
+            assert_eq!(range(text), Some((utc(start), utc(end))), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_last_dates_end_at_the_last_instant_rather_than_overflow() {
+        for text in [
+            "9999",
+            "9999-12",
+            "9999-12-31",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59Z",
+        ] {
+            let (start, end) = range(text).unwrap_or_else(|| panic!("{text}"));
+            assert!(start < end && end <= LAST, "{text}");
+        }
+        // Past year 9999 once in UTC: not a date this server can hold.
+        assert_eq!(range("9999-12-31T23:59:59-05:00"), None);
+        assert!(range("-001").is_none());
+    }
+
+    #[test]
+    fn what_is_not_a_date_is_refused() {
+        for text in [
+            "",
+            "20",
+            "2024-13",
+            "2024-02-30",
+            "2024-1-01",
+            "2024-03-05T",
+            "2024-03-05T10",
+            "2024-03-05T10:00:6",
+            "2024-03-05T10:00:00+1",
+            "2024-03-05T10:00:00 junk",
+            "abcd",
+            "2024-03-05x10:00:00Z",
+        ] {
+            assert_eq!(range(text), None, "{text}");
+        }
+    }
+}
