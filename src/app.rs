@@ -536,12 +536,8 @@ async fn search(
     }
     let mut warnings = Vec::new();
     let mut all = Vec::new();
-    let fingerprint = format!(
-        "{}|{}|{}",
-        principal.subject,
-        resource_type,
-        canonical_query(interaction)
-    );
+    let query = link_query(state, interaction);
+    let fingerprint = format!("{}|{}|{query}", principal.subject, resource_type);
     let offset = match &interaction.page {
         Some(token) => state.pages.check(token, &fingerprint)?,
         None => 0,
@@ -660,7 +656,7 @@ async fn search(
     Ok(bundle::searchset(SearchsetInput {
         base,
         resource_type: &resource_type,
-        query: canonical_query(interaction),
+        query,
         matches: all,
         included,
         warnings,
@@ -932,6 +928,23 @@ pub fn record_native_calls(
     }
 }
 
+/// The query a search's links show and its page tokens are bound to: under `Prefer: handling=lenient`,
+/// without the parameters and sort keys it ignored (a warning in the Bundle says which).
+fn link_query(state: &AppState, interaction: &Interaction) -> String {
+    if interaction.handling != Handling::Lenient {
+        return canonical_query(interaction);
+    }
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let mut applied = interaction.clone();
+    applied
+        .params
+        .retain(|p| state.registry.param(resource_type, &p.name).is_some());
+    applied
+        .sort
+        .retain(|k| state.registry.param(resource_type, &k.param).is_some());
+    canonical_query(&applied)
+}
+
 /// The search's own parameters in a stable order, for self links and page-token fingerprints.
 fn canonical_query(interaction: &Interaction) -> String {
     let mut pairs: Vec<(String, String)> = interaction
@@ -947,6 +960,36 @@ fn canonical_query(interaction: &Interaction) -> String {
         .collect();
     for element in &interaction.elements {
         pairs.push(("_elements".into(), element.clone()));
+    }
+    // The result parameters shape every page, so page links carry them (and their tokens are bound to them).
+    if !interaction.sort.is_empty() {
+        let keys: Vec<String> = interaction
+            .sort
+            .iter()
+            .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.param))
+            .collect();
+        pairs.push(("_sort".into(), keys.join(",")));
+    }
+    for (name, includes) in [
+        ("_include", &interaction.include),
+        ("_revinclude", &interaction.revinclude),
+    ] {
+        for include in includes {
+            let name = if include.iterate {
+                format!("{name}:iterate")
+            } else {
+                name.to_string()
+            };
+            let mut value = format!("{}:{}", include.source, include.param);
+            if let Some(target) = &include.target {
+                value.push(':');
+                value.push_str(target);
+            }
+            pairs.push((name, value));
+        }
+    }
+    if let Some(summary) = interaction.summary {
+        pairs.push(("_summary".into(), summary.as_str().into()));
     }
     pairs.sort();
     form_urlencoded::Serializer::new(String::new())

@@ -55,6 +55,19 @@ pub enum Summary {
     False,
 }
 
+impl Summary {
+    /// The parameter's value, as a client writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Summary::True => "true",
+            Summary::Text => "text",
+            Summary::Data => "data",
+            Summary::Count => "count",
+            Summary::False => "false",
+        }
+    }
+}
+
 /// How strictly to treat unknown search parameters (`Prefer: handling=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Handling {

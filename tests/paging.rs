@@ -1,0 +1,142 @@
+//! Page links carry everything that shapes a page: walking `next` gives each match once, in the order asked
+//! for, with what `_include` adds, through every supplier; a page token is bound to those parameters too.
+mod common;
+
+use common::{entries, outcome, token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
+
+async fn bundle(proxy: &Proxy, t: &str, query: &str) -> Value {
+    let response = proxy.get(query, t).await;
+    let status = response.status();
+    let bundle: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{query}: {bundle}");
+    bundle
+}
+
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .and_then(|l| l["url"].as_str())
+        .map(|u| u.split_once("/fhir/").map_or(u, |(_, p)| p).to_string())
+}
+
+/// Every page of a search, in order.
+async fn pages(proxy: &Proxy, t: &str, query: &str) -> Vec<Value> {
+    let mut all = vec![bundle(proxy, t, query).await];
+    while let Some(next) = all.last().and_then(|b| link(b, "next")) {
+        assert!(all.len() < 100, "{query}: the pages never end");
+        all.push(bundle(proxy, t, &next).await);
+    }
+    all
+}
+
+async fn patient_id(proxy: &Proxy, t: &str) -> String {
+    let found = bundle(proxy, t, "Patient?identifier=9000000009").await;
+    entries(&found, "match")[0]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn next_links_keep_the_sort_the_includes_and_the_summary() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        let patient = patient_id(&proxy, &t).await;
+
+        // Sorted, three a page: every match once, in date order across the pages.
+        let query = format!("Observation?patient={patient}&_sort=-date&_count=3");
+        let walked = pages(&proxy, &t, &query).await;
+        let total = walked[0]["total"].as_u64().unwrap() as usize;
+        assert!(walked.len() > 2, "{ods}: several pages ({total} matches)");
+        let matches: Vec<&Value> = walked.iter().flat_map(|b| entries(b, "match")).collect();
+        let ids: BTreeSet<&str> = matches.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!((matches.len(), ids.len()), (total, total), "{ods}: each match once");
+        let dates: Vec<&str> = matches
+            .iter()
+            .map(|r| r["effectiveDateTime"].as_str().unwrap_or(""))
+            .collect();
+        let mut sorted = dates.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(dates, sorted, "{ods}: the order holds across pages");
+        for page in &walked {
+            assert!(
+                link(page, "self").unwrap().contains("_sort=-date"),
+                "{ods}: {}",
+                page["link"]
+            );
+        }
+
+        // One MedicationRequest a page: each page includes the Medication its match names.
+        let query = format!("MedicationRequest?patient={patient}&_include=MedicationRequest:medication&_count=1");
+        let walked = pages(&proxy, &t, &query).await;
+        assert!(walked.len() > 1, "{ods}: several pages");
+        for page in &walked {
+            for request in entries(page, "match") {
+                let wanted = request["medicationReference"]["reference"].as_str().unwrap();
+                let included: Vec<String> = entries(page, "include")
+                    .iter()
+                    .map(|r| format!("Medication/{}", r["id"].as_str().unwrap()))
+                    .collect();
+                assert!(included.iter().any(|r| r == wanted), "{ods}: {wanted} on its page");
+            }
+        }
+
+        // _summary=true holds on the next page too.
+        let walked = pages(
+            &proxy,
+            &t,
+            &format!("Condition?patient={patient}&_summary=true&_count=1"),
+        )
+        .await;
+        for page in walked.iter().skip(1) {
+            for condition in entries(page, "match") {
+                assert!(condition.get("note").is_none(), "{ods}: summarised on later pages");
+            }
+            assert!(link(page, "self").unwrap().contains("_summary=true"));
+        }
+
+        // A page token is bound to the sort it was issued for: another sort cannot reuse it.
+        let first = bundle(
+            &proxy,
+            &t,
+            &format!("Observation?patient={patient}&_sort=date&_count=3"),
+        )
+        .await;
+        let next = link(&first, "next").unwrap();
+        let tampered = next.replace("_sort=date", "_sort=-date");
+        outcome(proxy.get(&tampered, &t).await, 400).await;
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn links_show_only_what_a_lenient_search_applied() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let patient = patient_id(&proxy, &t).await;
+    let response = proxy
+        .client
+        .get(proxy.url(&format!("Observation?patient={patient}&colour=blue&_count=2")))
+        .bearer_auth(&t)
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    let first: Value = response.json().await.unwrap();
+    let own = link(&first, "self").unwrap();
+    assert!(!own.contains("colour"), "{own}");
+    // Its next page is valid as linked.
+    let next = link(&first, "next").unwrap();
+    assert!(!entries(&bundle(&proxy, &t, &next).await, "match").is_empty());
+    proxy.stop().await;
+    sims.shutdown().await;
+}
