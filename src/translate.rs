@@ -122,6 +122,37 @@ pub async fn search(
             )
             .at(required.clone()));
         }
+        // The native call takes one value: a list (`a,b`, either of them) would be searched as its first.
+        if params.iter().any(|(d, p)| &d.name == required && p.values.len() > 1) {
+            return Err(FhirError::bad_request(
+                "IM1-1212",
+                format!(
+                    "searching {} at this practice takes one '{required}' value, not a list",
+                    mapping.resource
+                ),
+            )
+            .at(required.clone()));
+        }
+    }
+    for (name, takes) in &step.takes {
+        let refused = params
+            .iter()
+            .filter(|(d, _)| &d.name == name)
+            .flat_map(|(_, p)| p.values.first())
+            .find(|value| !takes.admits(value));
+        if let Some(value) = refused {
+            // Nothing native could match it: no call, and the Bundle says why it is empty.
+            out.warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::Value,
+                "IM1-1213",
+                format!(
+                    "'{}' is not {}, so nothing at this practice matches it",
+                    value.chars().take(40).collect::<String>(),
+                    takes.describe()
+                ),
+            ));
+            return Ok(());
+        }
     }
     let mut param_vars = Map::new();
     for (def, param) in params {

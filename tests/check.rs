@@ -43,6 +43,13 @@ template:
   birthDate: "{{ r.DateOfBirth | }}"
   name: [{ family: "{{ nobody.Surname }}" }]
   active: "{{ transalte('emis-sex', r.Sex) }}"
+search:
+  params:
+    identifier: { type: token, paths: [identifier] }
+  transaction:
+    request: { method: GET, path: patients }
+    select: "{{ reply }}"
+    takes: { identifier: nhs-numbr }
 "#,
     )
     .unwrap();
@@ -63,6 +70,7 @@ template:
         "emis/Broken.yaml:",
         "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
+        "emis/Patient.yaml:23:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -248,6 +248,43 @@ async fn search_parameters_are_checked() {
 }
 
 #[tokio::test]
+async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_practice() {
+    let (sims, proxy) = start().await;
+    for ods in ["Y90001", "Y90002", "Y90003"] {
+        let t = token(Role::Clinician, &[ods]);
+        // Not an NHS number (length, letters, check digit), or another system: no patient, and the Bundle
+        // says why; nothing goes to the GP system (which refused some of these as a 502 before).
+        for value in [
+            "x",
+            "123",
+            "9000000008",
+            "https://fhir.nhs.uk/Id/nhs-number|",
+            "https://fhir.nhs.uk/Id/nhs-number|900000000",
+            "https://example.org/other|9000000009",
+        ] {
+            let query = format!("Patient?identifier={}", value.replace('|', "%7C"));
+            let response = proxy.get(&query, &t).await;
+            assert_eq!(response.status(), 200, "{ods} {value}");
+            let bundle: Value = response.json().await.unwrap();
+            assert_eq!(bundle["total"], 0, "{ods} {value}");
+            let warning = common::entries(&bundle, "outcome");
+            assert_eq!(
+                warning[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1213",
+                "{ods} {value}: {bundle}"
+            );
+        }
+        // A list of NHS numbers: the native search takes one, so a 400 rather than the first one's answer.
+        let body = outcome(proxy.get("Patient?identifier=9000000017,9000000009", &t).await, 400).await;
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1212", "{ods}");
+        // A valid one without a system is still found.
+        let found = json(proxy.get("Patient?identifier=9000000009", &t).await).await;
+        assert_eq!(found["total"], 1, "{ods}");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
 async fn native_failures_become_502_and_504() {
     // Every EMIS reply is a server error.
     let sims = Simulators::start_with(options(), |emis, _, _| {

@@ -12,3 +12,6 @@ pub mod search;
 pub mod sort;
 
 pub use error::{FhirError, FhirResult, IssueType};
+
+/// The identifier system of NHS numbers.
+pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";

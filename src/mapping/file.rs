@@ -16,7 +16,7 @@
 //! search:
 //!   params:                              # FHIR search parameters this mapping accepts
 //!     identifier: { type: token, paths: [identifier] }
-//!   transaction: { request: ..., select: ..., requires: [identifier] }
+//!   transaction: { request: ..., select: ..., requires: [identifier], takes: { identifier: nhs-number } }
 //! id: "{{ r.PatientGuid }}"              # the native key of one record
 //! template: { ...the FHIR resource, with expressions... }
 //! ```
@@ -106,13 +106,50 @@ pub struct ParamDef {
 pub struct NativeStep {
     pub request: Tmpl,
     pub select: Tmpl,
-    /// Search parameters without which the native call cannot be made (a 400 names them).
+    /// Search parameters without which the native call cannot be made (a 400 names them). The native call
+    /// takes one value of each.
     pub requires: Vec<String>,
+    /// What the native call can take for a parameter (`takes: { identifier: nhs-number }`): another value
+    /// matches nothing there, so no call is made and the Bundle says why.
+    pub takes: Vec<(String, Takes)>,
     /// For native replies that come in pages: the next request, built from the last `request` and its
     /// `reply`, or nothing when the last page has been read.
     pub next: Option<Tmpl>,
     /// When the records of every page are pieces of one record, how they are joined.
     pub join: Option<Join>,
+}
+
+/// A kind of value a native search takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// A valid NHS number (ten digits, Modulus 11), with the NHS number system or none.
+    NhsNumber,
+}
+
+impl Takes {
+    fn named(name: &str) -> Option<Takes> {
+        match name {
+            "nhs-number" => Some(Takes::NhsNumber),
+            _ => None,
+        }
+    }
+
+    /// What it takes, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Takes::NhsNumber => "a valid NHS number",
+        }
+    }
+
+    /// Whether a token search value (`system|code` or `code`) is one the native call can take.
+    pub fn admits(self, value: &str) -> bool {
+        match self {
+            Takes::NhsNumber => {
+                let (system, code) = value.split_once('|').map_or((None, value), |(s, c)| (Some(s), c));
+                system.is_none_or(|s| s == crate::fhir::NHS_NUMBER_SYSTEM) && im1_sim::record::nhs::is_valid(code)
+            }
+        }
+    }
 }
 
 /// One interaction (read or search) across the surfaces that support it.
@@ -300,7 +337,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             file,
             step,
             &step_path,
-            &["request", "select", "requires", "next", "join"],
+            &["request", "select", "requires", "takes", "next", "join"],
             problems,
         );
         site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
@@ -342,12 +379,38 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
             _ => Vec::new(),
         };
+        let mut takes = Vec::new();
+        if let Some(node) = step.get("takes") {
+            let takes_path = child(&step_path, "takes");
+            match &node.value {
+                NodeValue::Map(entries) => {
+                    for (key, _, value) in entries {
+                        match value.as_str().and_then(Takes::named) {
+                            Some(kind) => takes.push((key.clone(), kind)),
+                            None => problems.add(
+                                file,
+                                value.pos,
+                                &child(&takes_path, key),
+                                "unknown kind of value (known: nhs-number)",
+                            ),
+                        }
+                    }
+                }
+                _ => problems.add(
+                    file,
+                    node.pos,
+                    &takes_path,
+                    "takes: a map of parameter to kind of value",
+                ),
+            }
+        }
         def.surfaces.insert(
             surface,
             NativeStep {
                 request,
                 select,
                 requires,
+                takes,
                 next,
                 join,
             },
