@@ -39,12 +39,20 @@ pub async fn search_record(
     let Some(mapping) = state.registry.get(practice.supplier.key(), resource_type) else {
         return Ok(Vec::new());
     };
-    if mapping.search.is_none() || mapping.compartment != Compartment::Patient {
+    // Items are searched in a patient's record; practice-level data (slots, schedules, staff) in the
+    // practice's, whose key is empty.
+    let practice_level = record.patient.is_empty();
+    let searchable = match mapping.compartment {
+        Compartment::Patient => !practice_level,
+        Compartment::None => practice_level,
+        Compartment::SelfPatient => false,
+    };
+    if mapping.search.is_none() || !searchable {
         return Ok(Vec::new());
     }
     // A record the patient's linkage does not open is not asked for.
     let linked = reach::linked_records(state, principal, &record.practice, request_id).await?;
-    if linked.as_ref().is_some_and(|linked| !linked.reaches(&record.patient)) {
+    if !practice_level && linked.as_ref().is_some_and(|linked| !linked.reaches(&record.patient)) {
         return Ok(Vec::new());
     }
     let ctx = crate::app::translation(state, principal, request_id, linked.as_deref());
@@ -137,7 +145,8 @@ pub async fn includes(
     Ok(out)
 }
 
-/// The records a page of matches belongs to: a Patient is its own record; items carry theirs in their id.
+/// The records a page of matches belongs to: a Patient is its own record; items carry theirs in their id;
+/// practice-level data belongs to its practice's own (an empty patient key).
 pub fn records_of(state: &AppState, page: &[Value]) -> Vec<RecordKey> {
     let mut out = BTreeSet::new();
     for resource in page {
@@ -146,11 +155,14 @@ pub fn records_of(state: &AppState, page: &[Value]) -> Vec<RecordKey> {
         let Ok(logical) = state.ids.decode(resource_type, id) else {
             continue;
         };
-        let record = state
-            .registry
-            .compartment_of(resource_type)
-            .and_then(|c| c.record_of(&logical));
-        if let Some(patient) = record.filter(|r| !r.is_empty()) {
+        let compartment = state.registry.compartment_of(resource_type);
+        let record = match compartment {
+            Some(Compartment::None) => Some(""),
+            _ => compartment
+                .and_then(|c| c.record_of(&logical))
+                .filter(|r| !r.is_empty()),
+        };
+        if let Some(patient) = record {
             out.insert(RecordKey {
                 practice: logical.practice.clone(),
                 patient: patient.to_string(),

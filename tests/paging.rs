@@ -140,3 +140,41 @@ async fn links_show_only_what_a_lenient_search_applied() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn reverse_includes_of_practice_data_find_what_points_at_the_page() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        for (query, path) in [
+            ("Schedule?_revinclude=Slot:schedule&_count=1", "schedule"),
+            (
+                "Practitioner?_revinclude=PractitionerRole:practitioner&_count=2",
+                "practitioner",
+            ),
+            ("Practitioner?_revinclude=Schedule:actor&_count=50", "actor"),
+            ("Organization?_revinclude=PractitionerRole:organization", "organization"),
+        ] {
+            let page = bundle(&proxy, &t, query).await;
+            let matches: BTreeSet<String> = entries(&page, "match")
+                .iter()
+                .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()))
+                .collect();
+            let included = entries(&page, "include");
+            assert!(!included.is_empty(), "{ods} {query}: nothing included");
+            for item in included {
+                let points: Vec<&str> = match &item[path] {
+                    Value::Array(list) => list.iter().filter_map(|r| r["reference"].as_str()).collect(),
+                    one => one["reference"].as_str().into_iter().collect(),
+                };
+                assert!(
+                    points.iter().any(|r| matches.contains(*r)),
+                    "{ods} {query}: {item} points at none of {matches:?}"
+                );
+            }
+        }
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -207,12 +207,28 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
 
 fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
     let def = def?;
-    let who: Vec<&str> = def
+    let who: Vec<String> = def
         .surfaces
-        .keys()
-        .map(|s| match s {
-            Surface::Transaction => "clinicians and systems",
-            Surface::Patient => "patients",
+        .iter()
+        .map(|(surface, step)| {
+            let who = match surface {
+                Surface::Transaction => "clinicians and systems",
+                Surface::Patient => "patients",
+            };
+            // What the native call cannot do without, and what it can take there.
+            let needs: Vec<String> = step
+                .requires
+                .iter()
+                .map(|name| match step.takes.iter().find(|(n, _)| n == name) {
+                    Some((_, takes)) => format!("one '{name}', {}", takes.describe()),
+                    None => format!("one '{name}'"),
+                })
+                .collect();
+            if needs.is_empty() {
+                who.to_string()
+            } else {
+                format!("{who} (needs {})", needs.join(", "))
+            }
         })
         .collect();
     Some(format!("{what} for {}", who.join(" and ")))
@@ -284,5 +300,17 @@ mod tests {
         assert!(revincludes("Practitioner").contains(&"PractitionerRole:practitioner".to_string()));
         assert!(!revincludes("Condition").contains(&"Slot:schedule".to_string()));
         assert!(!revincludes("Slot").contains(&"PractitionerRole:practitioner".to_string()));
+        // What a native search cannot do without is stated.
+        let patient = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Patient")
+            .unwrap();
+        let documentation = patient["documentation"].as_str().unwrap();
+        assert!(
+            documentation.contains("clinicians and systems (needs one 'identifier', a valid NHS number)"),
+            "{documentation}"
+        );
     }
 }
