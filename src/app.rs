@@ -493,6 +493,7 @@ async fn everything(
         query: String::new(),
         matches,
         included: Vec::new(),
+        total: None,
         warnings,
         offset,
         count: bundle::page_size(interaction),
@@ -659,6 +660,7 @@ async fn search(
         query,
         matches: all,
         included,
+        total: None,
         warnings,
         offset,
         count,
@@ -748,8 +750,18 @@ async fn audit_search(
         .audit
         .clone()
         .ok_or_else(|| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
+    // A first page pins the window at now, in its links: later pages are then not shifted by the events
+    // recorded meanwhile (this search's own among them).
+    let mut pinned = interaction.clone();
+    if interaction.page.is_none() {
+        pinned.params.push(rest::SearchParam {
+            name: "date".into(),
+            modifier: None,
+            values: vec![format!("lt{}", crate::audit::instant(time::OffsetDateTime::now_utc()))],
+        });
+    }
     let mut pairs: Vec<(String, String)> = Vec::new();
-    for param in &interaction.params {
+    for param in &pinned.params {
         if param.modifier.is_some() {
             return Err(
                 FhirError::bad_request("IM1-1210", "AuditEvent search parameters take no modifiers")
@@ -760,21 +772,38 @@ async fn audit_search(
     }
     let count = bundle::page_size(interaction);
     pairs.push(("_count".into(), count.to_string()));
-    let query =
+    let mut query =
         crate::audit::AuditQuery::from_params(&pairs).map_err(|message| FhirError::bad_request("IM1-1210", message))?;
-    let events = store
+    // Newest first unless `_sort=date`; AuditEvents sort by nothing else here.
+    match interaction.sort.as_slice() {
+        [] => {}
+        [key] if key.param == "date" => query.oldest_first = !key.descending,
+        _ => {
+            return Err(
+                FhirError::bad_request("IM1-1209", "AuditEvents sort by date only (_sort=date or -date)").at("_sort"),
+            )
+        }
+    }
+    let link_query = canonical_query(&pinned);
+    let fingerprint = format!("{}|AuditEvent|{link_query}", principal.subject);
+    let offset = match &interaction.page {
+        Some(token) => state.pages.check(token, &fingerprint)?,
+        None => 0,
+    };
+    query.offset = offset;
+    let page = store
         .search_async(query)
         .await
         .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
-    let fingerprint = format!("{}|AuditEvent|{}", principal.subject, canonical_query(interaction));
     Ok(bundle::searchset(SearchsetInput {
         base,
         resource_type: "AuditEvent",
-        query: canonical_query(interaction),
-        matches: events,
+        query: link_query,
+        matches: page.events,
+        total: Some(page.total),
         included: Vec::new(),
         warnings: Vec::new(),
-        offset: 0,
+        offset,
         count,
         tokens: &state.pages,
         fingerprint: &fingerprint,

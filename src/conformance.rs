@@ -54,6 +54,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 query: String::new(),
                 matches,
                 included: Vec::new(),
+                total: None,
                 warnings: Vec::new(),
                 offset: 0,
                 count: bundle::MAX_COUNT,

@@ -267,3 +267,60 @@ async fn no_completed_request_loses_its_event_when_the_process_is_killed() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let auditor = token(Role::Auditor, &["Y90001"]);
+    for _ in 0..7 {
+        proxy.get("Patient?identifier=9000000009", &clinician).await;
+    }
+    let next_of = |bundle: &Value| {
+        bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(|u| u.split_once("/fhir/").unwrap().1.to_string())
+    };
+    for sort in ["", "&_sort=date"] {
+        let mut page: Value = proxy
+            .get(&format!("AuditEvent?_count=3{sort}"), &auditor)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let total = page["total"].as_u64().unwrap() as usize;
+        assert!(total >= 7, "{page}");
+        let mut recorded = Vec::new();
+        loop {
+            recorded.extend(common::entries(&page, "match").iter().map(|e| {
+                (
+                    e["recorded"].as_str().unwrap().to_string(),
+                    e["id"].as_str().unwrap().to_string(),
+                )
+            }));
+            // Events recorded while paging (each page's own among them) do not shift the pages.
+            proxy.get("Patient?identifier=9000000009", &clinician).await;
+            match next_of(&page) {
+                Some(next) => page = proxy.get(&next, &auditor).await.json().await.unwrap(),
+                None => break,
+            }
+        }
+        let ids: BTreeSet<&str> = recorded.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!((recorded.len(), ids.len()), (total, total), "{sort}: every event once");
+        let times: Vec<&str> = recorded.iter().map(|(t, _)| t.as_str()).collect();
+        let mut ordered = times.clone();
+        ordered.sort();
+        if sort.is_empty() {
+            ordered.reverse();
+        }
+        assert_eq!(times, ordered, "{sort}: in order");
+    }
+    outcome(proxy.get("AuditEvent?_sort=outcome", &auditor).await, 400).await;
+    proxy.stop().await;
+    sims.shutdown().await;
+}

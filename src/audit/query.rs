@@ -34,8 +34,18 @@ pub struct AuditQuery {
     pub entities: Vec<String>,
     /// AuditEvent outcome codes: `0`, `4`, `8`, `12`.
     pub outcomes: Vec<String>,
-    /// At most this many events, newest first.
+    /// At most this many events, newest first (oldest first with `oldest_first`).
     pub count: usize,
+    /// Events skipped before the first returned (paging).
+    pub offset: usize,
+    pub oldest_first: bool,
+}
+
+/// One page of a query's events, and how many match in all.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub events: Vec<Value>,
+    pub total: usize,
 }
 
 impl Default for AuditQuery {
@@ -48,6 +58,8 @@ impl Default for AuditQuery {
             entities: Vec::new(),
             outcomes: Vec::new(),
             count: DEFAULT_COUNT,
+            offset: 0,
+            oldest_first: false,
         }
     }
 }
@@ -135,7 +147,21 @@ fn date_range(text: &str) -> Result<(OffsetDateTime, OffsetDateTime), String> {
     crate::fhir::dates::range(&text).ok_or_else(|| format!("'{text}' is not a FHIR date or dateTime"))
 }
 
-/// Runs the query on a connection and returns the stored AuditEvents, newest first.
+/// Runs the query on a connection: one page of the stored AuditEvents, and how many match in all.
+pub(crate) fn run_page(conn: &rusqlite::Connection, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+    let search = |e: rusqlite::Error| AuditError::Search(e.to_string());
+    let (filter, args) = filter_sql(query);
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM audit_event e WHERE 1 = 1{filter}"))
+        .and_then(|mut statement| statement.query_row(rusqlite::params_from_iter(args), |row| row.get(0)))
+        .map_err(search)?;
+    Ok(AuditPage {
+        events: run(conn, query)?,
+        total: usize::try_from(total).unwrap_or(0),
+    })
+}
+
+/// Runs the query on a connection and returns one page of the stored AuditEvents.
 pub(crate) fn run(conn: &rusqlite::Connection, query: &AuditQuery) -> Result<Vec<Value>, AuditError> {
     let (sql, args) = to_sql(query);
     let search = |e: rusqlite::Error| AuditError::Search(e.to_string());
@@ -153,7 +179,18 @@ pub(crate) fn run(conn: &rusqlite::Connection, query: &AuditQuery) -> Result<Vec
 }
 
 fn to_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from("SELECT e.json FROM audit_event e WHERE 1 = 1");
+    let (filter, mut args) = filter_sql(query);
+    let order = if query.oldest_first { "ASC" } else { "DESC" };
+    let sql =
+        format!("SELECT e.json FROM audit_event e WHERE 1 = 1{filter} ORDER BY e.recorded {order}, e.rowid {order} LIMIT ? OFFSET ?");
+    args.push(SqlValue::Integer(i64::try_from(query.count).unwrap_or(i64::MAX)));
+    args.push(SqlValue::Integer(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+    (sql, args)
+}
+
+/// The query's filters as ` AND ...` clauses, and their arguments.
+fn filter_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(since) = query.since {
         sql.push_str(" AND e.recorded >= ?");
@@ -186,8 +223,6 @@ fn to_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
         }
         sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
     }
-    sql.push_str(" ORDER BY e.recorded DESC, e.rowid DESC LIMIT ?");
-    args.push(SqlValue::Integer(i64::try_from(query.count).unwrap_or(i64::MAX)));
     (sql, args)
 }
 

@@ -138,12 +138,19 @@ impl AuditStore {
         query::run(&reader, query)
     }
 
-    /// [`AuditStore::search`] on the blocking thread pool.
-    pub async fn search_async(&self, query: AuditQuery) -> Result<Vec<Value>, AuditError> {
+    /// One page of a search and how many match in all, on the blocking thread pool.
+    pub async fn search_async(&self, query: AuditQuery) -> Result<query::AuditPage, AuditError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.search(&query))
-            .await
-            .map_err(|e| AuditError::Search(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let reader = store
+                .inner
+                .reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            query::run_page(&reader, &query)
+        })
+        .await
+        .map_err(|e| AuditError::Search(e.to_string()))?
     }
 
     /// How many events are stored. Blocking, like `search`.

@@ -264,6 +264,14 @@ async fn search_async_runs_off_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.record(patient_read()).await.unwrap();
-    assert_eq!(store.search_async(params(&[("patient", "p1")])).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .search_async(params(&[("patient", "p1")]))
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
     store.close().await;
 }

@@ -69,6 +69,8 @@ pub struct SearchsetInput<'a> {
     /// The query without paging parameters, as the self link shows it.
     pub query: String,
     pub matches: Vec<Value>,
+    /// When the matches are already the page (a store that pages itself), how many match in all.
+    pub total: Option<usize>,
     pub included: Vec<Value>,
     pub warnings: Vec<Value>,
     pub offset: usize,
@@ -80,7 +82,8 @@ pub struct SearchsetInput<'a> {
 }
 
 pub fn searchset(input: SearchsetInput) -> Value {
-    let total = input.matches.len();
+    let total = input.total.unwrap_or(input.matches.len());
+    let skip = if input.total.is_some() { 0 } else { input.offset };
     let url = |extra: &str| {
         let mut query = input.query.clone();
         if !extra.is_empty() {
@@ -112,7 +115,7 @@ pub fn searchset(input: SearchsetInput) -> Value {
     }
     let mut entries = Vec::new();
     if input.summary != Some(Summary::Count) {
-        for resource in input.matches.into_iter().skip(input.offset).take(input.count) {
+        for resource in input.matches.into_iter().skip(skip).take(input.count) {
             entries.push(entry(
                 input.base,
                 shape(resource, input.summary, input.elements),
@@ -285,6 +288,7 @@ mod tests {
             query: "name=a".into(),
             matches,
             included: vec![],
+            total: None,
             warnings: vec![],
             offset: 0,
             count: 2,
