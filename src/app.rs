@@ -440,15 +440,19 @@ async fn everything(
     request_id: &str,
 ) -> FhirResult<Value> {
     let id = interaction.id.as_deref().unwrap_or_default();
-    let patient = read_one(state, principal, "Patient", id, request_id, interaction.fresh).await?;
-    let mut matches = vec![patient];
     let mut warnings = Vec::new();
-    let records = record_ops::records_of(state, &matches);
+    let filter = record_ops::EverythingFilter::parse(state, interaction, &mut warnings)?;
+    let patient = read_one(state, principal, "Patient", id, request_id, interaction.fresh).await?;
+    let records = record_ops::records_of(state, std::slice::from_ref(&patient));
+    let mut matches = Vec::new();
+    if filter.wants("Patient") && filter.keeps(&patient) {
+        matches.push(patient);
+    }
     let mut types: Vec<&str> = state
         .registry
         .resource_types()
         .into_iter()
-        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient))
+        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient) && filter.wants(t))
         .collect();
     types.sort_unstable();
     for resource_type in types {
@@ -472,7 +476,7 @@ async fn everything(
             )
             .await;
             match found {
-                Ok(found) => matches.extend(found),
+                Ok(found) => matches.extend(found.into_iter().filter(|r| filter.keeps(r))),
                 // A type this kind of user cannot have at this practice is said, not silently missing.
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
                     "{resource_type} is not available to this user at practice {}",
@@ -482,7 +486,8 @@ async fn everything(
             }
         }
     }
-    let fingerprint = format!("{}|Patient/{id}/$everything", principal.subject);
+    let query = link_query(state, interaction);
+    let fingerprint = format!("{}|Patient/{id}/$everything|{query}", principal.subject);
     let offset = match &interaction.page {
         Some(token) => state.pages.check(token, &fingerprint)?,
         None => 0,
@@ -490,7 +495,7 @@ async fn everything(
     Ok(bundle::searchset(SearchsetInput {
         base,
         resource_type: &format!("Patient/{id}/$everything"),
-        query: String::new(),
+        query,
         matches,
         included: Vec::new(),
         total: None,
@@ -965,9 +970,11 @@ fn link_query(state: &AppState, interaction: &Interaction) -> String {
     }
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let mut applied = interaction.clone();
-    applied
-        .params
-        .retain(|p| state.registry.param(resource_type, &p.name).is_some());
+    let operation = matches!(interaction.kind, Kind::Operation(_));
+    applied.params.retain(|p| {
+        state.registry.param(resource_type, &p.name).is_some()
+            || (operation && matches!(p.name.as_str(), "_type" | "_since"))
+    });
     applied
         .sort
         .retain(|k| state.registry.param(resource_type, &k.param).is_some());

@@ -6,9 +6,9 @@
 use crate::app::{read_one, AppState};
 use crate::auth::Principal;
 use crate::fhir::error::{warning, IssueType};
-use crate::fhir::rest::Interaction;
+use crate::fhir::rest::{Handling, Interaction};
 use crate::fhir::search;
-use crate::fhir::FhirResult;
+use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::file::ParamType;
 use crate::mapping::Compartment;
 use crate::reach;
@@ -204,4 +204,84 @@ fn unsupported(what: &str, source: &str, param: &str) -> Value {
         "IM1-1206",
         format!("{what}={source}:{param} is not supported and was ignored"),
     )
+}
+
+/// What `Patient/$everything` was asked to narrow to: `_type` (the types returned; the Patient only if named)
+/// and `_since` (resources updated at or after it; those whose source gives no update time are kept, as they
+/// cannot be shown to be older).
+#[derive(Debug, Default)]
+pub struct EverythingFilter {
+    pub types: Option<BTreeSet<String>>,
+    pub since: Option<time::OffsetDateTime>,
+}
+
+impl EverythingFilter {
+    /// Reads the operation's parameters: unknown ones (and `start`/`end`, care dates no mapping states
+    /// uniformly) are a 400, or a warning under `Prefer: handling=lenient`.
+    pub fn parse(state: &AppState, interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirResult<Self> {
+        let mut filter = EverythingFilter::default();
+        for param in &interaction.params {
+            match param.name.as_str() {
+                "_type" => {
+                    let mut types = BTreeSet::new();
+                    for name in &param.values {
+                        let known =
+                            name == "Patient" || state.registry.compartment_of(name) == Some(Compartment::Patient);
+                        if !known {
+                            return Err(FhirError::bad_request(
+                                "IM1-1214",
+                                format!(
+                                    "'{}' is not a type of a patient's record here",
+                                    name.chars().take(40).collect::<String>()
+                                ),
+                            )
+                            .at("_type"));
+                        }
+                        types.insert(name.clone());
+                    }
+                    filter.types = Some(types);
+                }
+                "_since" => {
+                    let value = param.values.first().map(String::as_str).unwrap_or_default();
+                    let (since, _) = crate::fhir::dates::range(value).ok_or_else(|| {
+                        FhirError::bad_request("IM1-1203", "'_since' is not a FHIR instant").at("_since")
+                    })?;
+                    filter.since = Some(since);
+                }
+                other if interaction.handling == Handling::Lenient => warnings.push(warning(
+                    IssueType::NotSupported,
+                    "IM1-1201",
+                    format!(
+                        "parameter '{}' is not supported by $everything and was ignored",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                )),
+                other => {
+                    return Err(FhirError::bad_request(
+                        "IM1-1201",
+                        format!(
+                            "parameter '{}' is not supported by $everything (it takes _type, _since and _count)",
+                            other.chars().take(40).collect::<String>()
+                        ),
+                    )
+                    .at(other.to_string()))
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    pub fn wants(&self, resource_type: &str) -> bool {
+        self.types.as_ref().is_none_or(|types| types.contains(resource_type))
+    }
+
+    /// Whether a resource is recent enough for `_since`.
+    pub fn keeps(&self, resource: &Value) -> bool {
+        let Some(since) = self.since else { return true };
+        let updated = resource
+            .pointer("/meta/lastUpdated")
+            .and_then(Value::as_str)
+            .and_then(crate::fhir::dates::range);
+        updated.is_none_or(|(at, _)| at >= since)
+    }
 }

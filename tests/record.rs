@@ -152,6 +152,47 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         );
     }
     assert_eq!(everything["total"].as_u64().unwrap() as usize, all.len());
+
+    // _type narrows to the types named (the Patient only if named); _since to what was updated since.
+    let narrowed = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=Condition,AllergyIntolerance&_count=200"),
+        &t,
+    )
+    .await;
+    let narrowed = entries(&narrowed, "match");
+    let expected = all
+        .iter()
+        .filter(|r| r["resourceType"] == "Condition" || r["resourceType"] == "AllergyIntolerance")
+        .count();
+    assert!(expected > 0);
+    assert_eq!(narrowed.len(), expected);
+    let updated: Vec<&str> = all.iter().filter_map(|r| r["meta"]["lastUpdated"].as_str()).collect();
+    let mut sorted = updated.clone();
+    sorted.sort();
+    let middle = sorted[sorted.len() / 2];
+    let since = get(
+        &proxy,
+        &format!(
+            "Patient/{patient}/$everything?_since={}&_count=200",
+            middle.replace('+', "%2B")
+        ),
+        &t,
+    )
+    .await;
+    let since = entries(&since, "match");
+    let undated = all.iter().filter(|r| r["meta"]["lastUpdated"].is_null()).count();
+    let recent = updated.iter().filter(|u| **u >= middle).count();
+    assert_eq!(since.len(), recent + undated, "{middle}");
+    assert!(since.len() < all.len());
+    // What it cannot do is said, not ignored.
+    for query in ["_since=yesterday", "_type=Nonsense", "start=2020-01-01", "colour=blue"] {
+        outcome(
+            proxy.get(&format!("Patient/{patient}/$everything?{query}"), &t).await,
+            400,
+        )
+        .await;
+    }
     proxy.stop().await;
     sims.shutdown().await;
 }
