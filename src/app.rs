@@ -20,6 +20,7 @@ use crate::policy;
 use crate::reach;
 use crate::record_ops;
 use crate::translate::{self, Produced};
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -172,7 +173,10 @@ where
     let response = match result {
         Ok(value) => {
             audit::note(|facts| facts.patients = patients_in(&value));
-            respond(StatusCode::OK, &value, &interaction)
+            match &interaction.binary_accept {
+                Some(accept) => binary_content(&value, accept),
+                None => respond(StatusCode::OK, &value, &interaction),
+            }
         }
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),
     };
@@ -1092,6 +1096,44 @@ pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Respons
         }
     }
     response
+}
+
+/// A Binary's content as itself, for a client whose `Accept` takes its media type (else a 406).
+fn binary_content(binary: &Value, accept: &str) -> Response<Body> {
+    let content_type = binary.get("contentType").and_then(Value::as_str).unwrap_or_default();
+    let (kind, _) = content_type.split_once('/').unwrap_or((content_type, ""));
+    let accepted = accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let mime = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+        !refused
+            && (mime.eq_ignore_ascii_case(content_type)
+                || mime.strip_suffix("/*").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+    });
+    let data = binary
+        .get("data")
+        .and_then(Value::as_str)
+        .map(|d| base64::engine::general_purpose::STANDARD.decode(d));
+    match (accepted, data, HeaderValue::from_str(content_type)) {
+        (true, Some(Ok(bytes)), Ok(media_type)) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            response.headers_mut().insert(header::CONTENT_TYPE, media_type);
+            response
+        }
+        (true, _, _) => respond_error(
+            &FhirError::internal("IM1-5005", "the document's content could not be read"),
+            Format::Json,
+            false,
+        ),
+        (false, _, _) => respond_error(
+            &FhirError::not_acceptable(
+                "IM1-1102",
+                format!("the document is {content_type}; Accept takes neither it nor a FHIR format"),
+            ),
+            Format::Json,
+            false,
+        ),
+    }
 }
 
 fn fhir_response(status: StatusCode, format: Format, bytes: Vec<u8>) -> Response<Body> {

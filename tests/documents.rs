@@ -47,6 +47,22 @@ async fn read_back(proxy: &Proxy, t: &str, patient_id: &str, request_id: &str) -
     let data = STANDARD
         .decode(binary["data"].as_str().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{url}: data is not base64: {e}"));
+    // Asked for in its own media type, the content comes as itself; in another, a 406 OperationOutcome.
+    let raw = |accept: String| {
+        proxy
+            .client
+            .get(proxy.url(url))
+            .bearer_auth(t)
+            .header("accept", accept)
+            .send()
+    };
+    let response = raw(content_type.clone()).await.unwrap();
+    assert_eq!(response.status(), 200, "{url} as {content_type}");
+    assert_eq!(response.headers()["content-type"], content_type.as_str());
+    assert_eq!(response.bytes().await.unwrap().to_vec(), data, "{url}: the raw content");
+    let (kind, _) = content_type.split_once('/').unwrap();
+    assert_eq!(raw(format!("{kind}/*")).await.unwrap().status(), 200);
+    common::outcome(raw("image/x-none".into()).await.unwrap(), 406).await;
     (content_type, data)
 }
 

@@ -148,6 +148,15 @@ async fn malformed_requests_are_refused_with_outcomes() {
         .await
         .unwrap();
     outcome(response, 406).await;
+    // Another FHIR version is not served either.
+    let response = proxy
+        .client
+        .get(proxy.url("metadata"))
+        .header("accept", "application/fhir+json; fhirVersion=3.0")
+        .send()
+        .await
+        .unwrap();
+    outcome(response, 406).await;
     outcome(proxy.get("Patient?_count=lots", &t).await, 400).await;
     outcome(proxy.client.delete(proxy.url("metadata")).send().await.unwrap(), 405).await;
     // Still serving.

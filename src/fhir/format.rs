@@ -56,11 +56,18 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
+        let params: Vec<&str> = parts.map(str::trim).collect();
+        let q = params
+            .iter()
+            .filter_map(|p| p.strip_prefix("q="))
             .find_map(|q| q.parse::<f32>().ok())
             .unwrap_or(1.0);
-        if q <= 0.0 {
+        // A range for another FHIR version (`fhirVersion=3.0`) is not one this R4 server serves.
+        let other_version = params
+            .iter()
+            .filter_map(|p| p.strip_prefix("fhirVersion="))
+            .any(|v| !v.trim_matches('"').starts_with("4.0"));
+        if q <= 0.0 || other_version {
             continue;
         }
         let format = match mime.as_str() {

@@ -131,6 +131,8 @@ pub struct Interaction {
     pub return_pref: Return,
     /// `Cache-Control: no-cache` (or `no-store`): the answer must come from the native system, not the cache.
     pub fresh: bool,
+    /// A Binary read whose `Accept` names no FHIR format: the media types the client takes for the content.
+    pub binary_accept: Option<String>,
 }
 
 impl Interaction {
@@ -150,10 +152,19 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         .collect();
     let format_param = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = format::negotiate(format_param, accept)?;
-
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (kind, resource_type, id, version) = route(method, &segments)?;
+    let mut binary_accept = None;
+    let format = match format::negotiate(format_param, accept) {
+        Ok(format) => format,
+        // FHIR: a Binary read asking for no FHIR format gets the content itself, in its own media type
+        // (checked against Accept once the content type is known); errors stay FHIR JSON.
+        Err(_) if format_param.is_none() && kind == Kind::Read && resource_type.as_deref() == Some("Binary") => {
+            binary_accept = accept.map(String::from);
+            Format::Json
+        }
+        Err(e) => return Err(e),
+    };
     let mut interaction = Interaction {
         kind,
         resource_type,
@@ -172,6 +183,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         handling: Handling::Strict,
         return_pref: Return::Representation,
         fresh: wants_fresh(headers),
+        binary_accept,
     };
     read_prefer(headers, &mut interaction);
     apply_params(&mut interaction, pairs)?;
