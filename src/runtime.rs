@@ -148,4 +148,13 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_current_span(true)
         .try_init();
+    // Panics are caught where they can happen on input (the FHIR model, each request) and answered; the log
+    // gets one structured line with where it happened, never what the panic said, which may hold data.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "panic caught");
+    }));
 }

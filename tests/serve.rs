@@ -101,6 +101,17 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     // The demo key is refused by serve.
     let demo = common::token(im1_fhir::auth::Role::Clinician, &["Y90001"]);
     common::outcome(client.get(&url).bearer_auth(&demo).send().await.unwrap(), 401).await;
+    // A body the FHIR model panics on is a 400, and the panic a JSON log line without what it said.
+    let body = r#"{"resourceType":"Appointment","status":"booked","comment":"9000000009","participant":[]}"#;
+    let response = client
+        .post(format!("{base}/fhir/Appointment"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    common::outcome(response, 400).await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
