@@ -175,6 +175,14 @@ where
             audit::note(|facts| facts.patients = patients_in(&value));
             match &interaction.binary_accept {
                 Some(accept) => binary_content(&value, accept),
+                // The SMART configuration is plain JSON (SMART App Launch), not a FHIR resource.
+                None if interaction.kind == Kind::SmartConfiguration => {
+                    let mut response = respond(StatusCode::OK, &value, &interaction);
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    response
+                }
                 None => respond(StatusCode::OK, &value, &interaction),
             }
         }
@@ -198,6 +206,14 @@ where
 {
     if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         return Ok(RequestBody::None);
+    }
+    // Bodies are read as sent: a compressed one would only fail later as "not valid JSON".
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    if encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+        return Err(FhirError::unsupported_media(
+            "IM1-1115",
+            "Content-Encoding is not supported on request bodies; send them uncompressed",
+        ));
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -986,7 +1002,7 @@ fn link_query(state: &AppState, interaction: &Interaction) -> String {
 }
 
 /// The search's own parameters in a stable order, for self links and page-token fingerprints.
-fn canonical_query(interaction: &Interaction) -> String {
+pub(crate) fn canonical_query(interaction: &Interaction) -> String {
     let mut pairs: Vec<(String, String)> = interaction
         .params
         .iter()
@@ -1085,10 +1101,15 @@ pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Respons
     }
     let mut response = fhir_response(error.status, format, bytes);
     if error.status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"im1-fhir\", error=\"invalid_token\""),
-        );
+        // RFC 6750: a request that sent no credentials gets the challenge without an error code.
+        let challenge = if error.code == "IM1-2001" {
+            "Bearer realm=\"im1-fhir\""
+        } else {
+            "Bearer realm=\"im1-fhir\", error=\"invalid_token\""
+        };
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
     if let Some(seconds) = error.retry_after {
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {

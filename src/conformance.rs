@@ -48,18 +48,25 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 })
                 .map(|m| m.resource.clone())
                 .collect();
+            // Not patient data: pages are bound to the query alone.
+            let query = crate::app::canonical_query(interaction);
+            let fingerprint = format!("ConceptMap|{query}");
+            let offset = match &interaction.page {
+                Some(token) => pages.check(token, &fingerprint)?,
+                None => 0,
+            };
             Ok(bundle::searchset(SearchsetInput {
                 base,
                 resource_type: "ConceptMap",
-                query: String::new(),
+                query,
                 matches,
                 included: Vec::new(),
                 total: None,
                 warnings: Vec::new(),
-                offset: 0,
-                count: bundle::MAX_COUNT,
+                offset,
+                count: bundle::page_size(interaction),
                 tokens: pages,
-                fingerprint: "ConceptMap",
+                fingerprint: &fingerprint,
                 summary: interaction.summary,
                 elements: &interaction.elements,
             }))

@@ -23,6 +23,31 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     assert!(all["total"].as_u64().unwrap() >= 40);
     let one = get(&proxy, "ConceptMap?url=https://im1-fhir.dev/ConceptMap/ctv3-snomed", &t).await;
     assert_eq!(one["total"], 1);
+    assert!(
+        one["link"][0]["url"].as_str().unwrap().contains("url="),
+        "{}",
+        one["link"]
+    );
+    // Paged like any search: every map once.
+    let total = all["total"].as_u64().unwrap() as usize;
+    let mut page = get(&proxy, "ConceptMap?_count=7", &t).await;
+    let mut ids = std::collections::BTreeSet::new();
+    loop {
+        let entries = common::entries(&page, "match");
+        assert!(entries.len() <= 7);
+        ids.extend(entries.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().split_once("/fhir/").unwrap().1.to_string());
+        match next {
+            Some(next) => page = get(&proxy, &next, &t).await,
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), total);
 
     // CodeId 10000053 is "Allergy to penicillin": SNOMED CT 91936005 in the EMIS mapping's output too.
     let translated = get(&proxy, "ConceptMap/emis-code-id/$translate?code=10000053", &t).await;

@@ -16,15 +16,15 @@ async fn metadata_and_smart_configuration_are_public() {
     let statement: serde_json::Value = response.json().await.unwrap();
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "4.0.1");
-    let smart: serde_json::Value = proxy
+    let smart = proxy
         .client
         .get(proxy.url(".well-known/smart-configuration"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    // SMART App Launch: plain JSON, not a FHIR resource.
+    assert_eq!(smart.headers()["content-type"], "application/json");
+    let smart: serde_json::Value = smart.json().await.unwrap();
     assert!(smart["capabilities"]
         .as_array()
         .unwrap()
@@ -46,14 +46,12 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
             .await
             .unwrap(),
     ] {
-        assert!(response
-            .headers()
-            .get("www-authenticate")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer"));
-        outcome(response, 401).await;
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(challenge.starts_with("Bearer"));
+        // RFC 6750: no error code when no credentials were sent.
+        let body = outcome(response, 401).await;
+        let missing = body["issue"][0]["details"]["coding"][0]["code"] == "IM1-2001";
+        assert_eq!(challenge.contains("error="), !missing, "{challenge}");
     }
     proxy.stop().await;
 }
@@ -116,6 +114,17 @@ async fn malformed_requests_are_refused_with_outcomes() {
     .await;
     // Wrong content type, oversize body.
     outcome(post("Patient", "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
+    let compressed = proxy
+        .client
+        .post(proxy.url("Patient"))
+        .bearer_auth(&t)
+        .header("content-type", "application/fhir+json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    outcome(compressed, 415).await;
     outcome(
         post("Patient", "application/fhir+json", vec![b' '; 2 * 1024 * 1024])
             .await
