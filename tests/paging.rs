@@ -178,3 +178,54 @@ async fn reverse_includes_of_practice_data_find_what_points_at_the_page() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn summaries_and_elements_are_still_valid_resources_in_json_and_xml() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        let patient = patient_id(&proxy, &t).await;
+        for resource_type in [
+            "Observation",
+            "Encounter",
+            "Immunization",
+            "MedicationRequest",
+            "Condition",
+            "AllergyIntolerance",
+        ] {
+            for shaping in ["_summary=true", "_summary=text", "_elements=id", "_summary=data"] {
+                let query = format!("{resource_type}?patient={patient}&{shaping}");
+                let found = bundle(&proxy, &t, &query).await;
+                let matches = entries(&found, "match");
+                assert!(!matches.is_empty(), "{ods} {query}");
+                for resource in matches {
+                    im1_fhir_model::check_strict(resource)
+                        .unwrap_or_else(|e| panic!("{ods} {query}: not valid: {e}: {resource}"));
+                }
+                // And as XML: the same resources, no empty elements.
+                let xml = proxy.get(&format!("{query}&_format=xml"), &t).await;
+                assert_eq!(xml.status(), 200, "{ods} {query} as XML");
+                let text = xml.text().await.unwrap();
+                assert!(
+                    !text.contains("<status/>") && !text.contains("<code/>"),
+                    "{ods} {query}: {text}"
+                );
+            }
+        }
+        // A blood pressure keeps its readings in a summary.
+        let summary = bundle(&proxy, &t, &format!("Observation?patient={patient}&_summary=true")).await;
+        assert!(
+            entries(&summary, "match").iter().any(|o| o.get("component").is_some()),
+            "{ods}"
+        );
+        for resource_type in ["PractitionerRole", "Slot", "Schedule"] {
+            let found = bundle(&proxy, &t, &format!("{resource_type}?_summary=true&_count=5")).await;
+            for resource in entries(&found, "match") {
+                im1_fhir_model::check_strict(resource).unwrap_or_else(|e| panic!("{ods} {resource_type}: {e}"));
+            }
+        }
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

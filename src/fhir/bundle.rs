@@ -166,87 +166,80 @@ fn entry(base: &str, resource: Value, mode: &str) -> Value {
     Value::Object(entry)
 }
 
-/// Elements every summary keeps, besides those the base specification marks as summary.
-const ALWAYS: &[&str] = &["resourceType", "id", "meta"];
+/// Elements every subset keeps: summary elements of every resource.
+const ALWAYS: &[&str] = &["resourceType", "id", "meta", "implicitRules"];
 
-/// Applies `_summary` (true/data/text) and `_elements`, marking the result SUBSETTED as FHIR requires.
+/// Applies `_summary` (true/data/text) and `_elements`, marking the result SUBSETTED as FHIR requires. A subset
+/// keeps the type's mandatory elements whatever was asked for, so it is still a valid resource.
 pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> Value {
     let Value::Object(map) = resource else { return resource };
-    let keep: Option<Vec<&str>> = match summary {
-        Some(Summary::Text) => Some(vec!["text"]),
-        Some(Summary::True) => Some(SUMMARY_ELEMENTS.to_vec()),
+    let defs = map
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .and_then(|t| r4_elements().get(t));
+    let mandatory = defs.map_or(&[][..], |d| d.mandatory.as_slice());
+    let keep: Vec<&str> = match summary {
+        Some(Summary::Text) => std::iter::once("text").chain(mandatory.iter().copied()).collect(),
+        Some(Summary::True) => match defs {
+            Some(defs) => defs.summary.iter().chain(mandatory).copied().collect(),
+            // A type without a table here is given whole rather than guessed at.
+            None => return Value::Object(map),
+        },
         Some(Summary::Data) => {
-            let mut all: Vec<&str> = map.keys().map(String::as_str).filter(|k| *k != "text").collect();
-            all.sort();
-            return mark_subsetted(
-                map.clone()
-                    .into_iter()
-                    .filter(|(k, _)| all.contains(&k.as_str()))
-                    .collect(),
-            );
+            return mark_subsetted(map.into_iter().filter(|(k, _)| k != "text").collect());
         }
-        _ if !elements.is_empty() => Some(elements.iter().map(String::as_str).collect()),
-        _ => None,
+        _ if !elements.is_empty() => elements
+            .iter()
+            .map(String::as_str)
+            .chain(mandatory.iter().copied())
+            .collect(),
+        _ => return Value::Object(map),
     };
-    match keep {
-        None => Value::Object(map),
-        Some(keep) => mark_subsetted(
-            map.into_iter()
-                .filter(|(k, _)| ALWAYS.contains(&k.as_str()) || keep.contains(&k.as_str()))
-                .collect(),
-        ),
+    mark_subsetted(
+        map.into_iter()
+            .filter(|(k, _)| ALWAYS.contains(&k.as_str()) || keep.iter().any(|e| names(e, k)))
+            .collect(),
+    )
+}
+
+/// Whether an element name (`status`, `value[x]`) names a JSON key (`status`, `valueQuantity`).
+fn names(element: &str, key: &str) -> bool {
+    match element.strip_suffix("[x]") {
+        Some(stem) => key
+            .strip_prefix(stem)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase())),
+        None => element == key,
     }
 }
 
-/// Summary elements of the resources the proxy serves (from the R4 definitions' isSummary flags).
-const SUMMARY_ELEMENTS: &[&str] = &[
-    "identifier",
-    "active",
-    "name",
-    "telecom",
-    "gender",
-    "birthDate",
-    "deceasedBoolean",
-    "deceasedDateTime",
-    "address",
-    "managingOrganization",
-    "link",
-    "status",
-    "intent",
-    "category",
-    "code",
-    "subject",
-    "patient",
-    "encounter",
-    "effectiveDateTime",
-    "effectivePeriod",
-    "issued",
-    "performer",
-    "valueQuantity",
-    "valueString",
-    "valueCodeableConcept",
-    "clinicalStatus",
-    "verificationStatus",
-    "onsetDateTime",
-    "recordedDate",
-    "type",
-    "medicationCodeableConcept",
-    "medicationReference",
-    "authoredOn",
-    "requester",
-    "vaccineCode",
-    "occurrenceDateTime",
-    "period",
-    "participant",
-    "start",
-    "end",
-    "schedule",
-    "actor",
-    "serviceType",
-    "date",
-    "author",
-    "content",
-];
+/// A resource type's top-level summary and mandatory elements (`profiles/r4-summary.txt`).
+struct TypeElements {
+    summary: Vec<&'static str>,
+    mandatory: Vec<&'static str>,
+}
+
+fn r4_elements() -> &'static std::collections::HashMap<&'static str, TypeElements> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, TypeElements>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        include_str!("../../profiles/r4-summary.txt")
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .filter_map(|line| {
+                let (summary, mandatory) = line.split_once('!')?;
+                let mut summary = summary.split_whitespace();
+                let resource_type = summary.next()?;
+                Some((
+                    resource_type,
+                    TypeElements {
+                        summary: summary.collect(),
+                        mandatory: mandatory.split_whitespace().collect(),
+                    },
+                ))
+            })
+            .collect()
+    })
+}
 
 fn mark_subsetted(mut map: Map<String, Value>) -> Value {
     let meta = map.entry("meta").or_insert_with(|| json!({}));
@@ -314,5 +307,33 @@ mod tests {
         assert_eq!(shaped.get("birthDate"), None);
         assert_eq!(shaped["gender"], "female");
         assert_eq!(shaped["meta"]["tag"][0]["code"], "SUBSETTED");
+    }
+
+    #[test]
+    fn subsets_keep_the_mandatory_elements_and_each_type_its_own_summary() {
+        let observation = json!({"resourceType": "Observation", "id": "1", "status": "final",
+            "code": {"text": "BP"}, "note": [{"text": "n"}], "valueQuantity": {"value": 1},
+            "component": [{"code": {"text": "sys"}}], "text": {"status": "generated", "div": "<div/>"}});
+        let asked = shape(observation.clone(), None, &["valueQuantity".into()]);
+        assert!(asked["status"] == "final" && asked["code"]["text"] == "BP" && asked.get("note").is_none());
+        let summary = shape(observation.clone(), Some(Summary::True), &[]);
+        assert!(summary.get("component").is_some() && summary.get("valueQuantity").is_some());
+        assert!(summary.get("note").is_none() && summary.get("text").is_none());
+        let text = shape(observation, Some(Summary::Text), &[]);
+        assert!(text.get("text").is_some() && text["status"] == "final" && text.get("valueQuantity").is_none());
+        // Each type its own: PractitionerRole's practitioner is summary, Encounter's class mandatory.
+        let role = shape(
+            json!({"resourceType": "PractitionerRole", "practitioner": {"reference": "Practitioner/1"},
+                   "availabilityExceptions": "x"}),
+            Some(Summary::True),
+            &[],
+        );
+        assert!(role.get("practitioner").is_some() && role.get("availabilityExceptions").is_none());
+        let encounter = shape(
+            json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}, "hospitalization": {}}),
+            None,
+            &["id".into()],
+        );
+        assert!(encounter.get("class").is_some() && encounter.get("hospitalization").is_none());
     }
 }
