@@ -177,6 +177,48 @@ pub async fn search(
         }
         param_vars.insert(def.name.clone(), entry);
     }
+    // A date parameter's window as inclusive days (`params.start.from`, `.to`) for native calls that take days;
+    // a window no instant fits matches nothing, so no call is made.
+    for (def, _) in params.iter().filter(|(d, _)| d.kind == crate::mapping::ParamType::Date) {
+        let Some(entry) = param_vars.get_mut(&def.name) else {
+            continue;
+        };
+        let values: Vec<&str> = entry["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let Some((from, to)) = search::date_window(&values) else {
+            return Ok(());
+        };
+        let day = |at: time::OffsetDateTime| at.date().to_string();
+        entry["from"] = from.map(day).into();
+        entry["to"] = to
+            .and_then(|to| to.checked_sub(time::Duration::NANOSECOND))
+            .map(day)
+            .into();
+    }
+    if let Some(window) = &step.window {
+        let open = match param_vars.get(&window.param) {
+            Some(entry) => entry["from"].is_null() || entry["to"].is_null(),
+            None => true,
+        };
+        let moot = window.unless.as_ref().is_some_and(|u| param_vars.contains_key(u));
+        if open && !moot {
+            out.warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::Incomplete,
+                "IM1-3202",
+                format!(
+                    "{} at this practice are read a window of days at a time: without both {p}=ge… and {p}=lt…, \
+                     {} was searched",
+                    mapping.resource,
+                    window.default,
+                    p = window.param
+                ),
+            ));
+        }
+    }
     let id = LogicalId {
         practice: practice.ods.clone(),
         patient: patient.to_string(),

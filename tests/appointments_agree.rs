@@ -244,3 +244,67 @@ async fn searches_reads_and_includes() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// The codes of a Bundle's warnings.
+fn warning_codes(bundle: &Value) -> Vec<String> {
+    entries(bundle, "outcome")
+        .iter()
+        .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["details"]["coding"][0]["code"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let mut totals = Vec::new();
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        // A reversed window matches nothing, asked of nobody (the GP systems refuse it: a 502 before).
+        for query in [
+            "Slot?start=ge2026-03-08&start=lt2026-03-07",
+            "Schedule?date=ge2026-03-09&date=lt2026-03-08",
+        ] {
+            let found = bundle(&proxy, &t, query).await;
+            assert_eq!(found["total"], 0, "{ods} {query}");
+        }
+        // Both bounds, at any precision: the window asked for, no warning.
+        let month = all_pages(&proxy, &t, "Slot?start=ge2026-03&start=lt2026-04&_count=200").await;
+        let days = all_pages(&proxy, &t, "Slot?start=ge2026-03-01&start=lt2026-04-01&_count=200").await;
+        assert_eq!(entries(&month, "match").len(), entries(&days, "match").len(), "{ods}");
+        let bounded = bundle(&proxy, &t, "Slot?start=ge2026-03-01&start=lt2026-04-01&_summary=count").await;
+        assert!(warning_codes(&bounded).is_empty(), "{ods}: {bounded}");
+        // Open on one side: the native default window, and a warning saying so.
+        for query in [
+            "Slot?start=ge2026-03-01",
+            "Slot?start=lt2026-04-01",
+            "Slot",
+            "Schedule?date=ge2026-03-01",
+        ] {
+            let found = bundle(&proxy, &t, query).await;
+            assert!(
+                warning_codes(&found).contains(&"IM1-3202".to_string()),
+                "{ods} {query}: {found}"
+            );
+        }
+        // A session is read whole: no window, no warning.
+        let schedule = entries(
+            &bundle(&proxy, &t, "Schedule?date=ge2026-03-02&date=lt2026-03-03").await,
+            "match",
+        )
+        .first()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .expect("a session on the fixed today");
+        let slots = bundle(&proxy, &t, &format!("Slot?schedule=Schedule/{schedule}")).await;
+        assert!(
+            !entries(&slots, "match").is_empty() && warning_codes(&slots).is_empty(),
+            "{ods}: {slots}"
+        );
+        totals.push(entries(&days, "match").len());
+    }
+    // The same window, the same slots, whichever system the practice runs.
+    assert!(totals.windows(2).all(|w| w[0] == w[1]) && totals[0] > 0, "{totals:?}");
+    proxy.stop().await;
+    sims.shutdown().await;
+}

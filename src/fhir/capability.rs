@@ -224,10 +224,21 @@ fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
                     None => format!("one '{name}'"),
                 })
                 .collect();
-            if needs.is_empty() {
+            let mut notes = Vec::new();
+            if !needs.is_empty() {
+                notes.push(format!("needs {}", needs.join(", ")));
+            }
+            if let Some(window) = &step.window {
+                notes.push(format!(
+                    "reads {p} a window of days; open on either side, {}",
+                    window.default,
+                    p = window.param
+                ));
+            }
+            if notes.is_empty() {
                 who.to_string()
             } else {
-                format!("{who} (needs {})", needs.join(", "))
+                format!("{who} ({})", notes.join("; "))
             }
         })
         .collect();

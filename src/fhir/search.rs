@@ -7,6 +7,7 @@ use super::error::{FhirError, FhirResult};
 use super::rest::SearchParam;
 use crate::mapping::file::{ParamDef, ParamType};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 /// Whether a resource matches every parameter (AND), each matching any of its values (OR).
 pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
@@ -254,6 +255,41 @@ fn date_prefix(value: &str) -> (Prefix, &str) {
     (Prefix::Eq, value)
 }
 
+/// The instants every value of a date search parameter (`ge2026-03-03`, `lt2026-03-10`, repeated: all of them)
+/// leaves possible, `[from, to)`, each side `None` when open. `None` overall when no instant is possible (a
+/// reversed window): the search matches nothing. Values that set no bound (`ne`, unreadable ones) are left out.
+pub fn date_window(values: &[&str]) -> Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+    let (mut from, mut to): (Option<OffsetDateTime>, Option<OffsetDateTime>) = (None, None);
+    let mut raise = |at: OffsetDateTime| from = Some(from.map_or(at, |f| f.max(at)));
+    let mut lower = |at: OffsetDateTime| to = Some(to.map_or(at, |t| t.min(at)));
+    for value in values {
+        let (prefix, text) = date_prefix(value);
+        let Some((start, end)) = dates::range(text) else {
+            continue;
+        };
+        match prefix {
+            Prefix::Eq => {
+                raise(start);
+                lower(end);
+            }
+            Prefix::Ge => raise(start),
+            Prefix::Gt | Prefix::Sa => raise(end),
+            Prefix::Le => lower(end),
+            Prefix::Lt | Prefix::Eb => lower(start),
+            Prefix::Ap => {
+                let slack = (end - start).max(time::Duration::days(1));
+                raise(start.checked_sub(slack).unwrap_or(dates::FIRST));
+                lower(end.checked_add(slack).unwrap_or(dates::LAST));
+            }
+            Prefix::Ne => {}
+        }
+    }
+    match (from, to) {
+        (Some(f), Some(t)) if f >= t => None,
+        window => Some(window),
+    }
+}
+
 fn element_range(element: &Value) -> Option<Range> {
     match element {
         Value::String(s) => dates::range(s),
@@ -303,6 +339,24 @@ fn date_matches(prefix: Prefix, have: Range, wanted: Range) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn date_windows_combine_every_bound() {
+        let at = |t: &str| dates::range(t).unwrap().0;
+        assert_eq!(
+            date_window(&["ge2026-03", "lt2026-03-10"]),
+            Some((Some(at("2026-03-01")), Some(at("2026-03-10"))))
+        );
+        assert_eq!(date_window(&["gt2026-03-01"]), Some((Some(at("2026-03-02")), None)));
+        assert_eq!(date_window(&["le2026-03-01"]), Some((None, Some(at("2026-03-02")))));
+        assert_eq!(
+            date_window(&["2026-03-01"]),
+            Some((Some(at("2026-03-01")), Some(at("2026-03-02"))))
+        );
+        assert_eq!(date_window(&["ne2026-03-01", "bad"]), Some((None, None)));
+        assert_eq!(date_window(&["ge2026-03-08", "lt2026-03-07"]), None);
+        assert_eq!(date_window(&["gt2026-03-07", "lt2026-03-08"]), None);
+    }
 
     fn def(kind: ParamType, path: &str) -> ParamDef {
         ParamDef {

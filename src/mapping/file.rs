@@ -112,11 +112,24 @@ pub struct NativeStep {
     /// What the native call can take for a parameter (`takes: { identifier: nhs-number }`): another value
     /// matches nothing there, so no call is made and the Bundle says why.
     pub takes: Vec<(String, Takes)>,
+    /// When the native call reads a window of days for a date parameter (`window: { param: start, default: "...",
+    /// unless: schedule }`): a search open on either side gets the native default, and a warning naming it.
+    pub window: Option<NativeWindow>,
     /// For native replies that come in pages: the next request, built from the last `request` and its
     /// `reply`, or nothing when the last page has been read.
     pub next: Option<Tmpl>,
     /// When the records of every page are pieces of one record, how they are joined.
     pub join: Option<Join>,
+}
+
+/// A native call that reads a window of days for one date search parameter.
+#[derive(Debug, Clone)]
+pub struct NativeWindow {
+    pub param: String,
+    /// What the native system reads when a bound is missing, as the warning says it.
+    pub default: String,
+    /// A parameter that makes the window moot (a session read whole).
+    pub unless: Option<String>,
 }
 
 /// A kind of value a native search takes.
@@ -337,7 +350,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             file,
             step,
             &step_path,
-            &["request", "select", "requires", "takes", "next", "join"],
+            &["request", "select", "requires", "takes", "window", "next", "join"],
             problems,
         );
         site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
@@ -404,6 +417,25 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 ),
             }
         }
+        let window = step.get("window").and_then(|node| {
+            let text = |key: &str| node.get(key).and_then(|n| n.as_str()).map(String::from);
+            match (text("param"), text("default")) {
+                (Some(param), Some(default)) => Some(NativeWindow {
+                    param,
+                    default,
+                    unless: text("unless"),
+                }),
+                _ => {
+                    problems.add(
+                        file,
+                        node.pos,
+                        &child(&step_path, "window"),
+                        "window: needs param (a date parameter) and default (what the native call reads then)",
+                    );
+                    None
+                }
+            }
+        });
         def.surfaces.insert(
             surface,
             NativeStep {
@@ -411,6 +443,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 select,
                 requires,
                 takes,
+                window,
                 next,
                 join,
             },
