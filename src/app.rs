@@ -87,7 +87,17 @@ where
             );
             (response, "metrics".to_string())
         }
-        p if p == "/fhir" || p.starts_with("/fhir/") => fhir(&state, request).await,
+        p if p == "/fhir" || p.starts_with("/fhir/") => {
+            let public = matches!(p, "/fhir/metadata" | "/fhir/.well-known/smart-configuration");
+            let (mut response, label) = fhir(&state, request).await;
+            // Answers hold patient data and depend on the token: no shared or browser cache may keep them. The
+            // format follows Accept.
+            let headers = response.headers_mut();
+            let cache = if public { "no-cache" } else { "no-store" };
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+            (response, label)
+        }
         _ => (
             respond_error(
                 &FhirError::not_found("IM1-1007", "the FHIR base is /fhir"),

@@ -24,6 +24,7 @@ async fn metadata_and_smart_configuration_are_public() {
         .unwrap();
     // SMART App Launch: plain JSON, not a FHIR resource.
     assert_eq!(smart.headers()["content-type"], "application/json");
+    assert_eq!(smart.headers()["cache-control"], "no-cache");
     let smart: serde_json::Value = smart.json().await.unwrap();
     assert!(smart["capabilities"]
         .as_array()
@@ -47,6 +48,9 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
             .unwrap(),
     ] {
         let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_string();
+        // Nothing of an answer to a token is kept by a shared cache or a browser.
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["vary"], "Accept");
         assert!(challenge.starts_with("Bearer"));
         // RFC 6750: no error code when no credentials were sent.
         let body = outcome(response, 401).await;
