@@ -183,19 +183,19 @@ pub async fn search(
         let Some(entry) = param_vars.get_mut(&def.name) else {
             continue;
         };
-        let values: Vec<&str> = entry["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let Some((from, to)) = search::date_window(&values) else {
+        let repetitions = params
+            .iter()
+            .filter(|(d, _)| d.name == def.name)
+            .map(|(_, p)| p.values.as_slice());
+        let Some((from, to)) = search::date_window(repetitions) else {
             return Ok(());
         };
+        // A day wider on each side than the instants asked for: native days are UK days, instants UTC, and the
+        // proxy filters the answer by the search itself.
         let day = |at: time::OffsetDateTime| at.date().to_string();
-        entry["from"] = from.map(day).into();
+        entry["from"] = from.and_then(|f| f.checked_sub(time::Duration::DAY)).map(day).into();
         entry["to"] = to
-            .and_then(|to| to.checked_sub(time::Duration::NANOSECOND))
+            .and_then(|t| t.checked_add(time::Duration::DAY - time::Duration::NANOSECOND))
             .map(day)
             .into();
     }

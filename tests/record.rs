@@ -91,6 +91,20 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         .collect();
     assert!(dates.len() > 3);
     assert!(dates.windows(2).all(|w| w[0][..4] <= w[1][..4]), "{dates:?}");
+    // A comma is "any of": observations of the first or the last day (the window spans both).
+    let (first, last) = (&dates[0][..10], &dates[dates.len() - 1][..10]);
+    let either = get(
+        &proxy,
+        &format!("Observation?patient={patient}&date={first},{last}"),
+        &t,
+    )
+    .await;
+    let expected = dates
+        .iter()
+        .filter(|d| d.starts_with(first) || d.starts_with(last))
+        .count();
+    assert!(expected >= 2);
+    assert_eq!(entries(&either, "match").len(), expected, "{first},{last}");
     let descending = get(&proxy, &format!("Observation?patient={patient}&_sort=-date"), &t).await;
     assert_eq!(
         entries(&descending, "match")[0]["effectiveDateTime"],

@@ -255,38 +255,60 @@ fn date_prefix(value: &str) -> (Prefix, &str) {
     (Prefix::Eq, value)
 }
 
-/// The instants every value of a date search parameter (`ge2026-03-03`, `lt2026-03-10`, repeated: all of them)
-/// leaves possible, `[from, to)`, each side `None` when open. `None` overall when no instant is possible (a
-/// reversed window): the search matches nothing. Values that set no bound (`ne`, unreadable ones) are left out.
-pub fn date_window(values: &[&str]) -> Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+/// The instants a date search parameter leaves possible, `[from, to)`, each side `None` when open: each
+/// repetition of the parameter (`start=ge2026-03-03&start=lt2026-03-10`) narrows the window (AND); the values of
+/// one repetition (`date=2026-03-01,2026-03-08`) widen it (OR). `None` overall when no instant is possible (a
+/// reversed window): the search matches nothing. A value that sets no bound (`ne`) leaves its repetition open.
+pub fn date_window<'a>(
+    repetitions: impl IntoIterator<Item = &'a [String]>,
+) -> Option<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
     let (mut from, mut to): (Option<OffsetDateTime>, Option<OffsetDateTime>) = (None, None);
-    let mut raise = |at: OffsetDateTime| from = Some(from.map_or(at, |f| f.max(at)));
-    let mut lower = |at: OffsetDateTime| to = Some(to.map_or(at, |t| t.min(at)));
-    for value in values {
-        let (prefix, text) = date_prefix(value);
-        let Some((start, end)) = dates::range(text) else {
-            continue;
-        };
-        match prefix {
-            Prefix::Eq => {
-                raise(start);
-                lower(end);
-            }
-            Prefix::Ge => raise(start),
-            Prefix::Gt | Prefix::Sa => raise(end),
-            Prefix::Le => lower(end),
-            Prefix::Lt | Prefix::Eb => lower(start),
-            Prefix::Ap => {
-                let slack = (end - start).max(time::Duration::days(1));
-                raise(start.checked_sub(slack).unwrap_or(dates::FIRST));
-                lower(end.checked_add(slack).unwrap_or(dates::LAST));
-            }
-            Prefix::Ne => {}
+    for values in repetitions {
+        let (lower, upper) = any_of(values);
+        if let Some(lower) = lower {
+            from = Some(from.map_or(lower, |f| f.max(lower)));
+        }
+        if let Some(upper) = upper {
+            to = Some(to.map_or(upper, |t| t.min(upper)));
         }
     }
     match (from, to) {
         (Some(f), Some(t)) if f >= t => None,
         window => Some(window),
+    }
+}
+
+/// The window of one repetition: the widest of its values, open on a side if any value is.
+fn any_of(values: &[String]) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    let mut windows = values.iter().map(|value| one_value(value));
+    let Some(first) = windows.next() else {
+        return (None, None);
+    };
+    windows.fold(first, |(lower, upper), (l, u)| {
+        (lower.zip(l).map(|(a, b)| a.min(b)), upper.zip(u).map(|(a, b)| a.max(b)))
+    })
+}
+
+/// The window one value (`ge2026-03-03`, `2026-03`, `ap2026-03-03`) leaves possible.
+fn one_value(value: &str) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    let (prefix, text) = date_prefix(value);
+    let Some((start, end)) = dates::range(text) else {
+        return (None, None);
+    };
+    match prefix {
+        Prefix::Eq => (Some(start), Some(end)),
+        Prefix::Ge => (Some(start), None),
+        Prefix::Gt | Prefix::Sa => (Some(end), None),
+        Prefix::Le => (None, Some(end)),
+        Prefix::Lt | Prefix::Eb => (None, Some(start)),
+        Prefix::Ap => {
+            let slack = (end - start).max(time::Duration::days(1));
+            (
+                Some(start.checked_sub(slack).unwrap_or(dates::FIRST)),
+                Some(end.checked_add(slack).unwrap_or(dates::LAST)),
+            )
+        }
+        Prefix::Ne => (None, None),
     }
 }
 
@@ -343,19 +365,35 @@ mod tests {
     #[test]
     fn date_windows_combine_every_bound() {
         let at = |t: &str| dates::range(t).unwrap().0;
+        let window = |repetitions: &[&[&str]]| {
+            let owned: Vec<Vec<String>> = repetitions
+                .iter()
+                .map(|values| values.iter().map(|v| v.to_string()).collect())
+                .collect();
+            date_window(owned.iter().map(Vec::as_slice))
+        };
         assert_eq!(
-            date_window(&["ge2026-03", "lt2026-03-10"]),
+            window(&[&["ge2026-03"], &["lt2026-03-10"]]),
             Some((Some(at("2026-03-01")), Some(at("2026-03-10"))))
         );
-        assert_eq!(date_window(&["gt2026-03-01"]), Some((Some(at("2026-03-02")), None)));
-        assert_eq!(date_window(&["le2026-03-01"]), Some((None, Some(at("2026-03-02")))));
+        assert_eq!(window(&[&["gt2026-03-01"]]), Some((Some(at("2026-03-02")), None)));
+        assert_eq!(window(&[&["le2026-03-01"]]), Some((None, Some(at("2026-03-02")))));
         assert_eq!(
-            date_window(&["2026-03-01"]),
+            window(&[&["2026-03-01"]]),
             Some((Some(at("2026-03-01")), Some(at("2026-03-02"))))
         );
-        assert_eq!(date_window(&["ne2026-03-01", "bad"]), Some((None, None)));
-        assert_eq!(date_window(&["ge2026-03-08", "lt2026-03-07"]), None);
-        assert_eq!(date_window(&["gt2026-03-07", "lt2026-03-08"]), None);
+        assert_eq!(window(&[&["ne2026-03-01"]]), Some((None, None)));
+        assert_eq!(window(&[&["ge2026-03-08"], &["lt2026-03-07"]]), None);
+        assert_eq!(window(&[&["gt2026-03-07"], &["lt2026-03-08"]]), None);
+        // A comma is "any of": the window spans them, and one open value opens its side.
+        assert_eq!(
+            window(&[&["2026-01-01", "2026-02-01"]]),
+            Some((Some(at("2026-01-01")), Some(at("2026-02-02"))))
+        );
+        assert_eq!(
+            window(&[&["2026-01-01", "ge2026-02-01"]]),
+            Some((Some(at("2026-01-01")), None))
+        );
     }
 
     fn def(kind: ParamType, path: &str) -> ParamDef {
