@@ -407,6 +407,10 @@ async fn read(
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let id = interaction.id.as_deref().unwrap_or_default();
     let resource = read_one(state, principal, resource_type, id, request_id, interaction.fresh).await?;
+    // A Binary served as its own content is the content: _summary and _elements shape FHIR answers only.
+    if interaction.binary_accept.is_some() {
+        return Ok(resource);
+    }
     Ok(bundle::shape(resource, interaction.summary, &interaction.elements))
 }
 
@@ -495,16 +499,13 @@ async fn everything(
             continue;
         }
         for record in &records {
-            let found = record_ops::search_record(
-                state,
-                principal,
-                request_id,
+            let search = record_ops::RecordSearch {
                 resource_type,
                 record,
-                interaction.fresh,
-                &mut warnings,
-            )
-            .await;
+                narrow: None,
+            };
+            let found =
+                record_ops::search_record(state, principal, request_id, search, interaction.fresh, &mut warnings).await;
             match found {
                 Ok(found) => matches.extend(found.into_iter().filter(|r| filter.keeps(r))),
                 // A type this kind of user cannot have at this practice is said, not silently missing.
@@ -1148,7 +1149,11 @@ fn binary_content(binary: &Value, accept: &str) -> Response<Body> {
     match (accepted, data, HeaderValue::from_str(content_type)) {
         (true, Some(Ok(bytes)), Ok(media_type)) => {
             let mut response = Response::new(Full::new(Bytes::from(bytes)));
-            response.headers_mut().insert(header::CONTENT_TYPE, media_type);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, media_type);
+            // A document (HTML, SVG) is content, never script running on this server's origin.
+            headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
             response
         }
         (true, _, _) => respond_error(

@@ -23,16 +23,28 @@ pub struct RecordKey {
     pub patient: String,
 }
 
+/// One search of a record: the type searched, the record, and optionally a reference parameter of the type
+/// with its value, which narrows the native call (a practice's slots of one session).
+pub struct RecordSearch<'a> {
+    pub resource_type: &'a str,
+    pub record: &'a RecordKey,
+    pub narrow: Option<(&'a str, &'a str)>,
+}
+
 /// Every searchable item of one type in one record, filtered to what the principal may see.
 pub async fn search_record(
     state: &AppState,
     principal: &Principal,
     request_id: &str,
-    resource_type: &str,
-    record: &RecordKey,
+    search: RecordSearch<'_>,
     fresh: bool,
     warnings: &mut Vec<Value>,
 ) -> FhirResult<Vec<Value>> {
+    let RecordSearch {
+        resource_type,
+        record,
+        narrow,
+    } = search;
     let Some(practice) = state.backend.practice(&record.practice) else {
         return Ok(Vec::new());
     };
@@ -57,17 +69,30 @@ pub async fn search_record(
     }
     let ctx = crate::app::translation(state, principal, request_id, linked.as_deref());
     let mut produced = Produced::default();
+    let narrowing = narrow.and_then(|(name, value)| {
+        let def = mapping.params.iter().find(|d| d.name == name)?;
+        let param = crate::fhir::rest::SearchParam {
+            name: name.to_string(),
+            modifier: None,
+            values: vec![value.to_string()],
+        };
+        Some((def, param))
+    });
+    let params: Vec<(&crate::mapping::file::ParamDef, &crate::fhir::rest::SearchParam)> =
+        narrowing.iter().map(|(d, p)| (*d, p)).collect();
     crate::cache::search(
         state,
         &ctx,
         practice,
         mapping,
-        &[],
+        &params,
         &record.patient,
         fresh,
         &mut produced,
     )
     .await?;
+    // What the translation had to say (a window read partly, a value it could not take) is said here too.
+    warnings.append(&mut produced.warnings);
     let mut out = Vec::new();
     for resource in produced.resources {
         if reach::may_see(state, principal, linked.as_deref(), &resource, 's') {
@@ -123,17 +148,32 @@ pub async fn includes(
             continue;
         };
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
+        // Items of a patient's record are searched record-wide; practice data (slots of a session, roles of a
+        // practitioner) by the reference to each match, so the native call reads what points at the page
+        // rather than its default window.
+        let practice_level = state.registry.compartment_of(&include.source) == Some(Compartment::None);
+        let mut searches: Vec<(&RecordKey, Option<&str>)> = Vec::new();
         for record in records {
-            let found = search_record(
-                state,
-                principal,
-                request_id,
-                &include.source,
+            if practice_level {
+                let here = wanted.iter().filter(|reference| {
+                    reference
+                        .split_once('/')
+                        .and_then(|(t, id)| state.ids.decode(t, id).ok())
+                        .is_some_and(|id| id.practice == record.practice)
+                });
+                searches.extend(here.map(|reference| (record, Some(reference.as_str()))));
+            } else {
+                searches.push((record, None));
+            }
+        }
+        for (record, reference) in searches {
+            let narrow = reference.map(|r| (include.param.as_str(), r));
+            let search = RecordSearch {
+                resource_type: &include.source,
                 record,
-                interaction.fresh,
-                warnings,
-            )
-            .await?;
+                narrow,
+            };
+            let found = search_record(state, principal, request_id, search, interaction.fresh, warnings).await?;
             for item in found {
                 let points_here = references(&item, &def.paths).iter().any(|r| wanted.contains(r));
                 if points_here && seen.insert(type_and_id(&item)) {
@@ -242,8 +282,9 @@ impl EverythingFilter {
                     filter.types = Some(types);
                 }
                 "_since" => {
-                    let value = param.values.first().map(String::as_str).unwrap_or_default();
-                    let (since, _) = crate::fhir::dates::range(value).ok_or_else(|| {
+                    // A `+` that URL decoding turned into a space is put back.
+                    let value = param.values.first().map(|v| v.replace(' ', "+")).unwrap_or_default();
+                    let (since, _) = crate::fhir::dates::range(&value).ok_or_else(|| {
                         FhirError::bad_request("IM1-1203", "'_since' is not a FHIR instant").at("_since")
                     })?;
                     filter.since = Some(since);

@@ -59,6 +59,8 @@ async fn read_back(proxy: &Proxy, t: &str, patient_id: &str, request_id: &str) -
     let response = raw(content_type.clone()).await.unwrap();
     assert_eq!(response.status(), 200, "{url} as {content_type}");
     assert_eq!(response.headers()["content-type"], content_type.as_str());
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["content-security-policy"], "sandbox");
     assert_eq!(response.bytes().await.unwrap().to_vec(), data, "{url}: the raw content");
     let (kind, _) = content_type.split_once('/').unwrap();
     assert_eq!(raw(format!("{kind}/*")).await.unwrap().status(), 200);

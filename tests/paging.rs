@@ -155,6 +155,11 @@ async fn reverse_includes_of_practice_data_find_what_points_at_the_page() {
             ),
             ("Practitioner?_revinclude=Schedule:actor&_count=50", "actor"),
             ("Organization?_revinclude=PractitionerRole:organization", "organization"),
+            // Three weeks past the fixed today: beyond the native default window, read by session.
+            (
+                "Schedule?date=ge2026-03-23&date=lt2026-03-24&_revinclude=Slot:schedule",
+                "schedule",
+            ),
         ] {
             let page = bundle(&proxy, &t, query).await;
             let matches: BTreeSet<String> = entries(&page, "match")
