@@ -1002,9 +1002,10 @@ fn link_query(state: &AppState, interaction: &Interaction) -> String {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let mut applied = interaction.clone();
     let operation = matches!(interaction.kind, Kind::Operation(_));
-    applied.params.retain(|p| {
-        state.registry.param(resource_type, &p.name).is_some()
-            || (operation && matches!(p.name.as_str(), "_type" | "_since"))
+    // An operation ($everything) applies its own parameters only.
+    applied.params.retain(|p| match operation {
+        true => matches!(p.name.as_str(), "_type" | "_since"),
+        false => state.registry.param(resource_type, &p.name).is_some(),
     });
     applied
         .sort

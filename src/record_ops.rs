@@ -279,7 +279,11 @@ impl EverythingFilter {
                         }
                         types.insert(name.clone());
                     }
-                    filter.types = Some(types);
+                    // Repeated, each narrows.
+                    filter.types = Some(match filter.types.take() {
+                        Some(before) => before.intersection(&types).cloned().collect(),
+                        None => types,
+                    });
                 }
                 "_since" => {
                     // A `+` that URL decoding turned into a space is put back.
