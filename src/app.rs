@@ -329,6 +329,13 @@ async fn dispatch(
             ));
         }
     }
+    // A search by POST takes its parameters as a form; a resource there would be silently ignored.
+    if interaction.kind == Kind::Search && matches!(body, RequestBody::Resource(_)) {
+        return Err(FhirError::unsupported_media(
+            "IM1-1104",
+            "a search by POST takes application/x-www-form-urlencoded parameters",
+        ));
+    }
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {

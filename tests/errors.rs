@@ -22,8 +22,17 @@ async fn metadata_and_smart_configuration_are_public() {
         .send()
         .await
         .unwrap();
-    // SMART App Launch: plain JSON, not a FHIR resource.
+    // SMART App Launch: plain JSON, not a FHIR resource, whatever FHIR format is asked for.
     assert_eq!(smart.headers()["content-type"], "application/json");
+    let as_xml = proxy
+        .client
+        .get(proxy.url(".well-known/smart-configuration"))
+        .header("accept", "application/fhir+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_xml.status(), 200);
+    assert_eq!(as_xml.headers()["content-type"], "application/json");
     assert_eq!(smart.headers()["cache-control"], "no-cache");
     let smart: serde_json::Value = smart.json().await.unwrap();
     assert!(smart["capabilities"]
@@ -129,6 +138,18 @@ async fn malformed_requests_are_refused_with_outcomes() {
         .await
         .unwrap();
     outcome(compressed, 415).await;
+    // A search by POST takes a form, not a resource.
+    outcome(
+        post(
+            "Patient/_search",
+            "application/fhir+json",
+            br#"{"resourceType":"Patient"}"#.to_vec(),
+        )
+        .await
+        .unwrap(),
+        415,
+    )
+    .await;
     outcome(
         post("Patient", "application/fhir+json", vec![b' '; 2 * 1024 * 1024])
             .await

@@ -156,6 +156,8 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
     let (kind, resource_type, id, version) = route(method, &segments)?;
     let mut binary_accept = None;
     let format = match format::negotiate(format_param, accept) {
+        // The SMART configuration is plain JSON (SMART App Launch) whatever FHIR format is asked for.
+        _ if kind == Kind::SmartConfiguration => Format::Json,
         Ok(format) => format,
         // FHIR: a Binary read asking for no FHIR format gets the content itself, in its own media type
         // (checked against Accept once the content type is known); errors stay FHIR JSON.
