@@ -190,6 +190,13 @@ async fn search_parameters_are_checked() {
     let miss = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=gt1990"), &t).await).await;
     assert_eq!(miss["total"], 0);
     outcome(proxy.get(&format!("{NHS_SEARCH}&birthdate=yesterday"), &t).await, 400).await;
+    // A Patient states no last update here: _lastUpdated is not offered rather than never matching.
+    let body = outcome(
+        proxy.get(&format!("{NHS_SEARCH}&_lastUpdated=ge1900-01-01"), &t).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["issue"][0]["expression"][0], "_lastUpdated");
     // The ends of time are answered, not overflowed (these once dropped the connection), and minutes are a
     // precision FHIR search allows.
     for (query, total) in [

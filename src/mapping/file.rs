@@ -277,7 +277,14 @@ pub fn read_mapping(
         if let Some(params_node) = node.get("params") {
             params = read_params(file, params_node, problems);
         }
-        add_resource_params(&mut params);
+        // `_lastUpdated` only where the resource states when it was last updated: elsewhere it could only
+        // ever match nothing.
+        let states_last_updated = root
+            .get("template")
+            .and_then(|t| t.get("meta"))
+            .and_then(|m| m.get("lastUpdated"))
+            .is_some();
+        add_resource_params(&mut params, states_last_updated);
         read_interaction(file, node, "search", site_vars, problems)
     });
     if read.is_none() && search.is_none() {
@@ -455,13 +462,17 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
     def
 }
 
-/// FHIR defines `_id` and `_lastUpdated` for every resource type: every searchable mapping accepts them (the
+/// FHIR defines `_id` and `_lastUpdated` for every resource type: every searchable mapping accepts `_id`, and
+/// `_lastUpdated` where its template states `meta.lastUpdated` (the
 /// proxy filters the translated resources), unless its file says otherwise.
-fn add_resource_params(params: &mut Vec<ParamDef>) {
+fn add_resource_params(params: &mut Vec<ParamDef>, states_last_updated: bool) {
     for (name, kind, path) in [
         ("_id", ParamType::Token, "id"),
         ("_lastUpdated", ParamType::Date, "meta.lastUpdated"),
     ] {
+        if name == "_lastUpdated" && !states_last_updated {
+            continue;
+        }
         if !params.iter().any(|p| p.name == name) {
             params.push(ParamDef {
                 name: name.into(),
