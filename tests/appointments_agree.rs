@@ -240,6 +240,16 @@ async fn searches_reads_and_includes() {
         assert_eq!(read.json::<Value>().await.unwrap()["status"], "busy");
         let appointment = proxy.get(&key(&booked[0]), &t).await;
         assert_eq!(appointment.status(), 200);
+        // `practitioner` is a participant that is a Practitioner, not any actor: the patient is not one.
+        for query in [format!("practitioner=Patient/{pid}"), format!("practitioner={pid}")] {
+            let found = bundle(&proxy, &t, &format!("Appointment?patient={pid}&{query}")).await;
+            assert_eq!(found["total"], 0, "{ods} {query}");
+        }
+        let as_actor = bundle(&proxy, &t, &format!("Appointment?patient={pid}&actor=Patient/{pid}")).await;
+        assert!(
+            as_actor["total"].as_u64().unwrap() > 0,
+            "{ods}: the patient is an actor"
+        );
     }
     proxy.stop().await;
     sims.shutdown().await;

@@ -61,6 +61,7 @@ mod tests {
     #[test]
     fn dates_sort_by_their_start_and_missing_values_go_last() {
         let def = ParamDef {
+            target: None,
             name: "date".into(),
             kind: ParamType::Date,
             paths: vec!["effectiveDateTime".into()],

@@ -100,6 +100,9 @@ pub struct ParamDef {
     /// Element paths in the produced resource (`name.family`, `identifier`), searched as FHIR says for
     /// the type.
     pub paths: Vec<String>,
+    /// For a reference parameter, the one type its references point at (`target: Practitioner`), as R4's
+    /// `where(resolve() is Practitioner)`; any type when `None`.
+    pub target: Option<String>,
 }
 
 /// How one interaction goes through one surface.
@@ -476,6 +479,7 @@ fn add_resource_params(params: &mut Vec<ParamDef>, states_last_updated: bool) {
         if !params.iter().any(|p| p.name == name) {
             params.push(ParamDef {
                 name: name.into(),
+                target: None,
                 kind,
                 paths: vec![path.into()],
             });
@@ -487,7 +491,7 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
     let mut out = Vec::new();
     for (name, key_pos, spec) in node.entries() {
         let path = child("search.params", name);
-        unknown_keys(file, spec, &path, &["type", "paths"], problems);
+        unknown_keys(file, spec, &path, &["type", "paths", "target"], problems);
         let kind = match spec.get("type").and_then(Node::as_str) {
             Some("token") => ParamType::Token,
             Some("string") => ParamType::String,
@@ -517,6 +521,7 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
         }
         out.push(ParamDef {
             name: name.clone(),
+            target: spec.get("target").and_then(Node::as_str).map(String::from),
             kind,
             paths,
         });
