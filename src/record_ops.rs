@@ -147,6 +147,14 @@ pub async fn includes(
             warnings.push(unsupported("_revinclude", &include.source, &include.param));
             continue;
         };
+        // A patient's record items are searched one record at a time: from a page of practice data (no record
+        // on it) they cannot be, and that is said rather than answered with nothing.
+        let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
+        let page_of_practice_data = state.registry.compartment_of(resource_type) == Some(Compartment::None);
+        if source_in_records && page_of_practice_data {
+            warnings.push(unsupported("_revinclude", &include.source, &include.param));
+            continue;
+        }
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
         // Items of a patient's record are searched record-wide; practice data (slots of a session, roles of a
         // practitioner) by the reference to each match, so the native call reads what points at the page

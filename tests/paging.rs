@@ -185,6 +185,32 @@ async fn reverse_includes_of_practice_data_find_what_points_at_the_page() {
 }
 
 #[tokio::test]
+async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
+    let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    // Prescriptions are searched one record at a time: not from a page of practitioners.
+    let page = bundle(&proxy, &t, "Practitioner?_revinclude=MedicationRequest:requester").await;
+    assert!(entries(&page, "include").is_empty());
+    let warning = entries(&page, "outcome");
+    assert_eq!(
+        warning[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
+        "{page}"
+    );
+    // A record's own revinclude on an empty page is no such case.
+    let patient = patient_id(&proxy, &t).await;
+    let none = bundle(
+        &proxy,
+        &t,
+        &format!("Encounter?patient={patient}&date=lt1900-01-01&_revinclude=Observation:encounter"),
+    )
+    .await;
+    assert!(entries(&none, "outcome").is_empty(), "{none}");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
 async fn summaries_and_elements_are_still_valid_resources_in_json_and_xml() {
     let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;

@@ -107,7 +107,10 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             entry["searchInclude"] = json!(includes);
         }
         // Only references R4 lets point at this type: `Slot:schedule` is a revinclude of Schedule, not of Condition.
+        // And only items the proxy can search from a page of this type: a patient's record items are searched one
+        // record at a time, so they are no revinclude of practice data (Practitioner, Schedule).
         let defs = crate::mapping::profile::Defs::get();
+        let practice_level = registry.compartment_of(resource) == Some(crate::mapping::Compartment::None);
         let revincludes: std::collections::BTreeSet<String> = registry
             .mappings
             .iter()
@@ -115,6 +118,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             .flat_map(|m| m.params.iter().map(move |p| (m, p)))
             .filter(|(m, p)| {
                 p.kind == crate::mapping::ParamType::Reference
+                    && !(practice_level && m.compartment == crate::mapping::Compartment::Patient)
                     && p.name != "patient"
                     && p.name != "subject"
                     && defs.may_reference(&m.resource, &p.name, resource)
@@ -311,6 +315,8 @@ mod tests {
         assert!(revincludes("Practitioner").contains(&"PractitionerRole:practitioner".to_string()));
         assert!(!revincludes("Condition").contains(&"Slot:schedule".to_string()));
         assert!(!revincludes("Slot").contains(&"PractitionerRole:practitioner".to_string()));
+        // Record items are searched one record at a time: no revinclude of practice data.
+        assert!(!revincludes("Practitioner").contains(&"MedicationRequest:requester".to_string()));
         // What a native search cannot do without is stated.
         let patient = statement["rest"][0]["resource"]
             .as_array()
