@@ -25,6 +25,11 @@ pub struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SupplierLabel {
+    pub supplier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NativeLabels {
     pub supplier: String,
     pub status: u16,
@@ -35,7 +40,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<InteractionLabel, Histogram>,
     pub native_calls: Family<NativeLabels, Counter>,
-    pub native_latency: Family<InteractionLabel, Histogram>,
+    pub native_latency: Family<SupplierLabel, Histogram>,
     pub cache_lookups: Family<CacheLabels, Counter>,
 }
 
@@ -53,7 +58,7 @@ impl Metrics {
             Family::<InteractionLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let native_calls = Family::<NativeLabels, Counter>::default();
         let native_latency =
-            Family::<InteractionLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+            Family::<SupplierLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "requests",
             "FHIR requests by interaction and HTTP status",

@@ -287,6 +287,30 @@ async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_p
         let found = json(proxy.get("Patient?identifier=9000000009", &t).await).await;
         assert_eq!(found["total"], 1, "{ods}");
     }
+    // The native calls are in the metrics by supplier, in seconds with their fraction (not whole milliseconds).
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    let metrics = proxy
+        .client
+        .get(format!("{root}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for supplier in ["emis", "systmone", "medicus"] {
+        let sum = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "im1_fhir_native_call_duration_seconds_sum{{supplier=\"{supplier}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no native call durations for {supplier}:\n{metrics}"));
+        assert!(sum > 0.0, "{supplier}: {sum}");
+    }
     proxy.stop().await;
     sims.shutdown().await;
 }

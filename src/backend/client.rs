@@ -70,7 +70,14 @@ pub struct CallRecord {
     pub method: String,
     pub path: String,
     pub status: u16,
-    pub millis: u64,
+    pub elapsed: Duration,
+}
+
+impl CallRecord {
+    /// Whole milliseconds, as the AuditEvent states them.
+    pub fn millis(&self) -> u64 {
+        u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// Tuning for one supplier endpoint.
@@ -179,7 +186,7 @@ impl HttpClient {
                         method: request.method.to_string(),
                         path: format!("/{path}"),
                         status: reply.status.as_u16(),
-                        millis: started.elapsed().as_millis() as u64,
+                        elapsed: started.elapsed(),
                     });
                     let retryable = matches!(reply.status.as_u16(), 502..=504)
                         || (reply.status == StatusCode::TOO_MANY_REQUESTS
@@ -197,7 +204,7 @@ impl HttpClient {
                         method: request.method.to_string(),
                         path: format!("/{path}"),
                         status: 0,
-                        millis: started.elapsed().as_millis() as u64,
+                        elapsed: started.elapsed(),
                     });
                     let timed_out = error.status == StatusCode::GATEWAY_TIMEOUT;
                     last_error = Some(error);

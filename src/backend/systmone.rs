@@ -147,7 +147,7 @@ impl SystmOne {
                 method: "FRAME".into(),
                 path: format!("/ClientIntegration/{function}"),
                 status,
-                millis: started.elapsed().as_millis() as u64,
+                elapsed: started.elapsed(),
             });
             match outcome {
                 Ok(tree) => return transaction_result(tree),
