@@ -232,15 +232,7 @@ async fn operational_endpoints_answer() {
         let response = proxy.client.get(format!("{root}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = proxy
-        .client
-        .get(format!("{root}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics(&proxy).await;
     assert!(metrics.contains("im1_fhir_requests_total"), "{metrics}");
     proxy.stop().await;
 }

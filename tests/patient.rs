@@ -288,16 +288,7 @@ async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_p
         assert_eq!(found["total"], 1, "{ods}");
     }
     // The native calls are in the metrics by supplier, in seconds with their fraction (not whole milliseconds).
-    let root = proxy.base.trim_end_matches("/fhir").to_string();
-    let metrics = proxy
-        .client
-        .get(format!("{root}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics(&proxy).await;
     for supplier in ["emis", "systmone", "medicus"] {
         let sum = metrics
             .lines()

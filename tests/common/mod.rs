@@ -306,3 +306,17 @@ fn replace_references(value: &mut serde_json::Value, targets: &std::collections:
         _ => {}
     }
 }
+
+/// The proxy's `/metrics` text.
+pub async fn metrics(proxy: &Proxy) -> String {
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    proxy
+        .client
+        .get(format!("{root}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
