@@ -134,6 +134,13 @@ pub async fn search(
             .at(required.clone()));
         }
     }
+    if let Some(less) = &step.less {
+        out.warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::Incomplete,
+            "IM1-3203",
+            format!("{} at this practice: {less}", mapping.resource),
+        ));
+    }
     for (name, takes) in &step.takes {
         let refused = params
             .iter()

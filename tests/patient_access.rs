@@ -28,8 +28,13 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         let own_id = matches(&own)[0]["id"].as_str().unwrap().to_string();
         // Their own Patient: in full from EMIS Web and SystmOne, the NHS number alone from Medicus.
         {
-            let (_, found) = get(&proxy, "Patient", mine).await;
-            let found = matches(&found);
+            let (_, bundle) = get(&proxy, "Patient", mine).await;
+            // Medicus's thinner Patient is said, not silent; the others' are whole.
+            let said = common::entries(&bundle, "outcome")
+                .iter()
+                .any(|o| o["issue"][0]["details"]["coding"][0]["code"] == "IM1-3203");
+            assert_eq!(said, ods == "Y90003", "{ods}: {bundle}");
+            let found = matches(&bundle);
             assert_eq!(
                 found.len(),
                 2,

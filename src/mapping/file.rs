@@ -118,6 +118,9 @@ pub struct NativeStep {
     /// When the native call reads a window of days for a date parameter (`window: { param: start, default: "...",
     /// unless: schedule }`): a search open on either side gets the native default, and a warning naming it.
     pub window: Option<NativeWindow>,
+    /// What this surface's native API leaves out, said as a warning on every search through it (`less: "..."`),
+    /// so that a thinner answer is never silent.
+    pub less: Option<String>,
     /// For native replies that come in pages: the next request, built from the last `request` and its
     /// `reply`, or nothing when the last page has been read.
     pub next: Option<Tmpl>,
@@ -360,7 +363,9 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             file,
             step,
             &step_path,
-            &["request", "select", "requires", "takes", "window", "next", "join"],
+            &[
+                "request", "select", "requires", "takes", "window", "less", "next", "join",
+            ],
             problems,
         );
         site.vars = REQUEST_VARS.iter().map(|v| v.to_string()).collect();
@@ -454,6 +459,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                 requires,
                 takes,
                 window,
+                less: step.get("less").and_then(Node::as_str).map(String::from),
                 next,
                 join,
             },
