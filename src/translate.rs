@@ -111,6 +111,12 @@ pub async fn search(
         .ok_or_else(|| not_supported(mapping, "search"))?;
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "search")?;
+    if let Some((_, ids)) = params.iter().find(|(d, _)| d.name == "_id") {
+        let readable = mapping.read.as_ref().is_some_and(|r| r.surfaces.contains_key(&surface));
+        if readable {
+            return search_by_reads(ctx, practice, mapping, params, &ids.values, patient, out).await;
+        }
+    }
     for required in &step.requires {
         if !params.iter().any(|(d, _)| &d.name == required) {
             return Err(FhirError::bad_request(
@@ -138,7 +144,7 @@ pub async fn search(
         out.warnings.push(crate::fhir::error::warning(
             crate::fhir::IssueType::Incomplete,
             "IM1-3203",
-            format!("{} at this practice: {less}", mapping.resource),
+            format!("{} at practice {}: {less}", mapping.resource, practice.ods),
         ));
     }
     for (name, takes) in &step.takes {
@@ -153,9 +159,10 @@ pub async fn search(
                 crate::fhir::IssueType::Value,
                 "IM1-1213",
                 format!(
-                    "'{}' is not {}, so nothing at this practice matches it",
+                    "'{}' is not {}, so nothing at practice {} matches it",
                     value.chars().take(40).collect::<String>(),
-                    takes.describe()
+                    takes.describe(),
+                    practice.ods
                 ),
             ));
             return Ok(());
@@ -217,9 +224,10 @@ pub async fn search(
                 crate::fhir::IssueType::Incomplete,
                 "IM1-3202",
                 format!(
-                    "{} at this practice are read a window of days at a time: without both {p}=ge… and {p}=lt…, \
+                    "{} at practice {} are read a window of days at a time: without both {p}=ge… and {p}=lt…, \
                      {} was searched",
                     mapping.resource,
+                    practice.ods,
                     window.default,
                     p = window.param
                 ),
@@ -240,6 +248,39 @@ pub async fn search(
             if search::matches(&resource, params)? {
                 out.resources.push(resource);
             }
+        }
+    }
+    Ok(())
+}
+
+/// `_id` names items this server issued: each is read (a native read finds it whatever window or key a native
+/// search would need), then kept if it meets the rest of the search. Ids of another practice, or of another
+/// record than the one searched, match nothing here.
+async fn search_by_reads(
+    ctx: &Context<'_>,
+    practice: &PracticeBackend,
+    mapping: &MappingFile,
+    params: &[(&ParamDef, &SearchParam)],
+    ids: &[String],
+    patient: &str,
+    out: &mut Produced,
+) -> FhirResult<()> {
+    for value in ids {
+        let Ok(id) = ctx.ids.decode(&mapping.resource, value) else {
+            continue;
+        };
+        let in_record = mapping.compartment != crate::mapping::Compartment::Patient || id.patient == patient;
+        if id.practice != practice.ods || !in_record {
+            continue;
+        }
+        match read(ctx, practice, mapping, &id, out).await {
+            Ok(resource) => {
+                if search::matches(&resource, params)? {
+                    out.resources.push(resource);
+                }
+            }
+            Err(e) if e.status == http::StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -312,6 +312,16 @@ async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
             "{ods}: {slots}"
         );
         totals.push(entries(&days, "match").len());
+        // `_id` is answered like a read, wherever the item is: a slot three weeks out, outside the default window.
+        let later = bundle(&proxy, &t, "Slot?start=ge2026-03-23&start=lt2026-03-24").await;
+        let slot = entries(&later, "match")[0]["id"].as_str().unwrap().to_string();
+        let by_id = bundle(&proxy, &t, &format!("Slot?_id={slot}")).await;
+        assert_eq!(by_id["total"], 1, "{ods}: {by_id}");
+        assert!(warning_codes(&by_id).is_empty(), "{ods}: {by_id}");
+        let and_busy = bundle(&proxy, &t, &format!("Slot?_id={slot}&status=busy,free")).await;
+        assert_eq!(and_busy["total"], 1, "{ods}: the rest of the search still applies");
+        let other_status = bundle(&proxy, &t, &format!("Slot?_id={slot}&status=entered-in-error")).await;
+        assert_eq!(other_status["total"], 0, "{ods}");
     }
     // The same window, the same slots, whichever system the practice runs.
     assert!(totals.windows(2).all(|w| w[0] == w[1]) && totals[0] > 0, "{totals:?}");

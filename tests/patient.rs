@@ -286,6 +286,11 @@ async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_p
         // A valid one without a system is still found.
         let found = json(proxy.get("Patient?identifier=9000000009", &t).await).await;
         assert_eq!(found["total"], 1, "{ods}");
+        // And by its id, read rather than searched (the native search takes NHS numbers only).
+        let id = found["entry"][0]["resource"]["id"].as_str().unwrap();
+        let by_id = json(proxy.get(&format!("Patient?_id={id}"), &t).await).await;
+        assert_eq!(by_id["total"], 1, "{ods}: {by_id}");
+        assert_eq!(by_id["entry"][0]["resource"]["id"], id);
     }
     // The native calls are in the metrics by supplier, in seconds with their fraction (not whole milliseconds).
     let metrics = common::metrics(&proxy).await;
