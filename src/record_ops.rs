@@ -135,9 +135,21 @@ pub async fn includes(
                 if include.target.as_deref().is_some_and(|t| t != target_type) || !seen.insert(reference.clone()) {
                     continue;
                 }
-                // Not found and not allowed look the same: the include is simply absent.
-                if let Ok(target) = read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
-                    out.push(target);
+                // An item not found or withheld is simply absent (its existence is not told); a type this user
+                // may not read at all is said once.
+                match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
+                    Ok(target) => out.push(target),
+                    Err(e) if e.status == http::StatusCode::FORBIDDEN => {
+                        let said = warning(
+                            IssueType::Forbidden,
+                            "IM1-2103",
+                            format!("{target_type} is not available to this user; _include left it out"),
+                        );
+                        if !warnings.contains(&said) {
+                            warnings.push(said);
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         }

@@ -46,6 +46,16 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
                 assert_eq!(found[0], matches(&own)[0], "{ods}");
             }
         }
+        // Practice data a patient may not read is left out of their includes, and that is said.
+        let (_, with_requesters) = get(&proxy, "MedicationRequest?_include=MedicationRequest:requester", mine).await;
+        assert!(common::entries(&with_requesters, "include").is_empty(), "{ods}");
+        assert!(
+            common::entries(&with_requesters, "outcome")
+                .iter()
+                .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+                .any(|i| i["details"]["coding"][0]["code"] == "IM1-2103"),
+            "{ods}: {with_requesters}"
+        );
         let (_, theirs) = get(&proxy, &format!("Patient?identifier={other}"), clinician).await;
         let other_id = matches(&theirs)[0]["id"].as_str().unwrap().to_string();
         check_practice(&proxy, ods, clinician, mine, &own_id, &other_id).await;
