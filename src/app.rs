@@ -338,7 +338,9 @@ async fn dispatch(
     }
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-        if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {
+        if matches!(interaction.kind, Kind::Operation(_)) && body_type == "Parameters" {
+            rest::add_operation_parameters(interaction, resource)?;
+        } else if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {
             return Err(
                 FhirError::bad_request("IM1-1114", "the body's resourceType does not match the URL").at("resourceType"),
             );

@@ -68,6 +68,20 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
 
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
     outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
+    // The same by POST with a Parameters body, as FHIR operations are also called.
+    let posted: Value = proxy
+        .client
+        .post(proxy.url("ConceptMap/emis-code-id/$translate"))
+        .bearer_auth(&t)
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"10000053"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(posted, translated, "{posted}");
     outcome(proxy.get("ConceptMap/emis-sex", "not-a-token").await, 401).await;
     proxy.stop().await;
 }

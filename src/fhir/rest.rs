@@ -215,6 +215,43 @@ pub fn add_form_params(interaction: &mut Interaction, body: &[u8]) -> FhirResult
     apply_params(interaction, pairs)
 }
 
+/// An operation's input given as a FHIR `Parameters` body (`POST .../$translate`): each parameter with a primitive
+/// value becomes a parameter of the interaction, as if it were in the URL.
+pub fn add_operation_parameters(interaction: &mut Interaction, parameters: &serde_json::Value) -> FhirResult<()> {
+    let mut pairs = Vec::new();
+    for parameter in parameters
+        .get("parameter")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = parameter
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let value = parameter.as_object().and_then(|p| {
+            p.iter()
+                .find(|(k, _)| k.starts_with("value"))
+                .and_then(|(_, v)| match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Bool(_) | serde_json::Value::Number(_) => Some(v.to_string()),
+                    _ => None,
+                })
+        });
+        match value {
+            Some(value) if !name.is_empty() => pairs.push((name.to_string(), value)),
+            _ => {
+                return Err(FhirError::bad_request(
+                    "IM1-1116",
+                    "operation parameters are taken with a name and a primitive value[x]",
+                )
+                .at("Parameters.parameter"))
+            }
+        }
+    }
+    apply_params(interaction, pairs)
+}
+
 type Route = (Kind, Option<String>, Option<String>, Option<String>);
 
 fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
