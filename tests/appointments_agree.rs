@@ -312,6 +312,23 @@ async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
             "{ods}: {slots}"
         );
         totals.push(entries(&days, "match").len());
+        // Service types are text in every GP system: found with the :text modifier.
+        let service = entries(&days, "match")[0]["serviceType"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let query = format!(
+            "Slot?start=ge2026-03-01&start=lt2026-04-01&service-type:text={}&_count=200",
+            service.replace(' ', "%20")
+        );
+        let of_service = entries(&all_pages(&proxy, &t, &query).await, "match");
+        assert!(!of_service.is_empty(), "{ods} {query}");
+        assert!(
+            of_service
+                .iter()
+                .all(|s| s["serviceType"][0]["text"] == service.as_str()),
+            "{ods}"
+        );
         // `_id` is answered like a read, wherever the item is: a slot three weeks out, outside the default window.
         let later = bundle(&proxy, &t, "Slot?start=ge2026-03-23&start=lt2026-03-24").await;
         let slot = entries(&later, "match")[0]["id"].as_str().unwrap().to_string();

@@ -30,7 +30,7 @@ pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirRe
 /// Checks a parameter's modifier and values before any native call, so bad input is a 400 up front.
 pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
     let allowed: &[&str] = match def.kind {
-        ParamType::Token => &["not"],
+        ParamType::Token => &["not", "text"],
         ParamType::String => &["exact", "contains"],
         ParamType::Date => &[],
         ParamType::Reference => &[],
@@ -110,6 +110,14 @@ pub fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
 
 fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: &[&Value]) -> FhirResult<bool> {
     Ok(match def.kind {
+        // `:text`: the words a code travels with (CodeableConcept.text, Coding.display), searched as a string.
+        ParamType::Token if modifier == Some("text") => {
+            let wanted = fold(&unescape(value));
+            elements
+                .iter()
+                .flat_map(|e| token_texts(e))
+                .any(|t| fold(t).starts_with(&wanted))
+        }
         ParamType::Token => {
             let hit = elements.iter().any(|e| token_matches(e, value));
             if modifier == Some("not") {
@@ -191,6 +199,24 @@ fn strings(element: &Value) -> Vec<String> {
             .collect(),
         _ => vec![],
     }
+}
+
+/// The text of a coded element: its own `text` (CodeableConcept, Identifier.type) and its codings' displays.
+fn token_texts(element: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    if let Some(text) = element.get("text").and_then(Value::as_str) {
+        out.push(text);
+    }
+    if let Some(text) = element.pointer("/type/text").and_then(Value::as_str) {
+        out.push(text);
+    }
+    let codings = element.get("coding").and_then(Value::as_array).into_iter().flatten();
+    out.extend(
+        codings
+            .chain(std::iter::once(element))
+            .filter_map(|c| c.get("display").and_then(Value::as_str)),
+    );
+    out
 }
 
 fn token_matches(element: &Value, wanted: &str) -> bool {
@@ -415,6 +441,17 @@ mod tests {
             modifier: modifier.map(String::from),
             values: values.iter().map(|v| v.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn tokens_match_their_text_with_the_text_modifier() {
+        let slot = json!({"serviceType": [{"text": "GP Routine"}],
+                          "code": {"coding": [{"system": "s", "code": "1", "display": "Blood pressure"}]}});
+        let d = def(ParamType::Token, "serviceType");
+        assert!(matches(&slot, &[(&d, &param(&["gp rout"], Some("text")))]).unwrap());
+        assert!(!matches(&slot, &[(&d, &param(&["routine"], Some("text")))]).unwrap());
+        let c = def(ParamType::Token, "code");
+        assert!(matches(&slot, &[(&c, &param(&["blood"], Some("text")))]).unwrap());
     }
 
     #[test]
