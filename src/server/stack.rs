@@ -136,8 +136,11 @@ fn rescue(response: Response<Body>) -> Response<Body> {
         ),
     };
     let mut rescued = app::respond_error(&error, Format::Json, false);
+    let headers = rescued.headers_mut();
     if let Some(id) = response.headers().get("x-request-id") {
-        rescued.headers_mut().insert("x-request-id", id.clone());
+        headers.insert("x-request-id", id.clone());
     }
+    // As every FHIR answer: kept by no cache.
+    headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     rescued
 }
