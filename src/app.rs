@@ -322,6 +322,7 @@ async fn dispatch(
     if let RequestBody::Form(form) = &body {
         if interaction.kind == Kind::Search {
             rest::add_form_params(interaction, form)?;
+            note_query(interaction);
         } else {
             return Err(FhirError::unsupported_media(
                 "IM1-1104",
@@ -340,6 +341,7 @@ async fn dispatch(
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         if matches!(interaction.kind, Kind::Operation(_)) && body_type == "Parameters" {
             rest::add_operation_parameters(interaction, resource)?;
+            note_query(interaction);
         } else if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {
             return Err(
                 FhirError::bad_request("IM1-1114", "the body's resourceType does not match the URL").at("resourceType"),
@@ -1001,6 +1003,12 @@ pub fn record_native_calls(
             // Seconds with their fraction: most native calls take under a millisecond here.
             .observe(call.elapsed.as_secs_f64());
     }
+}
+
+/// The AuditEvent states the query as applied, body parameters included.
+fn note_query(interaction: &Interaction) {
+    let query = canonical_query(interaction);
+    audit::note(|facts| facts.query = (!query.is_empty()).then_some(query));
 }
 
 /// The query a search's links show and its page tokens are bound to: under `Prefer: handling=lenient`,

@@ -128,7 +128,7 @@ pub async fn includes(
             continue;
         }
         for resource in page {
-            for reference in references(resource, &def.paths) {
+            for reference in references(resource, def) {
                 let Some((target_type, id)) = reference.split_once('/') else {
                     continue;
                 };
@@ -168,13 +168,21 @@ pub async fn includes(
             continue;
         }
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
-        // Items of a patient's record are searched record-wide; practice data (slots of a session, roles of a
-        // practitioner) by the reference to each match, so the native call reads what points at the page
+        // Items of a patient's record, and most practice data, are searched once per record (a practice's own
+        // is its data). Where the native call reads what the parameter names whole (a session's slots:
+        // `window.unless`), it is searched by the reference to each match, so it reads what points at the page
         // rather than its default window.
-        let practice_level = state.registry.compartment_of(&include.source) == Some(Compartment::None);
+        let narrows = state.registry.for_resource(&include.source).any(|m| {
+            m.search.as_ref().is_some_and(|d| {
+                d.surfaces
+                    .values()
+                    .any(|step| step.window.as_ref().and_then(|w| w.unless.as_deref()) == Some(include.param.as_str()))
+            })
+        });
+        let by_reference = narrows && state.registry.compartment_of(&include.source) == Some(Compartment::None);
         let mut searches: Vec<(&RecordKey, Option<&str>)> = Vec::new();
         for record in records {
-            if practice_level {
+            if by_reference {
                 let here = wanted.iter().filter(|reference| {
                     reference
                         .split_once('/')
@@ -195,7 +203,7 @@ pub async fn includes(
             };
             let found = search_record(state, principal, request_id, search, interaction.fresh, warnings).await?;
             for item in found {
-                let points_here = references(&item, &def.paths).iter().any(|r| wanted.contains(r));
+                let points_here = references(&item, def).iter().any(|r| wanted.contains(r));
                 if points_here && seen.insert(type_and_id(&item)) {
                     out.push(item);
                 }
@@ -243,10 +251,16 @@ fn reference_param<'r>(
         .filter(|d| d.kind == ParamType::Reference)
 }
 
-fn references(resource: &Value, paths: &[String]) -> Vec<String> {
-    search::collect(resource, paths)
+/// The references a reference parameter finds in a resource (of its target type only, when it names one).
+fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<String> {
+    search::collect(resource, &def.paths)
         .into_iter()
         .filter_map(|v| v.get("reference").and_then(Value::as_str).map(String::from))
+        .filter(|r| {
+            def.target
+                .as_ref()
+                .is_none_or(|t| r.split('/').next() == Some(t.as_str()))
+        })
         .collect()
 }
 

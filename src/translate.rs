@@ -111,11 +111,18 @@ pub async fn search(
         .ok_or_else(|| not_supported(mapping, "search"))?;
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "search")?;
-    if let Some((_, ids)) = params.iter().find(|(d, _)| d.name == "_id") {
-        let readable = mapping.read.as_ref().is_some_and(|r| r.surfaces.contains_key(&surface));
-        if readable {
-            return search_by_reads(ctx, practice, mapping, params, &ids.values, patient, out).await;
-        }
+    if let Some(less) = &step.less {
+        out.warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::Incomplete,
+            "IM1-3203",
+            format!("{} at practice {}: {less}", mapping.resource, practice.ods),
+        ));
+    }
+    // `_id` (without `:not`, which means every other item) is answered by reads.
+    let ids: Vec<&(&ParamDef, &SearchParam)> = params.iter().filter(|(d, _)| d.name == "_id").collect();
+    let readable = mapping.read.as_ref().is_some_and(|r| r.surfaces.contains_key(&surface));
+    if readable && !ids.is_empty() && ids.iter().all(|(_, p)| p.modifier.is_none()) {
+        return search_by_reads(ctx, practice, mapping, params, &ids[0].1.values, patient, out).await;
     }
     for required in &step.requires {
         if !params.iter().any(|(d, _)| &d.name == required) {
@@ -139,13 +146,6 @@ pub async fn search(
             )
             .at(required.clone()));
         }
-    }
-    if let Some(less) = &step.less {
-        out.warnings.push(crate::fhir::error::warning(
-            crate::fhir::IssueType::Incomplete,
-            "IM1-3203",
-            format!("{} at practice {}: {less}", mapping.resource, practice.ods),
-        ));
     }
     for (name, takes) in &step.takes {
         let refused = params
@@ -265,12 +265,30 @@ async fn search_by_reads(
     patient: &str,
     out: &mut Produced,
 ) -> FhirResult<()> {
+    // Each id once, and a bound on the native reads one request may make.
+    let mut distinct: Vec<&String> = Vec::new();
     for value in ids {
+        if !distinct.contains(&value) {
+            distinct.push(value);
+        }
+    }
+    if distinct.len() > crate::fhir::bundle::MAX_COUNT {
+        return Err(FhirError::bad_request(
+            "IM1-1215",
+            format!("give at most {} ids", crate::fhir::bundle::MAX_COUNT),
+        )
+        .at("_id"));
+    }
+    for value in distinct {
         let Ok(id) = ctx.ids.decode(&mapping.resource, value) else {
             continue;
         };
-        let in_record = mapping.compartment != crate::mapping::Compartment::Patient || id.patient == patient;
-        if id.practice != practice.ods || !in_record {
+        // Only the record searched (for a Patient, the record itself); and for a patient, only records their
+        // linkage opens: nothing else is asked of the GP system.
+        let record = mapping.compartment.record_of(&id).unwrap_or_default();
+        let in_record = record.is_empty() || patient.is_empty() || record == patient;
+        let reachable = record.is_empty() || ctx.linked.is_none_or(|linked| linked.reaches(record));
+        if id.practice != practice.ods || !in_record || !reachable {
             continue;
         }
         match read(ctx, practice, mapping, &id, out).await {

@@ -250,6 +250,29 @@ async fn searches_reads_and_includes() {
             as_actor["total"].as_u64().unwrap() > 0,
             "{ods}: the patient is an actor"
         );
+        // And _include follows only references of its target type.
+        let with = bundle(
+            &proxy,
+            &t,
+            &format!("Appointment?patient={pid}&_include=Appointment:practitioner"),
+        )
+        .await;
+        assert!(
+            entries(&with, "include")
+                .iter()
+                .all(|r| r["resourceType"] == "Practitioner"),
+            "{ods}: {with}"
+        );
+        // _id:not is every other item, not a read.
+        let first = key(&booked[0]);
+        let first_id = first.rsplit('/').next().unwrap();
+        let others = bundle(&proxy, &t, &format!("Appointment?patient={pid}&_id:not={first_id}")).await;
+        let all = bundle(&proxy, &t, &format!("Appointment?patient={pid}")).await;
+        assert_eq!(
+            others["total"].as_u64().unwrap() + 1,
+            all["total"].as_u64().unwrap(),
+            "{ods}: {others}"
+        );
     }
     proxy.stop().await;
     sims.shutdown().await;

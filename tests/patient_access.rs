@@ -58,6 +58,11 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         );
         let (_, theirs) = get(&proxy, &format!("Patient?identifier={other}"), clinician).await;
         let other_id = matches(&theirs)[0]["id"].as_str().unwrap().to_string();
+        // By _id: their own Patient once (though their linkage opens two records), nobody else's, and not a 403.
+        let (status, by_id) = get(&proxy, &format!("Patient?_id={own_id}"), mine).await;
+        assert_eq!((status, matches(&by_id).len()), (200, 1), "{ods}: {by_id}");
+        let (status, by_id) = get(&proxy, &format!("Patient?_id={other_id}"), mine).await;
+        assert_eq!((status, matches(&by_id).len()), (200, 0), "{ods}: {by_id}");
         check_practice(&proxy, ods, clinician, mine, &own_id, &other_id).await;
     }
     proxy.stop().await;

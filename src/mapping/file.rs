@@ -525,9 +525,21 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
                 "a search parameter needs paths (elements of the produced resource)",
             );
         }
+        let target = spec.get("target").and_then(Node::as_str).map(String::from);
+        let names_a_type = target
+            .as_ref()
+            .is_none_or(|t| t.starts_with(|c: char| c.is_ascii_uppercase()));
+        if spec.get("target").is_some() && (kind != ParamType::Reference || !names_a_type) {
+            problems.add(
+                file,
+                *key_pos,
+                &child(&path, "target"),
+                "target: the resource type a reference parameter points at",
+            );
+        }
         out.push(ParamDef {
             name: name.clone(),
-            target: spec.get("target").and_then(Node::as_str).map(String::from),
+            target,
             kind,
             paths,
         });
