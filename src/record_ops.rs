@@ -139,11 +139,13 @@ pub async fn includes(
                 // may not read at all is said once.
                 match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
                     Ok(target) => out.push(target),
-                    Err(e) if e.status == http::StatusCode::FORBIDDEN => {
+                    // Refusals of the type (scopes) or of the kind of item (a practice's document policy)
+                    // tell nothing about one item: they are said. Any other refusal leaves the item absent.
+                    Err(e) if matches!(e.code, "IM1-2101" | "IM1-2201") => {
                         let said = warning(
                             IssueType::Forbidden,
                             "IM1-2103",
-                            format!("{target_type} is not available to this user; _include left it out"),
+                            format!("_include left out {target_type}: {}", e.message),
                         );
                         if !warnings.contains(&said) {
                             warnings.push(said);
