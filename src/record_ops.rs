@@ -139,9 +139,10 @@ pub async fn includes(
                 // may not read at all is said once.
                 match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
                     Ok(target) => out.push(target),
-                    // Refusals of the type (scopes) or of the kind of item (a practice's document policy)
-                    // tell nothing about one item: they are said. Any other refusal leaves the item absent.
-                    Err(e) if matches!(e.code, "IM1-2101" | "IM1-2201") => {
+                    // Refusals of the type (scopes, no mapping for this kind of user) or of the kind of item (a
+                    // practice's document policy) tell nothing about one item: they are said. Any other refusal
+                    // leaves the item absent.
+                    Err(e) if matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201") => {
                         let said = warning(
                             IssueType::Forbidden,
                             "IM1-2103",
