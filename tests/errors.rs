@@ -16,6 +16,14 @@ async fn metadata_and_smart_configuration_are_public() {
     let statement: serde_json::Value = response.json().await.unwrap();
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "4.0.1");
+    // HEAD: the same headers, no body.
+    let head = proxy.client.head(proxy.url("metadata")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    assert!(head.bytes().await.unwrap().is_empty());
     let smart = proxy
         .client
         .get(proxy.url(".well-known/smart-configuration"))

@@ -255,6 +255,8 @@ pub fn add_operation_parameters(interaction: &mut Interaction, parameters: &serd
 type Route = (Kind, Option<String>, Option<String>, Option<String>);
 
 fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
+    // HEAD is GET without the body (hyper leaves the body out); it is audited as the read or search it is.
+    let method = if method == Method::HEAD { &Method::GET } else { method };
     let not_allowed = || FhirError::method_not_allowed("IM1-1001", format!("{method} is not allowed on this path"));
     match segments {
         [] => Err(FhirError::not_found(
