@@ -172,9 +172,8 @@ where
         facts.interaction = interaction.kind.name().to_string();
         facts.resource_type = interaction.resource_type.clone();
         facts.resource_id = interaction.id.clone();
-        let query = canonical_query(&interaction);
-        facts.query = (!query.is_empty()).then_some(query);
     });
+    note_query(&interaction);
     let body = match read_body(state, &parts.method, &parts.headers, body).await {
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
@@ -1005,7 +1004,7 @@ pub fn record_native_calls(
     }
 }
 
-/// The AuditEvent states the query as applied, body parameters included.
+/// The AuditEvent states the query as applied (noted again once body parameters are merged in).
 fn note_query(interaction: &Interaction) {
     let query = canonical_query(interaction);
     audit::note(|facts| facts.query = (!query.is_empty()).then_some(query));

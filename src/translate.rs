@@ -191,48 +191,13 @@ pub async fn search(
         }
         param_vars.insert(def.name.clone(), entry);
     }
-    // A date parameter's window as inclusive days (`params.start.from`, `.to`) for native calls that take days;
-    // a window no instant fits matches nothing, so no call is made.
-    for (def, _) in params.iter().filter(|(d, _)| d.kind == crate::mapping::ParamType::Date) {
-        let Some(entry) = param_vars.get_mut(&def.name) else {
-            continue;
-        };
-        let repetitions = params
-            .iter()
-            .filter(|(d, _)| d.name == def.name)
-            .map(|(_, p)| p.values.as_slice());
-        let Some((from, to)) = search::date_window(repetitions) else {
-            return Ok(());
-        };
-        // A day wider on each side than the instants asked for: native days are UK days, instants UTC, and the
-        // proxy filters the answer by the search itself.
-        let day = |at: time::OffsetDateTime| at.date().to_string();
-        entry["from"] = from.and_then(|f| f.checked_sub(time::Duration::DAY)).map(day).into();
-        entry["to"] = to
-            .and_then(|t| t.checked_add(time::Duration::DAY - time::Duration::NANOSECOND))
-            .map(day)
-            .into();
+    if !add_date_windows(params, &mut param_vars) {
+        // No instant fits the window: nothing matches, and nothing is asked.
+        return Ok(());
     }
     if let Some(window) = &step.window {
-        let open = match param_vars.get(&window.param) {
-            Some(entry) => entry["from"].is_null() || entry["to"].is_null(),
-            None => true,
-        };
-        let moot = window.unless.as_ref().is_some_and(|u| param_vars.contains_key(u));
-        if open && !moot {
-            out.warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::Incomplete,
-                "IM1-3202",
-                format!(
-                    "{} at practice {} are read a window of days at a time: without both {p}=ge… and {p}=lt…, \
-                     {} was searched",
-                    mapping.resource,
-                    practice.ods,
-                    window.default,
-                    p = window.param
-                ),
-            ));
-        }
+        out.warnings
+            .extend(open_window_warning(window, mapping, practice, &param_vars));
     }
     let id = LogicalId {
         practice: practice.ods.clone(),
@@ -251,6 +216,60 @@ pub async fn search(
         }
     }
     Ok(())
+}
+
+/// Adds each date parameter's window as inclusive days (`params.start.from`, `.to`) for native calls that take
+/// days; false when no instant fits a window (the search matches nothing).
+fn add_date_windows(params: &[(&ParamDef, &SearchParam)], param_vars: &mut Map<String, Value>) -> bool {
+    for (def, _) in params.iter().filter(|(d, _)| d.kind == crate::mapping::ParamType::Date) {
+        let Some(entry) = param_vars.get_mut(&def.name) else {
+            continue;
+        };
+        let repetitions = params
+            .iter()
+            .filter(|(d, _)| d.name == def.name)
+            .map(|(_, p)| p.values.as_slice());
+        let Some((from, to)) = search::date_window(repetitions) else {
+            return false;
+        };
+        // A day wider on each side than the instants asked for: native days are UK days, instants UTC, and the
+        // proxy filters the answer by the search itself.
+        let day = |at: time::OffsetDateTime| at.date().to_string();
+        entry["from"] = from.and_then(|f| f.checked_sub(time::Duration::DAY)).map(day).into();
+        entry["to"] = to
+            .and_then(|t| t.checked_add(time::Duration::DAY - time::Duration::NANOSECOND))
+            .map(day)
+            .into();
+    }
+    true
+}
+
+/// The warning for a search open on either side of the window of days its native call reads (none when the
+/// window is closed, or moot: a session read whole).
+fn open_window_warning(
+    window: &crate::mapping::file::NativeWindow,
+    mapping: &MappingFile,
+    practice: &PracticeBackend,
+    param_vars: &Map<String, Value>,
+) -> Option<Value> {
+    let open = param_vars
+        .get(&window.param)
+        .is_none_or(|entry| entry["from"].is_null() || entry["to"].is_null());
+    let moot = window.unless.as_ref().is_some_and(|u| param_vars.contains_key(u));
+    (open && !moot).then(|| {
+        crate::fhir::error::warning(
+            crate::fhir::IssueType::Incomplete,
+            "IM1-3202",
+            format!(
+                "{} at practice {} are read a window of days at a time: without both {p}=ge… and {p}=lt…, {} was \
+                 searched",
+                mapping.resource,
+                practice.ods,
+                window.default,
+                p = window.param
+            ),
+        )
+    })
 }
 
 /// `_id` names items this server issued: each is read (a native read finds it whatever window or key a native
