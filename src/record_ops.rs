@@ -175,13 +175,10 @@ pub async fn includes(
         // is its data). Where the native call reads what the parameter names whole (a session's slots:
         // `window.unless`), it is searched by the reference to each match, so it reads what points at the page
         // rather than its default window.
-        let narrows = state.registry.for_resource(&include.source).any(|m| {
-            m.search.as_ref().is_some_and(|d| {
-                d.surfaces
-                    .values()
-                    .any(|step| step.window.as_ref().and_then(|w| w.unless.as_deref()) == Some(include.param.as_str()))
-            })
-        });
+        let narrows = state
+            .registry
+            .for_resource(&include.source)
+            .any(|m| m.search_reads_whole_by(&include.param));
         let by_reference = narrows && state.registry.compartment_of(&include.source) == Some(Compartment::None);
         let mut searches: Vec<(&RecordKey, Option<&str>)> = Vec::new();
         for record in records {
@@ -259,11 +256,7 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
     search::collect(resource, &def.paths)
         .into_iter()
         .filter_map(|v| v.get("reference").and_then(Value::as_str).map(String::from))
-        .filter(|r| {
-            def.target
-                .as_ref()
-                .is_none_or(|t| r.split('/').next() == Some(t.as_str()))
-        })
+        .filter(|r| def.follows(r))
         .collect()
 }
 

@@ -148,13 +148,9 @@ fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: 
                 .any(|have| date_matches(prefix, have, wanted))
         }
         ParamType::Reference => elements.iter().any(|e| {
-            e.get("reference").and_then(Value::as_str).is_some_and(|r| {
-                let of_target = def
-                    .target
-                    .as_ref()
-                    .is_none_or(|t| r.split('/').next() == Some(t.as_str()));
-                of_target && (r == value || r.ends_with(&format!("/{value}")))
-            })
+            e.get("reference")
+                .and_then(Value::as_str)
+                .is_some_and(|r| def.follows(r) && (r == value || r.ends_with(&format!("/{value}"))))
         }),
     })
 }

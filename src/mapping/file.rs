@@ -105,6 +105,15 @@ pub struct ParamDef {
     pub target: Option<String>,
 }
 
+impl ParamDef {
+    /// Whether a reference (`Type/id`) is one this parameter follows: of its target type, when it names one.
+    pub fn follows(&self, reference: &str) -> bool {
+        self.target
+            .as_ref()
+            .is_none_or(|t| reference.split('/').next() == Some(t.as_str()))
+    }
+}
+
 /// How one interaction goes through one surface.
 pub struct NativeStep {
     pub request: Tmpl,
@@ -168,6 +177,18 @@ impl Takes {
                 system.is_none_or(|s| s == crate::fhir::NHS_NUMBER_SYSTEM) && im1_sim::record::nhs::is_valid(code)
             }
         }
+    }
+}
+
+impl MappingFile {
+    /// Whether some surface's native search reads whole what a parameter names (`window.unless`: a session's
+    /// slots), so a search narrowed by it finds items outside the default window.
+    pub fn search_reads_whole_by(&self, param: &str) -> bool {
+        self.search.as_ref().is_some_and(|d| {
+            d.surfaces
+                .values()
+                .any(|step| step.window.as_ref().and_then(|w| w.unless.as_deref()) == Some(param))
+        })
     }
 }
 
