@@ -7,7 +7,7 @@
 //! resource's own comparable form (the Appointment's Slot comes by `_include=Appointment:slot`, so booked and
 //! past slots must be readable too); Patient and Practitioner references by their type only (the Practitioner
 //! mapping is compared by its own test).
-mod common;
+use crate::common;
 
 use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;

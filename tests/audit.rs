@@ -1,7 +1,7 @@
 //! Every interaction leaves exactly one AuditEvent, committed before its response: successes, refusals,
 //! failed authentication and errors alike; the auditor reads them back; a broken store fails closed; and a
 //! proxy killed with SIGKILL in the middle of a load loses no event of a request that completed.
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::audit::{AuditConfig, AuditStore};

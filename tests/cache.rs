@@ -2,7 +2,7 @@
 //! identical requests make one, `Cache-Control: no-cache` goes to the source, entries expire; and a cached answer
 //! never carries one principal's view to another (scopes, free text, confidential items, practices and patients
 //! are applied after the cache, on every request).
-mod common;
+use crate::common;
 
 use common::matches;
 

@@ -1,6 +1,6 @@
 //! The ConceptMaps the mappings use are served: read, searched, and `$translate` gives the same code the
 //! mappings produced.
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::auth::Role;

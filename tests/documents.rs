@@ -1,7 +1,7 @@
 //! Document content larger than one native page: SystmOne gives content in pages of 64 KiB, EMIS Web and
 //! Medicus whole. A letter of several pages, filed in the shared record, must read back byte for byte through
 //! all three suppliers, for a clinician and for the patient, as one FHIR Binary.
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -1,5 +1,5 @@
 //! Every bad input gets an OperationOutcome with the right status, and the server keeps serving (issue 3).
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::auth::Role;

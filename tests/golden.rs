@@ -5,7 +5,7 @@
 //!
 //! `IM1_WRITE_GOLDEN=1 cargo test --test golden` captures missing native fixtures from the simulators (seed 1,
 //! NHS number 9000000009) and rewrites every `expected.json`; review the diff before committing it.
-mod common;
+use crate::common;
 
 use im1_fhir::auth::scopes;
 use im1_fhir::auth::{Principal, Role};

@@ -1,7 +1,7 @@
 //! Who may see what, as a matrix: every principal kind x every served resource type x read, search and create,
 //! asserting allowed or refused, and that nothing returned crosses patients, practices or scopes. Run twice,
 //! interleaved, so that any state kept between requests (remembered record keys, tokens, sessions) is exercised.
-mod common;
+use crate::common;
 
 use common::matches;
 

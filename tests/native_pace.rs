@@ -3,7 +3,7 @@
 //! waiting for its turn rather than being refused (TPP's load shedding would be a 503 with a five-second
 //! Retry-After; EMIS and Medicus answer 429).
 
-mod common;
+use crate::common;
 
 use common::{patient_token, token, Proxy};
 use im1_fhir::auth::Role;

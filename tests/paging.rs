@@ -1,6 +1,6 @@
 //! Page links carry everything that shapes a page: walking `next` gives each match once, in the order asked
 //! for, with what `_include` adds, through every supplier; a page token is bound to those parameters too.
-mod common;
+use crate::common;
 
 use common::{entries, outcome, token, Proxy};
 use im1_fhir::auth::Role;

@@ -1,6 +1,6 @@
 //! The thinnest real slice (issue 3): Patient read and search by NHS number, fetched live from the EMIS
 //! simulator over HTTP and translated by `mappings/emis/Patient.yaml`.
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};

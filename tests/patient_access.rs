@@ -1,7 +1,7 @@
 //! A patient's token reaches their own record (and those they act for: tests/proxy_access.rs) only, through the
 //! supplier's patient-facing API with their own linkage: searches default to it, another record's id finds
 //! nothing, and confidential items never appear.
-mod common;
+use crate::common;
 
 use common::matches;
 

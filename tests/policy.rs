@@ -1,6 +1,6 @@
 //! What a principal may see within a record it reaches: granular SMART scopes filter every returned resource,
 //! and the practice's data-minimisation policy withholds free text and documents from roles it does not name.
-mod common;
+use crate::common;
 
 use common::{entries, token, Proxy};
 use im1_fhir::auth::token::{mint_demo, TokenRequest};

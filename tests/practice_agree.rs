@@ -5,7 +5,7 @@
 //!
 //! References are compared by what they point at: a Practitioner by its comparable form, an Organization by
 //! being the practice's own.
-mod common;
+use crate::common;
 
 use common::{token, Proxy};
 use im1_fhir::auth::Role;

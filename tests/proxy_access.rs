@@ -2,7 +2,7 @@
 //! The seeded record has one link: patient 0 is patient 1's mother. She reaches the child's record as well as
 //! her own, finds both Patients, and sees herself as the child's RelatedPerson; the child reaches only their own
 //! record, and nobody reaches patient 2's. The three suppliers give the same RelatedPerson.
-mod common;
+use crate::common;
 
 use common::matches;
 

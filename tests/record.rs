@@ -1,6 +1,6 @@
 //! Searching one patient's record: the patient parameter, `_sort`, `_include`, `_revinclude` and
 //! `Patient/$everything`, live through the EMIS simulator.
-mod common;
+use crate::common;
 
 use common::{entries, outcome, token, Proxy};
 use im1_fhir::auth::Role;

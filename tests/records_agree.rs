@@ -5,7 +5,7 @@
 //! References are compared by what they point at, not by id: a reference to a resource fetched in the same
 //! record (an item's Encounter, a course's Condition, its Medication) is replaced by that resource's own
 //! comparable form, so a link to the wrong consultation or problem is a difference too.
-mod common;
+use crate::common;
 
 use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;

@@ -1,6 +1,6 @@
 //! `im1-fhir serve` with a configuration file: tokens from a configured JWKS issuer are accepted, the demo key
 //! is not, and SIGTERM shuts the server down cleanly (issue 3).
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

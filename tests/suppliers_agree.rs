@@ -1,6 +1,6 @@
 //! The headline property, for what is mapped so far: one FHIR question gives the same UK Core answer whichever
 //! system the practice runs, once ids, `meta` and the managing organisation (the practice itself) are set aside.
-mod common;
+use crate::common;
 
 use common::token;
 use im1_fhir::auth::Role;

@@ -1,6 +1,6 @@
 //! Bad tokens are refused with 401 and an OperationOutcome, and each refusal is audited: tampered, expired,
 //! not yet valid, for another audience, from another issuer, unsigned, and with an unknown scope.
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::auth::Role;

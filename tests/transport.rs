@@ -1,5 +1,5 @@
 //! HTTP/1.1, HTTP/2 and TLS, and what happens when the native side is down or slow (issue 3).
-mod common;
+use crate::common;
 
 use common::{outcome, token, Proxy};
 use im1_fhir::auth::Role;

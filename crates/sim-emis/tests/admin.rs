@@ -1,7 +1,7 @@
 //! The invented practice-level Partner calls: `users`, `users/{UserInRoleGuid}` and `organisation`, checked
 //! against the generator's staff and practice.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::{native_id, Supplier};

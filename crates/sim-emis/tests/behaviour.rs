@@ -1,6 +1,6 @@
 //! Rate limiting, concurrency, injected faults, service switches and determinism.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::common::FaultRates;

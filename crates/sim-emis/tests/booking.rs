@@ -1,6 +1,6 @@
 //! Slots, booking, cancelling, my appointments, repeat courses, prescription requests and messages.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

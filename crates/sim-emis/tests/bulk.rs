@@ -1,6 +1,6 @@
 //! The on-demand bulk extract: file listing, CSV tables with braced GUIDs, deltas by `since`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::{native_id, Supplier};

@@ -1,7 +1,7 @@
 //! Demographics and every record section, on the patient (PFS) and clinician (Partner) surfaces, checked
 //! against the generator's record for patient 9000000009.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::{native_id, CodeIdTable, ObservationValue, Supplier};

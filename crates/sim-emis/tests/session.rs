@@ -1,6 +1,6 @@
 //! The PFS session flow and the Partner token, with the error shapes for bad input and expiry.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim_emis::{linkage_credentials, EmisConfig};

@@ -1,7 +1,7 @@
 //! Clinician writes on the Partner surface, visible in the next reads on both surfaces and in the changes
 //! feed; consultations are all or nothing.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::*;

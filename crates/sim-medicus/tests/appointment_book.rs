@@ -1,7 +1,7 @@
 //! The invented Transactional appointment book: sessions, every slot with its status (paged), one slot by its
 //! 72-character id, and a patient's appointments.
 
-mod common;
+use crate::common;
 use common::*;
 use im1_sim::record::{native_id, Supplier};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Per-call JWT checks, tenant routing, linkage exchange and the error shape.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::json;
 

@@ -1,6 +1,6 @@
 //! Throttling, injected faults in the dialect's error shape, and determinism.
 
-mod common;
+use crate::common;
 use common::*;
 use im1_sim_medicus::MedicusConfig;
 use serde_json::json;

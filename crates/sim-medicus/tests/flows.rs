@@ -1,6 +1,6 @@
 //! Appointments, prescriptions, messages, clinician writes and the changes feed, as a client sees them.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The invented `GET v1/organisation`: the practice `ping` names as the requesting organisation, reachable
 //! under `v1`, with the address and telephone the record holds.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! The record through the dialect: every item of patient 9000000009 found by native id and term, paging,
 //! the `types=` filter, confidential items, documents, demographics.
 
-mod common;
+use crate::common;
 use common::*;
 use im1_sim::record::{native_id, Nid, ObservationKind, ObservationValue, Supplier};
 use serde_json::{json, Value};

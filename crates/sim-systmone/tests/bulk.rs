@@ -1,6 +1,6 @@
 //! Strategic Reporting extracts on demand: manifest, CSV per table, row counts, and writes showing up.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::PATIENT_NHS_NUMBER;

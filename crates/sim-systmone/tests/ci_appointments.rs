@@ -1,7 +1,7 @@
 //! The invented Client Integration appointment-book calls: `GetSessions` and `GetSlots` (every slot, with its
 //! status and session), by window and by session.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,6 +1,6 @@
 //! Two worlds from one seed give byte-identical replies to the same requests, on both surfaces.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::PATIENT_NHS_NUMBER;

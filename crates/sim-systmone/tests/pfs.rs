@@ -1,7 +1,7 @@
 //! The PFS surface over real HTTP: linkage, sessions, errors, every record section, slots, prescriptions,
 //! messages, service switches, throttling, faults and replay.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::{Service, PATIENT_NHS_NUMBER};

@@ -1,7 +1,7 @@
 //! The invented `GetSiteDetails` Client Integration function: the unit's own name, ODS code, telephone and
 //! address, as PFS `Authenticate` gives them; another unit is refused.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! 9000000009, paging, writes (visible in reads and the change feed), all-or-nothing consultations,
 //! documents, faults chosen by `simFault`, replay and throttling.
 
-mod common;
+use crate::common;
 
 use common::*;
 use im1_sim::record::codes::{scheme_code, Scheme};
