@@ -775,6 +775,9 @@ async fn records_searched(
     Ok(vec![(patient.practice, patient.item)])
 }
 
+/// The page-link parameter that holds the newest stored row a paged AuditEvent search sees.
+const AUDIT_SNAPSHOT: &str = "_snapshot";
+
 /// `GET /fhir/AuditEvent`: the audit trail, for auditors only (`user/AuditEvent.rs`), newest first.
 async fn audit_search(
     state: &AppState,
@@ -796,8 +799,9 @@ async fn audit_search(
         .audit
         .clone()
         .ok_or_else(|| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
-    // A first page pins the window at now, in its links: later pages are then not shifted by the events
-    // recorded meanwhile (this search's own among them).
+    // A first page pins the window at now and at the newest stored row, in its links: later pages are then
+    // not shifted by the events committed meanwhile (this search's own among them, and any recorded before
+    // the pin but committed after the first page was read).
     let mut pinned = interaction.clone();
     if interaction.page.is_none() {
         pinned.params.push(rest::SearchParam {
@@ -807,7 +811,15 @@ async fn audit_search(
         });
     }
     let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut up_to = None;
     for param in &pinned.params {
+        // A later page's link carries the newest row its search could see (bound to its page token).
+        if param.name == AUDIT_SNAPSHOT && interaction.page.is_some() {
+            up_to = Some(param.values.join(",").parse::<i64>().map_err(|_| {
+                FhirError::bad_request("IM1-1210", "this page link is not one this server made").at(AUDIT_SNAPSHOT)
+            })?);
+            continue;
+        }
         if param.modifier.is_some() {
             return Err(
                 FhirError::bad_request("IM1-1210", "AuditEvent search parameters take no modifiers")
@@ -830,17 +842,29 @@ async fn audit_search(
             )
         }
     }
-    let link_query = canonical_query(&pinned);
-    let fingerprint = format!("{}|AuditEvent|{link_query}", principal.subject);
+    let fingerprint_of = |pinned: &Interaction| {
+        let link_query = canonical_query(pinned);
+        let fingerprint = format!("{}|AuditEvent|{link_query}", principal.subject);
+        (link_query, fingerprint)
+    };
     let offset = match &interaction.page {
-        Some(token) => state.pages.check(token, &fingerprint)?,
+        Some(token) => state.pages.check(token, &fingerprint_of(&pinned).1)?,
         None => 0,
     };
     query.offset = offset;
+    query.up_to = up_to;
     let page = store
         .search_async(query)
         .await
         .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
+    if interaction.page.is_none() {
+        pinned.params.push(rest::SearchParam {
+            name: AUDIT_SNAPSHOT.into(),
+            modifier: None,
+            values: vec![page.up_to.to_string()],
+        });
+    }
+    let (link_query, fingerprint) = fingerprint_of(&pinned);
     Ok(bundle::searchset(SearchsetInput {
         base,
         resource_type: "AuditEvent",

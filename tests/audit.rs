@@ -321,6 +321,17 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
         assert_eq!(times, ordered, "{sort}: in order");
     }
     outcome(proxy.get("AuditEvent?_sort=outcome", &auditor).await, 400).await;
+    // The newest row a paged search sees is set by the server's links only: not on a first page, and not
+    // changed on a later one.
+    outcome(proxy.get("AuditEvent?_snapshot=1", &auditor).await, 400).await;
+    let first: Value = proxy.get("AuditEvent?_count=2", &auditor).await.json().await.unwrap();
+    let next = next_of(&first).unwrap();
+    assert!(next.contains("_snapshot="), "{next}");
+    let (head, tail) = next.split_once("_snapshot=").unwrap();
+    let digits = tail.chars().take_while(char::is_ascii_digit).count();
+    let tampered = format!("{head}_snapshot=1{}", &tail[digits..]);
+    let body = outcome(proxy.get(&tampered, &auditor).await, 400).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1301", "{body}");
     proxy.stop().await;
     sims.shutdown().await;
 }

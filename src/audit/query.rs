@@ -39,13 +39,18 @@ pub struct AuditQuery {
     /// Events skipped before the first returned (paging).
     pub offset: usize,
     pub oldest_first: bool,
+    /// Only events stored up to this row (the newest when a paged search began): an event committed later,
+    /// even one recorded earlier, cannot shift the later pages.
+    pub up_to: Option<i64>,
 }
 
-/// One page of a query's events, and how many match in all.
+/// One page of a query's events, how many match in all, and the newest row the page could see (the query's
+/// `up_to`, or the newest stored row when it had none): later pages of the search pass it on.
 #[derive(Debug, Clone)]
 pub struct AuditPage {
     pub events: Vec<Value>,
     pub total: usize,
+    pub up_to: i64,
 }
 
 impl Default for AuditQuery {
@@ -60,6 +65,7 @@ impl Default for AuditQuery {
             count: DEFAULT_COUNT,
             offset: 0,
             oldest_first: false,
+            up_to: None,
         }
     }
 }
@@ -147,17 +153,32 @@ fn date_range(text: &str) -> Result<(OffsetDateTime, OffsetDateTime), String> {
     crate::fhir::dates::range(&text).ok_or_else(|| format!("'{text}' is not a FHIR date or dateTime"))
 }
 
-/// Runs the query on a connection: one page of the stored AuditEvents, and how many match in all.
+/// Runs the query on a connection: one page of the stored AuditEvents, and how many match in all, read in one
+/// transaction so that the count, the page and the newest row agree while the writer commits.
 pub(crate) fn run_page(conn: &rusqlite::Connection, query: &AuditQuery) -> Result<AuditPage, AuditError> {
     let search = |e: rusqlite::Error| AuditError::Search(e.to_string());
-    let (filter, args) = filter_sql(query);
-    let total: i64 = conn
+    let read = conn.unchecked_transaction().map_err(search)?;
+    let up_to = match query.up_to {
+        Some(row) => row,
+        None => read
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM audit_event", [], |row| row.get(0))
+            .map_err(search)?,
+    };
+    let query = AuditQuery {
+        up_to: Some(up_to),
+        ..query.clone()
+    };
+    let (filter, args) = filter_sql(&query);
+    let total: i64 = read
         .prepare_cached(&format!("SELECT COUNT(*) FROM audit_event e WHERE 1 = 1{filter}"))
         .and_then(|mut statement| statement.query_row(rusqlite::params_from_iter(args), |row| row.get(0)))
         .map_err(search)?;
+    let events = run(&read, &query)?;
+    read.finish().map_err(search)?;
     Ok(AuditPage {
-        events: run(conn, query)?,
+        events,
         total: usize::try_from(total).unwrap_or(0),
+        up_to,
     })
 }
 
@@ -199,6 +220,10 @@ fn filter_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
     if let Some(before) = query.before {
         sql.push_str(" AND e.recorded < ?");
         args.push(SqlValue::Text(instant(before)));
+    }
+    if let Some(row) = query.up_to {
+        sql.push_str(" AND e.rowid <= ?");
+        args.push(SqlValue::Integer(row));
     }
     in_list(&mut sql, &mut args, "e.outcome", &query.outcomes);
     in_list(&mut sql, &mut args, "e.agent", &query.agents);

@@ -275,3 +275,41 @@ async fn search_async_runs_off_the_runtime() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn later_pages_see_the_rows_the_first_page_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let day = 86_400;
+    let base = 1_704_067_200; // 2024-01-01T00:00:00Z
+    for i in 0..5 {
+        store
+            .record(facts(base + i * day, "alice", "Patient/p1", None, 200))
+            .await
+            .unwrap();
+    }
+    let page = |up_to: Option<i64>, offset: usize| {
+        let mut query = params(&[("_count", "2")]);
+        query.up_to = up_to;
+        query.offset = offset;
+        store.search_async(query)
+    };
+    let first = page(None, 0).await.unwrap();
+    assert_eq!((first.events.len(), first.total), (2, 5));
+    let expected_second = page(Some(first.up_to), 2).await.unwrap().events;
+    // Committed after the first page, though recorded in the middle of its window: newest first, it would
+    // have pushed the second page down by one.
+    store
+        .record(facts(base + 4 * day - 1, "bob", "Patient/p1", None, 200))
+        .await
+        .unwrap();
+    let second = page(Some(first.up_to), 2).await.unwrap();
+    assert_eq!(ids(&second.events), ids(&expected_second));
+    assert_eq!(second.total, 5);
+    assert_eq!(second.up_to, first.up_to);
+    // A new search sees it.
+    let fresh = page(None, 0).await.unwrap();
+    assert_eq!(fresh.total, 6);
+    assert!(fresh.up_to > first.up_to);
+    store.close().await;
+}
