@@ -3,7 +3,7 @@
 //! Every filter is an indexed column (`recorded`, `outcome`, `agent`, `entity`, and the `audit_patient` side table
 //! for patients), so a search never parses stored JSON except for the rows it returns. Results are newest first.
 //!
-//! FHIR semantics kept: a comma means "any of"; `date` may repeat (`ge` and `le` together make a window) and its
+//! FHIR semantics kept: a comma means "any of" (but for `date`, refused with a reason); `date` may repeat (`ge` and `le` together make a window) and its
 //! value's precision sets its range (`date=2024-03` is the whole of March). Repeating any other parameter is refused
 //! rather than read as "all of", which for single-valued columns would only ever match nothing.
 
@@ -123,6 +123,10 @@ impl AuditQuery {
 
     /// Narrows the window by one FHIR date parameter (`ge2024-01-01`, `lt2024-03-01T10:00:00Z`, `2024-02`).
     fn add_date(&mut self, value: &str) -> Result<(), String> {
+        // Any of several windows would be several ranges of `recorded`; auditors narrow one window instead.
+        if value.contains(',') {
+            return Err("takes one date per repetition here: repeat the parameter to narrow the window".into());
+        }
         let (prefix, text) = match value.get(..2) {
             Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
             Some("ne" | "sa" | "eb" | "ap") => return Err(format!("prefix '{}' is not supported", &value[..2])),
@@ -297,6 +301,7 @@ mod tests {
         assert!(err(&[("subtype", "read")]).contains("'subtype'"));
         assert!(err(&[("date", "ge2024-13-01")]).contains("'date'"));
         assert!(err(&[("date", "ne2024")]).contains("'date'"));
+        assert!(err(&[("date", "2024-01-01,2024-02-01")]).contains("repeat the parameter"));
         assert!(err(&[("outcome", "3")]).contains("'outcome'"));
         assert!(err(&[("_count", "many")]).contains("'_count'"));
         assert!(err(&[("agent", "a"), ("agent", "b")]).contains("'agent'"));
