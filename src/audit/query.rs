@@ -3,9 +3,10 @@
 //! Every filter is an indexed column (`recorded`, `outcome`, `agent`, `entity`, and the `audit_patient` side table
 //! for patients), so a search never parses stored JSON except for the rows it returns. Results are newest first.
 //!
-//! FHIR semantics kept: a comma means "any of" (but for `date`, refused with a reason); `date` may repeat (`ge` and `le` together make a window) and its
-//! value's precision sets its range (`date=2024-03` is the whole of March). Repeating any other parameter is refused
-//! rather than read as "all of", which for single-valued columns would only ever match nothing.
+//! FHIR semantics kept: a comma means "any of" (for `date` it is refused, with the reason); `date` may repeat
+//! (`ge` and `le` together make a window) and its value's precision sets its range (`date=2024-03` is the whole of
+//! March). Repeating any other parameter is refused rather than read as "all of", which for single-valued columns
+//! would only ever match nothing.
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
