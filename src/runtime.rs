@@ -99,6 +99,7 @@ pub fn start(
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let service = crate::server::stack::stack(state.clone(), Duration::from_millis(server.request_timeout_ms));
+    let header_timeout = Duration::from_millis(server.header_timeout_ms);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let is_tls = tls.is_some();
     let done = tokio::spawn(async move {
@@ -112,7 +113,7 @@ pub fn start(
                 let _ = stopped.await;
             }
         };
-        crate::server::listener::serve(listener, tls, service, shutdown).await;
+        crate::server::listener::serve(listener, tls, service, header_timeout, shutdown).await;
     });
     state.ready.store(true, Ordering::Relaxed);
     Ok(Running {

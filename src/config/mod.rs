@@ -6,6 +6,7 @@
 //! listen = "0.0.0.0:8443"
 //! public_base_url = "https://fhir.example.nhs.uk/fhir"   # absolute URLs in Bundles and Location
 //! request_timeout_ms = 30000
+//! header_timeout_ms = 30000   # a request's headers, and an idle keep-alive connection, get this long
 //! max_body_bytes = 1048576
 //! tls = { cert = "/etc/im1-fhir/cert.pem", key = "/etc/im1-fhir/key.pem" }
 //!
@@ -80,6 +81,7 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     public_base_url: Option<Spanned<String>>,
     request_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     tls: Option<RawTls>,
     /// Requests per second per client; 0 switches the limit off.
@@ -181,6 +183,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub public_base_url: Option<String>,
     pub request_timeout_ms: u64,
+    /// How long a client may take to send a request's headers (and an HTTP/1.1 connection may sit idle between
+    /// requests) before the connection is closed: a slow or silent client cannot hold connections forever.
+    pub header_timeout_ms: u64,
     pub max_body_bytes: usize,
     pub tls: Option<TlsConfig>,
     /// Requests per second each client (token `client_id`) may make, and the burst above it; None: no limit.
@@ -200,6 +205,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             request_timeout_ms: 30_000,
+            header_timeout_ms: 30_000,
             max_body_bytes: 1024 * 1024,
             tls: None,
             client_rate: Some(ClientRate {
@@ -411,6 +417,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         server.public_base_url = Some(url.to_string());
     }
     server.request_timeout_ms = raw.server.request_timeout_ms.unwrap_or(server.request_timeout_ms);
+    server.header_timeout_ms = raw.server.header_timeout_ms.unwrap_or(server.header_timeout_ms).max(1);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {

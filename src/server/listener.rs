@@ -1,7 +1,7 @@
 //! Accepts connections (plain or TLS with rustls; HTTP/1.1 and HTTP/2 on either) and serves the stack on
 //! each, until shutdown; then stops accepting and lets in-flight requests finish.
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -42,16 +42,29 @@ pub fn tls_acceptor_from(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves until `shutdown` resolves, then drains.
-pub async fn serve<S, F>(listener: TcpListener, tls: Option<TlsAcceptor>, service: S, shutdown: F)
-where
+/// Serves until `shutdown` resolves, then drains. A connection that has not sent a request's headers within
+/// `header_timeout` (a slow or silent client, or an idle keep-alive) is closed; the request itself then runs
+/// under the stack's own deadline.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: S,
+    header_timeout: Duration,
+    shutdown: F,
+) where
     S: tower::Service<http::Request<hyper::body::Incoming>, Error = std::convert::Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Into<http::Response<crate::server::ResponseBody>>,
     F: Future<Output = ()>,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper enforces no header deadline at all (it only logs that its default is unused).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
