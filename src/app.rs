@@ -547,6 +547,7 @@ async fn everything(
         fingerprint: &fingerprint,
         summary: interaction.summary,
         elements: &interaction.elements,
+        output: interaction.output_query(),
     }))
 }
 
@@ -714,6 +715,7 @@ async fn search(
         fingerprint: &fingerprint,
         summary: interaction.summary,
         elements: &interaction.elements,
+        output: interaction.output_query(),
     }))
 }
 
@@ -879,6 +881,7 @@ async fn audit_search(
         fingerprint: &fingerprint,
         summary: interaction.summary,
         elements: &interaction.elements,
+        output: interaction.output_query(),
     }))
 }
 

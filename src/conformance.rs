@@ -69,6 +69,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 fingerprint: &fingerprint,
                 summary: interaction.summary,
                 elements: &interaction.elements,
+                output: interaction.output_query(),
             }))
         }
         Kind::Operation(name) if name == "translate" => {

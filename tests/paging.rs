@@ -112,6 +112,30 @@ async fn next_links_keep_the_sort_the_includes_and_the_summary() {
         let next = link(&first, "next").unwrap();
         let tampered = next.replace("_sort=date", "_sort=-date");
         outcome(proxy.get(&tampered, &t).await, 400).await;
+
+        // The format asked for holds on every page: the next page of an XML search is XML too.
+        let response = proxy
+            .get(&format!("Observation?patient={patient}&_count=2&_format=xml"), &t)
+            .await;
+        assert_eq!(response.status(), 200);
+        let xml = response.text().await.unwrap();
+        let at = xml.find("<relation value=\"next\"/>").expect("a next link");
+        let url = xml[at..]
+            .split("<url value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let next = url.replace("&amp;", "&").replace("&#38;", "&");
+        assert!(next.contains("_format=xml"), "{ods}: {next}");
+        let response = proxy.get(next.split_once("/fhir/").unwrap().1, &t).await;
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            content_type.starts_with("application/fhir+xml"),
+            "{ods}: {content_type} {next}"
+        );
     }
     proxy.stop().await;
     sims.shutdown().await;

@@ -79,6 +79,8 @@ pub struct SearchsetInput<'a> {
     pub fingerprint: &'a str,
     pub summary: Option<Summary>,
     pub elements: &'a [String],
+    /// `_format` and `_pretty` as asked (`Interaction::output_query`): every link keeps them.
+    pub output: String,
 }
 
 pub fn searchset(input: SearchsetInput) -> Value {
@@ -91,6 +93,12 @@ pub fn searchset(input: SearchsetInput) -> Value {
                 query.push('&');
             }
             query.push_str(extra);
+        }
+        if !input.output.is_empty() {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&input.output);
         }
         if query.is_empty() {
             format!("{}/{}", input.base, input.resource_type)
@@ -289,6 +297,7 @@ mod tests {
             fingerprint: "f",
             summary: None,
             elements: &[],
+            output: String::new(),
         });
         assert_eq!(bundle["total"], 5);
         assert_eq!(bundle["entry"].as_array().unwrap().len(), 2);

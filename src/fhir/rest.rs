@@ -118,6 +118,8 @@ pub struct Interaction {
     pub id: Option<String>,
     pub version: Option<String>,
     pub format: Format,
+    /// `_format` as the client wrote it, for page links (the format shapes every page).
+    pub format_param: Option<String>,
     pub pretty: bool,
     pub params: Vec<SearchParam>,
     pub count: Option<usize>,
@@ -136,6 +138,19 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// The parameters that shape how every page is written (`_format`, `_pretty`), for page links. They do not
+    /// change what matches, so page tokens are not bound to them.
+    pub fn output_query(&self) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        if let Some(format) = &self.format_param {
+            out.append_pair("_format", format);
+        }
+        if self.pretty {
+            out.append_pair("_pretty", "true");
+        }
+        out.finish()
+    }
+
     /// A short label for logs and metrics: `read Patient`, `search-type Observation`.
     pub fn label(&self) -> String {
         match &self.resource_type {
@@ -173,6 +188,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         id,
         version,
         format,
+        format_param: format_param.map(String::from),
         pretty: false,
         params: Vec::new(),
         count: None,
