@@ -232,12 +232,13 @@ fn add_date_windows(params: &[(&ParamDef, &SearchParam)], param_vars: &mut Map<S
         let Some((from, to)) = search::date_window(repetitions) else {
             return false;
         };
-        // A day wider on each side than the instants asked for: native days are UK days, instants UTC, and the
-        // proxy filters the answer by the search itself.
-        let day = |at: time::OffsetDateTime| at.date().to_string();
-        entry["from"] = from.and_then(|f| f.checked_sub(time::Duration::DAY)).map(day).into();
+        // Native days are UK days: the UK days of the first instant asked for and of the last one before the
+        // end (the proxy filters the answer by the search itself). Exactly those, so that a window open on one
+        // side gets the native default's full 14 days from its bound, not a day fewer.
+        let day = |at: time::OffsetDateTime| crate::fhir::dates::uk_date(at).to_string();
+        entry["from"] = from.map(day).into();
         entry["to"] = to
-            .and_then(|t| t.checked_add(time::Duration::DAY - time::Duration::NANOSECOND))
+            .and_then(|t| t.checked_sub(time::Duration::NANOSECOND))
             .map(day)
             .into();
     }

@@ -13,7 +13,7 @@ use common::{comparable, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 const NAMES: [&str; 3] = ["EMIS", "SystmOne", "Medicus"];
@@ -320,6 +320,23 @@ async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
                 warning_codes(&found).contains(&"IM1-3202".to_string()),
                 "{ods} {query}: {found}"
             );
+        }
+        // Open on one side, the native default is the 14 days from the bound given, all of them: the same
+        // sessions and slots as the closed window (Wednesday 4 to Tuesday 17 March; days were lost at each end).
+        for (param, resource) in [("date", "Schedule"), ("start", "Slot")] {
+            let ids = |bundle: &Value| -> BTreeSet<String> {
+                entries(bundle, "match")
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            let closed = format!("{resource}?{param}=ge2026-03-04&{param}=lt2026-03-18&_count=200");
+            let closed = ids(&all_pages(&proxy, &t, &closed).await);
+            assert!(!closed.is_empty(), "{ods} {resource}");
+            for open in [format!("{param}=ge2026-03-04"), format!("{param}=lt2026-03-18")] {
+                let found = all_pages(&proxy, &t, &format!("{resource}?{open}&_count=200")).await;
+                assert_eq!(ids(&found), closed, "{ods} {resource}?{open}");
+            }
         }
         // A session is read whole: no window, no warning.
         let schedule = entries(

@@ -49,6 +49,25 @@ pub fn range(text: &str) -> Option<Range> {
     }
 }
 
+/// The day an instant falls on in the UK (Europe/London: BST, +01:00, from 01:00 UTC on the last Sunday of March
+/// to 01:00 UTC on the last Sunday of October; GMT otherwise). Practices' native days are UK days.
+pub fn uk_date(instant: OffsetDateTime) -> Date {
+    let utc = instant.to_offset(UtcOffset::UTC);
+    let change = |month: Month| {
+        let last = Date::from_calendar_date(utc.year(), month, 31).ok()?;
+        let sunday = last - Duration::days(i64::from(last.weekday().number_days_from_sunday()));
+        Some(PrimitiveDateTime::new(sunday, Time::from_hms(1, 0, 0).ok()?).assume_utc())
+    };
+    let summer = match (change(Month::March), change(Month::October)) {
+        (Some(starts), Some(ends)) => utc >= starts && utc < ends,
+        _ => false,
+    };
+    match summer {
+        true => utc.checked_add(Duration::HOUR).unwrap_or(utc).date(),
+        false => utc.date(),
+    }
+}
+
 /// Text of ASCII digits only.
 fn digits(text: Option<&str>) -> Option<&str> {
     text.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -83,6 +102,18 @@ fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uk_days_follow_summer_time() {
+        // Winter: GMT. Summer: BST, so 23:30 UTC is already the next day. The changes are at 01:00 UTC.
+        assert_eq!(uk_date(utc("2026-12-20T23:59:59Z")).to_string(), "2026-12-20");
+        assert_eq!(uk_date(utc("2026-06-20T23:30:00Z")).to_string(), "2026-06-21");
+        assert_eq!(uk_date(utc("2026-03-29T00:59:59Z")).to_string(), "2026-03-29");
+        assert_eq!(uk_date(utc("2026-03-28T23:30:00Z")).to_string(), "2026-03-28");
+        assert_eq!(uk_date(utc("2026-10-24T23:30:00Z")).to_string(), "2026-10-25");
+        assert_eq!(uk_date(utc("2026-10-25T23:30:00Z")).to_string(), "2026-10-25");
+        assert_eq!(uk_date(utc("2026-06-20T23:30:00+05:00")).to_string(), "2026-06-20");
+    }
 
     fn utc(text: &str) -> OffsetDateTime {
         OffsetDateTime::parse(text, &Rfc3339).unwrap()
