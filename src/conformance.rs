@@ -2,10 +2,16 @@
 //! `$translate`, so a client can see exactly how a native code became the one it received.
 
 use crate::fhir::bundle::{self, PageTokens, SearchsetInput};
-use crate::fhir::rest::{Interaction, Kind};
+use crate::fhir::rest::{Handling, Interaction, Kind};
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Registry;
 use serde_json::{json, Value};
+
+/// The parameters a ConceptMap search takes.
+const SEARCH_PARAMS: [&str; 3] = ["url", "_id", "source-system"];
+
+/// The `$translate` parameters served: from a map's source to its target, optionally to one target system.
+const TRANSLATE_PARAMS: [&str; 5] = ["url", "code", "system", "targetsystem", "reverse"];
 
 pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction, base: &str) -> FhirResult<Value> {
     let maps = &registry.concept_maps;
@@ -25,31 +31,49 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))
         }
         Kind::Search => {
+            // Unknown parameters are refused, or under `Prefer: handling=lenient` dropped with a warning.
+            let mut applied = interaction.clone();
+            let mut warnings = Vec::new();
+            applied.params.clear();
             for p in &interaction.params {
-                if !matches!(p.name.as_str(), "url" | "_id" | "source-system") {
+                if !SEARCH_PARAMS.contains(&p.name.as_str()) {
+                    if interaction.handling == Handling::Lenient {
+                        warnings.push(crate::translate::dropped_param_warning(&p.name));
+                        continue;
+                    }
                     return Err(FhirError::bad_request(
                         "IM1-1201",
                         "ConceptMaps are searched by url, _id or source-system",
                     )
                     .at(p.name.clone()));
                 }
+                if let Some(modifier) = &p.modifier {
+                    return Err(FhirError::bad_request(
+                        "IM1-1203",
+                        format!("ConceptMap's '{}' takes no modifier (':{modifier}')", p.name),
+                    )
+                    .at(p.name.clone()));
+                }
+                applied.params.push(p.clone());
             }
-            let (url, id, source) = (param("url"), param("_id"), param("source-system"));
+            // Each repetition must hold (AND); one of its comma-separated values is enough (OR).
             let matches: Vec<Value> = maps
                 .iter()
-                .filter(|m| url.as_ref().is_none_or(|u| &m.url == u))
-                .filter(|m| id.as_ref().is_none_or(|i| &m.id == i))
                 .filter(|m| {
-                    source.as_ref().is_none_or(|s| {
-                        m.resource["group"]
-                            .as_array()
-                            .is_some_and(|g| g.iter().any(|g| g["source"].as_str() == Some(s)))
+                    applied.params.iter().all(|p| {
+                        p.values.iter().any(|value| match p.name.as_str() {
+                            "url" => &m.url == value,
+                            "_id" => &m.id == value,
+                            _ => m.resource["group"]
+                                .as_array()
+                                .is_some_and(|g| g.iter().any(|g| g["source"].as_str() == Some(value))),
+                        })
                     })
                 })
                 .map(|m| m.resource.clone())
                 .collect();
             // Not patient data: pages are bound to the query alone.
-            let query = crate::app::canonical_query(interaction);
+            let query = crate::app::canonical_query(&applied);
             let fingerprint = format!("ConceptMap|{query}");
             let offset = match &interaction.page {
                 Some(token) => pages.check(token, &fingerprint)?,
@@ -62,7 +86,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 matches,
                 included: Vec::new(),
                 total: None,
-                warnings: Vec::new(),
+                warnings,
                 offset,
                 count: bundle::page_size(interaction),
                 tokens: pages,
@@ -81,10 +105,35 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 }
             }
             .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))?;
+            for p in &interaction.params {
+                if !TRANSLATE_PARAMS.contains(&p.name.as_str()) {
+                    return Err(FhirError::bad_request(
+                        "IM1-1211",
+                        format!(
+                            "$translate takes {} here; '{}' is not supported",
+                            TRANSLATE_PARAMS.join(", "),
+                            p.name
+                        ),
+                    )
+                    .at(p.name.clone()));
+                }
+            }
+            if param("reverse").is_some_and(|r| r != "false") {
+                return Err(FhirError::bad_request(
+                    "IM1-1211",
+                    "$translate here translates from a map's source to its target only (reverse is not supported)",
+                )
+                .at("reverse"));
+            }
             let code = param("code")
                 .ok_or_else(|| FhirError::bad_request("IM1-1211", "$translate needs a code").at("code"))?;
             let system = param("system");
-            let targets = map.translate(system.as_deref(), &code);
+            let target_system = param("targetsystem");
+            let targets: Vec<_> = map
+                .translate(system.as_deref(), &code)
+                .into_iter()
+                .filter(|t| target_system.as_ref().is_none_or(|s| &t.system == s))
+                .collect();
             let mut parameters = vec![json!({ "name": "result", "valueBoolean": !targets.is_empty() })];
             if targets.is_empty() {
                 parameters

@@ -66,6 +66,56 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     let unknown = get(&proxy, "ConceptMap/emis-sex/$translate?code=Nonsense", &t).await;
     assert_eq!(unknown["parameter"][0]["valueBoolean"], false);
 
+    // Only the target system asked for; reverse and other parameters are refused, not ignored.
+    let sct = get(
+        &proxy,
+        "ConceptMap/emis-code-id/$translate?code=10000053&targetsystem=http://snomed.info/sct",
+        &t,
+    )
+    .await;
+    assert_eq!(sct, translated);
+    let elsewhere = get(
+        &proxy,
+        "ConceptMap/emis-code-id/$translate?code=10000053&targetsystem=http://example.org/other",
+        &t,
+    )
+    .await;
+    assert_eq!(elsewhere["parameter"][0]["valueBoolean"], false, "{elsewhere}");
+    for refused in ["reverse=true", "conceptMapVersion=2"] {
+        let query = format!("ConceptMap/emis-code-id/$translate?code=10000053&{refused}");
+        outcome(proxy.get(&query, &t).await, 400).await;
+    }
+
+    // Searches: a comma is any of, a repetition all of, a modifier is refused; lenient drops the unknown.
+    let ids_of = |bundle: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = common::entries(bundle, "match")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let either = get(&proxy, "ConceptMap?_id=ctv3-snomed,emis-sex", &t).await;
+    assert_eq!(ids_of(&either), ["ctv3-snomed", "emis-sex"]);
+    let both = get(&proxy, "ConceptMap?_id=ctv3-snomed&_id=emis-sex", &t).await;
+    assert!(ids_of(&both).is_empty(), "{both}");
+    outcome(proxy.get("ConceptMap?_id:not=ctv3-snomed", &t).await, 400).await;
+    outcome(proxy.get("ConceptMap?colour=blue", &t).await, 400).await;
+    let lenient: Value = proxy
+        .client
+        .get(proxy.url("ConceptMap?colour=blue&_id=emis-sex"))
+        .bearer_auth(&t)
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&lenient), ["emis-sex"]);
+    assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{lenient}");
+    assert!(!lenient["link"][0]["url"].as_str().unwrap().contains("colour"));
+
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
     outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
     // The same by POST with a Parameters body, as FHIR operations are also called.
