@@ -805,6 +805,17 @@ async fn audit_search(
     // not shifted by the events committed meanwhile (this search's own among them, and any recorded before
     // the pin but committed after the first page was read).
     let mut pinned = interaction.clone();
+    // Under `Prefer: handling=lenient` an unknown parameter is dropped (from the links too), with a warning.
+    let mut warnings = Vec::new();
+    if interaction.handling == Handling::Lenient {
+        pinned.params.retain(|p| {
+            let known = crate::audit::PARAMS.contains(&p.name.as_str()) || p.name == AUDIT_SNAPSHOT;
+            if !known {
+                warnings.push(translate::dropped_param_warning(&p.name));
+            }
+            known
+        });
+    }
     if interaction.page.is_none() {
         pinned.params.push(rest::SearchParam {
             name: "date".into(),
@@ -874,7 +885,7 @@ async fn audit_search(
         matches: page.events,
         total: Some(page.total),
         included: Vec::new(),
-        warnings: Vec::new(),
+        warnings,
         offset,
         count,
         tokens: &state.pages,

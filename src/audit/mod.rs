@@ -32,7 +32,7 @@ pub use error::AuditError;
 pub use event::{action, audit_event, instant};
 pub use facts::{patient_logical_id, AuditFacts, NativeCallFact, PatientRef, Who};
 pub use layer::{note, AuditLayer};
-pub use query::{AuditQuery, DEFAULT_COUNT, MAX_COUNT};
+pub use query::{AuditQuery, DEFAULT_COUNT, MAX_COUNT, PARAMS};
 pub use store::{AuditConfig, AuditStore, CHECKPOINT_SPACING};
 
 #[cfg(test)]

@@ -16,6 +16,12 @@ use super::error::AuditError;
 use super::event::instant;
 use super::facts::patient_logical_id;
 
+/// The search parameters served (besides `_format` and `_pretty`, which shape the response).
+pub const PARAMS: [&str; 6] = ["date", "patient", "agent", "entity", "outcome", "_count"];
+
+/// The code system of AuditEvent.outcome in R4.
+const OUTCOME_SYSTEM: &str = "http://hl7.org/fhir/audit-event-outcome";
+
 /// The default and the largest page.
 pub const DEFAULT_COUNT: usize = 100;
 pub const MAX_COUNT: usize = 1000;
@@ -99,7 +105,13 @@ impl AuditQuery {
                 "agent" => query.agents = values().collect(),
                 "entity" => query.entities = values().collect(),
                 "outcome" => {
-                    query.outcomes = values().collect();
+                    // A token: the code alone, or with its system (R4's audit-event-outcome) or an empty one.
+                    query.outcomes = values()
+                        .map(|v| match v.split_once('|') {
+                            Some((OUTCOME_SYSTEM | "", code)) => code.to_string(),
+                            _ => v,
+                        })
+                        .collect();
                     if let Some(bad) = query
                         .outcomes
                         .iter()
@@ -320,5 +332,9 @@ mod tests {
         assert_eq!(q.patients, vec!["p1", "p2"]);
         assert_eq!(q.outcomes, vec!["4", "8"]);
         assert_eq!(q.count, MAX_COUNT);
+        let q =
+            AuditQuery::from_params(&params(&[("outcome", "http://hl7.org/fhir/audit-event-outcome|4,|8")])).unwrap();
+        assert_eq!(q.outcomes, vec!["4", "8"]);
+        assert!(AuditQuery::from_params(&params(&[("outcome", "http://example.org|4")])).is_err());
     }
 }

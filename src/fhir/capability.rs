@@ -148,7 +148,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             { "name": "agent", "type": "reference", "documentation": "The user's subject." },
             { "name": "entity", "type": "reference", "documentation": "Type, or Type/id." },
             { "name": "outcome", "type": "token", "documentation": "0, 4, 8 or 12." },
-            { "name": "_count", "type": "number", "documentation": "Up to 1000." },
+            { "name": "_count", "type": "number", "documentation": format!("Up to {} a page.", crate::fhir::bundle::MAX_COUNT) },
         ],
     }));
     resources.push(json!({
