@@ -331,13 +331,8 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
     assert_eq!(coded.status(), 200);
     outcome(proxy.get("AuditEvent?colour=blue", &auditor).await, 400).await;
     let lenient: Value = proxy
-        .client
-        .get(proxy.url("AuditEvent?colour=blue&_count=1"))
-        .bearer_auth(&auditor)
-        .header("prefer", "handling=lenient")
-        .send()
+        .get_lenient("AuditEvent?colour=blue&_count=1", &auditor)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -102,13 +102,8 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     outcome(proxy.get("ConceptMap?_id:not=ctv3-snomed", &t).await, 400).await;
     outcome(proxy.get("ConceptMap?colour=blue", &t).await, 400).await;
     let lenient: Value = proxy
-        .client
-        .get(proxy.url("ConceptMap?colour=blue&_id=emis-sex"))
-        .bearer_auth(&t)
-        .header("prefer", "handling=lenient")
-        .send()
+        .get_lenient("ConceptMap?colour=blue&_id=emis-sex", &t)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -148,13 +148,8 @@ async fn links_show_only_what_a_lenient_search_applied() {
     let t = token(Role::Clinician, &["Y90001"]);
     let patient = patient_id(&proxy, &t).await;
     let response = proxy
-        .client
-        .get(proxy.url(&format!("Observation?patient={patient}&colour=blue&_count=2")))
-        .bearer_auth(&t)
-        .header("prefer", "handling=lenient")
-        .send()
-        .await
-        .unwrap();
+        .get_lenient(&format!("Observation?patient={patient}&colour=blue&_count=2"), &t)
+        .await;
     let first: Value = response.json().await.unwrap();
     let own = link(&first, "self").unwrap();
     assert!(!own.contains("colour"), "{own}");

@@ -160,14 +160,7 @@ async fn search_parameters_are_checked() {
     // Unknown parameters: 400 naming it, or a warning under Prefer: handling=lenient.
     let body = outcome(proxy.get(&format!("{NHS_SEARCH}&colour=blue"), &t).await, 400).await;
     assert_eq!(body["issue"][0]["expression"][0], "colour");
-    let lenient = proxy
-        .client
-        .get(proxy.url(&format!("{NHS_SEARCH}&colour=blue")))
-        .bearer_auth(&t)
-        .header("prefer", "handling=lenient")
-        .send()
-        .await
-        .unwrap();
+    let lenient = proxy.get_lenient(&format!("{NHS_SEARCH}&colour=blue"), &t).await;
     let bundle = json(lenient).await;
     let outcome_entry = bundle["entry"]
         .as_array()

@@ -89,6 +89,12 @@ impl Proxy {
         self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
 
+    /// As `get`, with `Prefer: handling=lenient` (unknown parameters dropped with a warning).
+    pub async fn get_lenient(&self, path: &str, token: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path)).bearer_auth(token);
+        request.header("prefer", "handling=lenient").send().await.unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
