@@ -682,7 +682,13 @@ async fn search(
         warnings.extend(produced.warnings);
     }
     let sort_keys = sort_keys(state, interaction, &mut warnings)?;
-    crate::fhir::sort::sort(&mut all, &sort_keys);
+    let compartment = state.registry.compartment_of(&resource_type);
+    // Patients come in the order their linkage gives (the user's own record first) unless sorted.
+    if !(sort_keys.is_empty() && compartment == Some(crate::mapping::Compartment::SelfPatient)) {
+        let practice_data = compartment == Some(crate::mapping::Compartment::None);
+        let default = crate::fhir::sort::default_order(state.registry.first_date_param(&resource_type), practice_data);
+        crate::fhir::sort::sort(&mut all, &sort_keys, default.as_ref());
+    }
     warnings.dedup();
     let count = bundle::page_size(interaction);
     let page: Vec<Value> = all.iter().skip(offset).take(count).cloned().collect();

@@ -14,19 +14,68 @@ pub struct SortBy<'a> {
     pub descending: bool,
 }
 
-pub fn sort(resources: &mut [Value], keys: &[SortBy]) {
-    if keys.is_empty() {
-        return;
-    }
-    resources.sort_by(|a, b| {
-        for key in keys {
+/// Orders by the keys asked for; where they tie, or without `_sort`, by [`default_order`]'s keys, so that
+/// the same question gets its matches in the same order whichever system the practice runs (native replies
+/// come in each supplier's own order).
+pub fn sort(resources: &mut [Value], keys: &[SortBy], default: Option<&SortBy>) {
+    let mut keyed: Vec<(String, Value)> = resources
+        .iter_mut()
+        .map(|r| (content_key(r), std::mem::take(r)))
+        .collect();
+    keyed.sort_by(|(content_a, a), (content_b, b)| {
+        for key in keys.iter().chain(default) {
             let ordering = compare(key.def, a, b, key.descending);
             if ordering != Ordering::Equal {
                 return ordering;
             }
         }
-        Ordering::Equal
+        content_a.cmp(content_b)
     });
+    for (slot, (_, resource)) in resources.iter_mut().zip(keyed) {
+        *slot = resource;
+    }
+}
+
+/// The order without `_sort`: a type's first date parameter (its clinical or booking date), newest first for
+/// the items of a record, earliest first for practice data (sessions and slots ahead).
+pub fn default_order(date: Option<&ParamDef>, practice_data: bool) -> Option<SortBy<'_>> {
+    date.map(|def| SortBy {
+        def,
+        descending: !practice_data,
+    })
+}
+
+/// A resource's content as text without what differs between practices for the same data (ids, meta,
+/// references, links): the last tie-break, the same at every supplier.
+fn content_key(resource: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                out.push('{');
+                for (key, item) in map {
+                    if !matches!(key.as_str(), "id" | "meta" | "reference" | "url" | "fullUrl") {
+                        out.push_str(key);
+                        out.push(':');
+                        write(item, out);
+                        out.push(',');
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    write(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(resource, &mut out);
+    out
 }
 
 fn compare(def: &ParamDef, a: &Value, b: &Value, descending: bool) -> Ordering {
@@ -78,6 +127,7 @@ mod tests {
                 def: &def,
                 descending: false,
             }],
+            None,
         );
         let ids: Vec<&str> = list.iter().map(|r| r["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["a", "b", "c", "none"]);
@@ -87,6 +137,7 @@ mod tests {
                 def: &def,
                 descending: true,
             }],
+            None,
         );
         let ids: Vec<&str> = list.iter().map(|r| r["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["c", "b", "a", "none"]);

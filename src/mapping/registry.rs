@@ -152,6 +152,16 @@ impl Registry {
             .find(|d| d.name == name)
     }
 
+    /// A type's first date parameter as its mappings declare them (the date its matches are ordered by when a
+    /// search asks for no order).
+    pub fn first_date_param(&self, resource: &str) -> Option<&super::file::ParamDef> {
+        self.mappings
+            .iter()
+            .filter(|m| m.resource == resource)
+            .flat_map(|m| m.params.iter())
+            .find(|d| d.kind == super::file::ParamType::Date)
+    }
+
     /// Where a resource type lives (the same for every supplier that maps it).
     pub fn compartment_of(&self, resource: &str) -> Option<super::Compartment> {
         self.mappings
