@@ -36,7 +36,8 @@ pub struct AppState {
     pub ids: IdCodec,
     pub pages: PageTokens,
     pub verifier: Verifier,
-    pub issuers: Vec<String>,
+    /// The token issuers as `.well-known/smart-configuration` names them.
+    pub smart: capability::SmartIssuer,
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
@@ -306,7 +307,7 @@ async fn dispatch(
             }
             return Ok(statement);
         }
-        Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.issuers, None, None)),
+        Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.smart)),
         _ => {}
     }
     let principal = principal.ok_or_else(|| FhirError::unauthorized("IM1-2001", "a bearer token is needed"))?;

@@ -212,7 +212,13 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
     let issuers = config
         .issuers
         .iter()
-        .map(|i| Issuer::from_jwks(&i.issuer, &i.audience, &i.jwks))
+        .map(|i| {
+            Issuer::from_jwks(&i.issuer, &i.audience, &i.jwks).map(|issuer| Issuer {
+                token_endpoint: i.token_endpoint.clone(),
+                authorization_endpoint: i.authorization_endpoint.clone(),
+                ..issuer
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let tokio = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     tokio.block_on(async move {

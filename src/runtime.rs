@@ -40,7 +40,7 @@ pub struct Parts {
 pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
     install_crypto();
     let backend = Backend::new(&parts.practices, &parts.native, parts.linkage).map_err(|e| e.message)?;
-    let issuer_names = parts.issuers.iter().map(|i| i.issuer.clone()).collect();
+    let smart = crate::fhir::capability::SmartIssuer::of(&parts.issuers);
     let started = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into());
@@ -50,7 +50,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         ids: IdCodec::new(&parts.secret_key),
         pages: PageTokens::new(&parts.secret_key),
         verifier: Verifier::new(parts.issuers),
-        issuers: issuer_names,
+        smart,
         public_base_url: parts.public_base_url,
         max_body_bytes: parts.max_body_bytes,
         metrics: Metrics::new(),

@@ -45,6 +45,8 @@ id_key = {{ file = "{dir}/id-key" }}
 issuer = "https://auth.test"
 audience = "im1-fhir"
 jwks_file = "{dir}/jwks.json"
+token_endpoint = "https://auth.test/token"
+authorization_endpoint = "https://auth.test/authorize"
 [native]
 timeout_ms = 1000
 [audit]
@@ -98,6 +100,20 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     let url = format!("{base}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009");
     let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
     common::outcome(response, 502).await;
+    // SMART discovery names the configured authorisation server, and only the read scopes this server serves.
+    let smart: serde_json::Value = client
+        .get(format!("{base}/fhir/.well-known/smart-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(smart["issuer"], "https://auth.test");
+    assert_eq!(smart["token_endpoint"], "https://auth.test/token");
+    assert_eq!(smart["authorization_endpoint"], "https://auth.test/authorize");
+    let scopes = smart["scopes_supported"].as_array().unwrap();
+    assert!(scopes.iter().all(|s| !s.as_str().unwrap().contains("cruds")), "{smart}");
     // The demo key is refused by serve.
     let demo = common::token(im1_fhir::auth::Role::Clinician, &["Y90001"]);
     common::outcome(client.get(&url).bearer_auth(&demo).send().await.unwrap(), 401).await;

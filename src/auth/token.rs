@@ -123,6 +123,9 @@ pub struct Issuer {
     pub audience: String,
     /// Keys by `kid`.
     pub keys: Vec<(String, Algorithm, DecodingKey)>,
+    /// Where clients get tokens from it, for `.well-known/smart-configuration` (none for the demo issuer).
+    pub token_endpoint: Option<String>,
+    pub authorization_endpoint: Option<String>,
 }
 
 impl Issuer {
@@ -133,6 +136,8 @@ impl Issuer {
             issuer: DEMO_ISSUER.into(),
             audience: DEMO_AUDIENCE.into(),
             keys: vec![(DEMO_KID.into(), Algorithm::ES256, key)],
+            token_endpoint: None,
+            authorization_endpoint: None,
         })
     }
 
@@ -159,6 +164,8 @@ impl Issuer {
             issuer: issuer.into(),
             audience: audience.into(),
             keys,
+            token_endpoint: None,
+            authorization_endpoint: None,
         })
     }
 }

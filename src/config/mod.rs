@@ -16,6 +16,8 @@
 //! issuer = "https://auth.example.nhs.uk"
 //! audience = "im1-fhir"
 //! jwks_file = "/etc/im1-fhir/jwks.json"
+//! token_endpoint = "https://auth.example.nhs.uk/token"            # published for SMART clients (optional)
+//! authorization_endpoint = "https://auth.example.nhs.uk/authorize"
 //!
 //! [native]
 //! timeout_ms = 10000          # deadline of one native call (504 past it)
@@ -110,6 +112,8 @@ struct RawIssuer {
     issuer: Spanned<String>,
     audience: String,
     jwks_file: Spanned<String>,
+    token_endpoint: Option<Spanned<String>>,
+    authorization_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -227,6 +231,9 @@ pub struct IssuerConfig {
     pub issuer: String,
     pub audience: String,
     pub jwks: String,
+    /// The authorisation server's endpoints, published in `.well-known/smart-configuration`.
+    pub token_endpoint: Option<String>,
+    pub authorization_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -455,6 +462,15 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     };
     let mut issuers = Vec::new();
     for issuer in &raw.security.issuers {
+        let mut endpoint = |url: &Option<Spanned<String>>, name: &str| {
+            let url = url.as_ref()?;
+            if !url.get_ref().starts_with("https://") && !url.get_ref().starts_with("http://") {
+                errors.push(at(url.span(), format!("{name} must be an absolute http(s) URL")));
+            }
+            Some(url.get_ref().clone())
+        };
+        let token_endpoint = endpoint(&issuer.token_endpoint, "token_endpoint");
+        let authorization_endpoint = endpoint(&issuer.authorization_endpoint, "authorization_endpoint");
         match std::fs::read_to_string(issuer.jwks_file.get_ref()) {
             Ok(jwks) => {
                 if jwks.contains(&demo_key_fingerprint()) {
@@ -467,6 +483,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                     issuer: issuer.issuer.get_ref().clone(),
                     audience: issuer.audience.clone(),
                     jwks,
+                    token_endpoint,
+                    authorization_endpoint,
                 })
             }
             Err(e) => errors.push(at(issuer.jwks_file.span(), format!("cannot read JWKS: {e}"))),

@@ -257,18 +257,36 @@ fn supplier_name<'a>(practices: &'a [PracticeInfo], key: &str) -> &'a str {
 }
 
 /// `/.well-known/smart-configuration`: what the proxy enforces.
-pub fn smart_configuration(
-    issuers: &[String],
-    token_endpoint: Option<&str>,
-    authorization_endpoint: Option<&str>,
-) -> Value {
+/// What `.well-known/smart-configuration` says of the token issuer: the first configured one.
+#[derive(Debug, Clone, Default)]
+pub struct SmartIssuer {
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub authorization_endpoint: Option<String>,
+}
+
+impl SmartIssuer {
+    pub fn of(issuers: &[crate::auth::token::Issuer]) -> SmartIssuer {
+        issuers
+            .first()
+            .map(|i| SmartIssuer {
+                issuer: Some(i.issuer.clone()),
+                token_endpoint: i.token_endpoint.clone(),
+                authorization_endpoint: i.authorization_endpoint.clone(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn smart_configuration(smart: &SmartIssuer) -> Value {
     let mut config = json!({
-        "issuer": issuers.first(),
+        "issuer": smart.issuer,
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "scopes_supported": [
             "openid", "fhirUser", "launch/patient",
-            "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "user/AuditEvent.rs",
+            // Read and search only: this server writes nothing (a token's wider scopes are accepted and narrowed).
+            "patient/*.rs", "user/*.rs", "system/*.rs", "user/AuditEvent.rs",
             "patient/Observation.rs?category=laboratory", "patient/Observation.rs?category=vital-signs",
         ],
         "response_types_supported": ["code"],
@@ -278,10 +296,10 @@ pub fn smart_configuration(
             "permission-patient", "permission-user", "permission-v1", "permission-v2", "context-ehr-patient",
         ],
     });
-    if let Some(url) = token_endpoint {
+    if let Some(url) = &smart.token_endpoint {
         config["token_endpoint"] = json!(url);
     }
-    if let Some(url) = authorization_endpoint {
+    if let Some(url) = &smart.authorization_endpoint {
         config["authorization_endpoint"] = json!(url);
     }
     config
