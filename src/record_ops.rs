@@ -124,7 +124,9 @@ pub async fn includes(
             warnings.push(unsupported("_include", &include.source, &include.param));
             continue;
         };
+        // R4: an include names the type searched (a second round, `:iterate`, is not followed here).
         if include.source != resource_type {
+            warnings.push(mismatched("_include", &include.source, &include.param, resource_type));
             continue;
         }
         for resource in page {
@@ -162,6 +164,18 @@ pub async fn includes(
             warnings.push(unsupported("_revinclude", &include.source, &include.param));
             continue;
         };
+        // A reference that cannot point at the type searched finds nothing: said rather than answered empty.
+        let may_point =
+            crate::mapping::profile::Defs::get().may_reference(&include.source, &include.param, resource_type);
+        if !may_point || def.target.as_deref().is_some_and(|target| target != resource_type) {
+            warnings.push(mismatched(
+                "_revinclude",
+                &include.source,
+                &include.param,
+                resource_type,
+            ));
+            continue;
+        }
         // A patient's record items are searched one record at a time: from a page of practice data (no record
         // on it) they cannot be, and that is said rather than answered with nothing.
         let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
@@ -265,6 +279,18 @@ fn type_and_id(resource: &Value) -> String {
         "{}/{}",
         resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
         resource.get("id").and_then(Value::as_str).unwrap_or_default()
+    )
+}
+
+fn mismatched(what: &str, source: &str, param: &str, searched: &str) -> Value {
+    let why = match what {
+        "_include" => format!("it follows {source} references, and this search gives {searched}"),
+        _ => format!("{source}.{param} does not point at {searched}"),
+    };
+    warning(
+        IssueType::NotSupported,
+        "IM1-1206",
+        format!("{what}={source}:{param} was ignored: {why}"),
     )
 }
 

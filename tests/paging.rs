@@ -225,6 +225,19 @@ async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
     )
     .await;
     assert!(entries(&none, "outcome").is_empty(), "{none}");
+    // An include of another type's references, a revinclude whose reference cannot point at the page: said.
+    for mismatched in [
+        format!("Observation?patient={patient}&_include=Condition:patient"),
+        format!("Observation?patient={patient}&_revinclude=Observation:encounter"),
+    ] {
+        let page = bundle(&proxy, &t, &mismatched).await;
+        assert!(entries(&page, "include").is_empty(), "{mismatched}");
+        let said = entries(&page, "outcome");
+        assert_eq!(
+            said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
+            "{page}"
+        );
+    }
     proxy.stop().await;
     sims.shutdown().await;
 }
