@@ -351,6 +351,13 @@ async fn dispatch(
     if resource_type == "AuditEvent" {
         return audit_search(state, interaction, principal, base).await;
     }
+    // An auditor reviews who saw what; the record itself is for care (and its patient), whatever the scopes say.
+    if principal.role == Role::Auditor && resource_type != "ConceptMap" {
+        return Err(FhirError::forbidden(
+            "IM1-2109",
+            "auditors read the audit trail (AuditEvent) and the ConceptMaps only",
+        ));
+    }
     // Conformance resources: how codes were translated is not patient data; any authenticated user may look.
     if resource_type == "ConceptMap" {
         return crate::conformance::handle(&state.registry, &state.pages, interaction, base);
@@ -873,6 +880,8 @@ async fn audit_search(
     };
     query.offset = offset;
     query.up_to = up_to;
+    // An auditor sees their own practices' events (and those of no practice), not every practice's.
+    query.practices = Some(principal.practices.clone());
     let page = store
         .search_async(query)
         .await

@@ -353,3 +353,39 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    for (ods, id) in [("Y90001", "at-emis"), ("Y90002", "at-tpp")] {
+        let clinician = token(Role::Clinician, &[ods]);
+        let request = proxy.client.get(proxy.url(search)).bearer_auth(&clinician);
+        let response = request.header("x-request-id", id).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let seen_by = |ods: &'static str| {
+        let auditor = token(Role::Auditor, &[ods]);
+        let proxy = &proxy;
+        async move {
+            let events = common::search_matches(proxy, "AuditEvent?_count=200", &auditor).await;
+            events
+                .iter()
+                .filter_map(common::audited_request_id)
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let emis = seen_by("Y90001").await;
+    assert!(emis.contains("at-emis") && !emis.contains("at-tpp"), "{emis:?}");
+    let tpp = seen_by("Y90002").await;
+    assert!(tpp.contains("at-tpp") && !tpp.contains("at-emis"), "{tpp:?}");
+
+    // An auditor's token with wide scopes still reads no part of a record.
+    let wide = common::scoped(Role::Auditor, "Y90001", "user/*.rs");
+    let body = outcome(proxy.get(search, &wide).await, 403).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2109", "{body}");
+    assert_eq!(proxy.get("ConceptMap/emis-sex", &wide).await.status(), 200);
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -7,7 +7,6 @@ use crate::common;
 use common::matches;
 
 use common::{get_json, token, Proxy};
-use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::cache::CacheConfig;
 use im1_fhir::demo::Simulators;
@@ -41,14 +40,7 @@ async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &
 }
 
 fn scoped(role: Role, scope: &str) -> String {
-    mint_demo(&TokenRequest {
-        practices: vec!["Y90001".into()],
-        role,
-        nhs_number: None,
-        scope: Some(scope.into()),
-        ttl_seconds: 600,
-    })
-    .unwrap()
+    common::scoped(role, "Y90001", scope)
 }
 
 #[tokio::test]

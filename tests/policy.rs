@@ -3,7 +3,6 @@
 use crate::common;
 
 use common::{entries, token, Proxy};
-use im1_fhir::auth::token::{mint_demo, TokenRequest};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
@@ -41,14 +40,11 @@ fn codes(outcome: &[&Value]) -> Vec<String> {
 async fn granular_scopes_filter_every_returned_resource() {
     let (sims, proxy, patient) = start().await;
     let full = token(Role::Clinician, &["Y90001"]);
-    let labs_only = mint_demo(&TokenRequest {
-        practices: vec!["Y90001".into()],
-        role: Role::Clinician,
-        nhs_number: None,
-        scope: Some("user/Patient.rs user/Observation.rs?category=laboratory".into()),
-        ttl_seconds: 600,
-    })
-    .unwrap();
+    let labs_only = common::scoped(
+        Role::Clinician,
+        "Y90001",
+        "user/Patient.rs user/Observation.rs?category=laboratory",
+    );
     let (_, all) = get(&proxy, &format!("Observation?patient={patient}"), &full).await;
     let all = entries(&all, "match");
     let labs: Vec<&&Value> = all

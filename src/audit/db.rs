@@ -62,7 +62,13 @@ CREATE TABLE IF NOT EXISTS audit_patient (
     event_id TEXT NOT NULL,
     PRIMARY KEY (patient, event_id)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS audit_practice (
+    practice TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (practice, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_practice_event ON audit_practice (event_id);
+PRAGMA user_version = 2;
 ";
 
 /// Opens (creating if need be) the database for writing, in WAL mode, with the schema in place.
@@ -109,6 +115,8 @@ pub(crate) struct EventRow {
     pub outcome: &'static str,
     pub agent: Option<String>,
     pub patients: Vec<String>,
+    /// The practices whose auditors may see the event (none: any auditor).
+    pub practices: Vec<String>,
     pub entity: Option<String>,
     pub interaction: String,
     pub status: u16,
@@ -122,6 +130,7 @@ impl EventRow {
             outcome: facts.outcome(),
             agent: facts.who.as_ref().map(|who| who.subject.clone()),
             patients: facts.patient_ids(),
+            practices: facts.audit_practices(),
             entity: facts.entity_key(),
             interaction: facts.interaction.clone(),
             status: facts.status,
@@ -144,6 +153,8 @@ pub(crate) fn insert_batch<'a>(
         )?;
         let mut patient =
             tx.prepare_cached("INSERT OR IGNORE INTO audit_patient (patient, event_id) VALUES (?1, ?2)")?;
+        let mut practice =
+            tx.prepare_cached("INSERT OR IGNORE INTO audit_practice (practice, event_id) VALUES (?1, ?2)")?;
         for row in rows {
             event.execute(rusqlite::params![
                 row.id,
@@ -158,6 +169,9 @@ pub(crate) fn insert_batch<'a>(
             ])?;
             for id in &row.patients {
                 patient.execute(rusqlite::params![id, row.id])?;
+            }
+            for ods in &row.practices {
+                practice.execute(rusqlite::params![ods, row.id])?;
             }
         }
     }

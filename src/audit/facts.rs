@@ -118,6 +118,28 @@ impl AuditFacts {
         })
     }
 
+    /// The practices an event belongs to, for auditors of those practices: the ones the request reached, or,
+    /// when it reached none (a refusal), those its user acts for. None at all (metadata, a 401 without a
+    /// token): any auditor's.
+    pub fn audit_practices(&self) -> Vec<String> {
+        let mut practices: Vec<String> = Vec::new();
+        let reached = self
+            .practices
+            .iter()
+            .chain(self.native_calls.iter().map(|c| &c.practice));
+        for ods in reached {
+            if !practices.contains(ods) {
+                practices.push(ods.clone());
+            }
+        }
+        if practices.is_empty() {
+            if let Some(who) = &self.who {
+                practices.extend(who.organisations.iter().cloned());
+            }
+        }
+        practices
+    }
+
     /// The distinct logical ids of the patients touched, in order.
     pub fn patient_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();

@@ -46,6 +46,9 @@ pub struct AuditQuery {
     /// Events skipped before the first returned (paging).
     pub offset: usize,
     pub oldest_first: bool,
+    /// The practices whose events the auditor may see (their token's); events of no practice are seen by every
+    /// auditor. `None`: every event (the store's own callers).
+    pub practices: Option<Vec<String>>,
     /// Only events stored up to this row (the newest when a paged search began): an event committed later,
     /// even one recorded earlier, cannot shift the later pages.
     pub up_to: Option<i64>,
@@ -72,6 +75,7 @@ impl Default for AuditQuery {
             count: DEFAULT_COUNT,
             offset: 0,
             oldest_first: false,
+            practices: None,
             up_to: None,
         }
     }
@@ -237,6 +241,15 @@ fn filter_sql(query: &AuditQuery) -> (String, Vec<SqlValue>) {
     if let Some(before) = query.before {
         sql.push_str(" AND e.recorded < ?");
         args.push(SqlValue::Text(instant(before)));
+    }
+    if let Some(practices) = &query.practices {
+        sql.push_str(" AND (NOT EXISTS (SELECT 1 FROM audit_practice p WHERE p.event_id = e.id)");
+        if !practices.is_empty() {
+            sql.push_str(" OR e.id IN (SELECT event_id FROM audit_practice WHERE 1 = 1");
+            in_list(&mut sql, &mut args, "practice", practices);
+            sql.push(')');
+        }
+        sql.push(')');
     }
     if let Some(row) = query.up_to {
         sql.push_str(" AND e.rowid <= ?");

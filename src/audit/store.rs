@@ -70,7 +70,7 @@ struct Inner {
 }
 
 enum Command {
-    Record(EventRow, oneshot::Sender<Result<(), AuditError>>),
+    Record(Box<EventRow>, oneshot::Sender<Result<(), AuditError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -120,7 +120,7 @@ impl AuditStore {
         let (done, committed) = oneshot::channel();
         self.inner
             .commands
-            .send(Command::Record(row, done))
+            .send(Command::Record(Box::new(row), done))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         committed.await.map_err(|_| AuditError::WriterStopped)??;
@@ -195,7 +195,7 @@ impl Writer {
             while let Some(command) = next.take() {
                 match command {
                     Command::Record(row, waiter) => {
-                        rows.push(row);
+                        rows.push(*row);
                         waiters.push(waiter);
                     }
                     Command::Close(done) => {

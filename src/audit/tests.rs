@@ -313,3 +313,46 @@ async fn later_pages_see_the_rows_the_first_page_saw() {
     assert!(fresh.up_to > first.up_to);
     store.close().await;
 }
+
+#[tokio::test]
+async fn an_auditor_sees_the_events_of_their_practices_and_of_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let reached = |ods: &[&str], organisations: &[&str]| {
+        let mut f = facts(1_704_067_200, "alice", "Patient/p1", Some("p1"), 200);
+        f.practices = ods.iter().map(|s| s.to_string()).collect();
+        f.native_calls.retain(|call| ods.contains(&call.practice.as_str()));
+        if let Some(who) = f.who.as_mut() {
+            who.organisations = organisations.iter().map(|s| s.to_string()).collect();
+        }
+        f
+    };
+    let first = store.record(reached(&["Y90001"], &["Y90001", "Y90002"])).await.unwrap();
+    let second = store.record(reached(&["Y90002"], &["Y90001", "Y90002"])).await.unwrap();
+    // Refused before reaching a practice: filed under the practices its user acts for.
+    let refused = store.record(reached(&[], &["Y90002"])).await.unwrap();
+    // No practice at all (a 401 without a token).
+    let mut anonymous = reached(&[], &[]);
+    anonymous.who = None;
+    let nobody = store.record(anonymous).await.unwrap();
+    let seen = |practices: &[&str]| {
+        let query = AuditQuery {
+            practices: Some(practices.iter().map(|s| s.to_string()).collect()),
+            ..AuditQuery::default()
+        };
+        let events = store.search(&query).unwrap();
+        let mut ids: Vec<String> = ids(&events).into_iter().map(String::from).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |list: &[&String]| {
+        let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        list.sort();
+        list
+    };
+    assert_eq!(seen(&["Y90001"]), sorted(&[&first, &nobody]));
+    assert_eq!(seen(&["Y90002"]), sorted(&[&second, &refused, &nobody]));
+    assert_eq!(seen(&[]), sorted(&[&nobody]));
+    assert_eq!(store.search(&AuditQuery::default()).unwrap().len(), 4);
+    store.close().await;
+}

@@ -137,6 +137,18 @@ pub fn token(role: Role, practices: &[&str]) -> String {
     .unwrap()
 }
 
+/// A demo token for one practice with scopes of a test's choosing.
+pub fn scoped(role: Role, ods: &str, scope: &str) -> String {
+    token::mint_demo(&TokenRequest {
+        practices: vec![ods.into()],
+        role,
+        nhs_number: None,
+        scope: Some(scope.into()),
+        ttl_seconds: 600,
+    })
+    .unwrap()
+}
+
 /// Asserts a response is an OperationOutcome with the status, returning it.
 pub async fn outcome(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
