@@ -97,6 +97,8 @@ where
             let cache = if public { "no-cache" } else { "no-store" };
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
             headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+            // A browser renders nothing here as anything but the type it is labelled with.
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             (response, label)
         }
         _ => (

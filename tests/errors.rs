@@ -68,6 +68,7 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
         // Nothing of an answer to a token is kept by a shared cache or a browser.
         assert_eq!(response.headers()["cache-control"], "no-store");
         assert_eq!(response.headers()["vary"], "Accept");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         assert!(challenge.starts_with("Bearer"));
         // RFC 6750: no error code when no credentials were sent.
         let body = outcome(response, 401).await;

@@ -114,6 +114,14 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     assert_eq!(smart["authorization_endpoint"], "https://auth.test/authorize");
     let scopes = smart["scopes_supported"].as_array().unwrap();
     assert!(scopes.iter().all(|s| !s.as_str().unwrap().contains("cruds")), "{smart}");
+    // An NHS number where an id belongs is refused, and reaches no log line (routes are logged without ids).
+    let by_number = client
+        .get(format!("{base}/fhir/Patient/9000000009"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(by_number.status().is_client_error());
     // The demo key is refused by serve.
     let demo = common::token(im1_fhir::auth::Role::Clinician, &["Y90001"]);
     common::outcome(client.get(&url).bearer_auth(&demo).send().await.unwrap(), 401).await;

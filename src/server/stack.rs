@@ -37,14 +37,16 @@ pub fn stack(
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         // And is echoed on every response, errors included.
         .layer(PropagateRequestIdLayer::x_request_id())
-        // Spans carry method, path (never the query: it may hold NHS numbers) and request id.
+        // Spans carry method, the path's route (ids as `{id}`: a client may put an NHS number there; never the
+        // query, for the same reason) and request id, which finds the rest in the audit trail.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request
                 .headers()
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            let route = route_of(request.uri().path());
+            tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
         }))
         // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers.
         .layer(
@@ -99,6 +101,37 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// A path as its route: resource types, operations and the server's own words are kept; any other segment (an
+/// id, whatever a client wrote there) becomes `{id}`.
+fn route_of(path: &str) -> String {
+    let kept = |segment: &str| {
+        crate::fhir::resource_types::is_resource_type(segment)
+            || segment.starts_with('$')
+            || matches!(
+                segment,
+                "fhir"
+                    | "metadata"
+                    | "_search"
+                    | "_history"
+                    | ".well-known"
+                    | "smart-configuration"
+                    | "healthz"
+                    | "metrics"
+            )
+    };
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            if segment.is_empty() || kept(segment) {
+                segment
+            } else {
+                "{id}"
+            }
+        })
+        .collect();
+    segments.join("/")
+}
+
 fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
     let unsafe_id = request.headers().get("x-request-id").is_some_and(|v| {
         let bytes = v.as_bytes();
@@ -142,5 +175,30 @@ fn rescue(response: Response<Body>) -> Response<Body> {
     }
     // As every FHIR answer: kept by no cache.
     headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
     rescued
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn routes_keep_no_ids() {
+        assert_eq!(route_of("/fhir/Patient/9000000009"), "/fhir/Patient/{id}");
+        assert_eq!(
+            route_of("/fhir/Patient/abc/$everything"),
+            "/fhir/Patient/{id}/$everything"
+        );
+        assert_eq!(route_of("/fhir/9000000009"), "/fhir/{id}");
+        assert_eq!(route_of("/fhir/Observation/_search"), "/fhir/Observation/_search");
+        assert_eq!(
+            route_of("/fhir/.well-known/smart-configuration"),
+            "/fhir/.well-known/smart-configuration"
+        );
+        assert_eq!(route_of("/healthz"), "/healthz");
+    }
 }
