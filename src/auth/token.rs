@@ -251,6 +251,13 @@ impl Verifier {
             })
         })?;
         let claims = data.claims;
+        // The subject is who the audit trail names and what page links are bound to.
+        if claims.sub.trim().is_empty() {
+            return Err(invalid("the token names no subject"));
+        }
+        if claims.iat > now_seconds() + LEEWAY_SECONDS {
+            return Err(invalid("the token was issued in the future"));
+        }
         let role = Role::parse(&claims.im1_role).ok_or_else(|| invalid("unknown role"))?;
         let scopes = scopes::parse(&claims.scope).map_err(TokenError::Invalid)?;
         if role == Role::Patient && claims.nhs_number.is_none() {
@@ -306,5 +313,24 @@ mod tests {
         assert!(verifier.verify(&parts.join(".")).is_err());
         assert!(Verifier::new(vec![]).verify(&token).is_err());
         assert!(verifier.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn a_token_without_a_subject_or_issued_in_the_future_is_refused() {
+        let verifier = Verifier::new(vec![Issuer::demo().unwrap()]);
+        let signed = |edit: &dyn Fn(&mut Claims)| {
+            let token = mint_demo(&request(Role::Clinician)).unwrap();
+            let mut claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(&token)
+                .unwrap()
+                .claims;
+            edit(&mut claims);
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(DEMO_KID.into());
+            encode(&header, &claims, &EncodingKey::from_ec_pem(DEMO_PRIVATE_KEY).unwrap()).unwrap()
+        };
+        assert!(verifier.verify(&signed(&|_| {})).is_ok());
+        let refused = |token: String| verifier.verify(&token).unwrap_err().to_string();
+        assert!(refused(signed(&|c| c.sub = " ".into())).contains("no subject"));
+        assert!(refused(signed(&|c| c.iat += 3600)).contains("future"));
     }
 }
