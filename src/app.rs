@@ -468,7 +468,10 @@ pub async fn read_one(
         }
     }
     let ctx = translation(state, principal, request_id, linked.as_deref());
-    let resource = crate::cache::read(state, &ctx, practice, mapping, &logical, fresh).await?;
+    // A supplier's own "not found" (its patient API hides confidential items so) is told as any unknown id.
+    let resource = crate::cache::read(state, &ctx, practice, mapping, &logical, fresh)
+        .await
+        .map_err(|e| if e.code == "IM1-4104" { not_found() } else { e })?;
     if !reach::may_see(state, principal, linked.as_deref(), &resource, 'r') {
         return Err(not_found());
     }

@@ -141,3 +141,32 @@ async fn a_document_of_several_native_pages_reads_back_whole_through_every_suppl
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_confidential_document_is_not_found_by_its_patient_as_any_unknown_id() {
+    let (sims, numbers, proxy) = common::seeded(1, 50).await;
+    let mut checked = 0;
+    for ods in PRACTICES {
+        let clinician = token(Role::Clinician, &[ods]);
+        for nhs in &numbers {
+            let found = common::search_matches(&proxy, &format!("Patient?identifier={nhs}"), &clinician).await;
+            let Some(patient) = found.first() else { continue };
+            let query = format!("DocumentReference?patient={}", patient["id"].as_str().unwrap());
+            let documents = common::search_matches(&proxy, &query, &clinician).await;
+            let mine = patient_token(nhs, ods);
+            for hidden in documents.iter().filter(|d| common::restricted(d)) {
+                let url = hidden["content"][0]["attachment"]["url"].as_str().unwrap();
+                let response = proxy.get(url, &mine).await;
+                let body = common::outcome(response, 404).await;
+                assert_eq!(
+                    body["issue"][0]["details"]["coding"][0]["code"], "IM1-1401",
+                    "{ods} {url}: {body}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no confidential document among the seeded records");
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -93,16 +93,22 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
             visible.len(),
             "{ods} {resource_type}: the patient sees every non-confidential item"
         );
-        // A confidential item read directly is simply not found.
+        // A confidential item read directly is simply not found, told as any unknown id is (so is a
+        // confidential document's content): nothing says it exists.
         for hidden in full.iter().filter(|r| restricted(r)) {
             confidential_seen += 1;
-            let (status, _) = get(
-                proxy,
-                &format!("{resource_type}/{}", hidden["id"].as_str().unwrap()),
-                mine,
-            )
-            .await;
-            assert_eq!(status, 404);
+            let mut reads = vec![format!("{resource_type}/{}", hidden["id"].as_str().unwrap())];
+            if let Some(url) = hidden["content"][0]["attachment"]["url"].as_str() {
+                reads.push(url.to_string());
+            }
+            for read in reads {
+                let (status, body) = get(proxy, &read, mine).await;
+                assert_eq!(status, 404, "{ods} {read}");
+                assert_eq!(
+                    body["issue"][0]["details"]["coding"][0]["code"], "IM1-1401",
+                    "{ods} {read}: {body}"
+                );
+            }
         }
         // Another patient's record: searched by id, nothing; their items read by id, not found.
         let (status, bundle) = get(proxy, &format!("{resource_type}?patient={other_id}"), mine).await;
