@@ -177,6 +177,7 @@ where
         facts.resource_id = interaction.id.clone();
     });
     note_query(&interaction);
+    note_requested_patients(state, &interaction);
     let body = match read_body(state, &parts.method, &parts.headers, body).await {
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
@@ -184,7 +185,7 @@ where
     let result = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id).await;
     let response = match result {
         Ok(value) => {
-            audit::note(|facts| facts.patients = patients_in(&value));
+            audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
             match &interaction.binary_accept {
                 Some(accept) => binary_content(&value, accept),
                 // The SMART configuration is plain JSON (SMART App Launch), not a FHIR resource.
@@ -937,6 +938,63 @@ fn who(principal: &Principal) -> crate::audit::Who {
 
 /// The patients whose data a response holds: every Patient (with its NHS number) and every patient an item
 /// refers to through `subject` or `patient`, once each.
+/// The patients a request names (a Patient read or `$everything`, an item of a record read by id, `patient=` or
+/// `subject=`), filed on its AuditEvent whatever the outcome, so that refused and empty attempts are found by
+/// `patient=` too. Only ids this server made count: anything else names no patient.
+fn note_requested_patients(state: &AppState, interaction: &Interaction) {
+    let patient_id = |id: &str| -> Option<String> {
+        let id = id.trim().strip_prefix("Patient/").unwrap_or(id.trim());
+        state.ids.decode("Patient", id).ok().map(|_| id.to_string())
+    };
+    let mut named: Vec<String> = Vec::new();
+    if let (Some(resource_type), Some(id)) = (&interaction.resource_type, &interaction.id) {
+        match state.registry.compartment_of(resource_type) {
+            Some(Compartment::SelfPatient) => named.extend(patient_id(id)),
+            Some(Compartment::Patient) => {
+                // An item's id holds its patient's native key: the Patient's id is made from it.
+                if let Ok(item) = state.ids.decode(resource_type, id) {
+                    let patient = crate::ids::LogicalId {
+                        practice: item.practice,
+                        patient: String::new(),
+                        item: item.patient,
+                    };
+                    named.extend(state.ids.encode("Patient", &patient).ok());
+                }
+            }
+            _ => {}
+        }
+    }
+    for param in interaction
+        .params
+        .iter()
+        .filter(|p| matches!(p.name.as_str(), "patient" | "subject"))
+    {
+        named.extend(param.values.iter().filter_map(|v| patient_id(v)));
+    }
+    if named.is_empty() {
+        return;
+    }
+    let refs = named
+        .into_iter()
+        .map(|id| crate::audit::PatientRef {
+            reference: Some(format!("Patient/{id}")),
+            nhs_number: None,
+        })
+        .collect();
+    audit::note(|facts| merge_patients(&mut facts.patients, refs));
+}
+
+/// Adds patients to those already noted, once each (an NHS number learnt later fills in).
+fn merge_patients(noted: &mut Vec<crate::audit::PatientRef>, more: Vec<crate::audit::PatientRef>) {
+    for patient in more {
+        match noted.iter_mut().find(|p| p.reference == patient.reference) {
+            Some(existing) if existing.nhs_number.is_none() => existing.nhs_number = patient.nhs_number,
+            Some(_) => {}
+            None => noted.push(patient),
+        }
+    }
+}
+
 fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
     let mut out: Vec<crate::audit::PatientRef> = Vec::new();
     let mut add = |reference: Option<String>, nhs_number: Option<String>| {

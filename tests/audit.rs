@@ -389,3 +389,41 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    // Someone the patient below neither is nor acts for (9000000017 is their child).
+    let stranger = sims.world.read(|r| {
+        let mut numbers = r.patients.iter().map(|p| p.nhs_number.clone());
+        numbers.find(|n| n != "9000000009" && n != "9000000017").unwrap()
+    });
+    let other = common::search_matches(&proxy, &format!("Patient?identifier={stranger}"), &clinician).await;
+    let other = other[0]["id"].as_str().unwrap().to_string();
+    let item = common::search_matches(&proxy, &format!("Condition?patient={other}"), &clinician).await;
+    let item = item[0]["id"].as_str().unwrap().to_string();
+    // Another patient's record, tried by a patient token: not found, or nothing found.
+    let intruder = common::patient_token("9000000009", "Y90001");
+    for (path, status, id) in [
+        (format!("Patient/{other}"), 404, "try-patient"),
+        (format!("Patient/{other}/$everything"), 404, "try-everything"),
+        (format!("Condition/{item}"), 404, "try-item"),
+        (format!("Condition?patient=Patient/{other}"), 200, "try-search"),
+    ] {
+        let request = proxy.client.get(proxy.url(&path)).bearer_auth(&intruder);
+        let response = request.header("x-request-id", id).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+    }
+    let found: BTreeSet<String> = auditor_search(&proxy, &format!("patient={other}&_count=200"))
+        .await
+        .iter()
+        .filter_map(common::audited_request_id)
+        .collect();
+    for id in ["try-patient", "try-everything", "try-item", "try-search"] {
+        assert!(found.contains(id), "{id} not filed under the patient: {found:?}");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
