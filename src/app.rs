@@ -178,7 +178,7 @@ where
     });
     note_query(&interaction);
     note_requested_patients(state, &interaction);
-    let body = match read_body(state, &parts.method, &parts.headers, body).await {
+    let body = match read_body(state, &parts.method, &parts.headers, &interaction.kind, body).await {
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
     };
@@ -211,13 +211,21 @@ enum RequestBody {
     Resource(Value),
 }
 
-async fn read_body<B>(state: &AppState, method: &Method, headers: &HeaderMap, body: B) -> FhirResult<RequestBody>
+async fn read_body<B>(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    kind: &Kind,
+    body: B,
+) -> FhirResult<RequestBody>
 where
     B: http_body::Body + Send,
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+    // Writes are refused whatever they carry (405, in dispatch): their bodies are not read, let alone judged.
+    let write = matches!(kind, Kind::Create | Kind::Update | Kind::Patch);
+    if write || !matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
         return Ok(RequestBody::None);
     }
     // Bodies are read as sent: a compressed one would only fail later as "not valid JSON".

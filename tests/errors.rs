@@ -80,6 +80,7 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
 
 #[tokio::test]
 async fn malformed_requests_are_refused_with_outcomes() {
+    const TRANSLATE: &str = "ConceptMap/emis-sex/$translate";
     let proxy = proxy().await;
     let t = token(Role::Clinician, &["Y90001"]);
     let post = |path: &str, content_type: &str, body: Vec<u8>| {
@@ -91,10 +92,11 @@ async fn malformed_requests_are_refused_with_outcomes() {
             .body(body)
             .send()
     };
-    // Malformed JSON and XML, a nesting bomb, a resource of the wrong type.
+    // Bodies are judged where they are taken (an operation's Parameters): malformed JSON and XML, a nesting
+    // bomb, a resource that is not valid FHIR.
     outcome(
         post(
-            "Patient",
+            TRANSLATE,
             "application/fhir+json",
             b"{\"resourceType\": \"Patient\",".to_vec(),
         )
@@ -105,7 +107,7 @@ async fn malformed_requests_are_refused_with_outcomes() {
     .await;
     outcome(
         post(
-            "Patient",
+            TRANSLATE,
             "application/fhir+xml",
             b"<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"1\"/>".to_vec(),
         )
@@ -116,7 +118,7 @@ async fn malformed_requests_are_refused_with_outcomes() {
     .await;
     let bomb = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
     let body = outcome(
-        post("Patient", "application/fhir+json", bomb.into_bytes())
+        post(TRANSLATE, "application/fhir+json", bomb.into_bytes())
             .await
             .unwrap(),
         400,
@@ -125,7 +127,7 @@ async fn malformed_requests_are_refused_with_outcomes() {
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1111");
     outcome(
         post(
-            "Patient",
+            TRANSLATE,
             "application/fhir+json",
             br#"{"resourceType":"Patient","colour":"blue"}"#.to_vec(),
         )
@@ -135,10 +137,10 @@ async fn malformed_requests_are_refused_with_outcomes() {
     )
     .await;
     // Wrong content type, oversize body.
-    outcome(post("Patient", "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
+    outcome(post(TRANSLATE, "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
     let compressed = proxy
         .client
-        .post(proxy.url("Patient"))
+        .post(proxy.url(TRANSLATE))
         .bearer_auth(&t)
         .header("content-type", "application/fhir+json")
         .header("content-encoding", "gzip")
@@ -160,12 +162,30 @@ async fn malformed_requests_are_refused_with_outcomes() {
     )
     .await;
     outcome(
-        post("Patient", "application/fhir+json", vec![b' '; 2 * 1024 * 1024])
+        post(TRANSLATE, "application/fhir+json", vec![b' '; 2 * 1024 * 1024])
             .await
             .unwrap(),
         413,
     )
     .await;
+    // Writes are not served: 405 whatever the body, well-formed or not, and for every write method.
+    outcome(
+        post("Patient", "application/fhir+json", b"{not json".to_vec())
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
+    let update = proxy
+        .client
+        .put(proxy.url("Patient/abc"))
+        .bearer_auth(&t)
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Condition"}"#)
+        .send()
+        .await
+        .unwrap();
+    outcome(update, 405).await;
     // A well-formed Patient: creating one is not supported by the mappings yet: 405, not 404 or 500.
     outcome(
         post(

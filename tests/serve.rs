@@ -128,7 +128,7 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     // A body the FHIR model panics on is a 400, and the panic a JSON log line without what it said.
     let body = r#"{"resourceType":"Appointment","status":"booked","comment":"9000000009","participant":[]}"#;
     let response = client
-        .post(format!("{base}/fhir/Appointment"))
+        .post(format!("{base}/fhir/ConceptMap/$translate"))
         .bearer_auth(&token)
         .header("content-type", "application/fhir+json")
         .body(body)
