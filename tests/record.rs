@@ -36,6 +36,14 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
         assert_eq!(c["category"][0]["coding"][0]["code"], "problem-list-item");
         im1_fhir_model::check_strict(c).unwrap();
     }
+    // A reference's type modifier says the same as a typed value.
+    for typed in [
+        format!("subject:Patient={patient}"),
+        format!("patient:Patient={patient}"),
+    ] {
+        let same = get(&proxy, &format!("Condition?{typed}"), &t).await;
+        assert_eq!(entries(&same, "match"), conditions, "{typed}");
+    }
     // Each item reads back by its id, identical.
     let read = get(
         &proxy,

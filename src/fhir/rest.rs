@@ -432,11 +432,20 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                     // FHIR: a parameter with no value is ignored.
                     continue;
                 }
-                interaction.params.push(SearchParam {
-                    name,
-                    modifier,
-                    values: split_values(&value),
-                });
+                let mut values = split_values(&value);
+                // A reference's type modifier (`subject:Patient=x`) is the same as its typed value (`Patient/x`).
+                let modifier = match modifier {
+                    Some(target) if is_resource_type(&target) => {
+                        for value in &mut values {
+                            if !value.contains('/') {
+                                *value = format!("{target}/{value}");
+                            }
+                        }
+                        None
+                    }
+                    other => other,
+                };
+                interaction.params.push(SearchParam { name, modifier, values });
             }
         }
     }
