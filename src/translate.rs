@@ -135,6 +135,20 @@ pub async fn search(
             )
             .at(required.clone()));
         }
+        // The native call finds what the value names: "all but it" (`:not`) is nothing it can be asked.
+        if params
+            .iter()
+            .any(|(d, p)| &d.name == required && p.modifier.as_deref() == Some("not"))
+        {
+            return Err(FhirError::bad_request(
+                "IM1-1212",
+                format!(
+                    "searching {} at this practice takes a '{required}' to find, not one to leave out (:not)",
+                    mapping.resource
+                ),
+            )
+            .at(required.clone()));
+        }
         // The native call takes one value: a list (`a,b`, either of them) would be searched as its first.
         if params.iter().any(|(d, p)| &d.name == required && p.values.len() > 1) {
             return Err(FhirError::bad_request(

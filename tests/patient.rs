@@ -276,6 +276,9 @@ async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_p
         // A list of NHS numbers: the native search takes one, so a 400 rather than the first one's answer.
         let body = outcome(proxy.get("Patient?identifier=9000000017,9000000009", &t).await, 400).await;
         assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1212", "{ods}");
+        // Everyone but one NHS number is nothing a native search can be asked (it was silently nothing).
+        let body = outcome(proxy.get("Patient?identifier:not=9000000009", &t).await, 400).await;
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1212", "{ods}");
         // A valid one without a system is still found.
         let found = json(proxy.get("Patient?identifier=9000000009", &t).await).await;
         assert_eq!(found["total"], 1, "{ods}");
