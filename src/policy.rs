@@ -1,11 +1,22 @@
-//! Data minimisation: free text (notes, free-text results) and documents go only to the roles a practice's
-//! policy names (`free_text_roles`, by default the patient and clinicians). For others, notes are removed and
-//! the resource is labelled REDACTED; documents are withheld. A Bundle says so in a coded warning.
+//! Data minimisation: free text (notes, free-text results, what a patient wrote when booking) and documents go
+//! only to the roles a practice's policy names (`free_text_roles`, by default the patient and clinicians). For
+//! others, free text is removed and the resource is labelled REDACTED; documents are withheld. A Bundle says so
+//! in a coded warning.
 
 use crate::auth::Principal;
 use crate::backend::PracticeBackend;
 use crate::fhir::error::{warning, IssueType};
 use serde_json::{json, Value};
+
+/// Free-text elements, by resource type (`*`: every type): what a user outside `free_text_roles` does not get.
+/// An appointment's description and comments hold what a patient wrote when booking.
+const FREE_TEXT: &[(&str, &str)] = &[
+    ("*", "note"),
+    ("Observation", "valueString"),
+    ("Appointment", "description"),
+    ("Appointment", "comment"),
+    ("Appointment", "patientInstruction"),
+];
 
 /// Resource types that are documents: withheld whole (their content is the free text).
 const DOCUMENTS: &[&str] = &["DocumentReference", "Binary"];
@@ -43,9 +54,9 @@ pub fn minimise(
     let Some(object) = resource.as_object_mut() else {
         return Minimised::Kept(resource);
     };
-    let mut removed = object.shift_remove("note").is_some();
-    if resource_type == "Observation" {
-        removed |= object.shift_remove("valueString").is_some();
+    let mut removed = false;
+    for (_, element) in FREE_TEXT.iter().filter(|(t, _)| *t == "*" || *t == resource_type) {
+        removed |= object.shift_remove(*element).is_some();
     }
     if removed {
         let labels = object

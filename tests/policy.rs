@@ -111,6 +111,16 @@ async fn free_text_and_documents_are_withheld_from_roles_the_policy_does_not_nam
         .iter()
         .any(|a| a["meta"]["security"].to_string().contains("REDACTED")));
     assert!(codes(&entries(&minimised, "outcome")).contains(&"IM1-2202".to_string()));
+    // What a patient wrote when booking is free text too.
+    let (_, booked) = get(&proxy, &format!("Appointment?patient={patient}"), &clinician).await;
+    assert!(
+        entries(&booked, "match").iter().any(|a| a.get("description").is_some()),
+        "the appointments say why: {booked}"
+    );
+    let (_, booked) = get(&proxy, &format!("Appointment?patient={patient}"), &system).await;
+    for a in entries(&booked, "match") {
+        assert!(a.get("description").is_none() && a.get("comment").is_none(), "{a}");
+    }
 
     let (_, documents) = get(&proxy, &format!("DocumentReference?patient={patient}"), &clinician).await;
     let documents = entries(&documents, "match");
