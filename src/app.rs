@@ -514,20 +514,36 @@ async fn everything(
     if filter.wants("Patient") && filter.keeps(&patient) {
         matches.push(patient);
     }
-    let mut types: Vec<&str> = state
+    // Items the mappings read but do not search (a course's Medication) are reached through the references
+    // of those they do search, searched then even when not asked for themselves.
+    let record_types: Vec<&str> = state
         .registry
         .resource_types()
         .into_iter()
-        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient) && filter.wants(t))
+        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient))
+        .collect();
+    let searchable = |t: &str| state.registry.for_resource(t).any(|m| m.search.is_some());
+    let referenced: Vec<&str> = record_types
+        .iter()
+        .copied()
+        .filter(|t| !searchable(t) && filter.wants(t))
+        .collect();
+    let mut types: Vec<&str> = record_types
+        .iter()
+        .copied()
+        .filter(|t| searchable(t) && (filter.wants(t) || !referenced.is_empty()))
         .collect();
     types.sort_unstable();
+    let mut referrers = Vec::new();
     for resource_type in types {
         if check_scope(principal, resource_type, 's').is_err() {
-            warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::Forbidden,
-                "IM1-2103",
-                format!("{resource_type} is outside the token's scopes and was left out"),
-            ));
+            if filter.wants(resource_type) {
+                warnings.push(crate::fhir::error::warning(
+                    crate::fhir::IssueType::Forbidden,
+                    "IM1-2103",
+                    format!("{resource_type} is outside the token's scopes and was left out"),
+                ));
+            }
             continue;
         }
         for record in &records {
@@ -539,13 +555,41 @@ async fn everything(
             let found =
                 record_ops::search_record(state, principal, request_id, search, interaction.fresh, &mut warnings).await;
             match found {
-                Ok(found) => matches.extend(found.into_iter().filter(|r| filter.keeps(r))),
+                Ok(found) if filter.wants(resource_type) => {
+                    if !referenced.is_empty() {
+                        referrers.extend(found.iter().cloned());
+                    }
+                    matches.extend(found.into_iter().filter(|r| filter.keeps(r)))
+                }
+                Ok(found) => referrers.extend(found),
                 // A type this kind of user cannot have at this practice is said, not silently missing.
+                Err(e) if e.status == StatusCode::FORBIDDEN && !filter.wants(resource_type) => {}
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
                     "{resource_type} is not available to this user at practice {}",
                     record.practice
                 ))),
                 Err(e) => return Err(e),
+            }
+        }
+    }
+    for resource_type in referenced {
+        let prefix = format!("{resource_type}/");
+        let mut wanted: Vec<String> = Vec::new();
+        for resource in &referrers {
+            record_ops::each_reference(resource, &mut |reference| {
+                if let Some(id) = reference.strip_prefix(&prefix) {
+                    if !wanted.iter().any(|w| w == id) {
+                        wanted.push(id.to_string());
+                    }
+                }
+            });
+        }
+        for id in wanted {
+            // As for an include: an item withheld is simply absent; a type refused is said once.
+            match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
+                Ok(item) if filter.keeps(&item) => matches.push(item),
+                Ok(_) => {}
+                Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
             }
         }
     }

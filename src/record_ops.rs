@@ -141,20 +141,7 @@ pub async fn includes(
                 // may not read at all is said once.
                 match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
                     Ok(target) => out.push(target),
-                    // Refusals of the type (scopes, no mapping for this kind of user) or of the kind of item (a
-                    // practice's document policy) tell nothing about one item: they are said. Any other refusal
-                    // leaves the item absent.
-                    Err(e) if matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201") => {
-                        let said = warning(
-                            IssueType::Forbidden,
-                            "IM1-2103",
-                            format!("_include left out {target_type}: {}", e.message),
-                        );
-                        if !warnings.contains(&said) {
-                            warnings.push(said);
-                        }
-                    }
-                    Err(_) => {}
+                    Err(e) => say_type_refusal(&e, &format!("_include left out {target_type}"), warnings),
                 }
             }
         }
@@ -272,6 +259,33 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
         .filter_map(|v| v.get("reference").and_then(Value::as_str).map(String::from))
         .filter(|r| def.follows(r))
         .collect()
+}
+
+/// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
+/// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
+pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
+    if matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201") {
+        let said = warning(IssueType::Forbidden, "IM1-2103", format!("{what}: {}", e.message));
+        if !warnings.contains(&said) {
+            warnings.push(said);
+        }
+    }
+}
+
+/// Calls `found` with every `reference` a resource holds, at any depth.
+pub fn each_reference(value: &Value, found: &mut dyn FnMut(&str)) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map {
+                match (key.as_str(), item) {
+                    ("reference", Value::String(reference)) => found(reference),
+                    _ => each_reference(item, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| each_reference(item, found)),
+        _ => {}
+    }
 }
 
 fn type_and_id(resource: &Value) -> String {

@@ -174,6 +174,28 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         );
     }
     assert_eq!(everything["total"].as_u64().unwrap() as usize, all.len());
+    // The Medications the prescriptions name come too (read, not searched), alone when _type names them.
+    let named: std::collections::BTreeSet<String> = all
+        .iter()
+        .filter_map(|r| r["medicationReference"]["reference"].as_str().map(String::from))
+        .collect();
+    let medications = |list: &[&Value]| -> std::collections::BTreeSet<String> {
+        let medications = list.iter().filter(|r| r["resourceType"] == "Medication");
+        medications
+            .map(|r| format!("Medication/{}", r["id"].as_str().unwrap()))
+            .collect()
+    };
+    assert!(!named.is_empty());
+    assert_eq!(medications(&all), named);
+    let only = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=Medication&_count=200"),
+        &t,
+    )
+    .await;
+    let only = entries(&only, "match");
+    assert_eq!(medications(&only), named);
+    assert_eq!(only.len(), named.len());
 
     // _type narrows to the types named (the Patient only if named); _since to what was updated since.
     let narrowed = get(

@@ -132,7 +132,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             entry["operation"] = json!([{
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                "documentation": "The Patient and every item of its record the token's scopes allow, as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for).",
+                "documentation": "The Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for).",
             }]);
         }
         resources.push(entry);
