@@ -239,6 +239,10 @@ fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
                     p = window.param
                 ));
             }
+            // What this surface's API leaves out, as its searches' warnings say.
+            if let Some(less) = &step.less {
+                notes.push(format!("gives less: {less}"));
+            }
             if notes.is_empty() {
                 who.to_string()
             } else {
@@ -256,7 +260,6 @@ fn supplier_name<'a>(practices: &'a [PracticeInfo], key: &str) -> &'a str {
         .map_or("?", |p| p.supplier_name.as_str())
 }
 
-/// `/.well-known/smart-configuration`: what the proxy enforces.
 /// What `.well-known/smart-configuration` says of the token issuer: the first configured one.
 #[derive(Debug, Clone, Default)]
 pub struct SmartIssuer {
@@ -278,6 +281,7 @@ impl SmartIssuer {
     }
 }
 
+/// `/.well-known/smart-configuration`: what the proxy enforces.
 pub fn smart_configuration(smart: &SmartIssuer) -> Value {
     let mut config = json!({
         "issuer": smart.issuer,
@@ -347,5 +351,29 @@ mod tests {
             documentation.contains("clinicians and systems (needs one 'identifier', a valid NHS number)"),
             "{documentation}"
         );
+    }
+
+    #[test]
+    fn what_a_supplier_gives_less_of_is_stated_for_it() {
+        let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("{p:?}"));
+        let practices =
+            [("Y90001", "emis", "EMIS Web"), ("Y90003", "medicus", "Medicus")].map(|(ods, key, name)| PracticeInfo {
+                ods: ods.into(),
+                supplier_key: key.into(),
+                supplier_name: name.into(),
+            });
+        let statement = capability_statement(&registry, &practices, "http://x/fhir", "2026-01-01");
+        let documentation = |resource: &str| {
+            let resources = statement["rest"][0]["resource"].as_array().unwrap();
+            let entry = resources.iter().find(|r| r["type"] == resource).unwrap();
+            entry["documentation"].as_str().unwrap().to_string()
+        };
+        for resource in ["Patient", "RelatedPerson"] {
+            let text = documentation(resource);
+            let medicus = text.split(" | ").find(|n| n.starts_with("Medicus")).unwrap();
+            let emis = text.split(" | ").find(|n| n.starts_with("EMIS Web")).unwrap();
+            assert!(medicus.contains("gives less: "), "{text}");
+            assert!(!emis.contains("gives less"), "{text}");
+        }
     }
 }
