@@ -26,6 +26,12 @@ const COMMON_SEARCH: &[(&str, &str, &str)] = &[
         "string",
         "Only these top-level elements (the result is marked SUBSETTED).",
     ),
+    (
+        "_sort",
+        "string",
+        "By any of the type's search parameters, - for descending. Without it: by the type's first date parameter \
+         (newest first; sessions and slots earliest first), then by content, the same at every supplier.",
+    ),
 ];
 
 pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], base: &str, date: &str) -> Value {
@@ -368,6 +374,13 @@ mod tests {
             let entry = resources.iter().find(|r| r["type"] == resource).unwrap();
             entry["documentation"].as_str().unwrap().to_string()
         };
+        let observation = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Observation");
+        let params = observation.unwrap()["searchParam"].as_array().unwrap();
+        assert!(params.iter().any(|p| p["name"] == "_sort"), "_sort is advertised");
         for resource in ["Patient", "RelatedPerson"] {
             let text = documentation(resource);
             let medicus = text.split(" | ").find(|n| n.starts_with("Medicus")).unwrap();
