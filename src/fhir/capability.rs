@@ -146,7 +146,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
     resources.push(json!({
         "type": "AuditEvent",
         "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
-        "documentation": "One AuditEvent (IHE Basic Audit Log Patterns) per interaction, whatever its outcome, committed before the response. Auditors only (user/AuditEvent.rs), newest first.",
+        "documentation": "One AuditEvent (IHE Basic Audit Log Patterns) per interaction, whatever its outcome, committed before the response. Auditors only (user/AuditEvent.rs): the events of the practices in their token and those of no practice, newest first.",
         "interaction": [{ "code": "search-type" }],
         "searchParam": [
             { "name": "date", "type": "date", "documentation": "When recorded; prefixes ge, gt, le, lt, eq." },
