@@ -334,6 +334,7 @@ async fn dispatch(
         if interaction.kind == Kind::Search {
             rest::add_form_params(interaction, form)?;
             note_query(interaction);
+            note_requested_patients(state, interaction);
         } else {
             return Err(FhirError::unsupported_media(
                 "IM1-1104",
@@ -552,8 +553,11 @@ async fn everything(
                 record,
                 narrow: None,
             };
-            let found =
-                record_ops::search_record(state, principal, request_id, search, interaction.fresh, &mut warnings).await;
+            // A type searched only for what it points at says nothing and fails nothing of the answer.
+            let wanted = filter.wants(resource_type);
+            let mut quiet = Vec::new();
+            let said = if wanted { &mut warnings } else { &mut quiet };
+            let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said).await;
             match found {
                 Ok(found) if filter.wants(resource_type) => {
                     if !referenced.is_empty() {
@@ -562,6 +566,7 @@ async fn everything(
                     matches.extend(found.into_iter().filter(|r| filter.keeps(r)))
                 }
                 Ok(found) => referrers.extend(found),
+                Err(_) if !wanted => {}
                 // A type this kind of user cannot have at this practice is said, not silently missing.
                 Err(e) if e.status == StatusCode::FORBIDDEN && !filter.wants(resource_type) => {}
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
@@ -994,9 +999,19 @@ fn who(principal: &Principal) -> crate::audit::Who {
 /// `subject=`), filed on its AuditEvent whatever the outcome, so that refused and empty attempts are found by
 /// `patient=` too. Only ids this server made count: anything else names no patient.
 fn note_requested_patients(state: &AppState, interaction: &Interaction) {
+    // The auditor's own `AuditEvent?patient=` is a look at the trail, not at the patient.
+    if interaction.resource_type.as_deref() == Some("AuditEvent") {
+        return;
+    }
+    // As this server writes the id (one spelling per patient), and the patient's practice noted: its auditors
+    // see the attempt, wherever the user came from.
+    let canonical = |patient: crate::ids::LogicalId| -> Option<String> {
+        note_practice_reached(&patient.practice);
+        state.ids.encode("Patient", &patient).ok()
+    };
     let patient_id = |id: &str| -> Option<String> {
         let id = id.trim().strip_prefix("Patient/").unwrap_or(id.trim());
-        state.ids.decode("Patient", id).ok().map(|_| id.to_string())
+        state.ids.decode("Patient", id).ok().and_then(canonical)
     };
     let mut named: Vec<String> = Vec::new();
     if let (Some(resource_type), Some(id)) = (&interaction.resource_type, &interaction.id) {
@@ -1010,7 +1025,7 @@ fn note_requested_patients(state: &AppState, interaction: &Interaction) {
                         patient: String::new(),
                         item: item.patient,
                     };
-                    named.extend(state.ids.encode("Patient", &patient).ok());
+                    named.extend(canonical(patient));
                 }
             }
             _ => {}
@@ -1132,6 +1147,16 @@ fn sort_keys<'s>(
     Ok(keys)
 }
 
+/// A practice whose data the interaction reached (natively or through the cache) or named: its auditors see
+/// the AuditEvent.
+pub fn note_practice_reached(ods: &str) {
+    audit::note(|facts| {
+        if !facts.practices.iter().any(|p| p == ods) {
+            facts.practices.push(ods.to_string());
+        }
+    });
+}
+
 /// Native calls go to the metrics and to the interaction's AuditEvent.
 pub fn record_native_calls(
     state: &AppState,
@@ -1139,10 +1164,8 @@ pub fn record_native_calls(
     calls: &[crate::backend::client::CallRecord],
 ) {
     let supplier = practice.supplier.key();
+    note_practice_reached(&practice.ods);
     audit::note(|facts| {
-        if !facts.practices.contains(&practice.ods) {
-            facts.practices.push(practice.ods.clone());
-        }
         facts
             .native_calls
             .extend(calls.iter().map(|call| crate::audit::NativeCallFact {

@@ -13,7 +13,7 @@
 //! cached. `Cache-Control: no-cache` (or `no-store`) on a request skips the lookup and refreshes the entry. Each
 //! hit is noted on the interaction's AuditEvent (`cache: hit`).
 
-use crate::app::{record_native_calls, AppState};
+use crate::app::{note_practice_reached, record_native_calls, AppState};
 use crate::auth::{Principal, Role};
 use crate::backend::PracticeBackend;
 use crate::fhir::rest::SearchParam;
@@ -199,6 +199,8 @@ pub async fn read(
     fresh: bool,
 ) -> FhirResult<Value> {
     let key = Key::read(ctx.principal, &mapping.resource, id);
+    // Reached whether the answer comes from the cache or the practice: its auditors see the access.
+    note_practice_reached(&practice.ods);
     let (entry, lookup) = state
         .cache
         .get_or_load(key, fresh, async {
@@ -232,6 +234,7 @@ pub async fn search(
     out: &mut Produced,
 ) -> FhirResult<()> {
     let key = Key::search(&practice.ods, ctx.principal, &mapping.resource, record, params);
+    note_practice_reached(&practice.ods);
     let (entry, lookup) = state
         .cache
         .get_or_load(key, fresh, async {

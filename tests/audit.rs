@@ -15,6 +15,12 @@ fn options() -> SimOptions {
     common::fixed_options(1, 6)
 }
 
+/// A GET as a token, with the request id the audit trail will show.
+async fn get_as(proxy: &Proxy, path: &str, token: &str, request_id: &str) -> reqwest::Response {
+    let request = proxy.client.get(proxy.url(path)).bearer_auth(token);
+    request.header("x-request-id", request_id).send().await.unwrap()
+}
+
 async fn auditor_search(proxy: &Proxy, query: &str) -> Vec<Value> {
     let t = token(Role::Auditor, &["Y90001"]);
     common::search_matches(proxy, &format!("AuditEvent?{query}"), &t).await
@@ -361,8 +367,7 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
     for (ods, id) in [("Y90001", "at-emis"), ("Y90002", "at-tpp")] {
         let clinician = token(Role::Clinician, &[ods]);
-        let request = proxy.client.get(proxy.url(search)).bearer_auth(&clinician);
-        let response = request.header("x-request-id", id).send().await.unwrap();
+        let response = get_as(&proxy, search, &clinician, id).await;
         assert_eq!(response.status(), 200);
     }
     let seen_by = |ods: &'static str| {
@@ -376,10 +381,38 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
                 .collect::<BTreeSet<String>>()
         }
     };
+    // A user of both practices reads a TPP patient twice, the second time from the cache: TPP's access alone.
+    let both = token(Role::System, &["Y90001", "Y90002"]);
+    let tpp_only = token(Role::Clinician, &["Y90002"]);
+    let patient = common::search_matches(&proxy, search, &tpp_only).await;
+    let patient = patient[0]["id"].as_str().unwrap().to_string();
+    for id in ["read-1", "read-2"] {
+        let response = get_as(&proxy, &format!("Patient/{patient}"), &both, id).await;
+        assert_eq!(response.status(), 200);
+    }
+    // Practice data too (no patient to file it by): a TPP practitioner read twice, the second from the cache.
+    let practitioners = common::search_matches(&proxy, "Practitioner", &tpp_only).await;
+    let practitioner = practitioners[0]["id"].as_str().unwrap().to_string();
+    for id in ["staff-1", "staff-2"] {
+        let response = get_as(&proxy, &format!("Practitioner/{practitioner}"), &both, id).await;
+        assert_eq!(response.status(), 200);
+    }
+    // An EMIS user trying that TPP patient: an attempt both practices' auditors see.
+    let emis_only = token(Role::Clinician, &["Y90001"]);
+    let response = get_as(&proxy, &format!("Patient/{patient}"), &emis_only, "cross-try").await;
+    assert_eq!(response.status(), 404);
     let emis = seen_by("Y90001").await;
     assert!(emis.contains("at-emis") && !emis.contains("at-tpp"), "{emis:?}");
+    assert!(!emis.contains("read-1") && !emis.contains("read-2"), "{emis:?}");
+    assert!(!emis.contains("staff-1") && !emis.contains("staff-2"), "{emis:?}");
+    assert!(emis.contains("cross-try"), "{emis:?}");
     let tpp = seen_by("Y90002").await;
     assert!(tpp.contains("at-tpp") && !tpp.contains("at-emis"), "{tpp:?}");
+    assert!(
+        tpp.contains("read-1") && tpp.contains("read-2") && tpp.contains("cross-try"),
+        "{tpp:?}"
+    );
+    assert!(tpp.contains("staff-1") && tpp.contains("staff-2"), "{tpp:?}");
 
     // An auditor's token with wide scopes still reads no part of a record.
     let wide = common::scoped(Role::Auditor, "Y90001", "user/*.rs");
@@ -412,8 +445,7 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
         (format!("Condition/{item}"), 404, "try-item"),
         (format!("Condition?patient=Patient/{other}"), 200, "try-search"),
     ] {
-        let request = proxy.client.get(proxy.url(&path)).bearer_auth(&intruder);
-        let response = request.header("x-request-id", id).send().await.unwrap();
+        let response = get_as(&proxy, &path, &intruder, id).await;
         assert_eq!(response.status().as_u16(), status, "{path}");
     }
     let found: BTreeSet<String> = auditor_search(&proxy, &format!("patient={other}&_count=200"))

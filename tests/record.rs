@@ -44,6 +44,10 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
         let same = get(&proxy, &format!("Condition?{typed}"), &t).await;
         assert_eq!(entries(&same, "match"), conditions, "{typed}");
     }
+    let mismatched = proxy
+        .get(&format!("Condition?subject:Patient=Group/{patient}"), &t)
+        .await;
+    assert_eq!(mismatched.status(), 400);
     // Each item reads back by its id, identical.
     let read = get(
         &proxy,

@@ -87,8 +87,50 @@ pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Conne
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(open)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open)?;
     conn.execute_batch(SCHEMA).map_err(open)?;
+    if version == 1 {
+        file_by_practice(&conn).map_err(open)?;
+    }
     Ok(conn)
+}
+
+/// Version 1 stored no practices apart: its events are filed under those their own JSON names (`practice`
+/// details), once, so that an auditor's filter holds for them too.
+fn file_by_practice(conn: &Connection) -> Result<(), rusqlite::Error> {
+    fn practices(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("practice") {
+                    if let Some(ods) = map.get("valueString").and_then(|v| v.as_str()) {
+                        out.push(ods.to_string());
+                    }
+                }
+                map.values().for_each(|v| practices(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| practices(v, out)),
+            _ => {}
+        }
+    }
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut events = tx.prepare("SELECT id, json FROM audit_event")?;
+        let mut file = tx.prepare("INSERT OR IGNORE INTO audit_practice (practice, event_id) VALUES (?1, ?2)")?;
+        let rows = events.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, json) = row?;
+            let mut found = Vec::new();
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&json) {
+                practices(&event, &mut found);
+            }
+            for ods in found {
+                file.execute(rusqlite::params![ods, id])?;
+            }
+        }
+    }
+    tx.commit()
 }
 
 /// A second connection to the same database: for searches (read-only) or for checkpoints.

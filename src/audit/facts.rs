@@ -118,9 +118,10 @@ impl AuditFacts {
         })
     }
 
-    /// The practices an event belongs to, for auditors of those practices: the ones the request reached, or,
-    /// when it reached none (a refusal), those its user acts for. None at all (metadata, a 401 without a
-    /// token): any auditor's.
+    /// The practices an event belongs to, for auditors of those practices: the ones the request reached or
+    /// named, and, when it was refused or reached none, also those its user acts for (an attempt concerns the
+    /// user's own organisations too; a refusal holds no other practice's data). None at all (metadata, a 401
+    /// without a token): any auditor's.
     pub fn audit_practices(&self) -> Vec<String> {
         let mut practices: Vec<String> = Vec::new();
         let reached = self
@@ -132,9 +133,13 @@ impl AuditFacts {
                 practices.push(ods.clone());
             }
         }
-        if practices.is_empty() {
+        if practices.is_empty() || self.status >= 400 {
             if let Some(who) = &self.who {
-                practices.extend(who.organisations.iter().cloned());
+                for ods in &who.organisations {
+                    if !practices.contains(ods) {
+                        practices.push(ods.clone());
+                    }
+                }
             }
         }
         practices

@@ -356,3 +356,28 @@ async fn an_auditor_sees_the_events_of_their_practices_and_of_none() {
     assert_eq!(store.search(&AuditQuery::default()).unwrap().len(), 4);
     store.close().await;
 }
+
+#[tokio::test]
+async fn events_stored_before_practices_were_filed_are_filed_on_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Reached practice A12345 (its native call), as patient_read() says.
+    let id = store.record(patient_read()).await.unwrap();
+    store.close().await;
+    // As version 1 left it: no practices apart.
+    let conn = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    conn.execute_batch("DELETE FROM audit_practice; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let store = open(&dir);
+    let seen = |ods: &str| {
+        let query = AuditQuery {
+            practices: Some(vec![ods.to_string()]),
+            ..AuditQuery::default()
+        };
+        store.search(&query).unwrap().len()
+    };
+    assert_eq!(seen("Y90001"), 0, "another practice's auditor");
+    assert_eq!(seen("A12345"), 1, "{id}");
+    store.close().await;
+}

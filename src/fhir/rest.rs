@@ -439,6 +439,9 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                         for value in &mut values {
                             if !value.contains('/') {
                                 *value = format!("{target}/{value}");
+                            } else if !value.starts_with(&format!("{target}/")) {
+                                let shown: String = value.chars().take(40).collect();
+                                return Err(bad(format!("':{target}' asks for {target} references, not '{shown}'")));
                             }
                         }
                         None

@@ -86,9 +86,12 @@ fn compare(def: &ParamDef, a: &Value, b: &Value, descending: bool) -> Ordering {
         (Some(_), None) => Ordering::Less,
         (Some(a), Some(b)) => {
             let ordering = if def.kind == ParamType::Date {
+                // A value that is no date sorts as missing (last), so the order stays total.
                 match (dates::range(&a), dates::range(&b)) {
                     (Some(ra), Some(rb)) => ra.0.cmp(&rb.0),
-                    _ => a.cmp(&b),
+                    (Some(_), None) => return Ordering::Less,
+                    (None, Some(_)) => return Ordering::Greater,
+                    (None, None) => Ordering::Equal,
                 }
             } else {
                 a.to_lowercase().cmp(&b.to_lowercase())

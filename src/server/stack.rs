@@ -106,7 +106,9 @@ where
 fn route_of(path: &str) -> String {
     let kept = |segment: &str| {
         crate::fhir::resource_types::is_resource_type(segment)
-            || segment.starts_with('$')
+            || segment
+                .strip_prefix('$')
+                .is_some_and(|op| !op.is_empty() && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
             || matches!(
                 segment,
                 "fhir"
@@ -194,6 +196,7 @@ mod tests {
             "/fhir/Patient/{id}/$everything"
         );
         assert_eq!(route_of("/fhir/9000000009"), "/fhir/{id}");
+        assert_eq!(route_of("/fhir/$9000000009"), "/fhir/{id}");
         assert_eq!(route_of("/fhir/Observation/_search"), "/fhir/Observation/_search");
         assert_eq!(
             route_of("/fhir/.well-known/smart-configuration"),
