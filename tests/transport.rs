@@ -152,18 +152,22 @@ async fn a_client_that_never_finishes_its_headers_is_let_go() {
         ..common::test_server()
     };
     let proxy = Proxy::start_with(Vec::new(), Default::default(), NativeConfig::default(), server).await;
-    // Half a request, then silence: the connection is closed rather than held open.
+    // Half a request, nothing at all, half the HTTP/2 preface: each connection is closed, not held open.
     let addr = proxy.running.as_ref().unwrap().addr;
-    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: localhost\r\nAccept: appl")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "still open after {:?}", started.elapsed());
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    for sent in [
+        &b"GET /fhir/metadata HTTP/1.1\r\nHost: localhost\r\nAccept: appl"[..],
+        &b""[..],
+        &b"PRI * HTTP/2.0\r\n"[..],
+    ] {
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(sent).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{sent:?}: still open after {:?}", started.elapsed());
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
     // A whole request is served as ever.
     assert_eq!(
         proxy.client.get(proxy.url("metadata")).send().await.unwrap().status(),

@@ -42,6 +42,32 @@ pub fn tls_acceptor_from(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What a client speaking HTTP/2 without TLS (prior knowledge) sends first.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection speaks HTTP/2 (its first bytes are the preface) or HTTP/1; `None` when it sends
+/// too little to tell within the deadline, or closes. The bytes are peeked, not read: hyper reads them again.
+async fn speaks_http2(stream: &tokio::net::TcpStream, deadline: Duration) -> Option<bool> {
+    let sniff = async {
+        let mut first = [0u8; HTTP2_PREFACE.len()];
+        loop {
+            let seen = stream.peek(&mut first).await.ok()?;
+            if seen == 0 {
+                return None;
+            }
+            if !HTTP2_PREFACE.starts_with(&first[..seen]) {
+                return Some(false);
+            }
+            if seen == HTTP2_PREFACE.len() {
+                return Some(true);
+            }
+            // Part of the preface so far: peek returns at once until more arrives, so wait a little.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(deadline, sniff).await.ok().flatten()
+}
+
 /// Serves until `shutdown` resolves, then drains. A connection that has not sent a request's headers within
 /// `header_timeout` (a slow or silent client, or an idle keep-alive) is closed; the request itself then runs
 /// under the stack's own deadline.
@@ -64,7 +90,16 @@ pub async fn serve<S, F>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 has no header deadline in hyper: pings find a peer that has gone.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    // The protocol is chosen here, within the header deadline (ALPN under TLS, the HTTP/2 preface without):
+    // hyper's own detection waits for the first bytes with no deadline at all.
+    let http1 = builder.clone().http1_only();
+    let http2 = builder.http2_only();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -80,13 +115,18 @@ pub async fn serve<S, F>(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(tower::util::MapResponse::new(service.clone(), Into::into));
-        let builder = builder.clone();
+        let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
+                        let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            &http2
+                        } else {
+                            &http1
+                        };
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
                             .await
@@ -96,11 +136,18 @@ pub async fn serve<S, F>(
                         return;
                     }
                 },
-                None => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
-                        .await
-                }
+                None => match speaks_http2(&stream, header_timeout).await {
+                    Some(h2) => {
+                        let builder = if h2 { &http2 } else { &http1 };
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
+                            .await
+                    }
+                    None => {
+                        tracing::debug!(%peer, "closed: no request within the header deadline");
+                        return;
+                    }
+                },
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
