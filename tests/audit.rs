@@ -186,42 +186,31 @@ async fn a_failing_audit_store_fails_closed() {
 async fn no_completed_request_loses_its_event_when_the_process_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // The demo listens on a port the OS chooses and says which on its first line (a port chosen here first
+    // could be taken by another test's server before the demo binds it).
+    let client = common::test_client();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_im1-fhir"))
-        .args([
-            "demo",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--patients",
-            "6",
-            "--no-throttle",
-        ])
+        .args(["demo", "--addr", "127.0.0.1:0", "--patients", "6", "--no-throttle"])
         .arg("--audit-db")
         .arg(&db)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let client = common::test_client();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..300 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the demo did not start");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the demo did not start")
+        .unwrap()
+        .unwrap_or_default();
+    // The rest is read too: a closed pipe would fail the demo's next line.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = line
+        .rsplit_once(" at ")
+        .map(|(_, url)| url.trim_end_matches("/fhir").to_string())
+        .unwrap_or_else(|| panic!("the demo's first line: {line}"));
 
     // Eight clients hammer the proxy; the process is killed while they run.
     let t = token(Role::Clinician, &["Y90001"]);

@@ -81,7 +81,7 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
         .unwrap_or(true)
     {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "serve did not become ready"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -148,7 +148,7 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
             break exit;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "serve did not stop on SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
