@@ -135,26 +135,20 @@ pub async fn search(
             )
             .at(required.clone()));
         }
-        // The native call finds what the value names: "all but it" (`:not`) is nothing it can be asked.
-        if params
-            .iter()
-            .any(|(d, p)| &d.name == required && p.modifier.as_deref() == Some("not"))
-        {
+        // The native call takes one value and finds what it names: a list (`a,b`) would be searched as its
+        // first, and "all but it" (`:not`) is nothing it can be asked.
+        let unsearchable = params.iter().filter(|(d, _)| &d.name == required).find_map(|(_, p)| {
+            if p.modifier.as_deref() == Some("not") {
+                Some("a value to find, not one to leave out (:not)")
+            } else {
+                (p.values.len() > 1).then_some("one value, not a list")
+            }
+        });
+        if let Some(why) = unsearchable {
             return Err(FhirError::bad_request(
                 "IM1-1212",
                 format!(
-                    "searching {} at this practice takes a '{required}' to find, not one to leave out (:not)",
-                    mapping.resource
-                ),
-            )
-            .at(required.clone()));
-        }
-        // The native call takes one value: a list (`a,b`, either of them) would be searched as its first.
-        if params.iter().any(|(d, p)| &d.name == required && p.values.len() > 1) {
-            return Err(FhirError::bad_request(
-                "IM1-1212",
-                format!(
-                    "searching {} at this practice takes one '{required}' value, not a list",
+                    "searching {} at this practice takes for '{required}' {why}",
                     mapping.resource
                 ),
             )
