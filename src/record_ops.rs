@@ -6,7 +6,7 @@
 use crate::app::{read_one, AppState};
 use crate::auth::Principal;
 use crate::fhir::error::{warning, IssueType};
-use crate::fhir::rest::{Handling, Interaction};
+use crate::fhir::rest::{Handling, Include, Interaction};
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::file::ParamType;
@@ -119,32 +119,47 @@ pub async fn includes(
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let mut seen: BTreeSet<String> = page.iter().map(type_and_id).collect();
     let mut out = Vec::new();
+    // The includes to follow, each with its parameter; an `:iterate` one follows the references of any type
+    // it names, in the matches and then in what the includes brought, round after round.
+    let mut follow = Vec::new();
     for include in &interaction.include {
         let Some(def) = reference_param(state, &include.source, &include.param) else {
             warnings.push(unsupported("_include", &include.source, &include.param));
             continue;
         };
-        // R4: an include names the type searched (a second round, `:iterate`, is not followed here).
-        if include.source != resource_type {
+        // R4: an include without `:iterate` names the type searched.
+        if !include.iterate && include.source != resource_type {
             warnings.push(mismatched("_include", &include.source, &include.param, resource_type));
             continue;
         }
-        for resource in page {
-            for reference in references(resource, def) {
-                let Some((target_type, id)) = reference.split_once('/') else {
-                    continue;
-                };
-                if include.target.as_deref().is_some_and(|t| t != target_type) || !seen.insert(reference.clone()) {
-                    continue;
-                }
-                // An item not found or withheld is simply absent (its existence is not told); a type this user
-                // may not read at all is said once.
-                match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
-                    Ok(target) => out.push(target),
-                    Err(e) => say_type_refusal(&e, &format!("_include left out {target_type}"), warnings),
-                }
+        follow.push((include, def));
+    }
+    let mut round: Vec<String> = include_targets(page, &follow, true, &mut seen);
+    for depth in 0.. {
+        if round.is_empty() {
+            break;
+        }
+        if depth == MAX_INCLUDE_ROUNDS {
+            warnings.push(warning(
+                IssueType::TooCostly,
+                "IM1-1216",
+                format!("_include:iterate was followed {MAX_INCLUDE_ROUNDS} references deep and no further"),
+            ));
+            break;
+        }
+        let first_new = out.len();
+        for reference in round {
+            let Some((target_type, id)) = reference.split_once('/') else {
+                continue;
+            };
+            // An item not found or withheld is simply absent (its existence is not told); a type this user
+            // may not read at all is said once.
+            match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
+                Ok(target) => out.push(target),
+                Err(e) => say_type_refusal(&e, &format!("_include left out {target_type}"), warnings),
             }
         }
+        round = include_targets(&out[first_new..], &follow, false, &mut seen);
     }
     for include in &interaction.revinclude {
         let Some(def) = reference_param(state, &include.source, &include.param) else {
@@ -162,6 +177,17 @@ pub async fn includes(
                 resource_type,
             ));
             continue;
+        }
+        // Reverse includes are found for the matches, not for what the includes brought.
+        if include.iterate {
+            warnings.push(warning(
+                IssueType::Informational,
+                "IM1-1206",
+                format!(
+                    "_revinclude:iterate={}:{} was followed from the matches only",
+                    include.source, include.param
+                ),
+            ));
         }
         // A patient's record items are searched one record at a time: from a page of practice data (no record
         // on it) they cannot be, and that is said rather than answered with nothing.
@@ -212,6 +238,35 @@ pub async fn includes(
         }
     }
     Ok(out)
+}
+
+/// How many rounds of `_include:iterate` are followed (an Appointment's slot, its schedule, its actor).
+const MAX_INCLUDE_ROUNDS: usize = 4;
+
+/// The references to read next: those the includes follow from `resources` (every include from the matches,
+/// only `:iterate` ones from included resources), of the type each names, not seen before.
+fn include_targets(
+    resources: &[Value],
+    follow: &[(&Include, &crate::mapping::file::ParamDef)],
+    matches: bool,
+    seen: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (include, def) in follow.iter().filter(|(include, _)| matches || include.iterate) {
+        let sources = resources
+            .iter()
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(include.source.as_str()));
+        for resource in sources {
+            for reference in references(resource, def) {
+                let target_type = reference.split_once('/').map_or("", |(t, _)| t);
+                if include.target.as_deref().is_some_and(|t| t != target_type) || !seen.insert(reference.clone()) {
+                    continue;
+                }
+                out.push(reference);
+            }
+        }
+    }
+    out
 }
 
 /// The records a page of matches belongs to: a Patient is its own record; items carry theirs in their id;

@@ -213,6 +213,15 @@ async fn searches_reads_and_includes() {
         let actor = included[0]["actor"][0]["reference"].as_str().unwrap().to_string();
         let by_actor = entries(&bundle(&proxy, &t, &format!("Schedule?actor={actor}")).await, "match");
         assert!(!by_actor.is_empty() && by_actor.iter().all(|s| s["actor"][0]["reference"] == actor.as_str()));
+        // A reverse include is followed from the matches; `:iterate` on it is said to go no further.
+        let rev = bundle(
+            &proxy,
+            &t,
+            &format!("Schedule?actor={actor}&_revinclude:iterate=Slot:schedule"),
+        )
+        .await;
+        assert!(!entries(&rev, "include").is_empty(), "{ods}: {rev}");
+        assert!(warning_codes(&rev).contains(&"IM1-1206".to_string()), "{ods}: {rev}");
 
         let patient = entries(
             &bundle(
@@ -263,6 +272,29 @@ async fn searches_reads_and_includes() {
                 .all(|r| r["resourceType"] == "Practitioner"),
             "{ods}: {with}"
         );
+        // `:iterate` follows what the includes brought: the booked slots, their schedules, the schedules'
+        // actors; without it, an include of another type is said to be ignored.
+        let booked_query =
+            format!("Appointment?patient={pid}&status=booked&date=ge2026-03-02&_include=Appointment:slot");
+        let chain = bundle(
+            &proxy,
+            &t,
+            &format!("{booked_query}&_include:iterate=Slot:schedule&_include:iterate=Schedule:actor"),
+        )
+        .await;
+        let included: HashMap<String, Value> = entries(&chain, "include").into_iter().map(|r| (key(&r), r)).collect();
+        assert!(warning_codes(&chain).is_empty(), "{ods}: {chain}");
+        for appointment in entries(&chain, "match") {
+            let slot = &included[appointment["slot"][0]["reference"].as_str().unwrap()];
+            let schedule = &included[slot["schedule"]["reference"].as_str().unwrap()];
+            let actor = schedule["actor"][0]["reference"].as_str().unwrap();
+            assert!(included.contains_key(actor), "{ods}: {actor} of {}", key(schedule));
+        }
+        let types: BTreeSet<&str> = included.values().map(|r| r["resourceType"].as_str().unwrap()).collect();
+        assert!(types.contains("Slot") && types.contains("Schedule"), "{ods}: {types:?}");
+        let plain = bundle(&proxy, &t, &format!("{booked_query}&_include=Slot:schedule")).await;
+        assert_eq!(warning_codes(&plain), ["IM1-1206"], "{ods}");
+        assert!(entries(&plain, "include").iter().all(|r| r["resourceType"] == "Slot"));
         // _id:not is every other item, not a read.
         let first = key(&booked[0]);
         let first_id = first.rsplit('/').next().unwrap();

@@ -29,6 +29,8 @@ pub enum IssueType {
     Transient,
     Processing,
     Incomplete,
+    /// More work than the server will do for one request.
+    TooCostly,
     Informational,
     /// Information withheld by policy (data minimisation).
     Suppressed,
@@ -56,6 +58,7 @@ impl IssueType {
             IssueType::Transient => "transient",
             IssueType::Processing => "processing",
             IssueType::Incomplete => "incomplete",
+            IssueType::TooCostly => "too-costly",
             IssueType::Informational => "informational",
             IssueType::Suppressed => "suppressed",
         }
