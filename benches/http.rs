@@ -143,6 +143,7 @@ async fn start_proxy(sims: &Simulators, cache_ttl: Duration) -> runtime::Running
             linkage: sims.linkage(),
             public_base_url: None,
             max_body_bytes: 1 << 20,
+            body_timeout_ms: 10_000,
             audit: Some(
                 im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(std::env::temp_dir().join(
                     format!("im1-fhir-bench-audit-{}-{}.db", std::process::id(), cache_ttl.as_secs()),

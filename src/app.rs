@@ -40,6 +40,7 @@ pub struct AppState {
     pub smart: capability::SmartIssuer,
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
     pub metrics: Metrics,
     pub started: String,
     pub ready: AtomicBool,
@@ -243,9 +244,20 @@ where
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         return Err(too_large(state.max_body_bytes));
     }
-    let bytes = Limited::new(body, state.max_body_bytes)
-        .collect()
+    let whole = tokio::time::timeout(state.body_timeout, Limited::new(body, state.max_body_bytes).collect());
+    let bytes = whole
         .await
+        .map_err(|_| {
+            FhirError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                crate::fhir::IssueType::Timeout,
+                "IM1-1117",
+                format!(
+                    "the request body did not arrive within {} ms",
+                    state.body_timeout.as_millis()
+                ),
+            )
+        })?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 too_large(state.max_body_bytes)

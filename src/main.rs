@@ -232,6 +232,7 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
             linkage: Arc::default(),
             public_base_url: config.server.public_base_url.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            body_timeout_ms: config.server.body_timeout_ms,
             audit: Some(
                 im1_fhir::audit::AuditStore::open(&config.audit)
                     .map_err(|e| format!("cannot open the audit store: {e}"))?,
@@ -307,6 +308,7 @@ fn demo(
             linkage: sims.linkage(),
             public_base_url: None,
             max_body_bytes: 1024 * 1024,
+            body_timeout_ms: im1_fhir::config::ServerConfig::default().body_timeout_ms,
             audit: Some(
                 im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(&audit_path))
                     .map_err(|e| format!("cannot open the audit store {}: {e}", audit_path.display()))?,

@@ -31,6 +31,8 @@ pub struct Parts {
     pub linkage: Arc<CredentialStore>,
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive whole.
+    pub body_timeout_ms: u64,
     pub audit: Option<crate::audit::AuditStore>,
     /// Per-client rate limit; None: unlimited.
     pub client_rate: Option<crate::config::ClientRate>,
@@ -53,6 +55,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         smart,
         public_base_url: parts.public_base_url,
         max_body_bytes: parts.max_body_bytes,
+        body_timeout: std::time::Duration::from_millis(parts.body_timeout_ms),
         metrics: Metrics::new(),
         started,
         ready: AtomicBool::new(false),

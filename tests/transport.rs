@@ -5,6 +5,7 @@ use common::{outcome, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::config::secret::Secret;
 use im1_fhir::config::{Credentials, EmisCredentials, NativeConfig, PracticeConfig, ServerConfig, Supplier};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn emis_practice(base_url: String) -> PracticeConfig {
@@ -53,6 +54,7 @@ async fn tls_with_http2_and_http1() {
         linkage: Default::default(),
         public_base_url: None,
         max_body_bytes: 1024 * 1024,
+        body_timeout_ms: 10_000,
         audit: None,
         client_rate: None,
         cache: Default::default(),
@@ -144,9 +146,46 @@ async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() 
     silent.abort();
 }
 
+/// Sends `sent` on a new connection, then reads what the server says until it closes the connection (which it
+/// must within ten seconds).
+async fn send_and_wait_for_close(addr: std::net::SocketAddr, sent: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(sent).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    let sent = String::from_utf8_lossy(&sent[..sent.len().min(60)]);
+    assert!(read.is_ok(), "{sent}: still open after {:?}", started.elapsed());
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+    let server = ServerConfig {
+        body_timeout_ms: 300,
+        ..common::test_server()
+    };
+    let proxy = Proxy::start_with(Vec::new(), Default::default(), NativeConfig::default(), server).await;
+    let addr = proxy.running.as_ref().unwrap().addr;
+    let t = token(Role::Clinician, &["Y90001"]);
+    // A Parameters body announced at 100 bytes, of which 10 come.
+    let head = format!(
+        "POST /fhir/ConceptMap/$translate HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{\"resource"
+    );
+    let answer = send_and_wait_for_close(addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let outcome: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "timeout");
+    assert_eq!(outcome["issue"][0]["details"]["coding"][0]["code"], "IM1-1117");
+    // The refusal is audited like any other.
+    assert_eq!(proxy.audit.count().unwrap(), 1);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_let_go() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = ServerConfig {
         header_timeout_ms: 300,
         ..common::test_server()
@@ -159,13 +198,7 @@ async fn a_client_that_never_finishes_its_headers_is_let_go() {
         &b""[..],
         &b"PRI * HTTP/2.0\r\n"[..],
     ] {
-        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-        slow.write_all(sent).await.unwrap();
-        let started = Instant::now();
-        let mut answer = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
-        assert!(read.is_ok(), "{sent:?}: still open after {:?}", started.elapsed());
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = send_and_wait_for_close(addr, sent).await;
         assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
     // A whole request is served as ever.

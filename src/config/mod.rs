@@ -8,6 +8,7 @@
 //! request_timeout_ms = 30000
 //! header_timeout_ms = 30000   # a request's headers, and an idle keep-alive connection, get this long
 //! max_body_bytes = 1048576
+//! body_timeout_ms = 10000      # a request body must arrive whole within this (408 past it)
 //! tls = { cert = "/etc/im1-fhir/cert.pem", key = "/etc/im1-fhir/key.pem" }
 //!
 //! [security]
@@ -85,6 +86,7 @@ struct RawServer {
     request_timeout_ms: Option<u64>,
     header_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
+    body_timeout_ms: Option<u64>,
     tls: Option<RawTls>,
     /// Requests per second per client; 0 switches the limit off.
     client_requests_per_second: Option<u32>,
@@ -191,6 +193,9 @@ pub struct ServerConfig {
     /// requests) before the connection is closed: a slow or silent client cannot hold connections forever.
     pub header_timeout_ms: u64,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive whole: a client trickling one cannot hold a request open
+    /// until the whole request's deadline.
+    pub body_timeout_ms: u64,
     pub tls: Option<TlsConfig>,
     /// Requests per second each client (token `client_id`) may make, and the burst above it; None: no limit.
     pub client_rate: Option<ClientRate>,
@@ -211,6 +216,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             header_timeout_ms: 30_000,
             max_body_bytes: 1024 * 1024,
+            body_timeout_ms: 10_000,
             tls: None,
             client_rate: Some(ClientRate {
                 per_second: 100,
@@ -426,6 +432,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     server.request_timeout_ms = raw.server.request_timeout_ms.unwrap_or(server.request_timeout_ms);
     server.header_timeout_ms = raw.server.header_timeout_ms.unwrap_or(server.header_timeout_ms).max(1);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
+    server.body_timeout_ms = raw.server.body_timeout_ms.unwrap_or(server.body_timeout_ms).max(1);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {
             per_second,

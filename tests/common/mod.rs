@@ -64,6 +64,7 @@ impl Proxy {
             linkage,
             public_base_url: None,
             max_body_bytes: server.max_body_bytes,
+            body_timeout_ms: server.body_timeout_ms,
             audit: Some(audit.clone()),
             client_rate: server.client_rate,
             cache,
