@@ -163,6 +163,14 @@ fn last_chunk(chunks: &mut Chunks) -> &mut Vec<u8> {
 
 /// Writes a JSON string.
 fn string(out: &mut Vec<u8>, text: &str) {
+    // Most names and values need no escaping: copied as they are, between quotes.
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a &str to a Vec cannot fail.
     let _ = serde_json::to_writer(out, text);
 }
@@ -222,10 +230,11 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
 
 /// A name without its namespace prefix.
 fn local(name: &[u8]) -> Cow<'_, str> {
-    match String::from_utf8_lossy(name) {
-        Cow::Borrowed(text) => Cow::Borrowed(text.rsplit(':').next().unwrap_or("")),
-        Cow::Owned(text) => Cow::Owned(text.rsplit(':').next().unwrap_or("").to_string()),
-    }
+    let local = match name.iter().rposition(|&b| b == b':') {
+        Some(colon) => &name[colon + 1..],
+        None => name,
+    };
+    String::from_utf8_lossy(local)
 }
 
 /// A closed element joins its parent, or is the root: `{"Name": ...}`, its chunks joined once.
@@ -302,6 +311,17 @@ mod tests {
         let i = crate::mapping::node::Node::Native(&tree).get("i").unwrap();
         assert_eq!(i.get("id").and_then(|v| v.as_str()), Some("2"));
         assert_eq!(i.get("_text").and_then(|v| v.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn names_and_values_that_need_escaping_in_json_keep_their_text() {
+        let tree =
+            parse("<p:a q:b=\"C:\\dir\" t=\"tab&#9;here\" u=\"plain £\">line one\nline \"two\"</p:a>".as_bytes())
+                .unwrap();
+        assert_eq!(
+            crate::mapping::node::Node::Native(&tree).to_json(),
+            json!({"a": {"b": "C:\\dir", "t": "tab\there", "u": "plain £", "_text": "line one\nline \"two\""}})
+        );
     }
 
     #[test]
