@@ -905,7 +905,10 @@ async fn audit_search(
             known
         });
     }
-    if interaction.page.is_none() {
+    // A search's links carry the newest row it could see: a later page's bound to its page token, a self link's
+    // as it is (following it reads the same events again).
+    let given_snapshot = pinned.params.iter().any(|p| p.name == AUDIT_SNAPSHOT);
+    if interaction.page.is_none() && !given_snapshot {
         pinned.params.push(rest::SearchParam {
             name: "date".into(),
             modifier: None,
@@ -915,11 +918,13 @@ async fn audit_search(
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut up_to = None;
     for param in &pinned.params {
-        // A later page's link carries the newest row its search could see (bound to its page token).
-        if param.name == AUDIT_SNAPSHOT && interaction.page.is_some() {
-            up_to = Some(param.values.join(",").parse::<i64>().map_err(|_| {
-                FhirError::bad_request("IM1-1210", "this page link is not one this server made").at(AUDIT_SNAPSHOT)
-            })?);
+        if param.name == AUDIT_SNAPSHOT {
+            let row = param.values.join(",").parse::<i64>().ok().filter(|row| *row >= 0);
+            let why = match interaction.page {
+                Some(_) => "this page link is not one this server made",
+                None => "_snapshot is the number of a stored row, as this server's links give it",
+            };
+            up_to = Some(row.ok_or_else(|| FhirError::bad_request("IM1-1210", why).at(AUDIT_SNAPSHOT))?);
             continue;
         }
         if param.modifier.is_some() {
@@ -961,7 +966,7 @@ async fn audit_search(
         .search_async(query)
         .await
         .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
-    if interaction.page.is_none() {
+    if interaction.page.is_none() && !given_snapshot {
         pinned.params.push(rest::SearchParam {
             name: AUDIT_SNAPSHOT.into(),
             modifier: None,

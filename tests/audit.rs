@@ -334,10 +334,35 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
     assert_eq!(common::entries(&lenient, "match").len(), 1, "{lenient}");
     assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{lenient}");
     assert!(!next_of(&lenient).unwrap().contains("colour"), "{lenient}");
-    // The newest row a paged search sees is set by the server's links only: not on a first page, and not
-    // changed on a later one.
-    outcome(proxy.get("AuditEvent?_snapshot=1", &auditor).await, 400).await;
+    // The newest row a paged search sees is in its links; a later page's cannot be changed.
+    outcome(proxy.get("AuditEvent?_snapshot=abc", &auditor).await, 400).await;
     let first: Value = proxy.get("AuditEvent?_count=2", &auditor).await.json().await.unwrap();
+    // The self link is the search as it ran: followed (after more events), it reads the same events.
+    let self_link = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "self")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .split_once("/fhir/")
+        .unwrap()
+        .1
+        .to_string();
+    proxy.get("Patient?identifier=9000000009", &clinician).await;
+    let again: Value = proxy.get(&self_link, &auditor).await.json().await.unwrap();
+    let ids = |b: &Value| -> Vec<String> {
+        common::entries(b, "match")
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        (ids(&again), &again["total"]),
+        (ids(&first), &first["total"]),
+        "{again}"
+    );
     let next = next_of(&first).unwrap();
     assert!(next.contains("_snapshot="), "{next}");
     let (head, tail) = next.split_once("_snapshot=").unwrap();
