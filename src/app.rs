@@ -363,7 +363,14 @@ async fn dispatch(
     }
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-        if matches!(interaction.kind, Kind::Operation(_)) && body_type == "Parameters" {
+        if matches!(interaction.kind, Kind::Operation(_)) {
+            // An operation's input is a Parameters resource, whatever type it is invoked on.
+            if body_type != "Parameters" {
+                return Err(
+                    FhirError::bad_request("IM1-1114", "an operation's body is a Parameters resource")
+                        .at("resourceType"),
+                );
+            }
             rest::add_operation_parameters(interaction, resource)?;
             note_query(interaction);
         } else if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {

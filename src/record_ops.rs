@@ -380,6 +380,27 @@ pub struct EverythingFilter {
     pub since: Option<time::OffsetDateTime>,
 }
 
+/// A parameter `$everything` does not take: a 400, or a warning under `Prefer: handling=lenient`.
+fn unsupported_by_everything(name: &str, handling: Handling, warnings: &mut Vec<Value>) -> FhirResult<()> {
+    let name = name.chars().take(40).collect::<String>();
+    if handling == Handling::Lenient {
+        warnings.push(warning(
+            IssueType::NotSupported,
+            "IM1-1201",
+            format!("parameter '{name}' is not supported by $everything and was ignored"),
+        ));
+        return Ok(());
+    }
+    Err(FhirError::bad_request(
+        "IM1-1201",
+        format!(
+            "parameter '{name}' is not supported by $everything (it takes _type and _since, and the result \
+             parameters _count, _elements, _summary, _format and _pretty)"
+        ),
+    )
+    .at(name))
+}
+
 impl EverythingFilter {
     /// Reads the operation's parameters: unknown ones (and `start`/`end`, care dates no mapping states
     /// uniformly) are a 400, or a warning under `Prefer: handling=lenient`.
@@ -404,11 +425,8 @@ impl EverythingFilter {
                         }
                         types.insert(name.clone());
                     }
-                    // Repeated, each narrows.
-                    filter.types = Some(match filter.types.take() {
-                        Some(before) => before.intersection(&types).cloned().collect(),
-                        None => types,
-                    });
+                    // Repeated, the lists add up (an operation's 0..* parameter).
+                    filter.types.get_or_insert_with(BTreeSet::new).append(&mut types);
                 }
                 "_since" => {
                     // A `+` that URL decoding turned into a space is put back.
@@ -418,25 +436,17 @@ impl EverythingFilter {
                     })?;
                     filter.since = Some(since);
                 }
-                other if interaction.handling == Handling::Lenient => warnings.push(warning(
-                    IssueType::NotSupported,
-                    "IM1-1201",
-                    format!(
-                        "parameter '{}' is not supported by $everything and was ignored",
-                        other.chars().take(40).collect::<String>()
-                    ),
-                )),
-                other => {
-                    return Err(FhirError::bad_request(
-                        "IM1-1201",
-                        format!(
-                            "parameter '{}' is not supported by $everything (it takes _type, _since and _count)",
-                            other.chars().take(40).collect::<String>()
-                        ),
-                    )
-                    .at(other.to_string()))
-                }
+                other => unsupported_by_everything(other, interaction.handling, warnings)?,
             }
+        }
+        // Result parameters that shape a search's page but not this operation's.
+        let shaping = [
+            ("_sort", !interaction.sort.is_empty()),
+            ("_include", !interaction.include.is_empty()),
+            ("_revinclude", !interaction.revinclude.is_empty()),
+        ];
+        for (name, _) in shaping.into_iter().filter(|(_, given)| *given) {
+            unsupported_by_everything(name, interaction.handling, warnings)?;
         }
         Ok(filter)
     }

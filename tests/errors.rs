@@ -136,6 +136,19 @@ async fn malformed_requests_are_refused_with_outcomes() {
         400,
     )
     .await;
+    // An operation's body is Parameters, whatever the type it is invoked on.
+    let body = outcome(
+        post(
+            "Patient/abc/$everything",
+            "application/fhir+json",
+            br#"{"resourceType":"Patient"}"#.to_vec(),
+        )
+        .await
+        .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1114", "{body}");
     // Wrong content type, oversize body.
     outcome(post(TRANSLATE, "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
     let compressed = proxy

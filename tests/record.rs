@@ -215,6 +215,14 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         .count();
     assert!(expected > 0);
     assert_eq!(narrowed.len(), expected);
+    // Repeated, the lists add up.
+    let repeated = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=Condition&_type=AllergyIntolerance&_count=200"),
+        &t,
+    )
+    .await;
+    assert_eq!(entries(&repeated, "match").len(), expected);
     let updated: Vec<&str> = all.iter().filter_map(|r| r["meta"]["lastUpdated"].as_str()).collect();
     let mut sorted = updated.clone();
     sorted.sort();
@@ -234,7 +242,14 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     assert_eq!(since.len(), recent + undated, "{middle}");
     assert!(since.len() < all.len());
     // What it cannot do is said, not ignored.
-    for query in ["_since=yesterday", "_type=Nonsense", "start=2020-01-01", "colour=blue"] {
+    for query in [
+        "_since=yesterday",
+        "_type=Nonsense",
+        "start=2020-01-01",
+        "colour=blue",
+        "_sort=date",
+        "_include=Condition:encounter",
+    ] {
         outcome(
             proxy.get(&format!("Patient/{patient}/$everything?{query}"), &t).await,
             400,
