@@ -244,6 +244,37 @@ async fn malformed_requests_are_refused_with_outcomes() {
 }
 
 #[tokio::test]
+async fn browser_apps_may_send_their_token_across_origins() {
+    let proxy = proxy().await;
+    let preflight = proxy
+        .client
+        .request(reqwest::Method::OPTIONS, proxy.url("Patient/abc"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization, prefer")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let header = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    // The Fetch standard: `*` never allows Authorization; it must be named.
+    assert!(
+        header("access-control-allow-headers").contains("authorization"),
+        "{:?}",
+        preflight.headers()
+    );
+    assert_eq!(header("access-control-allow-origin"), "*");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn xml_is_served_when_asked() {
     let proxy = proxy().await;
     let response = proxy

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -53,7 +53,9 @@ pub fn stack(
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods(Any)
-                .allow_headers(Any)
+                // Named back rather than `*`: a wildcard never covers Authorization, and every FHIR call
+                // from a browser app carries its token there.
+                .allow_headers(AllowHeaders::mirror_request())
                 .expose_headers([
                     header::LOCATION,
                     header::ETAG,
