@@ -399,17 +399,34 @@ async fn dispatch(
             format!("{resource_type} is not served by this server"),
         ));
     }
+    let offered = |interaction: fn(&crate::mapping::MappingFile) -> bool| {
+        state.registry.for_resource(&resource_type).any(interaction)
+    };
+    let searched = offered(|m| m.search.is_some());
+    let read_here = offered(|m| m.read.is_some());
     match interaction.kind {
         Kind::Read => read(state, interaction, principal, request_id).await,
+        // A type read only through the references of others (Medication, Binary) is not searched.
+        Kind::Search if !searched => Err(FhirError::method_not_allowed(
+            "IM1-1009",
+            format!("{resource_type} is read by id here, not searched"),
+        )),
         Kind::Search => search(state, interaction, principal, base, request_id).await,
         Kind::Operation(ref name) if name == "everything" && resource_type == "Patient" && interaction.id.is_some() => {
             everything(state, interaction, principal, base, request_id).await
         }
         Kind::Create | Kind::Update | Kind::Patch | Kind::Delete | Kind::VRead | Kind::History | Kind::Operation(_) => {
+            // What the same path does take: a type's search, an item's read.
+            let allow = match interaction.kind {
+                Kind::Create if searched => "GET, HEAD",
+                Kind::Update | Kind::Patch | Kind::Delete if read_here => "GET, HEAD",
+                _ => "",
+            };
             Err(FhirError::method_not_allowed(
                 "IM1-1009",
                 format!("{} is not supported for {resource_type}", interaction.kind.name()),
-            ))
+            )
+            .allow(allow))
         }
         Kind::Capabilities | Kind::SmartConfiguration => unreachable_interaction(),
     }
@@ -884,10 +901,16 @@ async fn audit_search(
     base: &str,
 ) -> FhirResult<Value> {
     if interaction.kind != Kind::Search {
+        let allow = if interaction.kind == Kind::Create {
+            "GET, HEAD"
+        } else {
+            ""
+        };
         return Err(FhirError::method_not_allowed(
             "IM1-1009",
             "AuditEvents are searched, not read or written, through this server",
-        ));
+        )
+        .allow(allow));
     }
     if principal.role != Role::Auditor {
         return Err(FhirError::forbidden("IM1-2104", "only auditors read the audit trail"));
@@ -1360,6 +1383,11 @@ pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Respons
         if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+    }
+    if error.status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(error.allow));
     }
     response
 }

@@ -152,9 +152,15 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
             }
             Ok(json!({ "resourceType": "Parameters", "parameter": parameters }))
         }
-        _ => Err(FhirError::method_not_allowed(
-            "IM1-1009",
-            "ConceptMaps are read, searched and used by $translate here",
-        )),
+        ref kind => {
+            let allow = match kind {
+                Kind::Create | Kind::Update | Kind::Patch | Kind::Delete => "GET, HEAD",
+                _ => "",
+            };
+            Err(
+                FhirError::method_not_allowed("IM1-1009", "ConceptMaps are read, searched and used by $translate here")
+                    .allow(allow),
+            )
+        }
     }
 }

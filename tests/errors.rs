@@ -243,6 +243,45 @@ async fn malformed_requests_are_refused_with_outcomes() {
     proxy.stop().await;
 }
 
+/// Every 405 says which methods its path does take (RFC 9110 §15.5.6), and interactions the server does not
+/// offer are a 405 wherever FHIR defines them (history, conditional writes, searches of types read only by id).
+#[tokio::test]
+async fn refused_methods_say_what_their_path_takes() {
+    let proxy = proxy().await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let cases = [
+        (reqwest::Method::PUT, "Patient", "GET, HEAD"),
+        (reqwest::Method::DELETE, "Patient?identifier=x", "GET, HEAD"),
+        (reqwest::Method::PATCH, "Patient", "GET, HEAD"),
+        (reqwest::Method::POST, "Patient", "GET, HEAD"),
+        (reqwest::Method::DELETE, "Patient/abc", "GET, HEAD"),
+        (reqwest::Method::PUT, "Patient/_search", "GET, HEAD, POST"),
+        (reqwest::Method::PUT, "metadata", "GET, HEAD"),
+        (reqwest::Method::DELETE, "ConceptMap/emis-sex", "GET, HEAD"),
+        (reqwest::Method::GET, "Patient/abc/_history", ""),
+        (reqwest::Method::GET, "Patient/abc/_history/1", ""),
+        (reqwest::Method::GET, "Patient/_history", ""),
+        (reqwest::Method::GET, "_history", ""),
+        (reqwest::Method::GET, "Medication?patient=abc", ""),
+        (reqwest::Method::GET, "Binary", ""),
+        (reqwest::Method::GET, "AuditEvent/abc", ""),
+    ];
+    for (method, path, allow) in cases {
+        let response = proxy
+            .client
+            .request(method.clone(), proxy.url(path))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        let allowed = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        let body = outcome(response, 405).await;
+        assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}: {body}");
+        assert_eq!(body["issue"][0]["code"], "not-supported", "{method} {path}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn browser_apps_may_send_their_token_across_origins() {
     let proxy = proxy().await;

@@ -79,6 +79,8 @@ pub struct FhirError {
     pub expression: Option<String>,
     /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// The methods the path takes, for a 405's `Allow` (RFC 9110: a 405 carries it; empty: none).
+    pub allow: &'static str,
 }
 
 impl FhirError {
@@ -90,11 +92,18 @@ impl FhirError {
             message: message.into(),
             expression: None,
             retry_after: None,
+            allow: "",
         }
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> Self {
         self.expression = Some(expression.into());
+        self
+    }
+
+    /// The methods a 405's path does take (`GET, HEAD`).
+    pub fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = methods;
         self
     }
 

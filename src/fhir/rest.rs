@@ -273,14 +273,24 @@ type Route = (Kind, Option<String>, Option<String>, Option<String>);
 fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
     // HEAD is GET without the body (hyper leaves the body out); it is audited as the read or search it is.
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    let not_allowed = || FhirError::method_not_allowed("IM1-1001", format!("{method} is not allowed on this path"));
+    let not_allowed = |allow: &'static str| {
+        FhirError::method_not_allowed("IM1-1001", format!("{method} is not allowed on this path")).allow(allow)
+    };
+    // Nothing here keeps versions: the GP systems' APIs expose none.
+    let no_history = || {
+        FhirError::method_not_allowed(
+            "IM1-1009",
+            "history is not supported: the GP systems' APIs expose no versions of what they hold",
+        )
+    };
     match segments {
         [] => Err(FhirError::not_found(
             "IM1-1002",
             "the system level (batch, transaction, search-system) is not supported",
         )),
         ["metadata"] if method == Method::GET => Ok((Kind::Capabilities, None, None, None)),
-        ["metadata"] => Err(not_allowed()),
+        ["metadata"] => Err(not_allowed("GET, HEAD")),
+        ["_history"] => Err(no_history()),
         [".well-known", "smart-configuration"] if method == Method::GET => {
             Ok((Kind::SmartConfiguration, None, None, None))
         }
@@ -291,13 +301,16 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::GET, []) => Ok((Kind::Search, Some(t), None, None)),
                 (Method::POST, []) => Ok((Kind::Create, Some(t), None, None)),
                 (Method::POST, ["_search"]) => Ok((Kind::Search, Some(t), None, None)),
-                (_, ["_search"]) => Err(not_allowed()),
+                (_, ["_search"]) => Err(not_allowed("GET, HEAD, POST")),
+                // Conditional update, patch and delete, and any other method on a type.
+                (_, []) => Err(not_allowed("GET, HEAD")),
+                (_, ["_history"]) => Err(no_history()),
                 (_, [op]) if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), Some(t), None, None)),
                 (Method::GET, [id]) => Ok((Kind::Read, Some(t), Some(logical_id(id)?), None)),
                 (Method::PUT, [id]) => Ok((Kind::Update, Some(t), Some(logical_id(id)?), None)),
                 (Method::PATCH, [id]) => Ok((Kind::Patch, Some(t), Some(logical_id(id)?), None)),
                 (Method::DELETE, [id]) => Ok((Kind::Delete, Some(t), Some(logical_id(id)?), None)),
-                (_, [_]) => Err(not_allowed()),
+                (_, [_]) => Err(not_allowed("GET, HEAD")),
                 (_, [id, op]) if op.starts_with('$') => Ok((
                     Kind::Operation(operation_name(op)?),
                     Some(t),
@@ -308,7 +321,7 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::GET, [id, "_history", vid]) => {
                     Ok((Kind::VRead, Some(t), Some(logical_id(id)?), Some(logical_id(vid)?)))
                 }
-                (_, [_, "_history", ..]) => Err(not_allowed()),
+                (_, [_, "_history", ..]) => Err(not_allowed("")),
                 _ => Err(FhirError::not_found("IM1-1003", "no FHIR interaction has this path")),
             }
         }
