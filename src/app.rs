@@ -188,7 +188,24 @@ where
         Ok(value) => {
             audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
             match &interaction.binary_accept {
-                Some(accept) => binary_content(&value, accept),
+                Some(accept) => {
+                    let content_type = value.get("contentType").and_then(Value::as_str).unwrap_or_default();
+                    match format::binary_wanted(Some(accept), content_type) {
+                        Some(format::BinaryAnswer::Content) => binary_content(&value),
+                        Some(format::BinaryAnswer::Resource) => {
+                            let shaped = bundle::shape(value, interaction.summary, &interaction.elements);
+                            respond(StatusCode::OK, &shaped, &interaction)
+                        }
+                        None => respond_error(
+                            &FhirError::not_acceptable(
+                                "IM1-1102",
+                                format!("the document is {content_type}; Accept takes neither it nor a FHIR format"),
+                            ),
+                            Format::Json,
+                            false,
+                        ),
+                    }
+                }
                 // The SMART configuration is plain JSON (SMART App Launch), not a FHIR resource.
                 None if interaction.kind == Kind::SmartConfiguration => {
                     let mut response = respond(StatusCode::OK, &value, &interaction);
@@ -1392,24 +1409,15 @@ pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Respons
     response
 }
 
-/// A Binary's content as itself, for a client whose `Accept` takes its media type (else a 406).
-fn binary_content(binary: &Value, accept: &str) -> Response<Body> {
+/// A Binary's content as itself, in its own media type.
+fn binary_content(binary: &Value) -> Response<Body> {
     let content_type = binary.get("contentType").and_then(Value::as_str).unwrap_or_default();
-    let (kind, _) = content_type.split_once('/').unwrap_or((content_type, ""));
-    let accepted = accept.split(',').any(|range| {
-        let mut parts = range.split(';');
-        let mime = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
-        !refused
-            && (mime.eq_ignore_ascii_case(content_type)
-                || mime.strip_suffix("/*").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
-    });
     let data = binary
         .get("data")
         .and_then(Value::as_str)
         .map(|d| base64::engine::general_purpose::STANDARD.decode(d));
-    match (accepted, data, HeaderValue::from_str(content_type)) {
-        (true, Some(Ok(bytes)), Ok(media_type)) => {
+    match (data, HeaderValue::from_str(content_type)) {
+        (Some(Ok(bytes)), Ok(media_type)) => {
             let mut response = Response::new(Full::new(Bytes::from(bytes)));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, media_type);
@@ -1418,16 +1426,8 @@ fn binary_content(binary: &Value, accept: &str) -> Response<Body> {
             headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
             response
         }
-        (true, _, _) => respond_error(
+        _ => respond_error(
             &FhirError::internal("IM1-5005", "the document's content could not be read"),
-            Format::Json,
-            false,
-        ),
-        (false, _, _) => respond_error(
-            &FhirError::not_acceptable(
-                "IM1-1102",
-                format!("the document is {content_type}; Accept takes neither it nor a FHIR format"),
-            ),
             Format::Json,
             false,
         ),

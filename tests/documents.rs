@@ -36,6 +36,7 @@ async fn read_back(proxy: &Proxy, t: &str, patient_id: &str, request_id: &str) -
         .get(proxy.url(url))
         .bearer_auth(t)
         .header("x-request-id", request_id)
+        .header("accept", "application/fhir+json")
         .send()
         .await
         .unwrap();
@@ -63,7 +64,25 @@ async fn read_back(proxy: &Proxy, t: &str, patient_id: &str, request_id: &str) -
     assert_eq!(response.headers()["content-security-policy"], "sandbox");
     assert_eq!(response.bytes().await.unwrap().to_vec(), data, "{url}: the raw content");
     let (kind, _) = content_type.split_once('/').unwrap();
-    assert_eq!(raw(format!("{kind}/*")).await.unwrap().status(), 200);
+    // FHIR R4 binary.html: the content, unless a FHIR format is asked for and preferred.
+    for accept in [
+        format!("{kind}/*"),
+        "*/*".into(),
+        format!("{content_type};q=0.9, application/fhir+json;q=0.1"),
+    ] {
+        let response = raw(accept.clone()).await.unwrap();
+        assert_eq!(response.headers()["content-type"], content_type.as_str(), "{accept}");
+        assert_eq!(response.bytes().await.unwrap().to_vec(), data, "{url}: {accept}");
+    }
+    let without_accept = proxy.client.get(proxy.url(url)).bearer_auth(t).send().await.unwrap();
+    assert_eq!(without_accept.headers()["content-type"], content_type.as_str());
+    let preferred = raw(format!("application/fhir+xml, {content_type};q=0.5"))
+        .await
+        .unwrap();
+    assert!(preferred.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+xml"));
     common::outcome(raw("image/x-none".into()).await.unwrap(), 406).await;
     (content_type, data)
 }

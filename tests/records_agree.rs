@@ -44,7 +44,8 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
     let mut binaries = Vec::new();
     for document in &out["DocumentReference"] {
         let url = document["content"][0]["attachment"]["url"].as_str().unwrap();
-        let response = proxy.get(url, t).await;
+        let request = proxy.client.get(proxy.url(url)).bearer_auth(t);
+        let response = request.header("accept", "application/fhir+json").send().await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
         let binary: Value = response.json().await.unwrap();
         assert!(

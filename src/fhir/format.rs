@@ -53,23 +53,7 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult
     };
     // Honour q-values: take the acceptable range with the highest q, earliest first on ties.
     let mut best: Option<(f32, Format)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let params: Vec<&str> = parts.map(str::trim).collect();
-        let q = params
-            .iter()
-            .filter_map(|p| p.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        // A range for another FHIR version (`fhirVersion=3.0`) is not one this R4 server serves.
-        let other_version = params
-            .iter()
-            .filter_map(|p| p.strip_prefix("fhirVersion="))
-            .any(|v| !v.trim_matches('"').starts_with("4.0"));
-        if q <= 0.0 || other_version {
-            continue;
-        }
+    for (mime, q) in accept_ranges(accept).filter(|(_, q)| *q > 0.0) {
         let format = match mime.as_str() {
             "*/*" | "application/*" => Some(Format::Json),
             other => format_of(other),
@@ -86,6 +70,73 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult
             "none of the media types in Accept is served; use application/fhir+json or application/fhir+xml",
         )
     })
+}
+
+/// The media ranges of an `Accept` header with their q-values (lower-cased; q=0: "not this"), leaving out
+/// those for another FHIR version (`fhirVersion=3.0`): this R4 server serves none of them.
+fn accept_ranges(accept: &str) -> impl Iterator<Item = (String, f32)> + '_ {
+    accept.split(',').filter_map(|range| {
+        let mut parts = range.split(';');
+        let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let params: Vec<&str> = parts.map(str::trim).collect();
+        let q = params
+            .iter()
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let other_version = params
+            .iter()
+            .filter_map(|p| p.strip_prefix("fhirVersion="))
+            .any(|v| !v.trim_matches('"').starts_with("4.0"));
+        (!other_version && !mime.is_empty()).then_some((mime, q))
+    })
+}
+
+/// How a Binary read is answered (FHIR R4 binary.html): as its content in its own media type unless the
+/// request names a FHIR format explicitly and prefers it (by q-value) to that media type; as the Binary
+/// resource then; or neither (406). No `Accept` at all: the content.
+pub fn binary_wanted(accept: Option<&str>, content_type: &str) -> Option<BinaryAnswer> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Some(BinaryAnswer::Content);
+    };
+    let content_type = content_type.to_ascii_lowercase();
+    let kind = content_type
+        .split_once('/')
+        .map_or(content_type.as_str(), |(kind, _)| kind);
+    let (mut fhir, mut content) = (0.0f32, None::<(u8, f32)>);
+    for (mime, q) in accept_ranges(accept) {
+        if format_of(&mime).is_some() {
+            fhir = fhir.max(q);
+        }
+        // The most specific range that matches the content's type sets its q.
+        let specificity = if mime == content_type {
+            3
+        } else if mime.strip_suffix("/*") == Some(kind) {
+            2
+        } else if mime == "*/*" {
+            1
+        } else {
+            continue;
+        };
+        if content.is_none_or(|(best, _)| specificity > best) {
+            content = Some((specificity, q));
+        }
+    }
+    let content = content.map_or(0.0, |(_, q)| q);
+    if content > 0.0 && content > fhir {
+        Some(BinaryAnswer::Content)
+    } else if fhir > 0.0 {
+        Some(BinaryAnswer::Resource)
+    } else {
+        None
+    }
+}
+
+/// What a Binary read gives: see [`binary_wanted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryAnswer {
+    Content,
+    Resource,
 }
 
 /// The format of a request body from its `Content-Type`; a body in anything else is a 415.
@@ -223,6 +274,39 @@ pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_is_its_content_unless_a_fhir_format_is_preferred() {
+        use BinaryAnswer::{Content, Resource};
+        let pdf = "application/pdf";
+        let cases = [
+            (None, Some(Content)),
+            (Some(""), Some(Content)),
+            (Some("*/*"), Some(Content)),
+            (Some("application/*"), Some(Content)),
+            (Some("application/pdf"), Some(Content)),
+            (Some("application/pdf, */*;q=0.1"), Some(Content)),
+            (
+                Some("application/pdf;q=0.9, application/fhir+json;q=0.1"),
+                Some(Content),
+            ),
+            (Some("application/fhir+json"), Some(Resource)),
+            (Some("application/fhir+xml, */*;q=0.5"), Some(Resource)),
+            (Some("application/json"), Some(Resource)),
+            (
+                Some("application/fhir+json;q=0.9, application/pdf;q=0.5"),
+                Some(Resource),
+            ),
+            (Some("application/fhir+json; fhirVersion=3.0"), None),
+            (Some("text/html"), None),
+            (Some("application/pdf;q=0"), None),
+        ];
+        for (accept, expected) in cases {
+            assert_eq!(binary_wanted(accept, pdf), expected, "{accept:?}");
+        }
+        // The most specific range sets the content's q.
+        assert_eq!(binary_wanted(Some("*/*, application/pdf;q=0"), pdf), None);
+    }
 
     #[test]
     fn format_param_wins_and_unknown_is_406() {

@@ -133,7 +133,8 @@ pub struct Interaction {
     pub return_pref: Return,
     /// `Cache-Control: no-cache` (or `no-store`): the answer must come from the native system, not the cache.
     pub fresh: bool,
-    /// A Binary read whose `Accept` names no FHIR format: the media types the client takes for the content.
+    /// A Binary read without `_format`: its `Accept` (empty when none), to choose between the content and the
+    /// resource once the content's media type is known (`format::binary_wanted`).
     pub binary_accept: Option<String>,
 }
 
@@ -169,17 +170,15 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (kind, resource_type, id, version) = route(method, &segments)?;
-    let mut binary_accept = None;
+    // FHIR: a Binary read gets the content itself unless it asks for a FHIR format (`_format`, or an Accept
+    // that prefers one): decided once the content's media type is known. Its errors are FHIR JSON.
+    let binary_read = format_param.is_none() && kind == Kind::Read && resource_type.as_deref() == Some("Binary");
+    let binary_accept = binary_read.then(|| accept.unwrap_or_default().to_string());
     let format = match format::negotiate(format_param, accept) {
         // The SMART configuration is plain JSON (SMART App Launch) whatever FHIR format is asked for.
         _ if kind == Kind::SmartConfiguration => Format::Json,
         Ok(format) => format,
-        // FHIR: a Binary read asking for no FHIR format gets the content itself, in its own media type
-        // (checked against Accept once the content type is known); errors stay FHIR JSON.
-        Err(_) if format_param.is_none() && kind == Kind::Read && resource_type.as_deref() == Some("Binary") => {
-            binary_accept = accept.map(String::from);
-            Format::Json
-        }
+        Err(_) if binary_read => Format::Json,
         Err(e) => return Err(e),
     };
     let mut interaction = Interaction {
