@@ -214,7 +214,13 @@ where
                         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     response
                 }
-                None => respond(StatusCode::OK, &value, &interaction),
+                None => {
+                    let mut response = respond(StatusCode::OK, &value, &interaction);
+                    if interaction.kind == Kind::Read {
+                        set_last_modified(&mut response, &value);
+                    }
+                    response
+                }
             }
         }
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),
@@ -1365,6 +1371,21 @@ fn respond(status: StatusCode, value: &Value, interaction: &Interaction) -> Resp
     match format::encode(value, interaction.format, interaction.pretty) {
         Ok(bytes) => fhir_response(status, interaction.format, bytes),
         Err(e) => respond_error(&e, Format::Json, false),
+    }
+}
+
+/// `Last-Modified` from a read resource's `meta.lastUpdated` (HTTP says a server SHOULD send it when it
+/// knows; FHIR's read does too). Without versions there is no ETag.
+fn set_last_modified(response: &mut Response<Body>, resource: &Value) {
+    let updated = resource
+        .pointer("/meta/lastUpdated")
+        .and_then(Value::as_str)
+        .and_then(crate::fhir::dates::range);
+    if let Some((at, _)) = updated {
+        let http_date = httpdate::fmt_http_date(std::time::SystemTime::from(at));
+        if let Ok(value) = HeaderValue::from_str(&http_date) {
+            response.headers_mut().insert(header::LAST_MODIFIED, value);
+        }
     }
 }
 

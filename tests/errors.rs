@@ -16,6 +16,9 @@ async fn metadata_and_smart_configuration_are_public() {
     let statement: serde_json::Value = response.json().await.unwrap();
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "4.0.1");
+    // Nothing here is versioned, and the statement says so of every type.
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    assert!(resources.iter().all(|r| r["versioning"] == "no-version"), "{statement}");
     // HEAD: the same headers, no body.
     let head = proxy.client.head(proxy.url("metadata")).send().await.unwrap();
     assert_eq!(head.status(), 200);

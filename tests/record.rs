@@ -56,6 +56,21 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     )
     .await;
     assert_eq!(&&read, &conditions[0]);
+    // A read says when its item last changed, as an HTTP-date (no versions: no ETag).
+    let response = proxy
+        .get(&format!("Condition/{}", conditions[0]["id"].as_str().unwrap()), &t)
+        .await;
+    let last_modified = response.headers()["last-modified"].to_str().unwrap().to_string();
+    let updated = conditions[0]["meta"]["lastUpdated"].as_str().unwrap();
+    let updated = time::OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339).unwrap();
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    assert_eq!(
+        last_modified,
+        updated.to_offset(time::UtcOffset::UTC).format(format).unwrap()
+    );
+    assert!(response.headers().get("etag").is_none());
     // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
     let id = conditions[0]["id"].as_str().unwrap();
     let one = get(&proxy, &format!("Condition?patient={patient}&_id={id}"), &t).await;

@@ -99,6 +99,8 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             "supportedProfile": mappings.iter().map(|m| m.profile.clone()).collect::<std::collections::BTreeSet<_>>(),
             "documentation": notes.join(" | "),
             "interaction": interactions,
+            // The GP systems' APIs expose no versions: no versionId, no ETag, no history.
+            "versioning": "no-version",
         });
         if !search_params.is_empty() {
             entry["searchParam"] = json!(search_params);
@@ -148,6 +150,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
         "documentation": "One AuditEvent (IHE Basic Audit Log Patterns) per interaction, whatever its outcome, committed before the response. Auditors only (user/AuditEvent.rs): the events of the practices in their token and those of no practice, newest first.",
         "interaction": [{ "code": "search-type" }],
+        "versioning": "no-version",
         "searchParam": [
             { "name": "date", "type": "date", "documentation": "When recorded; prefixes ge, gt, le, lt, eq." },
             { "name": "patient", "type": "reference" },
@@ -162,6 +165,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         "profile": "http://hl7.org/fhir/StructureDefinition/ConceptMap",
         "documentation": "The code translations the mappings use (native codes and statuses to SNOMED CT, dm+d and FHIR codes).",
         "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "versioning": "no-version",
         "searchParam": [
             { "name": "url", "type": "uri" },
             { "name": "_id", "type": "token" },
