@@ -105,7 +105,32 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 }
             }
             .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))?;
+            // Invoked on one map, a url naming another is a contradiction, not a choice.
+            if param("url").is_some_and(|url| url != map.url) {
+                return Err(FhirError::bad_request(
+                    "IM1-1211",
+                    format!(
+                        "url names another ConceptMap than {}, on which $translate was invoked",
+                        map.id
+                    ),
+                )
+                .at("url"));
+            }
             for p in &interaction.params {
+                // Each is 0..1: a second code (`code` and a `coding`) would leave one of them unread.
+                let given = interaction
+                    .params
+                    .iter()
+                    .filter(|q| q.name == p.name)
+                    .map(|q| q.values.len())
+                    .sum::<usize>();
+                if given > 1 {
+                    return Err(FhirError::bad_request(
+                        "IM1-1211",
+                        format!("$translate takes one '{}' (a coding gives a system and a code)", p.name),
+                    )
+                    .at(p.name.clone()));
+                }
                 if !TRANSLATE_PARAMS.contains(&p.name.as_str()) {
                     return Err(FhirError::bad_request(
                         "IM1-1211",

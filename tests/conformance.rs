@@ -114,19 +114,29 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
     outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
     // The same by POST with a Parameters body, as FHIR operations are also called.
-    let posted: Value = proxy
-        .client
-        .post(proxy.url("ConceptMap/emis-code-id/$translate"))
-        .bearer_auth(&t)
-        .header("content-type", "application/fhir+json")
-        .body(r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"10000053"}]}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(posted, translated, "{posted}");
+    let post = |body: &'static str| {
+        proxy
+            .client
+            .post(proxy.url("ConceptMap/emis-code-id/$translate"))
+            .bearer_auth(&t)
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+    };
+    // A Coding gives the system and the code; a url naming another map, or a second code, is refused.
+    for body in [
+        r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"10000053"}]}"#,
+        r#"{"resourceType":"Parameters","parameter":[{"name":"coding","valueCoding":{"system":"https://im1-fhir.dev/emis/code-id","code":"10000053"}}]}"#,
+    ] {
+        let posted: Value = post(body).await.unwrap().json().await.unwrap();
+        assert_eq!(posted, translated, "{body}: {posted}");
+    }
+    let twice = post(
+        r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"1"},{"name":"coding","valueCoding":{"code":"10000053"}}]}"#,
+    );
+    outcome(twice.await.unwrap(), 400).await;
+    let elsewhere = "ConceptMap/emis-code-id/$translate?code=10000053&url=https://im1-fhir.dev/ConceptMap/emis-sex";
+    outcome(proxy.get(elsewhere, &t).await, 400).await;
     outcome(proxy.get("ConceptMap/emis-sex", "not-a-token").await, 401).await;
     proxy.stop().await;
 }

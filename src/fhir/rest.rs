@@ -244,6 +244,15 @@ pub fn add_operation_parameters(interaction: &mut Interaction, parameters: &serd
             .get("name")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
+        // A Coding (`$translate`'s `coding`) is taken as the system and code it holds.
+        if let Some(coding) = parameter.get("valueCoding").filter(|_| !name.is_empty()) {
+            for part in ["system", "code"] {
+                if let Some(value) = coding.get(part).and_then(serde_json::Value::as_str) {
+                    pairs.push((part.to_string(), value.to_string()));
+                }
+            }
+            continue;
+        }
         let value = parameter.as_object().and_then(|p| {
             p.iter()
                 .find(|(k, _)| k.starts_with("value"))
@@ -258,7 +267,7 @@ pub fn add_operation_parameters(interaction: &mut Interaction, parameters: &serd
             _ => {
                 return Err(FhirError::bad_request(
                     "IM1-1116",
-                    "operation parameters are taken with a name and a primitive value[x]",
+                    "operation parameters are taken with a name and a primitive value[x] or a valueCoding",
                 )
                 .at("Parameters.parameter"))
             }
