@@ -402,6 +402,10 @@ async fn dispatch(
             );
         }
     }
+    if relative_references(state, interaction, base) {
+        note_query(interaction);
+        note_requested_patients(state, interaction);
+    }
     if resource_type == "AuditEvent" {
         return audit_search(state, interaction, principal, base).await;
     }
@@ -1342,6 +1346,31 @@ pub(crate) fn canonical_query(interaction: &Interaction) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// A reference parameter given as an absolute URL on this server's own base (`[base]/Patient/x`, as a
+/// Bundle's fullUrl gives it) is the same reference as `Patient/x` (FHIR search: a reference may be a URL).
+/// Whether any was.
+fn relative_references(state: &AppState, interaction: &mut Interaction, base: &str) -> bool {
+    let mut changed = false;
+    let resource_type = interaction.resource_type.clone().unwrap_or_default();
+    for param in &mut interaction.params {
+        let is_reference = matches!(param.name.as_str(), "patient" | "subject")
+            || state
+                .registry
+                .param(&resource_type, &param.name)
+                .is_some_and(|def| def.kind == crate::mapping::file::ParamType::Reference);
+        if !is_reference {
+            continue;
+        }
+        for value in &mut param.values {
+            if let Some(relative) = value.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
+                *value = relative.to_string();
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {

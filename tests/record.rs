@@ -40,6 +40,8 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     for typed in [
         format!("subject:Patient={patient}"),
         format!("patient:Patient={patient}"),
+        // An absolute reference on this server's base is the same reference.
+        format!("patient={}", proxy.url(&format!("Patient/{patient}"))),
     ] {
         let same = get(&proxy, &format!("Condition?{typed}"), &t).await;
         assert_eq!(entries(&same, "match"), conditions, "{typed}");
