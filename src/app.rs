@@ -694,6 +694,9 @@ async fn search(
 ) -> FhirResult<Value> {
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     check_scope(principal, &resource_type, 's')?;
+    // Includes that cannot be followed are refused before anything is searched.
+    let mut warnings = Vec::new();
+    record_ops::check_includes(state, interaction, &mut warnings)?;
     // The practices searched, each with the record searched there (items) or none (practice-level types).
     let mut targets: Vec<(&crate::backend::PracticeBackend, String)> = Vec::new();
     if state.registry.compartment_of(&resource_type) == Some(Compartment::Patient) {
@@ -716,7 +719,6 @@ async fn search(
             ));
         }
     }
-    let mut warnings = Vec::new();
     let mut all = Vec::new();
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|{}|{query}", principal.subject, resource_type);

@@ -106,7 +106,78 @@ pub async fn search_record(
     Ok(out)
 }
 
-/// `_include` and `_revinclude` for one page of matches; unsupported ones become warnings.
+/// Checks a search's `_include`s and `_revinclude`s before anything is searched: one that cannot be followed
+/// from a page of the type searched is a 400, or under `Prefer: handling=lenient` a warning (and left out
+/// by [`includes`]).
+pub fn check_includes(state: &AppState, interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirResult<()> {
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let all = (interaction.include.iter().map(|i| (i, false))).chain(interaction.revinclude.iter().map(|i| (i, true)));
+    for (include, reverse) in all {
+        let Some(problem) = include_problem(state, resource_type, include, reverse) else {
+            // Reverse includes are found for the matches, not for what the includes brought.
+            if reverse && include.iterate {
+                warnings.push(warning(
+                    IssueType::Informational,
+                    "IM1-1206",
+                    format!(
+                        "_revinclude:iterate={}:{} was followed from the matches only",
+                        include.source, include.param
+                    ),
+                ));
+            }
+            continue;
+        };
+        if interaction.handling == Handling::Lenient {
+            warnings.push(warning(
+                IssueType::NotSupported,
+                "IM1-1206",
+                format!("{problem} and was ignored"),
+            ));
+        } else {
+            let name = if reverse { "_revinclude" } else { "_include" };
+            return Err(FhirError::bad_request("IM1-1206", problem).at(name));
+        }
+    }
+    Ok(())
+}
+
+/// Why an include cannot be followed from a page of `resource_type`, if it cannot.
+fn include_problem(state: &AppState, resource_type: &str, include: &Include, reverse: bool) -> Option<String> {
+    let what = if reverse { "_revinclude" } else { "_include" };
+    let named = format!("{what}={}:{}", include.source, include.param);
+    let Some(def) = reference_param(state, &include.source, &include.param) else {
+        return Some(format!("{named} is not supported"));
+    };
+    if !reverse {
+        // R4: an include without `:iterate` names the type searched.
+        return (!include.iterate && include.source != resource_type).then(|| {
+            format!(
+                "{named} follows {} references, and this search gives {resource_type}",
+                include.source
+            )
+        });
+    }
+    // A reference that cannot point at the type searched would find nothing.
+    let may_point = crate::mapping::profile::Defs::get().may_reference(&include.source, &include.param, resource_type);
+    if !may_point || def.target.as_deref().is_some_and(|target| target != resource_type) {
+        return Some(format!(
+            "{named}: {}.{} does not point at {resource_type}",
+            include.source, include.param
+        ));
+    }
+    // A patient's record items are searched one record at a time: not from a page of practice data (no record
+    // on it).
+    let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
+    let page_of_practice_data = state.registry.compartment_of(resource_type) == Some(Compartment::None);
+    (source_in_records && page_of_practice_data).then(|| {
+        format!(
+            "{named} is not supported: {} are searched one patient's record at a time",
+            include.source
+        )
+    })
+}
+
+/// `_include` and `_revinclude` for one page of matches (those [`check_includes`] let through).
 pub async fn includes(
     state: &AppState,
     principal: &Principal,
@@ -123,16 +194,11 @@ pub async fn includes(
     // it names, in the matches and then in what the includes brought, round after round.
     let mut follow = Vec::new();
     for include in &interaction.include {
-        let Some(def) = reference_param(state, &include.source, &include.param) else {
-            warnings.push(unsupported("_include", &include.source, &include.param));
-            continue;
-        };
-        // R4: an include without `:iterate` names the type searched.
-        if !include.iterate && include.source != resource_type {
-            warnings.push(mismatched("_include", &include.source, &include.param, resource_type));
-            continue;
+        let def = reference_param(state, &include.source, &include.param);
+        match def {
+            Some(def) if include_problem(state, resource_type, include, false).is_none() => follow.push((include, def)),
+            _ => {}
         }
-        follow.push((include, def));
     }
     let mut round: Vec<String> = include_targets(page, &follow, true, &mut seen);
     for depth in 0.. {
@@ -163,38 +229,9 @@ pub async fn includes(
     }
     for include in &interaction.revinclude {
         let Some(def) = reference_param(state, &include.source, &include.param) else {
-            warnings.push(unsupported("_revinclude", &include.source, &include.param));
             continue;
         };
-        // A reference that cannot point at the type searched finds nothing: said rather than answered empty.
-        let may_point =
-            crate::mapping::profile::Defs::get().may_reference(&include.source, &include.param, resource_type);
-        if !may_point || def.target.as_deref().is_some_and(|target| target != resource_type) {
-            warnings.push(mismatched(
-                "_revinclude",
-                &include.source,
-                &include.param,
-                resource_type,
-            ));
-            continue;
-        }
-        // Reverse includes are found for the matches, not for what the includes brought.
-        if include.iterate {
-            warnings.push(warning(
-                IssueType::Informational,
-                "IM1-1206",
-                format!(
-                    "_revinclude:iterate={}:{} was followed from the matches only",
-                    include.source, include.param
-                ),
-            ));
-        }
-        // A patient's record items are searched one record at a time: from a page of practice data (no record
-        // on it) they cannot be, and that is said rather than answered with nothing.
-        let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
-        let page_of_practice_data = state.registry.compartment_of(resource_type) == Some(Compartment::None);
-        if source_in_records && page_of_practice_data {
-            warnings.push(unsupported("_revinclude", &include.source, &include.param));
+        if include_problem(state, resource_type, include, true).is_some() {
             continue;
         }
         let wanted: BTreeSet<String> = page.iter().map(type_and_id).collect();
@@ -348,26 +385,6 @@ fn type_and_id(resource: &Value) -> String {
         "{}/{}",
         resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
         resource.get("id").and_then(Value::as_str).unwrap_or_default()
-    )
-}
-
-fn mismatched(what: &str, source: &str, param: &str, searched: &str) -> Value {
-    let why = match what {
-        "_include" => format!("it follows {source} references, and this search gives {searched}"),
-        _ => format!("{source}.{param} does not point at {searched}"),
-    };
-    warning(
-        IssueType::NotSupported,
-        "IM1-1206",
-        format!("{what}={source}:{param} was ignored: {why}"),
-    )
-}
-
-fn unsupported(what: &str, source: &str, param: &str) -> Value {
-    warning(
-        IssueType::NotSupported,
-        "IM1-1206",
-        format!("{what}={source}:{param} is not supported and was ignored"),
     )
 }
 

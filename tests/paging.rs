@@ -203,19 +203,30 @@ async fn reverse_includes_of_practice_data_find_what_points_at_the_page() {
     sims.shutdown().await;
 }
 
+/// An include that cannot be followed is a 400 (strict handling, the default), or under
+/// `Prefer: handling=lenient` left out with a warning: never silently nothing.
+async fn refused_or_said(proxy: &Proxy, t: &str, query: &str) {
+    let body = common::outcome(proxy.get(query, t).await, 400).await;
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
+        "{query}: {body}"
+    );
+    let lenient: Value = proxy.get_lenient(query, t).await.json().await.unwrap();
+    assert!(entries(&lenient, "include").is_empty(), "{query}");
+    let said = entries(&lenient, "outcome");
+    assert_eq!(
+        said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
+        "{lenient}"
+    );
+}
+
 #[tokio::test]
 async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
     let sims = Simulators::start(common::fixed_options(1, 3)).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
     // Prescriptions are searched one record at a time: not from a page of practitioners.
-    let page = bundle(&proxy, &t, "Practitioner?_revinclude=MedicationRequest:requester").await;
-    assert!(entries(&page, "include").is_empty());
-    let warning = entries(&page, "outcome");
-    assert_eq!(
-        warning[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
-        "{page}"
-    );
+    refused_or_said(&proxy, &t, "Practitioner?_revinclude=MedicationRequest:requester").await;
     // A record's own revinclude on an empty page is no such case.
     let patient = patient_id(&proxy, &t).await;
     let none = bundle(
@@ -229,14 +240,9 @@ async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
     for mismatched in [
         format!("Observation?patient={patient}&_include=Condition:patient"),
         format!("Observation?patient={patient}&_revinclude=Observation:encounter"),
+        format!("Observation?patient={patient}&_include=Observation:nonsense"),
     ] {
-        let page = bundle(&proxy, &t, &mismatched).await;
-        assert!(entries(&page, "include").is_empty(), "{mismatched}");
-        let said = entries(&page, "outcome");
-        assert_eq!(
-            said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1206",
-            "{page}"
-        );
+        refused_or_said(&proxy, &t, &mismatched).await;
     }
     proxy.stop().await;
     sims.shutdown().await;

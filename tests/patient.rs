@@ -225,7 +225,9 @@ async fn search_parameters_are_checked() {
         .unwrap()
         .iter()
         .all(|e| e["search"]["mode"] == "match"));
-    let included = json(proxy.get(&format!("{NHS_SEARCH}&_include=Patient:nonsense"), &t).await).await;
+    let unknown = format!("{NHS_SEARCH}&_include=Patient:nonsense");
+    outcome(proxy.get(&unknown, &t).await, 400).await;
+    let included = json(proxy.get_lenient(&unknown, &t).await).await;
     let warning = included["entry"]
         .as_array()
         .unwrap()

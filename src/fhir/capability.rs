@@ -201,7 +201,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Every request but metadata and the SMART configuration needs a bearer token. Unknown search parameters are a 400 unless `Prefer: handling=lenient`.",
+            "documentation": "Every request but metadata and the SMART configuration needs a bearer token. Unknown search parameters, and _include/_revinclude values that cannot be followed, are a 400 unless `Prefer: handling=lenient` (then left out with a warning).",
             "security": {
                 "cors": true,
                 "service": [{ "coding": [{
