@@ -180,6 +180,10 @@ async fn search_parameters_are_checked() {
     )
     .await;
     assert_eq!(hit["total"], 1);
+    // A code's own system may be named.
+    let gender = "gender=http://hl7.org/fhir/administrative-gender|female";
+    let with_system = json(proxy.get(&format!("{NHS_SEARCH}&{gender}"), &t).await).await;
+    assert_eq!(with_system["total"], 1);
     let miss = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=gt1990"), &t).await).await;
     assert_eq!(miss["total"], 0);
     outcome(proxy.get(&format!("{NHS_SEARCH}&birthdate=yesterday"), &t).await, 400).await;

@@ -11,11 +11,21 @@ use time::OffsetDateTime;
 
 /// Whether a resource matches every parameter (AND), each matching any of its values (OR).
 pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     for (def, param) in params {
         let elements = collect(resource, &def.paths);
+        // A `code` element's values belong to its value set's code system without naming it.
+        let implicit: Vec<&str> = match def.kind {
+            ParamType::Token => {
+                let defs = crate::mapping::profile::Defs::get();
+                let systems = def.paths.iter().flat_map(|p| defs.implicit_systems(resource_type, p));
+                systems.map(String::as_str).collect()
+            }
+            _ => Vec::new(),
+        };
         let mut any = false;
         for value in &param.values {
-            if value_matches(def, param.modifier.as_deref(), value, &elements)? {
+            if value_matches(def, param.modifier.as_deref(), value, &elements, &implicit)? {
                 any = true;
                 break;
             }
@@ -108,7 +118,13 @@ pub fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
     out
 }
 
-fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: &[&Value]) -> FhirResult<bool> {
+fn value_matches(
+    def: &ParamDef,
+    modifier: Option<&str>,
+    value: &str,
+    elements: &[&Value],
+    implicit: &[&str],
+) -> FhirResult<bool> {
     Ok(match def.kind {
         // `:text`: the words a code travels with (CodeableConcept.text, Coding.display), searched as a string.
         ParamType::Token if modifier == Some("text") => {
@@ -119,7 +135,7 @@ fn value_matches(def: &ParamDef, modifier: Option<&str>, value: &str, elements: 
                 .any(|t| fold(t).starts_with(&wanted))
         }
         ParamType::Token => {
-            let hit = elements.iter().any(|e| token_matches(e, value));
+            let hit = elements.iter().any(|e| token_matches(e, value, implicit));
             if modifier == Some("not") {
                 !hit
             } else {
@@ -215,7 +231,8 @@ fn token_texts(element: &Value) -> Vec<&str> {
     out
 }
 
-fn token_matches(element: &Value, wanted: &str) -> bool {
+/// Whether a coded element matches `[system|]code`; a bare `code` value's system is one of `implicit`.
+fn token_matches(element: &Value, wanted: &str, implicit: &[&str]) -> bool {
     let (system, code) = match wanted.split_once('|') {
         Some((s, c)) => (Some(s), c),
         None => (None, wanted),
@@ -229,7 +246,13 @@ fn token_matches(element: &Value, wanted: &str) -> bool {
         system_ok && (code.is_empty() || c == Some(code))
     };
     match element {
-        Value::String(s) => system.is_none_or(str::is_empty) && s == code,
+        Value::String(s) => {
+            let system_ok = match system {
+                None | Some("") => true,
+                Some(system) => implicit.contains(&system),
+            };
+            system_ok && (s == code || (code.is_empty() && system.is_some_and(|s| !s.is_empty())))
+        }
         Value::Bool(b) => system.is_none() && code == b.to_string(),
         Value::Object(map) => {
             if let Some(Value::Array(codings)) = map.get("coding") {
@@ -448,6 +471,19 @@ mod tests {
         assert!(!matches(&slot, &[(&d, &param(&["routine"], Some("text")))]).unwrap());
         let c = def(ParamType::Token, "code");
         assert!(matches(&slot, &[(&c, &param(&["blood"], Some("text")))]).unwrap());
+    }
+
+    #[test]
+    fn a_code_matches_with_its_implicit_system_and_no_other() {
+        let patient = json!({"resourceType": "Patient", "gender": "female"});
+        let gender = def(ParamType::Token, "gender");
+        let hit = |value: &str| matches(&patient, &[(&gender, &param(&[value], None))]).unwrap();
+        assert!(hit("female"));
+        assert!(hit("http://hl7.org/fhir/administrative-gender|female"));
+        assert!(hit("http://hl7.org/fhir/administrative-gender|"));
+        assert!(!hit("http://hl7.org/fhir/administrative-gender|male"));
+        assert!(!hit("http://hl7.org/fhir/observation-status|female"));
+        assert!(!hit("male"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 static UKCORE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/profiles/ukcore");
 const R4_ELEMENTS: &str = include_str!("../../profiles/r4-elements.txt");
 const R4_SEARCH_PARAMS: &str = include_str!("../../profiles/r4-search-params.tsv");
+const R4_CODE_SYSTEMS: &str = include_str!("../../profiles/r4-code-systems.txt");
 
 /// The canonical URL prefix of UK Core StructureDefinitions.
 pub const UKCORE_SD: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
@@ -78,6 +79,8 @@ pub struct Defs {
     pub reference_targets: HashMap<(String, String), Vec<String>>,
     /// By canonical URL.
     pub profiles: HashMap<String, Profile>,
+    /// `Resource.element` of a required-bound `code` → the code systems of its value set.
+    pub code_systems: HashMap<String, Vec<String>>,
 }
 
 impl Defs {
@@ -136,12 +139,29 @@ impl Defs {
                 profiles.insert(profile.url.clone(), profile);
             }
         }
+        let code_systems = R4_CODE_SYSTEMS
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                Some((words.next()?.to_string(), words.map(String::from).collect()))
+            })
+            .collect();
         Defs {
             types,
             search_params,
             reference_targets,
             profiles,
+            code_systems,
         }
+    }
+
+    /// The code systems a `code` element's values implicitly belong to (`Patient.gender`:
+    /// administrative-gender): a token search may name them.
+    pub fn implicit_systems(&self, resource: &str, element: &str) -> &[String] {
+        self.code_systems
+            .get(&format!("{resource}.{element}"))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Whether R4 lets a reference parameter of `resource` point at `target`.
