@@ -127,8 +127,6 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             .filter(|(m, p)| {
                 p.kind == crate::mapping::ParamType::Reference
                     && !(practice_level && m.compartment == crate::mapping::Compartment::Patient)
-                    && p.name != "patient"
-                    && p.name != "subject"
                     && defs.may_reference(&m.resource, &p.name, resource)
             })
             .map(|(m, p)| format!("{}:{}", m.resource, p.name))
@@ -344,6 +342,8 @@ mod tests {
             serde_json::from_value(entry["searchRevInclude"].clone()).unwrap_or_default()
         };
         assert!(revincludes("Schedule").contains(&"Slot:schedule".to_string()));
+        // A patient's record items point at the Patient: what a Patient search can bring with it.
+        assert!(revincludes("Patient").contains(&"AllergyIntolerance:patient".to_string()));
         assert!(revincludes("Encounter").contains(&"Condition:encounter".to_string()));
         assert!(revincludes("Practitioner").contains(&"PractitionerRole:practitioner".to_string()));
         assert!(!revincludes("Condition").contains(&"Slot:schedule".to_string()));

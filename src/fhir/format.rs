@@ -40,7 +40,9 @@ fn format_of(name: &str) -> Option<Format> {
 /// Picks the response format: `_format` wins over `Accept`; JSON when the client does not care.
 pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult<Format> {
     if let Some(name) = format_param {
-        return format_of(name).ok_or_else(|| {
+        // `_format` is read as an Accept of one range: another FHIR version is not served.
+        let r4 = accept_ranges(name).next().is_some();
+        return format_of(name).filter(|_| r4).ok_or_else(|| {
             FhirError::not_acceptable(
                 "IM1-1101",
                 format!("_format '{name}' is not supported; use json or xml"),
@@ -315,6 +317,10 @@ mod tests {
             Format::Xml
         );
         assert_eq!(negotiate(Some("html"), None).unwrap_err().status, 406);
+        let v4 = negotiate(Some("application/fhir+json;fhirVersion=4.0"), None);
+        assert_eq!(v4.unwrap(), Format::Json);
+        let v3 = negotiate(Some("application/fhir+json;fhirVersion=3.0"), None);
+        assert_eq!(v3.unwrap_err().status, 406);
     }
 
     #[test]
