@@ -195,9 +195,8 @@ pub async fn includes(
     let mut follow = Vec::new();
     for include in &interaction.include {
         let def = reference_param(state, &include.source, &include.param);
-        match def {
-            Some(def) if include_problem(state, resource_type, include, false).is_none() => follow.push((include, def)),
-            _ => {}
+        if let (Some(def), None) = (def, include_problem(state, resource_type, include, false)) {
+            follow.push((include, def));
         }
     }
     let mut round: Vec<String> = include_targets(page, &follow, true, &mut seen);
