@@ -718,6 +718,11 @@ async fn search(
                 "the token names no practice this server serves",
             ));
         }
+        // `_id` names items this server issued, each of one practice: the others are not asked (nor their
+        // auditors shown the search).
+        if let Some(named) = practices_of_ids(state, interaction, &resource_type) {
+            targets.retain(|(practice, _)| named.contains(&practice.ods));
+        }
     }
     let mut all = Vec::new();
     let query = link_query(state, interaction);
@@ -1348,6 +1353,27 @@ pub(crate) fn canonical_query(interaction: &Interaction) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// The practices the `_id` values of a search belong to (those that are ids this server issued for the type);
+/// None without `_id`.
+fn practices_of_ids(state: &AppState, interaction: &Interaction, resource_type: &str) -> Option<Vec<String>> {
+    let ids = interaction
+        .params
+        .iter()
+        .filter(|p| p.name == "_id" && p.modifier.is_none())
+        .flat_map(|p| &p.values);
+    let mut given = false;
+    let mut practices = Vec::new();
+    for id in ids {
+        given = true;
+        if let Ok(logical) = state.ids.decode(resource_type, id) {
+            if !practices.contains(&logical.practice) {
+                practices.push(logical.practice);
+            }
+        }
+    }
+    given.then_some(practices)
 }
 
 /// A reference parameter given as an absolute URL on this server's own base (`[base]/Patient/x`, as a

@@ -411,19 +411,28 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
         let response = get_as(&proxy, &format!("Practitioner/{practitioner}"), &both, id).await;
         assert_eq!(response.status(), 200);
     }
-    // An EMIS user trying that TPP patient: an attempt both practices' auditors see.
+    // An EMIS user trying that TPP patient: an attempt TPP's auditors see (it names TPP's patient), not EMIS's.
     let emis_only = token(Role::Clinician, &["Y90001"]);
     let response = get_as(&proxy, &format!("Patient/{patient}"), &emis_only, "cross-try").await;
     assert_eq!(response.status(), 404);
+    // A user of both refused on a TPP patient's record, and searching one TPP patient by id: TPP's alone.
+    let refused = format!("Condition?patient={patient}&colour=blue");
+    assert_eq!(get_as(&proxy, &refused, &both, "refused-tpp").await.status(), 400);
+    let by_id = format!("Patient?_id={patient}");
+    assert_eq!(get_as(&proxy, &by_id, &both, "by-id-tpp").await.status(), 200);
     let emis = seen_by("Y90001").await;
     assert!(emis.contains("at-emis") && !emis.contains("at-tpp"), "{emis:?}");
     assert!(!emis.contains("read-1") && !emis.contains("read-2"), "{emis:?}");
     assert!(!emis.contains("staff-1") && !emis.contains("staff-2"), "{emis:?}");
-    assert!(emis.contains("cross-try"), "{emis:?}");
+    for tpp_only_event in ["cross-try", "refused-tpp", "by-id-tpp"] {
+        assert!(!emis.contains(tpp_only_event), "{tpp_only_event}: {emis:?}");
+    }
     let tpp = seen_by("Y90002").await;
     assert!(tpp.contains("at-tpp") && !tpp.contains("at-emis"), "{tpp:?}");
     assert!(
-        tpp.contains("read-1") && tpp.contains("read-2") && tpp.contains("cross-try"),
+        ["read-1", "read-2", "cross-try", "refused-tpp", "by-id-tpp"]
+            .iter()
+            .all(|id| tpp.contains(*id)),
         "{tpp:?}"
     );
     assert!(tpp.contains("staff-1") && tpp.contains("staff-2"), "{tpp:?}");

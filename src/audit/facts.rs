@@ -119,9 +119,9 @@ impl AuditFacts {
     }
 
     /// The practices an event belongs to, for auditors of those practices: the ones the request reached or
-    /// named, and, when it was refused or reached none, also those its user acts for (an attempt concerns the
-    /// user's own organisations too; a refusal holds no other practice's data). None at all (metadata, a 401
-    /// without a token): any auditor's.
+    /// named; when it reached and named none, those its user acts for. Not the user's others as well: a
+    /// refused request still names a practice's patient and carries its query (an NHS number), which are that
+    /// practice's data. None at all (metadata, a 401 without a token): any auditor's.
     pub fn audit_practices(&self) -> Vec<String> {
         let mut practices: Vec<String> = Vec::new();
         let reached = self
@@ -133,7 +133,7 @@ impl AuditFacts {
                 practices.push(ods.clone());
             }
         }
-        if practices.is_empty() || self.status >= 400 {
+        if practices.is_empty() {
             if let Some(who) = &self.who {
                 for ods in &who.organisations {
                     if !practices.contains(ods) {
