@@ -148,7 +148,10 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let base = base_url(state, &parts.headers);
+    let base = match base_url(state, &parts) {
+        Ok(base) => base,
+        Err(e) => return (respond_error(&e, format_hint, false), "invalid".into()),
+    };
 
     // Public: discovery.
     let public = matches!(relative.as_str(), "metadata" | ".well-known/smart-configuration");
@@ -1401,16 +1404,36 @@ fn relative_references(state: &AppState, interaction: &mut Interaction, base: &s
     changed
 }
 
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(base) = &state.public_base_url {
-        return base.clone();
+/// The base URL links are made from: `public_base_url` when configured, else the request's own host. The host
+/// is checked either way (RFC 9112 §3.2: an HTTP/1.1 request without one, with two, or with one that is not a
+/// host and port is a 400), so a crafted `Host` cannot reshape the links.
+fn base_url(state: &AppState, parts: &http::request::Parts) -> FhirResult<String> {
+    let bad = |why: &str| FhirError::bad_request("IM1-1010", format!("the Host header {why}")).at("Host");
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let given = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad("is given twice"));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("http://{host}/fhir")
+    let host = match given {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad("is not text"))?;
+            let authority: http::uri::Authority = text.parse().map_err(|_| bad("is not a host and port"))?;
+            if text.is_empty() || text.contains('@') || authority.as_str() != text {
+                return Err(bad("is not a host and port"));
+            }
+            authority.to_string()
+        }
+        // HTTP/2 names the host in the request's authority; an HTTP/1.1 request must name it.
+        None => match (parts.uri.authority(), parts.version) {
+            (Some(authority), _) => authority.to_string(),
+            (None, http::Version::HTTP_10 | http::Version::HTTP_09) => "localhost".to_string(),
+            (None, _) => return Err(bad("is missing")),
+        },
+    };
+    Ok(match &state.public_base_url {
+        Some(base) => base.clone(),
+        None => format!("http://{host}/fhir"),
+    })
 }
 
 /// The format to report an error in before the interaction is parsed: the client's choice if it can be read.

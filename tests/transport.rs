@@ -184,6 +184,39 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
     proxy.stop().await;
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host, with two, or with one that is not a host and port is a
+/// 400; a crafted Host cannot reshape the links the server makes from it.
+#[tokio::test]
+async fn the_host_is_a_host_or_the_request_is_refused() {
+    let proxy = Proxy::start_with(
+        Vec::new(),
+        Default::default(),
+        NativeConfig::default(),
+        common::test_server(),
+    )
+    .await;
+    let addr = proxy.running.as_ref().unwrap().addr;
+    for head in [
+        "GET /fhir/metadata HTTP/1.1\r\n",
+        "GET /fhir/metadata HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+        "GET /fhir/metadata HTTP/1.1\r\nHost: a.example/fhir/Patient/x?\r\n",
+        "GET /fhir/metadata HTTP/1.1\r\nHost: user@a.example\r\n",
+        "GET /fhir/metadata HTTP/1.1\r\nHost: \r\n",
+    ] {
+        let answer = send_and_wait_for_close(addr, format!("{head}Connection: close\r\n\r\n").as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+        assert!(answer.contains("IM1-1010"), "{head:?}: {answer}");
+    }
+    let answer = send_and_wait_for_close(
+        addr,
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: fhir.example:8443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("http://fhir.example:8443/fhir"), "{answer}");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_let_go() {
     let server = ServerConfig {
