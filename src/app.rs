@@ -974,7 +974,11 @@ async fn audit_search(
     }
     // A search's links carry the newest row it could see: a later page's bound to its page token, a self link's
     // as it is (following it reads the same events again).
-    let given_snapshot = pinned.params.iter().any(|p| p.name == AUDIT_SNAPSHOT);
+    let snapshots = pinned.params.iter().filter(|p| p.name == AUDIT_SNAPSHOT).count();
+    if snapshots > 1 {
+        return Err(FhirError::bad_request("IM1-1210", "give _snapshot once").at(AUDIT_SNAPSHOT));
+    }
+    let given_snapshot = snapshots == 1;
     if interaction.page.is_none() && !given_snapshot {
         pinned.params.push(rest::SearchParam {
             name: "date".into(),
