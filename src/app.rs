@@ -308,6 +308,10 @@ fn too_large(limit: usize) -> FhirError {
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> FhirResult<Principal> {
+    // Two sets of credentials are ambiguous: which one acted? (RFC 6750 §3.1: invalid_request, a 400.)
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(FhirError::bad_request("IM1-2003", "give one Authorization header"));
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -840,16 +844,15 @@ async fn search(
         Vec::new()
     } else {
         let records = record_ops::records_of(state, &page);
-        record_ops::includes(
+        let of = record_ops::IncludesOf {
             state,
             principal,
             request_id,
             interaction,
-            &page,
-            &records,
-            &mut warnings,
-        )
-        .await?
+            page: &page,
+            records: &records,
+        };
+        record_ops::includes(&of, &mut warnings).await?
     };
     Ok(bundle::searchset(SearchsetInput {
         base,
@@ -974,6 +977,22 @@ async fn audit_search(
     }
     // A search's links carry the newest row it could see: a later page's bound to its page token, a self link's
     // as it is (following it reads the same events again).
+    // An AuditEvent page includes nothing else.
+    for (name, given) in [
+        ("_include", !interaction.include.is_empty()),
+        ("_revinclude", !interaction.revinclude.is_empty()),
+    ] {
+        let why = format!("{name} is not supported on AuditEvent searches");
+        match (given, interaction.handling) {
+            (false, _) => {}
+            (true, Handling::Lenient) => warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::NotSupported,
+                "IM1-1206",
+                format!("{why} and was ignored"),
+            )),
+            (true, Handling::Strict) => return Err(FhirError::bad_request("IM1-1206", why).at(name)),
+        }
+    }
     let snapshots = pinned.params.iter().filter(|p| p.name == AUDIT_SNAPSHOT).count();
     if snapshots > 1 {
         return Err(FhirError::bad_request("IM1-1210", "give _snapshot once").at(AUDIT_SNAPSHOT));

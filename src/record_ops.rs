@@ -149,6 +149,17 @@ fn include_problem(state: &AppState, resource_type: &str, include: &Include, rev
         return Some(format!("{named} is not supported"));
     };
     if !reverse {
+        // A target type the reference cannot point at would bring nothing.
+        let defs = crate::mapping::profile::Defs::get();
+        if let Some(target) = &include.target {
+            let may = defs.may_reference(&include.source, &include.param, target) && def.follows(&format!("{target}/"));
+            if !may {
+                return Some(format!(
+                    "{named}: {}.{} does not point at {target}",
+                    include.source, include.param
+                ));
+            }
+        }
         // R4: an include without `:iterate` names the type searched.
         return (!include.iterate && include.source != resource_type).then(|| {
             format!(
@@ -177,19 +188,25 @@ fn include_problem(state: &AppState, resource_type: &str, include: &Include, rev
     })
 }
 
+/// A page of matches whose includes are followed, and for whom.
+pub struct IncludesOf<'a> {
+    pub state: &'a AppState,
+    pub principal: &'a Principal,
+    pub request_id: &'a str,
+    pub interaction: &'a Interaction,
+    pub page: &'a [Value],
+    /// The records the page belongs to (see [`records_of`]).
+    pub records: &'a [RecordKey],
+}
+
 /// `_include` and `_revinclude` for one page of matches (those [`check_includes`] let through).
-pub async fn includes(
-    state: &AppState,
-    principal: &Principal,
-    request_id: &str,
-    interaction: &Interaction,
-    page: &[Value],
-    records: &[RecordKey],
-    warnings: &mut Vec<Value>,
-) -> FhirResult<Vec<Value>> {
+pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirResult<Vec<Value>> {
+    let (state, principal, request_id) = (of.state, of.principal, of.request_id);
+    let (interaction, page) = (of.interaction, of.page);
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let mut seen: BTreeSet<String> = page.iter().map(type_and_id).collect();
-    let mut out = Vec::new();
+    // What points at the matches first: `:iterate` includes follow from it too.
+    let mut out = reverse_includes(of, &mut seen, warnings).await?;
     // The includes to follow, each with its parameter; an `:iterate` one follows the references of any type
     // it names, in the matches and then in what the includes brought, round after round.
     let mut follow = Vec::new();
@@ -200,6 +217,7 @@ pub async fn includes(
         }
     }
     let mut round: Vec<String> = include_targets(page, &follow, true, &mut seen);
+    round.extend(include_targets(&out, &follow, false, &mut seen));
     for depth in 0.. {
         if round.is_empty() {
             break;
@@ -226,6 +244,20 @@ pub async fn includes(
         }
         round = include_targets(&out[first_new..], &follow, false, &mut seen);
     }
+    Ok(out)
+}
+
+/// `_revinclude`: the items of the types named that point at the matches. A type this user may not search is
+/// said, not a failure of the whole search.
+async fn reverse_includes(
+    of: &IncludesOf<'_>,
+    seen: &mut BTreeSet<String>,
+    warnings: &mut Vec<Value>,
+) -> FhirResult<Vec<Value>> {
+    let (state, principal, request_id) = (of.state, of.principal, of.request_id);
+    let (interaction, page, records) = (of.interaction, of.page, of.records);
+    let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
     for include in &interaction.revinclude {
         let Some(def) = reference_param(state, &include.source, &include.param) else {
             continue;
@@ -264,7 +296,14 @@ pub async fn includes(
                 record,
                 narrow,
             };
-            let found = search_record(state, principal, request_id, search, interaction.fresh, warnings).await?;
+            let found = match search_record(state, principal, request_id, search, interaction.fresh, warnings).await {
+                Ok(found) => found,
+                Err(e) if is_type_refusal(&e) => {
+                    say_type_refusal(&e, &format!("_revinclude left out {}", include.source), warnings);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             for item in found {
                 let points_here = references(&item, def).iter().any(|r| wanted.contains(r));
                 if points_here && seen.insert(type_and_id(&item)) {
@@ -355,12 +394,17 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
 /// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
 /// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
 pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
-    if matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201") {
+    if is_type_refusal(e) {
         let said = warning(IssueType::Forbidden, "IM1-2103", format!("{what}: {}", e.message));
         if !warnings.contains(&said) {
             warnings.push(said);
         }
     }
+}
+
+/// Whether a refusal is of a whole type or kind of item for this user, rather than of one item.
+fn is_type_refusal(e: &crate::fhir::FhirError) -> bool {
+    matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201")
 }
 
 /// Calls `found` with every `reference` a resource holds, at any depth.

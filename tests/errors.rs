@@ -78,6 +78,18 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
         let missing = body["issue"][0]["details"]["coding"][0]["code"] == "IM1-2001";
         assert_eq!(challenge.contains("error="), !missing, "{challenge}");
     }
+    // Two Authorization headers are ambiguous, whichever is valid.
+    let t = token(Role::Clinician, &["Y90001"]);
+    let twice = proxy
+        .client
+        .get(proxy.url("Patient/abc"))
+        .header("authorization", format!("Bearer {t}"))
+        .header("authorization", "Bearer nonsense")
+        .send()
+        .await
+        .unwrap();
+    let body = outcome(twice, 400).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2003");
     proxy.stop().await;
 }
 
@@ -237,6 +249,8 @@ async fn malformed_requests_are_refused_with_outcomes() {
         .unwrap();
     outcome(response, 406).await;
     outcome(proxy.get("Patient?_count=lots", &t).await, 400).await;
+    let body = outcome(proxy.get("Patient?_elements=!!", &t).await, 400).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1217");
     outcome(proxy.client.delete(proxy.url("metadata")).send().await.unwrap(), 405).await;
     // Still serving.
     assert_eq!(
@@ -269,6 +283,8 @@ async fn refused_methods_say_what_their_path_takes() {
         (reqwest::Method::GET, "Binary", ""),
         (reqwest::Method::GET, "AuditEvent/abc", ""),
     ];
+    // Past a history path is no FHIR interaction at all.
+    outcome(proxy.get("Patient/abc/_history/1/extra", &t).await, 404).await;
     for (method, path, allow) in cases {
         let response = proxy
             .client

@@ -241,6 +241,7 @@ async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
         format!("Observation?patient={patient}&_include=Condition:patient"),
         format!("Observation?patient={patient}&_revinclude=Observation:encounter"),
         format!("Observation?patient={patient}&_include=Observation:nonsense"),
+        format!("Observation?patient={patient}&_include=Observation:encounter:Patient"),
     ] {
         refused_or_said(&proxy, &t, &mismatched).await;
     }

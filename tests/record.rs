@@ -178,6 +178,33 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     for o in &observations {
         assert!(ids.contains(&o["encounter"]["reference"].as_str().unwrap().to_string()));
     }
+    // `:iterate` follows from what the reverse includes brought too: the observations' patient.
+    let with_patient = get(
+        &proxy,
+        &format!("Encounter?patient={patient}&_revinclude=Observation:encounter&_include:iterate=Observation:patient"),
+        &t,
+    )
+    .await;
+    let included = entries(&with_patient, "include");
+    assert!(
+        included
+            .iter()
+            .any(|r| r["resourceType"] == "Patient" && r["id"] == patient.as_str()),
+        "{with_patient}"
+    );
+    assert_eq!(included.len(), observations.len() + 1);
+    // A type this user may not search is said, not a failure of the search.
+    let related = get(
+        &proxy,
+        &format!("Patient?_id={patient}&_revinclude=RelatedPerson:patient"),
+        &t,
+    )
+    .await;
+    let said = entries(&related, "outcome");
+    assert_eq!(
+        said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-2103",
+        "{related}"
+    );
 
     let everything = get(&proxy, &format!("Patient/{patient}/$everything?_count=200"), &t).await;
     let all = entries(&everything, "match");

@@ -96,7 +96,8 @@ fn accept_ranges(accept: &str) -> impl Iterator<Item = (String, f32)> + '_ {
 
 /// How a Binary read is answered (FHIR R4 binary.html): as its content in its own media type unless the
 /// request names a FHIR format explicitly and prefers it (by q-value) to that media type; as the Binary
-/// resource then; or neither (406). No `Accept` at all: the content.
+/// resource then, or when the content is refused and a wildcard takes FHIR; else neither (406). No `Accept`
+/// at all: the content.
 pub fn binary_wanted(accept: Option<&str>, content_type: &str) -> Option<BinaryAnswer> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Some(BinaryAnswer::Content);
@@ -105,10 +106,14 @@ pub fn binary_wanted(accept: Option<&str>, content_type: &str) -> Option<BinaryA
     let kind = content_type
         .split_once('/')
         .map_or(content_type.as_str(), |(kind, _)| kind);
-    let (mut fhir, mut content) = (0.0f32, None::<(u8, f32)>);
+    // The q of a FHIR format named outright, and of one a wildcard lets through.
+    let (mut fhir, mut fhir_any, mut content) = (0.0f32, 0.0f32, None::<(u8, f32)>);
     for (mime, q) in accept_ranges(accept) {
         if format_of(&mime).is_some() {
             fhir = fhir.max(q);
+        }
+        if format_of(&mime).is_some() || mime == "*/*" || mime == "application/*" {
+            fhir_any = fhir_any.max(q);
         }
         // The most specific range that matches the content's type sets its q.
         let specificity = if mime == content_type {
@@ -127,7 +132,7 @@ pub fn binary_wanted(accept: Option<&str>, content_type: &str) -> Option<BinaryA
     let content = content.map_or(0.0, |(_, q)| q);
     if content > 0.0 && content > fhir {
         Some(BinaryAnswer::Content)
-    } else if fhir > 0.0 {
+    } else if fhir_any > 0.0 {
         Some(BinaryAnswer::Resource)
     } else {
         None
@@ -306,8 +311,13 @@ mod tests {
         for (accept, expected) in cases {
             assert_eq!(binary_wanted(accept, pdf), expected, "{accept:?}");
         }
-        // The most specific range sets the content's q.
-        assert_eq!(binary_wanted(Some("*/*, application/pdf;q=0"), pdf), None);
+        // The most specific range sets the content's q; a wildcard still lets the resource through.
+        assert_eq!(binary_wanted(Some("*/*, application/pdf;q=0"), pdf), Some(Resource));
+        assert_eq!(
+            binary_wanted(Some("application/pdf;q=0, */*;q=0.1"), pdf),
+            Some(Resource)
+        );
+        assert_eq!(binary_wanted(Some("application/pdf;q=0, text/html"), pdf), None);
     }
 
     #[test]

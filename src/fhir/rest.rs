@@ -329,7 +329,7 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::GET, [id, "_history", vid]) => {
                     Ok((Kind::VRead, Some(t), Some(logical_id(id)?), Some(logical_id(vid)?)))
                 }
-                (_, [_, "_history", ..]) => Err(not_allowed("")),
+                (_, [_, "_history"] | [_, "_history", _]) => Err(not_allowed("")),
                 _ => Err(FhirError::not_found("IM1-1003", "no FHIR interaction has this path")),
             }
         }
@@ -421,13 +421,22 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                     _ => return Err(bad("_summary must be true, text, data, count or false".into())),
                 })
             }
-            "_elements" => interaction.elements.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            ),
+            "_elements" => {
+                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    // An element's name (`code`), or a type's (`Observation.code`): letters, digits, `.`.
+                    let element_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+                    if !element_name {
+                        let shown: String = name.chars().take(40).collect();
+                        return Err(FhirError::bad_request(
+                            "IM1-1217",
+                            format!("_elements names elements; '{shown}' is not an element's name"),
+                        )
+                        .at("_elements"));
+                    }
+                    interaction.elements.push(name.to_string());
+                }
+            }
             "_sort" => {
                 for key in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let (param, descending) = match key.strip_prefix('-') {
