@@ -38,6 +38,8 @@ enum Func {
     Choose(Vec<Clause>),
     /// `a or b or ...`: the first argument the engine finds true, else the last.
     Or,
+    /// `decimal(value[, places])`: a number keeping the digits recorded (run here only; see `decimal`).
+    Decimal,
 }
 
 /// One part of a condition (the parts are joined by `and`).
@@ -153,8 +155,13 @@ impl Call {
             ("instant", 1) => Func::Instant,
             ("local_instant", 1) => Func::LocalInstant,
             ("reference", 2) => Func::Reference,
+            // Its value is a path or a literal: it is never handed to the engine (see `decimal`).
+            ("decimal", 1 | 2) => Func::Decimal,
             _ => return None,
         };
+        if matches!(func, Func::Decimal) && args.iter().any(|a| Path::parse(a).is_none() && literal(a).is_none()) {
+            return None;
+        }
         let args = args.iter().map(|a| Arg::compile(a, engine)).collect::<Option<_>>()?;
         Some(Call { func, args })
     }
@@ -206,6 +213,9 @@ impl Call {
             }
             return last.eval_branch(scope);
         }
+        if let Func::Decimal = self.func {
+            return Some(decimal(&self.args, scope));
+        }
         if let Func::Choose(clauses) = &self.func {
             let holds = clauses.iter().all(|clause| clause.holds(scope));
             return match self.args.get(if holds { 0 } else { 1 }) {
@@ -240,7 +250,7 @@ impl Call {
             }
             Func::Instant => text(as_str(&first).and_then(expr::fhir_instant)),
             Func::LocalInstant => text(as_str(&first).and_then(expr::local_instant)),
-            Func::Holds(_) | Func::Choose(_) | Func::Or => return None,
+            Func::Holds(_) | Func::Choose(_) | Func::Or | Func::Decimal => return None,
             Func::Reference => {
                 let Plain::Text(resource_type) = &first else {
                     return None;
@@ -253,6 +263,70 @@ impl Call {
             }
         })
     }
+}
+
+/// `decimal(value[, places])`: a FHIR decimal with the digits the record holds, which are significant (`1.70`
+/// is not `1.7`, and `168` is not `168.0`). The value is text (`"1.70"`) or a number (its text as the reply
+/// gave it); `places`, when the native API states them apart (Medicus `decimalPlaces`), pads the fraction to
+/// them. Not a decimal: nothing. The engine has no decimal type, so this runs here only: `check` refuses a
+/// `decimal(...)` anywhere it could not (`template::compile_leaf`).
+fn decimal(args: &[Arg], scope: &Scope) -> Out {
+    let text_of = |arg: Option<&Arg>| -> Option<String> {
+        match arg? {
+            Arg::Text(text) => Some(text.clone()),
+            Arg::Path(path) => {
+                let (value, _) = scope.walk(path)?;
+                match value.kind() {
+                    Kind::Str(text) => Some(text.trim().to_string()),
+                    Kind::Number => Some(value.to_json().to_string()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    let Some(mut text) = text_of(args.first()).filter(|t| is_fhir_decimal(t)) else {
+        return Out::Nothing;
+    };
+    let places = text_of(args.get(1)).and_then(|p| p.parse::<usize>().ok());
+    if let (Some(places), false) = (places, text.contains(['e', 'E'])) {
+        let have = text.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+        if have < places {
+            if have == 0 {
+                text.push('.');
+            }
+            text.extend(std::iter::repeat_n('0', places - have));
+        } else if have > places && text[text.len() - (have - places)..].bytes().all(|b| b == b'0') {
+            // Zeros past the places stated are the number's writing (`168.0`), not digits recorded; other
+            // digits are kept rather than lost.
+            text.truncate(text.len() - (have - places));
+            if places == 0 {
+                text.pop();
+            }
+        }
+    }
+    match text.parse::<serde_json::Number>() {
+        Ok(number) => Out::Json(Value::Number(number)),
+        Err(_) => Out::Nothing,
+    }
+}
+
+/// FHIR's decimal: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_fhir_decimal(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = match mantissa.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole)
+        && (whole == "0" || !whole.starts_with('0'))
+        && fraction.is_none_or(digits)
+        && exponent.is_none_or(digits)
 }
 
 /// Whether `path is [not] test` holds, as the engine finds (`context`): nothing when the path does not lead

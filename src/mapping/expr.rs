@@ -5,7 +5,8 @@
 //! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
 //! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
 //! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`, `reference(type, key)`, `add_minutes(instant, minutes)`,
-//! `local_instant(uk_wall_clock)`, and
+//! `local_instant(uk_wall_clock)`, `decimal(value, places)` (a number keeping its recorded digits; see
+//! `call::decimal`), and
 //! the filter `flatten` (one level of nested lists, for replies that nest records in groups).
 //! `partial(name, ...)` is recognised when it is a whole leaf.
 
@@ -140,6 +141,7 @@ pub const FUNCTIONS: &[&str] = &[
     "reference",
     "add_minutes",
     "local_instant",
+    "decimal",
 ];
 
 /// Marks a reference made by `reference(type, key)`: the template does not know the proxy's id key, so the
@@ -186,6 +188,14 @@ impl Engine {
                     .unwrap_or(JValue::UNDEFINED),
                 None => JValue::UNDEFINED,
             }
+        });
+        // The engine has no decimal type: `decimal` runs outside it (`call`), and `check` refuses it where it
+        // could not; this is only reached by a mapping loaded without that check.
+        env.add_function("decimal", |_: Rest<JValue>| -> Result<JValue, Error> {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "decimal() takes a path or text (and places), as a leaf's whole value or a conditional's branch",
+            ))
         });
         env.add_function("instant", |value: JValue| -> JValue {
             value

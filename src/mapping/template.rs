@@ -222,12 +222,22 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
             "partial(...) must be the whole value of a leaf",
         );
     }
+    let call = Call::compile(source, site.engine).map(Box::new);
+    // `decimal` runs outside the engine only (it has no decimal type): where it could not, it is refused here.
+    if call.is_none() && Engine::called_functions(source).iter().any(|f| f == "decimal") {
+        problems.add(
+            site.file,
+            node.pos,
+            path,
+            "decimal(value[, places]) takes a path or text, as a leaf's whole value or a conditional's branch",
+        );
+    }
     match site.engine.compile(source) {
         Ok(compiled) => Tmpl::Expr {
             source: source.to_string(),
             compiled: Box::new(compiled),
             reads: Reads::scan(source),
-            call: Call::compile(source, site.engine).map(Box::new),
+            call,
             chain: Chain::compile(source).map(Box::new),
         },
         Err(e) => {
@@ -708,7 +718,8 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    fn run(template: &str, record: Value) -> (Option<Value>, Vec<String>) {
+    /// A template compiled with `r` in scope, and the problems found.
+    fn compiled(template: &str) -> (Tmpl, Vec<String>) {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
         let node = yaml::parse(template).unwrap();
         let mut problems = Problems::default();
@@ -720,8 +731,13 @@ mod tests {
             concept_maps: &exists,
         };
         let tmpl = compile(&node, "template", &mut site, &mut problems);
+        (tmpl, problems.list.iter().map(|p| p.to_string()).collect())
+    }
+
+    fn run(template: &str, record: Value) -> (Option<Value>, Vec<String>) {
+        let (tmpl, problems) = compiled(template);
         let out = eval(&tmpl, &Scope::root("r", &record)).unwrap();
-        (out, problems.list.iter().map(|p| p.to_string()).collect())
+        (out, problems)
     }
 
     #[test]
@@ -753,6 +769,32 @@ telecom:
             json!({"resourceType": "Patient", "gender": "female", "birthDate": "1985-04-12",
             "name": [{"family": "Tester", "given": ["Alex"]}, {"use": "old", "family": "Smith"}]})
         );
+    }
+
+    #[test]
+    fn decimals_keep_the_digits_recorded() {
+        let template = r#"
+text: "{{ decimal(r.text) }}"
+padded: "{{ decimal(r.number, r.places) }}"
+trimmed: "{{ decimal(r.whole, r.zero) }}"
+whole: "{{ decimal(r.whole) }}"
+bad: "{{ decimal(r.bad) }}"
+chosen: "{{ decimal(r.text) if r.text else decimal(r.number) }}"
+"#;
+        let record = json!({"text": "1.70", "number": 1.7, "places": 2, "whole": 168.0, "zero": 0, "bad": "1.7.0"});
+        let (out, problems) = run(template, record);
+        assert!(problems.is_empty(), "{problems:?}");
+        let out = out.unwrap();
+        let written = |key: &str| serde_json::to_string(&out[key]).unwrap();
+        assert_eq!(written("text"), "1.70");
+        assert_eq!(written("padded"), "1.70");
+        assert_eq!(written("trimmed"), "168");
+        assert_eq!(written("whole"), "168.0");
+        assert!(out.get("bad").is_none());
+        assert_eq!(written("chosen"), "1.70");
+        // Where it would need the engine (which has no decimal type), it is refused up front.
+        let (_, problems) = compiled("v: \"{{ decimal(r.text | trim) }}\"\n");
+        assert!(problems.iter().any(|p| p.contains("decimal(value[, places])")), "{problems:?}");
     }
 
     #[test]
