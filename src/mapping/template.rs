@@ -794,7 +794,10 @@ chosen: "{{ decimal(r.text) if r.text else decimal(r.number) }}"
         assert_eq!(written("chosen"), "1.70");
         // Where it would need the engine (which has no decimal type), it is refused up front.
         let (_, problems) = compiled("v: \"{{ decimal(r.text | trim) }}\"\n");
-        assert!(problems.iter().any(|p| p.contains("decimal(value[, places])")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("decimal(value[, places])")),
+            "{problems:?}"
+        );
     }
 
     #[test]
