@@ -1484,7 +1484,8 @@ fn set_last_modified(response: &mut Response<Body>, resource: &Value) {
         .pointer("/meta/lastUpdated")
         .and_then(Value::as_str)
         .and_then(crate::fhir::dates::range);
-    if let Some((at, _)) = updated {
+    // An HTTP-date is 1970 to 9999 (httpdate panics outside): older records (migrated ones) go without.
+    if let Some((at, _)) = updated.filter(|(at, _)| at.unix_timestamp() >= 0 && at.year() <= 9999) {
         let http_date = httpdate::fmt_http_date(std::time::SystemTime::from(at));
         if let Ok(value) = HeaderValue::from_str(&http_date) {
             response.headers_mut().insert(header::LAST_MODIFIED, value);
@@ -1575,4 +1576,24 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_modified_is_an_http_date_or_absent() {
+        let with = |updated: &str| {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            set_last_modified(&mut response, &serde_json::json!({"meta": {"lastUpdated": updated}}));
+            response.headers().get(header::LAST_MODIFIED).cloned()
+        };
+        assert_eq!(
+            with("2025-06-01T10:50:00+01:00").unwrap(),
+            "Sun, 01 Jun 2025 09:50:00 GMT"
+        );
+        // Before 1970 (a migrated record): no header, and no panic.
+        assert_eq!(with("1965-03-01T00:00:00Z"), None);
+    }
 }

@@ -119,9 +119,10 @@ impl AuditFacts {
     }
 
     /// The practices an event belongs to, for auditors of those practices: the ones the request reached or
-    /// named; when it reached and named none, those its user acts for. Not the user's others as well: a
-    /// refused request still names a practice's patient and carries its query (an NHS number), which are that
-    /// practice's data. None at all (metadata, a 401 without a token): any auditor's.
+    /// named; when it reached and named none, those its user acts for; and when it was refused after naming a
+    /// practice its user does not act for, those too (their user's attempt on another's data). Not the user's
+    /// other practices when what it named is one of theirs: its query (an NHS number) is that practice's data.
+    /// None at all (metadata, a 401 without a token): any auditor's.
     pub fn audit_practices(&self) -> Vec<String> {
         let mut practices: Vec<String> = Vec::new();
         let reached = self
@@ -133,7 +134,9 @@ impl AuditFacts {
                 practices.push(ods.clone());
             }
         }
-        if practices.is_empty() {
+        let organisations = self.who.iter().flat_map(|who| &who.organisations);
+        let outside = practices.iter().any(|ods| !organisations.clone().any(|own| own == ods));
+        if practices.is_empty() || (self.status >= 400 && outside) {
             if let Some(who) = &self.who {
                 for ods in &who.organisations {
                     if !practices.contains(ods) {

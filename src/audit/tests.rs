@@ -331,10 +331,14 @@ async fn an_auditor_sees_the_events_of_their_practices_and_of_none() {
     let second = store.record(reached(&["Y90002"], &["Y90001", "Y90002"])).await.unwrap();
     // Refused before reaching a practice: filed under the practices its user acts for.
     let refused = store.record(reached(&[], &["Y90002"])).await.unwrap();
-    // Refused after naming a practice's patient: that practice's only (its query is that practice's data).
+    // Refused after naming a patient of one of the user's practices: that practice's only (its query is that
+    // practice's data); after naming another's: theirs and the user's (their user's attempt).
     let mut named = reached(&["Y90001"], &["Y90001", "Y90002"]);
     named.status = 404;
     let named = store.record(named).await.unwrap();
+    let mut probe = reached(&["Y90001"], &["Y90002"]);
+    probe.status = 404;
+    let probe = store.record(probe).await.unwrap();
     // No practice at all (a 401 without a token).
     let mut anonymous = reached(&[], &[]);
     anonymous.who = None;
@@ -354,10 +358,10 @@ async fn an_auditor_sees_the_events_of_their_practices_and_of_none() {
         list.sort();
         list
     };
-    assert_eq!(seen(&["Y90001"]), sorted(&[&first, &named, &nobody]));
-    assert_eq!(seen(&["Y90002"]), sorted(&[&second, &refused, &nobody]));
+    assert_eq!(seen(&["Y90001"]), sorted(&[&first, &named, &probe, &nobody]));
+    assert_eq!(seen(&["Y90002"]), sorted(&[&second, &refused, &probe, &nobody]));
     assert_eq!(seen(&[]), sorted(&[&nobody]));
-    assert_eq!(store.search(&AuditQuery::default()).unwrap().len(), 5);
+    assert_eq!(store.search(&AuditQuery::default()).unwrap().len(), 6);
     store.close().await;
 }
 

@@ -102,7 +102,8 @@ pub fn binary_wanted(accept: Option<&str>, content_type: &str) -> Option<BinaryA
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Some(BinaryAnswer::Content);
     };
-    let content_type = content_type.to_ascii_lowercase();
+    // The media type alone (`text/plain; charset=utf-8` is `text/plain` to Accept).
+    let content_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let kind = content_type
         .split_once('/')
         .map_or(content_type.as_str(), |(kind, _)| kind);
@@ -318,6 +319,11 @@ mod tests {
             Some(Resource)
         );
         assert_eq!(binary_wanted(Some("application/pdf;q=0, text/html"), pdf), None);
+        // A content type with parameters is its media type to Accept.
+        assert_eq!(
+            binary_wanted(Some("text/plain"), "text/plain; charset=utf-8"),
+            Some(Content)
+        );
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::GET, []) => Ok((Kind::Search, Some(t), None, None)),
                 (Method::POST, []) => Ok((Kind::Create, Some(t), None, None)),
                 (Method::POST, ["_search"]) => Ok((Kind::Search, Some(t), None, None)),
-                (_, ["_search"]) => Err(not_allowed("GET, HEAD, POST")),
+                (_, ["_search"]) => Err(not_allowed("POST")),
                 // Conditional update, patch and delete, and any other method on a type.
                 (_, []) => Err(not_allowed("GET, HEAD")),
                 (_, ["_history"]) => Err(no_history()),

@@ -288,7 +288,10 @@ fn decimal(args: &[Arg], scope: &Scope) -> Out {
     let Some(mut text) = text_of(args.first()).filter(|t| is_fhir_decimal(t)) else {
         return Out::Nothing;
     };
-    let places = text_of(args.get(1)).and_then(|p| p.parse::<usize>().ok());
+    // More places than any measurement holds are not padded to (they come from the reply).
+    let places = text_of(args.get(1))
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| *p <= MAX_DECIMAL_PLACES);
     if let (Some(places), false) = (places, text.contains(['e', 'E'])) {
         let have = text.split_once('.').map_or(0, |(_, fraction)| fraction.len());
         if have < places {
@@ -310,6 +313,9 @@ fn decimal(args: &[Arg], scope: &Scope) -> Out {
         Err(_) => Out::Nothing,
     }
 }
+
+/// The most places `decimal` pads to.
+const MAX_DECIMAL_PLACES: usize = 18;
 
 /// FHIR's decimal: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 fn is_fhir_decimal(text: &str) -> bool {

@@ -780,8 +780,10 @@ trimmed: "{{ decimal(r.whole, r.zero) }}"
 whole: "{{ decimal(r.whole) }}"
 bad: "{{ decimal(r.bad) }}"
 chosen: "{{ decimal(r.text) if r.text else decimal(r.number) }}"
+unpadded: "{{ decimal(r.number, r.huge) }}"
 "#;
-        let record = json!({"text": "1.70", "number": 1.7, "places": 2, "whole": 168.0, "zero": 0, "bad": "1.7.0"});
+        let record = json!({"text": "1.70", "number": 1.7, "places": 2, "whole": 168.0, "zero": 0, "bad": "1.7.0",
+                            "huge": 4_000_000_000u64});
         let (out, problems) = run(template, record);
         assert!(problems.is_empty(), "{problems:?}");
         let out = out.unwrap();
@@ -792,6 +794,8 @@ chosen: "{{ decimal(r.text) if r.text else decimal(r.number) }}"
         assert_eq!(written("whole"), "168.0");
         assert!(out.get("bad").is_none());
         assert_eq!(written("chosen"), "1.70");
+        // Places past any measurement's (from a reply) are not padded to.
+        assert_eq!(written("unpadded"), "1.7");
         // Where it would need the engine (which has no decimal type), it is refused up front.
         let (_, problems) = compiled("v: \"{{ decimal(r.text | trim) }}\"\n");
         assert!(
