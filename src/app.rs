@@ -725,11 +725,18 @@ async fn search(
                 "the token names no practice this server serves",
             ));
         }
-        // `_id` names items this server issued, each of one practice: the others are not asked (nor their
-        // auditors shown the search).
-        if let Some(named) = practices_of_ids(state, interaction, &resource_type) {
-            targets.retain(|(practice, _)| named.contains(&practice.ods));
+    }
+    // The parameters are checked (and those dropped said) against every practice's mapping first, whichever
+    // practices are then asked.
+    for (practice, _) in &targets {
+        if let Some(mapping) = state.registry.get(practice.supplier.key(), &resource_type) {
+            searched_params(mapping, interaction, &mut warnings)?;
         }
+    }
+    // `_id` names items this server issued, each of one practice: the others are not asked (nor their auditors
+    // shown the search).
+    if let Some(named) = practices_of_ids(state, interaction, &resource_type) {
+        targets.retain(|(practice, _)| named.contains(&practice.ods));
     }
     let mut all = Vec::new();
     let query = link_query(state, interaction);
@@ -752,28 +759,8 @@ async fn search(
             ));
             continue;
         };
-        let mut params: Vec<(&ParamDef, &rest::SearchParam)> = Vec::new();
-        for param in &interaction.params {
-            match mapping.params.iter().find(|d| d.name == param.name) {
-                Some(def) => {
-                    search::validate(def, param)?;
-                    params.push((def, param));
-                }
-                None if interaction.handling == Handling::Lenient => {
-                    warnings.push(translate::dropped_param_warning(&param.name))
-                }
-                None => {
-                    return Err(FhirError::bad_request(
-                        "IM1-1201",
-                        format!(
-                            "unknown search parameter '{}' for {resource_type}",
-                            param.name.chars().take(40).collect::<String>()
-                        ),
-                    )
-                    .at(param.name.clone()))
-                }
-            }
-        }
+        // Checked, and the dropped ones said, above.
+        let params = searched_params(mapping, interaction, &mut Vec::new())?;
         let mut produced = Produced::default();
         // A patient's linkage first: it is what they may see, and a search of Patient reads each record it opens
         // (their own and those they act for).
@@ -1379,6 +1366,39 @@ pub(crate) fn canonical_query(interaction: &Interaction) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// A search's parameters with their definitions in a mapping: a modifier or value it cannot take is a 400,
+/// and so is a parameter it does not know, unless `Prefer: handling=lenient` (then dropped, and said).
+fn searched_params<'a>(
+    mapping: &'a crate::mapping::MappingFile,
+    interaction: &'a Interaction,
+    warnings: &mut Vec<Value>,
+) -> FhirResult<Vec<(&'a ParamDef, &'a rest::SearchParam)>> {
+    let mut params = Vec::new();
+    for param in &interaction.params {
+        match mapping.params.iter().find(|d| d.name == param.name) {
+            Some(def) => {
+                search::validate(def, param)?;
+                params.push((def, param));
+            }
+            None if interaction.handling == Handling::Lenient => {
+                warnings.push(translate::dropped_param_warning(&param.name))
+            }
+            None => {
+                return Err(FhirError::bad_request(
+                    "IM1-1201",
+                    format!(
+                        "unknown search parameter '{}' for {}",
+                        param.name.chars().take(40).collect::<String>(),
+                        mapping.resource
+                    ),
+                )
+                .at(param.name.clone()))
+            }
+        }
+    }
+    Ok(params)
 }
 
 /// The practices the `_id` values of a search belong to (those that are ids this server issued for the type);

@@ -427,6 +427,12 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     assert_eq!(get_as(&proxy, &refused, &both, "refused-tpp").await.status(), 400);
     let by_id = format!("Patient?_id={patient}");
     assert_eq!(get_as(&proxy, &by_id, &both, "by-id-tpp").await.status(), 200);
+    // Ids of no practice ask none, and the other parameters are still checked (or, lenient, said dropped).
+    let unknown = "Practitioner?_id=junk&colour=blue";
+    outcome(proxy.get(unknown, &both).await, 400).await;
+    let lenient: Value = proxy.get_lenient(unknown, &both).await.json().await.unwrap();
+    assert_eq!(lenient["total"], 0, "{lenient}");
+    assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{lenient}");
     let emis = seen_by("Y90001").await;
     assert!(emis.contains("at-emis") && !emis.contains("at-tpp"), "{emis:?}");
     assert!(!emis.contains("read-1") && !emis.contains("read-2"), "{emis:?}");
