@@ -1473,9 +1473,10 @@ fn base_url(state: &AppState, parts: &http::request::Parts) -> FhirResult<String
             (None, _) => return Err(bad("is missing")),
         },
     };
+    let scheme = parts.extensions.get::<crate::server::Scheme>().map_or("http", |s| s.0);
     Ok(match &state.public_base_url {
         Some(base) => base.clone(),
-        None => format!("http://{host}/fhir"),
+        None => format!("{scheme}://{host}/fhir"),
     })
 }
 

@@ -101,7 +101,11 @@ pub fn start(
     signals: bool,
 ) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let service = crate::server::stack::stack(state.clone(), Duration::from_millis(server.request_timeout_ms));
+    let service = crate::server::stack::stack(
+        state.clone(),
+        Duration::from_millis(server.request_timeout_ms),
+        tls.is_some(),
+    );
     let header_timeout = Duration::from_millis(server.header_timeout_ms);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let is_tls = tls.is_some();

@@ -79,12 +79,17 @@ async fn tls_with_http2_and_http1() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        let version = response.version();
+        // Links are made with the scheme the request came in by.
+        let statement: serde_json::Value = response.json().await.unwrap();
+        let url = statement["implementation"]["url"].as_str().unwrap().to_string();
+        assert_eq!(url, format!("https://localhost:{port}/fhir"), "http2: {http2}");
         let expected = if http2 {
             reqwest::Version::HTTP_2
         } else {
             reqwest::Version::HTTP_11
         };
-        assert_eq!(response.version(), expected);
+        assert_eq!(version, expected);
     }
     running.shutdown().await;
 }

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 pub fn stack(
     state: Arc<AppState>,
     request_timeout: Duration,
+    tls: bool,
 ) -> impl tower::Service<
     Request<hyper::body::Incoming>,
     Response = Response<super::ResponseBody>,
@@ -33,6 +34,12 @@ pub fn stack(
         .map_response(|response: Response<_>| response.map(box_body))
         // A client's X-Request-ID is kept only if it is short and plain, so it is safe to log and forward.
         .map_request(drop_unsafe_request_id)
+        // How the request came in, for links made from its host (an HTTP/1.1 request line names no scheme).
+        .map_request(move |mut request: Request<hyper::body::Incoming>| {
+            let scheme = super::Scheme(if tls { "https" } else { "http" });
+            request.extensions_mut().insert(scheme);
+            request
+        })
         // Then one is generated when missing; it reaches the handler, the native calls and the logs.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         // And is echoed on every response, errors included.
