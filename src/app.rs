@@ -893,7 +893,15 @@ async fn records_searched(
         )
         .at("patient"));
     };
-    if param.values.len() != 1 {
+    // One record a search: `patient=a,b` and `patient=a&patient=b` alike (the same one named twice is one).
+    let named: std::collections::BTreeSet<&str> = interaction
+        .params
+        .iter()
+        .filter(|p| matches!(p.name.as_str(), "patient" | "subject") && p.modifier.is_none())
+        .flat_map(|p| &p.values)
+        .map(|v| v.strip_prefix("Patient/").unwrap_or(v))
+        .collect();
+    if param.values.len() != 1 || named.len() > 1 {
         return Err(FhirError::bad_request("IM1-1208", "give exactly one patient").at(param.name.clone()));
     }
     let value = param.values[0].as_str();

@@ -50,6 +50,20 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
         .get(&format!("Condition?subject:Patient=Group/{patient}"), &t)
         .await;
     assert_eq!(mismatched.status(), 400);
+    // One record a search: two patients named, however, are refused; the same one twice is one.
+    for two in [
+        format!("Condition?patient={patient},other"),
+        format!("Condition?patient={patient}&patient=other"),
+    ] {
+        assert_eq!(proxy.get(&two, &t).await.status(), 400, "{two}");
+    }
+    let same = get(
+        &proxy,
+        &format!("Condition?patient={patient}&subject=Patient/{patient}"),
+        &t,
+    )
+    .await;
+    assert_eq!(entries(&same, "match"), conditions);
     // Each item reads back by its id, identical.
     let read = get(
         &proxy,
