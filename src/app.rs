@@ -451,9 +451,12 @@ async fn dispatch(
         }
         Kind::Create | Kind::Update | Kind::Patch | Kind::Delete | Kind::VRead | Kind::History | Kind::Operation(_) => {
             // What the same path does take: a type's search, an item's read.
+            // (A conditional write names no id: its path is the type's.)
+            let type_level = interaction.id.is_none();
             let allow = match interaction.kind {
                 Kind::Create if searched => "GET, HEAD",
-                Kind::Update | Kind::Patch | Kind::Delete if read_here => "GET, HEAD",
+                Kind::Update | Kind::Patch | Kind::Delete if type_level && searched => "GET, HEAD",
+                Kind::Update | Kind::Patch | Kind::Delete if !type_level && read_here => "GET, HEAD",
                 _ => "",
             };
             Err(FhirError::method_not_allowed(
@@ -936,11 +939,8 @@ async fn audit_search(
     base: &str,
 ) -> FhirResult<Value> {
     if interaction.kind != Kind::Search {
-        let allow = if interaction.kind == Kind::Create {
-            "GET, HEAD"
-        } else {
-            ""
-        };
+        // A write on the type's path: that path searches; on an event's, nothing is offered.
+        let allow = if interaction.id.is_none() { "GET, HEAD" } else { "" };
         return Err(FhirError::method_not_allowed(
             "IM1-1009",
             "AuditEvents are searched, not read or written, through this server",

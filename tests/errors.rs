@@ -276,6 +276,8 @@ async fn refused_methods_say_what_their_path_takes() {
         (reqwest::Method::GET, "Patient/_search", "POST"),
         (reqwest::Method::PUT, "metadata", "GET, HEAD"),
         (reqwest::Method::DELETE, "ConceptMap/emis-sex", "GET, HEAD"),
+        (reqwest::Method::PUT, "Binary", ""),
+        (reqwest::Method::DELETE, "Medication?code=x", ""),
         (reqwest::Method::GET, "Patient/abc/_history", ""),
         (reqwest::Method::GET, "Patient/abc/_history/1", ""),
         (reqwest::Method::GET, "Patient/_history", ""),
@@ -283,6 +285,7 @@ async fn refused_methods_say_what_their_path_takes() {
         (reqwest::Method::GET, "Medication?patient=abc", ""),
         (reqwest::Method::GET, "Binary", ""),
         (reqwest::Method::GET, "AuditEvent/abc", ""),
+        (reqwest::Method::PUT, "AuditEvent", "GET, HEAD"),
     ];
     // Past a history path is no FHIR interaction at all.
     outcome(proxy.get("Patient/abc/_history/1/extra", &t).await, 404).await;

@@ -310,7 +310,10 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::POST, []) => Ok((Kind::Create, Some(t), None, None)),
                 (Method::POST, ["_search"]) => Ok((Kind::Search, Some(t), None, None)),
                 (_, ["_search"]) => Err(not_allowed("POST")),
-                // Conditional update, patch and delete, and any other method on a type.
+                // Conditional update, patch and delete: the interactions, refused where they are dispatched.
+                (Method::PUT, []) => Ok((Kind::Update, Some(t), None, None)),
+                (Method::PATCH, []) => Ok((Kind::Patch, Some(t), None, None)),
+                (Method::DELETE, []) => Ok((Kind::Delete, Some(t), None, None)),
                 (_, []) => Err(not_allowed("GET, HEAD")),
                 (_, ["_history"]) => Err(no_history()),
                 (_, [op]) if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), Some(t), None, None)),
