@@ -433,11 +433,8 @@ async fn dispatch(
             format!("{resource_type} is not served by this server"),
         ));
     }
-    let offered = |interaction: fn(&crate::mapping::MappingFile) -> bool| {
-        state.registry.for_resource(&resource_type).any(interaction)
-    };
-    let searched = offered(|m| m.search.is_some());
-    let read_here = offered(|m| m.read.is_some());
+    let searched = state.registry.is_searched(&resource_type);
+    let read_here = state.registry.is_read(&resource_type);
     match interaction.kind {
         Kind::Read => read(state, interaction, principal, request_id).await,
         // A type read only through the references of others (Medication, Binary) is not searched.
@@ -596,22 +593,23 @@ async fn everything(
         .into_iter()
         .filter(|t| state.registry.compartment_of(t) == Some(Compartment::Patient))
         .collect();
-    let searchable = |t: &str| state.registry.for_resource(t).any(|m| m.search.is_some());
     let referenced: Vec<&str> = record_types
         .iter()
         .copied()
-        .filter(|t| !searchable(t) && filter.wants(t))
+        .filter(|t| !state.registry.is_searched(t) && filter.wants(t))
         .collect();
     let mut types: Vec<&str> = record_types
         .iter()
         .copied()
-        .filter(|t| searchable(t) && (filter.wants(t) || !referenced.is_empty()))
+        .filter(|t| state.registry.is_searched(t) && (filter.wants(t) || !referenced.is_empty()))
         .collect();
     types.sort_unstable();
     let mut referrers = Vec::new();
     for resource_type in types {
+        // A type searched only for what it points at says nothing and fails nothing of the answer.
+        let wanted = filter.wants(resource_type);
         if check_scope(principal, resource_type, 's').is_err() {
-            if filter.wants(resource_type) {
+            if wanted {
                 warnings.push(crate::fhir::error::warning(
                     crate::fhir::IssueType::Forbidden,
                     "IM1-2103",
@@ -626,13 +624,11 @@ async fn everything(
                 record,
                 narrow: None,
             };
-            // A type searched only for what it points at says nothing and fails nothing of the answer.
-            let wanted = filter.wants(resource_type);
             let mut quiet = Vec::new();
             let said = if wanted { &mut warnings } else { &mut quiet };
             let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said).await;
             match found {
-                Ok(found) if filter.wants(resource_type) => {
+                Ok(found) if wanted => {
                     if !referenced.is_empty() {
                         referrers.extend(found.iter().cloned());
                     }
@@ -641,7 +637,6 @@ async fn everything(
                 Ok(found) => referrers.extend(found),
                 Err(_) if !wanted => {}
                 // A type this kind of user cannot have at this practice is said, not silently missing.
-                Err(e) if e.status == StatusCode::FORBIDDEN && !filter.wants(resource_type) => {}
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
                     "{resource_type} is not available to this user at practice {}",
                     record.practice
@@ -729,17 +724,20 @@ async fn search(
             ));
         }
     }
-    // The parameters are checked (and those dropped said) against every practice's mapping first, whichever
-    // practices are then asked.
-    for (practice, _) in &targets {
-        if let Some(mapping) = state.registry.get(practice.supplier.key(), &resource_type) {
-            searched_params(mapping, interaction, &mut warnings)?;
-        }
+    // Each practice's mapping and the parameters it takes: checked (and those dropped said) for every practice,
+    // whichever are then asked.
+    let mut searches = Vec::with_capacity(targets.len());
+    for (practice, patient_key) in targets {
+        let mapped = match state.registry.get(practice.supplier.key(), &resource_type) {
+            Some(mapping) => Some((mapping, searched_params(mapping, interaction, &mut warnings)?)),
+            None => None,
+        };
+        searches.push((practice, patient_key, mapped));
     }
     // `_id` names items this server issued, each of one practice: the others are not asked (nor their auditors
     // shown the search).
     if let Some(named) = practices_of_ids(state, interaction, &resource_type) {
-        targets.retain(|(practice, _)| named.contains(&practice.ods));
+        searches.retain(|(practice, _, _)| named.contains(&practice.ods));
     }
     let mut all = Vec::new();
     let query = link_query(state, interaction);
@@ -748,9 +746,9 @@ async fn search(
         Some(token) => state.pages.check(token, &fingerprint)?,
         None => 0,
     };
-    let many_practices = targets.len() > 1;
-    for (practice, patient_key) in targets {
-        let Some(mapping) = state.registry.get(practice.supplier.key(), &resource_type) else {
+    let many_practices = searches.len() > 1;
+    for (practice, patient_key, mapped) in searches {
+        let Some((mapping, params)) = mapped else {
             warnings.push(crate::fhir::error::warning(
                 crate::fhir::IssueType::NotSupported,
                 "IM1-3201",
@@ -762,8 +760,6 @@ async fn search(
             ));
             continue;
         };
-        // Checked, and the dropped ones said, above.
-        let params = searched_params(mapping, interaction, &mut Vec::new())?;
         let mut produced = Produced::default();
         // A patient's linkage first: it is what they may see, and a search of Patient reads each record it opens
         // (their own and those they act for).
@@ -970,24 +966,10 @@ async fn audit_search(
             known
         });
     }
+    // An AuditEvent page includes nothing else.
+    record_ops::check_includes(state, interaction, &mut warnings)?;
     // A search's links carry the newest row it could see: a later page's bound to its page token, a self link's
     // as it is (following it reads the same events again).
-    // An AuditEvent page includes nothing else.
-    for (name, given) in [
-        ("_include", !interaction.include.is_empty()),
-        ("_revinclude", !interaction.revinclude.is_empty()),
-    ] {
-        let why = format!("{name} is not supported on AuditEvent searches");
-        match (given, interaction.handling) {
-            (false, _) => {}
-            (true, Handling::Lenient) => warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::NotSupported,
-                "IM1-1206",
-                format!("{why} and was ignored"),
-            )),
-            (true, Handling::Strict) => return Err(FhirError::bad_request("IM1-1206", why).at(name)),
-        }
-    }
     let snapshots = pinned.params.iter().filter(|p| p.name == AUDIT_SNAPSHOT).count();
     if snapshots > 1 {
         return Err(FhirError::bad_request("IM1-1210", "give _snapshot once").at(AUDIT_SNAPSHOT));

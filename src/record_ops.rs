@@ -145,6 +145,10 @@ pub fn check_includes(state: &AppState, interaction: &Interaction, warnings: &mu
 fn include_problem(state: &AppState, resource_type: &str, include: &Include, reverse: bool) -> Option<String> {
     let what = if reverse { "_revinclude" } else { "_include" };
     let named = format!("{what}={}:{}", include.source, include.param);
+    // A type no mapping serves (AuditEvent) has nothing followed from its pages.
+    if state.registry.for_resource(resource_type).next().is_none() {
+        return Some(format!("{named} is not supported on {resource_type} searches"));
+    }
     let Some(def) = reference_param(state, &include.source, &include.param) else {
         return Some(format!("{named} is not supported"));
     };

@@ -175,6 +175,16 @@ impl Registry {
         self.mappings.iter().map(|m| m.resource.as_str()).collect()
     }
 
+    /// Whether some supplier's mapping of a type searches it (Medication and Binary are read by id only).
+    pub fn is_searched(&self, resource: &str) -> bool {
+        self.for_resource(resource).any(|m| m.search.is_some())
+    }
+
+    /// Whether some supplier's mapping of a type reads it by id.
+    pub fn is_read(&self, resource: &str) -> bool {
+        self.for_resource(resource).any(|m| m.read.is_some())
+    }
+
     /// The mappings of one resource type, one per supplier that has it.
     pub fn for_resource<'a>(&'a self, resource: &'a str) -> impl Iterator<Item = &'a MappingFile> + 'a {
         self.mappings.iter().filter(move |m| m.resource == resource)
