@@ -626,14 +626,18 @@ impl<'a> Builder<'a> {
 
 /// `meta.source`: the native system and record a resource came from, and the mapping's version.
 fn source(origin: Origin, mapping: &MappingFile, native_key: &str) -> String {
-    use std::fmt::Write;
+    // Pushed piece by piece: one per resource translated, and `format!` costs several times as much.
     let mut out = String::with_capacity(64 + native_key.len());
-    let key = percent_encoding::utf8_percent_encode(native_key, crate::backend::PATH_SEGMENT);
-    let _ = write!(
-        out,
-        "https://im1-fhir.dev/source/{}/{}/{}/{key}?mapping={}",
-        origin.supplier, origin.ods, mapping.resource, mapping.version
-    );
+    out.push_str("https://im1-fhir.dev/source/");
+    for part in [origin.supplier, "/", origin.ods, "/", &mapping.resource, "/"] {
+        out.push_str(part);
+    }
+    out.extend(percent_encoding::utf8_percent_encode(
+        native_key,
+        crate::backend::PATH_SEGMENT,
+    ));
+    out.push_str("?mapping=");
+    out.push_str(&mapping.version);
     out
 }
 

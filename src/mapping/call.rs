@@ -20,11 +20,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A compiled call.
+#[derive(Clone)]
 pub struct Call {
     func: Func,
     args: Vec<Arg>,
 }
 
+#[derive(Clone)]
 enum Func {
     Translate(MapRef),
     Coding(MapRef),
@@ -43,6 +45,7 @@ enum Func {
 }
 
 /// One part of a condition (the parts are joined by `and`).
+#[derive(Clone)]
 enum Clause {
     /// `path is [not] test`.
     Is { path: Path, test: Test, negate: bool },
@@ -62,6 +65,7 @@ enum Test {
 }
 
 /// A ConceptMap named by a literal, found when the call is compiled.
+#[derive(Clone)]
 struct MapRef {
     maps: Arc<ConceptMaps>,
     position: usize,
@@ -73,6 +77,7 @@ impl MapRef {
     }
 }
 
+#[derive(Clone)]
 enum Arg {
     Text(String),
     Path(Path),
@@ -119,7 +124,33 @@ impl Out {
     }
 }
 
+/// What a path in a call becomes when the partial it is in is inlined (see `inline`).
+pub enum PathSub {
+    /// Not a parameter's: it stays.
+    Same,
+    /// The argument's path, read clean as the parameter was.
+    Path(Path),
+    /// The path from the name the argument is bound to, as the partial bound it: exact everywhere.
+    Bound(Path),
+    /// A literal argument (only where the call takes text, not where a condition tests a path).
+    Text(String),
+}
+
 impl Call {
+    /// The same call with its paths replaced as `sub` says (`None` from it: the call cannot be inlined).
+    /// `is defined`, `is undefined` and `is none` tell a parameter bound to nothing from one never bound,
+    /// which a substituted path cannot: a call testing a parameter so stays as it is.
+    pub fn substitute(&self, sub: &dyn Fn(&Path) -> Option<PathSub>) -> Option<Call> {
+        let clauses = |clauses: &[Clause]| clauses.iter().map(|c| c.substitute(sub)).collect::<Option<Vec<_>>>();
+        let func = match &self.func {
+            Func::Holds(c) => Func::Holds(clauses(c)?),
+            Func::Choose(c) => Func::Choose(clauses(c)?),
+            other => other.clone(),
+        };
+        let args = self.args.iter().map(|a| a.substitute(sub)).collect::<Option<_>>()?;
+        Some(Call { func, args })
+    }
+
     /// The call `source` is, when it is one this module runs (else the engine runs it).
     pub fn compile(source: &str, engine: &Engine) -> Option<Call> {
         if let Some((then, rest)) = split_top(source, " if ") {
@@ -388,6 +419,31 @@ impl Clause {
         Some(Clause::Is { path, test, negate })
     }
 
+    fn substitute(&self, sub: &dyn Fn(&Path) -> Option<PathSub>) -> Option<Clause> {
+        // A condition tests a path: a literal cannot stand in for one.
+        let path = |p: &Path| match sub(p)? {
+            PathSub::Same => Some(p.clone()),
+            PathSub::Path(q) | PathSub::Bound(q) => Some(q),
+            PathSub::Text(_) => None,
+        };
+        Some(match self {
+            Clause::Is { path: p, test, negate } => match (test, sub(p)?) {
+                (_, PathSub::Same) => self.clone(),
+                (_, PathSub::Bound(q)) | (Test::Number, PathSub::Path(q)) => Clause::Is {
+                    path: q,
+                    test: *test,
+                    negate: *negate,
+                },
+                _ => return None,
+            },
+            Clause::Equals { path: p, text } => Clause::Equals {
+                path: path(p)?,
+                text: text.clone(),
+            },
+            Clause::Truthy(p) => Clause::Truthy(path(p)?),
+        })
+    }
+
     fn holds(&self, scope: &Scope) -> bool {
         match self {
             Clause::Is { path, test, negate } => passes(scope, path, *test, *negate),
@@ -414,6 +470,29 @@ pub(super) fn plain_path(source: &str) -> Option<Path> {
 }
 
 impl Arg {
+    fn substitute(&self, sub: &dyn Fn(&Path) -> Option<PathSub>) -> Option<Arg> {
+        Some(match self {
+            Arg::Text(_) => self.clone(),
+            Arg::Path(p) => match sub(p)? {
+                PathSub::Same => self.clone(),
+                PathSub::Path(q) | PathSub::Bound(q) => Arg::Path(q),
+                PathSub::Text(text) => Arg::Text(text),
+            },
+            Arg::Call(call) => Arg::Call(call.substitute(sub)?),
+            Arg::Float(p) => match sub(p)? {
+                PathSub::Same => self.clone(),
+                PathSub::Path(q) | PathSub::Bound(q) => Arg::Float(q),
+                PathSub::Text(_) => return None,
+            },
+            Arg::Dict(entries) => Arg::Dict(
+                entries
+                    .iter()
+                    .map(|(key, arg)| Some((key.clone(), arg.substitute(sub)?)))
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
     /// A conditional's branch: an argument, or `path | float`.
     fn compile_branch(source: &str, engine: &Engine) -> Option<Arg> {
         let source = source.trim();

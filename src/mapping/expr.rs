@@ -28,6 +28,9 @@ pub enum Step {
 pub struct Path {
     pub root: String,
     pub steps: Vec<Step>,
+    /// Read clean whatever binds the root: a path an inlined partial reads through its argument, as the
+    /// partial read its parameter (see `inline`).
+    pub clean: bool,
 }
 
 impl Path {
@@ -68,7 +71,11 @@ impl Path {
                 _ => return None,
             }
         }
-        Some(Path { root, steps })
+        Some(Path {
+            root,
+            steps,
+            clean: false,
+        })
     }
 
     /// Follows the path from a value.

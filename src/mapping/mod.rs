@@ -6,6 +6,7 @@ pub mod concept_map;
 pub mod context;
 pub mod expr;
 pub mod file;
+pub mod inline;
 pub mod join;
 pub mod node;
 pub mod problem;

@@ -59,6 +59,18 @@ pub enum Node<'v> {
     Clean(&'v Value),
 }
 
+/// A member of a JSON object. Most are small (variables, codings, a partial's arguments): comparing a few
+/// keys is cheaper than hashing one with serde_json's SipHash.
+fn json_member<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    const SMALL: usize = 8;
+    let object = value.as_object()?;
+    if object.len() <= SMALL {
+        object.iter().find(|(name, _)| *name == key).map(|(_, member)| member)
+    } else {
+        object.get(key)
+    }
+}
+
 impl<'v> From<&'v Native> for Node<'v> {
     fn from(value: &'v Native) -> Self {
         Node::Native(value)
@@ -119,9 +131,9 @@ impl<'v> Node<'v> {
     /// were parsed by serde_json (and as `to_json` keeps it).
     pub fn get(self, key: &str) -> Option<Node<'v>> {
         match self {
-            Node::Json(value) => value.as_object()?.get(key).map(Node::Json),
+            Node::Json(value) => json_member(value, key).map(Node::Json),
             // What a clean value holds is clean too.
-            Node::Clean(value) => value.as_object()?.get(key).map(Node::Clean),
+            Node::Clean(value) => json_member(value, key).map(Node::Clean),
             Node::Native(value) => value
                 .as_object()?
                 .iter()

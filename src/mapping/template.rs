@@ -13,6 +13,7 @@ use super::call::{Call, Out};
 use super::chain::Chain;
 use super::context::{Need, Reads};
 use super::expr::{self, Compiled, Engine, Path, Step};
+use super::inline::Inlined;
 use super::node::{Held, Kind, Native, Node};
 use super::problem::{child, index, Problems};
 use super::refs::References;
@@ -31,7 +32,9 @@ pub enum Tmpl {
     Path(Path),
     Expr {
         source: String,
-        compiled: Box<Compiled>,
+        /// The engine's form; none in an inlined partial, whose names are no longer the engine's (where
+        /// `call` gives up there, the partial runs as written: see `inline`).
+        compiled: Option<Arc<Compiled>>,
         /// What the expression reads of each variable: only that is converted for the engine when it runs.
         reads: Reads,
         /// The same expression run without the engine, when it is a call of one of the engine's functions on
@@ -48,6 +51,9 @@ pub enum Tmpl {
         args: Vec<Tmpl>,
         /// The partial called, set when every file is loaded (`link`).
         target: OnceLock<Arc<Partial>>,
+        /// The partial's body with its parameters replaced by the arguments, made when it first runs,
+        /// where that can be done exactly (see `inline`).
+        inlined: OnceLock<Option<Box<Inlined>>>,
     },
     Object {
         cond: Option<Box<Tmpl>>,
@@ -172,6 +178,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
             name,
             args,
             target: OnceLock::new(),
+            inlined: OnceLock::new(),
         };
     }
     // A string literal (a partial's argument such as 'Patient') is a literal, not a run of the engine.
@@ -235,7 +242,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
     match site.engine.compile(source) {
         Ok(compiled) => Tmpl::Expr {
             source: source.to_string(),
-            compiled: Box::new(compiled),
+            compiled: Some(Arc::new(compiled)),
             reads: Reads::scan(source),
             call,
             chain: Chain::compile(source).map(Box::new),
@@ -273,7 +280,7 @@ pub fn partial_names(tmpl: &Tmpl, out: &mut Vec<String>) {
 /// Points every partial call in a template at its partial; gives the names of those not found.
 pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, missing: &mut Vec<String>) {
     match tmpl {
-        Tmpl::Partial { name, args, target } => {
+        Tmpl::Partial { name, args, target, .. } => {
             match partials.get(name) {
                 Some(partial) => {
                     let _ = target.set(partial.clone());
@@ -374,6 +381,15 @@ impl<'s, 'v> Scope<'s, 'v> {
         } else {
             value
         };
+        Scope::with(name, value, clean, parent)
+    }
+
+    /// Binds a value read clean already (a partial's argument: [`eval_arg`] left out what is empty).
+    fn new_clean(name: &'s str, value: Node<'v>, parent: Option<&'s Scope<'s, 'v>>) -> Scope<'s, 'v> {
+        Scope::with(name, value, true, parent)
+    }
+
+    fn with(name: &'s str, value: Node<'v>, clean: bool, parent: Option<&'s Scope<'s, 'v>>) -> Scope<'s, 'v> {
         Scope {
             name,
             value,
@@ -432,7 +448,7 @@ impl<'s, 'v> Scope<'s, 'v> {
     /// check: what an empty value holds is empty too.
     pub fn find(&self, path: &Path) -> Option<(Node<'v>, bool)> {
         let (bound, mut value) = self.lookup(&path.root)?;
-        let clean = bound.clean;
+        let clean = bound.clean || path.clean;
         for (i, step) in path.steps.iter().enumerate() {
             value = match step {
                 // The first step from a named variable reads its bound value.
@@ -480,6 +496,20 @@ impl<'s, 'v> Scope<'s, 'v> {
 #[derive(Debug, Clone)]
 pub struct EvalError(pub String);
 
+impl EvalError {
+    const GAVE_UP: &'static str = "an inlined partial's call needs the engine";
+
+    /// A call in an inlined partial gave up (see `inline`): never reaches a caller of `eval` on a whole
+    /// template, since the partial then runs as written.
+    fn gave_up() -> EvalError {
+        EvalError(EvalError::GAVE_UP.to_string())
+    }
+
+    fn is_gave_up(&self) -> bool {
+        self.0 == EvalError::GAVE_UP
+    }
+}
+
 /// Runs a template. `None` means "nothing to produce".
 pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
     Ok(match tmpl {
@@ -496,6 +526,9 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             Some(Out::Text(text)) => non_empty(Value::String(text)),
             Some(Out::Json(value)) => non_empty(value),
             None => {
+                let Some(compiled) = compiled else {
+                    return Err(EvalError::gave_up());
+                };
                 let value = eval_expression(source, compiled, &scope.context(reads))?;
                 if let (Some(refs), Some(value)) = (scope.references(), &value) {
                     refs.note(value);
@@ -514,11 +547,26 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             }
             non_empty(Value::String(text))
         }
-        Tmpl::Partial { name, args, target } => {
+        Tmpl::Partial {
+            name,
+            args,
+            target,
+            inlined,
+        } => {
             let partial = target
                 .get()
                 .ok_or_else(|| EvalError(format!("unknown partial '{name}'")))?;
-            let values: PartialArgs = args.iter().map(|a| eval_ref(a, scope)).collect::<Result<_, _>>()?;
+            if let Some(inlined) = inlined.get_or_init(|| super::inline::inline(partial, args).map(Box::new)) {
+                match eval_inlined(inlined, scope) {
+                    // A call in it met a value only the engine takes: the partial runs as written.
+                    Err(e) if e.is_gave_up() => {}
+                    done => return done,
+                }
+            }
+            let mut values = PartialArgs::new();
+            for a in args {
+                values.push(eval_arg(a, scope)?);
+            }
             eval_partial(partial, &values, scope.references())?
         }
         Tmpl::Object { cond, fields } => {
@@ -609,6 +657,16 @@ pub fn eval_ref<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Option<Held<'v
     }
 }
 
+/// A partial's argument, read as [`eval_ref`] reads it; a literal (`'Patient'`) is borrowed rather than copied.
+fn eval_arg<'a>(tmpl: &'a Tmpl, scope: &Scope<'_, 'a>) -> Result<Option<Held<'a>>, EvalError> {
+    match tmpl {
+        Tmpl::Lit(value) => Ok(Some(Node::Json(value))
+            .filter(|v| !v.is_empty_deep())
+            .map(Held::Borrowed)),
+        _ => eval_ref(tmpl, scope),
+    }
+}
+
 /// The records a `select` gives: borrowed from the reply when it is a plain path or a chain of list filters,
 /// else the values its expression gives.
 pub fn select_records<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Vec<Held<'v>>, EvalError> {
@@ -653,8 +711,30 @@ fn eval_partial(
     match partial.params.first() {
         None => eval(&partial.body, &attach(Scope::root("_", Node::NULL), refs)),
         Some(first) => {
-            let scope = attach(Scope::new(first, arg(args, 0), true, None), refs);
+            let scope = attach(Scope::new_clean(first, arg(args, 0), None), refs);
             eval_bound(partial, args, 1, &scope)
+        }
+    }
+}
+
+/// Runs an inlined partial in its caller's scope: its bound arguments first, each as a partial binds one.
+fn eval_inlined(inlined: &Inlined, scope: &Scope) -> Result<Option<Value>, EvalError> {
+    if inlined.lets.is_empty() {
+        return eval(&inlined.body, scope);
+    }
+    let mut values = PartialArgs::new();
+    for (_, arg) in &inlined.lets {
+        values.push(eval_arg(arg, scope)?);
+    }
+    bind_lets(inlined, &values, 0, scope)
+}
+
+fn bind_lets(inlined: &Inlined, values: &[Option<Held>], i: usize, scope: &Scope) -> Result<Option<Value>, EvalError> {
+    match inlined.lets.get(i) {
+        None => eval(&inlined.body, scope),
+        Some((name, _)) => {
+            let inner = Scope::new_clean(name, arg(values, i), Some(scope));
+            bind_lets(inlined, values, i + 1, &inner)
         }
     }
 }
@@ -676,7 +756,7 @@ fn eval_bound(partial: &Partial, args: &[Option<Held>], i: usize, scope: &Scope)
     match partial.params.get(i) {
         None => eval(&partial.body, scope),
         Some(name) => {
-            let inner = scope.bind_clean(name, arg(args, i));
+            let inner = Scope::new_clean(name, arg(args, i), Some(scope));
             eval_bound(partial, args, i + 1, &inner)
         }
     }

@@ -1,0 +1,465 @@
+//! Partials inlined where they are called: the body with each parameter replaced by its argument, run in
+//! the caller's scope.
+//!
+//! A partial otherwise costs, on every record, a list of its arguments and a scope per parameter, with
+//! every name its body reads looked up through them: as much as the few fields it makes. The inlined body
+//! gives the same value, because each parameter is replaced only as exactly as its argument allows:
+//! - a plain path argument: the path followed by the parameter's steps, read clean as the parameter was;
+//! - a literal: where the body takes text, not where a condition tests a path;
+//! - an argument read once, as a whole leaf (an expression, another partial, text): the argument itself, so
+//!   it is still evaluated once;
+//! - any other argument is bound once, as the partial bound it, under a name no mapping can write (`@name7`).
+//!
+//! Anything else keeps the partial as written: an expression only the engine runs (its names are the
+//! partial's), a literal or a path with list indexes where a condition tests the parameter, a loop in the body
+//! where an argument is copied in (its variable could capture the argument's names). A call inlined that
+//! meets, at run time, a value only the engine takes gives up, and the partial then runs as written (see
+//! `template::eval`).
+
+use super::call::PathSub;
+use super::expr::{Path, Step};
+use super::template::{Item, Partial, Tmpl};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Numbers the names arguments are bound to.
+static NEXT_NAME: AtomicUsize = AtomicUsize::new(0);
+
+/// A partial's body ready to run in its caller's scope, once the arguments bound by name are.
+pub struct Inlined {
+    /// Arguments evaluated once and bound, with the name the body reads them by.
+    pub lets: Vec<(String, Tmpl)>,
+    pub body: Tmpl,
+}
+
+/// How a parameter is replaced.
+enum Binding<'a> {
+    Path(&'a Path),
+    Literal(&'a serde_json::Value),
+    Copy(&'a Tmpl),
+    Let(String),
+}
+
+/// The partial's body with its parameters replaced by `args`, when that is exact.
+pub fn inline(partial: &Partial, args: &[Tmpl]) -> Option<Inlined> {
+    if args.len() != partial.params.len() {
+        return None;
+    }
+    let mut uses = Uses {
+        all: vec![0; args.len()],
+        whole_leaves: vec![0; args.len()],
+        loops: false,
+    };
+    uses.count(&partial.body, &partial.params);
+    let mut lets = Vec::new();
+    let mut bindings = Vec::with_capacity(args.len());
+    for (i, (param, arg)) in partial.params.iter().zip(args).enumerate() {
+        let read_once_whole = uses.all[i] == 1 && uses.whole_leaves[i] == 1 && !uses.loops;
+        bindings.push(match arg {
+            Tmpl::Path(path) if !path.steps.iter().any(|s| matches!(s, Step::Index(_))) => Binding::Path(path),
+            Tmpl::Lit(value) => Binding::Literal(value),
+            Tmpl::Expr { .. } | Tmpl::Partial { .. } | Tmpl::Interp(_) if read_once_whole => Binding::Copy(arg),
+            _ => {
+                // Unique: an inlined partial inside another binds its own arguments inside the other's.
+                let name = format!("@{param}{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
+                lets.push((name.clone(), copy(arg)?));
+                Binding::Let(name)
+            }
+        });
+    }
+    let inliner = Inliner {
+        params: &partial.params,
+        bindings,
+    };
+    Some(Inlined {
+        lets,
+        body: inliner.tmpl(&partial.body)?,
+    })
+}
+
+struct Inliner<'a> {
+    params: &'a [String],
+    bindings: Vec<Binding<'a>>,
+}
+
+impl Inliner<'_> {
+    fn binding(&self, root: &str) -> Option<&Binding<'_>> {
+        let i = self.params.iter().position(|p| p == root)?;
+        self.bindings.get(i)
+    }
+
+    fn tmpl(&self, tmpl: &Tmpl) -> Option<Tmpl> {
+        Some(match tmpl {
+            Tmpl::Lit(value) => Tmpl::Lit(value.clone()),
+            Tmpl::Path(path) => match self.binding(&path.root) {
+                None => Tmpl::Path(path.clone()),
+                Some(Binding::Path(arg)) => Tmpl::Path(joined(arg, path)),
+                Some(Binding::Let(name)) => Tmpl::Path(renamed(name, path)),
+                Some(Binding::Literal(value)) if path.steps.is_empty() => Tmpl::Lit((*value).clone()),
+                Some(Binding::Copy(arg)) if path.steps.is_empty() => copy(arg)?,
+                Some(_) => return None,
+            },
+            Tmpl::Expr { source, call, .. } => {
+                // Only a call runs without the engine, whose names would now be the caller's.
+                let call = call.as_ref()?.substitute(&|path| self.path_sub(path))?;
+                Tmpl::Expr {
+                    source: source.clone(),
+                    compiled: None,
+                    reads: Default::default(),
+                    call: Some(Box::new(call)),
+                    chain: None,
+                }
+            }
+            Tmpl::Interp(parts) => Tmpl::Interp(parts.iter().map(|p| self.tmpl(p)).collect::<Option<_>>()?),
+            Tmpl::Partial { name, args, target, .. } => Tmpl::Partial {
+                name: name.clone(),
+                args: args.iter().map(|a| self.tmpl(a)).collect::<Option<_>>()?,
+                target: target.clone(),
+                inlined: OnceLock::new(),
+            },
+            Tmpl::Object { cond, fields } => Tmpl::Object {
+                cond: match cond {
+                    Some(cond) => Some(Box::new(self.tmpl(cond)?)),
+                    None => None,
+                },
+                fields: fields
+                    .iter()
+                    .map(|(key, field)| Some((key.clone(), self.tmpl(field)?)))
+                    .collect::<Option<_>>()?,
+            },
+            Tmpl::Array(items) => Tmpl::Array(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Item::One(t) => Some(Item::One(self.tmpl(t)?)),
+                        Item::Each { source, var, body } => {
+                            // A loop variable named as an argument's root would capture it.
+                            if self.captures(var) {
+                                return None;
+                            }
+                            Some(Item::Each {
+                                source: self.tmpl(source)?,
+                                var: var.clone(),
+                                body: self.tmpl(body)?,
+                            })
+                        }
+                    })
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
+    /// Whether a loop variable of the body could stand for a name an argument reads (copied arguments are
+    /// never placed where the body loops: see `inline`).
+    fn captures(&self, var: &str) -> bool {
+        self.params.iter().any(|p| p == var)
+            || self
+                .bindings
+                .iter()
+                .any(|b| matches!(b, Binding::Path(arg) if arg.root == var))
+    }
+
+    /// What a path in a call of the body becomes.
+    fn path_sub(&self, path: &Path) -> Option<PathSub> {
+        match self.binding(&path.root) {
+            None => Some(PathSub::Same),
+            Some(Binding::Path(arg)) => Some(PathSub::Path(joined(arg, path))),
+            Some(Binding::Let(name)) => Some(PathSub::Bound(renamed(name, path))),
+            Some(Binding::Literal(serde_json::Value::String(text))) if path.steps.is_empty() => {
+                Some(PathSub::Text(text.clone()))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// The argument's path followed by the parameter path's steps, read clean as the parameter was.
+fn joined(arg: &Path, param: &Path) -> Path {
+    let mut steps = arg.steps.clone();
+    steps.extend(param.steps.iter().cloned());
+    Path {
+        root: arg.root.clone(),
+        steps,
+        clean: true,
+    }
+}
+
+/// The parameter's path from the name its argument is bound to.
+fn renamed(name: &str, param: &Path) -> Path {
+    Path {
+        root: name.to_string(),
+        steps: param.steps.clone(),
+        clean: param.clean,
+    }
+}
+
+/// A copy of an argument, evaluated in the caller's scope as it was.
+fn copy(tmpl: &Tmpl) -> Option<Tmpl> {
+    match tmpl {
+        // The engine's form stays: an argument's names are the caller's.
+        Tmpl::Expr {
+            source,
+            compiled,
+            reads,
+            call,
+            ..
+        } => Some(Tmpl::Expr {
+            source: source.clone(),
+            compiled: compiled.clone(),
+            reads: reads.clone(),
+            call: call.clone(),
+            chain: None,
+        }),
+        Tmpl::Interp(parts) => Some(Tmpl::Interp(parts.iter().map(copy).collect::<Option<_>>()?)),
+        Tmpl::Partial { name, args, target, .. } => Some(Tmpl::Partial {
+            name: name.clone(),
+            args: args.iter().map(copy).collect::<Option<_>>()?,
+            target: target.clone(),
+            inlined: OnceLock::new(),
+        }),
+        Tmpl::Lit(value) => Some(Tmpl::Lit(value.clone())),
+        Tmpl::Path(path) => Some(Tmpl::Path(path.clone())),
+        // Literal objects and lists as arguments: rare, and left to the partial as written.
+        Tmpl::Object { .. } | Tmpl::Array(_) => None,
+    }
+}
+
+/// How the body reads each parameter.
+struct Uses {
+    all: Vec<usize>,
+    /// As a whole leaf (`"{{ coding }}"`), not in a call nor through steps.
+    whole_leaves: Vec<usize>,
+    /// Whether the body loops (`$each`).
+    loops: bool,
+}
+
+impl Uses {
+    fn count(&mut self, tmpl: &Tmpl, params: &[String]) {
+        let position = |root: &str| params.iter().position(|p| p == root);
+        match tmpl {
+            Tmpl::Lit(_) => {}
+            Tmpl::Path(path) => {
+                if let Some(i) = position(&path.root) {
+                    self.all[i] += 1;
+                    if path.steps.is_empty() {
+                        self.whole_leaves[i] += 1;
+                    }
+                }
+            }
+            // The names an expression reads (a superset: function names too, never a parameter's).
+            Tmpl::Expr { reads, .. } => {
+                for (name, _) in &reads.0 {
+                    if let Some(i) = position(name) {
+                        self.all[i] += 1;
+                    }
+                }
+            }
+            Tmpl::Interp(parts) => parts.iter().for_each(|p| self.count(p, params)),
+            Tmpl::Partial { args, .. } => args.iter().for_each(|a| self.count(a, params)),
+            Tmpl::Object { cond, fields } => {
+                cond.iter().for_each(|c| self.count(c, params));
+                fields.iter().for_each(|(_, f)| self.count(f, params));
+            }
+            Tmpl::Array(items) => items.iter().for_each(|item| match item {
+                Item::One(t) => self.count(t, params),
+                Item::Each { source, body, .. } => {
+                    self.loops = true;
+                    self.count(source, params);
+                    self.count(body, params);
+                }
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::concept_map::ConceptMaps;
+    use super::super::expr::Engine;
+    use super::super::problem::Problems;
+    use super::super::template::{self, Scope, Site};
+    use super::super::yaml;
+    use super::*;
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// Partials (name, parameters, body) and a template calling them with `r` in scope.
+    struct Case {
+        partials: HashMap<String, Arc<Partial>>,
+        template: Tmpl,
+    }
+
+    impl Case {
+        fn new(partials: &[(&str, &[&str], &str)], template: &str) -> Case {
+            let engine = Engine::new(Arc::new(ConceptMaps::default()));
+            let exists = |_: &str| false;
+            let mut problems = Problems::default();
+            let mut compile = |text: &str, vars: Vec<String>| {
+                let mut site = Site {
+                    file: "t.yaml",
+                    engine: &engine,
+                    vars,
+                    concept_maps: &exists,
+                };
+                template::compile(&yaml::parse(text).unwrap(), "template", &mut site, &mut problems)
+            };
+            let partials: HashMap<String, Arc<Partial>> = partials
+                .iter()
+                .map(|(name, params, body)| {
+                    let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+                    let body = compile(body, params.clone());
+                    (name.to_string(), Arc::new(Partial { params, body }))
+                })
+                .collect();
+            let template = compile(template, vec!["r".into()]);
+            assert!(problems.list.is_empty(), "{:?}", problems.list);
+            let mut missing = Vec::new();
+            template::link(&template, &partials, &mut missing);
+            for partial in partials.values() {
+                template::link(&partial.body, &partials, &mut missing);
+            }
+            assert!(missing.is_empty(), "{missing:?}");
+            Case { partials, template }
+        }
+
+        /// The template's value, run inlined where it can be, and run as written: they must agree.
+        fn run(&self, record: &Value) -> Option<Value> {
+            let inlined = template::eval(&self.template, &Scope::root("r", record)).unwrap();
+            let written = Case::new_written(self);
+            let as_written = template::eval(&written, &Scope::root("r", record)).unwrap();
+            assert_eq!(inlined, as_written, "inlined and as written differ");
+            inlined
+        }
+
+        /// The same template with every partial call kept as written.
+        fn new_written(&self) -> Tmpl {
+            let copy = copy(&self.template).unwrap_or_else(|| match &self.template {
+                Tmpl::Object { fields, .. } => Tmpl::Object {
+                    cond: None,
+                    fields: fields.iter().map(|(k, f)| (k.clone(), copy(f).unwrap())).collect(),
+                },
+                _ => panic!("a template of partial calls"),
+            });
+            keep_written(&copy);
+            let mut missing = Vec::new();
+            template::link(&copy, &self.partials, &mut missing);
+            copy
+        }
+
+        /// Whether the first partial call of the template was inlined (once it has run).
+        fn inlined(&self) -> bool {
+            let Tmpl::Object { fields, .. } = &self.template else {
+                return false;
+            };
+            fields
+                .iter()
+                .any(|(_, f)| matches!(f, Tmpl::Partial { inlined, .. } if matches!(inlined.get(), Some(Some(_)))))
+        }
+    }
+
+    /// Marks every partial call as not to be inlined.
+    fn keep_written(tmpl: &Tmpl) {
+        if let Tmpl::Partial { args, inlined, .. } = tmpl {
+            let _ = inlined.set(None);
+            args.iter().for_each(keep_written);
+        }
+    }
+
+    const QUANTITY: (&str, &[&str], &str) = (
+        "Quantity",
+        &["value", "unit"],
+        "$if: \"{{ value is number }}\"\nvalue: \"{{ value }}\"\nunit: \"{{ unit }}\"\ncode: \"{{ unit }}\"\n",
+    );
+
+    #[test]
+    fn paths_and_literals_are_put_in_place() {
+        let case = Case::new(
+            &[
+                QUANTITY,
+                ("Ref", &["type", "key"], "reference: \"{{ type }}/{{ key.Id }}\"\n"),
+            ],
+            "q: \"{{ partial('Quantity', r.Range.Low, r.Unit) }}\"\nref: \"{{ partial('Ref', 'Patient', r.Who) }}\"\n",
+        );
+        let out = case.run(&json!({"Range": {"Low": 1.5}, "Unit": "kg", "Who": {"Id": "p1"}}));
+        assert_eq!(
+            out,
+            Some(json!({"q": {"value": 1.5, "unit": "kg", "code": "kg"}, "ref": {"reference": "Patient/p1"}}))
+        );
+        assert!(case.inlined());
+        // Read clean, as the parameter was: blank text is nothing.
+        let out = case.run(&json!({"Range": {"Low": "  "}, "Unit": " ", "Who": {"Id": ""}}));
+        assert_eq!(out, Some(json!({"ref": {"reference": "Patient/"}})));
+        // Blank text is nothing to a call too, whatever binds the argument's root (`r` here is not read
+        // clean; a partial's parameter always is).
+        let case = Case::new(
+            &[("Blank", &["x"], "v: \"{{ 'blank' if x == '' else 'nothing' }}\"\n")],
+            "b: \"{{ partial('Blank', r.X) }}\"\n",
+        );
+        assert_eq!(case.run(&json!({"X": ""})), Some(json!({"b": {"v": "nothing"}})));
+        assert!(case.inlined());
+    }
+
+    #[test]
+    fn an_argument_read_twice_is_evaluated_once_and_bound() {
+        let case = Case::new(
+            &[QUANTITY],
+            "q: \"{{ partial('Quantity', r.Low | float if r.Low, r.Unit) }}\"\n",
+        );
+        assert_eq!(
+            case.run(&json!({"Low": "2.5", "Unit": "mg"})),
+            Some(json!({"q": {"value": 2.5, "unit": "mg", "code": "mg"}}))
+        );
+        assert!(case.inlined());
+        assert_eq!(case.run(&json!({"Unit": "mg"})), None);
+    }
+
+    #[test]
+    fn a_test_of_whether_a_parameter_is_defined_keeps_the_partial() {
+        let case = Case::new(
+            &[("Said", &["x"], "said: \"{{ 'yes' if x is defined else 'no' }}\"\n")],
+            "s: \"{{ partial('Said', r.Missing) }}\"\n",
+        );
+        assert_eq!(case.run(&json!({"Other": 1})), Some(json!({"s": {"said": "no"}})));
+        assert_eq!(case.run(&json!({"Missing": "m"})), Some(json!({"s": {"said": "yes"}})));
+        assert!(!case.inlined());
+    }
+
+    #[test]
+    fn a_loop_variable_never_captures_an_argument() {
+        let case = Case::new(
+            &[(
+                "Labelled",
+                &["items", "label"],
+                "list:\n  - $each: \"{{ items }}\"\n    $as: r\n    name: \"{{ label }}\"\n    value: \"{{ r.V }}\"\n",
+            )],
+            "l: \"{{ partial('Labelled', r.List, r.Name) }}\"\n",
+        );
+        let out = case.run(&json!({"Name": "outer", "List": [{"V": 1, "Name": "inner"}]}));
+        assert_eq!(out, Some(json!({"l": {"list": [{"name": "outer", "value": 1}]}})));
+        assert!(!case.inlined());
+    }
+
+    #[test]
+    fn a_call_that_needs_the_engine_at_run_time_runs_the_partial_as_written() {
+        let case = Case::new(
+            &[("Either", &["x"], "v: \"{{ x or 'none' }}\"\n")],
+            "e: \"{{ partial('Either', r.X) }}\"\n",
+        );
+        assert!(case.run(&json!({"X": "text"})).is_some());
+        assert!(case.inlined());
+        // A list is the engine's to take: the inlined call gives up, and the partial runs as written.
+        assert_eq!(case.run(&json!({"X": [1, 2]})), Some(json!({"e": {"v": [1, 2]}})));
+        assert_eq!(case.run(&json!({})), Some(json!({"e": {"v": "none"}})));
+    }
+
+    #[test]
+    fn an_expression_only_the_engine_runs_keeps_the_partial() {
+        let case = Case::new(
+            &[("Upper", &["x"], "v: \"{{ x | upper }}\"\n")],
+            "u: \"{{ partial('Upper', r.X) }}\"\n",
+        );
+        assert_eq!(case.run(&json!({"X": "a"})), Some(json!({"u": {"v": "A"}})));
+        assert!(!case.inlined());
+    }
+}
