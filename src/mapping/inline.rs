@@ -8,7 +8,7 @@
 //! - a literal: where the body takes text, not where a condition tests a path;
 //! - an argument read once, as a whole leaf (an expression, another partial, text): the argument itself, so
 //!   it is still evaluated once;
-//! - any other argument is bound once, as the partial bound it, under a name no mapping can write (`@name7`).
+//! - any other argument is bound once, as the partial bound it, under a name no mapping can write (`@name#7`).
 //!
 //! Anything else keeps the partial as written: an expression only the engine runs (its names are the
 //! partial's), a literal or a path with list indexes where a condition tests the parameter, a loop in the body
@@ -19,7 +19,8 @@
 use super::call::PathSub;
 use super::expr::{Path, Step};
 use super::template::{Item, Partial, Tmpl};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// Numbers the names arguments are bound to.
@@ -30,6 +31,9 @@ pub struct Inlined {
     /// Arguments evaluated once and bound, with the name the body reads them by.
     pub lets: Vec<(String, Tmpl)>,
     pub body: Tmpl,
+    /// Set once a call in it has given up (a value only the engine takes, such as a coding in
+    /// `coding or {...}`): the partial then runs as written, rather than twice, from then on.
+    pub gives_up: AtomicBool,
 }
 
 /// How a parameter is replaced.
@@ -42,44 +46,54 @@ enum Binding<'a> {
 
 /// The partial's body with its parameters replaced by `args`, when that is exact.
 pub fn inline(partial: &Partial, args: &[Tmpl]) -> Option<Inlined> {
-    if args.len() != partial.params.len() {
+    let params = &partial.params;
+    // A parameter named twice is bound twice, the last binding hiding the first: left as written.
+    let named_twice = params.iter().enumerate().any(|(i, p)| params[..i].contains(p));
+    if args.len() != params.len() || named_twice {
         return None;
     }
     let mut uses = Uses {
         all: vec![0; args.len()],
         whole_leaves: vec![0; args.len()],
         loops: false,
+        conditions: false,
     };
-    uses.count(&partial.body, &partial.params);
+    uses.count(&partial.body, params);
     let mut lets = Vec::new();
     let mut bindings = Vec::with_capacity(args.len());
     for (i, (param, arg)) in partial.params.iter().zip(args).enumerate() {
-        let read_once_whole = uses.all[i] == 1 && uses.whole_leaves[i] == 1 && !uses.loops;
+        // Copied, an argument is evaluated where it is read; written, before the body runs (so its errors
+        // and reference marks are the same only where the body reads it unconditionally).
+        let read_once_whole = uses.all[i] == 1 && uses.whole_leaves[i] == 1 && !uses.loops && !uses.conditions;
         bindings.push(match arg {
             Tmpl::Path(path) if !path.steps.iter().any(|s| matches!(s, Step::Index(_))) => Binding::Path(path),
             Tmpl::Lit(value) => Binding::Literal(value),
             Tmpl::Expr { .. } | Tmpl::Partial { .. } | Tmpl::Interp(_) if read_once_whole => Binding::Copy(arg),
             _ => {
                 // Unique: an inlined partial inside another binds its own arguments inside the other's.
-                let name = format!("@{param}{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
+                let name = format!("@{param}#{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
                 lets.push((name.clone(), copy(arg)?));
                 Binding::Let(name)
             }
         });
     }
     let inliner = Inliner {
-        params: &partial.params,
+        params,
         bindings,
+        loop_vars: RefCell::new(Vec::new()),
     };
     Some(Inlined {
         lets,
         body: inliner.tmpl(&partial.body)?,
+        gives_up: AtomicBool::new(false),
     })
 }
 
 struct Inliner<'a> {
     params: &'a [String],
     bindings: Vec<Binding<'a>>,
+    /// The loop variables the body binds where the inliner is.
+    loop_vars: RefCell<Vec<String>>,
 }
 
 impl Inliner<'_> {
@@ -88,11 +102,18 @@ impl Inliner<'_> {
         self.bindings.get(i)
     }
 
+    /// Whether a name that is no parameter is the body's own (a loop variable): any other would be read
+    /// from the caller's scope, where the partial as written sees nothing.
+    fn own(&self, root: &str) -> bool {
+        self.loop_vars.borrow().iter().any(|v| v == root)
+    }
+
     fn tmpl(&self, tmpl: &Tmpl) -> Option<Tmpl> {
         Some(match tmpl {
             Tmpl::Lit(value) => Tmpl::Lit(value.clone()),
             Tmpl::Path(path) => match self.binding(&path.root) {
-                None => Tmpl::Path(path.clone()),
+                None if self.own(&path.root) => Tmpl::Path(path.clone()),
+                None => return None,
                 Some(Binding::Path(arg)) => Tmpl::Path(joined(arg, path)),
                 Some(Binding::Let(name)) => Tmpl::Path(renamed(name, path)),
                 Some(Binding::Literal(value)) if path.steps.is_empty() => Tmpl::Lit((*value).clone()),
@@ -137,10 +158,14 @@ impl Inliner<'_> {
                             if self.captures(var) {
                                 return None;
                             }
+                            let source = self.tmpl(source)?;
+                            self.loop_vars.borrow_mut().push(var.clone());
+                            let body = self.tmpl(body);
+                            self.loop_vars.borrow_mut().pop();
                             Some(Item::Each {
-                                source: self.tmpl(source)?,
+                                source,
                                 var: var.clone(),
-                                body: self.tmpl(body)?,
+                                body: body?,
                             })
                         }
                     })
@@ -162,10 +187,15 @@ impl Inliner<'_> {
     /// What a path in a call of the body becomes.
     fn path_sub(&self, path: &Path) -> Option<PathSub> {
         match self.binding(&path.root) {
-            None => Some(PathSub::Same),
+            None if self.own(&path.root) => Some(PathSub::Same),
+            None => None,
             Some(Binding::Path(arg)) => Some(PathSub::Path(joined(arg, path))),
             Some(Binding::Let(name)) => Some(PathSub::Bound(renamed(name, path))),
-            Some(Binding::Literal(serde_json::Value::String(text))) if path.steps.is_empty() => {
+            // Text as a call reads it through a path: blank text is nothing there, and some functions trim
+            // what they read; only text neither touches is put in as it is.
+            Some(Binding::Literal(serde_json::Value::String(text)))
+                if path.steps.is_empty() && !text.is_empty() && text.trim() == text =>
+            {
                 Some(PathSub::Text(text.clone()))
             }
             Some(_) => None,
@@ -231,6 +261,8 @@ struct Uses {
     whole_leaves: Vec<usize>,
     /// Whether the body loops (`$each`).
     loops: bool,
+    /// Whether any of the body is conditional (`$if`).
+    conditions: bool,
 }
 
 impl Uses {
@@ -257,6 +289,7 @@ impl Uses {
             Tmpl::Interp(parts) => parts.iter().for_each(|p| self.count(p, params)),
             Tmpl::Partial { args, .. } => args.iter().for_each(|a| self.count(a, params)),
             Tmpl::Object { cond, fields } => {
+                self.conditions |= cond.is_some();
                 cond.iter().for_each(|c| self.count(c, params));
                 fields.iter().for_each(|(_, f)| self.count(f, params));
             }
@@ -451,6 +484,45 @@ mod tests {
         // A list is the engine's to take: the inlined call gives up, and the partial runs as written.
         assert_eq!(case.run(&json!({"X": [1, 2]})), Some(json!({"e": {"v": [1, 2]}})));
         assert_eq!(case.run(&json!({})), Some(json!({"e": {"v": "none"}})));
+    }
+
+    #[test]
+    fn a_name_the_partial_does_not_bind_is_not_read_from_the_caller() {
+        // `r` is no parameter of `Leak`: as written, it is undefined there.
+        let case = Case::new(
+            &[("Leak", &[], "v: \"{{ date(r.D, 'day') }}\"\n")],
+            "l: \"{{ partial('Leak') }}\"\n",
+        );
+        assert_eq!(case.run(&json!({"D": "2020-01-02"})), None);
+        assert!(!case.inlined());
+    }
+
+    #[test]
+    fn literal_arguments_are_read_as_the_partial_reads_them() {
+        let cases: [(&[&str], &str, &str, Value); 2] = [
+            // Blank text is nothing to a call.
+            (&["x"], "v: \"{{ x or 'none' }}\"\n", "partial('P', ' ')", json!("none")),
+            // A parameter named twice is the last argument.
+            (&["x", "x"], "v: \"{{ x }}\"\n", "partial('P', 'a', 'b')", json!("b")),
+        ];
+        for (params, body, call, expected) in cases {
+            let case = Case::new(&[("P", params, body)], &format!("p: \"{{{{ {call} }}}}\"\n"));
+            assert_eq!(case.run(&json!({})), Some(json!({"p": {"v": expected}})), "{call}");
+        }
+    }
+
+    #[test]
+    fn every_argument_is_evaluated_as_written_even_where_the_body_skips_it() {
+        // Written, the failing argument fails the template though `$if` leaves it unread.
+        let case = Case::new(
+            &[("Cond", &["flag", "c"], "$if: \"{{ flag }}\"\nv: \"{{ c }}\"\n")],
+            "c: \"{{ partial('Cond', r.Flag, r.T + 1) }}\"\n",
+        );
+        let record = json!({"Flag": false, "T": "text"});
+        let inlined = template::eval(&case.template, &Scope::root("r", &record));
+        let written = template::eval(&case.new_written(), &Scope::root("r", &record));
+        assert!(written.is_err(), "{written:?}");
+        assert!(inlined.is_err(), "{inlined:?}");
     }
 
     #[test]

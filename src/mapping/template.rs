@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 use sonic_rs::JsonContainerTrait;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 /// A compiled template node.
@@ -556,10 +557,11 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             let partial = target
                 .get()
                 .ok_or_else(|| EvalError(format!("unknown partial '{name}'")))?;
-            if let Some(inlined) = inlined.get_or_init(|| super::inline::inline(partial, args).map(Box::new)) {
+            let inlined = inlined.get_or_init(|| super::inline::inline(partial, args).map(Box::new));
+            if let Some(inlined) = inlined.as_ref().filter(|i| !i.gives_up.load(Ordering::Relaxed)) {
                 match eval_inlined(inlined, scope) {
                     // A call in it met a value only the engine takes: the partial runs as written.
-                    Err(e) if e.is_gave_up() => {}
+                    Err(e) if e.is_gave_up() => inlined.gives_up.store(true, Ordering::Relaxed),
                     done => return done,
                 }
             }
