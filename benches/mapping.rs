@@ -200,7 +200,9 @@ fn xml_into_serde_tree(xml: &[u8]) -> Value {
     }
 }
 
-/// Makes a repeated entry's native keys unique (every string member named `key`, at any depth).
+/// Makes a repeated entry's native keys unique: the entry's own key and its child records' (list items), not
+/// the keys of what it points at (`recordingPractitioner.id`): a real record's entries share a few clinicians
+/// and encounters, and the proxy resolves each referenced key once per reply.
 fn vary(value: &mut Value, key: &str, i: usize) {
     match value {
         Value::Object(map) => {
@@ -212,7 +214,8 @@ fn vary(value: &mut Value, key: &str, i: usize) {
                         s.truncate(s.len() - 6);
                         s.push_str(&format!("{:06}", i % 1_000_000));
                     }
-                    _ => vary(v, key, i),
+                    Value::Array(_) => vary(v, key, i),
+                    _ => {}
                 }
             }
         }
