@@ -582,7 +582,7 @@ async fn everything(
     let patient = read_one(state, principal, "Patient", id, request_id, interaction.fresh).await?;
     let records = record_ops::records_of(state, std::slice::from_ref(&patient));
     let mut matches = Vec::new();
-    if filter.wants("Patient") && filter.keeps(&patient) {
+    if filter.wants("Patient") && filter.keeps(&patient, &state.registry) {
         matches.push(patient);
     }
     // Items the mappings read but do not search (a course's Medication) are reached through the references
@@ -632,7 +632,7 @@ async fn everything(
                     if !referenced.is_empty() {
                         referrers.extend(found.iter().cloned());
                     }
-                    matches.extend(found.into_iter().filter(|r| filter.keeps(r)))
+                    matches.extend(found.into_iter().filter(|r| filter.keeps(r, &state.registry)))
                 }
                 Ok(found) => referrers.extend(found),
                 Err(_) if !wanted => {}
@@ -660,7 +660,7 @@ async fn everything(
         for id in wanted {
             // As for an include: an item withheld is simply absent; a type refused is said once.
             match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
-                Ok(item) if filter.keeps(&item) => matches.push(item),
+                Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
                 Ok(_) => {}
                 Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
             }

@@ -6,11 +6,11 @@
 use crate::app::{read_one, AppState};
 use crate::auth::Principal;
 use crate::fhir::error::{warning, IssueType};
-use crate::fhir::rest::{Handling, Include, Interaction};
+use crate::fhir::rest::{Handling, Include, Interaction, SearchParam};
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::file::ParamType;
-use crate::mapping::Compartment;
+use crate::mapping::{Compartment, Registry};
 use crate::reach;
 use crate::translate::Produced;
 use serde_json::Value;
@@ -435,13 +435,17 @@ fn type_and_id(resource: &Value) -> String {
     )
 }
 
-/// What `Patient/$everything` was asked to narrow to: `_type` (the types returned; the Patient only if named)
-/// and `_since` (resources updated at or after it; those whose source gives no update time are kept, as they
-/// cannot be shown to be older).
+/// What `Patient/$everything` was asked to narrow to: `_type` (the types returned; the Patient only if named),
+/// `_since` (resources updated at or after it; those whose source gives no update time are kept, as they
+/// cannot be shown to be older) and `start`/`end` (care dates, not record currency dates: each item's own date,
+/// the one its type's searches order by, at or after `start` and at or before `end`; the Patient, items of no
+/// dated type and items their source gives no such date for are kept, as they cannot be shown to be outside).
 #[derive(Debug, Default)]
 pub struct EverythingFilter {
     pub types: Option<BTreeSet<String>>,
     pub since: Option<time::OffsetDateTime>,
+    /// `start` as `ge<start>` and `end` as `le<end>`, matched as those date searches are.
+    care: Vec<SearchParam>,
 }
 
 /// A parameter `$everything` does not take: a 400, or a warning under `Prefer: handling=lenient`.
@@ -458,16 +462,15 @@ fn unsupported_by_everything(name: &str, handling: Handling, warnings: &mut Vec<
     Err(FhirError::bad_request(
         "IM1-1201",
         format!(
-            "parameter '{name}' is not supported by $everything (it takes _type and _since, and the result \
-             parameters _count, _elements, _summary, _format and _pretty)"
+            "parameter '{name}' is not supported by $everything (it takes _type, _since, start and end, and \
+             the result parameters _count, _elements, _summary, _format and _pretty)"
         ),
     )
     .at(name))
 }
 
 impl EverythingFilter {
-    /// Reads the operation's parameters: unknown ones (and `start`/`end`, care dates no mapping states
-    /// uniformly) are a 400, or a warning under `Prefer: handling=lenient`.
+    /// Reads the operation's parameters: unknown ones are a 400, or a warning under `Prefer: handling=lenient`.
     pub fn parse(state: &AppState, interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirResult<Self> {
         let mut filter = EverythingFilter::default();
         for param in &interaction.params {
@@ -500,6 +503,7 @@ impl EverythingFilter {
                     })?;
                     filter.since = Some(since);
                 }
+                name @ ("start" | "end") => filter.care_date(name, &param.values)?,
                 other => unsupported_by_everything(other, interaction.handling, warnings)?,
             }
         }
@@ -515,17 +519,60 @@ impl EverythingFilter {
         Ok(filter)
     }
 
+    /// `start` or `end`: one FHIR date each (the operation takes each at most once).
+    fn care_date(&mut self, name: &str, values: &[String]) -> FhirResult<()> {
+        let given_before = self.care.iter().any(|p| p.name == name);
+        let [value] = values else {
+            return Err(FhirError::bad_request("IM1-1203", format!("'{name}' takes one date")).at(name));
+        };
+        if given_before {
+            return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is given twice")).at(name));
+        }
+        // A `+` that URL decoding turned into a space is put back.
+        let value = value.replace(' ', "+");
+        if crate::fhir::dates::range(&value).is_none() {
+            return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is not a FHIR date")).at(name));
+        }
+        let prefix = if name == "start" { "ge" } else { "le" };
+        self.care.push(SearchParam {
+            name: name.to_string(),
+            modifier: None,
+            values: vec![format!("{prefix}{value}")],
+        });
+        Ok(())
+    }
+
     pub fn wants(&self, resource_type: &str) -> bool {
         self.types.as_ref().is_none_or(|types| types.contains(resource_type))
     }
 
-    /// Whether a resource is recent enough for `_since`.
-    pub fn keeps(&self, resource: &Value) -> bool {
+    /// Whether a resource is recent enough for `_since` and, by its care date, within `start` and `end`.
+    pub fn keeps(&self, resource: &Value, registry: &Registry) -> bool {
+        self.updated_since(resource) && self.cared_for_within(resource, registry)
+    }
+
+    fn updated_since(&self, resource: &Value) -> bool {
         let Some(since) = self.since else { return true };
         let updated = resource
             .pointer("/meta/lastUpdated")
             .and_then(Value::as_str)
             .and_then(crate::fhir::dates::range);
         updated.is_none_or(|(at, _)| at >= since)
+    }
+
+    fn cared_for_within(&self, resource: &Value, registry: &Registry) -> bool {
+        let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+        // The Patient is the record itself: its birth date is no care date.
+        if self.care.is_empty() || resource_type == "Patient" {
+            return true;
+        }
+        let Some(date) = registry.first_date_param(resource_type) else {
+            return true;
+        };
+        if search::collect(resource, &date.paths).is_empty() {
+            return true;
+        }
+        let params: Vec<_> = self.care.iter().map(|p| (date, p)).collect();
+        search::matches(resource, &params).unwrap_or(true)
     }
 }

@@ -299,11 +299,37 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     let recent = updated.iter().filter(|u| **u >= middle).count();
     assert_eq!(since.len(), recent + undated, "{middle}");
     assert!(since.len() < all.len());
+    // start and end keep what was cared for within them, by each item's own date (an Observation's
+    // effective date); the Patient and what carries no care date stay.
+    let effective = |r: &&Value| r["effectiveDateTime"].as_str().map(|d| d[..10].to_string());
+    let mut days: Vec<String> = all.iter().filter_map(effective).collect();
+    days.sort();
+    let day = days[days.len() / 2].clone();
+    for (query, inside) in [
+        (
+            format!("start={day}"),
+            Box::new(|d: &str| d >= day.as_str()) as Box<dyn Fn(&str) -> bool>,
+        ),
+        (format!("end={day}"), Box::new(|d: &str| d <= day.as_str())),
+        (format!("start={day}&end={day}"), Box::new(|d: &str| d == day.as_str())),
+    ] {
+        let cared = get(&proxy, &format!("Patient/{patient}/$everything?{query}&_count=200"), &t).await;
+        let cared = entries(&cared, "match");
+        assert_eq!(cared[0]["resourceType"], "Patient", "{query}");
+        let kept: Vec<String> = cared.iter().filter_map(effective).collect();
+        let expected: Vec<&String> = days.iter().filter(|d| inside(d)).collect();
+        assert!(kept.iter().all(|d| inside(d)), "{query}: {kept:?}");
+        assert_eq!(kept.len(), expected.len(), "{query}");
+        assert!(kept.len() < days.len(), "{query}");
+        assert_eq!(medications(&cared), named, "{query}: a Medication has no care date");
+    }
     // What it cannot do is said, not ignored.
     for query in [
         "_since=yesterday",
         "_type=Nonsense",
-        "start=2020-01-01",
+        "start=yesterday",
+        "start=2020-01-01&start=2021-01-01",
+        "end=2020-01-01,2021-01-01",
         "colour=blue",
         "_sort=date",
         "_include=Condition:encounter",

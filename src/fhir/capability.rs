@@ -138,7 +138,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             entry["operation"] = json!([{
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                "documentation": "The Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for).",
+                "documentation": "The Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for); start and end keep the items whose care date (the date their type's searches order by) falls within them, with the Patient and what carries no such date.",
             }]);
         }
         resources.push(entry);
