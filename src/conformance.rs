@@ -13,6 +13,29 @@ const SEARCH_PARAMS: [&str; 3] = ["url", "_id", "source-system"];
 /// The `$translate` parameters served: from a map's source to its target, optionally to one target system.
 const TRANSLATE_PARAMS: [&str; 5] = ["url", "code", "system", "targetsystem", "reverse"];
 
+/// `_sort`, `_include` and `_revinclude`, which a ConceptMap search does not take (its maps are in the order
+/// they are loaded, and point at nothing served here): a 400 as for any search, or a warning under
+/// `Prefer: handling=lenient`, never silently ignored.
+fn refuse_shaping(interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirResult<()> {
+    let given = [
+        ("_sort", "IM1-1209", !interaction.sort.is_empty()),
+        ("_include", "IM1-1206", !interaction.include.is_empty()),
+        ("_revinclude", "IM1-1206", !interaction.revinclude.is_empty()),
+    ];
+    for (name, code, _) in given.into_iter().filter(|(_, _, given)| *given) {
+        let message = format!("{name} is not supported on ConceptMap searches");
+        if interaction.handling != Handling::Lenient {
+            return Err(FhirError::bad_request(code, message).at(name));
+        }
+        warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::NotSupported,
+            code,
+            format!("{message} and was ignored"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction, base: &str) -> FhirResult<Value> {
     let maps = &registry.concept_maps;
     let param = |name: &str| {
@@ -56,6 +79,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 }
                 applied.params.push(p.clone());
             }
+            refuse_shaping(interaction, &mut warnings)?;
             // Each repetition must hold (AND); one of its comma-separated values is enough (OR).
             let matches: Vec<Value> = maps
                 .iter()

@@ -110,6 +110,22 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     assert_eq!(ids_of(&lenient), ["emis-sex"]);
     assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{lenient}");
     assert!(!lenient["link"][0]["url"].as_str().unwrap().contains("colour"));
+    // Nothing is sorted or followed from ConceptMaps, and that is said, not silently ignored.
+    for shaping in [
+        "_sort=url",
+        "_include=ConceptMap:source",
+        "_revinclude=Observation:code",
+    ] {
+        outcome(proxy.get(&format!("ConceptMap?{shaping}"), &t).await, 400).await;
+        let lenient: Value = proxy
+            .get_lenient(&format!("ConceptMap?{shaping}&_id=emis-sex"), &t)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&lenient), ["emis-sex"], "{shaping}");
+        assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{shaping}: {lenient}");
+    }
 
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
     outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
