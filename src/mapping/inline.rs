@@ -347,11 +347,18 @@ mod tests {
                 .collect();
             let template = compile(template, vec!["r".into()]);
             assert!(problems.list.is_empty(), "{:?}", problems.list);
+            for partial in partials.values() {
+                let mut missing = Vec::new();
+                template::link(&partial.body, &partials, &mut missing);
+                assert!(missing.is_empty(), "{missing:?}");
+            }
+            Case::linked(partials, template)
+        }
+
+        /// A template linked to partials already compiled (the mappings' own).
+        fn linked(partials: HashMap<String, Arc<Partial>>, template: Tmpl) -> Case {
             let mut missing = Vec::new();
             template::link(&template, &partials, &mut missing);
-            for partial in partials.values() {
-                template::link(&partial.body, &partials, &mut missing);
-            }
             assert!(missing.is_empty(), "{missing:?}");
             Case { partials, template }
         }
@@ -523,6 +530,34 @@ mod tests {
         let written = template::eval(&case.new_written(), &Scope::root("r", &record));
         assert!(written.is_err(), "{written:?}");
         assert!(inlined.is_err(), "{inlined:?}");
+    }
+
+    #[test]
+    fn a_vaccine_is_unknown_only_where_the_record_names_no_product() {
+        let registry = crate::mapping::Registry::load(&crate::mapping::Source::Embedded).unwrap();
+        let engine = Engine::new(Arc::new(ConceptMaps::default()));
+        let exists = |_: &str| false;
+        let mut site = Site {
+            file: "t.yaml",
+            engine: &engine,
+            vars: vec!["r".into()],
+            concept_maps: &exists,
+        };
+        let text = "v: \"{{ partial('VaccineCode', r.Coding, r.Text) }}\"\n";
+        let mut problems = Problems::default();
+        let template = template::compile(&yaml::parse(text).unwrap(), "template", &mut site, &mut problems);
+        let case = Case::linked(registry.partials.clone(), template);
+        let unknown = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK",
+                             "display": "Unknown"});
+        assert_eq!(
+            case.run(&json!({"Text": "Flu"})),
+            Some(json!({"v": {"coding": [unknown], "text": "Flu"}}))
+        );
+        let product = json!({"system": "https://dmd.nhs.uk", "code": "39114911000001105"});
+        assert_eq!(
+            case.run(&json!({"Coding": product, "Text": "Flu"})),
+            Some(json!({"v": {"coding": [product], "text": "Flu"}}))
+        );
     }
 
     #[test]
