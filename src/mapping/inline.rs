@@ -307,11 +307,8 @@ impl Uses {
 
 #[cfg(test)]
 mod tests {
-    use super::super::concept_map::ConceptMaps;
-    use super::super::expr::Engine;
-    use super::super::problem::Problems;
-    use super::super::template::{self, Scope, Site};
-    use super::super::yaml;
+    use super::super::template::tests::compiled_with;
+    use super::super::template::{self, Scope};
     use super::*;
     use serde_json::{json, Value};
     use std::collections::HashMap;
@@ -325,28 +322,17 @@ mod tests {
 
     impl Case {
         fn new(partials: &[(&str, &[&str], &str)], template: &str) -> Case {
-            let engine = Engine::new(Arc::new(ConceptMaps::default()));
-            let exists = |_: &str| false;
-            let mut problems = Problems::default();
-            let mut compile = |text: &str, vars: Vec<String>| {
-                let mut site = Site {
-                    file: "t.yaml",
-                    engine: &engine,
-                    vars,
-                    concept_maps: &exists,
-                };
-                template::compile(&yaml::parse(text).unwrap(), "template", &mut site, &mut problems)
-            };
             let partials: HashMap<String, Arc<Partial>> = partials
                 .iter()
                 .map(|(name, params, body)| {
-                    let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
-                    let body = compile(body, params.clone());
+                    let (body, problems) = compiled_with(body, params);
+                    assert!(problems.is_empty(), "{problems:?}");
+                    let params = params.iter().map(|p| p.to_string()).collect();
                     (name.to_string(), Arc::new(Partial { params, body }))
                 })
                 .collect();
-            let template = compile(template, vec!["r".into()]);
-            assert!(problems.list.is_empty(), "{:?}", problems.list);
+            let (template, problems) = compiled_with(template, &["r"]);
+            assert!(problems.is_empty(), "{problems:?}");
             for partial in partials.values() {
                 let mut missing = Vec::new();
                 template::link(&partial.body, &partials, &mut missing);
@@ -535,17 +521,8 @@ mod tests {
     #[test]
     fn a_vaccine_is_unknown_only_where_the_record_names_no_product() {
         let registry = crate::mapping::Registry::load(&crate::mapping::Source::Embedded).unwrap();
-        let engine = Engine::new(Arc::new(ConceptMaps::default()));
-        let exists = |_: &str| false;
-        let mut site = Site {
-            file: "t.yaml",
-            engine: &engine,
-            vars: vec!["r".into()],
-            concept_maps: &exists,
-        };
-        let text = "v: \"{{ partial('VaccineCode', r.Coding, r.Text) }}\"\n";
-        let mut problems = Problems::default();
-        let template = template::compile(&yaml::parse(text).unwrap(), "template", &mut site, &mut problems);
+        let (template, problems) = compiled_with("v: \"{{ partial('VaccineCode', r.Coding, r.Text) }}\"\n", &["r"]);
+        assert!(problems.is_empty(), "{problems:?}");
         let case = Case::linked(registry.partials.clone(), template);
         let unknown = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK",
                              "display": "Unknown"});
@@ -553,7 +530,7 @@ mod tests {
             case.run(&json!({"Text": "Flu"})),
             Some(json!({"v": {"coding": [unknown], "text": "Flu"}}))
         );
-        let product = json!({"system": "https://dmd.nhs.uk", "code": "39114911000001105"});
+        let product = json!({"system": "https://dmd.nhs.uk", "code": "39116211000001106"});
         assert_eq!(
             case.run(&json!({"Coding": product, "Text": "Flu"})),
             Some(json!({"v": {"coding": [product], "text": "Flu"}}))

@@ -794,14 +794,14 @@ fn keep(value: &mut Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::concept_map::ConceptMaps;
     use super::*;
     use serde_json::json;
     use std::sync::Arc;
 
-    /// A template compiled with `r` in scope, and the problems found.
-    fn compiled(template: &str) -> (Tmpl, Vec<String>) {
+    /// A template compiled with `vars` in scope (and no ConceptMaps), and the problems found.
+    pub(crate) fn compiled_with(template: &str, vars: &[&str]) -> (Tmpl, Vec<String>) {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
         let node = yaml::parse(template).unwrap();
         let mut problems = Problems::default();
@@ -809,11 +809,16 @@ mod tests {
         let mut site = Site {
             file: "t.yaml",
             engine: &engine,
-            vars: vec!["r".into()],
+            vars: vars.iter().map(|v| v.to_string()).collect(),
             concept_maps: &exists,
         };
         let tmpl = compile(&node, "template", &mut site, &mut problems);
         (tmpl, problems.list.iter().map(|p| p.to_string()).collect())
+    }
+
+    /// A template compiled with `r` in scope, and the problems found.
+    fn compiled(template: &str) -> (Tmpl, Vec<String>) {
+        compiled_with(template, &["r"])
     }
 
     fn run(template: &str, record: Value) -> (Option<Value>, Vec<String>) {
