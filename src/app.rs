@@ -66,8 +66,36 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
+    let (response, label) = match crate::server::limits::check(request.uri(), request.headers()) {
+        Err(error) => (respond_error(&error, Format::Json, false), "invalid".to_string()),
+        Ok(()) => route(&state, request).await,
+    };
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            interaction: label.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&InteractionLabel { interaction: label })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The answer to a request within the limits: the probes, the metrics and the FHIR base.
+async fn route<B>(state: &Arc<AppState>, request: Request<B>) -> (Response<Body>, String)
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let path = request.uri().path().to_string();
-    let (response, label) = match path.as_str() {
+    match path.as_str() {
         "/healthz" => (text(StatusCode::OK, "ok\n"), "healthz".to_string()),
         "/readyz" => {
             let ready = state.ready.load(Ordering::Relaxed);
@@ -91,7 +119,7 @@ where
         }
         p if p == "/fhir" || p.starts_with("/fhir/") => {
             let public = matches!(p, "/fhir/metadata" | "/fhir/.well-known/smart-configuration");
-            let (mut response, label) = fhir(&state, request).await;
+            let (mut response, label) = fhir(state, request).await;
             // Answers hold patient data and depend on the token: no shared or browser cache may keep them. The
             // format follows Accept.
             let headers = response.headers_mut();
@@ -110,22 +138,7 @@ where
             ),
             "unknown".to_string(),
         ),
-    };
-    let status = response.status().as_u16();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            interaction: label.clone(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&InteractionLabel { interaction: label })
-        .observe(started.elapsed().as_secs_f64());
-    response
+    }
 }
 
 async fn fhir<B>(state: &AppState, request: Request<B>) -> (Response<Body>, String)

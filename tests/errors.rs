@@ -252,6 +252,26 @@ async fn malformed_requests_are_refused_with_outcomes() {
     let body = outcome(proxy.get("Patient?_elements=!!", &t).await, 400).await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1217");
     outcome(proxy.client.delete(proxy.url("metadata")).send().await.unwrap(), 405).await;
+    // A URL or headers past the limits are answered with outcomes too, not hyper's bare replies.
+    let long = format!("Patient?name={}", "a".repeat(9 * 1024));
+    let body = outcome(proxy.get(&long, &t).await, 414).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1118");
+    let big_header = "b".repeat(40 * 1024);
+    let response = proxy
+        .client
+        .get(proxy.url("metadata"))
+        .header("x-padding", big_header.as_str())
+        .send()
+        .await
+        .unwrap();
+    let body = outcome(response, 431).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1119");
+    let mut many = proxy.client.get(proxy.url("metadata"));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let body = outcome(many.send().await.unwrap(), 431).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1119");
     // Still serving.
     assert_eq!(
         proxy.client.get(proxy.url("metadata")).send().await.unwrap().status(),

@@ -89,7 +89,9 @@ pub async fn serve<S, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        // Past the application's own limit, so that a request over it is answered (and audited) there.
+        .max_headers(super::limits::HYPER_MAX_HEADERS);
     // HTTP/2 has no header deadline in hyper: pings find a peer that has gone.
     builder
         .http2()

@@ -1,5 +1,6 @@
 //! The HTTP server: the listener (TLS, HTTP/1.1 and HTTP/2, graceful shutdown) and the tower stack.
 
+pub mod limits;
 pub mod listener;
 pub mod stack;
 
