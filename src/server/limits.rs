@@ -14,6 +14,9 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// What hyper itself is told, past ours: requests beyond it get its bare replies.
 pub const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADERS;
+/// HTTP/2's header list limit for hyper (its default, 16 KiB, is below ours; HTTP/2 counts 32 bytes more
+/// for each field).
+pub const HYPER_MAX_HEADER_LIST: u32 = (2 * MAX_HEADER_BYTES) as u32;
 
 /// Whether a request's target and headers are within the limits.
 pub fn check(uri: &Uri, headers: &HeaderMap) -> Result<(), FhirError> {

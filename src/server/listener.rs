@@ -97,7 +97,8 @@ pub async fn serve<S, F>(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_header_list_size(super::limits::HYPER_MAX_HEADER_LIST);
     // The protocol is chosen here, within the header deadline (ALPN under TLS, the HTTP/2 preface without):
     // hyper's own detection waits for the first bytes with no deadline at all.
     let http1 = builder.clone().http1_only();
