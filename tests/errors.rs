@@ -140,6 +140,22 @@ async fn malformed_requests_are_refused_with_outcomes() {
     )
     .await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1111");
+    // An element with tens of thousands of attributes (each checked against the others by the XML parser,
+    // seconds of CPU) is refused before it is parsed.
+    let attributes: String = (0..20_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let wide = format!("<Parameters xmlns=\"http://hl7.org/fhir\"><parameter{attributes}/></Parameters>");
+    let body = outcome(
+        post(TRANSLATE, "application/fhir+xml", wide.into_bytes())
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1109");
+    assert!(
+        body["issue"][0]["diagnostics"].as_str().unwrap().contains("attributes"),
+        "{body}"
+    );
     outcome(
         post(
             TRANSLATE,

@@ -23,6 +23,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 const MAX_DEPTH: usize = 64;
+/// The most attributes a native element may carry (the dialect's carry a few dozen at most): quick-xml checks
+/// each against the others for duplicates, so a reply with tens of thousands on one element would cost
+/// seconds.
+const MAX_ATTRIBUTES: usize = 256;
 
 /// Distinct child names an element holds before they are indexed rather than searched.
 const INDEXED_CHILDREN: usize = 16;
@@ -51,7 +55,11 @@ impl Open {
         let mut json = Vec::with_capacity(start.attributes_raw().len() * 5 / 4 + 32);
         json.extend_from_slice(b" {");
         let mut keys = Vec::new();
-        for attribute in start.attributes() {
+        for (i, attribute) in start.attributes().enumerate() {
+            // Counted as they are read: quick-xml's duplicate check grows with the square of their number.
+            if i == MAX_ATTRIBUTES {
+                return Err(format!("an element with more than {MAX_ATTRIBUTES} attributes"));
+            }
             let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
             if attribute.key.as_ref() == b"xmlns" || attribute.key.as_ref().starts_with(b"xmlns:") {
                 continue;
@@ -311,6 +319,17 @@ mod tests {
         let i = crate::mapping::node::Node::Native(&tree).get("i").unwrap();
         assert_eq!(i.get("id").and_then(|v| v.as_str()), Some("2"));
         assert_eq!(i.get("_text").and_then(|v| v.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn an_element_with_too_many_attributes_is_refused() {
+        let element = |n: usize| {
+            let attributes: String = (0..n).map(|i| format!(" a{i}=\"x\"")).collect();
+            format!("<r{attributes}/>")
+        };
+        assert!(parse(element(MAX_ATTRIBUTES).as_bytes()).is_ok());
+        let refused = parse(element(MAX_ATTRIBUTES + 1).as_bytes()).unwrap_err();
+        assert!(refused.contains("attributes"), "{refused}");
     }
 
     #[test]

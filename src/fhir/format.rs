@@ -26,6 +26,10 @@ impl Format {
 /// Deepest nesting accepted in a request body: FHIR resources are far shallower, so anything deeper is an
 /// attack (a "nesting bomb") or a mistake, and is refused before any recursive parser sees it.
 pub const MAX_BODY_DEPTH: usize = 64;
+/// The most attributes an element of an XML body may carry. FHIR's carry one to three (`value`, `url`, `id`,
+/// a namespace), narrative XHTML a few more; the XML parser checks each against the others for duplicates, so
+/// tens of thousands on one element would cost seconds of CPU.
+pub const MAX_XML_ATTRIBUTES: usize = 64;
 
 /// The format named by a MIME type or a `_format` value, if FHIR knows it.
 fn format_of(name: &str) -> Option<Format> {
@@ -226,12 +230,14 @@ fn check_xml_depth(bytes: &[u8]) -> FhirResult<()> {
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
-            Ok(Event::Start(_)) => {
+            Ok(Event::Start(start)) => {
                 depth += 1;
                 if depth > MAX_BODY_DEPTH {
                     return Err(too_deep());
                 }
+                check_attribute_count(&start)?;
             }
+            Ok(Event::Empty(start)) => check_attribute_count(&start)?,
             Ok(Event::End(_)) => depth = depth.saturating_sub(1),
             Ok(Event::DocType(_)) => {
                 return Err(FhirError::bad_structure(
@@ -258,6 +264,17 @@ fn check_xml_depth(bytes: &[u8]) -> FhirResult<()> {
     }
 }
 
+/// Counts an element's attributes without the parser's duplicate check (linear), up to the limit.
+fn check_attribute_count(start: &quick_xml::events::BytesStart) -> FhirResult<()> {
+    if start.attributes().with_checks(false).nth(MAX_XML_ATTRIBUTES).is_some() {
+        return Err(FhirError::bad_structure(
+            "IM1-1109",
+            format!("the body has an XML element with more than {MAX_XML_ATTRIBUTES} attributes"),
+        ));
+    }
+    Ok(())
+}
+
 fn too_deep() -> FhirError {
     FhirError::bad_structure(
         "IM1-1111",
@@ -282,6 +299,18 @@ pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_elements_may_carry_a_few_dozen_attributes_but_not_more() {
+        let element = |n: usize| {
+            let attributes: String = (0..n).map(|i| format!(" a{i}=\"x\"")).collect();
+            format!("<Parameters xmlns=\"http://hl7.org/fhir\"><parameter{attributes}/></Parameters>")
+        };
+        // At the limit, on one element: the body is checked no further here.
+        assert!(check_xml_depth(element(MAX_XML_ATTRIBUTES).as_bytes()).is_ok());
+        let refused = check_xml_depth(element(MAX_XML_ATTRIBUTES + 1).as_bytes()).unwrap_err();
+        assert_eq!(refused.code, "IM1-1109");
+    }
 
     #[test]
     fn a_binary_is_its_content_unless_a_fhir_format_is_preferred() {
