@@ -66,8 +66,12 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
-    let (response, label) = match crate::server::limits::check(request.uri(), request.headers()) {
-        Err(error) => (respond_error(&error, Format::Json, false), "invalid".to_string()),
+    let (response, label) = match crate::server::limits::check(request.headers()) {
+        Err(error) => {
+            let mut response = respond_error(&error, Format::Json, false);
+            fhir_headers(&mut response, false);
+            (response, "invalid".to_string())
+        }
         Ok(()) => route(&state, request).await,
     };
     let status = response.status().as_u16();
@@ -120,14 +124,7 @@ where
         p if p == "/fhir" || p.starts_with("/fhir/") => {
             let public = matches!(p, "/fhir/metadata" | "/fhir/.well-known/smart-configuration");
             let (mut response, label) = fhir(state, request).await;
-            // Answers hold patient data and depend on the token: no shared or browser cache may keep them. The
-            // format follows Accept.
-            let headers = response.headers_mut();
-            let cache = if public { "no-cache" } else { "no-store" };
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-            // A browser renders nothing here as anything but the type it is labelled with.
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            fhir_headers(&mut response, public);
             (response, label)
         }
         _ => (
@@ -139,6 +136,18 @@ where
             "unknown".to_string(),
         ),
     }
+}
+
+/// The headers every answer under the FHIR base carries.
+fn fhir_headers(response: &mut Response<Body>, public: bool) {
+    // Answers hold patient data and depend on the token: no shared or browser cache may keep them. The format
+    // follows Accept.
+    let headers = response.headers_mut();
+    let cache = if public { "no-cache" } else { "no-store" };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    // A browser renders nothing here as anything but the type it is labelled with.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 async fn fhir<B>(state: &AppState, request: Request<B>) -> (Response<Body>, String)
@@ -640,14 +649,17 @@ async fn everything(
             let mut quiet = Vec::new();
             let said = if wanted { &mut warnings } else { &mut quiet };
             let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said).await;
+            // Items are followed to what they name (a prescription's Medication) only when cared for within
+            // `start` and `end`.
+            let in_window = |r: &Value| filter.cared_for_within(r, &state.registry);
             match found {
                 Ok(found) if wanted => {
                     if !referenced.is_empty() {
-                        referrers.extend(found.iter().cloned());
+                        referrers.extend(found.iter().filter(|r| in_window(r)).cloned());
                     }
                     matches.extend(found.into_iter().filter(|r| filter.keeps(r, &state.registry)))
                 }
-                Ok(found) => referrers.extend(found),
+                Ok(found) => referrers.extend(found.into_iter().filter(|r| in_window(r))),
                 Err(_) if !wanted => {}
                 // A type this kind of user cannot have at this practice is said, not silently missing.
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
@@ -1310,7 +1322,7 @@ fn link_query(state: &AppState, interaction: &Interaction) -> String {
     let operation = matches!(interaction.kind, Kind::Operation(_));
     // An operation ($everything) applies its own parameters only.
     applied.params.retain(|p| match operation {
-        true => matches!(p.name.as_str(), "_type" | "_since"),
+        true => matches!(p.name.as_str(), "_type" | "_since" | "start" | "end"),
         false => state.registry.param(resource_type, &p.name).is_some(),
     });
     applied

@@ -80,6 +80,10 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 applied.params.push(p.clone());
             }
             refuse_shaping(interaction, &mut warnings)?;
+            // What was ignored is left out of the links too.
+            applied.sort.clear();
+            applied.include.clear();
+            applied.revinclude.clear();
             // Each repetition must hold (AND); one of its comma-separated values is enough (OR).
             let matches: Vec<Value> = maps
                 .iter()

@@ -507,6 +507,11 @@ impl EverythingFilter {
                 other => unsupported_by_everything(other, interaction.handling, warnings)?,
             }
         }
+        if let (Some(start), Some(end)) = (filter.bound("start"), filter.bound("end")) {
+            if start > end {
+                return Err(FhirError::bad_request("IM1-1203", "'start' is after 'end'").at("start"));
+            }
+        }
         // Result parameters that shape a search's page but not this operation's.
         let shaping = [
             ("_sort", !interaction.sort.is_empty()),
@@ -542,6 +547,13 @@ impl EverythingFilter {
         Ok(())
     }
 
+    /// Where `start` begins or `end` ends.
+    fn bound(&self, name: &str) -> Option<time::OffsetDateTime> {
+        let param = self.care.iter().find(|p| p.name == name)?;
+        let (from, to) = crate::fhir::dates::range(param.values.first()?.get(2..)?)?;
+        Some(if name == "start" { from } else { to })
+    }
+
     pub fn wants(&self, resource_type: &str) -> bool {
         self.types.as_ref().is_none_or(|types| types.contains(resource_type))
     }
@@ -560,19 +572,53 @@ impl EverythingFilter {
         updated.is_none_or(|(at, _)| at >= since)
     }
 
-    fn cared_for_within(&self, resource: &Value, registry: &Registry) -> bool {
+    /// Whether a resource's care date is within `start` and `end`: its onset where its type has one and it
+    /// holds it (an allergy's onset, not when it was recorded), else the first of its type's dates it holds.
+    pub fn cared_for_within(&self, resource: &Value, registry: &Registry) -> bool {
         let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         // The Patient is the record itself: its birth date is no care date.
         if self.care.is_empty() || resource_type == "Patient" {
             return true;
         }
-        let Some(date) = registry.first_date_param(resource_type) else {
+        let mut dates: Vec<_> = registry.date_params(resource_type).collect();
+        dates.sort_by_key(|d| !d.name.starts_with("onset"));
+        let Some(date) = dates
+            .into_iter()
+            .find(|d| !search::collect(resource, &d.paths).is_empty())
+        else {
             return true;
         };
-        if search::collect(resource, &date.paths).is_empty() {
-            return true;
-        }
         let params: Vec<_> = self.care.iter().map(|p| (date, p)).collect();
         search::matches(resource, &params).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_item_is_cared_for_on_its_onset_where_it_has_one() {
+        let registry = Registry::load(&crate::mapping::Source::Embedded).unwrap();
+        let mut filter = EverythingFilter::default();
+        filter.care_date("start", &["2019-01-01".to_string()]).unwrap();
+        let allergy = |onset: Option<&str>| {
+            let mut allergy = json!({"resourceType": "AllergyIntolerance", "recordedDate": "2020-03-04"});
+            if let Some(onset) = onset {
+                allergy["onsetDateTime"] = json!(onset);
+            }
+            allergy
+        };
+        // Began in 2010, recorded in 2020: cared for before the window.
+        assert!(!filter.cared_for_within(&allergy(Some("2010-05-06")), &registry));
+        // No onset: when it was recorded is what there is.
+        assert!(filter.cared_for_within(&allergy(None), &registry));
+        // The Patient, and an item of no dated type, stay.
+        assert!(filter.cared_for_within(
+            &json!({"resourceType": "Patient", "birthDate": "1950-01-01"}),
+            &registry
+        ));
+        assert!(filter.cared_for_within(&json!({"resourceType": "Medication"}), &registry));
     }
 }

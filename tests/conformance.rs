@@ -125,6 +125,8 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
             .unwrap();
         assert_eq!(ids_of(&lenient), ["emis-sex"], "{shaping}");
         assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{shaping}: {lenient}");
+        let name = shaping.split('=').next().unwrap();
+        assert!(!lenient["link"][0]["url"].as_str().unwrap().contains(name), "{lenient}");
     }
 
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;

@@ -152,6 +152,15 @@ impl Registry {
             .find(|d| d.name == name)
     }
 
+    /// A type's date parameters in the order its mappings declare them.
+    pub fn date_params(&self, resource: &str) -> impl Iterator<Item = &super::file::ParamDef> {
+        let first = self.mappings.iter().find(|m| m.resource == resource);
+        first
+            .into_iter()
+            .flat_map(|m| m.params.iter())
+            .filter(|d| d.kind == super::file::ParamType::Date)
+    }
+
     /// A type's first date parameter as its mappings declare them (the date its matches are ordered by when a
     /// search asks for no order).
     pub fn first_date_param(&self, resource: &str) -> Option<&super::file::ParamDef> {
