@@ -17,12 +17,8 @@ const TRANSLATE_PARAMS: [&str; 5] = ["url", "code", "system", "targetsystem", "r
 /// they are loaded, and point at nothing served here): a 400 as for any search, or a warning under
 /// `Prefer: handling=lenient`, never silently ignored.
 fn refuse_shaping(interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirResult<()> {
-    let given = [
-        ("_sort", "IM1-1209", !interaction.sort.is_empty()),
-        ("_include", "IM1-1206", !interaction.include.is_empty()),
-        ("_revinclude", "IM1-1206", !interaction.revinclude.is_empty()),
-    ];
-    for (name, code, _) in given.into_iter().filter(|(_, _, given)| *given) {
+    for name in interaction.page_shaping() {
+        let code = if name == "_sort" { "IM1-1209" } else { "IM1-1206" };
         let message = format!("{name} is not supported on ConceptMap searches");
         if interaction.handling != Handling::Lenient {
             return Err(FhirError::bad_request(code, message).at(name));

@@ -437,15 +437,17 @@ fn type_and_id(resource: &Value) -> String {
 
 /// What `Patient/$everything` was asked to narrow to: `_type` (the types returned; the Patient only if named),
 /// `_since` (resources updated at or after it; those whose source gives no update time are kept, as they
-/// cannot be shown to be older) and `start`/`end` (care dates, not record currency dates: each item's own date,
-/// the one its type's searches order by, at or after `start` and at or before `end`; the Patient, items of no
-/// dated type and items their source gives no such date for are kept, as they cannot be shown to be outside).
+/// cannot be shown to be older) and `start`/`end` (care dates, not record currency dates: each item's own
+/// date, see [`EverythingFilter::cared_for_within`], at or after `start` and at or before `end`; the Patient,
+/// items of no dated type and items their source gives no such date for are kept, as they cannot be shown to
+/// be outside).
 #[derive(Debug, Default)]
 pub struct EverythingFilter {
     pub types: Option<BTreeSet<String>>,
     pub since: Option<time::OffsetDateTime>,
-    /// `start` as `ge<start>` and `end` as `le<end>`, matched as those date searches are.
-    care: Vec<SearchParam>,
+    /// The care dates given (FHIR dates), matched as `ge<start>` and `le<end>` date searches are.
+    start: Option<String>,
+    end: Option<String>,
 }
 
 /// A parameter `$everything` does not take: a 400, or a warning under `Prefer: handling=lenient`.
@@ -507,18 +509,14 @@ impl EverythingFilter {
                 other => unsupported_by_everything(other, interaction.handling, warnings)?,
             }
         }
-        if let (Some(start), Some(end)) = (filter.bound("start"), filter.bound("end")) {
+        let range = |date: &Option<String>| date.as_deref().and_then(crate::fhir::dates::range);
+        if let (Some((start, _)), Some((_, end))) = (range(&filter.start), range(&filter.end)) {
             if start > end {
                 return Err(FhirError::bad_request("IM1-1203", "'start' is after 'end'").at("start"));
             }
         }
         // Result parameters that shape a search's page but not this operation's.
-        let shaping = [
-            ("_sort", !interaction.sort.is_empty()),
-            ("_include", !interaction.include.is_empty()),
-            ("_revinclude", !interaction.revinclude.is_empty()),
-        ];
-        for (name, _) in shaping.into_iter().filter(|(_, given)| *given) {
+        for name in interaction.page_shaping() {
             unsupported_by_everything(name, interaction.handling, warnings)?;
         }
         Ok(filter)
@@ -526,11 +524,15 @@ impl EverythingFilter {
 
     /// `start` or `end`: one FHIR date each (the operation takes each at most once).
     fn care_date(&mut self, name: &str, values: &[String]) -> FhirResult<()> {
-        let given_before = self.care.iter().any(|p| p.name == name);
         let [value] = values else {
             return Err(FhirError::bad_request("IM1-1203", format!("'{name}' takes one date")).at(name));
         };
-        if given_before {
+        let bound = if name == "start" {
+            &mut self.start
+        } else {
+            &mut self.end
+        };
+        if bound.is_some() {
             return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is given twice")).at(name));
         }
         // A `+` that URL decoding turned into a space is put back.
@@ -538,20 +540,8 @@ impl EverythingFilter {
         if crate::fhir::dates::range(&value).is_none() {
             return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is not a FHIR date")).at(name));
         }
-        let prefix = if name == "start" { "ge" } else { "le" };
-        self.care.push(SearchParam {
-            name: name.to_string(),
-            modifier: None,
-            values: vec![format!("{prefix}{value}")],
-        });
+        *bound = Some(value);
         Ok(())
-    }
-
-    /// Where `start` begins or `end` ends.
-    fn bound(&self, name: &str) -> Option<time::OffsetDateTime> {
-        let param = self.care.iter().find(|p| p.name == name)?;
-        let (from, to) = crate::fhir::dates::range(param.values.first()?.get(2..)?)?;
-        Some(if name == "start" { from } else { to })
     }
 
     pub fn wants(&self, resource_type: &str) -> bool {
@@ -577,7 +567,7 @@ impl EverythingFilter {
     pub fn cared_for_within(&self, resource: &Value, registry: &Registry) -> bool {
         let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         // The Patient is the record itself: its birth date is no care date.
-        if self.care.is_empty() || resource_type == "Patient" {
+        if (self.start.is_none() && self.end.is_none()) || resource_type == "Patient" {
             return true;
         }
         let mut dates: Vec<_> = registry.date_params(resource_type).collect();
@@ -588,7 +578,18 @@ impl EverythingFilter {
         else {
             return true;
         };
-        let params: Vec<_> = self.care.iter().map(|p| (date, p)).collect();
+        let bounds = [("ge", &self.start), ("le", &self.end)];
+        let care: Vec<SearchParam> = bounds
+            .into_iter()
+            .filter_map(|(prefix, bound)| {
+                bound.as_ref().map(|value| SearchParam {
+                    name: date.name.clone(),
+                    modifier: None,
+                    values: vec![format!("{prefix}{value}")],
+                })
+            })
+            .collect();
+        let params: Vec<_> = care.iter().map(|p| (date, p)).collect();
         search::matches(resource, &params).unwrap_or(true)
     }
 }

@@ -139,6 +139,19 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// The result parameters given that shape a search's page (`_sort`, `_include`, `_revinclude`): for the
+    /// interactions that take none of them to refuse, or under lenient handling to say ignored.
+    pub fn page_shaping(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("_sort", !self.sort.is_empty()),
+            ("_include", !self.include.is_empty()),
+            ("_revinclude", !self.revinclude.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(name, _)| name)
+    }
+
     /// The parameters that shape how every page is written (`_format`, `_pretty`), for page links. They do not
     /// change what matches, so page tokens are not bound to them.
     pub fn output_query(&self) -> String {

@@ -112,13 +112,14 @@ impl Inliner<'_> {
         Some(match tmpl {
             Tmpl::Lit(value) => Tmpl::Lit(value.clone()),
             Tmpl::Path(path) => match self.binding(&path.root) {
-                None if self.own(&path.root) => Tmpl::Path(path.clone()),
-                None => return None,
-                Some(Binding::Path(arg)) => Tmpl::Path(joined(arg, path)),
-                Some(Binding::Let(name)) => Tmpl::Path(renamed(name, path)),
+                // A whole leaf takes any literal, not only the text a call takes, and a copied argument.
                 Some(Binding::Literal(value)) if path.steps.is_empty() => Tmpl::Lit((*value).clone()),
                 Some(Binding::Copy(arg)) if path.steps.is_empty() => copy(arg)?,
-                Some(_) => return None,
+                _ => match self.path_sub(path)? {
+                    PathSub::Same => Tmpl::Path(path.clone()),
+                    PathSub::Path(path) | PathSub::Bound(path) => Tmpl::Path(path),
+                    PathSub::Text(text) => Tmpl::Lit(serde_json::Value::String(text)),
+                },
             },
             Tmpl::Expr { source, call, .. } => {
                 // Only a call runs without the engine, whose names would now be the caller's.
@@ -269,7 +270,6 @@ impl Uses {
     fn count(&mut self, tmpl: &Tmpl, params: &[String]) {
         let position = |root: &str| params.iter().position(|p| p == root);
         match tmpl {
-            Tmpl::Lit(_) => {}
             Tmpl::Path(path) => {
                 if let Some(i) = position(&path.root) {
                     self.all[i] += 1;
@@ -286,22 +286,11 @@ impl Uses {
                     }
                 }
             }
-            Tmpl::Interp(parts) => parts.iter().for_each(|p| self.count(p, params)),
-            Tmpl::Partial { args, .. } => args.iter().for_each(|a| self.count(a, params)),
-            Tmpl::Object { cond, fields } => {
-                self.conditions |= cond.is_some();
-                cond.iter().for_each(|c| self.count(c, params));
-                fields.iter().for_each(|(_, f)| self.count(f, params));
-            }
-            Tmpl::Array(items) => items.iter().for_each(|item| match item {
-                Item::One(t) => self.count(t, params),
-                Item::Each { source, body, .. } => {
-                    self.loops = true;
-                    self.count(source, params);
-                    self.count(body, params);
-                }
-            }),
+            Tmpl::Object { cond: Some(_), .. } => self.conditions = true,
+            Tmpl::Array(items) if items.iter().any(|item| matches!(item, Item::Each { .. })) => self.loops = true,
+            _ => {}
         }
+        tmpl.each_child(&mut |child| self.count(child, params));
     }
 }
 

@@ -153,10 +153,13 @@ impl Registry {
     }
 
     /// A type's date parameters in the order its mappings declare them.
-    pub fn date_params(&self, resource: &str) -> impl Iterator<Item = &super::file::ParamDef> {
-        let first = self.mappings.iter().find(|m| m.resource == resource);
-        first
-            .into_iter()
+    pub fn date_params<'s: 'r, 'r>(
+        &'s self,
+        resource: &'r str,
+    ) -> impl Iterator<Item = &'s super::file::ParamDef> + 'r {
+        self.mappings
+            .iter()
+            .filter(move |m| m.resource == resource)
             .flat_map(|m| m.params.iter())
             .filter(|d| d.kind == super::file::ParamType::Date)
     }
@@ -164,11 +167,7 @@ impl Registry {
     /// A type's first date parameter as its mappings declare them (the date its matches are ordered by when a
     /// search asks for no order).
     pub fn first_date_param(&self, resource: &str) -> Option<&super::file::ParamDef> {
-        self.mappings
-            .iter()
-            .filter(|m| m.resource == resource)
-            .flat_map(|m| m.params.iter())
-            .find(|d| d.kind == super::file::ParamType::Date)
+        self.date_params(resource).next()
     }
 
     /// Where a resource type lives (the same for every supplier that maps it).

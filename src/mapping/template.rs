@@ -255,55 +255,40 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
     }
 }
 
-/// Names of the partials a template calls, for linking checks.
-pub fn partial_names(tmpl: &Tmpl, out: &mut Vec<String>) {
-    match tmpl {
-        Tmpl::Partial { name, args, .. } => {
-            out.push(name.clone());
-            args.iter().for_each(|a| partial_names(a, out));
-        }
-        Tmpl::Interp(parts) => parts.iter().for_each(|p| partial_names(p, out)),
-        Tmpl::Object { cond, fields } => {
-            cond.iter().for_each(|c| partial_names(c, out));
-            fields.iter().for_each(|(_, f)| partial_names(f, out));
-        }
-        Tmpl::Array(items) => items.iter().for_each(|item| match item {
-            Item::One(t) => partial_names(t, out),
-            Item::Each { source, body, .. } => {
-                partial_names(source, out);
-                partial_names(body, out);
+impl Tmpl {
+    /// Calls `f` with each template this one holds: a partial's arguments, text's parts, an object's
+    /// condition and fields, a list's items and each loop's source and body.
+    pub fn each_child<'t>(&'t self, f: &mut dyn FnMut(&'t Tmpl)) {
+        match self {
+            Tmpl::Partial { args, .. } => args.iter().for_each(f),
+            Tmpl::Interp(parts) => parts.iter().for_each(f),
+            Tmpl::Object { cond, fields } => {
+                cond.iter().for_each(|c| f(c));
+                fields.iter().for_each(|(_, field)| f(field));
             }
-        }),
-        Tmpl::Lit(_) | Tmpl::Path(_) | Tmpl::Expr { .. } => {}
+            Tmpl::Array(items) => items.iter().for_each(|item| match item {
+                Item::One(t) => f(t),
+                Item::Each { source, body, .. } => {
+                    f(source);
+                    f(body);
+                }
+            }),
+            Tmpl::Lit(_) | Tmpl::Path(_) | Tmpl::Expr { .. } => {}
+        }
     }
 }
 
 /// Points every partial call in a template at its partial; gives the names of those not found.
 pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, missing: &mut Vec<String>) {
-    match tmpl {
-        Tmpl::Partial { name, args, target, .. } => {
-            match partials.get(name) {
-                Some(partial) => {
-                    let _ = target.set(partial.clone());
-                }
-                None => missing.push(name.clone()),
+    if let Tmpl::Partial { name, target, .. } = tmpl {
+        match partials.get(name) {
+            Some(partial) => {
+                let _ = target.set(partial.clone());
             }
-            args.iter().for_each(|a| link(a, partials, missing));
+            None => missing.push(name.clone()),
         }
-        Tmpl::Interp(parts) => parts.iter().for_each(|p| link(p, partials, missing)),
-        Tmpl::Object { cond, fields } => {
-            cond.iter().for_each(|c| link(c, partials, missing));
-            fields.iter().for_each(|(_, f)| link(f, partials, missing));
-        }
-        Tmpl::Array(items) => items.iter().for_each(|item| match item {
-            Item::One(t) => link(t, partials, missing),
-            Item::Each { source, body, .. } => {
-                link(source, partials, missing);
-                link(body, partials, missing);
-            }
-        }),
-        Tmpl::Lit(_) | Tmpl::Path(_) | Tmpl::Expr { .. } => {}
     }
+    tmpl.each_child(&mut |child| link(child, partials, missing));
 }
 
 /// A partial's arguments: held inline, partials take few.
@@ -566,9 +551,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                 }
             }
             let mut values = PartialArgs::new();
-            for a in args {
-                values.push(eval_arg(a, scope)?);
-            }
+            eval_args(args.iter(), scope, &mut values)?;
             eval_partial(partial, &values, scope.references())?
         }
         Tmpl::Object { cond, fields } => {
@@ -710,13 +693,10 @@ fn eval_partial(
     args: &[Option<Held>],
     refs: Option<&References>,
 ) -> Result<Option<Value>, EvalError> {
-    match partial.params.first() {
-        None => eval(&partial.body, &attach(Scope::root("_", Node::NULL), refs)),
-        Some(first) => {
-            let scope = attach(Scope::new_clean(first, arg(args, 0), None), refs);
-            eval_bound(partial, args, 1, &scope)
-        }
-    }
+    // A chain of its own: the body sees its parameters only.
+    let root = attach(Scope::root("_", Node::NULL), refs);
+    let param = |i: usize| partial.params.get(i).map(String::as_str);
+    eval_bound(&partial.body, &param, args, 0, &root)
 }
 
 /// Runs an inlined partial in its caller's scope: its bound arguments first, each as a partial binds one.
@@ -725,20 +705,22 @@ fn eval_inlined(inlined: &Inlined, scope: &Scope) -> Result<Option<Value>, EvalE
         return eval(&inlined.body, scope);
     }
     let mut values = PartialArgs::new();
-    for (_, arg) in &inlined.lets {
-        values.push(eval_arg(arg, scope)?);
-    }
-    bind_lets(inlined, &values, 0, scope)
+    eval_args(inlined.lets.iter().map(|(_, arg)| arg), scope, &mut values)?;
+    let name = |i: usize| inlined.lets.get(i).map(|(name, _)| name.as_str());
+    eval_bound(&inlined.body, &name, &values, 0, scope)
 }
 
-fn bind_lets(inlined: &Inlined, values: &[Option<Held>], i: usize, scope: &Scope) -> Result<Option<Value>, EvalError> {
-    match inlined.lets.get(i) {
-        None => eval(&inlined.body, scope),
-        Some((name, _)) => {
-            let inner = Scope::new_clean(name, arg(values, i), Some(scope));
-            bind_lets(inlined, values, i + 1, &inner)
-        }
+/// A partial's arguments (or an inlined one's bound arguments), evaluated in the caller's scope into `values`
+/// (filled in place: returned, the inline list would be copied).
+fn eval_args<'a>(
+    args: impl Iterator<Item = &'a Tmpl>,
+    scope: &Scope<'_, 'a>,
+    values: &mut PartialArgs<'a>,
+) -> Result<(), EvalError> {
+    for arg in args {
+        values.push(eval_arg(arg, scope)?);
     }
+    Ok(())
 }
 
 /// A new scope chain that resolves references where the caller's did.
@@ -753,13 +735,20 @@ fn arg<'v>(args: &'v [Option<Held>], i: usize) -> Node<'v> {
     args.get(i).and_then(Option::as_ref).map_or(Node::NULL, Held::node)
 }
 
-/// Binds parameters one by one (each scope borrows the previous), then runs the body.
-fn eval_bound(partial: &Partial, args: &[Option<Held>], i: usize, scope: &Scope) -> Result<Option<Value>, EvalError> {
-    match partial.params.get(i) {
-        None => eval(&partial.body, scope),
+/// Binds values one by one under the names `name_at` gives (each scope borrows the previous), then runs
+/// `body`.
+fn eval_bound<'n>(
+    body: &Tmpl,
+    name_at: &impl Fn(usize) -> Option<&'n str>,
+    values: &[Option<Held>],
+    i: usize,
+    scope: &Scope,
+) -> Result<Option<Value>, EvalError> {
+    match name_at(i) {
+        None => eval(body, scope),
         Some(name) => {
-            let inner = Scope::new_clean(name, arg(args, i), Some(scope));
-            eval_bound(partial, args, i + 1, &inner)
+            let inner = Scope::new_clean(name, arg(values, i), Some(scope));
+            eval_bound(body, name_at, values, i + 1, &inner)
         }
     }
 }
