@@ -64,18 +64,23 @@ impl Open {
             if attribute.key.as_ref() == b"xmlns" || attribute.key.as_ref().starts_with(b"xmlns:") {
                 continue;
             }
-            let key = local(attribute.key.as_ref());
-            let value = attribute
-                .unescape_value()
-                .map_err(|e| format!("bad attribute value: {e}"))?;
             if !keys.is_empty() {
                 json.push(b',');
             }
             let at = json.len();
-            string(&mut json, &key);
+            string(&mut json, local_bytes(attribute.key.as_ref()));
             keys.push((at, json.len()));
             json.push(b':');
-            string(&mut json, &value);
+            // A value without references is written as it is: its UTF-8 is checked when the whole tree is
+            // parsed as JSON.
+            if attribute.value.contains(&b'&') {
+                let value = attribute
+                    .unescape_value()
+                    .map_err(|e| format!("bad attribute value: {e}"))?;
+                string(&mut json, value.as_bytes());
+            } else {
+                string(&mut json, &attribute.value);
+            }
         }
         Ok(Open {
             name,
@@ -141,7 +146,7 @@ impl Open {
             if std::mem::replace(&mut members, true) {
                 last.push(b',');
             }
-            string(last, &name);
+            string(last, name.as_bytes());
             last.extend_from_slice(b":[");
             chunks.append(&mut items);
             last_chunk(&mut chunks).push(b']');
@@ -153,7 +158,7 @@ impl Open {
                 last.push(b',');
             }
             last.extend_from_slice(b"\"_text\":");
-            string(last, text);
+            string(last, text.as_bytes());
         }
         last.push(b'}');
         chunks
@@ -169,18 +174,49 @@ fn last_chunk(chunks: &mut Chunks) -> &mut Vec<u8> {
     &mut chunks[last]
 }
 
-/// Writes a JSON string.
-fn string(out: &mut Vec<u8>, text: &str) {
-    // Most names and values need no escaping: copied as they are, between quotes.
-    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
+/// Whether text holds a byte JSON escapes: checked a block at a time without stopping early, which the
+/// compiler vectorises.
+fn needs_escaping(text: &[u8]) -> bool {
+    text.chunks(32).any(|block| {
+        block
+            .iter()
+            .fold(false, |found, &b| found | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    })
+}
+
+/// Writes a JSON string of UTF-8 text (checked when the tree is parsed).
+fn string(out: &mut Vec<u8>, text: &[u8]) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    // Most names and values need no escaping: copied as they are.
+    if !needs_escaping(text) {
+        out.extend_from_slice(text);
         out.push(b'"');
         return;
     }
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, text);
+    let mut plain = 0;
+    for (i, &b) in text.iter().enumerate() {
+        // JSON escapes control characters, quotes and backslashes; every other byte is copied as it is.
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..0x20 => {
+                out.extend_from_slice(&text[plain..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                plain = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&text[plain..i]);
+        out.extend_from_slice(escaped);
+        plain = i + 1;
+    }
+    out.extend_from_slice(&text[plain..]);
+    out.push(b'"');
 }
 
 /// Parses an XML document into the tree.
@@ -206,6 +242,11 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
             }
             Event::Text(text) => {
                 if let Some(open) = stack.last_mut() {
+                    // White space before any text is trimmed in the end: the usual indentation between
+                    // elements is skipped without being decoded.
+                    if open.text.is_empty() && text.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
                     let decoded = text.decode().map_err(|e| format!("bad text: {e}"))?;
                     let unescaped = quick_xml::escape::unescape(&decoded).map_err(|e| format!("bad text: {e}"))?;
                     open.text.push_str(&unescaped);
@@ -238,11 +279,15 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
 
 /// A name without its namespace prefix.
 fn local(name: &[u8]) -> Cow<'_, str> {
-    let local = match name.iter().rposition(|&b| b == b':') {
+    String::from_utf8_lossy(local_bytes(name))
+}
+
+/// A name's bytes without its namespace prefix.
+fn local_bytes(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&b| b == b':') {
         Some(colon) => &name[colon + 1..],
         None => name,
-    };
-    String::from_utf8_lossy(local)
+    }
 }
 
 /// A closed element joins its parent, or is the root: `{"Name": ...}`, its chunks joined once.
@@ -257,7 +302,7 @@ fn close(stack: &mut [Open], root: &mut Option<Vec<u8>>, mut element: Open) -> R
             }
             let mut out = Vec::with_capacity(chunks.iter().map(Vec::len).sum::<usize>() + name.len() + 8);
             out.push(b'{');
-            string(&mut out, &name);
+            string(&mut out, name.as_bytes());
             out.push(b':');
             for chunk in &chunks {
                 out.extend_from_slice(chunk);
@@ -340,6 +385,22 @@ mod tests {
         assert_eq!(
             crate::mapping::node::Node::Native(&tree).to_json(),
             json!({"a": {"b": "C:\\dir", "t": "tab\there", "u": "plain £", "_text": "line one\nline \"two\""}})
+        );
+    }
+
+    #[test]
+    fn text_is_escaped_for_json_and_must_be_utf8() {
+        let tree = parse(b"<a q=\"back\\slash\x01\" r=\"\xc2\xa3 &lt;\">\n  <b/>\r\n  two\tlines\n</a>").unwrap();
+        assert_eq!(
+            crate::mapping::node::Node::Native(&tree).to_json(),
+            json!({"a": {"q": "back\\slash\u{1}", "r": "\u{a3} <", "b": [{}], "_text": "two\tlines"}})
+        );
+        // Bytes that are not UTF-8, in a name or a value, written as they are, are refused when the tree is read.
+        assert!(parse(b"<a q=\"\xff\"/>").is_err());
+        assert!(parse(b"<a \xffq=\"x\"/>").is_err());
+        assert!(
+            parse(b"<a q=\"x\" q=\"y\"/>").is_err(),
+            "an attribute given twice is not well-formed"
         );
     }
 

@@ -18,7 +18,11 @@ pub type Native = sonic_rs::Value;
 
 /// Parses native JSON, keeping each number's text.
 pub fn parse_json(bytes: &[u8]) -> Result<Native, sonic_rs::Error> {
-    let mut reader = sonic_rs::Deserializer::from_slice(bytes).use_rawnumber();
+    // sonic-rs checks UTF-8 in `from_slice`, not on this path (which keeps numbers' text): bytes that are
+    // not UTF-8 must never be read as strings, so they are refused here, once.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| <sonic_rs::Error as serde::de::Error>::custom(format!("the JSON is not UTF-8: {e}")))?;
+    let mut reader = sonic_rs::Deserializer::from_str(text).use_rawnumber();
     let value = reader.deserialize()?;
     reader.end()?;
     Ok(value)
@@ -441,6 +445,17 @@ impl<'v> Held<'v> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_that_is_not_utf8_is_refused() {
+        for bytes in [&b"{\"a\":\"\xff\"}"[..], b"{\"\xc3\":1}", b"[\"a\\n\xc3\"]"] {
+            assert!(parse_json(bytes).is_err(), "{bytes:?}");
+        }
+        assert_eq!(
+            parse_json("[\"\u{a3}\"]".as_bytes()).unwrap()[0].as_str(),
+            Some("\u{a3}")
+        );
+    }
 
     #[test]
     fn native_and_json_read_alike() {
