@@ -8,9 +8,10 @@
 //! - the root is an object with one member, the root element's name, holding the root element (not a list);
 //! - an attribute whose name equals a child element's is kept as `@name`.
 //!
-//! Namespaces prefixes are dropped from names. Nesting deeper than `MAX_DEPTH` is refused. A name given
-//! twice in one element (two attributes that differ only in their prefix, an attribute named `_text`) is
-//! given twice in the tree, where the last counts (`mapping::node::Node::get`).
+//! Namespaces prefixes are dropped from names. A reply whose names or text are not UTF-8, or nested deeper
+//! than `MAX_DEPTH`, is refused. A name given twice in one element (two attributes that differ only in their
+//! prefix, an attribute named `_text`) is given twice in the tree, where the last counts
+//! (`mapping::node::Node::get`).
 //!
 //! The convention is written out as JSON text while quick-xml reads the document, and that text is parsed
 //! like a JSON reply (`mapping::node::parse_json`): the tree is then the same parsed, ordered tree, and
@@ -50,7 +51,9 @@ struct Open {
 
 impl Open {
     fn new(start: &BytesStart) -> Result<Open, String> {
-        let name = local(start.name().as_ref()).into_owned();
+        let name = std::str::from_utf8(local_bytes(start.name().as_ref()))
+            .map_err(|_| "an element name that is not UTF-8".to_string())?
+            .to_string();
         // Room for the attributes as JSON (a little longer than as XML), so they are written without growing.
         let mut json = Vec::with_capacity(start.attributes_raw().len() * 5 / 4 + 32);
         json.extend_from_slice(b" {");
@@ -254,7 +257,8 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
             }
             Event::CData(data) => {
                 if let Some(open) = stack.last_mut() {
-                    open.text.push_str(&String::from_utf8_lossy(&data));
+                    open.text
+                        .push_str(std::str::from_utf8(&data).map_err(|_| "CDATA that is not UTF-8".to_string())?);
                 }
             }
             Event::GeneralRef(reference) => {
@@ -275,11 +279,6 @@ pub fn parse(xml: &[u8]) -> Result<Native, String> {
     }
     let root = root.ok_or("no root element")?;
     node::parse_json(&root).map_err(|e| format!("the tree is not JSON: {e}"))
-}
-
-/// A name without its namespace prefix.
-fn local(name: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(local_bytes(name))
 }
 
 /// A name's bytes without its namespace prefix.
@@ -398,6 +397,14 @@ mod tests {
         // Bytes that are not UTF-8, in a name or a value, written as they are, are refused when the tree is read.
         assert!(parse(b"<a q=\"\xff\"/>").is_err());
         assert!(parse(b"<a \xffq=\"x\"/>").is_err());
+        assert!(parse(b"<\xffa/>").is_err());
+        assert!(parse(b"<a><![CDATA[\xff]]></a>").is_err());
+        // A quote in a single-quoted value, written as it is, is escaped for JSON.
+        let tree = parse(b"<a q='say \"hi\"'/>").unwrap();
+        assert_eq!(
+            crate::mapping::node::Node::Native(&tree).to_json(),
+            json!({"a": {"q": "say \"hi\""}})
+        );
         assert!(
             parse(b"<a q=\"x\" q=\"y\"/>").is_err(),
             "an attribute given twice is not well-formed"
