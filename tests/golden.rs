@@ -325,3 +325,100 @@ fn find_reference(value: &Value, prefix: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// The golden fixtures' courses, varied into the cases their patient lacks (a repeat never issued and without
+/// a review date, an acute course), give the same repeat information and last issue date through every
+/// supplier: counted and dated from each dialect's own issue list.
+#[test]
+fn repeat_information_and_last_issue_date_hold_for_courses_never_issued_and_acute_ones() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let ids = IdCodec::new(ID_KEY);
+    let mut answers = Vec::new();
+    for supplier in ["emis", "systmone", "medicus"] {
+        let mut answer = Vec::new();
+        for resource in ["MedicationRequest", "MedicationStatement"] {
+            let mapping = registry.get(supplier, resource).expect("mapping");
+            let native: Value =
+                serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
+            let mut reply = native["replies"][0].clone();
+            // Each dialect's course record, and its names for the issue list, the review date, the last issue
+            // date (EMIS only) and the course type.
+            let (courses, issues, review, last, kind, acute): (Vec<&mut Value>, &str, &str, &str, &str, &str) =
+                match supplier {
+                    "emis" => (
+                        reply["MedicalRecord"]["Medication"]
+                            .as_array_mut()
+                            .unwrap()
+                            .iter_mut()
+                            .collect(),
+                        "Issues",
+                        "ReviewDate",
+                        "LastIssueDate",
+                        "PrescriptionType",
+                        "Acute",
+                    ),
+                    "systmone" => (
+                        reply["Event"]
+                            .as_array_mut()
+                            .unwrap()
+                            .iter_mut()
+                            .map(|e| &mut e["Item"][0])
+                            .collect(),
+                        "Issue",
+                        "reviewDate",
+                        "-",
+                        "courseType",
+                        "Acute",
+                    ),
+                    _ => (
+                        reply["journal"].as_array_mut().unwrap().iter_mut().collect(),
+                        "prescriptionIssues",
+                        "reviewDate",
+                        "-",
+                        "prescriptionType",
+                        "acute",
+                    ),
+                };
+            let [never_issued, acute_course, ..] = &mut courses.into_iter().collect::<Vec<_>>()[..] else {
+                panic!("{supplier}: the fixture has two courses");
+            };
+            let never_issued = never_issued.as_object_mut().unwrap();
+            for name in [issues, review, last] {
+                never_issued.remove(name);
+            }
+            acute_course[kind] = json!(acute);
+            let produced = translate::translate_replies(
+                &registry,
+                &ids,
+                Origin {
+                    ods: ods(supplier),
+                    supplier,
+                },
+                mapping,
+                Surface::Transaction,
+                native["patient"].as_str().unwrap(),
+                &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
+            )
+            .unwrap_or_else(|e| panic!("{supplier}: {}", e.message));
+            answer.extend(produced.into_iter().map(|r| r["extension"].clone()));
+        }
+        answers.push((supplier, answer));
+    }
+    let repeat = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
+    let last_issue = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationStatementLastIssueDate";
+    let (_, emis) = &answers[0];
+    assert_eq!(
+        emis[0],
+        json!([{"url": repeat, "extension": [{"url": "numberOfPrescriptionsIssued", "valueUnsignedInt": 0}]}]),
+        "a repeat never issued: none issued, no review date"
+    );
+    assert_eq!(emis[1], Value::Null, "an acute course carries no repeat information");
+    assert_eq!(emis[2], Value::Null, "a course never issued has no last issue date");
+    assert_eq!(
+        emis[3],
+        json!([{"url": last_issue, "valueDateTime": "2026-03-02T09:00:00Z"}])
+    );
+    for (supplier, answer) in &answers[1..] {
+        assert_eq!(answer, emis, "{supplier} differs from EMIS");
+    }
+}
