@@ -326,99 +326,155 @@ fn find_reference(value: &Value, prefix: &str) -> Option<String> {
     }
 }
 
-/// The golden fixtures' courses, varied into the cases their patient lacks (a repeat never issued and without
-/// a review date, an acute course), give the same repeat information and last issue date through every
-/// supplier: counted and dated from each dialect's own issue list.
+/// The golden fixtures' courses, varied into the cases their patient lacks (a repeat never issued, with and
+/// without a review date; an acute course), give the same repeat information and last issue date through every
+/// supplier: counted and dated from each dialect's own issue list, with no count where none is listed.
 #[test]
 fn repeat_information_and_last_issue_date_hold_for_courses_never_issued_and_acute_ones() {
-    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
-    let ids = IdCodec::new(ID_KEY);
-    let mut answers = Vec::new();
-    for supplier in ["emis", "systmone", "medicus"] {
-        let mut answer = Vec::new();
-        for resource in ["MedicationRequest", "MedicationStatement"] {
-            let mapping = registry.get(supplier, resource).expect("mapping");
-            let native: Value =
-                serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
-            let mut reply = native["replies"][0].clone();
-            // Each dialect's course record, and its names for the issue list, the review date, the last issue
-            // date (EMIS only) and the course type.
-            let (courses, issues, review, last, kind, acute): (Vec<&mut Value>, &str, &str, &str, &str, &str) =
-                match supplier {
-                    "emis" => (
-                        reply["MedicalRecord"]["Medication"]
-                            .as_array_mut()
-                            .unwrap()
-                            .iter_mut()
-                            .collect(),
-                        "Issues",
-                        "ReviewDate",
-                        "LastIssueDate",
-                        "PrescriptionType",
-                        "Acute",
-                    ),
-                    "systmone" => (
-                        reply["Event"]
-                            .as_array_mut()
-                            .unwrap()
-                            .iter_mut()
-                            .map(|e| &mut e["Item"][0])
-                            .collect(),
-                        "Issue",
-                        "reviewDate",
-                        "-",
-                        "courseType",
-                        "Acute",
-                    ),
-                    _ => (
-                        reply["journal"].as_array_mut().unwrap().iter_mut().collect(),
-                        "prescriptionIssues",
-                        "reviewDate",
-                        "-",
-                        "prescriptionType",
-                        "acute",
-                    ),
-                };
-            let [never_issued, acute_course, ..] = &mut courses.into_iter().collect::<Vec<_>>()[..] else {
-                panic!("{supplier}: the fixture has two courses");
-            };
-            let never_issued = never_issued.as_object_mut().unwrap();
-            for name in [issues, review, last] {
-                never_issued.remove(name);
-            }
-            acute_course[kind] = json!(acute);
-            let produced = translate::translate_replies(
-                &registry,
-                &ids,
-                Origin {
-                    ods: ods(supplier),
-                    supplier,
-                },
-                mapping,
-                Surface::Transaction,
-                native["patient"].as_str().unwrap(),
-                &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
-            )
-            .unwrap_or_else(|e| panic!("{supplier}: {}", e.message));
-            answer.extend(produced.into_iter().map(|r| r["extension"].clone()));
-        }
-        answers.push((supplier, answer));
-    }
     let repeat = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
     let last_issue = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationStatementLastIssueDate";
-    let (_, emis) = &answers[0];
-    assert_eq!(
-        emis[0],
-        json!([{"url": repeat, "extension": [{"url": "numberOfPrescriptionsIssued", "valueUnsignedInt": 0}]}]),
-        "a repeat never issued: none issued, no review date"
-    );
-    assert_eq!(emis[1], Value::Null, "an acute course carries no repeat information");
-    assert_eq!(emis[2], Value::Null, "a course never issued has no last issue date");
-    assert_eq!(
-        emis[3],
-        json!([{"url": last_issue, "valueDateTime": "2026-03-02T09:00:00Z"}])
-    );
-    for (supplier, answer) in &answers[1..] {
-        assert_eq!(answer, emis, "{supplier} differs from EMIS");
+    for keep_review in [true, false] {
+        let answers: Vec<(&str, Vec<Value>)> = ["emis", "systmone", "medicus"]
+            .into_iter()
+            .map(|supplier| (supplier, course_extensions(supplier, keep_review)))
+            .collect();
+        let (_, emis) = &answers[0];
+        let never_issued = match keep_review {
+            true => {
+                json!([{"url": repeat, "extension": [{"url": "authorisationExpiryDate", "valueDateTime": "2026-05-09"}]}])
+            }
+            false => Value::Null,
+        };
+        assert_eq!(
+            emis[0], never_issued,
+            "a repeat never issued: no count (review date kept: {keep_review})"
+        );
+        assert_eq!(emis[1], Value::Null, "an acute course carries no repeat information");
+        assert_eq!(emis[2], Value::Null, "a course never issued has no last issue date");
+        assert_eq!(
+            emis[3],
+            json!([{"url": last_issue, "valueDateTime": "2026-03-02T09:00:00Z"}])
+        );
+        for (supplier, answer) in &answers[1..] {
+            assert_eq!(
+                answer, emis,
+                "{supplier} differs from EMIS (review date kept: {keep_review})"
+            );
+        }
     }
+}
+
+/// The `extension` of each MedicationRequest, then each MedicationStatement, made from a supplier's golden
+/// fixture whose first course is never issued (its issue list empty, as the simulators send it; its review date
+/// kept or not) and whose second is acute.
+fn course_extensions(supplier: &str, keep_review: bool) -> Vec<Value> {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let ids = IdCodec::new(ID_KEY);
+    let mut extensions = Vec::new();
+    for resource in ["MedicationRequest", "MedicationStatement"] {
+        let mapping = registry.get(supplier, resource).expect("mapping");
+        let native: Value =
+            serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
+        let mut reply = native["replies"][0].clone();
+        // Each dialect's courses, and its names for the issue list, the review date, the last issue date (EMIS
+        // only) and the course type with its acute value.
+        let (courses, issues, review, last, kind, acute): (Vec<&mut Value>, &str, &str, &str, &str, &str) =
+            match supplier {
+                "emis" => (
+                    reply["MedicalRecord"]["Medication"]
+                        .as_array_mut()
+                        .unwrap()
+                        .iter_mut()
+                        .collect(),
+                    "Issues",
+                    "ReviewDate",
+                    "LastIssueDate",
+                    "PrescriptionType",
+                    "Acute",
+                ),
+                "systmone" => (
+                    reply["Event"]
+                        .as_array_mut()
+                        .unwrap()
+                        .iter_mut()
+                        .map(|e| &mut e["Item"][0])
+                        .collect(),
+                    "Issue",
+                    "reviewDate",
+                    "-",
+                    "courseType",
+                    "Acute",
+                ),
+                _ => (
+                    reply["journal"].as_array_mut().unwrap().iter_mut().collect(),
+                    "prescriptionIssues",
+                    "reviewDate",
+                    "-",
+                    "prescriptionType",
+                    "acute",
+                ),
+            };
+        let [never_issued, acute_course, ..] = &mut courses.into_iter().collect::<Vec<_>>()[..] else {
+            panic!("{supplier}: the fixture has two courses");
+        };
+        let never_issued = never_issued.as_object_mut().unwrap();
+        // JSON dialects send an empty list and a null date; an XML element with no issues has no Issue children.
+        match supplier {
+            "systmone" => drop(never_issued.remove(issues)),
+            _ => drop(never_issued.insert(issues.into(), json!([]))),
+        }
+        if never_issued.contains_key(last) {
+            never_issued.insert(last.into(), Value::Null);
+        }
+        if !keep_review {
+            never_issued.remove(review);
+        }
+        acute_course[kind] = json!(acute);
+        let produced = translate::translate_replies(
+            &registry,
+            &ids,
+            Origin {
+                ods: ods(supplier),
+                supplier,
+            },
+            mapping,
+            Surface::Transaction,
+            native["patient"].as_str().unwrap(),
+            &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
+        )
+        .unwrap_or_else(|e| panic!("{supplier}: {}", e.message));
+        extensions.extend(produced.into_iter().map(|r| r["extension"].clone()));
+    }
+    extensions
+}
+
+/// Medicus's repeat dispensing (a confirmed prescription type) is continuous therapy, with its repeat information.
+#[test]
+fn a_medicus_repeat_dispensing_course_is_continuous_with_its_issues() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let mapping = registry.get("medicus", "MedicationRequest").expect("mapping");
+    let native: Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
+    let mut reply = native["replies"][0].clone();
+    reply["journal"][0]["prescriptionType"] = json!("repeat-dispensing");
+    let issued = reply["journal"][0]["prescriptionIssues"].as_array().map_or(0, Vec::len);
+    let produced = translate::translate_replies(
+        &registry,
+        &IdCodec::new(ID_KEY),
+        Origin {
+            ods: ods("medicus"),
+            supplier: "medicus",
+        },
+        mapping,
+        Surface::Transaction,
+        native["patient"].as_str().unwrap(),
+        &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(produced[0]["courseOfTherapyType"]["coding"][0]["code"], "continuous");
+    assert!(issued > 0);
+    assert_eq!(
+        produced[0]["extension"][0]["extension"][0]["valueUnsignedInt"],
+        json!(issued)
+    );
 }
