@@ -187,38 +187,19 @@ fn needs_escaping(text: &[u8]) -> bool {
     })
 }
 
-/// Writes a JSON string of UTF-8 text (checked when the tree is parsed).
+/// Writes a JSON string of text whose UTF-8 is checked when the tree is parsed.
 fn string(out: &mut Vec<u8>, text: &[u8]) {
+    // The rare text that needs escaping is escaped by serde_json (writing to a Vec cannot fail).
+    if needs_escaping(text) {
+        if let Ok(text) = std::str::from_utf8(text) {
+            drop(serde_json::to_writer(out, text));
+            return;
+        }
+    }
+    // Most names and values are copied as they are; bytes that are not UTF-8 stay, so the tree is refused.
     out.reserve(text.len() + 2);
     out.push(b'"');
-    // Most names and values need no escaping: copied as they are.
-    if !needs_escaping(text) {
-        out.extend_from_slice(text);
-        out.push(b'"');
-        return;
-    }
-    let mut plain = 0;
-    for (i, &b) in text.iter().enumerate() {
-        // JSON escapes control characters, quotes and backslashes; every other byte is copied as it is.
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..0x20 => {
-                out.extend_from_slice(&text[plain..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                plain = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&text[plain..i]);
-        out.extend_from_slice(escaped);
-        plain = i + 1;
-    }
-    out.extend_from_slice(&text[plain..]);
+    out.extend_from_slice(text);
     out.push(b'"');
 }
 
