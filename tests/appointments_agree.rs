@@ -39,14 +39,7 @@ async fn all_pages(proxy: &Proxy, t: &str, query: &str) -> Value {
     let mut page = bundle(proxy, t, query).await;
     loop {
         all.extend(page["entry"].as_array().cloned().unwrap_or_default());
-        let next = page["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .map(|u| u.split_once("/fhir/").map_or(u, |(_, p)| p).to_string());
-        match next {
+        match common::link(&page, "next") {
             Some(next) => page = bundle(proxy, t, &next).await,
             None => return serde_json::json!({ "entry": all }),
         }

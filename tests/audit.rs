@@ -272,15 +272,7 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
     for _ in 0..7 {
         proxy.get("Patient?identifier=9000000009", &clinician).await;
     }
-    let next_of = |bundle: &Value| {
-        bundle["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .map(|u| u.split_once("/fhir/").unwrap().1.to_string())
-    };
+    let next_of = |bundle: &Value| common::link(bundle, "next");
     for sort in ["", "&_sort=date"] {
         let mut page: Value = proxy
             .get(&format!("AuditEvent?_count=3{sort}"), &auditor)
@@ -345,18 +337,7 @@ async fn the_audit_trail_pages_through_a_window_fixed_at_the_first_page() {
     }
     let first: Value = proxy.get("AuditEvent?_count=2", &auditor).await.json().await.unwrap();
     // The self link is the search as it ran: followed (after more events), it reads the same events.
-    let self_link = first["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "self")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .split_once("/fhir/")
-        .unwrap()
-        .1
-        .to_string();
+    let self_link = common::link(&first, "self").unwrap();
     proxy.get("Patient?identifier=9000000009", &clinician).await;
     let again: Value = proxy.get(&self_link, &auditor).await.json().await.unwrap();
     let ids = |b: &Value| -> Vec<String> {

@@ -36,13 +36,7 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
         let entries = common::entries(&page, "match");
         assert!(entries.len() <= 7);
         ids.extend(entries.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        let next = page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().split_once("/fhir/").unwrap().1.to_string());
-        match next {
+        match common::link(&page, "next") {
             Some(next) => page = get(&proxy, &next, &t).await,
             None => break,
         }

@@ -331,12 +331,13 @@ fn find_reference(value: &Value, prefix: &str) -> Option<String> {
 /// supplier: counted and dated from each dialect's own issue list, with no count where none is listed.
 #[test]
 fn repeat_information_and_last_issue_date_hold_for_courses_never_issued_and_acute_ones() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
     let repeat = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
     let last_issue = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationStatementLastIssueDate";
     for keep_review in [true, false] {
         let answers: Vec<(&str, Vec<Value>)> = ["emis", "systmone", "medicus"]
             .into_iter()
-            .map(|supplier| (supplier, course_extensions(supplier, keep_review)))
+            .map(|supplier| (supplier, course_extensions(&registry, supplier, keep_review)))
             .collect();
         let (_, emis) = &answers[0];
         let never_issued = match keep_review {
@@ -367,53 +368,29 @@ fn repeat_information_and_last_issue_date_hold_for_courses_never_issued_and_acut
 /// The `extension` of each MedicationRequest, then each MedicationStatement, made from a supplier's golden
 /// fixture whose first course is never issued (its issue list empty, as the simulators send it; its review date
 /// kept or not) and whose second is acute.
-fn course_extensions(supplier: &str, keep_review: bool) -> Vec<Value> {
-    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
-    let ids = IdCodec::new(ID_KEY);
-    let mut extensions = Vec::new();
-    for resource in ["MedicationRequest", "MedicationStatement"] {
-        let mapping = registry.get(supplier, resource).expect("mapping");
-        let native: Value =
-            serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
-        let mut reply = native["replies"][0].clone();
-        // Each dialect's courses, and its names for the issue list, the review date, the last issue date (EMIS
-        // only) and the course type with its acute value.
-        let (courses, issues, review, last, kind, acute): (Vec<&mut Value>, &str, &str, &str, &str, &str) =
-            match supplier {
-                "emis" => (
-                    reply["MedicalRecord"]["Medication"]
-                        .as_array_mut()
-                        .unwrap()
-                        .iter_mut()
-                        .collect(),
-                    "Issues",
-                    "ReviewDate",
-                    "LastIssueDate",
-                    "PrescriptionType",
-                    "Acute",
-                ),
-                "systmone" => (
-                    reply["Event"]
-                        .as_array_mut()
-                        .unwrap()
-                        .iter_mut()
-                        .map(|e| &mut e["Item"][0])
-                        .collect(),
-                    "Issue",
-                    "reviewDate",
-                    "-",
-                    "courseType",
-                    "Acute",
-                ),
-                _ => (
-                    reply["journal"].as_array_mut().unwrap().iter_mut().collect(),
-                    "prescriptionIssues",
-                    "reviewDate",
-                    "-",
-                    "prescriptionType",
-                    "acute",
-                ),
-            };
+fn course_extensions(registry: &Registry, supplier: &str, keep_review: bool) -> Vec<Value> {
+    // Each dialect's names for the issue list, the review date, the last issue date (EMIS only) and the course
+    // type with its acute value.
+    let (issues, review, last, kind, acute) = match supplier {
+        "emis" => ("Issues", "ReviewDate", "LastIssueDate", "PrescriptionType", "Acute"),
+        "systmone" => ("Issue", "reviewDate", "-", "courseType", "Acute"),
+        _ => ("prescriptionIssues", "reviewDate", "-", "prescriptionType", "acute"),
+    };
+    let edit = |reply: &mut Value| {
+        let courses: Vec<&mut Value> = match supplier {
+            "emis" => reply["MedicalRecord"]["Medication"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .collect(),
+            "systmone" => reply["Event"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .map(|e| &mut e["Item"][0])
+                .collect(),
+            _ => reply["journal"].as_array_mut().unwrap().iter_mut().collect(),
+        };
         let [never_issued, acute_course, ..] = &mut courses.into_iter().collect::<Vec<_>>()[..] else {
             panic!("{supplier}: the fixture has two courses");
         };
@@ -430,51 +407,54 @@ fn course_extensions(supplier: &str, keep_review: bool) -> Vec<Value> {
             never_issued.remove(review);
         }
         acute_course[kind] = json!(acute);
-        let produced = translate::translate_replies(
-            &registry,
-            &ids,
-            Origin {
-                ods: ods(supplier),
-                supplier,
-            },
-            mapping,
-            Surface::Transaction,
-            native["patient"].as_str().unwrap(),
-            &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
-        )
-        .unwrap_or_else(|e| panic!("{supplier}: {}", e.message));
-        extensions.extend(produced.into_iter().map(|r| r["extension"].clone()));
-    }
-    extensions
+    };
+    ["MedicationRequest", "MedicationStatement"]
+        .into_iter()
+        .flat_map(|resource| translate_edited_fixture(registry, supplier, resource, edit))
+        .map(|resource| resource["extension"].clone())
+        .collect()
 }
 
 /// Medicus's repeat dispensing (a confirmed prescription type) is continuous therapy, with its repeat information.
 #[test]
 fn a_medicus_repeat_dispensing_course_is_continuous_with_its_issues() {
     let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
-    let mapping = registry.get("medicus", "MedicationRequest").expect("mapping");
-    let native: Value =
-        serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
-    let mut reply = native["replies"][0].clone();
-    reply["journal"][0]["prescriptionType"] = json!("repeat-dispensing");
-    let issued = reply["journal"][0]["prescriptionIssues"].as_array().map_or(0, Vec::len);
-    let produced = translate::translate_replies(
-        &registry,
-        &IdCodec::new(ID_KEY),
-        Origin {
-            ods: ods("medicus"),
-            supplier: "medicus",
-        },
-        mapping,
-        Surface::Transaction,
-        native["patient"].as_str().unwrap(),
-        &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
-    )
-    .unwrap_or_else(|e| panic!("{}", e.message));
+    let mut issued = 0;
+    let produced = translate_edited_fixture(&registry, "medicus", "MedicationRequest", |reply| {
+        reply["journal"][0]["prescriptionType"] = json!("repeat-dispensing");
+        issued = reply["journal"][0]["prescriptionIssues"].as_array().map_or(0, Vec::len);
+    });
     assert_eq!(produced[0]["courseOfTherapyType"]["coding"][0]["code"], "continuous");
     assert!(issued > 0);
     assert_eq!(
         produced[0]["extension"][0]["extension"][0]["valueUnsignedInt"],
         json!(issued)
     );
+}
+
+/// The resources a supplier's golden fixture of a type gives once `edit` has changed its (first) reply.
+fn translate_edited_fixture(
+    registry: &Registry,
+    supplier: &str,
+    resource: &str,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<Value> {
+    let mapping = registry.get(supplier, resource).expect("mapping");
+    let native: Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
+    let mut reply = native["replies"][0].clone();
+    edit(&mut reply);
+    translate::translate_replies(
+        registry,
+        &IdCodec::new(ID_KEY),
+        Origin {
+            ods: ods(supplier),
+            supplier,
+        },
+        mapping,
+        Surface::Transaction,
+        native["patient"].as_str().unwrap(),
+        &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("{supplier} {resource}: {}", e.message))
 }

@@ -2,7 +2,7 @@
 //! for, with what `_include` adds, through every supplier; a page token is bound to those parameters too.
 use crate::common;
 
-use common::{entries, outcome, token, Proxy};
+use common::{entries, link, outcome, token, Proxy};
 use im1_fhir::auth::Role;
 use im1_fhir::demo::Simulators;
 use serde_json::Value;
@@ -16,15 +16,6 @@ async fn bundle(proxy: &Proxy, t: &str, query: &str) -> Value {
     let bundle: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{query}: {bundle}");
     bundle
-}
-
-fn link(bundle: &Value, relation: &str) -> Option<String> {
-    bundle["link"]
-        .as_array()?
-        .iter()
-        .find(|l| l["relation"] == relation)
-        .and_then(|l| l["url"].as_str())
-        .map(|u| u.split_once("/fhir/").map_or(u, |(_, p)| p).to_string())
 }
 
 /// Every page of a search, in order.

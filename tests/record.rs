@@ -349,16 +349,8 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         .json()
         .await
         .unwrap();
-    let next = paged["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap();
-    assert!(
-        next["url"].as_str().unwrap().contains(&format!("start={day}")),
-        "{next}"
-    );
+    let next = common::link(&paged, "next").expect("a next page");
+    assert!(next.contains(&format!("start={day}")), "{next}");
     outcome(
         proxy
             .get(

@@ -281,6 +281,16 @@ pub async fn search_matches(proxy: &Proxy, query: &str, token: &str) -> Vec<serd
     matches(&bundle)
 }
 
+/// A bundle's link of a relation (`next`, `self`), as a path under the FHIR base to follow with `Proxy::get`.
+pub fn link(bundle: &serde_json::Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .and_then(|l| l["url"].as_str())
+        .map(|u| u.split_once("/fhir/").map_or(u, |(_, p)| p).to_string())
+}
+
 /// The resources of a searchset with one search mode (`match`, `include`, `outcome`).
 pub fn entries<'b>(bundle: &'b serde_json::Value, mode: &str) -> Vec<&'b serde_json::Value> {
     bundle["entry"]
