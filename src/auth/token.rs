@@ -170,6 +170,40 @@ impl Issuer {
     }
 }
 
+/// Whether a JWKS holds the published demo key, as a JWK (its point) or in a certificate of a key's `x5c`
+/// chain: `serve` refuses it, since its private half is in this repository.
+pub fn holds_demo_key(jwks: &str) -> bool {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+    // The demo key's point, X then Y: the last 64 bytes of its SubjectPublicKeyInfo.
+    let pem = String::from_utf8_lossy(DEMO_PUBLIC_KEY);
+    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let Some(point) = STANDARD.decode(body).ok().filter(|der| der.len() > 64) else {
+        return false;
+    };
+    let point = &point[point.len() - 64..];
+    // A JWKS that does not parse is refused where it is loaded.
+    let Ok(set) = serde_json::from_str::<JwkSet>(jwks) else {
+        return false;
+    };
+    set.keys.iter().any(|jwk| {
+        let as_jwk = match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let coordinate = |c: &str| URL_SAFE_NO_PAD.decode(c.trim_end_matches('=')).unwrap_or_default();
+                [coordinate(&ec.x), coordinate(&ec.y)].concat() == point
+            }
+            _ => false,
+        };
+        let in_certificate = jwk.common.x509_chain.iter().flatten().any(|certificate| {
+            STANDARD
+                .decode(certificate)
+                .is_ok_and(|der| der.windows(64).any(|window| window == point))
+        });
+        as_jwk || in_certificate
+    })
+}
+
 /// Why a token was refused. Messages are safe to show: they never echo the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -290,6 +324,27 @@ mod tests {
             scope: None,
             ttl_seconds: 3600,
         }
+    }
+
+    #[test]
+    fn the_demo_key_is_found_in_a_jwks_as_a_jwk_or_a_certificate() {
+        use base64::Engine;
+        let jwk = |x: &str, extra: &str| {
+            format!(
+                r#"{{"keys": [{{"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256", "x": "{x}",
+                "y": "7BECx9U_h1YdyKlB0NT4_nxhrNhIsEiFx_ffl3pkgAs"{extra}}}]}}"#
+            )
+        };
+        let demo_x = "XI-Ibh6at02EKJByg_Sn050mKxImejO_w6pEDl58uio";
+        let other_x = "YI-Ibh6at02EKJByg_Sn050mKxImejO_w6pEDl58uio";
+        assert!(holds_demo_key(&jwk(demo_x, "")));
+        assert!(!holds_demo_key(&jwk(other_x, "")));
+        // The key inside a certificate of the chain (here its SubjectPublicKeyInfo stands for the certificate).
+        let pem = String::from_utf8_lossy(DEMO_PUBLIC_KEY);
+        let spki: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(base64::engine::general_purpose::STANDARD.decode(&spki).is_ok());
+        assert!(holds_demo_key(&jwk(other_x, &format!(r#", "x5c": ["{spki}"]"#))));
+        assert!(!holds_demo_key("not a JWKS"));
     }
 
     #[test]

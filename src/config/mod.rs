@@ -480,7 +480,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         let authorization_endpoint = endpoint(&issuer.authorization_endpoint, "authorization_endpoint");
         match std::fs::read_to_string(issuer.jwks_file.get_ref()) {
             Ok(jwks) => {
-                if jwks.contains(&demo_key_fingerprint()) {
+                if crate::auth::token::holds_demo_key(&jwks) {
                     errors.push(at(
                         issuer.jwks_file.span(),
                         "the published demo key is refused outside `demo`".into(),
@@ -681,12 +681,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     } else {
         Err(errors)
     }
-}
-
-/// A distinctive part of the demo public key, to spot it inside a JWKS or PEM.
-fn demo_key_fingerprint() -> String {
-    let pem = String::from_utf8_lossy(crate::auth::token::DEMO_PUBLIC_KEY).to_string();
-    pem.lines().nth(1).unwrap_or("").chars().take(40).collect()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
