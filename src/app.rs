@@ -157,12 +157,10 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let (parts, body) = request.into_parts();
-    let relative = parts
-        .uri
-        .path()
-        .trim_start_matches("/fhir")
-        .trim_start_matches('/')
-        .to_string();
+    // The base once: `/fhir/fhirmetadata` is no path of this server.
+    let path = parts.uri.path();
+    let relative = path.strip_prefix("/fhir").unwrap_or(path);
+    let relative = relative.strip_prefix('/').unwrap_or(relative).to_string();
     let format_hint = error_format(&parts.headers, parts.uri.query());
     let request_id = parts
         .headers
@@ -764,6 +762,8 @@ async fn search(
     if let Some(named) = practices_of_ids(state, interaction, &resource_type) {
         searches.retain(|(practice, _, _)| named.contains(&practice.ods));
     }
+    // A `_sort` this server cannot follow is refused before any native call.
+    let sort_keys = sort_keys(state, interaction, &mut warnings)?;
     let mut all = Vec::new();
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|{}|{query}", principal.subject, resource_type);
@@ -840,7 +840,6 @@ async fn search(
         }
         warnings.extend(produced.warnings);
     }
-    let sort_keys = sort_keys(state, interaction, &mut warnings)?;
     let compartment = state.registry.compartment_of(&resource_type);
     // Patients come in the order their linkage gives (the user's own record first) unless sorted.
     if !(sort_keys.is_empty() && compartment == Some(crate::mapping::Compartment::SelfPatient)) {
@@ -1206,15 +1205,21 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
             add(Some(format!("Patient/{id}")), nhs);
             continue;
         }
-        for key in ["subject", "patient"] {
-            if let Some(reference) = resource
-                .get(key)
-                .and_then(|r| r.get("reference"))
-                .and_then(Value::as_str)
-                .filter(|r| r.starts_with("Patient/"))
-            {
-                add(Some(reference.to_string()), None);
-            }
+        // An Appointment names its patient among its participants.
+        let participants = resource
+            .get("participant")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("actor"));
+        for reference in ["subject", "patient"]
+            .iter()
+            .filter_map(|key| resource.get(*key))
+            .chain(participants)
+            .filter_map(|r| r.get("reference").and_then(Value::as_str))
+            .filter(|r| r.starts_with("Patient/"))
+        {
+            add(Some(reference.to_string()), None);
         }
     }
     out
@@ -1587,8 +1592,12 @@ fn binary_content(binary: &Value) -> Response<Body> {
             headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
             response
         }
+        // The content is the native system's: not base64, or a media type no header can carry.
         _ => respond_error(
-            &FhirError::internal("IM1-5005", "the document's content could not be read"),
+            &FhirError::bad_gateway(
+                "IM1-5005",
+                "the document's content sent by the GP system could not be read",
+            ),
             Format::Json,
             false,
         ),
@@ -1631,5 +1640,20 @@ mod tests {
         );
         // Before 1970 (a migrated record): no header, and no panic.
         assert_eq!(with("1965-03-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn document_content_the_gp_system_garbled_is_a_502() {
+        let content = |binary: Value| binary_content(&binary).status();
+        assert_eq!(
+            content(serde_json::json!({"contentType": "text/plain", "data": "aGVsbG8="})),
+            StatusCode::OK
+        );
+        for binary in [
+            serde_json::json!({"contentType": "text/plain", "data": "not base64!"}),
+            serde_json::json!({"contentType": "text/plain\nx: y", "data": "aGVsbG8="}),
+        ] {
+            assert_eq!(content(binary), StatusCode::BAD_GATEWAY);
+        }
     }
 }

@@ -191,8 +191,9 @@ pub async fn search(
         }
         let mut entry = json!({ "value": first, "system": system, "code": code, "values": param.values });
         // A reference to a resource this server issued at this practice also gives the target's native key
-        // (`params.schedule.item`), so a native call can be narrowed to it.
-        if def.kind == crate::mapping::ParamType::Reference {
+        // (`params.schedule.item`), so a native call can be narrowed to it: only where it is the one value
+        // asked for, since narrowed to the first of `a,b` the call would never find b's.
+        if def.kind == crate::mapping::ParamType::Reference && param.values.len() == 1 {
             if let Some(target) = reference_target(ctx, &first).filter(|t| t.practice == practice.ods) {
                 entry["item"] = Value::from(target.item);
             }
@@ -264,7 +265,11 @@ fn open_window_warning(
     let open = param_vars
         .get(&window.param)
         .is_none_or(|entry| entry["from"].is_null() || entry["to"].is_null());
-    let moot = window.unless.as_ref().is_some_and(|u| param_vars.contains_key(u));
+    // Moot only where the call was narrowed to the one item the parameter names.
+    let moot = window
+        .unless
+        .as_ref()
+        .is_some_and(|u| param_vars.get(u).is_some_and(|entry| entry.get("item").is_some()));
     (open && !moot).then(|| {
         crate::fhir::error::warning(
             crate::fhir::IssueType::Incomplete,
@@ -593,7 +598,8 @@ impl<'a> Builder<'a> {
         let logical = self
             .ids
             .encode_parts(&mapping.resource, origin.ods, patient, &native_key)
-            .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
+            // A key no id can hold is the native system's data, not this server's fault.
+            .map_err(|e| FhirError::bad_gateway("IM1-3105", format!("{}: {e}", mapping.file)))?;
         // The template's meta, then this proxy's profile and source.
         let mut meta = match fields.iter().find(|(key, _)| key == "meta") {
             Some((_, Tmpl::Object { cond: None, fields })) => {
@@ -619,7 +625,7 @@ impl<'a> Builder<'a> {
         template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, &mut resource).map_err(failed)?;
         let mut resource = Value::Object(resource);
         refs.resolve_marks(&mut resource)
-            .map_err(|e| FhirError::internal("IM1-3105", format!("{}: {e}", mapping.file)))?;
+            .map_err(|e| FhirError::bad_gateway("IM1-3105", format!("{}: {e}", mapping.file)))?;
         Ok(Some(resource))
     }
 }

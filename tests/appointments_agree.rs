@@ -329,6 +329,11 @@ async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
             let found = bundle(&proxy, &t, query).await;
             assert_eq!(found["total"], 0, "{ods} {query}");
         }
+        // FHIR's years start at 0001 and its zones end at ±14:00: anything else is refused before any native
+        // call (year 0000 once reached the GP system, whose refusal came back as a 502).
+        for date in ["lt0000-01-01", "ge2026-03-02T10:00:00%2B15:00"] {
+            common::outcome(proxy.get(&format!("Slot?start={date}"), &t).await, 400).await;
+        }
         // Both bounds, at any precision: the window asked for, no warning.
         let month = all_pages(&proxy, &t, "Slot?start=ge2026-03&start=lt2026-04&_count=200").await;
         let days = all_pages(&proxy, &t, "Slot?start=ge2026-03-01&start=lt2026-04-01&_count=200").await;
@@ -377,6 +382,34 @@ async fn date_windows_are_read_as_asked_or_said_to_be_partial() {
         assert!(
             !entries(&slots, "match").is_empty() && warning_codes(&slots).is_empty(),
             "{ods}: {slots}"
+        );
+        // Two sessions asked for at once: the slots of both (the native call can be narrowed to one session
+        // only, so it reads the window of days instead, and says so when the window is open).
+        let ids = |bundle: &Value| -> BTreeSet<String> {
+            entries(bundle, "match")
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let sessions = entries(
+            &all_pages(&proxy, &t, "Schedule?date=ge2026-03-02&date=lt2026-03-16&_count=200").await,
+            "match",
+        );
+        assert!(sessions.len() >= 2, "{ods}: two sessions in the default window");
+        let (a, b) = (sessions[0]["id"].as_str().unwrap(), sessions[1]["id"].as_str().unwrap());
+        let mut both = ids(&all_pages(&proxy, &t, &format!("Slot?schedule=Schedule/{a}&_count=200")).await);
+        both.extend(ids(&all_pages(
+            &proxy,
+            &t,
+            &format!("Slot?schedule=Schedule/{b}&_count=200"),
+        )
+        .await));
+        let listed = format!("Slot?schedule=Schedule/{a},Schedule/{b}&_count=200");
+        assert_eq!(ids(&all_pages(&proxy, &t, &listed).await), both, "{ods}: {listed}");
+        let first = bundle(&proxy, &t, &listed).await;
+        assert!(
+            warning_codes(&first).contains(&"IM1-3202".to_string()),
+            "{ods}: {first}"
         );
         totals.push(entries(&days, "match").len());
         // Service types are text in every GP system: found with the :text modifier.

@@ -475,6 +475,27 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
     for id in ["try-patient", "try-everything", "try-item", "try-search"] {
         assert!(found.contains(id), "{id} not filed under the patient: {found:?}");
     }
+    // A patient's own appointments, searched without naming them: filed under them (an Appointment names
+    // its patient among its participants).
+    let response = get_as(&proxy, "Appointment", &intruder, "own-appointments").await;
+    let booked: Value = response.json().await.unwrap();
+    assert!(!common::matches(&booked).is_empty(), "{booked}");
+    let own = common::search_matches(&proxy, "Patient?identifier=9000000009", &clinician).await;
+    let own = own[0]["id"].as_str().unwrap();
+    let found: BTreeSet<String> = auditor_search(&proxy, &format!("patient={own}&_count=200"))
+        .await
+        .iter()
+        .filter_map(common::audited_request_id)
+        .collect();
+    assert!(found.contains("own-appointments"), "{found:?}");
+    // A sort this server cannot follow is refused before any GP system is asked.
+    let bad_sort = format!("AllergyIntolerance?patient={other}&_sort=colour");
+    assert_eq!(get_as(&proxy, &bad_sort, &clinician, "bad-sort").await.status(), 400);
+    let event = common::audit_events(&proxy)
+        .into_iter()
+        .find(|e| common::audited_request_id(e).as_deref() == Some("bad-sort"))
+        .expect("audited");
+    assert_eq!(common::cache_and_calls(&event).1, 0, "{event}");
     proxy.stop().await;
     sims.shutdown().await;
 }

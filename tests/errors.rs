@@ -267,6 +267,27 @@ async fn malformed_requests_are_refused_with_outcomes() {
     outcome(proxy.get("Patient?_count=lots", &t).await, 400).await;
     let body = outcome(proxy.get("Patient?_elements=!!", &t).await, 400).await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1217");
+    // Elements below the root are not selectable; a type's own (`Patient.name`) is (see tests/patient.rs).
+    for elements in ["name.family", "Patient.name.family", "patient.name"] {
+        let body = outcome(proxy.get(&format!("Patient?_elements={elements}"), &t).await, 400).await;
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], "IM1-1217",
+            "{elements}"
+        );
+    }
+    // Result parameters: only FHIR's values, and no modifiers (which would otherwise be dropped unseen);
+    // `_summary=count` counts a search's matches, and a read has none.
+    for query in [
+        "Patient?_total=bogus",
+        "Patient?_count:above=5",
+        "Patient?_sort:text=birthdate",
+        "Patient?_summary:x=true",
+        "Patient/abc?_summary=count",
+    ] {
+        let body = outcome(proxy.get(query, &t).await, 400).await;
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1201", "{query}");
+    }
+
     outcome(proxy.client.delete(proxy.url("metadata")).send().await.unwrap(), 405).await;
     // Headers past the limits are answered with outcomes too, not hyper's bare replies, and carry what every
     // answer under the FHIR base carries.
@@ -322,9 +343,22 @@ async fn refused_methods_say_what_their_path_takes() {
         (reqwest::Method::GET, "Binary", ""),
         (reqwest::Method::GET, "AuditEvent/abc", ""),
         (reqwest::Method::PUT, "AuditEvent", "GET, HEAD"),
+        // Operations are invoked by GET or POST only, at every level.
+        (reqwest::Method::DELETE, "Patient/abc/$everything", "GET, HEAD, POST"),
+        (
+            reqwest::Method::PATCH,
+            "ConceptMap/emis-sex/$translate?code=1",
+            "GET, HEAD, POST",
+        ),
+        (reqwest::Method::PUT, "ConceptMap/$translate", "GET, HEAD, POST"),
+        (reqwest::Method::DELETE, "$meta", "GET, HEAD, POST"),
     ];
     // Past a history path is no FHIR interaction at all.
     outcome(proxy.get("Patient/abc/_history/1/extra", &t).await, 404).await;
+    // The base is taken once: `/fhir/fhirmetadata` and `/fhir/fhir/...` are no paths of this server.
+    for path in ["fhirmetadata", "fhir/metadata", "fhir/Patient?identifier=x"] {
+        outcome(proxy.get(path, &t).await, 404).await;
+    }
     for (method, path, allow) in cases {
         let response = proxy
             .client

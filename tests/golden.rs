@@ -439,6 +439,27 @@ fn translate_edited_fixture(
     resource: &str,
     edit: impl FnOnce(&mut Value),
 ) -> Vec<Value> {
+    try_translate_edited_fixture(registry, supplier, resource, edit)
+        .unwrap_or_else(|e| panic!("{supplier} {resource}: {}", e.message))
+}
+
+/// A record whose native key no FHIR id can hold is the GP system's fault: a 502, not a 500.
+#[test]
+fn a_native_key_too_long_for_an_id_is_a_bad_gateway() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let refused = try_translate_edited_fixture(&registry, "emis", "Observation", |reply| {
+        reply["MedicalRecord"]["TestResults"][0]["EventGuid"] = json!("x".repeat(2_000));
+    })
+    .expect_err("no id holds it");
+    assert_eq!(refused.status, 502, "{}", refused.message);
+}
+
+fn try_translate_edited_fixture(
+    registry: &Registry,
+    supplier: &str,
+    resource: &str,
+    edit: impl FnOnce(&mut Value),
+) -> im1_fhir::fhir::FhirResult<Vec<Value>> {
     let mapping = registry.get(supplier, resource).expect("mapping");
     let native: Value =
         serde_json::from_str(&std::fs::read_to_string(case_dir(mapping).join("native.json")).unwrap()).unwrap();
@@ -456,5 +477,4 @@ fn translate_edited_fixture(
         native["patient"].as_str().unwrap(),
         &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
     )
-    .unwrap_or_else(|e| panic!("{supplier} {resource}: {}", e.message))
 }

@@ -249,6 +249,19 @@ async fn search_parameters_are_checked() {
     let elements = json(proxy.get(&format!("{NHS_SEARCH}&_elements=birthDate"), &t).await).await;
     let shaped = only_match(&elements);
     assert!(shaped.get("name").is_none() && shaped["birthDate"] == "1985-04-12");
+    // A type's element (`Patient.birthDate`) is that element of a Patient, and nothing of another type.
+    let typed = json(
+        proxy
+            .get(
+                &format!("{NHS_SEARCH}&_elements=Patient.birthDate,Observation.code"),
+                &t,
+            )
+            .await,
+    )
+    .await;
+    let typed = only_match(&typed);
+    assert!(typed.get("name").is_none() && typed.get("code").is_none(), "{typed}");
+    assert_eq!(typed["birthDate"], "1985-04-12", "{typed}");
     proxy.stop().await;
     sims.shutdown().await;
 }

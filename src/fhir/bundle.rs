@@ -181,10 +181,8 @@ const ALWAYS: &[&str] = &["resourceType", "id", "meta", "implicitRules"];
 /// keeps the type's mandatory elements whatever was asked for, so it is still a valid resource.
 pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> Value {
     let Value::Object(map) = resource else { return resource };
-    let defs = map
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .and_then(|t| r4_elements().get(t));
+    let resource_type = map.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    let defs = r4_elements().get(resource_type);
     let mandatory = defs.map_or(&[][..], |d| d.mandatory.as_slice());
     let keep: Vec<&str> = match summary {
         Some(Summary::Text) => std::iter::once("text").chain(mandatory.iter().copied()).collect(),
@@ -196,9 +194,13 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
         Some(Summary::Data) => {
             return mark_subsetted(map.into_iter().filter(|(k, _)| k != "text").collect());
         }
+        // `Observation.code` is `code` of an Observation, and nothing of another type.
         _ if !elements.is_empty() => elements
             .iter()
-            .map(String::as_str)
+            .filter_map(|e| match e.split_once('.') {
+                Some((t, element)) => (t == resource_type).then_some(element),
+                None => Some(e.as_str()),
+            })
             .chain(mandatory.iter().copied())
             .collect(),
         _ => return Value::Object(map),

@@ -16,9 +16,10 @@ pub type Range = (OffsetDateTime, OffsetDateTime);
 pub const FIRST: OffsetDateTime = PrimitiveDateTime::MIN.assume_utc();
 pub const LAST: OffsetDateTime = PrimitiveDateTime::MAX.assume_utc();
 
-/// The range a FHIR date text stands for; `None` if it is not one (or lies outside years -9999 to 9999).
+/// The range a FHIR date text stands for; `None` if it is not one (FHIR's years run from 0001 to 9999, its
+/// zones from -14:00 to +14:00).
 pub fn range(text: &str) -> Option<Range> {
-    let year = digits(text.get(0..4))?.parse::<i32>().ok()?;
+    let year = digits(text.get(0..4))?.parse::<i32>().ok().filter(|y| *y >= 1)?;
     let month = |s: Option<&str>| Month::try_from(digits(s)?.parse::<u8>().ok()?).ok();
     let midnight = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
     let after = |start: OffsetDateTime, step: Duration| (start, start.checked_add(step).unwrap_or(LAST));
@@ -96,6 +97,9 @@ fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
     let zone = if rest.is_empty() { "Z" } else { rest };
     let full = format!("{date}T{hours_minutes}{seconds}{fraction}{zone}");
     let instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    if instant.offset().whole_seconds().unsigned_abs() > 14 * 3600 {
+        return None;
+    }
     Some((instant.checked_to_offset(UtcOffset::UTC)?, step))
 }
 
@@ -163,6 +167,13 @@ mod tests {
     }
 
     #[test]
+    fn the_widest_zones_are_dates() {
+        assert!(range("2024-03-05T10:00:00+14:00").is_some());
+        assert!(range("2024-03-05T10:00:00-14:00").is_some());
+        assert!(range("0001").is_some());
+    }
+
+    #[test]
     fn what_is_not_a_date_is_refused() {
         for text in [
             "",
@@ -177,6 +188,12 @@ mod tests {
             "2024-03-05T10:00:00 junk",
             "abcd",
             "2024-03-05x10:00:00Z",
+            // FHIR's years start at 0001 and its zones end at ±14:00.
+            "0000",
+            "0000-01-01",
+            "0000-01-01T00:00:00Z",
+            "2024-03-05T10:00:00+14:01",
+            "2024-03-05T10:00:00-15:00",
         ] {
             assert_eq!(range(text), None, "{text}");
         }

@@ -304,6 +304,11 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
             "history is not supported: the GP systems' APIs expose no versions of what they hold",
         )
     };
+    // An operation is invoked by POST, or by GET where it changes nothing (all of this proxy's operations).
+    let operation = |op: &str| match *method {
+        Method::GET | Method::POST => operation_name(op),
+        _ => Err(not_allowed("GET, HEAD, POST")),
+    };
     match segments {
         [] => Err(FhirError::not_found(
             "IM1-1002",
@@ -315,7 +320,7 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
         [".well-known", "smart-configuration"] if method == Method::GET => {
             Ok((Kind::SmartConfiguration, None, None, None))
         }
-        [op] if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), None, None, None)),
+        [op] if op.starts_with('$') => Ok((Kind::Operation(operation(op)?), None, None, None)),
         [t, rest @ ..] => {
             let t = resource_type(t)?;
             match (method.clone(), rest) {
@@ -329,18 +334,15 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
                 (Method::DELETE, []) => Ok((Kind::Delete, Some(t), None, None)),
                 (_, []) => Err(not_allowed("GET, HEAD")),
                 (_, ["_history"]) => Err(no_history()),
-                (_, [op]) if op.starts_with('$') => Ok((Kind::Operation(operation_name(op)?), Some(t), None, None)),
+                (_, [op]) if op.starts_with('$') => Ok((Kind::Operation(operation(op)?), Some(t), None, None)),
                 (Method::GET, [id]) => Ok((Kind::Read, Some(t), Some(logical_id(id)?), None)),
                 (Method::PUT, [id]) => Ok((Kind::Update, Some(t), Some(logical_id(id)?), None)),
                 (Method::PATCH, [id]) => Ok((Kind::Patch, Some(t), Some(logical_id(id)?), None)),
                 (Method::DELETE, [id]) => Ok((Kind::Delete, Some(t), Some(logical_id(id)?), None)),
                 (_, [_]) => Err(not_allowed("GET, HEAD")),
-                (_, [id, op]) if op.starts_with('$') => Ok((
-                    Kind::Operation(operation_name(op)?),
-                    Some(t),
-                    Some(logical_id(id)?),
-                    None,
-                )),
+                (_, [id, op]) if op.starts_with('$') => {
+                    Ok((Kind::Operation(operation(op)?), Some(t), Some(logical_id(id)?), None))
+                }
                 (Method::GET, [id, "_history"]) => Ok((Kind::History, Some(t), Some(logical_id(id)?), None)),
                 (Method::GET, [id, "_history", vid]) => {
                     Ok((Kind::VRead, Some(t), Some(logical_id(id)?), Some(logical_id(vid)?)))
@@ -416,6 +418,14 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             None => (key.clone(), None),
         };
         let bad = |message: String| FhirError::bad_request("IM1-1201", message).at(name.clone());
+        // Result parameters take no modifier: one sent would otherwise be dropped unseen.
+        let result_param = matches!(
+            name.as_str(),
+            "_format" | "_pretty" | "_count" | "_page" | "_total" | "_summary" | "_elements" | "_sort"
+        );
+        if let (true, Some(modifier)) = (result_param, &modifier) {
+            return Err(bad(format!("{name} takes no modifier (':{}')", printable(modifier))));
+        }
         match name.as_str() {
             "_format" => {}
             "_pretty" => interaction.pretty = value == "true",
@@ -426,12 +436,19 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                 interaction.count = Some(count);
             }
             "_page" => interaction.page = Some(value),
-            "_total" => {}
+            // Every Bundle states its total, exactly: each of FHIR's values is met.
+            "_total" if matches!(value.as_str(), "none" | "estimate" | "accurate") => {}
+            "_total" => return Err(bad("_total must be none, estimate or accurate".into())),
             "_summary" => {
                 interaction.summary = Some(match value.as_str() {
                     "true" => Summary::True,
                     "text" => Summary::Text,
                     "data" => Summary::Data,
+                    "count" if matches!(interaction.kind, Kind::Read | Kind::VRead) => {
+                        return Err(bad(
+                            "_summary=count counts a search's matches; a read has none to count".into(),
+                        ))
+                    }
                     "count" => Summary::Count,
                     "false" => Summary::False,
                     _ => return Err(bad("_summary must be true, text, data, count or false".into())),
@@ -439,14 +456,26 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             }
             "_elements" => {
                 for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    // An element's name (`code`), or a type's (`Observation.code`): letters, digits, `.`.
-                    let element_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+                    // A root element's name (`code`), or one of a type (`Observation.code`, for that type
+                    // only): elements below the root are not selectable.
+                    let plain = |n: &str| {
+                        n.starts_with(|c: char| c.is_ascii_alphabetic())
+                            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    };
+                    let element_name = match name.split_once('.') {
+                        Some((t, element)) => {
+                            t.starts_with(|c: char| c.is_ascii_uppercase()) && plain(t) && plain(element)
+                        }
+                        None => plain(name),
+                    };
                     if !element_name {
                         let shown: String = name.chars().take(40).collect();
                         return Err(FhirError::bad_request(
                             "IM1-1217",
-                            format!("_elements names elements; '{shown}' is not an element's name"),
+                            format!(
+                                "_elements names a resource's root elements (`code`, `Observation.code`); \
+                                 '{shown}' is not one"
+                            ),
                         )
                         .at("_elements"));
                     }

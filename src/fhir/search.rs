@@ -23,14 +23,17 @@ pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirRe
             }
             _ => Vec::new(),
         };
+        // `:not=a,b` is "none of a, b" (as R5 spells out): each value "not a" OR "not b" would match anything.
+        let negated = def.kind == ParamType::Token && param.modifier.as_deref() == Some("not");
+        let modifier = param.modifier.as_deref().filter(|_| !negated);
         let mut any = false;
         for value in &param.values {
-            if value_matches(def, param.modifier.as_deref(), value, &elements, &implicit)? {
+            if value_matches(def, modifier, value, &elements, &implicit)? {
                 any = true;
                 break;
             }
         }
-        if !any {
+        if any == negated {
             return Ok(false);
         }
     }
@@ -134,14 +137,7 @@ fn value_matches(
                 .flat_map(|e| token_texts(e))
                 .any(|t| fold(t).starts_with(&wanted))
         }
-        ParamType::Token => {
-            let hit = elements.iter().any(|e| token_matches(e, value, implicit));
-            if modifier == Some("not") {
-                !hit
-            } else {
-                hit
-            }
-        }
+        ParamType::Token => elements.iter().any(|e| token_matches(e, value, implicit)),
         ParamType::String => {
             let wanted = fold(&unescape(value));
             elements.iter().flat_map(|e| strings(e)).any(|s| {
@@ -501,6 +497,10 @@ mod tests {
         let g = def(ParamType::Token, "gender");
         assert!(matches(&patient, &[(&g, &param(&["male", "female"], None))]).unwrap());
         assert!(!matches(&patient, &[(&g, &param(&["female"], Some("not")))]).unwrap());
+        assert!(matches(&patient, &[(&g, &param(&["male"], Some("not")))]).unwrap());
+        // A list under `:not` is none of its values.
+        assert!(!matches(&patient, &[(&g, &param(&["male", "female"], Some("not")))]).unwrap());
+        assert!(matches(&patient, &[(&g, &param(&["male", "other"], Some("not")))]).unwrap());
     }
 
     #[test]
