@@ -313,7 +313,12 @@ where
         })?
         .to_bytes();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) {
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    let form = content_type.is_some_and(|c| {
+        c.get(..33)
+            .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if form {
         return Ok(RequestBody::Form(bytes));
     }
     if bytes.is_empty() && *method == Method::POST {
@@ -555,9 +560,10 @@ pub async fn read_one(
         .registry
         .get(practice.supplier.key(), resource_type)
         .ok_or_else(|| {
-            FhirError::method_not_allowed(
+            // An id of a type this practice's system no longer maps: nothing here to read.
+            FhirError::not_found(
                 "IM1-1402",
-                format!("read of {resource_type} is not supported at this practice"),
+                format!("{resource_type} is not available from this practice"),
             )
         })?;
     // A patient's linkage first: a record it does not open is not asked for at all.

@@ -352,6 +352,7 @@ async fn refused_methods_say_what_their_path_takes() {
         ),
         (reqwest::Method::PUT, "ConceptMap/$translate", "GET, HEAD, POST"),
         (reqwest::Method::DELETE, "$meta", "GET, HEAD, POST"),
+        (reqwest::Method::POST, ".well-known/smart-configuration", "GET, HEAD"),
     ];
     // Past a history path is no FHIR interaction at all.
     outcome(proxy.get("Patient/abc/_history/1/extra", &t).await, 404).await;

@@ -73,6 +73,17 @@ async fn a_clinician_finds_and_reads_a_uk_core_patient_by_nhs_number() {
         .ends_with(&format!("/fhir/Patient/{id}")));
     let read = json(proxy.get(&format!("Patient/{id}"), &t).await).await;
     assert_eq!(read, patient);
+    // The same search by POST, as a form (its media type in any case).
+    let posted = proxy
+        .client
+        .post(proxy.url("Patient/_search"))
+        .bearer_auth(&t)
+        .header("content-type", "Application/X-WWW-Form-Urlencoded; charset=UTF-8")
+        .body("identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9000000009")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only_match(&json(posted).await), patient);
 
     // And in XML.
     let xml = proxy

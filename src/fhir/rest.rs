@@ -320,6 +320,7 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
         [".well-known", "smart-configuration"] if method == Method::GET => {
             Ok((Kind::SmartConfiguration, None, None, None))
         }
+        [".well-known", "smart-configuration"] => Err(not_allowed("GET, HEAD")),
         [op] if op.starts_with('$') => Ok((Kind::Operation(operation(op)?), None, None, None)),
         [t, rest @ ..] => {
             let t = resource_type(t)?;
