@@ -241,6 +241,7 @@ where
                     let mut response = respond(StatusCode::OK, &value, &interaction);
                     if interaction.kind == Kind::Read {
                         set_last_modified(&mut response, &value);
+                        response = conditional_read(&parts.headers, response, &interaction);
                     }
                     response
                 }
@@ -1537,6 +1538,36 @@ fn set_last_modified(response: &mut Response<Body>, resource: &Value) {
         if let Ok(value) = HeaderValue::from_str(&http_date) {
             response.headers_mut().insert(header::LAST_MODIFIED, value);
         }
+    }
+}
+
+/// A read's answer as its preconditions leave it: itself, a 304 without the body, or a 412.
+fn conditional_read(request: &HeaderMap, response: Response<Body>, interaction: &Interaction) -> Response<Body> {
+    use crate::fhir::conditional::{self, Precondition};
+    let last_modified = response
+        .headers()
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match conditional::evaluate(request, last_modified) {
+        Precondition::Proceed => response,
+        Precondition::NotModified => {
+            let (mut parts, _) = response.into_parts();
+            parts.status = StatusCode::NOT_MODIFIED;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Precondition::Failed => respond_error(
+            &FhirError::new(
+                StatusCode::PRECONDITION_FAILED,
+                crate::fhir::IssueType::Conflict,
+                "IM1-1121",
+                "a precondition does not hold: resources here have no versions, so If-Match holds only as '*', \
+                 and If-Unmodified-Since only for a resource not changed since",
+            ),
+            interaction.format,
+            interaction.pretty,
+        ),
     }
 }
 

@@ -87,6 +87,43 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
         updated.to_offset(time::UtcOffset::UTC).format(format).unwrap()
     );
     assert!(response.headers().get("etag").is_none());
+    // Conditional reads (RFC 9110 §13): a copy current as of Last-Modified is not sent again; a version asked
+    // for by If-Match cannot hold where there are no versions.
+    let item = format!("Condition/{}", conditions[0]["id"].as_str().unwrap());
+    let conditional = |name: &'static str, value: String| {
+        proxy
+            .client
+            .get(proxy.url(&item))
+            .bearer_auth(&t)
+            .header(name, value)
+            .send()
+    };
+    let current = conditional("if-modified-since", last_modified.clone()).await.unwrap();
+    assert_eq!(current.status(), 304);
+    assert_eq!(current.headers()["last-modified"].to_str().unwrap(), last_modified);
+    assert!(current.bytes().await.unwrap().is_empty());
+    let before = updated.to_offset(time::UtcOffset::UTC) - time::Duration::DAY;
+    let stale = conditional("if-modified-since", before.format(format).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.json::<Value>().await.unwrap(), *conditions[0]);
+    assert_eq!(conditional("if-none-match", "*".into()).await.unwrap().status(), 304);
+    let versioned = conditional("if-match", "W/\"1\"".into()).await.unwrap();
+    common::outcome(versioned, 412).await;
+    // And the CapabilityStatement says so.
+    let statement: Value = proxy
+        .client
+        .get(proxy.url("metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    let condition = resources.iter().find(|r| r["type"] == "Condition").unwrap();
+    assert_eq!(condition["conditionalRead"], "modified-since", "{condition}");
     // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
     let id = conditions[0]["id"].as_str().unwrap();
     let one = get(&proxy, &format!("Condition?patient={patient}&_id={id}"), &t).await;

@@ -93,6 +93,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
                 )
             })
             .collect();
+        let readable = interactions.iter().any(|i| i["code"] == "read");
         let mut entry = json!({
             "type": resource,
             "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource}"),
@@ -102,6 +103,10 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             // The GP systems' APIs expose no versions: no versionId, no ETag, no history.
             "versioning": "no-version",
         });
+        // A read answers If-Modified-Since from its Last-Modified (`fhir::conditional`).
+        if readable {
+            entry["conditionalRead"] = json!("modified-since");
+        }
         if !search_params.is_empty() {
             entry["searchParam"] = json!(search_params);
         }

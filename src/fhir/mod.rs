@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod capability;
+pub mod conditional;
 pub mod dates;
 pub mod error;
 pub mod format;
