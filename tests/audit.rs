@@ -11,6 +11,67 @@ use im1_sim::SimOptions;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+/// A client that gives up before its answer (here an HTTP/2 stream reset by its time-out) leaves an AuditEvent
+/// too, with status 499: what the request reached until then is on record.
+#[tokio::test]
+async fn a_request_its_client_gives_up_on_is_audited() {
+    let sims = Simulators::start_with(options(), |emis, _, _| {
+        emis.faults = im1_sim::common::faults::FaultRates {
+            latency: 1.0,
+            latency_ms: 1_500,
+            ..Default::default()
+        };
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let impatient = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(proxy.url("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009"))
+        .bearer_auth(&t)
+        .header("x-request-id", "gave-up")
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    // Recorded once the server sees the reset stream.
+    let mut event = None;
+    for _ in 0..50 {
+        event = common::audit_events(&proxy)
+            .into_iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some("gave-up"));
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let event = event.expect("the abandoned request is audited");
+    let detail = |name: &str| {
+        event["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["detail"].as_array().cloned().unwrap_or_default())
+            .find(|d| d["type"] == name)
+            .and_then(|d| d["valueString"].as_str().map(String::from))
+    };
+    assert_eq!(detail("status").as_deref(), Some("499"), "{event}");
+    assert_eq!(event["outcome"], "4", "{event}");
+    // Once: the request that was given up on is not recorded again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let times = common::audit_events(&proxy)
+        .iter()
+        .filter(|e| common::audited_request_id(e).as_deref() == Some("gave-up"))
+        .count();
+    assert_eq!(times, 1);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
 fn options() -> SimOptions {
     common::fixed_options(1, 6)
 }

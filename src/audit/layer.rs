@@ -4,7 +4,8 @@
 //! are all audited) and inside the request-id layer (so the event carries the id the client sees). While the
 //! request runs, the pipeline adds what it learns (who, what, which patients, native calls, the outcome code)
 //! through [`note`], which reaches this request's facts through a task-local: no plumbing through every call.
-//! If the store cannot commit the event, the response is replaced by a 503: nothing is served unaudited.
+//! If the store cannot commit the event, the response is replaced by a 503: nothing is served unaudited. A
+//! request whose client leaves before its answer (its future dropped) is recorded all the same, with status 499.
 
 use super::{AuditFacts, AuditStore};
 use crate::app::{respond_error, Body};
@@ -88,14 +89,21 @@ where
         };
         let slot = Arc::new(Mutex::new(initial_facts(&request)));
         Box::pin(async move {
-            let response = CURRENT.scope(slot.clone(), inner.call(request)).await?;
-            let mut facts = match slot.lock() {
-                Ok(facts) => facts.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
+            let mut left = Abandoned {
+                slot: slot.clone(),
+                store: store.clone(),
+                armed: true,
             };
+            let response = CURRENT.scope(slot.clone(), inner.call(request)).await?;
+            left.armed = false;
+            let mut facts = snapshot(&slot);
             facts.status = response.status().as_u16();
             facts.ended = time::OffsetDateTime::now_utc();
-            match store.record(facts).await {
+            // Committed by a task of its own: a client leaving now cannot cancel the commit half-way.
+            let committed = tokio::spawn(async move { store.record(facts).await })
+                .await
+                .unwrap_or_else(|e| Err(super::AuditError::Commit(format!("the commit task failed: {e}"))));
+            match committed {
                 Ok(_) => Ok(response),
                 Err(error) => {
                     // Fail closed: the client never gets an answer whose access is not on record.
@@ -108,6 +116,51 @@ where
                 }
             }
         })
+    }
+}
+
+fn snapshot(slot: &Mutex<AuditFacts>) -> AuditFacts {
+    match slot.lock() {
+        Ok(facts) => facts.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// The status recorded for a request its client gave up on (nginx's "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Records the interaction of a request whose client gave up before its answer (its future dropped: a reset
+/// HTTP/2 stream, a closed connection): what it reached until then (patients, native calls) is on record too.
+struct Abandoned {
+    slot: Arc<Mutex<AuditFacts>>,
+    store: AuditStore,
+    /// Until the pipeline has answered.
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut facts = snapshot(&self.slot);
+        facts.status = CLIENT_CLOSED;
+        facts.ended = time::OffsetDateTime::now_utc();
+        facts.outcome_code.get_or_insert_with(|| "IM1-1122".into());
+        facts
+            .outcome_text
+            .get_or_insert_with(|| "the client closed the request before its answer".into());
+        let store = self.store.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = store.record(facts).await {
+                        tracing::error!(error = %error, "the audit store failed to record an abandoned request");
+                    }
+                });
+            }
+            Err(_) => tracing::error!("an abandoned request could not be audited: no runtime"),
+        }
     }
 }
 
