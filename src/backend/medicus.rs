@@ -15,7 +15,7 @@ use crate::config::MedicusCredentials;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::node::Native;
 use crate::mapping::Surface;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
@@ -131,6 +131,13 @@ impl Medicus {
         let mut request = HttpRequest::new(spec.method.clone(), url);
         request.json = spec.body.cloned();
         request.surface = call.surface;
+        // Medicus write calls carry an Idempotency-Key (confirmed): one per call, the same on its retries, so a
+        // retry of a write that went through is answered, not done twice.
+        if spec.method == Method::POST {
+            request
+                .headers
+                .push(("idempotency-key", uuid::Uuid::new_v4().to_string()));
+        }
         // Signed per attempt: a retried call must not replay its `jti`.
         let sign = || self.jwt(nhs_login_sub).map(|t| Some(format!("Bearer {t}")));
         self.http.send_with(&request, call.request_id, calls, &sign).await
@@ -238,11 +245,19 @@ fn reply_body(reply: HttpReply) -> FhirResult<Native> {
             Err(FhirError::not_found("IM1-4104", "no such resource"))
         }
         "" => Err(status_error(reply.status, &reply.headers, SUPPLIER)),
+        // Medicus's appointment 403s are its business rules (in the past, already started, seen), not a
+        // service switched off.
+        code if reply.status == StatusCode::FORBIDDEN && code.starts_with("APPOINTMENT_") => Err(FhirError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            crate::fhir::IssueType::Processing,
+            "IM1-4122",
+            format!("Medicus refused by its business rules ({code})"),
+        )),
         code if reply.status == StatusCode::UNAUTHORIZED => Err(FhirError::bad_gateway(
             "IM1-4202",
             format!("Medicus refused the application's credentials ({code})"),
         )),
-        code if reply.status.is_client_error() && !matches!(reply.status.as_u16(), 403 | 404 | 409 | 429) => Err(
+        code if reply.status.is_client_error() && !matches!(reply.status.as_u16(), 404 | 409 | 429) => Err(
             FhirError::bad_gateway("IM1-4110", format!("Medicus refused the request ({code})")),
         ),
         _ => Err(status_error(reply.status, &reply.headers, SUPPLIER)),
@@ -251,4 +266,32 @@ fn reply_body(reply: HttpReply) -> FhirResult<Native> {
 
 fn malformed() -> FhirError {
     FhirError::bad_gateway("IM1-4006", "Medicus sent a reply without the expected fields")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: u16, code: &str) -> FhirError {
+        let body = json!({"errors": [{"code": code, "title": "t", "detail": "d"}]});
+        let reply = HttpReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: http::HeaderMap::new(),
+            body: serde_json::to_vec(&body).unwrap().into(),
+        };
+        reply_body(reply).unwrap_err()
+    }
+
+    #[test]
+    fn forbidden_is_a_business_rule_a_switched_off_service_or_a_refusal() {
+        for code in ["APPOINTMENT_IN_THE_PAST", "APPOINTMENT_MARKED_AS_SEEN"] {
+            let e = refusal(403, code);
+            assert_eq!((e.status.as_u16(), e.code), (422, "IM1-4122"), "{code}");
+            assert!(e.message.contains(code));
+        }
+        assert_eq!(refusal(403, "SERVICE_DISABLED").status.as_u16(), 403);
+        assert_eq!(refusal(403, "").status.as_u16(), 403);
+        assert_eq!(refusal(403, "APP_NOT_ACCREDITED").status.as_u16(), 502);
+        assert_eq!(refusal(404, "PATIENT_NOT_FOUND").status.as_u16(), 404);
+    }
 }

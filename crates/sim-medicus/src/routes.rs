@@ -150,10 +150,18 @@ impl Medicus {
             body: req.body(),
             claims,
         };
+        // Medicus write calls carry an Idempotency-Key (confirmed); the refusal of one without is ours.
         if *req.method() == Method::POST {
-            if let Some(key) = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()) {
-                return self.idempotent(&call, key, path, cx);
-            }
+            return match req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()) {
+                Some(key) if uuid::Uuid::parse_str(key).is_ok() => self.idempotent(&call, key, path, cx),
+                _ => ApiError::new(
+                    400,
+                    "IDEMPOTENCY_KEY_REQUIRED",
+                    "Idempotency key required",
+                    "Write calls need an Idempotency-Key header holding a UUID.",
+                )
+                .response(),
+            };
         }
         self.finish(self.dispatch(&call, cx))
     }

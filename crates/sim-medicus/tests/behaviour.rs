@@ -89,6 +89,13 @@ async fn injected_faults_use_the_error_shape() {
         .filter(|m| m["subject"] == "Retry")
         .count();
     assert_eq!(n, 1, "exactly once");
+    // A write without a key, or with a key that is not a UUID, is refused.
+    for headers in [&[][..], &[("idempotency-key", "not-a-uuid")][..]] {
+        let r = try_send(&sim, "POST", &send, Some(&pfs(&sub)), headers, Some(&body))
+            .await
+            .expect("reply");
+        assert_eq!((r.status, r.error_code().as_str()), (400, "IDEMPOTENCY_KEY_REQUIRED"));
+    }
 
     // Rates: every call fails with a 5xx in the dialect's shape.
     let sim = start_with(
