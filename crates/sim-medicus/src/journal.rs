@@ -373,7 +373,8 @@ pub fn prescription_fields(m: &MedicationCourse) -> Vec<(&'static str, Value)> {
             }),
         ),
         ("startDate", json!(date(m.started_on))),
-        ("endDateTime", json!(m.ended_at.map(datetime))),
+        // Confirmed as `endDate`: a day, as `startDate` is.
+        ("endDate", json!(m.ended_at.map(|t| date(t.date())))),
         ("reviewDate", json!(m.review_on.map(date))),
         ("canBeRequested", json!(m.requestable)),
         ("problemId", json!(m.problem.as_ref().map(nid))),
