@@ -122,7 +122,7 @@ pub fn write_error(e: &WriteError, method: &str) -> SimResponse {
         WriteError::SlotTaken => exception(StatusCode::CONFLICT, SLOT_ALREADY_BOOKED, method, "Slot already booked"),
         WriteError::SlotInPast => exception(bad, SLOT_IN_PAST, method, "Cannot book an appointment in the past"),
         WriteError::AppointmentNotFound => exception(bad, APPOINTMENT_NOT_FOUND, method, "Appointment not found"),
-        WriteError::AlreadyCancelled | WriteError::AppointmentInPast => exception(
+        WriteError::AlreadyCancelled | WriteError::AppointmentInPast | WriteError::AppointmentSeen => exception(
             bad,
             APPOINTMENT_IN_PAST,
             method,

@@ -232,6 +232,13 @@ pub fn write_error(e: WriteError) -> ApiError {
             "Appointment in the past",
             "Past appointments cannot be booked or cancelled.",
         ),
+        // Confirmed (medicus.md A7): cancelling an appointment the patient was seen at.
+        WriteError::AppointmentSeen => ApiError::new(
+            403,
+            "APPOINTMENT_MARKED_AS_SEEN",
+            "Appointment marked as seen",
+            "An appointment marked as seen cannot be cancelled.",
+        ),
         WriteError::AppointmentNotFound => ApiError::new(
             404,
             "APPOINTMENT_NOT_FOUND",

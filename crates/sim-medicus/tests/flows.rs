@@ -83,6 +83,18 @@ async fn book_then_cancel_frees_the_slot() {
         (r.status, r.error_code().as_str()),
         (403, "APPOINTMENT_ALREADY_CANCELLED")
     );
+    // One the patient was seen at cannot be cancelled either, and says so.
+    let r = get(&sim, &format!("{base}/appointments?fromDate=2000-01-01"), &pfs(&sub)).await;
+    let all = r.json()["timed"].as_array().cloned().expect("list");
+    let seen = all.iter().find(|a| a["status"] == "seen").expect("a seen appointment");
+    let r = post(
+        &sim,
+        &format!("{base}/cancel-appointment"),
+        &pfs(&sub),
+        &json!({"appointmentId": seen["id"]}),
+    )
+    .await;
+    assert_eq!((r.status, r.error_code().as_str()), (403, "APPOINTMENT_MARKED_AS_SEEN"));
     let r = post(
         &sim,
         &format!("{base}/book-appointment"),

@@ -115,7 +115,9 @@ impl From<WriteError> for TppError {
             WriteError::AppointmentNotFound | WriteError::AlreadyCancelled => {
                 TppError::new(1104, "That appointment could not be found", text)
             }
-            WriteError::AppointmentInPast => TppError::new(1105, "That appointment is in the past", text),
+            WriteError::AppointmentInPast | WriteError::AppointmentSeen => {
+                TppError::new(1105, "That appointment is in the past", text)
+            }
             WriteError::CourseNotFound(_) | WriteError::CourseNotRequestable(_) | WriteError::NothingRequested => {
                 TppError::new(2101, "That medication cannot be requested online", text)
             }

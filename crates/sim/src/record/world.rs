@@ -95,6 +95,8 @@ pub enum WriteError {
     AlreadyCancelled,
     #[error("appointment is in the past")]
     AppointmentInPast,
+    #[error("appointment was attended")]
+    AppointmentSeen,
     #[error("medication course not found: {0}")]
     CourseNotFound(Nid),
     #[error("medication course cannot be requested: {0}")]
@@ -509,7 +511,8 @@ impl World {
         match status {
             AppointmentStatus::Booked => {}
             AppointmentStatus::Cancelled => return Err(WriteError::AlreadyCancelled),
-            _ => return Err(WriteError::AppointmentInPast),
+            AppointmentStatus::Attended => return Err(WriteError::AppointmentSeen),
+            AppointmentStatus::DidNotAttend => return Err(WriteError::AppointmentInPast),
         }
         let slot = s
             .record
