@@ -139,3 +139,50 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
     assert_eq!(status, 200, "{ods}: {everything}");
     assert!(matches(&everything).len() > 1);
 }
+
+/// SystmOne links a user's account once (`LinkAccount`, confirmed "once per user") and authenticates each
+/// session: when the session has ended, the proxy logs on again without linking again.
+#[tokio::test]
+async fn systmone_links_once_and_authenticates_each_session() {
+    let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |_, tpp, _| {
+        tpp.session_idle = std::time::Duration::from_millis(300);
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let mine = patient_token("9000000009", "Y90002");
+    let calls = |request_id: &'static str| {
+        let event = common::audit_events(&proxy)
+            .into_iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
+            .expect("audited");
+        common::cache_and_calls(&event).1
+    };
+    let fetch = |request_id: &'static str| {
+        proxy
+            .client
+            .get(proxy.url("Condition"))
+            .bearer_auth(&mine)
+            .header("x-request-id", request_id)
+            .header("cache-control", "no-cache")
+            .send()
+    };
+    assert_eq!(fetch("first").await.unwrap().status(), 200);
+    assert_eq!(fetch("same-session").await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(fetch("new-session").await.unwrap().status(), 200);
+    // The first links and authenticates; a later session's call is refused (the session ended), then
+    // authenticated again (no link) and made again.
+    assert_eq!(
+        calls("first"),
+        calls("same-session") + 2,
+        "LinkAccount and Authenticate"
+    );
+    assert_eq!(
+        calls("new-session"),
+        calls("same-session") + 2,
+        "the refused call and Authenticate"
+    );
+    proxy.stop().await;
+    sims.shutdown().await;
+}

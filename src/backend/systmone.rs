@@ -54,6 +54,9 @@ pub struct SystmOne {
     pool: Mutex<Vec<TcpStream>>,
     /// PFS sessions per patient NHS number; a slot's lock also serialises calls on one `suid`.
     sessions: SessionSlots<PfsSession>,
+    /// `LinkAccount` is once per user (confirmed): the passphrase its reply gave, per patient NHS number, for
+    /// every later `Authenticate`.
+    linked: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -85,6 +88,7 @@ impl SystmOne {
             linkage,
             pool: Mutex::new(Vec::new()),
             sessions: SessionSlots::default(),
+            linked: Default::default(),
         }
     }
 
@@ -235,7 +239,7 @@ impl SystmOne {
                 .entry("patientId")
                 .or_insert_with(|| Value::String(patient_id.clone()));
             attrs.entry("unitId").or_insert_with(|| Value::String(self.ods.clone()));
-            let body = message_xml(message, &Value::Object(attrs))?;
+            let body = message_xml(message, &Value::Object(attrs), None)?;
             let tree = self.post(message, body, Some(&current.suid), call, calls).await?;
             match pfs_error(&tree) {
                 Some(3) if attempt == 0 => continue,
@@ -279,7 +283,7 @@ impl SystmOne {
     /// Ends a session the proxy no longer uses (TPP: `Logoff` should be sent to end a session). A failure
     /// changes nothing for the caller: the session ends on its own in time.
     async fn logoff(&self, session: &PfsSession, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) {
-        if let Ok(body) = message_xml("Logoff", &Value::Object(serde_json::Map::new())) {
+        if let Ok(body) = message_xml("Logoff", &Value::Object(serde_json::Map::new()), None) {
             let _ = self.post("Logoff", body, Some(&session.suid), call, calls).await;
         }
     }
@@ -294,36 +298,30 @@ impl SystmOne {
         else {
             return Err(super::credentials::no_linkage());
         };
-        let link = message_xml(
-            "LinkAccount",
-            &serde_json::json!({ "organisationCode": self.ods, "accountId": account_id, "passphrase": passphrase,
-                                  "lastName": last_name, "dateOfBirth": date_of_birth, "providerId": self.creds.provider_id }),
-        )?;
-        let reply = self.post("LinkAccount", link, None, call, calls).await?;
-        if let Some(code) = pfs_error(&reply) {
-            return Err(pfs_error_to_fhir(code));
-        }
-        let auth_passphrase = reply
-            .get("LinkAccountReply")
-            .and_then(|r| r.get("passphrase"))
-            .and_then(|p| p.as_str())
-            .ok_or_else(broken)?
-            .to_string();
-        let authenticate = message_xml(
-            "Authenticate",
-            &serde_json::json!({ "accountId": account_id, "passphrase": auth_passphrase, "providerId": self.creds.provider_id }),
-        )?;
-        let request = self.pfs_request("Authenticate", authenticate, None);
-        let response = self.http.send(&request, call.request_id, calls).await?;
-        let suid = response
-            .headers
-            .get("suid")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        let tree = self.reply_tree(response)?;
-        if let Some(code) = pfs_error(&tree) {
-            return Err(pfs_error_to_fhir(code));
-        }
+        let link = || {
+            message_xml(
+                "LinkAccount",
+                &serde_json::json!({ "organisationCode": self.ods, "accountId": account_id, "passphrase": passphrase,
+                                      "lastName": last_name, "dateOfBirth": date_of_birth }),
+                Some(&self.application()),
+            )
+        };
+        let (suid, tree) = match self.linked_passphrase(nhs) {
+            Some(known) => match self.authenticate(&account_id, &known, call, calls).await {
+                // The passphrase a link gave no longer holds (the practice re-issued the account): linked again,
+                // once.
+                Err(e) if e.code == "IM1-4202" => {
+                    self.forget_link(nhs);
+                    let linked = self.link(nhs, link()?, call, calls).await?;
+                    self.authenticate(&account_id, &linked, call, calls).await?
+                }
+                other => other?,
+            },
+            None => {
+                let linked = self.link(nhs, link()?, call, calls).await?;
+                self.authenticate(&account_id, &linked, call, calls).await?
+            }
+        };
         // Self is listed first; the others are the patients the user acts for.
         let patient_ids: Vec<String> = tree
             .get("AuthenticateReply")
@@ -342,10 +340,79 @@ impl SystmOne {
             return Err(broken());
         }
         Ok(PfsSession {
-            suid: suid.ok_or_else(broken)?,
+            suid,
             patient_ids,
             logon: tree,
         })
+    }
+
+    /// `LinkAccount`, once per user: the passphrase its reply gives for `Authenticate`, remembered.
+    async fn link(
+        &self,
+        nhs: &str,
+        message: String,
+        call: &NativeCall<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let reply = self.post("LinkAccount", message, None, call, calls).await?;
+        if let Some(code) = pfs_error(&reply) {
+            return Err(pfs_error_to_fhir(code));
+        }
+        let passphrase = reply
+            .get("LinkAccountReply")
+            .and_then(|r| r.get("passphrase"))
+            .and_then(|p| p.as_str())
+            .ok_or_else(broken)?
+            .to_string();
+        if let Ok(mut linked) = self.linked.lock() {
+            linked.insert(nhs.to_string(), passphrase.clone());
+        }
+        Ok(passphrase)
+    }
+
+    fn linked_passphrase(&self, nhs: &str) -> Option<String> {
+        self.linked.lock().ok()?.get(nhs).cloned()
+    }
+
+    fn forget_link(&self, nhs: &str) {
+        if let Ok(mut linked) = self.linked.lock() {
+            linked.remove(nhs);
+        }
+    }
+
+    /// `Authenticate`, every session: the session's `suid` and the reply.
+    async fn authenticate(
+        &self,
+        account_id: &str,
+        passphrase: &str,
+        call: &NativeCall<'_>,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<(String, Native)> {
+        let message = message_xml(
+            "Authenticate",
+            &serde_json::json!({ "accountId": account_id, "passphrase": passphrase,
+                                  "providerId": self.creds.provider_id }),
+            Some(&self.application()),
+        )?;
+        let request = self.pfs_request("Authenticate", message, None);
+        let response = self.http.send(&request, call.request_id, calls).await?;
+        let suid = response
+            .headers
+            .get("suid")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let tree = self.reply_tree(response)?;
+        if let Some(code) = pfs_error(&tree) {
+            return Err(pfs_error_to_fhir(code));
+        }
+        Ok((suid.ok_or_else(broken)?, tree))
+    }
+
+    /// The `<Application>` element of the messages that identify this application (confirmed); the provider id
+    /// is TPP's, from pairing. The name, version and device type are this proxy's own.
+    fn application(&self) -> Value {
+        serde_json::json!({ "name": "im1-fhir", "version": env!("CARGO_PKG_VERSION"),
+                            "providerId": self.creds.provider_id, "deviceType": "Server" })
     }
 
     fn pfs_request(&self, message: &str, body: String, suid: Option<&str>) -> HttpRequest {
@@ -356,7 +423,8 @@ impl SystmOne {
             request = request.header("suid", suid.to_string());
         }
         request.body = Some(("text/xml; charset=utf-8".into(), body.into_bytes()));
-        request
+        // `Content-Type`/`Accept: text/xml` (confirmed).
+        request.header("accept", "text/xml".to_string())
     }
 
     async fn post(
@@ -395,13 +463,17 @@ fn reply_content(mut tree: Native) -> Native {
     tree
 }
 
-/// `<Name attr="..">` with every attribute escaped.
-fn message_xml(name: &str, attributes_value: &Value) -> FhirResult<String> {
+/// `<Name attr="..">` with every attribute escaped, and the `<Application>` child where the message carries one.
+fn message_xml(name: &str, attributes_value: &Value, application: Option<&Value>) -> FhirResult<String> {
     let attrs = attributes(Some(attributes_value))?;
-    Ok(format!(
-        r#"<{name} apiVersion="1" uuid="{}"{attrs}/>"#,
-        uuid::Uuid::new_v4()
-    ))
+    let uuid = uuid::Uuid::new_v4();
+    Ok(match application {
+        Some(application) => {
+            let application = attributes(Some(application))?;
+            format!(r#"<{name} apiVersion="1" uuid="{uuid}"{attrs}><Application{application}/></{name}>"#)
+        }
+        None => format!(r#"<{name} apiVersion="1" uuid="{uuid}"{attrs}/>"#),
+    })
 }
 
 /// Renders a JSON object as XML attributes (` a="1" b="x"`); null values are left out.

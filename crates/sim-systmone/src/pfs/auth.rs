@@ -10,15 +10,17 @@ use im1_sim::common::SimResponse;
 use im1_sim::record::{Nid, Patient, Record};
 
 impl Pfs {
-    fn provider_ok(&self, node: &Node) -> bool {
-        let given = node
-            .attr("providerId")
-            .or_else(|| node.child("Application").and_then(|a| a.attr("providerId")));
-        given == Some(self.config.provider_id.as_str())
+    /// Both messages identify the application with an `<Application .. providerId ..>` child (confirmed);
+    /// `Authenticate` also names the provider id as an attribute (confirmed). Where either is missing or not
+    /// the paired id: error 2010 (the code is ours).
+    fn provider_ok(&self, node: &Node, as_attribute: bool) -> bool {
+        let paired = Some(self.config.provider_id.as_str());
+        let application = node.child("Application").and_then(|a| a.attr("providerId"));
+        application == paired && (!as_attribute || node.attr("providerId") == paired)
     }
 
     pub(super) fn link(&self, node: &Node, uuid: &str) -> Result<El, TppError> {
-        if !self.provider_ok(node) {
+        if !self.provider_ok(node, false) {
             return Err(TppError::new(
                 2010,
                 "There was a problem linking your account",
@@ -62,7 +64,7 @@ impl Pfs {
 
     pub(super) fn authenticate(&self, node: &Node, uuid: &str) -> SimResponse {
         let fail = || TppError::new(9, "There was a problem logging on", "invalid account or passphrase");
-        if !self.provider_ok(node) {
+        if !self.provider_ok(node, true) {
             let e = TppError::new(2010, "There was a problem logging on", "invalid provider id");
             return error_reply(&e, uuid);
         }
