@@ -140,6 +140,33 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
     assert!(matches(&everything).len() > 1);
 }
 
+/// The native calls of a patient's request, of one in the same session, and of one once that session has
+/// ended (each `GET Condition`, fresh from the GP system).
+async fn calls_across_two_sessions(proxy: &Proxy, token: &str) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for (i, request_id) in ["first", "same-session", "new-session"].into_iter().enumerate() {
+        if i == 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        }
+        let response = proxy
+            .client
+            .get(proxy.url("Condition"))
+            .bearer_auth(token)
+            .header("x-request-id", request_id)
+            .header("cache-control", "no-cache")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{request_id}");
+        let event = common::audit_events(proxy)
+            .into_iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
+            .expect("audited");
+        counts[i] = common::cache_and_calls(&event).1;
+    }
+    counts
+}
+
 /// SystmOne links a user's account once (`LinkAccount`, confirmed "once per user") and authenticates each
 /// session: when the session has ended, the proxy logs on again without linking again.
 #[tokio::test]
@@ -150,39 +177,30 @@ async fn systmone_links_once_and_authenticates_each_session() {
     .await
     .unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
-    let mine = patient_token("9000000009", "Y90002");
-    let calls = |request_id: &'static str| {
-        let event = common::audit_events(&proxy)
-            .into_iter()
-            .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
-            .expect("audited");
-        common::cache_and_calls(&event).1
-    };
-    let fetch = |request_id: &'static str| {
-        proxy
-            .client
-            .get(proxy.url("Condition"))
-            .bearer_auth(&mine)
-            .header("x-request-id", request_id)
-            .header("cache-control", "no-cache")
-            .send()
-    };
-    assert_eq!(fetch("first").await.unwrap().status(), 200);
-    assert_eq!(fetch("same-session").await.unwrap().status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(fetch("new-session").await.unwrap().status(), 200);
+    let [first, same, new] = calls_across_two_sessions(&proxy, &patient_token("9000000009", "Y90002")).await;
     // The first links and authenticates; a later session's call is refused (the session ended), then
     // authenticated again (no link) and made again.
-    assert_eq!(
-        calls("first"),
-        calls("same-session") + 2,
-        "LinkAccount and Authenticate"
-    );
-    assert_eq!(
-        calls("new-session"),
-        calls("same-session") + 2,
-        "the refused call and Authenticate"
-    );
+    assert_eq!(first, same + 2, "LinkAccount and Authenticate");
+    assert_eq!(new, same + 2, "the refused call and Authenticate");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// EMIS links a user's account once (`me/applications`, confirmed one-off) and starts a session whenever one has
+/// ended: a later session costs what the first did, the refused call in place of the link.
+#[tokio::test]
+async fn emis_links_once_and_starts_each_session() {
+    let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| {
+        emis.session_idle = std::time::Duration::from_millis(300);
+        emis.end_user_session_idle = std::time::Duration::from_millis(300);
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    // 9000000009 acts for a child: two links, each read once per session for its patient.
+    let [first, same, new] = calls_across_two_sessions(&proxy, &patient_token("9000000009", "Y90001")).await;
+    assert!(first > same);
+    assert_eq!(new, first);
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -2,8 +2,10 @@
 //! - Transaction surface: the Partner API, a client-credentials bearer token (renewed on 401) and the
 //!   practice's CDB number in `X-EMIS-OrganisationCdb`.
 //! - Patient surface: PFS, with the confirmed header-carried session flow: `sessions/endusersession`,
-//!   one-off linking through `me/applications`, then `sessions`; the patient is chosen per call by
-//!   `userPatientLinkToken`: the `Self` link, or the `Proxy` link of the record the call is about. A session
+//!   one-off linking through `me/applications` (its AccessIdentityGuid kept for later sessions), then
+//!   `sessions`; the patient is chosen per call by `userPatientLinkToken`: the `Self` link, or the `Proxy` link
+//!   of the record the call is about. Links name no patient, so each link's record is read once per session
+//!   for its `PatientGuid`. A session
 //!   that has gone (401, or "Missing or invalid EndUserSessionId") is rebuilt once. A mapping asking for
 //!   `POST sessions` gets the reply the session's start received (the user and their links): starting a
 //!   session is the dialect's business, not a mapping's.
@@ -18,7 +20,7 @@ use crate::mapping::node::Native;
 use crate::mapping::Surface;
 use http::{Method, StatusCode};
 use serde_json::json;
-use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -35,6 +37,9 @@ pub struct Emis {
     partner_token: Mutex<Option<(String, Instant)>>,
     /// PFS sessions per patient NHS number.
     sessions: SessionSlots<PfsSession>,
+    /// Linking (`me/applications`) is one-off (confirmed): the AccessIdentityGuid it gave, per patient NHS
+    /// number, for every later `sessions`.
+    linked: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -43,7 +48,8 @@ struct PfsSession {
     session: String,
     /// (PatientGuid, UserPatientLinkToken) per link, the `Self` link first.
     links: Vec<(String, String)>,
-    /// The `sessions` reply: the user's name and links.
+    /// The `sessions` reply: the user's name and links, each link with the `PatientGuid` of its record added
+    /// (EMIS's links name no patient: see `link_patient`).
     reply: Arc<Native>,
 }
 
@@ -68,6 +74,7 @@ impl Emis {
             linkage,
             partner_token: Mutex::new(None),
             sessions: SessionSlots::default(),
+            linked: Default::default(),
         }
     }
 
@@ -172,7 +179,7 @@ impl Emis {
             let session = self.pfs_session(nhs, request_id, calls, attempt > 0).await?;
             let is_get = spec.method == Method::GET;
             let link_token = session.link_token(record)?;
-            let link = [("userPatientLinkToken", link_token)];
+            let link = [(link_parameter(spec.path), link_token)];
             let url = spec.url(&format!("{}/pfs", self.base), if is_get { &link } else { &[] });
             let mut request = self
                 .pfs_request(spec.method.clone(), url)
@@ -195,6 +202,50 @@ impl Emis {
             "IM1-4203",
             "EMIS Web kept refusing the patient's session",
         ))
+    }
+
+    /// `me/applications`, one-off: the AccessIdentityGuid it gives, remembered.
+    async fn link(
+        &self,
+        nhs: &str,
+        request: &HttpRequest,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let access_identity = field(
+            &reply_body(self.http.send(request, request_id, calls).await?)?,
+            "AccessIdentityGuid",
+        )?;
+        if let Ok(mut linked) = self.linked.lock() {
+            linked.insert(nhs.to_string(), access_identity.clone());
+        }
+        Ok(access_identity)
+    }
+
+    /// Whose record a link opens: the `PatientGuid` of its `MedicalRecord` (confirmed), read from the smallest
+    /// section, since the link itself names no patient.
+    async fn link_patient(
+        &self,
+        end_user_session: &str,
+        session: &str,
+        token: &str,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<String> {
+        let url = format!(
+            "{}/pfs/record?userPatientLinkToken={}&itemType=Allergies",
+            self.base,
+            percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let request = self
+            .pfs_request(Method::GET, url)
+            .header("X-API-EndUserSessionId", end_user_session.to_string())
+            .header("X-API-SessionId", session.to_string());
+        let record = reply_body(self.http.send(&request, request_id, calls).await?)?;
+        record
+            .get("MedicalRecord")
+            .map(|r| field(r, "PatientGuid"))
+            .unwrap_or_else(|| Err(malformed()))
     }
 
     fn pfs_request(&self, method: Method, url: String) -> HttpRequest {
@@ -239,29 +290,55 @@ impl Emis {
             .await?;
         let end_user_session = field(&reply_body(reply)?, "EndUserSessionId")?;
 
-        let mut link = self
-            .pfs_request(Method::POST, format!("{base}/me/applications"))
-            .header("X-API-EndUserSessionId", end_user_session.clone());
-        link.json = Some(json!({
-            "Surname": surname,
-            "DateOfBirth": date_of_birth,
-            "LinkageDetails": { "AccountId": account_id, "LinkageKey": linkage_key, "NationalPracticeCode": self.ods },
-        }));
-        let access_identity = field(
-            &reply_body(self.http.send(&link, request_id, calls).await?)?,
-            "AccessIdentityGuid",
-        )?;
-
-        let mut start = self
-            .pfs_request(Method::POST, format!("{base}/sessions"))
-            .header("X-API-EndUserSessionId", end_user_session.clone());
-        start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
-        let body = reply_body(self.http.send(&start, request_id, calls).await?)?;
+        let link = || {
+            let mut link = self
+                .pfs_request(Method::POST, format!("{base}/me/applications"))
+                .header("X-API-EndUserSessionId", end_user_session.clone());
+            link.json = Some(json!({
+                "Surname": surname,
+                "DateOfBirth": date_of_birth,
+                "LinkageDetails": { "AccountId": account_id, "LinkageKey": linkage_key, "NationalPracticeCode": self.ods },
+            }));
+            link
+        };
+        let start = |access_identity: &str| {
+            let mut start = self
+                .pfs_request(Method::POST, format!("{base}/sessions"))
+                .header("X-API-EndUserSessionId", end_user_session.clone());
+            start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
+            start
+        };
+        let known = self.linked.lock().ok().and_then(|linked| linked.get(nhs).cloned());
+        let mut body = match known {
+            Some(access_identity) => {
+                match reply_body(self.http.send(&start(&access_identity), request_id, calls).await?) {
+                    // An identity EMIS no longer takes (the practice revoked the linkage): linked again, once.
+                    Err(e) if e.code == "IM1-4110" || e.code == "IM1-4111" => {
+                        let access_identity = self.link(nhs, &link(), request_id, calls).await?;
+                        reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
+                    }
+                    other => other?,
+                }
+            }
+            None => {
+                let access_identity = self.link(nhs, &link(), request_id, calls).await?;
+                reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
+            }
+        };
         let session = field(&body, "SessionId")?;
+        let tokens = session_links(&body)?;
+        let mut links = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let guid = self
+                .link_patient(&end_user_session, &session, &token, request_id, calls)
+                .await?;
+            links.push((guid, token));
+        }
+        add_link_patients(&mut body, &links);
         let session = PfsSession {
             end_user_session,
             session,
-            links: session_links(&body)?,
+            links,
             reply: Arc::new(body),
         };
         *current = Some(session.clone());
@@ -269,8 +346,9 @@ impl Emis {
     }
 }
 
-/// A session's links as (PatientGuid, link token), the `Self` link first; a session without one is broken.
-fn session_links(body: &Native) -> FhirResult<Vec<(String, String)>> {
+/// A session's link tokens, the `Self` link first; a session without one is broken. A link names no patient
+/// (`UserPatientLinkToken, AssociationType, NationalPracticeCode`, confirmed).
+fn session_links(body: &Native) -> FhirResult<Vec<String>> {
     let links = body
         .get("UserPatientLinks")
         .and_then(|v| v.as_array())
@@ -278,10 +356,10 @@ fn session_links(body: &Native) -> FhirResult<Vec<(String, String)>> {
     let mut own = None;
     let mut proxies = Vec::new();
     for link in links {
-        let pair = (field(link, "PatientGuid")?, field(link, "UserPatientLinkToken")?);
+        let token = field(link, "UserPatientLinkToken")?;
         match link.get("AssociationType").and_then(|v| v.as_str()) {
-            Some("Self") => own = Some(pair),
-            Some("Proxy") => proxies.push(pair),
+            Some("Self") => own = Some(token),
+            Some("Proxy") => proxies.push(token),
             _ => {}
         }
     }
@@ -290,10 +368,45 @@ fn session_links(body: &Native) -> FhirResult<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Writes each link's `PatientGuid` into the session reply, for the mappings that read the links (proxy
+/// access as RelatedPerson): the proxy's addition, not EMIS's.
+fn add_link_patients(body: &mut Native, links: &[(String, String)]) {
+    let Some(listed) = body
+        .as_object_mut()
+        .and_then(|o| o.get_mut(&"UserPatientLinks"))
+        .and_then(|v| v.as_array_mut())
+    else {
+        return;
+    };
+    for link in listed.iter_mut() {
+        let token = link
+            .get("UserPatientLinkToken")
+            .and_then(|v| v.as_str())
+            .map(String::from);
+        let guid = links
+            .iter()
+            .find(|(_, t)| Some(t) == token.as_ref())
+            .map(|(g, _)| g.clone());
+        if let (Some(object), Some(guid)) = (link.as_object_mut(), guid) {
+            object.insert(&"PatientGuid", Native::from(guid.as_str()));
+        }
+    }
+}
+
+/// A 401, or a body saying so, whatever its status (confirmed).
 fn session_gone(reply: &HttpReply) -> bool {
     reply.status == StatusCode::UNAUTHORIZED
-        || (reply.status == StatusCode::BAD_REQUEST
+        || (!reply.status.is_success()
             && String::from_utf8_lossy(&reply.body).contains("Missing or invalid EndUserSessionId"))
+}
+
+/// The query parameter a GET names its link in, spelt as each call's confirmed form spells it: `appointments`
+/// takes `UserPatientLinkToken`, the others `userPatientLinkToken`.
+fn link_parameter(path: &str) -> &'static str {
+    match path.trim_matches('/') {
+        "appointments" => "UserPatientLinkToken",
+        _ => "userPatientLinkToken",
+    }
 }
 
 /// The JSON body of a successful reply, or the FHIR error its status and EMIS error body mean.
@@ -330,4 +443,34 @@ fn field(body: &Native, name: &str) -> FhirResult<String> {
 
 fn malformed() -> FhirError {
     FhirError::bad_gateway("IM1-4006", "EMIS Web sent a reply without the expected fields")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> HttpReply {
+        HttpReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: http::HeaderMap::new(),
+            body: body.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn a_session_is_gone_on_401_or_when_a_refusal_says_so() {
+        assert!(session_gone(&reply(401, "")));
+        let said = r#"{"Message":"Missing or invalid EndUserSessionId"}"#;
+        assert!(session_gone(&reply(400, said)));
+        assert!(session_gone(&reply(403, said)));
+        assert!(!session_gone(&reply(200, said)));
+        assert!(!session_gone(&reply(400, r#"{"Message":"Slot not found"}"#)));
+    }
+
+    #[test]
+    fn each_call_names_its_link_as_confirmed() {
+        assert_eq!(link_parameter("appointments"), "UserPatientLinkToken");
+        assert_eq!(link_parameter("record"), "userPatientLinkToken");
+        assert_eq!(link_parameter("appointmentslots/meta"), "userPatientLinkToken");
+    }
 }

@@ -198,7 +198,6 @@ fn open_session(e: &Emis, req: &SimRequest) -> SimResponse {
                 "UserPatientLinkToken": l.token,
                 "AssociationType": l.association.name(),
                 "NationalPracticeCode": ods,
-                "PatientGuid": guid(&l.patient),
             });
             if let Association::Proxy(relationship) = l.association {
                 link["RelationshipType"] = json!(format!("{relationship:?}"));

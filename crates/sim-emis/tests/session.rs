@@ -19,7 +19,10 @@ async fn pfs_sign_in_links_and_opens_a_session_with_proxy_links() {
     let links = s["UserPatientLinks"].as_array().expect("links");
     assert_eq!(links[0]["AssociationType"], "Self");
     assert_eq!(links[0]["NationalPracticeCode"], "Y90001");
-    assert_eq!(links[0]["PatientGuid"], l.patient_guid.as_str());
+    // A link names no patient (its fields are the confirmed three); its record says whose it is.
+    assert!(links.iter().all(|link| link.get("PatientGuid").is_none()));
+    let own = sim.get(&l, "record", "&itemType=Allergies").await.json();
+    assert_eq!(own["MedicalRecord"]["PatientGuid"], l.patient_guid.as_str());
     // Patient 0 acts for the child 9000000017.
     let child = linkage_credentials(&sim.world, &sim.config)
         .into_iter()
@@ -29,7 +32,6 @@ async fn pfs_sign_in_links_and_opens_a_session_with_proxy_links() {
         .iter()
         .find(|x| x["AssociationType"] == "Proxy")
         .expect("proxy link");
-    assert_eq!(proxy["PatientGuid"], child.patient_guid.as_str());
     let token = proxy["UserPatientLinkToken"].as_str().expect("token");
     let child_login = Login {
         token: token.to_string(),
@@ -38,6 +40,8 @@ async fn pfs_sign_in_links_and_opens_a_session_with_proxy_links() {
     };
     let d = sim.get(&child_login, "demographics", "").await.json();
     assert_eq!(d["PatientIdentifiers"][0]["IdentifierValue"], "9000000017");
+    let theirs = sim.get(&child_login, "record", "&itemType=Allergies").await.json();
+    assert_eq!(theirs["MedicalRecord"]["PatientGuid"], child.patient_guid.as_str());
 }
 
 #[tokio::test]
