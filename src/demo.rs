@@ -168,6 +168,7 @@ impl Simulators {
                 credentials: Credentials::Medicus(MedicusCredentials {
                     app_id: medicus.app_id.clone(),
                     tenant: medicus.tenant.clone(),
+                    key_id: medicus.key_id.clone().unwrap_or_default(),
                     private_key: Secret::new(DEMO_MEDICUS_KEY),
                 }),
                 // Per app and tenant: the two surfaces share it.

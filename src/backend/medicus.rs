@@ -163,6 +163,7 @@ impl Medicus {
         }
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
+        header.kid = Some(self.creds.key_id.clone());
         jsonwebtoken::encode(&header, &claims, key)
             .map_err(|_| FhirError::internal("IM1-4302", "could not sign the Medicus JWT"))
     }

@@ -160,6 +160,8 @@ struct RawSystmOne {
 struct RawMedicus {
     app_id: String,
     tenant: String,
+    /// The `kid` Medicus's developer portal assigned to the key.
+    key_id: String,
     private_key: SecretRef,
 }
 
@@ -357,6 +359,8 @@ pub struct SystmOneCredentials {
 pub struct MedicusCredentials {
     pub app_id: String,
     pub tenant: String,
+    /// The JWT header's `kid`: the key id Medicus's developer portal assigned to the key (confirmed).
+    pub key_id: String,
     /// PEM (PKCS#8) of the RS256 signing key.
     pub private_key: Secret,
 }
@@ -608,6 +612,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                     Ok(key) => Credentials::Medicus(MedicusCredentials {
                         app_id: medicus.get_ref().app_id.clone(),
                         tenant: medicus.get_ref().tenant.clone(),
+                        key_id: medicus.get_ref().key_id.clone(),
                         private_key: key,
                     }),
                     Err(e) => {

@@ -31,6 +31,8 @@ pub const PRACTICE_ODS: &str = "Y90003";
 pub const TENANT: &str = "y90003";
 /// The demo application's Medicus App ID (the JWT `iss`).
 pub const DEMO_APP_ID: &str = "im1-fhir-demo-app";
+/// The `kid` the demo key goes by (Medicus's developer portal assigns one per uploaded key).
+pub const DEMO_KEY_ID: &str = "demo";
 /// Requests a second the simulator allows per app per tenant when it throttles (see DIALECT.md).
 pub const RATE_PER_SECOND: u32 = 20;
 /// The demo application's public key (PEM), whose private half is `keys/demo-medicus-app.key.pem`.
@@ -49,7 +51,7 @@ pub struct MedicusConfig {
     pub app_name: String,
     /// RSA public key (PEM) that verifies the application's JWTs; demo `keys/demo-medicus-app.pub.pem`.
     pub public_key_pem: Vec<u8>,
-    /// The `kid` the developer portal assigned to that key; `None` accepts any `kid` (demo: `None`).
+    /// The `kid` the developer portal assigned to that key; `None` accepts any `kid` (demo: [`DEMO_KEY_ID`]).
     pub key_id: Option<String>,
     /// Refuse a JWT whose `jti` was seen before (401); demo `true`. Benchmarks that reuse one token turn it off.
     pub reject_replayed_jti: bool,
@@ -67,7 +69,7 @@ impl Default for MedicusConfig {
             app_id: DEMO_APP_ID.to_string(),
             app_name: "im1-fhir demo".to_string(),
             public_key_pem: DEMO_PUBLIC_KEY_PEM.to_vec(),
-            key_id: None,
+            key_id: Some(DEMO_KEY_ID.to_string()),
             reject_replayed_jti: true,
             throttle: true,
             faults: FaultRates::default(),
