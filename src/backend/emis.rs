@@ -1,6 +1,7 @@
 //! EMIS Web: transport and session flow only.
-//! - Transaction surface: the Partner API, a client-credentials bearer token (renewed on 401) and the
-//!   practice's CDB number in `X-EMIS-OrganisationCdb`.
+//! - Transaction surface: the Partner API as our simulator speaks it (invented: EMIS-X's confirmed flow is a
+//!   desktop launch with Authorization Code + PKCE), a client-credentials bearer token (renewed on 401) and the
+//!   practice's CDB number (confirmed as an EMIS identifier) in `X-EMIS-OrganisationCdb` (invented).
 //! - Patient surface: PFS, with the confirmed header-carried session flow: `sessions/endusersession`,
 //!   one-off linking through `me/applications` (its AccessIdentityGuid kept for later sessions), then
 //!   `sessions`; the patient is chosen per call by `userPatientLinkToken`: the `Self` link, or the `Proxy` link

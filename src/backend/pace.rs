@@ -1,7 +1,8 @@
 //! Pacing native calls to the rate a supplier allows (`requests_per_second` per practice and surface).
 //!
-//! Suppliers refuse calls over their rate (EMIS 429, TPP error 99 with a five-second `Retry-After`,
-//! Medicus 429), and a refusal costs the client far more than a short wait: every attempt at a native call
+//! Suppliers refuse calls over their rate (TPP has a dedicated throttling exception, confirmed; how EMIS and
+//! Medicus refuse is not public, and the simulators' 429s and TPP's error 99 with a five-second `Retry-After`
+//! are their conventions), and a refusal costs the client far more than a short wait: every attempt at a native call
 //! first waits for its turn here, within the call's deadline. A well-kept limiter (governor's GCRA) keeps
 //! the pace; there is one per surface of each practice.
 

@@ -1,5 +1,6 @@
 //! Practice-level Partner calls **(invented)**: the practice's users in role and the organisation itself. The
-//! confirmed Partner API names users only inside a record (`MedicalRecord.Users`) and has no organisation call;
+//! Partner API's payloads are not public; the confirmed PFS record names users only inside a record
+//! (`MedicalRecord.Users`), and no organisation call is known;
 //! these give the proxy's Practitioner, PractitionerRole and Organization mappings the same data without a
 //! patient. Reached after the bearer and CDB checks (see `partner::handle`).
 

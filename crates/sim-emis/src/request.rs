@@ -1,5 +1,5 @@
-//! Reading requests: headers, query parameters (names matched case-insensitively, as the real service
-//! binds them), JSON and form bodies.
+//! Reading requests: headers, query parameters (names matched case-insensitively: the public sources spell
+//! `userPatientLinkToken` both ways, so the simulator takes either), JSON and form bodies.
 
 use crate::errors;
 use im1_sim::common::{SimRequest, SimResponse};
