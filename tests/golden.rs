@@ -415,7 +415,8 @@ fn course_extensions(registry: &Registry, supplier: &str, keep_review: bool) -> 
         .collect()
 }
 
-/// Medicus's repeat dispensing (a confirmed prescription type) is continuous therapy, with its repeat information.
+/// Medicus's repeat dispensing (a confirmed prescription type) is UK Core's continuous repeat dispensing (its
+/// extensible binding's own code, finer than FHIR's), with its repeat information.
 #[test]
 fn a_medicus_repeat_dispensing_course_is_continuous_with_its_issues() {
     let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
@@ -424,7 +425,11 @@ fn a_medicus_repeat_dispensing_course_is_continuous_with_its_issues() {
         reply["journal"][0]["prescriptionType"] = json!("repeat-dispensing");
         issued = reply["journal"][0]["prescriptionIssues"].as_array().map_or(0, Vec::len);
     });
-    assert_eq!(produced[0]["courseOfTherapyType"]["coding"][0]["code"], "continuous");
+    assert_eq!(
+        produced[0]["courseOfTherapyType"]["coding"][0],
+        json!({"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-MedicationRequestCourseOfTherapy",
+               "code": "continuous-repeating-dispensing", "display": "Continuous long term (repeat dispensing)"})
+    );
     assert!(issued > 0);
     assert_eq!(
         produced[0]["extension"][0]["extension"][0]["valueUnsignedInt"],
@@ -441,6 +446,38 @@ fn translate_edited_fixture(
 ) -> Vec<Value> {
     try_translate_edited_fixture(registry, supplier, resource, edit)
         .unwrap_or_else(|e| panic!("{supplier} {resource}: {}", e.message))
+}
+
+/// An allergy that has ended carries UK Core's AllergyIntoleranceEnd on its clinical status (the extension's
+/// context), not on the resource, and the same through every supplier.
+#[test]
+fn an_ended_allergy_says_when_on_its_clinical_status() {
+    let registry = Registry::load(&Source::Embedded).unwrap_or_else(|p| panic!("mappings: {p:?}"));
+    let ended = |supplier: &'static str| {
+        let produced = translate_edited_fixture(&registry, supplier, "AllergyIntolerance", |reply| match supplier {
+            "emis" => {
+                reply["MedicalRecord"]["Allergies"][0]["ResolvedDate"] =
+                    json!({"DatePart": "YearMonthDay", "Value": "2015-03-02T00:00:00"})
+            }
+            "systmone" => {
+                let allergy = &mut reply["Event"][0]["Item"][0];
+                allergy["endDate"] = json!("2015-03-02T00:00:00.0Z");
+                allergy["endDateAccuracy"] = json!("day");
+            }
+            _ => reply["journal"][0]["resolvedDate"] = json!("2015-03-02"),
+        });
+        produced.into_iter().next().expect("the allergy")
+    };
+    let end = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AllergyIntoleranceEnd";
+    let expected = json!([{"url": end, "extension": [{"url": "endDate", "valueDateTime": "2015-03-02"}]}]);
+    for supplier in ["emis", "systmone", "medicus"] {
+        let allergy = ended(supplier);
+        assert_eq!(
+            allergy["clinicalStatus"]["extension"], expected,
+            "{supplier}: {allergy}"
+        );
+        assert!(allergy.get("extension").is_none(), "{supplier}: {allergy}");
+    }
 }
 
 /// A record whose native key no FHIR id can hold is the GP system's fault: a 502, not a 500.
