@@ -146,7 +146,7 @@ async fn calls_across_two_sessions(proxy: &Proxy, token: &str) -> [usize; 3] {
     let mut counts = [0; 3];
     for (i, request_id) in ["first", "same-session", "new-session"].into_iter().enumerate() {
         if i == 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
         }
         let response = proxy
             .client
@@ -172,7 +172,7 @@ async fn calls_across_two_sessions(proxy: &Proxy, token: &str) -> [usize; 3] {
 #[tokio::test]
 async fn systmone_links_once_and_authenticates_each_session() {
     let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |_, tpp, _| {
-        tpp.session_idle = std::time::Duration::from_millis(300);
+        tpp.session_idle = std::time::Duration::from_millis(1_000);
     })
     .await
     .unwrap();
@@ -191,8 +191,8 @@ async fn systmone_links_once_and_authenticates_each_session() {
 #[tokio::test]
 async fn emis_links_once_and_starts_each_session() {
     let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| {
-        emis.session_idle = std::time::Duration::from_millis(300);
-        emis.end_user_session_idle = std::time::Duration::from_millis(300);
+        emis.session_idle = std::time::Duration::from_millis(1_000);
+        emis.end_user_session_idle = std::time::Duration::from_millis(1_000);
     })
     .await
     .unwrap();
