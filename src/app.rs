@@ -210,7 +210,11 @@ where
     let response = match result {
         Ok(value) => {
             audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
-            match &interaction.binary_accept {
+            let last_updated = value
+                .pointer("/meta/lastUpdated")
+                .and_then(Value::as_str)
+                .map(String::from);
+            let response = match &interaction.binary_accept {
                 Some(accept) => {
                     let content_type = value.get("contentType").and_then(Value::as_str).unwrap_or_default();
                     match format::binary_wanted(Some(accept), content_type) {
@@ -237,14 +241,17 @@ where
                         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                     response
                 }
-                None => {
-                    let mut response = respond(StatusCode::OK, &value, &interaction);
-                    if interaction.kind == Kind::Read {
-                        set_last_modified(&mut response, &value);
-                        response = conditional_read(&parts.headers, response, &interaction);
-                    }
-                    response
+                None => respond(StatusCode::OK, &value, &interaction),
+            };
+            // A read, as a resource or as a Binary's content, says when it last changed and answers the
+            // client's preconditions.
+            match interaction.kind == Kind::Read && response.status() == StatusCode::OK {
+                true => {
+                    let mut response = response;
+                    set_last_modified(&mut response, last_updated.as_deref());
+                    conditional_read(&parts.headers, response, &interaction)
                 }
+                false => response,
             }
         }
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),
@@ -1278,6 +1285,31 @@ pub fn note_practice_reached(ods: &str) {
     });
 }
 
+/// The work of one practice's native calls: what they produce, and the calls themselves, which are recorded
+/// (metrics, the interaction's AuditEvent) when it is dropped: when it is done, or half-way because the client
+/// left, so no call the GP system answered goes unrecorded.
+pub struct NativeWork<'a> {
+    state: &'a AppState,
+    practice: &'a crate::backend::PracticeBackend,
+    pub produced: Produced,
+}
+
+impl<'a> NativeWork<'a> {
+    pub fn new(state: &'a AppState, practice: &'a crate::backend::PracticeBackend) -> NativeWork<'a> {
+        NativeWork {
+            state,
+            practice,
+            produced: Produced::default(),
+        }
+    }
+}
+
+impl Drop for NativeWork<'_> {
+    fn drop(&mut self) {
+        record_native_calls(self.state, self.practice, &self.produced.calls);
+    }
+}
+
 /// Native calls go to the metrics and to the interaction's AuditEvent.
 pub fn record_native_calls(
     state: &AppState,
@@ -1527,11 +1559,8 @@ fn respond(status: StatusCode, value: &Value, interaction: &Interaction) -> Resp
 
 /// `Last-Modified` from a read resource's `meta.lastUpdated` (HTTP says a server SHOULD send it when it
 /// knows; FHIR's read does too). Without versions there is no ETag.
-fn set_last_modified(response: &mut Response<Body>, resource: &Value) {
-    let updated = resource
-        .pointer("/meta/lastUpdated")
-        .and_then(Value::as_str)
-        .and_then(crate::fhir::dates::range);
+fn set_last_modified(response: &mut Response<Body>, last_updated: Option<&str>) {
+    let updated = last_updated.and_then(crate::fhir::dates::range);
     // An HTTP-date is 1970 to 9999 (httpdate panics outside): older records (migrated ones) go without.
     if let Some((at, _)) = updated.filter(|(at, _)| at.unix_timestamp() >= 0 && at.year() <= 9999) {
         let http_date = httpdate::fmt_http_date(std::time::SystemTime::from(at));
@@ -1668,7 +1697,7 @@ mod tests {
     fn last_modified_is_an_http_date_or_absent() {
         let with = |updated: &str| {
             let mut response = Response::new(Full::new(Bytes::new()));
-            set_last_modified(&mut response, &serde_json::json!({"meta": {"lastUpdated": updated}}));
+            set_last_modified(&mut response, Some(updated));
             response.headers().get(header::LAST_MODIFIED).cloned()
         };
         assert_eq!(

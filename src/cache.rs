@@ -13,7 +13,7 @@
 //! cached. `Cache-Control: no-cache` (or `no-store`) on a request skips the lookup and refreshes the entry. Each
 //! hit is noted on the interaction's AuditEvent (`cache: hit`).
 
-use crate::app::{note_practice_reached, record_native_calls, AppState};
+use crate::app::{note_practice_reached, AppState, NativeWork};
 use crate::auth::{Principal, Role};
 use crate::backend::PracticeBackend;
 use crate::fhir::rest::SearchParam;
@@ -204,9 +204,8 @@ pub async fn read(
     let (entry, lookup) = state
         .cache
         .get_or_load(key, fresh, async {
-            let mut produced = Produced::default();
-            let result = translate::read(ctx, practice, mapping, id, &mut produced).await;
-            record_native_calls(state, practice, &produced.calls);
+            let mut work = NativeWork::new(state, practice);
+            let result = translate::read(ctx, practice, mapping, id, &mut work.produced).await;
             result.map(|resource| Entry {
                 resources: vec![resource],
                 warnings: Vec::new(),
@@ -238,12 +237,11 @@ pub async fn search(
     let (entry, lookup) = state
         .cache
         .get_or_load(key, fresh, async {
-            let mut produced = Produced::default();
-            let result = translate::search(ctx, practice, mapping, params, record, &mut produced).await;
-            record_native_calls(state, practice, &produced.calls);
+            let mut work = NativeWork::new(state, practice);
+            let result = translate::search(ctx, practice, mapping, params, record, &mut work.produced).await;
             result.map(|()| Entry {
-                resources: produced.resources,
-                warnings: produced.warnings,
+                resources: std::mem::take(&mut work.produced.resources),
+                warnings: std::mem::take(&mut work.produced.warnings),
             })
         })
         .await?;

@@ -78,9 +78,9 @@ pub async fn linked_records(
         return Ok(None);
     };
     let ask = async {
-        let mut calls = Vec::new();
-        let keys = practice.linked_records(nhs, request_id, &mut calls).await;
-        crate::app::record_native_calls(state, practice, &calls);
+        let mut work = crate::app::NativeWork::new(state, practice);
+        let keys = practice.linked_records(nhs, request_id, &mut work.produced.calls).await;
+        drop(work);
         let mut keys = keys?.into_iter();
         let own = keys.next().unwrap_or_default();
         Ok(Arc::new(Linked {

@@ -146,7 +146,7 @@ async fn calls_across_two_sessions(proxy: &Proxy, token: &str) -> [usize; 3] {
     let mut counts = [0; 3];
     for (i, request_id) in ["first", "same-session", "new-session"].into_iter().enumerate() {
         if i == 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
         }
         let response = proxy
             .client
@@ -172,7 +172,7 @@ async fn calls_across_two_sessions(proxy: &Proxy, token: &str) -> [usize; 3] {
 #[tokio::test]
 async fn systmone_links_once_and_authenticates_each_session() {
     let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |_, tpp, _| {
-        tpp.session_idle = std::time::Duration::from_millis(1_000);
+        tpp.session_idle = std::time::Duration::from_secs(3);
     })
     .await
     .unwrap();
@@ -191,8 +191,8 @@ async fn systmone_links_once_and_authenticates_each_session() {
 #[tokio::test]
 async fn emis_links_once_and_starts_each_session() {
     let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| {
-        emis.session_idle = std::time::Duration::from_millis(1_000);
-        emis.end_user_session_idle = std::time::Duration::from_millis(1_000);
+        emis.session_idle = std::time::Duration::from_secs(3);
+        emis.end_user_session_idle = std::time::Duration::from_secs(3);
     })
     .await
     .unwrap();
@@ -201,6 +201,59 @@ async fn emis_links_once_and_starts_each_session() {
     let [first, same, new] = calls_across_two_sessions(&proxy, &patient_token("9000000009", "Y90001")).await;
     assert!(first > same);
     assert_eq!(new, first);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// EMIS shows an application a record only where its Records service is on, and the record is what names the
+/// patient a session link opens. A child whose record is hidden is left out of their parent's linkage, and the
+/// parent's own requests go on; a patient whose own record is hidden is told why.
+#[tokio::test]
+async fn emis_leaves_out_a_link_whose_record_it_hides() {
+    use im1_sim::record::Service;
+    let sims = im1_fhir::demo::Simulators::start(common::fixed_options(1, 3))
+        .await
+        .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let nid = |nhs: &str| {
+        sims.world.read(|r| {
+            r.patients
+                .iter()
+                .find(|p| p.nhs_number == nhs)
+                .map(|p| p.id.clone())
+                .unwrap()
+        })
+    };
+    sims.world
+        .set_patient_service("Y90001", &nid("9000000017"), Service::Records, false)
+        .unwrap();
+    let mine = patient_token("9000000009", "Y90001");
+    let (status, patients) = get(&proxy, "Patient?_count=10", &mine).await;
+    assert_eq!(status, 200, "{patients}");
+    let listed: Vec<String> = matches(&patients)
+        .iter()
+        .flat_map(|p| p["identifier"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["value"].as_str().map(String::from))
+        .collect();
+    assert!(listed.contains(&"9000000009".to_string()), "{patients}");
+    assert!(!listed.contains(&"9000000017".to_string()), "{patients}");
+    assert_eq!(get(&proxy, "Condition", &mine).await.0, 200);
+    // Their own record hidden as well: a new session cannot tell who they are, and the answer says so.
+    sims.world
+        .set_patient_service("Y90001", &nid("9000000009"), Service::Records, false)
+        .unwrap();
+    proxy.stop().await;
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let refused = proxy
+        .client
+        .get(proxy.url("Appointment"))
+        .bearer_auth(&mine)
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap();
+    let body = common::outcome(refused, 403).await;
+    assert!(body.to_string().contains("IM1-4105"), "{body}");
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -124,6 +124,9 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     let resources = statement["rest"][0]["resource"].as_array().unwrap();
     let condition = resources.iter().find(|r| r["type"] == "Condition").unwrap();
     assert_eq!(condition["conditionalRead"], "modified-since", "{condition}");
+    // Not where the resources do not say when they changed (a document's content).
+    let binary = resources.iter().find(|r| r["type"] == "Binary").unwrap();
+    assert!(binary.get("conditionalRead").is_none(), "{binary}");
     // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
     let id = conditions[0]["id"].as_str().unwrap();
     let one = get(&proxy, &format!("Condition?patient={patient}&_id={id}"), &t).await;

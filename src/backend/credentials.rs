@@ -66,3 +66,51 @@ impl CredentialStore {
             .cloned()
     }
 }
+
+/// What a one-off native link gave (EMIS's AccessIdentityGuid, SystmOne's authentication passphrase), per
+/// patient NHS number, for later sessions. Remembered with the linkage it was made with: a linkage corrected or
+/// replaced since links again, rather than keep opening the account the old one named.
+#[derive(Default)]
+pub struct LinkMemory(std::sync::Mutex<HashMap<String, (Linkage, String)>>);
+
+impl LinkMemory {
+    /// What the link made with this very linkage gave, if one was.
+    pub fn get(&self, nhs: &str, linkage: &Linkage) -> Option<String> {
+        let links = self.0.lock().ok()?;
+        links
+            .get(nhs)
+            .filter(|(made_with, _)| made_with == linkage)
+            .map(|(_, value)| value.clone())
+    }
+
+    pub fn remember(&self, nhs: &str, linkage: Linkage, value: String) {
+        if let Ok(mut links) = self.0.lock() {
+            links.insert(nhs.to_string(), (linkage, value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linkage(passphrase: &str) -> Linkage {
+        Linkage::SystmOne {
+            account_id: "148607559".into(),
+            passphrase: passphrase.into(),
+            last_name: "Tester".into(),
+            date_of_birth: "1985-04-12".into(),
+        }
+    }
+
+    #[test]
+    fn a_link_is_remembered_for_the_linkage_it_was_made_with_only() {
+        let memory = LinkMemory::default();
+        assert_eq!(memory.get("9000000009", &linkage("GDBQ-H5GQ")), None);
+        memory.remember("9000000009", linkage("GDBQ-H5GQ"), "made".into());
+        assert_eq!(memory.get("9000000009", &linkage("GDBQ-H5GQ")).as_deref(), Some("made"));
+        // The practice re-issued the linkage: what the old one gave is not used.
+        assert_eq!(memory.get("9000000009", &linkage("QQQQ-1111")), None);
+        assert_eq!(memory.get("9000000017", &linkage("GDBQ-H5GQ")), None);
+    }
+}

@@ -12,7 +12,7 @@
 //!   session is the dialect's business, not a mapping's.
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
-use super::credentials::{CredentialStore, Linkage};
+use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
 use super::{parse_json, HttpCallSpec, NativeCall};
 use crate::config::EmisCredentials;
@@ -38,9 +38,9 @@ pub struct Emis {
     partner_token: Mutex<Option<(String, Instant)>>,
     /// PFS sessions per patient NHS number.
     sessions: SessionSlots<PfsSession>,
-    /// Linking (`me/applications`) is one-off (confirmed): the AccessIdentityGuid it gave, per patient NHS
-    /// number, for every later `sessions`.
-    linked: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Linking (`me/applications`) is one-off (confirmed): the AccessIdentityGuid it gave, for every later
+    /// `sessions`.
+    linked: LinkMemory,
 }
 
 #[derive(Clone)]
@@ -209,6 +209,7 @@ impl Emis {
     async fn link(
         &self,
         nhs: &str,
+        linkage: &Linkage,
         request: &HttpRequest,
         request_id: &str,
         calls: &mut Vec<CallRecord>,
@@ -217,9 +218,7 @@ impl Emis {
             &reply_body(self.http.send(request, request_id, calls).await?)?,
             "AccessIdentityGuid",
         )?;
-        if let Ok(mut linked) = self.linked.lock() {
-            linked.insert(nhs.to_string(), access_identity.clone());
-        }
+        self.linked.remember(nhs, linkage.clone(), access_identity.clone());
         Ok(access_identity)
     }
 
@@ -271,12 +270,15 @@ impl Emis {
                 return Ok(session.clone());
             }
         }
-        let Some(Linkage::Emis {
-            account_id,
-            linkage_key,
-            surname,
-            date_of_birth,
-        }) = self.linkage.get(&self.ods, nhs)
+        let linkage = self.linkage.get(&self.ods, nhs);
+        let Some(
+            linkage @ Linkage::Emis {
+                account_id,
+                linkage_key,
+                surname,
+                date_of_birth,
+            },
+        ) = linkage.as_ref()
         else {
             return Err(super::credentials::no_linkage());
         };
@@ -309,31 +311,45 @@ impl Emis {
             start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
             start
         };
-        let known = self.linked.lock().ok().and_then(|linked| linked.get(nhs).cloned());
+        let known = self.linked.get(nhs, linkage);
         let mut body = match known {
             Some(access_identity) => {
                 match reply_body(self.http.send(&start(&access_identity), request_id, calls).await?) {
                     // An identity EMIS no longer takes (the practice revoked the linkage): linked again, once.
                     Err(e) if e.code == "IM1-4110" || e.code == "IM1-4111" => {
-                        let access_identity = self.link(nhs, &link(), request_id, calls).await?;
+                        let access_identity = self.link(nhs, linkage, &link(), request_id, calls).await?;
                         reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
                     }
                     other => other?,
                 }
             }
             None => {
-                let access_identity = self.link(nhs, &link(), request_id, calls).await?;
+                let access_identity = self.link(nhs, linkage, &link(), request_id, calls).await?;
                 reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
             }
         };
         let session = field(&body, "SessionId")?;
         let tokens = session_links(&body)?;
         let mut links = Vec::with_capacity(tokens.len());
-        for token in tokens {
-            let guid = self
+        for (i, token) in tokens.into_iter().enumerate() {
+            match self
                 .link_patient(&end_user_session, &session, &token, request_id, calls)
-                .await?;
-            links.push((guid, token));
+                .await
+            {
+                Ok(guid) => links.push((guid, token)),
+                // A record EMIS will not show this application (Records switched off for that patient): a
+                // proxy link to it is left out, as one the user cannot use here; the user's own is needed to
+                // know them at all.
+                Err(e) if i > 0 && matches!(e.code, "IM1-4103" | "IM1-4104") => {}
+                Err(e) if matches!(e.code, "IM1-4103" | "IM1-4104") => {
+                    return Err(FhirError::forbidden(
+                        "IM1-4105",
+                        "EMIS Web does not show this application the patient's record, which is what names \
+                         them (the Records service is switched off for them or their practice)",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
         }
         add_link_patients(&mut body, &links);
         let session = PfsSession {

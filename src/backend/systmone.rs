@@ -11,7 +11,7 @@
 //! `{ message | function, attributes | parameters }`.
 
 use super::client::{retry_after, status_error, CallRecord, HttpClient, HttpRequest};
-use super::credentials::{CredentialStore, Linkage};
+use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
 use crate::config::SystmOneCredentials;
@@ -54,9 +54,8 @@ pub struct SystmOne {
     pool: Mutex<Vec<TcpStream>>,
     /// PFS sessions per patient NHS number; a slot's lock also serialises calls on one `suid`.
     sessions: SessionSlots<PfsSession>,
-    /// `LinkAccount` is once per user (confirmed): the passphrase its reply gave, per patient NHS number, for
-    /// every later `Authenticate`.
-    linked: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// `LinkAccount` is once per user (confirmed): the passphrase its reply gave, for every later `Authenticate`.
+    linked: LinkMemory,
 }
 
 #[derive(Clone)]
@@ -289,12 +288,15 @@ impl SystmOne {
     }
 
     async fn logon(&self, nhs: &str, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<PfsSession> {
-        let Some(Linkage::SystmOne {
-            account_id,
-            passphrase,
-            last_name,
-            date_of_birth,
-        }) = self.linkage.get(&self.ods, nhs)
+        let linkage = self.linkage.get(&self.ods, nhs);
+        let Some(
+            linkage @ Linkage::SystmOne {
+                account_id,
+                passphrase,
+                last_name,
+                date_of_birth,
+            },
+        ) = linkage.as_ref()
         else {
             return Err(super::credentials::no_linkage());
         };
@@ -306,20 +308,19 @@ impl SystmOne {
                 Some(&self.application()),
             )
         };
-        let (suid, tree) = match self.linked_passphrase(nhs) {
-            Some(known) => match self.authenticate(&account_id, &known, call, calls).await {
+        let (suid, tree) = match self.linked.get(nhs, linkage) {
+            Some(known) => match self.authenticate(account_id, &known, call, calls).await {
                 // The passphrase a link gave no longer holds (the practice re-issued the account): linked again,
                 // once.
                 Err(e) if e.code == "IM1-4202" => {
-                    self.forget_link(nhs);
-                    let linked = self.link(nhs, link()?, call, calls).await?;
-                    self.authenticate(&account_id, &linked, call, calls).await?
+                    let linked = self.link(nhs, linkage, link()?, call, calls).await?;
+                    self.authenticate(account_id, &linked, call, calls).await?
                 }
                 other => other?,
             },
             None => {
-                let linked = self.link(nhs, link()?, call, calls).await?;
-                self.authenticate(&account_id, &linked, call, calls).await?
+                let linked = self.link(nhs, linkage, link()?, call, calls).await?;
+                self.authenticate(account_id, &linked, call, calls).await?
             }
         };
         // Self is listed first; the others are the patients the user acts for.
@@ -350,6 +351,7 @@ impl SystmOne {
     async fn link(
         &self,
         nhs: &str,
+        linkage: &Linkage,
         message: String,
         call: &NativeCall<'_>,
         calls: &mut Vec<CallRecord>,
@@ -364,20 +366,8 @@ impl SystmOne {
             .and_then(|p| p.as_str())
             .ok_or_else(broken)?
             .to_string();
-        if let Ok(mut linked) = self.linked.lock() {
-            linked.insert(nhs.to_string(), passphrase.clone());
-        }
+        self.linked.remember(nhs, linkage.clone(), passphrase.clone());
         Ok(passphrase)
-    }
-
-    fn linked_passphrase(&self, nhs: &str) -> Option<String> {
-        self.linked.lock().ok()?.get(nhs).cloned()
-    }
-
-    fn forget_link(&self, nhs: &str) {
-        if let Ok(mut linked) = self.linked.lock() {
-            linked.remove(nhs);
-        }
     }
 
     /// `Authenticate`, every session: the session's `suid` and the reply.

@@ -93,7 +93,8 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
                 )
             })
             .collect();
-        let readable = interactions.iter().any(|i| i["code"] == "read");
+        // Reads answer If-Modified-Since where every supplier's resources say when they last changed.
+        let dated_reads = mappings.iter().any(|m| m.read.is_some()) && mappings.iter().all(|m| m.states_last_updated());
         let mut entry = json!({
             "type": resource,
             "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource}"),
@@ -104,7 +105,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             "versioning": "no-version",
         });
         // A read answers If-Modified-Since from its Last-Modified (`fhir::conditional`).
-        if readable {
+        if dated_reads {
             entry["conditionalRead"] = json!("modified-since");
         }
         if !search_params.is_empty() {

@@ -181,6 +181,20 @@ impl Takes {
 }
 
 impl MappingFile {
+    /// Whether its resources say when they last changed (`meta.lastUpdated` in the template).
+    pub fn states_last_updated(&self) -> bool {
+        let field = |tmpl: &'_ Tmpl, name: &str| match tmpl {
+            Tmpl::Object { fields, .. } => fields.iter().any(|(key, _)| key == name),
+            _ => false,
+        };
+        match &self.template {
+            Tmpl::Object { fields, .. } => fields
+                .iter()
+                .any(|(key, meta)| key == "meta" && field(meta, "lastUpdated")),
+            _ => false,
+        }
+    }
+
     /// Whether some surface's native search reads whole what a parameter names (`window.unless`: a session's
     /// slots), so a search narrowed by it finds items outside the default window.
     pub fn search_reads_whole_by(&self, param: &str) -> bool {
