@@ -385,7 +385,8 @@ async fn dispatch(
                     supplier_name: p.supplier.display().into(),
                 })
                 .collect();
-            let statement = capability::capability_statement(&state.registry, &practices, base, &state.started);
+            let statement =
+                capability::capability_statement(&state.registry, &practices, &state.smart, base, &state.started);
             if let Ok(mut cache) = state.capabilities.lock() {
                 if cache.len() < 64 {
                     cache.insert(base.to_string(), statement.clone());

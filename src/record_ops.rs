@@ -182,8 +182,16 @@ fn include_problem(state: &AppState, resource_type: &str, include: &Include, rev
     }
     // A patient's record items are searched one record at a time: not from a page of practice data (no record
     // on it).
+    // Nor practice data from a page of patients or their items (no practice key on it).
     let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
+    let source_is_practice_data = state.registry.compartment_of(&include.source) == Some(Compartment::None);
     let page_of_practice_data = state.registry.compartment_of(resource_type) == Some(Compartment::None);
+    if source_is_practice_data && !page_of_practice_data {
+        return Some(format!(
+            "{named} is not supported: {} are practice data, not searched from a patient's record",
+            include.source
+        ));
+    }
     (source_in_records && page_of_practice_data).then(|| {
         format!(
             "{named} is not supported: {} are searched one patient's record at a time",
@@ -570,7 +578,11 @@ impl EverythingFilter {
         if (self.start.is_none() && self.end.is_none()) || resource_type == "Patient" {
             return true;
         }
-        let mut dates: Vec<_> = registry.date_params(resource_type).collect();
+        // When the record was last changed is no care date.
+        let mut dates: Vec<_> = registry
+            .date_params(resource_type)
+            .filter(|d| d.name != "_lastUpdated")
+            .collect();
         dates.sort_by_key(|d| !d.name.starts_with("onset"));
         let Some(date) = dates
             .into_iter()

@@ -226,6 +226,19 @@ async fn search_parameters_are_checked() {
         400,
     )
     .await;
+    // Practice data is no reverse include of a patient (it is not searched from a record), and the
+    // CapabilityStatement does not offer it.
+    outcome(
+        proxy.get(&format!("{NHS_SEARCH}&_revinclude=Schedule:actor"), &t).await,
+        400,
+    )
+    .await;
+    let statement = common::plain_json(&proxy.client, &proxy.url("metadata")).await;
+    let patient_entry = common::capability_entry(&statement, "Patient");
+    assert!(
+        !patient_entry["searchRevInclude"].to_string().contains("Schedule:actor"),
+        "{patient_entry}"
+    );
     // _count above the maximum is clamped, and the self link says so.
     let clamped = json(proxy.get(&format!("{NHS_SEARCH}&_count=5000"), &t).await).await;
     assert!(

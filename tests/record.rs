@@ -111,21 +111,12 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     assert_eq!(conditional("if-none-match", "*".into()).await.unwrap().status(), 304);
     let versioned = conditional("if-match", "W/\"1\"".into()).await.unwrap();
     common::outcome(versioned, 412).await;
-    // And the CapabilityStatement says so.
-    let statement: Value = proxy
-        .client
-        .get(proxy.url("metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resources = statement["rest"][0]["resource"].as_array().unwrap();
-    let condition = resources.iter().find(|r| r["type"] == "Condition").unwrap();
+    // And the CapabilityStatement says so, but where the resources do not say when they changed (a
+    // document's content).
+    let statement = common::plain_json(&proxy.client, &proxy.url("metadata")).await;
+    let condition = common::capability_entry(&statement, "Condition");
     assert_eq!(condition["conditionalRead"], "modified-since", "{condition}");
-    // Not where the resources do not say when they changed (a document's content).
-    let binary = resources.iter().find(|r| r["type"] == "Binary").unwrap();
+    let binary = common::capability_entry(&statement, "Binary");
     assert!(binary.get("conditionalRead").is_none(), "{binary}");
     // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
     let id = conditions[0]["id"].as_str().unwrap();

@@ -101,19 +101,24 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
     common::outcome(response, 502).await;
     // SMART discovery names the configured authorisation server, and only the read scopes this server serves.
-    let smart: serde_json::Value = client
-        .get(format!("{base}/fhir/.well-known/smart-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let smart = common::plain_json(&client, &format!("{base}/fhir/.well-known/smart-configuration")).await;
     assert_eq!(smart["issuer"], "https://auth.test");
     assert_eq!(smart["token_endpoint"], "https://auth.test/token");
     assert_eq!(smart["authorization_endpoint"], "https://auth.test/authorize");
     let scopes = smart["scopes_supported"].as_array().unwrap();
     assert!(scopes.iter().all(|s| !s.as_str().unwrap().contains("cruds")), "{smart}");
+    // SMART v1 clients find the same endpoints in the CapabilityStatement.
+    let statement = common::plain_json(&client, &format!("{base}/fhir/metadata")).await;
+    let oauth = &statement["rest"][0]["security"]["extension"][0];
+    assert_eq!(
+        oauth["url"],
+        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    );
+    assert_eq!(
+        oauth["extension"],
+        serde_json::json!([{"url": "token", "valueUri": "https://auth.test/token"},
+                           {"url": "authorize", "valueUri": "https://auth.test/authorize"}])
+    );
     // An NHS number where an id belongs is refused, and reaches no log line (routes are logged without ids).
     let by_number = client
         .get(format!("{base}/fhir/Patient/9000000009"))

@@ -20,7 +20,13 @@ const COMMON_SEARCH: &[(&str, &str, &str)] = &[
         "number",
         "Page size; values above 200 are clamped (the self link shows the size used).",
     ),
-    ("_summary", "token", "true, text, data or count."),
+    ("_summary", "token", "true, text, data, count or false."),
+    (
+        "_total",
+        "token",
+        "none, estimate or accurate: every Bundle states its total, exactly.",
+    ),
+    ("_pretty", "token", "true for indented output."),
     (
         "_elements",
         "string",
@@ -30,11 +36,18 @@ const COMMON_SEARCH: &[(&str, &str, &str)] = &[
         "_sort",
         "string",
         "By any of the type's search parameters, - for descending. Without it: by the type's first date parameter \
-         (newest first; sessions and slots earliest first), then by content, the same at every supplier.",
+         (newest first; sessions and slots earliest first), then by content, the same at every supplier; Patients \
+         come as found (for a patient token, their own record first, then those they act for).",
     ),
 ];
 
-pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], base: &str, date: &str) -> Value {
+pub fn capability_statement(
+    registry: &Registry,
+    practices: &[PracticeInfo],
+    smart: &SmartIssuer,
+    base: &str,
+    date: &str,
+) -> Value {
     let mut resources = Vec::new();
     for resource in registry.resource_types() {
         let mappings: Vec<_> = registry
@@ -99,7 +112,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             "type": resource,
             "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource}"),
             "supportedProfile": mappings.iter().map(|m| m.profile.clone()).collect::<std::collections::BTreeSet<_>>(),
-            "documentation": notes.join(" | "),
+            "documentation": record_note(registry, resource).into_iter().chain(notes).collect::<Vec<_>>().join(" | "),
             "interaction": interactions,
             // The GP systems' APIs expose no versions: no versionId, no ETag, no history.
             "versioning": "no-version",
@@ -122,7 +135,8 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
         }
         // Only references R4 lets point at this type: `Slot:schedule` is a revinclude of Schedule, not of Condition.
         // And only items the proxy can search from a page of this type: a patient's record items are searched one
-        // record at a time, so they are no revinclude of practice data (Practitioner, Schedule).
+        // record at a time, so they are no revinclude of practice data (Practitioner, Schedule), nor practice
+        // data (a Schedule's actor) of a patient.
         let defs = crate::mapping::profile::Defs::get();
         let practice_level = registry.compartment_of(resource) == Some(crate::mapping::Compartment::None);
         let revincludes: std::collections::BTreeSet<String> = registry
@@ -133,6 +147,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             .filter(|(m, p)| {
                 p.kind == crate::mapping::ParamType::Reference
                     && !(practice_level && m.compartment == crate::mapping::Compartment::Patient)
+                    && (practice_level || m.compartment != crate::mapping::Compartment::None)
                     && defs.may_reference(&m.resource, &p.name, resource)
             })
             .map(|(m, p)| format!("{}:{}", m.resource, p.name))
@@ -144,7 +159,7 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             entry["operation"] = json!([{
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                "documentation": "The Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for); start and end keep the items whose care date (the date their type's searches order by) falls within them, with the Patient and what carries no such date.",
+                "documentation": "At instance level (Patient/{id}/$everything): the Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for); start and end keep the items whose care date (its onset where it has one, else the first of its type's search dates it holds) falls within them, with the Patient and what carries no such date.",
             }]);
         }
         resources.push(entry);
@@ -162,6 +177,9 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             { "name": "entity", "type": "reference", "documentation": "Type, or Type/id." },
             { "name": "outcome", "type": "token", "documentation": "0, 4, 8 or 12." },
             { "name": "_count", "type": "number", "documentation": format!("Up to {} a page.", crate::fhir::bundle::MAX_COUNT) },
+            { "name": "_sort", "type": "string", "documentation": "date or -date (the default, newest first)." },
+            { "name": "_summary", "type": "token", "documentation": "As for every search." },
+            { "name": "_elements", "type": "string", "documentation": "As for every search." },
         ],
     }));
     resources.push(json!({
@@ -174,6 +192,9 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
             { "name": "url", "type": "uri" },
             { "name": "_id", "type": "token" },
             { "name": "source-system", "type": "uri" },
+            { "name": "_count", "type": "number" },
+            { "name": "_summary", "type": "token" },
+            { "name": "_elements", "type": "string" },
         ],
         "operation": [{
             "name": "translate",
@@ -213,15 +234,38 @@ pub fn capability_statement(registry: &Registry, practices: &[PracticeInfo], bas
                     "code": "SMART-on-FHIR",
                     "display": "SMART-on-FHIR",
                 }]}],
-                "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced on every returned resource (patient/, user/, system/ with cruds; granular scopes such as patient/Observation.rs?category=laboratory filter results; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens (NHS login, identity proofing level P9; lower levels get 403 IM1-2108) reach the records their linkage opens, through the supplier's patient-facing API: their own, and those the practice lets them act for (proxy access, each link a RelatedPerson in the record acted for); confidential items never reach them. Clinician and system tokens reach the practices they name. Free text and documents go only to the roles each practice's policy names (by default patients and clinicians); otherwise they are withheld with a coded warning (IM1-2201, IM1-2202). Each client is rate limited (429 with Retry-After). Translated native answers are cached briefly (Cache-Control: no-cache skips the cache) below every one of these checks, which apply to cached answers too. Every interaction, cache hits included, is recorded as an AuditEvent before its response is released; if the audit store fails, requests fail with 503.",
+                "description": "Bearer JWTs (RS256, ES256 or PS256) from the configured issuers. SMART App Launch v2 scopes are enforced on every returned resource (patient/, user/, system/ with cruds; granular scopes such as patient/Observation.rs?category=laboratory filter results; v1 .read/.write/.* accepted as their v2 meaning). Patient tokens (NHS login, identity proofing level P9; lower levels get 403 IM1-2108) reach the records their linkage opens, through the supplier's patient-facing API: their own, and those the practice lets them act for (proxy access, each link a RelatedPerson in the record acted for); confidential items never reach them. Clinician and system tokens reach the practices they name. Free text and documents go only to the roles each practice's policy names (by default patients and clinicians); otherwise they are withheld: a read is a 403 (IM1-2201), a search leaves them out with a coded warning (IM1-2201, IM1-2202). Each client is rate limited (429 with Retry-After). Translated native answers are cached briefly (Cache-Control: no-cache skips the cache) below every one of these checks, which apply to cached answers too. Every interaction, cache hits included, is recorded as an AuditEvent before its response is released; if the audit store fails, requests fail with 503.",
             },
         }],
     });
+    // SMART App Launch v1 clients find the OAuth endpoints here (v2 clients in the SMART configuration).
+    let uris: Vec<Value> = [
+        ("token", &smart.token_endpoint),
+        ("authorize", &smart.authorization_endpoint),
+    ]
+    .into_iter()
+    .filter_map(|(name, url)| url.as_ref().map(|url| json!({ "url": name, "valueUri": url })))
+    .collect();
+    if !uris.is_empty() {
+        statement["rest"][0]["security"]["extension"] = json!([{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": uris,
+        }]);
+    }
     // FHIR forbids empty arrays: list resources only when some are served.
     if !resources.is_empty() {
         statement["rest"][0]["resource"] = json!(resources);
     }
     statement
+}
+
+/// What every search of a patient's record items needs, whatever the supplier: GP systems search one record
+/// at a time.
+fn record_note(registry: &Registry, resource: &str) -> Option<String> {
+    (registry.compartment_of(resource) == Some(crate::mapping::Compartment::Patient)).then(|| {
+        "Searches name one record: 'patient' (or 'subject'), which a patient token may leave out for their own"
+            .to_string()
+    })
 }
 
 fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
@@ -327,6 +371,17 @@ pub fn smart_configuration(smart: &SmartIssuer) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The statement for these practices, with no SMART endpoints configured.
+    fn statement_for(registry: &Registry, practices: &[PracticeInfo]) -> Value {
+        capability_statement(
+            registry,
+            practices,
+            &SmartIssuer::default(),
+            "http://x/fhir",
+            "2026-01-01",
+        )
+    }
     use crate::mapping::Source;
 
     #[test]
@@ -337,7 +392,7 @@ mod tests {
             supplier_key: "emis".into(),
             supplier_name: "EMIS Web".into(),
         }];
-        let statement = capability_statement(&registry, &practices, "http://x/fhir", "2026-01-01");
+        let statement = statement_for(&registry, &practices);
         let revincludes = |resource: &str| -> Vec<String> {
             let entry = statement["rest"][0]["resource"]
                 .as_array()
@@ -379,7 +434,7 @@ mod tests {
                 supplier_key: key.into(),
                 supplier_name: name.into(),
             });
-        let statement = capability_statement(&registry, &practices, "http://x/fhir", "2026-01-01");
+        let statement = statement_for(&registry, &practices);
         let documentation = |resource: &str| {
             let resources = statement["rest"][0]["resource"].as_array().unwrap();
             let entry = resources.iter().find(|r| r["type"] == resource).unwrap();

@@ -349,3 +349,18 @@ pub async fn metrics(proxy: &Proxy) -> String {
         .await
         .unwrap()
 }
+
+/// A GET's JSON body, from any client (no token).
+pub async fn plain_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The CapabilityStatement's entry for a resource type.
+pub fn capability_entry<'s>(statement: &'s serde_json::Value, resource: &str) -> &'s serde_json::Value {
+    statement["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == resource)
+        .unwrap_or_else(|| panic!("no {resource} in the statement"))
+}
