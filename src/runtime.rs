@@ -107,9 +107,13 @@ pub fn start(
         tls.is_some(),
     );
     let header_timeout = Duration::from_millis(server.header_timeout_ms);
+    // Every request in flight gets its whole deadline (and its body's) to finish, and its AuditEvent after.
+    let drain = Duration::from_millis(server.request_timeout_ms + server.body_timeout_ms) + Duration::from_secs(5);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let is_tls = tls.is_some();
+    let serving = state.clone();
     let done = tokio::spawn(async move {
+        let draining = serving.clone();
         let shutdown = async move {
             if signals {
                 tokio::select! {
@@ -119,8 +123,14 @@ pub fn start(
             } else {
                 let _ = stopped.await;
             }
+            // Load balancers stop sending new work while the rest finishes.
+            draining.ready.store(false, Ordering::Relaxed);
         };
-        crate::server::listener::serve(listener, tls, service, header_timeout, shutdown).await;
+        crate::server::listener::serve(listener, tls, service, header_timeout, shutdown, drain).await;
+        // Every AuditEvent queued is committed before the process may exit.
+        if let Some(audit) = serving.audit.clone() {
+            audit.close().await;
+        }
     });
     state.ready.store(true, Ordering::Relaxed);
     Ok(Running {

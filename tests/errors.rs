@@ -427,6 +427,23 @@ async fn xml_is_served_when_asked() {
         "{}",
         &text[..200.min(text.len())]
     );
+    // FHIR's MIME types as `_format`, their `+` encoded or not (unencoded, a query string's `+` is a space).
+    for format in ["application/fhir+xml", "application/fhir%2Bxml"] {
+        let response = proxy
+            .client
+            .get(proxy.url(&format!("metadata?_format={format}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{format}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/fhir+xml"),
+            "{format}"
+        );
+    }
     proxy.stop().await;
 }
 

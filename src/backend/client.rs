@@ -188,9 +188,13 @@ impl HttpClient {
                         status: reply.status.as_u16(),
                         elapsed: started.elapsed(),
                     });
-                    let retryable = matches!(reply.status.as_u16(), 502..=504)
-                        || (reply.status == StatusCode::TOO_MANY_REQUESTS
-                            && retry_after(&reply.headers).is_some_and(|s| Instant::now() + s < deadline));
+                    // A wait the supplier asks for that outlasts the deadline is not waited: the reply, with
+                    // its Retry-After, goes back as it is.
+                    let wait_fits = retry_after(&reply.headers).is_none_or(|s| Instant::now() + s < deadline);
+                    let retryable = wait_fits
+                        && (matches!(reply.status.as_u16(), 502..=504)
+                            || (reply.status == StatusCode::TOO_MANY_REQUESTS
+                                && retry_after(&reply.headers).is_some()));
                     if !retryable || attempt + 1 == attempts {
                         return Ok(reply);
                     }

@@ -115,8 +115,9 @@ impl Emis {
         request_id: &str,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<Native> {
+        let mut refused: Option<String> = None;
         for attempt in 0..2 {
-            let token = self.partner_token(request_id, calls, attempt > 0).await?;
+            let token = self.partner_token(request_id, calls, refused.as_deref()).await?;
             let mut request =
                 HttpRequest::new(spec.method.clone(), spec.url(&format!("{}/partner/v1", self.base), &[]))
                     .header("Authorization", format!("Bearer {token}"))
@@ -124,6 +125,7 @@ impl Emis {
             request.json = spec.body.cloned();
             let reply = self.http.send(&request, request_id, calls).await?;
             if reply.status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                refused = Some(token);
                 continue;
             }
             return reply_body(reply);
@@ -134,10 +136,17 @@ impl Emis {
         ))
     }
 
-    async fn partner_token(&self, request_id: &str, calls: &mut Vec<CallRecord>, renew: bool) -> FhirResult<String> {
+    /// The practice's Partner token: the one held while it lasts, unless it is the one EMIS has just refused
+    /// (`refused`). Many requests refused together renew it once: the first renews, the others find a new one.
+    async fn partner_token(
+        &self,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+        refused: Option<&str>,
+    ) -> FhirResult<String> {
         let mut token = self.partner_token.lock().await;
         if let Some((value, expires)) = token.as_ref() {
-            if !renew && Instant::now() < *expires {
+            if Some(value.as_str()) != refused && Instant::now() < *expires {
                 return Ok(value.clone());
             }
         }

@@ -43,7 +43,10 @@ fn format_of(name: &str) -> Option<Format> {
 
 /// Picks the response format: `_format` wins over `Accept`; JSON when the client does not care.
 pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult<Format> {
-    if let Some(name) = format_param {
+    // `_format=application/fhir+json` sent without encoding its `+` arrives as a space (a query string's `+`
+    // is one); FHIR says the value SHALL be accepted, as other servers do.
+    let unencoded = format_param.map(|name| name.replacen("application/fhir ", "application/fhir+", 1));
+    if let Some(name) = unencoded.as_deref() {
         // `_format` is read as an Accept of one range: another FHIR version is not served.
         let r4 = accept_ranges(name).next().is_some();
         return format_of(name).filter(|_| r4).ok_or_else(|| {
@@ -282,6 +285,41 @@ fn too_deep() -> FhirError {
     )
 }
 
+/// The XML writer's output made safe to read back: inside attribute values, where FHIR's primitives sit, a
+/// parser turns a raw line break or tab into a space (XML 1.0 §3.3.3), so a note's lines would run together:
+/// they are written as character references. Control characters XML cannot carry at all (a GP system's stray
+/// byte in free text) become U+FFFD rather than make the document ill-formed.
+fn xml_safe(xml: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(xml.len());
+    let (mut in_tag, mut quote) = (false, None::<char>);
+    for c in xml.chars() {
+        match (c, quote) {
+            ('\n', Some(_)) => out.push_str("&#xA;"),
+            ('\r', Some(_)) => out.push_str("&#xD;"),
+            ('\t', Some(_)) => out.push_str("&#x9;"),
+            (c, _) if c < ' ' && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{FFFD}'),
+            (c, Some(q)) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            ('"' | '\'', None) if in_tag => {
+                quote = Some(c);
+                out.push(c);
+            }
+            ('<', None) => {
+                in_tag = true;
+                out.push(c);
+            }
+            ('>', None) => {
+                in_tag = false;
+                out.push(c);
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
 /// Encodes a resource for the wire.
 pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>> {
     match format {
@@ -289,7 +327,7 @@ pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>
         Format::Json => serde_json::to_vec(value),
         Format::Xml => {
             return im1_fhir_model::json_to_xml(value)
-                .map(String::into_bytes)
+                .map(|xml| xml_safe(&xml))
                 .map_err(|e| FhirError::internal("IM1-5101", format!("could not render XML: {e}")))
         }
     }
@@ -299,6 +337,17 @@ pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_keeps_the_lines_of_a_value_and_carries_no_control_characters() {
+        let note = serde_json::json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "BP"}, "note": [{"text": "first line\nsecond\tcolumn\u{1}"}]});
+        let xml = String::from_utf8(encode(&note, Format::Xml, false).unwrap()).unwrap();
+        assert!(xml.contains("first line&#xA;second&#x9;column\u{FFFD}"), "{xml}");
+        // Read back as XML parsers read it: the same text.
+        let back = im1_fhir_model::xml_to_json(xml.as_bytes()).unwrap();
+        assert_eq!(back["note"][0]["text"], "first line\nsecond\tcolumn\u{FFFD}");
+    }
 
     #[test]
     fn xml_elements_may_carry_a_few_dozen_attributes_but_not_more() {

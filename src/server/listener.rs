@@ -12,9 +12,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// How long in-flight requests may take to finish after shutdown is asked for.
-const DRAIN: Duration = Duration::from_secs(30);
-
 /// Builds a TLS acceptor from PEM files, offering HTTP/2 and HTTP/1.1 by ALPN.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject;
@@ -77,6 +74,8 @@ pub async fn serve<S, F>(
     service: S,
     header_timeout: Duration,
     shutdown: F,
+    // How long in-flight requests may take to finish once shutdown is asked for.
+    drain: Duration,
 ) where
     S: tower::Service<http::Request<hyper::body::Incoming>, Error = std::convert::Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -158,7 +157,7 @@ pub async fn serve<S, F>(
         });
     }
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within the drain time");
     }
 }
