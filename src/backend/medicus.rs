@@ -10,6 +10,7 @@
 
 use super::client::{status_error, CallRecord, HttpClient, HttpReply, HttpRequest};
 use super::credentials::{CredentialStore, Linkage};
+use super::sessions::SessionSlots;
 use super::{HttpCallSpec, NativeCall};
 use crate::config::MedicusCredentials;
 use crate::fhir::{FhirError, FhirResult};
@@ -19,9 +20,7 @@ use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
-use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 const SUPPLIER: &str = "Medicus";
 /// A JWT lives one minute: long enough for the call, short enough to be useless if it leaks.
@@ -34,8 +33,9 @@ pub struct Medicus {
     key: Result<EncodingKey, String>,
     http: HttpClient,
     linkage: Arc<CredentialStore>,
-    /// Native patient ids per NHS number, learnt from the linkage exchange.
-    patient_ids: Mutex<HashMap<String, String>>,
+    /// Each patient's own native id, learnt from the linkage exchange, with the linkage it was learnt through:
+    /// one slot per patient, so one slow first exchange holds up that patient only.
+    patient_ids: SessionSlots<(Linkage, String)>,
 }
 
 impl Medicus {
@@ -55,7 +55,7 @@ impl Medicus {
             key,
             http,
             linkage,
-            patient_ids: Mutex::new(HashMap::new()),
+            patient_ids: SessionSlots::default(),
         }
     }
 
@@ -71,17 +71,11 @@ impl Medicus {
                 let nhs = call
                     .patient_nhs
                     .ok_or_else(|| FhirError::internal("IM1-4201", "a patient-facing call needs the patient"))?;
-                let Some(Linkage::Medicus {
-                    linkage_token,
-                    date_of_birth,
-                    nhs_login_sub,
-                }) = self.linkage.get(&self.ods, nhs)
-                else {
+                let linkage = self.linkage.get(&self.ods, nhs);
+                let Some(linkage @ Linkage::Medicus { nhs_login_sub, .. }) = linkage.as_ref() else {
                     return Err(super::credentials::no_linkage());
                 };
-                let own = self
-                    .patient_id(nhs, &linkage_token, &date_of_birth, &nhs_login_sub, call, calls)
-                    .await?;
+                let own = self.patient_id(nhs, linkage, call, calls).await?;
                 let url = if spec.path.starts_with("user/") {
                     spec.url(&format!("{}/pfs-api/v1", self.base), &[])
                 } else {
@@ -89,7 +83,7 @@ impl Medicus {
                     let patient_id = percent_encoding::utf8_percent_encode(patient_id, super::PATH_SEGMENT);
                     spec.url(&format!("{}/pfs-api/v1/patient/{patient_id}", self.base), &[])
                 };
-                let reply = self.send(&spec, url, Some(&nhs_login_sub), call, calls).await?;
+                let reply = self.send(&spec, url, Some(nhs_login_sub), call, calls).await?;
                 reply_body(reply)
             }
         }
@@ -171,14 +165,22 @@ impl Medicus {
     async fn patient_id(
         &self,
         nhs: &str,
-        linkage_token: &str,
-        date_of_birth: &str,
-        sub: &str,
+        linkage: &Linkage,
         call: &NativeCall<'_>,
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<String> {
-        let mut ids = self.patient_ids.lock().await;
-        if let Some(id) = ids.get(nhs) {
+        let Linkage::Medicus {
+            linkage_token,
+            date_of_birth,
+            nhs_login_sub: sub,
+        } = linkage
+        else {
+            return Err(super::credentials::no_linkage());
+        };
+        let slot = self.patient_ids.slot(nhs).await;
+        let mut known = slot.lock().await;
+        // Learnt through another linkage (corrected or replaced since): exchanged again.
+        if let Some((_, id)) = known.as_ref().filter(|(made_with, _)| made_with == linkage) {
             return Ok(id.clone());
         }
         let exchange = json!({ "path": "user/exchange-linkage-token", "method": "POST",
@@ -214,7 +216,7 @@ impl Medicus {
                 .map(String::from)
                 .ok_or_else(malformed)?
         };
-        ids.insert(nhs.to_string(), id.clone());
+        *known = Some((linkage.clone(), id.clone()));
         Ok(id)
     }
 }
