@@ -182,6 +182,13 @@ async fn malformed_requests_are_refused_with_outcomes() {
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1114", "{body}");
     // Wrong content type, oversize body.
     outcome(post(TRANSLATE, "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
+    // A body of another FHIR version is not R4.
+    let stu3 = post(
+        TRANSLATE,
+        "application/fhir+json; fhirVersion=3.0",
+        br#"{"resourceType":"Parameters"}"#.to_vec(),
+    );
+    outcome(stu3.await.unwrap(), 415).await;
     let compressed = proxy
         .client
         .post(proxy.url(TRANSLATE))

@@ -201,6 +201,7 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
                 Some((t, element)) => (t == resource_type).then_some(element),
                 None => Some(e.as_str()),
             })
+            .map(|element| choice(defs, element))
             .chain(mandatory.iter().copied())
             .collect(),
         _ => return Value::Object(map),
@@ -210,6 +211,16 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
             .filter(|(k, _)| ALWAYS.contains(&k.as_str()) || keep.iter().any(|e| names(e, k)))
             .collect(),
     )
+}
+
+/// An element named by its choice's stem (`value`, `effective`) as the choice it is (`value[x]`), where the
+/// type's table knows one.
+fn choice<'e>(defs: Option<&'e TypeElements>, element: &'e str) -> &'e str {
+    defs.into_iter()
+        .flat_map(|d| d.summary.iter().chain(&d.mandatory))
+        .find(|name| name.strip_suffix("[x]") == Some(element))
+        .copied()
+        .unwrap_or(element)
 }
 
 /// Whether an element name (`status`, `value[x]`) names a JSON key (`status`, `valueQuantity`).
@@ -327,6 +338,10 @@ mod tests {
             "component": [{"code": {"text": "sys"}}], "text": {"status": "generated", "div": "<div/>"}});
         let asked = shape(observation.clone(), None, &["valueQuantity".into()]);
         assert!(asked["status"] == "final" && asked["code"]["text"] == "BP" && asked.get("note").is_none());
+        // A choice element by its stem, as FHIR names it (`value` for value[x]).
+        let by_stem = shape(observation.clone(), None, &["value".into()]);
+        assert_eq!(by_stem["valueQuantity"], json!({"value": 1}), "{by_stem}");
+        assert!(by_stem.get("note").is_none());
         let summary = shape(observation.clone(), Some(Summary::True), &[]);
         assert!(summary.get("component").is_some() && summary.get("valueQuantity").is_some());
         assert!(summary.get("note").is_none() && summary.get("text").is_none());

@@ -162,10 +162,12 @@ pub fn body_format(content_type: Option<&str>) -> FhirResult<Format> {
             "a request body needs a Content-Type",
         ));
     };
-    format_of(content_type).ok_or_else(|| {
+    // A body of another FHIR version (`; fhirVersion=3.0`) is not R4, whatever its format.
+    let r4 = accept_ranges(content_type).next().is_some();
+    format_of(content_type).filter(|_| r4).ok_or_else(|| {
         FhirError::unsupported_media(
             "IM1-1104",
-            "Content-Type must be application/fhir+json or application/fhir+xml",
+            "Content-Type must be application/fhir+json or application/fhir+xml, FHIR R4 (fhirVersion=4.0)",
         )
     })
 }
