@@ -60,20 +60,29 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> FhirResult
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(Format::Json);
     };
-    // Honour q-values: take the acceptable range with the highest q, earliest first on ties.
-    let mut best: Option<(f32, Format)> = None;
-    for (mime, q) in accept_ranges(accept).filter(|(_, q)| *q > 0.0) {
-        let format = match mime.as_str() {
-            "*/*" | "application/*" => Some(Format::Json),
-            other => format_of(other),
-        };
-        if let Some(format) = format {
-            if best.is_none_or(|(best_q, _)| q > best_q) {
-                best = Some((q, format));
+    // Each format's q is that of the most specific range it matches (RFC 9110 §12.5.1): a wildcard does not
+    // serve what a named range refused (`application/fhir+json;q=0, */*` is XML). The highest q wins; on a tie,
+    // the format whose range comes first (JSON for a lone wildcard).
+    let ranges: Vec<(String, f32)> = accept_ranges(accept).collect();
+    let specificity = |mime: &str, format: Format| match mime {
+        "*/*" => Some(1),
+        "application/*" => Some(2),
+        named => (format_of(named) == Some(format)).then_some(3),
+    };
+    let mut best: Option<(f32, usize, Format)> = None;
+    for format in [Format::Json, Format::Xml] {
+        let decided = ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (mime, q))| specificity(mime, format).map(|s| (s, i, *q)))
+            .max_by_key(|(s, i, _)| (*s, std::cmp::Reverse(*i)));
+        if let Some((_, i, q)) = decided.filter(|(_, _, q)| *q > 0.0) {
+            if best.is_none_or(|(best_q, best_i, _)| q > best_q || (q == best_q && i < best_i)) {
+                best = Some((q, i, format));
             }
         }
     }
-    best.map(|(_, f)| f).ok_or_else(|| {
+    best.map(|(_, _, f)| f).ok_or_else(|| {
         FhirError::not_acceptable(
             "IM1-1102",
             "none of the media types in Accept is served; use application/fhir+json or application/fhir+xml",
@@ -425,6 +434,19 @@ mod tests {
         assert_eq!(negotiate(None, Some(accept)).unwrap(), Format::Xml);
         assert_eq!(negotiate(None, Some("*/*")).unwrap(), Format::Json);
         assert_eq!(negotiate(None, Some("text/html")).unwrap_err().status, 406);
+        // A wildcard does not serve what a named range refused or ranked lower.
+        assert_eq!(
+            negotiate(None, Some("application/fhir+json;q=0, */*")).unwrap(),
+            Format::Xml
+        );
+        let lower = "application/fhir+json;q=0.1, */*;q=0.8";
+        assert_eq!(negotiate(None, Some(lower)).unwrap(), Format::Xml);
+        let both_refused = "application/fhir+json;q=0, application/xml;q=0, */*";
+        assert_eq!(negotiate(None, Some(both_refused)).unwrap_err().status, 406);
+        // Ties go to the range named first.
+        let tie = "application/fhir+xml, application/fhir+json";
+        assert_eq!(negotiate(None, Some(tie)).unwrap(), Format::Xml);
+        assert_eq!(negotiate(None, Some("text/html, application/*")).unwrap(), Format::Json);
     }
 
     #[test]
