@@ -102,16 +102,15 @@ where
     match path.as_str() {
         "/healthz" => (text(StatusCode::OK, "ok\n"), "healthz".to_string()),
         "/readyz" => {
-            let ready = state.ready.load(Ordering::Relaxed);
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
+            // Not ready while starting or draining, nor while the audit trail takes no events (every request
+            // would be a 503).
+            let audited = state.audit.as_ref().is_none_or(|audit| audit.is_accepting());
+            let (status, text_body) = match (state.ready.load(Ordering::Relaxed), audited) {
+                (true, true) => (StatusCode::OK, "ready\n"),
+                (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "the audit trail takes no events\n"),
+                (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n"),
             };
-            (
-                text(status, if ready { "ready\n" } else { "starting\n" }),
-                "readyz".to_string(),
-            )
+            (text(status, text_body), "readyz".to_string())
         }
         "/metrics" => {
             let mut response = text(StatusCode::OK, &state.metrics.render());

@@ -236,7 +236,12 @@ async fn a_failing_audit_store_fails_closed() {
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
     assert_eq!(proxy.get("Patient?identifier=9000000009", &t).await.status(), 200);
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    let ready = || proxy.client.get(format!("{root}/readyz")).send();
+    assert_eq!(ready().await.unwrap().status(), 200);
     proxy.audit.clone().close().await;
+    // Not ready any more: a load balancer sends its requests elsewhere.
+    assert_eq!(ready().await.unwrap().status(), 503);
     let body = outcome(proxy.get("Patient?identifier=9000000009", &t).await, 503).await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-5101");
     assert!(

@@ -165,6 +165,12 @@ impl AuditStore {
 
     /// Commits what is queued, checkpoints, and stops the writer (for every clone of this handle). Later `record`
     /// calls on any clone fail with `WriterStopped`.
+    /// Whether the writer still takes events (not closed, not gone after an error): readiness follows it, since
+    /// nothing is served unaudited.
+    pub fn is_accepting(&self) -> bool {
+        !self.inner.commands.is_closed()
+    }
+
     pub async fn close(self) {
         let (done, closed) = oneshot::channel();
         if self.inner.commands.send(Command::Close(done)).await.is_ok() {
