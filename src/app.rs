@@ -244,13 +244,12 @@ where
             };
             // A read, as a resource or as a Binary's content, says when it last changed and answers the
             // client's preconditions.
-            match interaction.kind == Kind::Read && response.status() == StatusCode::OK {
-                true => {
-                    let mut response = response;
-                    set_last_modified(&mut response, last_updated.as_deref());
-                    conditional_read(&parts.headers, response, &interaction)
-                }
-                false => response,
+            if interaction.kind == Kind::Read && response.status() == StatusCode::OK {
+                let mut response = response;
+                set_last_modified(&mut response, last_updated.as_deref());
+                conditional_read(&parts.headers, response, &interaction)
+            } else {
+                response
             }
         }
         Err(e) => respond_error(&e, interaction.format, interaction.pretty),

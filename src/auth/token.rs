@@ -170,6 +170,14 @@ impl Issuer {
     }
 }
 
+/// The demo public key's SubjectPublicKeyInfo (DER), from its PEM.
+fn demo_key_der() -> Option<Vec<u8>> {
+    use base64::Engine;
+    let pem = String::from_utf8_lossy(DEMO_PUBLIC_KEY);
+    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
 /// Whether a JWKS holds the published demo key, as a JWK (its point) or in a certificate of a key's `x5c`
 /// chain: `serve` refuses it, since its private half is in this repository.
 pub fn holds_demo_key(jwks: &str) -> bool {
@@ -177,9 +185,7 @@ pub fn holds_demo_key(jwks: &str) -> bool {
     use base64::Engine;
     use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
     // The demo key's point, X then Y: the last 64 bytes of its SubjectPublicKeyInfo.
-    let pem = String::from_utf8_lossy(DEMO_PUBLIC_KEY);
-    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
-    let Some(point) = STANDARD.decode(body).ok().filter(|der| der.len() > 64) else {
+    let Some(point) = demo_key_der().filter(|der| der.len() > 64) else {
         return false;
     };
     let point = &point[point.len() - 64..];
@@ -340,9 +346,7 @@ mod tests {
         assert!(holds_demo_key(&jwk(demo_x, "")));
         assert!(!holds_demo_key(&jwk(other_x, "")));
         // The key inside a certificate of the chain (here its SubjectPublicKeyInfo stands for the certificate).
-        let pem = String::from_utf8_lossy(DEMO_PUBLIC_KEY);
-        let spki: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        assert!(base64::engine::general_purpose::STANDARD.decode(&spki).is_ok());
+        let spki = base64::engine::general_purpose::STANDARD.encode(demo_key_der().unwrap());
         assert!(holds_demo_key(&jwk(other_x, &format!(r#", "x5c": ["{spki}"]"#))));
         assert!(!holds_demo_key("not a JWKS"));
     }

@@ -242,8 +242,9 @@ impl Emis {
         calls: &mut Vec<CallRecord>,
     ) -> FhirResult<String> {
         let url = format!(
-            "{}/pfs/record?userPatientLinkToken={}&itemType=Allergies",
+            "{}/pfs/record?{}={}&itemType=Allergies",
             self.base,
+            link_parameter("record"),
             percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
         );
         let request = self
@@ -320,18 +321,17 @@ impl Emis {
             start.json = Some(json!({ "AccessIdentityGuid": access_identity, "NationalPracticeCode": self.ods }));
             start
         };
-        let known = self.linked.get(nhs, linkage);
-        let mut body = match known {
-            Some(access_identity) => {
-                match reply_body(self.http.send(&start(&access_identity), request_id, calls).await?) {
-                    // An identity EMIS no longer takes (the practice revoked the linkage): linked again, once.
-                    Err(e) if e.code == "IM1-4110" || e.code == "IM1-4111" => {
-                        let access_identity = self.link(nhs, linkage, &link(), request_id, calls).await?;
-                        reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
-                    }
-                    other => other?,
-                }
-            }
+        // From the identity an earlier link gave, unless EMIS no longer takes it (the practice revoked the
+        // linkage); else linked (again), once.
+        let started = match self.linked.get(nhs, linkage) {
+            Some(known) => match reply_body(self.http.send(&start(&known), request_id, calls).await?) {
+                Err(e) if e.code == "IM1-4110" || e.code == "IM1-4111" => None,
+                other => Some(other?),
+            },
+            None => None,
+        };
+        let mut body = match started {
+            Some(body) => body,
             None => {
                 let access_identity = self.link(nhs, linkage, &link(), request_id, calls).await?;
                 reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?

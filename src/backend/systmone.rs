@@ -308,16 +308,17 @@ impl SystmOne {
                 Some(&self.application()),
             )
         };
-        let (suid, tree) = match self.linked.get(nhs, linkage) {
+        // With the passphrase an earlier link gave, unless it no longer holds (the practice re-issued the
+        // account); else linked (again), once.
+        let authenticated = match self.linked.get(nhs, linkage) {
             Some(known) => match self.authenticate(account_id, &known, call, calls).await {
-                // The passphrase a link gave no longer holds (the practice re-issued the account): linked again,
-                // once.
-                Err(e) if e.code == "IM1-4202" => {
-                    let linked = self.link(nhs, linkage, link()?, call, calls).await?;
-                    self.authenticate(account_id, &linked, call, calls).await?
-                }
-                other => other?,
+                Err(e) if e.code == "IM1-4202" => None,
+                other => Some(other?),
             },
+            None => None,
+        };
+        let (suid, tree) = match authenticated {
+            Some(session) => session,
             None => {
                 let linked = self.link(nhs, linkage, link()?, call, calls).await?;
                 self.authenticate(account_id, &linked, call, calls).await?

@@ -107,7 +107,7 @@ pub fn capability_statement(
             })
             .collect();
         // Reads answer If-Modified-Since where every supplier's resources say when they last changed.
-        let dated_reads = mappings.iter().any(|m| m.read.is_some()) && mappings.iter().all(|m| m.states_last_updated());
+        let dated_reads = mappings.iter().any(|m| m.read.is_some()) && mappings.iter().all(|m| m.states_last_updated);
         let mut entry = json!({
             "type": resource,
             "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource}"),

@@ -181,20 +181,6 @@ impl Takes {
 }
 
 impl MappingFile {
-    /// Whether its resources say when they last changed (`meta.lastUpdated` in the template).
-    pub fn states_last_updated(&self) -> bool {
-        let field = |tmpl: &'_ Tmpl, name: &str| match tmpl {
-            Tmpl::Object { fields, .. } => fields.iter().any(|(key, _)| key == name),
-            _ => false,
-        };
-        match &self.template {
-            Tmpl::Object { fields, .. } => fields
-                .iter()
-                .any(|(key, meta)| key == "meta" && field(meta, "lastUpdated")),
-            _ => false,
-        }
-    }
-
     /// Whether some surface's native search reads whole what a parameter names (`window.unless`: a session's
     /// slots), so a search narrowed by it finds items outside the default window.
     pub fn search_reads_whole_by(&self, param: &str) -> bool {
@@ -225,6 +211,8 @@ pub struct MappingFile {
     pub params: Vec<ParamDef>,
     pub id: Tmpl,
     pub template: Tmpl,
+    /// Whether its resources say when they last changed (`meta.lastUpdated` in the template).
+    pub states_last_updated: bool,
     pub pos: Pos,
 }
 
@@ -310,6 +298,13 @@ pub fn read_mapping(
         }
     };
 
+    // Whether the resources say when they last changed: `_lastUpdated` is searchable and reads answer
+    // If-Modified-Since only then.
+    let states_last_updated = root
+        .get("template")
+        .and_then(|t| t.get("meta"))
+        .and_then(|m| m.get("lastUpdated"))
+        .is_some();
     let mut params = Vec::new();
     let read = root
         .get("read")
@@ -320,11 +315,6 @@ pub fn read_mapping(
         }
         // `_lastUpdated` only where the resource states when it was last updated: elsewhere it could only
         // ever match nothing.
-        let states_last_updated = root
-            .get("template")
-            .and_then(|t| t.get("meta"))
-            .and_then(|m| m.get("lastUpdated"))
-            .is_some();
         add_resource_params(&mut params, states_last_updated);
         read_interaction(file, node, "search", site_vars, problems)
     });
@@ -380,6 +370,7 @@ pub fn read_mapping(
         params,
         id,
         template,
+        states_last_updated,
         pos: root.pos,
     })
 }
