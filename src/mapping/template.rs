@@ -594,7 +594,9 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                     Item::Each { source, var, body } => {
                         if let Some(list) = eval_ref(source, scope)? {
                             for element in elements(list.node()) {
-                                let inner = scope.bind_clean(var, element);
+                                // An element is read as often as a record (a component's unit, range...).
+                                let members = Members::of(element);
+                                let inner = scope.bind_record(var, element, members.as_ref());
                                 out.extend(eval(body, &inner)?);
                             }
                         }
