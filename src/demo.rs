@@ -150,7 +150,7 @@ impl Simulators {
                 base_url: format!("{}/tpp", self.systmone.pfs.base_url()),
                 credentials: Credentials::SystmOne(SystmOneCredentials {
                     provider_id: tpp.provider_id.clone(),
-                    api_key: tpp.api_key.clone(),
+                    api_key: crate::config::secret::Secret::new(tpp.api_key.clone()),
                     device_id: tpp.device_id.clone(),
                     transaction_address: self.systmone.transaction.addr().to_string(),
                 }),

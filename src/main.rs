@@ -304,7 +304,7 @@ fn demo(
             native: im1_fhir::config::NativeConfig::default(),
             issuers: vec![Issuer::demo()?],
             // Demo only: a fixed key keeps ids stable across restarts of the demo.
-            secret_key: b"im1-fhir demo id and page-link key (published)".to_vec(),
+            secret_key: im1_fhir::config::DEMO_ID_KEY.as_bytes().to_vec(),
             linkage: sims.linkage(),
             public_base_url: None,
             max_body_bytes: 1024 * 1024,

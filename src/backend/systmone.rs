@@ -115,7 +115,7 @@ impl SystmOne {
         let request_uid = uuid::Uuid::new_v4().to_string();
         let envelope = format!(
             r#"<ClientIntegrationRequest apiKey="{}" deviceId="{}" deviceVersion="1.0" requestUid="{request_uid}" function="{}" functionVersion="1"><Parameters{parameters}/></ClientIntegrationRequest>"#,
-            escape(&self.creds.api_key),
+            escape(self.creds.api_key.expose()),
             escape(&self.creds.device_id),
             escape(function),
         );

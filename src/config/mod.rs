@@ -347,7 +347,7 @@ pub enum Credentials {
 #[derive(Debug, Clone)]
 pub struct SystmOneCredentials {
     pub provider_id: String,
-    pub api_key: String,
+    pub api_key: Secret,
     pub device_id: String,
     /// `HOST:PORT` of the Client Integration (framed XML over TCP) endpoint.
     pub transaction_address: String,
@@ -401,6 +401,10 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     })?;
     parse(&file, &text)
 }
+
+/// The `demo` command's id and page-link key: fixed, so ids stay stable across restarts of the demo, and
+/// refused by `serve`.
+pub const DEMO_ID_KEY: &str = "im1-fhir demo id and page-link key (published)";
 
 /// Parses and checks configuration text.
 pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
@@ -458,6 +462,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         });
     }
     let id_key = match raw.security.id_key.get_ref().resolve() {
+        // Published in this repository: with it anyone could forge ids and page links.
+        Ok(key) if key.expose() == DEMO_ID_KEY => {
+            errors.push(at(
+                raw.security.id_key.span(),
+                "id_key is the demo's published key: use a secret of your own".into(),
+            ));
+            Secret::new("")
+        }
         Ok(key) if key.expose().len() >= 32 => key,
         Ok(_) => {
             errors.push(at(
@@ -589,7 +601,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                 match tpp.get_ref().api_key.resolve() {
                     Ok(key) => Credentials::SystmOne(SystmOneCredentials {
                         provider_id: tpp.get_ref().provider_id.clone(),
-                        api_key: key.expose().to_string(),
+                        api_key: key,
                         device_id: tpp.get_ref().device_id.clone(),
                         transaction_address: tpp.get_ref().transaction_address.clone(),
                     }),
@@ -726,6 +738,18 @@ mod tests {
             "[security]\nid_key = {{ file = {key:?} }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
              audience = \"im1-fhir\"\njwks_file = {jwks:?}\n\n{rest}"
         )
+    }
+
+    #[test]
+    fn the_demo_id_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_security(&dir, "");
+        std::fs::write(dir.path().join("id.key"), DEMO_ID_KEY).unwrap();
+        let errors = parse("im1.toml", &text).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.line == 2 && e.message.contains("published")),
+            "{errors:?}"
+        );
     }
 
     #[test]
