@@ -1066,10 +1066,14 @@ async fn audit_search(
     query.up_to = up_to;
     // An auditor sees their own practices' events (and those of no practice), not every practice's.
     query.practices = Some(principal.practices.clone());
-    let page = store
+    let mut page = store
         .search_async(query)
         .await
         .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
+    let practice_of = |id: &str| state.ids.decode("Patient", id).ok().map(|id| id.practice);
+    for event in &mut page.events {
+        crate::audit::visible_to(event, &principal.practices, practice_of);
+    }
     if interaction.page.is_none() && !given_snapshot {
         pinned.params.push(rest::SearchParam {
             name: AUDIT_SNAPSHOT.into(),

@@ -484,6 +484,41 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let lenient: Value = proxy.get_lenient(unknown, &both).await.json().await.unwrap();
     assert_eq!(lenient["total"], 0, "{lenient}");
     assert_eq!(common::entries(&lenient, "outcome").len(), 1, "{lenient}");
+    // A user of both searching both: each practice's auditor reads the event with its own patient and calls
+    // only, and a user acting for no practice is refused an NHS number's search that no auditor reads.
+    let fresh = proxy
+        .client
+        .get(proxy.url(search))
+        .bearer_auth(&both)
+        .header("cache-control", "no-cache");
+    let response = fresh.header("x-request-id", "both-search").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let emis_patient = common::search_matches(&proxy, search, &emis_only).await;
+    let emis_patient = format!("Patient/{}", emis_patient[0]["id"].as_str().unwrap());
+    let nobody = token(Role::Clinician, &[]);
+    assert_eq!(get_as(&proxy, search, &nobody, "no-practice").await.status(), 403);
+    for (ods, own_patient) in [("Y90001", emis_patient), ("Y90002", format!("Patient/{patient}"))] {
+        let auditor = token(Role::Auditor, &[ods]);
+        let events = common::search_matches(&proxy, "AuditEvent?_count=200", &auditor).await;
+        let ids: Vec<Option<String>> = events.iter().map(common::audited_request_id).collect();
+        assert!(!ids.contains(&Some("no-practice".into())), "{ods}");
+        let event = events
+            .iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some("both-search"))
+            .unwrap_or_else(|| panic!("{ods} sees the search of both"));
+        let entities = event["entity"].as_array().unwrap();
+        let patients: Vec<&Value> = entities.iter().filter(|e| e["role"]["code"] == "1").collect();
+        assert_eq!(patients.len(), 1, "{ods}: {event}");
+        assert_eq!(patients[0]["what"]["reference"], own_patient.as_str(), "{ods}");
+        let practices: BTreeSet<&str> = entities
+            .iter()
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .filter(|d| d["type"] == "practice")
+            .filter_map(|d| d["valueString"].as_str())
+            .collect();
+        assert_eq!(practices, BTreeSet::from([ods]), "{ods}: {event}");
+        assert!(entities.iter().any(|e| e["name"] == "native call"), "{ods}: {event}");
+    }
     let emis = seen_by("Y90001").await;
     assert!(emis.contains("at-emis") && !emis.contains("at-tpp"), "{emis:?}");
     assert!(!emis.contains("read-1") && !emis.contains("read-2"), "{emis:?}");

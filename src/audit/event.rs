@@ -237,6 +237,43 @@ fn entities(facts: &AuditFacts) -> Vec<Value> {
     entities
 }
 
+/// An event as an auditor of `practices` may read it. An event reaching several practices is filed under
+/// each, and holds what each gave: the patients (with NHS numbers) and native calls of the others are taken
+/// out, and so are the others' codes in the transaction's details. `practice_of` tells the practice a
+/// `Patient/<id>` belongs to (none for an id this server did not issue: kept, it names no one).
+pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(&str) -> Option<String>) {
+    let ours = |ods: &str| practices.iter().any(|own| own == ods);
+    let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) else {
+        return;
+    };
+    entities.retain(|entity| {
+        if entity["role"]["code"] == "1" {
+            let id = entity["what"]["reference"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("Patient/"));
+            return id.and_then(&practice_of).is_none_or(|ods| ours(&ods));
+        }
+        if entity["name"] == "native call" {
+            return details(entity).any(|(kind, value)| kind == "practice" && ours(value));
+        }
+        true
+    });
+    for entity in entities.iter_mut() {
+        if let Some(details) = entity.get_mut("detail").and_then(Value::as_array_mut) {
+            details.retain(|d| d["type"] != "practice" || d["valueString"].as_str().is_some_and(ours));
+        }
+    }
+}
+
+/// An entity's details as (type, value).
+fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
+    entity["detail"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d["type"].as_str()?, d["valueString"].as_str()?)))
+}
+
 fn patient_entity(patient: &PatientRef) -> Option<Value> {
     let mut what = Map::new();
     if let Some(id) = patient.logical_id() {

@@ -57,6 +57,10 @@ pub struct Who {
     pub token_id: String,
 }
 
+/// Where an authenticated user's event is filed when it concerns no practice: not an ODS code, so no
+/// auditor's token names it.
+pub const NO_PRACTICE: &str = "-";
+
 /// A patient whose data was touched: the logical id, the NHS number, or both.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PatientRef {
@@ -122,7 +126,9 @@ impl AuditFacts {
     /// named; when it reached and named none, those its user acts for; and when it was refused after naming a
     /// practice its user does not act for, those too (their user's attempt on another's data). Not the user's
     /// other practices when what it named is one of theirs: its query (an NHS number) is that practice's data.
-    /// None at all (metadata, a 401 without a token): any auditor's.
+    /// None at all (metadata, a 401 without a token): any auditor's. A user acting for no practice who named
+    /// and reached none (a token without practices, refused) is filed under [`NO_PRACTICE`], no practice's:
+    /// what they asked (an NHS number in a query) is nobody's auditor's to read, only the trail's keepers'.
     pub fn audit_practices(&self) -> Vec<String> {
         let mut practices: Vec<String> = Vec::new();
         let reached = self
@@ -142,6 +148,9 @@ impl AuditFacts {
                     if !practices.contains(ods) {
                         practices.push(ods.clone());
                     }
+                }
+                if practices.is_empty() {
+                    practices.push(NO_PRACTICE.to_string());
                 }
             }
         }

@@ -29,7 +29,7 @@ mod store;
 
 pub use db::Synchronous;
 pub use error::AuditError;
-pub use event::{action, audit_event, instant};
+pub use event::{action, audit_event, instant, visible_to};
 pub use facts::{patient_logical_id, AuditFacts, NativeCallFact, PatientRef, Who};
 pub use layer::{note, AuditLayer};
 pub use query::{AuditQuery, DEFAULT_COUNT, MAX_COUNT, PARAMS};
