@@ -20,6 +20,10 @@ pub enum AuditError {
     /// The writer thread has stopped (closed, or gone after an error), so nothing can be committed.
     #[error("the audit writer has stopped")]
     WriterStopped,
+    /// The event was not committed in time (a stalled disk, a queue backed up behind one): the caller stops
+    /// waiting, and the event may still be committed later.
+    #[error("the audit store did not commit within {0:?}")]
+    Deadline(std::time::Duration),
 }
 
 impl AuditError {

@@ -100,7 +100,7 @@ where
             facts.status = response.status().as_u16();
             facts.ended = time::OffsetDateTime::now_utc();
             // Committed by a task of its own: a client leaving now cannot cancel the commit half-way.
-            let committed = tokio::spawn(async move { store.record(facts).await })
+            let committed = tokio::spawn(async move { store.record_within(facts, COMMIT_DEADLINE).await })
                 .await
                 .unwrap_or_else(|e| Err(super::AuditError::Commit(format!("the commit task failed: {e}"))));
             match committed {
@@ -125,6 +125,10 @@ fn snapshot(slot: &Mutex<AuditFacts>) -> AuditFacts {
         Err(poisoned) => poisoned.into_inner().clone(),
     }
 }
+
+/// How long a response waits for its event to be committed (about a millisecond when the store is well)
+/// before it is withheld with a 503: a stalled disk then turns requests away instead of holding them all.
+pub const COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The status recorded for a request its client gave up on (nginx's "client closed request").
 pub const CLIENT_CLOSED: u16 = 499;
@@ -154,7 +158,7 @@ impl Drop for Abandoned {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = store.record(facts).await {
+                    if let Err(error) = store.record_within(facts, COMMIT_DEADLINE).await {
                         tracing::error!(error = %error, "the audit store failed to record an abandoned request");
                     }
                 });

@@ -112,6 +112,14 @@ impl AuditStore {
         })
     }
 
+    /// As [`AuditStore::record`], giving up after `deadline` (queueing included), so that a stalled store
+    /// turns requests away rather than holding each, its response in memory, for as long as the stall lasts.
+    pub async fn record_within(&self, facts: AuditFacts, deadline: Duration) -> Result<String, AuditError> {
+        tokio::time::timeout(deadline, self.record(facts))
+            .await
+            .unwrap_or(Err(AuditError::Deadline(deadline)))
+    }
+
     /// Records one interaction and returns its AuditEvent id once the event is committed.
     pub async fn record(&self, facts: AuditFacts) -> Result<String, AuditError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -168,7 +176,8 @@ impl AuditStore {
     /// Whether the writer still takes events (not closed, not gone after an error): readiness follows it, since
     /// nothing is served unaudited.
     pub fn is_accepting(&self) -> bool {
-        !self.inner.commands.is_closed()
+        // A full queue is a writer that has fallen behind (or stalled): new events would only wait.
+        !self.inner.commands.is_closed() && self.inner.commands.capacity() > 0
     }
 
     pub async fn close(self) {

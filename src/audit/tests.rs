@@ -45,6 +45,41 @@ fn ids(events: &[Value]) -> Vec<&str> {
 }
 
 #[tokio::test]
+async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Another process holding the database: the writer waits for it (SQLite's busy time-out).
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let deadline = std::time::Duration::from_millis(100);
+    let result = store
+        .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
+        .await;
+    assert!(
+        matches!(result, Err(AuditError::Deadline(d)) if d == deadline),
+        "{result:?}"
+    );
+    // Events queued behind the stalled one until the queue is full: not ready.
+    assert!(store.is_accepting());
+    let mut waiting = Vec::new();
+    while store.is_accepting() && waiting.len() < 10_000 {
+        let store = store.clone();
+        waiting.push(tokio::spawn(async move {
+            store.record(facts(1_000, "u", "Patient/p", None, 200)).await
+        }));
+        tokio::task::yield_now().await;
+    }
+    assert!(!store.is_accepting(), "a full queue is not ready");
+    // Released, the writer catches up.
+    holder.execute_batch("ROLLBACK").unwrap();
+    for task in waiting {
+        let _ = task.await;
+    }
+    assert!(store.is_accepting());
+    assert!(store.record(facts(1_001, "u", "Patient/p", None, 200)).await.is_ok());
+}
+
+#[tokio::test]
 async fn a_recorded_event_is_found_by_search() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
