@@ -34,7 +34,8 @@ use std::time::Duration;
 pub struct CacheConfig {
     /// Zero switches the cache off.
     pub ttl: Duration,
-    /// The bound on cached resources (an answer weighs one per resource, plus one).
+    /// The bound on cached resources: an answer weighs one per resource, plus one, and a resource one more
+    /// per 4 KiB of text it holds (a document's content), so the bound holds memory as well as count.
     pub max_resources: u64,
     /// How long the records a patient's linkage opens are remembered (zero: asked on every request). A
     /// revoked proxy link stops working within this time.
@@ -117,6 +118,29 @@ pub struct Entry {
     pub warnings: Vec<Value>,
 }
 
+/// Text per unit of weight beyond a resource's first.
+const BYTES_PER_WEIGHT: usize = 4096;
+
+impl Entry {
+    /// What the entry weighs against `max_resources` (see [`CacheConfig`]): a count of resources would let
+    /// a few large documents hold gigabytes.
+    fn weight(&self) -> u32 {
+        let text: usize = self.resources.iter().chain(&self.warnings).map(text_bytes).sum();
+        let units = 1 + self.resources.len() + text / BYTES_PER_WEIGHT;
+        u32::try_from(units).unwrap_or(u32::MAX)
+    }
+}
+
+/// The bytes of text (keys and string values) a value holds.
+fn text_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(text_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_bytes(v)).sum(),
+        _ => 0,
+    }
+}
+
 /// The cache itself; off when its time-to-live is zero.
 pub struct ResponseCache {
     entries: Option<moka::future::Cache<Key, Arc<Entry>>>,
@@ -128,7 +152,7 @@ impl ResponseCache {
             moka::future::Cache::builder()
                 .time_to_live(config.ttl)
                 .max_capacity(config.max_resources)
-                .weigher(|_, entry: &Arc<Entry>| u32::try_from(entry.resources.len() + 1).unwrap_or(u32::MAX))
+                .weigher(|_, entry: &Arc<Entry>| entry.weight())
                 .build()
         });
         ResponseCache { entries }
@@ -249,4 +273,25 @@ pub async fn search(
     out.resources.extend(entry.resources.iter().cloned());
     out.warnings.extend(entry.warnings.iter().cloned());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_document_weighs_by_its_size_and_a_resource_by_one() {
+        let small = |i: usize| json!({"resourceType": "Condition", "id": format!("c{i}")});
+        let answer = Entry {
+            resources: (0..10).map(small).collect(),
+            warnings: Vec::new(),
+        };
+        assert_eq!(answer.weight(), 11);
+        let document = Entry {
+            resources: vec![json!({"resourceType": "Binary", "data": "A".repeat(1 << 20)})],
+            warnings: Vec::new(),
+        };
+        assert_eq!(document.weight(), 2 + (1 << 20) / 4096);
+    }
 }

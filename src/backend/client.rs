@@ -210,11 +210,11 @@ impl HttpClient {
                         status: 0,
                         elapsed: started.elapsed(),
                     });
-                    let timed_out = error.status == StatusCode::GATEWAY_TIMEOUT;
+                    let final_answer = error.status == StatusCode::GATEWAY_TIMEOUT || error.code == TOO_LARGE;
                     last_error = Some(error);
-                    // A timed-out call used the whole deadline; a connection dropped after a write may have
-                    // committed it: neither is retried.
-                    if timed_out {
+                    // A timed-out call used the whole deadline, and a reply too large would be as large again:
+                    // neither is retried.
+                    if final_answer {
                         break;
                     }
                 }
@@ -255,12 +255,46 @@ impl HttpClient {
         if let Some((content_type, body)) = &request.body {
             builder = builder.header("Content-Type", content_type.as_str()).body(body.clone());
         }
-        let response = builder.send().await.map_err(classify)?;
+        let mut response = builder.send().await.map_err(classify)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(classify)?;
-        Ok(HttpReply { status, headers, body })
+        // Read up to the cap: a reply past it is refused before it is all in memory.
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_REPLY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpReply {
+            status,
+            headers,
+            body: body.into(),
+        })
     }
+}
+
+/// The most a native HTTP reply may hold, as SystmOne's transaction frames (`systmone::MAX_FRAME`): a
+/// record or a document base64-encoded in JSON fits well within it; a reply past it is refused (502) rather
+/// than read whole into memory, then copied several times over while it is translated and cached.
+pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
+
+const TOO_LARGE: &str = "IM1-4008";
+
+fn too_large() -> FhirError {
+    FhirError::bad_gateway(
+        TOO_LARGE,
+        format!(
+            "the native system's reply is larger than this server takes ({} MiB)",
+            MAX_REPLY_BYTES >> 20
+        ),
+    )
 }
 
 fn timeout() -> FhirError {
@@ -308,5 +342,80 @@ pub fn status_error(status: StatusCode, headers: &HeaderMap, supplier: &str) -> 
             "IM1-4500",
             format!("{supplier} answered with status {}", status.as_u16()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `head` then `body_bytes` of body (chunked when `head` says).
+    async fn serve(head: &'static str, body_bytes: usize) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = head.replace("{length}", &body_bytes.to_string());
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunked = head.contains("chunked");
+                    let piece = vec![b'x'; 1 << 20];
+                    let mut left = body_bytes;
+                    while left > 0 {
+                        let n = left.min(piece.len());
+                        let written = if chunked {
+                            let mut chunk = format!("{n:x}\r\n").into_bytes();
+                            chunk.extend_from_slice(&piece[..n]);
+                            chunk.extend_from_slice(b"\r\n");
+                            socket.write_all(&chunk).await
+                        } else {
+                            socket.write_all(&piece[..n]).await
+                        };
+                        if written.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    if chunked {
+                        let _ = socket.write_all(b"0\r\n\r\n").await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn client() -> HttpClient {
+        crate::runtime::install_crypto();
+        let settings = ClientSettings {
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            max_in_flight: 2,
+        };
+        HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reply_past_the_cap_is_refused_once_not_read_whole() {
+        let chunked = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let declared = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n";
+        for head in [chunked, declared] {
+            let addr = serve(head, MAX_REPLY_BYTES + 1).await;
+            let mut calls = Vec::new();
+            let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+            let error = client().send(&request, "r", &mut calls).await.unwrap_err();
+            assert_eq!((error.status.as_u16(), error.code), (502, TOO_LARGE), "{head}");
+            assert_eq!(calls.len(), 1, "not retried: {head}");
+        }
+        // At the cap, the reply is read whole.
+        let addr = serve(chunked, MAX_REPLY_BYTES).await;
+        let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+        let reply = client().send(&request, "r", &mut Vec::new()).await.unwrap();
+        assert_eq!(reply.body.len(), MAX_REPLY_BYTES);
     }
 }
