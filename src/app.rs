@@ -180,7 +180,7 @@ where
         match authenticate(state, &parts.headers) {
             Ok(p) => {
                 audit::note(|facts| facts.who = Some(who(&p)));
-                if let Some(Err(seconds)) = state.limiter.as_ref().map(|l| l.check(&p.client_id)) {
+                if let Some(Err(seconds)) = state.limiter.as_ref().map(|l| l.check(&p.budget_key())) {
                     let error = FhirError::too_many("IM1-2301", "too many requests from this client", seconds);
                     return (respond_error(&error, format_hint, false), "throttled".into());
                 }

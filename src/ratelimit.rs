@@ -1,5 +1,6 @@
-//! Per-client rate limits: each token's `client_id` gets its own budget (GCRA through `governor`), so one busy
-//! app cannot starve the others or hammer the practices' native systems. Over the limit: 429 with Retry-After.
+//! Per-client rate limits: each client (a token's `client_id`, or its subject when it has none: see
+//! `Principal::budget_key`) gets its own budget (GCRA through `governor`), so one busy app cannot starve the
+//! others or hammer the practices' native systems. Over the limit: 429 with Retry-After.
 
 use crate::config::ClientRate;
 use governor::clock::{Clock, DefaultClock};

@@ -55,6 +55,18 @@ pub struct Principal {
     pub token_id: String,
 }
 
+impl Principal {
+    /// The client whose request budget a request spends: its `client_id`, or, for a token without one, its
+    /// subject, so tokens without a client id do not all share (and exhaust) one budget.
+    pub fn budget_key(&self) -> String {
+        if self.client_id.is_empty() {
+            format!("sub:{}", self.subject)
+        } else {
+            format!("client:{}", self.client_id)
+        }
+    }
+}
+
 impl std::fmt::Debug for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Principal")
@@ -113,5 +125,24 @@ mod tests {
             token_id: "t".into(),
         };
         assert!(!format!("{principal:?}").contains("9000000009"));
+    }
+
+    #[test]
+    fn tokens_without_a_client_id_each_have_their_own_budget() {
+        let principal = |subject: &str, client_id: &str| Principal {
+            subject: subject.into(),
+            role: Role::System,
+            client_id: client_id.into(),
+            scopes: vec![],
+            nhs_number: None,
+            proofing_level: None,
+            rbac_role: None,
+            practices: vec![],
+            token_id: String::new(),
+        };
+        assert_ne!(principal("a", "").budget_key(), principal("b", "").budget_key());
+        assert_eq!(principal("a", "app").budget_key(), principal("b", "app").budget_key());
+        // A subject cannot pass for a client id.
+        assert_ne!(principal("app", "").budget_key(), principal("x", "app").budget_key());
     }
 }
