@@ -47,6 +47,7 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 async fn speaks_http2(stream: &tokio::net::TcpStream, deadline: Duration) -> Option<bool> {
     let sniff = async {
         let mut first = [0u8; HTTP2_PREFACE.len()];
+        let mut pause = Duration::from_millis(5);
         loop {
             let seen = stream.peek(&mut first).await.ok()?;
             if seen == 0 {
@@ -58,8 +59,11 @@ async fn speaks_http2(stream: &tokio::net::TcpStream, deadline: Duration) -> Opt
             if seen == HTTP2_PREFACE.len() {
                 return Some(true);
             }
-            // Part of the preface so far: peek returns at once until more arrives, so wait a little.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Part of the preface so far: peek returns at once until more arrives, so wait a little, longer
+            // each time (a client stalled mid-preface would otherwise wake the server every 5 ms until the
+            // header deadline).
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
     };
     tokio::time::timeout(deadline, sniff).await.ok().flatten()
