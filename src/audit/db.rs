@@ -71,9 +71,24 @@ CREATE INDEX IF NOT EXISTS audit_practice_event ON audit_practice (event_id);
 PRAGMA user_version = 2;
 ";
 
+/// Creates `path` readable by its owner alone (0600 on Unix), if it does not exist: the trail holds NHS
+/// numbers and queries. SQLite gives its WAL and shared-memory files the database file's permissions.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens (creating if need be) the database for writing, in WAL mode, with the schema in place.
 pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, AuditError> {
     let open = |e: rusqlite::Error| AuditError::open(path, e);
+    create_private(path).map_err(|e| AuditError::open(path, e))?;
     let conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
     let mode: String = conn

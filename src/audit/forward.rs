@@ -88,7 +88,12 @@ fn run(path: &Path, batches: Receiver<Vec<String>>) {
 }
 
 fn open(path: &Path) -> Option<BufWriter<File>> {
-    match OpenOptions::new().create(true).append(true).open(path) {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    // Owner only, as the store (`db::create_private`): the copy holds NHS numbers too.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
         Ok(file) => Some(BufWriter::new(file)),
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "cannot open the audit forwarding file");

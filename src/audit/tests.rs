@@ -79,6 +79,28 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     assert!(store.record(facts(1_001, "u", "Patient/p", None, 200)).await.is_ok());
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_trail_and_its_copy_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = AuditConfig {
+        forward_jsonl: Some(dir.path().join("audit.jsonl")),
+        ..AuditConfig::new(dir.path().join("audit.db"))
+    };
+    let store = AuditStore::open(&config).unwrap();
+    store.record(facts(1_000, "u", "Patient/p", None, 200)).await.unwrap();
+    store.close().await;
+    for file in ["audit.db", "audit.db-wal", "audit.jsonl"] {
+        let Ok(meta) = std::fs::metadata(dir.path().join(file)) else {
+            // The WAL may be gone once the store is closed; the others are there.
+            assert_eq!(file, "audit.db-wal", "{file} exists");
+            continue;
+        };
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
+}
+
 #[tokio::test]
 async fn a_recorded_event_is_found_by_search() {
     let dir = tempfile::tempdir().unwrap();

@@ -239,6 +239,13 @@ fn reply_body(reply: HttpReply) -> FhirResult<Native> {
     }
     let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
     let code = body.pointer("/errors/0/code").and_then(Value::as_str).unwrap_or("");
+    // Medicus's codes are upper-case words: anything else is passed on as "unrecognised" rather than
+    // quoted into the client's diagnostics and the log.
+    let code = if code.len() <= 64 && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+        code
+    } else {
+        "unrecognised"
+    };
     match code {
         "SERVICE_DISABLED" => Err(FhirError::forbidden(
             "IM1-4103",
@@ -296,5 +303,17 @@ mod tests {
         assert_eq!(refusal(403, "").status.as_u16(), 403);
         assert_eq!(refusal(403, "APP_NOT_ACCREDITED").status.as_u16(), 502);
         assert_eq!(refusal(404, "PATIENT_NOT_FOUND").status.as_u16(), 404);
+    }
+
+    #[test]
+    fn a_code_that_is_no_medicus_code_is_not_quoted() {
+        let e = refusal(400, "Smith, John 9000000009");
+        assert_eq!((e.status.as_u16(), e.code), (502, "IM1-4110"));
+        assert!(
+            !e.message.contains("9000000009") && e.message.contains("unrecognised"),
+            "{}",
+            e.message
+        );
+        assert!(refusal(400, "INVALID_REQUEST").message.contains("INVALID_REQUEST"));
     }
 }

@@ -339,10 +339,12 @@ pub fn encode(value: &Value, format: Format, pretty: bool) -> FhirResult<Vec<u8>
         Format::Xml => {
             return im1_fhir_model::json_to_xml(value)
                 .map(|xml| xml_safe(&xml))
-                .map_err(|e| FhirError::internal("IM1-5101", format!("could not render XML: {e}")))
+                // Not the model's message: it quotes the value it could not place (record data), and this
+                // message reaches the log and the client.
+                .map_err(|_| FhirError::internal("IM1-5103", "could not render the answer as FHIR XML"));
         }
     }
-    .map_err(|e| FhirError::internal("IM1-5102", format!("could not render JSON: {e}")))
+    .map_err(|e| FhirError::internal("IM1-5104", format!("could not render JSON: {e}")))
 }
 
 #[cfg(test)]
