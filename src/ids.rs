@@ -423,12 +423,15 @@ mod tests {
         let text = codec().encode("Patient", &id).unwrap();
         assert_eq!(codec().decode("Observation", &text), Err(IdError::NotOurs));
         assert_eq!(IdCodec::new(b"other").decode("Patient", &text), Err(IdError::NotOurs));
-        let mut tampered = text.into_bytes();
-        let last = tampered.len() - 1;
-        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        assert!(codec()
-            .decode("Patient", &String::from_utf8(tampered).unwrap())
-            .is_err());
+        // Each payload bit flipped, re-encoded as a valid id: the tag no longer matches (not a base64
+        // error, which a flipped last character could be).
+        let bytes = URL_SAFE_NO_PAD.decode(text.replace('.', "_")).unwrap();
+        for bit in TAG_LEN * 8..bytes.len() * 8 {
+            let mut tampered = bytes.clone();
+            tampered[bit / 8] ^= 1 << (bit % 8);
+            let forged = URL_SAFE_NO_PAD.encode(&tampered).replace('_', ".");
+            assert_eq!(codec().decode("Patient", &forged), Err(IdError::NotOurs), "bit {bit}");
+        }
         assert_eq!(codec().decode("Patient", "not-an-id"), Err(IdError::NotOurs));
     }
 }

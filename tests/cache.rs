@@ -105,7 +105,7 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
 
 #[tokio::test]
 async fn a_cached_answer_never_carries_one_principals_view_to_another() {
-    let sims = Simulators::start(common::fixed_options(1, 6)).await.unwrap();
+    let sims = Simulators::start(common::fixed_options(1, 9)).await.unwrap();
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let clinician = token(Role::Clinician, &["Y90001"]);
     let (_, found) = get_json(&proxy, SEARCH, &clinician).await;
@@ -141,6 +141,8 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
     let (status, without) = get_as(&proxy, &allergies, &system, "v-4", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(audited(&proxy, "v-4").0, "hit");
+    // The same allergies, each without its note.
+    assert_eq!(matches(&without).len(), matches(&with_notes).len());
     assert!(matches(&without).iter().all(|c| c.get("note").is_none()));
 
     // A clinician of another practice: the cached record stays out of reach (the id names Y90001).
@@ -163,6 +165,23 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
         "the patient-facing answer is its own entry"
     );
     assert!(matches(&own).iter().all(|o| !common::restricted(o)));
+    // Patient 8's problems include confidential ones: the clinician's answer, cached, holds them; the
+    // patient's own is another entry, with the rest only.
+    let eighth = sims.world.read(|r| r.patients[8].nhs_number.clone());
+    let (_, found) = get_json(&proxy, &format!("Patient?identifier={eighth}"), &clinician).await;
+    let eighth_id = matches(&found)[0]["id"].as_str().unwrap().to_string();
+    let problems = format!("Condition?patient={eighth_id}&_count=500");
+    let (_, full_problems) = get_as(&proxy, &problems, &clinician, "v-9", &[]).await;
+    let full_problems = matches(&full_problems);
+    let confidential = full_problems.iter().filter(|c| common::restricted(c)).count();
+    assert!(confidential > 0, "patient 8's record holds confidential problems");
+    let eighth = common::patient_token(&eighth, "Y90001");
+    let (status, own_problems) = get_as(&proxy, &problems, &eighth, "v-10", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(audited(&proxy, "v-10").0, "miss");
+    let own_problems = matches(&own_problems);
+    assert_eq!(own_problems.len(), full_problems.len() - confidential);
+    assert!(own_problems.iter().all(|c| !common::restricted(c)));
     // And another patient's token finds nothing of it, cached or not.
     let stranger = sims.world.read(|r| r.patients[2].nhs_number.clone());
     let stranger = common::patient_token(&stranger, "Y90001");

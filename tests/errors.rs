@@ -57,15 +57,24 @@ async fn metadata_and_smart_configuration_are_public() {
 #[tokio::test]
 async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
     let proxy = proxy().await;
-    for response in [
-        proxy.client.get(proxy.url("Patient/abc")).send().await.unwrap(),
-        proxy
-            .client
-            .get(proxy.url("Patient/abc"))
-            .bearer_auth("nonsense")
-            .send()
-            .await
-            .unwrap(),
+    // No credentials: IM1-2001 and a bare challenge; a bad token: the challenge says invalid_token.
+    for (response, code, error) in [
+        (
+            proxy.client.get(proxy.url("Patient/abc")).send().await.unwrap(),
+            "IM1-2001",
+            None,
+        ),
+        (
+            proxy
+                .client
+                .get(proxy.url("Patient/abc"))
+                .bearer_auth("nonsense")
+                .send()
+                .await
+                .unwrap(),
+            "IM1-2002",
+            Some("error=\"invalid_token\""),
+        ),
     ] {
         let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_string();
         // Nothing of an answer to a token is kept by a shared cache or a browser.
@@ -75,8 +84,11 @@ async fn missing_and_bad_tokens_are_401_with_www_authenticate() {
         assert!(challenge.starts_with("Bearer"));
         // RFC 6750: no error code when no credentials were sent.
         let body = outcome(response, 401).await;
-        let missing = body["issue"][0]["details"]["coding"][0]["code"] == "IM1-2001";
-        assert_eq!(challenge.contains("error="), !missing, "{challenge}");
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code, "{body}");
+        match error {
+            Some(error) => assert!(challenge.contains(error), "{challenge}"),
+            None => assert!(!challenge.contains("error="), "{challenge}"),
+        }
     }
     // Two Authorization headers are ambiguous, whichever is valid.
     let t = token(Role::Clinician, &["Y90001"]);

@@ -86,6 +86,7 @@ async fn next_links_keep_the_sort_the_includes_and_the_summary() {
             &format!("Condition?patient={patient}&_summary=true&_count=1"),
         )
         .await;
+        assert!(walked.len() > 1, "{ods}: several pages");
         for page in walked.iter().skip(1) {
             for condition in entries(page, "match") {
                 assert!(condition.get("note").is_none(), "{ods}: summarised on later pages");

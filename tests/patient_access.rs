@@ -63,14 +63,24 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         assert_eq!((status, matches(&by_id).len()), (200, 1), "{ods}: {by_id}");
         let (status, by_id) = get(&proxy, &format!("Patient?_id={other_id}"), mine).await;
         assert_eq!((status, matches(&by_id).len()), (200, 0), "{ods}: {by_id}");
-        check_practice(&proxy, ods, clinician, mine, &own_id, &other_id).await;
+        check_practice(&proxy, ods, clinician, mine, &own_id, &other_id, &numbers[8]).await;
     }
     proxy.stop().await;
     sims.shutdown().await;
 }
 
-async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, own_id: &str, other_id: &str) {
-    let mut confidential_seen = 0;
+/// `eighth`: the NHS number of seeded patient 8, whose record holds confidential items.
+async fn check_practice(
+    proxy: &Proxy,
+    ods: &str,
+    clinician: &str,
+    mine: &str,
+    own_id: &str,
+    other_id: &str,
+    eighth: &str,
+) {
+    // Each check below runs over what the records hold: counted, so that none can pass by finding nothing.
+    let (mut confidential_seen, mut items_seen, mut others_tried) = (0, 0, 0);
     for resource_type in common::RECORD_ITEMS {
         // The clinician's view of the same record, confidential items included.
         let (status, full) = get(proxy, &format!("{resource_type}?patient={own_id}"), clinician).await;
@@ -79,6 +89,7 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
         let (status, bundle) = get(proxy, resource_type, mine).await;
         assert_eq!(status, 200, "{ods} {resource_type}: {bundle}");
         let seen = matches(&bundle);
+        items_seen += seen.len();
         for r in &seen {
             assert!(
                 !restricted(r),
@@ -93,23 +104,7 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
             visible.len(),
             "{ods} {resource_type}: the patient sees every non-confidential item"
         );
-        // A confidential item read directly is simply not found, told as any unknown id is (so is a
-        // confidential document's content): nothing says it exists.
-        for hidden in full.iter().filter(|r| restricted(r)) {
-            confidential_seen += 1;
-            let mut reads = vec![format!("{resource_type}/{}", hidden["id"].as_str().unwrap())];
-            if let Some(url) = hidden["content"][0]["attachment"]["url"].as_str() {
-                reads.push(url.to_string());
-            }
-            for read in reads {
-                let (status, body) = get(proxy, &read, mine).await;
-                assert_eq!(status, 404, "{ods} {read}");
-                assert_eq!(
-                    body["issue"][0]["details"]["coding"][0]["code"], "IM1-1401",
-                    "{ods} {read}: {body}"
-                );
-            }
-        }
+        confidential_seen += confidential_reads_find_nothing(proxy, ods, &full, mine).await;
         // Another patient's record: searched by id, nothing; their items read by id, not found.
         let (status, bundle) = get(proxy, &format!("{resource_type}?patient={other_id}"), mine).await;
         assert_eq!(status, 200);
@@ -119,6 +114,7 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
         );
         let (_, theirs) = get(proxy, &format!("{resource_type}?patient={other_id}"), clinician).await;
         if let Some(item) = matches(&theirs).first() {
+            others_tried += 1;
             let (status, _) = get(
                 proxy,
                 &format!("{resource_type}/{}", item["id"].as_str().unwrap()),
@@ -131,13 +127,55 @@ async fn check_practice(proxy: &Proxy, ods: &str, clinician: &str, mine: &str, o
             );
         }
     }
-    let _ = confidential_seen;
-    // Another patient's $everything: not found; their own: the Patient and their items.
+    // Patient 0's record may hold nothing confidential: patient 8's holds a sensitive problem's items.
+    let (_, theirs) = get(proxy, &format!("Patient?identifier={eighth}"), clinician).await;
+    let eighth_id = matches(&theirs)[0]["id"].as_str().unwrap().to_string();
+    let theirs_token = &patient_token(eighth, ods);
+    for resource_type in common::RECORD_ITEMS {
+        let (_, full) = get(proxy, &format!("{resource_type}?patient={eighth_id}"), clinician).await;
+        confidential_seen += confidential_reads_find_nothing(proxy, ods, &matches(&full), theirs_token).await;
+    }
+    assert!(
+        confidential_seen > 0 && items_seen > 0 && others_tried > 0,
+        "{ods}: the seeded records give every check something to check \
+         ({confidential_seen} confidential, {items_seen} seen, {others_tried} of another patient)"
+    );
+    // Another patient's $everything: not found; their own: the Patient and their items, nothing
+    // confidential, nobody else's.
     let (status, _) = get(proxy, &format!("Patient/{other_id}/$everything"), mine).await;
     assert_eq!(status, 404, "{ods}");
     let (status, everything) = get(proxy, &format!("Patient/{own_id}/$everything?_count=200"), mine).await;
     assert_eq!(status, 200, "{ods}: {everything}");
-    assert!(matches(&everything).len() > 1);
+    let everything = matches(&everything);
+    assert!(everything.len() > 1, "{ods}");
+    for r in &everything {
+        assert!(!restricted(r), "{ods}: a confidential item in $everything: {r}");
+        if let Some(subject) = r.get("subject").or_else(|| r.get("patient")) {
+            assert_eq!(subject["reference"], format!("Patient/{own_id}"), "{ods}: {r}");
+        }
+    }
+}
+
+/// A confidential item read directly by its patient is simply not found, told as any unknown id is (so is a
+/// confidential document's content): nothing says it exists. How many of `full` were confidential.
+async fn confidential_reads_find_nothing(proxy: &Proxy, ods: &str, full: &[Value], patient: &str) -> usize {
+    let hidden: Vec<&Value> = full.iter().filter(|r| restricted(r)).collect();
+    for item in &hidden {
+        let resource_type = item["resourceType"].as_str().unwrap();
+        let mut reads = vec![format!("{resource_type}/{}", item["id"].as_str().unwrap())];
+        if let Some(url) = item["content"][0]["attachment"]["url"].as_str() {
+            reads.push(url.to_string());
+        }
+        for read in reads {
+            let (status, body) = get(proxy, &read, patient).await;
+            assert_eq!(status, 404, "{ods} {read}");
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], "IM1-1401",
+                "{ods} {read}: {body}"
+            );
+        }
+    }
+    hidden.len()
 }
 
 /// The native calls of a patient's request, of one in the same session, and of one once that session has
