@@ -182,3 +182,53 @@ async fn each_client_is_held_to_its_rate_with_429_and_retry_after() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// SMART scopes count only in their role's context: a clinician's `patient/` or `system/` scopes, a system
+/// client's `user/` scopes and a patient's `user/` scopes grant nothing (403 IM1-2101), where the same
+/// permission in the role's own context is served.
+#[tokio::test]
+async fn scopes_of_another_context_grant_nothing() {
+    let (sims, proxy, patient) = start().await;
+    let conditions = format!("Condition?patient={patient}");
+    for (role, scope, served) in [
+        (Role::Clinician, "patient/*.rs", false),
+        (Role::Clinician, "system/*.rs", false),
+        (Role::Clinician, "user/*.rs", true),
+        (Role::System, "user/*.rs", false),
+        (Role::System, "system/*.rs", true),
+    ] {
+        let t = common::scoped(role, "Y90001", scope);
+        let (status, body) = get(&proxy, &conditions, &t).await;
+        if served {
+            assert_eq!(status, 200, "{role:?} {scope}: {body}");
+            assert!(!entries(&body, "match").is_empty(), "{role:?} {scope}");
+        } else {
+            assert_eq!(status, 403, "{role:?} {scope}: {body}");
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], "IM1-2101",
+                "{role:?} {scope}"
+            );
+        }
+    }
+    let patient_number = "9000000009";
+    let user_scoped = {
+        let mut claims = im1_fhir::auth::token::TokenRequest {
+            practices: vec!["Y90001".into()],
+            role: Role::Patient,
+            nhs_number: Some(patient_number.into()),
+            scope: Some("user/*.rs".into()),
+            ttl_seconds: 600,
+        };
+        let refused = im1_fhir::auth::token::mint_demo(&claims).unwrap();
+        claims.scope = Some("patient/*.rs".into());
+        (refused, im1_fhir::auth::token::mint_demo(&claims).unwrap())
+    };
+    let (status, body) = get(&proxy, "Condition", &user_scoped.0).await;
+    assert_eq!(
+        (status, body["issue"][0]["details"]["coding"][0]["code"].as_str()),
+        (403, Some("IM1-2101"))
+    );
+    assert_eq!(get(&proxy, "Condition", &user_scoped.1).await.0, 200);
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -391,5 +391,30 @@ mod tests {
         let refused = |token: String| verifier.verify(&token).unwrap_err().to_string();
         assert!(refused(signed(&|c| c.sub = " ".into())).contains("no subject"));
         assert!(refused(signed(&|c| c.iat += 3600)).contains("future"));
+        // A patient token must say whose record it is.
+        assert!(refused(signed(&|c| {
+            c.im1_role = "patient".into();
+            c.scope = "patient/*.rs".into();
+            c.nhs_number = None;
+        }))
+        .contains("NHS number"));
+    }
+
+    #[test]
+    fn a_token_without_a_key_id_or_with_another_algorithm_is_refused() {
+        let verifier = Verifier::new(vec![Issuer::demo().unwrap()]);
+        let token = mint_demo(&request(Role::Clinician)).unwrap();
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(&token)
+            .unwrap()
+            .claims;
+        let refused = |token: String| verifier.verify(&token).unwrap_err().to_string();
+        let pem = EncodingKey::from_ec_pem(DEMO_PRIVATE_KEY).unwrap();
+        let no_kid = encode(&Header::new(Algorithm::ES256), &claims, &pem).unwrap();
+        assert!(refused(no_kid).contains("names no key"));
+        // HS256 under the demo key's id, its "secret" anything an attacker likes: the algorithm is the key's.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(DEMO_KID.into());
+        let forged = encode(&header, &claims, &EncodingKey::from_secret(b"anything")).unwrap();
+        assert!(refused(forged).contains("algorithm does not match"));
     }
 }
