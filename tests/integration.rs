@@ -13,6 +13,7 @@ mod documents;
 mod errors;
 mod golden;
 mod matrix;
+mod native_faults;
 mod native_pace;
 mod paging;
 mod patient;

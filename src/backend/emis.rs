@@ -160,11 +160,23 @@ impl Emis {
             ),
         ]);
         let reply = self.http.send(&request, request_id, calls).await?;
-        if !reply.status.is_success() {
-            return Err(FhirError::bad_gateway(
-                "IM1-4202",
-                "EMIS Web refused the practice's Partner API credentials",
-            ));
+        match reply.status.as_u16() {
+            200..=299 => {}
+            // OAuth's refusals of a client (invalid_client is a 400 or a 401).
+            400 | 401 | 403 => {
+                return Err(FhirError::bad_gateway(
+                    "IM1-4202",
+                    "EMIS Web refused the practice's Partner API credentials",
+                ))
+            }
+            // Busy or down is not refused: said as such, with when to try again.
+            429 | 503 | 504 => return Err(status_error(reply.status, &reply.headers, SUPPLIER)),
+            status => {
+                return Err(FhirError::bad_gateway(
+                    "IM1-4500",
+                    format!("EMIS Web's Partner token endpoint answered with status {status}"),
+                ))
+            }
         }
         let body = parse_json(&reply.body, SUPPLIER)?;
         let value = field(&body, "access_token")?;

@@ -1,0 +1,77 @@
+//! Native faults become clear FHIR answers, through each supplier: a server error, a connection dropped or
+//! cut short, or a broken body is a 502 with its own code; a native rate limit is a 429 or 503 with
+//! `Retry-After` (never "credentials refused", never a 200 with part of an answer). The simulators inject
+//! the fault into every call (their fault rates at 1).
+use crate::common;
+use common::{token, Proxy};
+use im1_fhir::auth::Role;
+use im1_fhir::demo::Simulators;
+use im1_sim::common::faults::FaultRates;
+
+/// The fault, and per practice (EMIS Web, TPP SystmOne, Medicus) the status and code expected.
+type Case = (&'static str, fn(&mut FaultRates), [(u16, &'static str); 3]);
+
+const CASES: [Case; 5] = [
+    // EMIS's first call is the Partner token, refused by the fault: busy or failing, not a credential refusal.
+    (
+        "server error",
+        |f| f.server_error = 1.0,
+        [(502, "IM1-4500"), (502, "IM1-4500"), (502, "IM1-4500")],
+    ),
+    // TPP's rate limit is its error 99, a 503 to try again in five seconds.
+    (
+        "rate limited",
+        |f| f.too_many_requests = 1.0,
+        [(429, "IM1-4129"), (503, "IM1-4503"), (429, "IM1-4129")],
+    ),
+    (
+        "dropped",
+        |f| f.drop = 1.0,
+        [(502, "IM1-4004"), (502, "IM1-4004"), (502, "IM1-4004")],
+    ),
+    (
+        "truncated",
+        |f| f.truncate = 1.0,
+        [(502, "IM1-4004"), (502, "IM1-4004"), (502, "IM1-4004")],
+    ),
+    // SystmOne's framed XML that does not parse is a broken reply as any other.
+    (
+        "malformed",
+        |f| f.malformed = 1.0,
+        [(502, "IM1-4006"), (502, "IM1-4004"), (502, "IM1-4006")],
+    ),
+];
+
+#[tokio::test]
+async fn native_faults_are_clear_outcomes_through_every_supplier() {
+    for (fault, inject, expected) in CASES {
+        let sims = Simulators::start_with(common::fixed_options(1, 3), |emis, systmone, medicus| {
+            inject(&mut emis.faults);
+            inject(&mut systmone.faults);
+            inject(&mut medicus.faults);
+        })
+        .await
+        .unwrap();
+        let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+        for (ods, (status, code)) in ["Y90001", "Y90002", "Y90003"].into_iter().zip(expected) {
+            let t = token(Role::Clinician, &[ods]);
+            let response = proxy
+                .get("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009", &t)
+                .await;
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body = common::outcome(response, status).await;
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], code,
+                "{fault} at {ods}: {body}"
+            );
+            let told_when = retry_after.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            assert_eq!(
+                told_when.is_some_and(|s| s >= 1),
+                matches!(status, 429 | 503),
+                "{fault} at {ods}: Retry-After {told_when:?}"
+            );
+        }
+        proxy.stop().await;
+        sims.shutdown().await;
+    }
+}
