@@ -14,14 +14,6 @@ impl Drop for Dir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn serve_accepts_its_issuer_refuses_the_demo_key_and_stops_on_sigterm() {
     let dir = Dir(std::env::temp_dir().join(format!("im1-serve-{}", std::process::id())));
@@ -34,11 +26,11 @@ async fn serve_accepts_its_issuer_refuses_the_demo_key_and_stops_on_sigterm() {
         "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
     }]});
     std::fs::write(dir.0.join("jwks.json"), jwks.to_string()).unwrap();
-    let dead = free_port();
-    let port = free_port();
+    // Nothing listens on port 1: the practice's system cannot be reached.
+    let dead = 1;
     let config = format!(
         r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [security]
 id_key = {{ file = "{dir}/id-key" }}
 [[security.issuers]]
@@ -70,8 +62,31 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The port is the OS's choice, read from the log line that gives the base URL (a port chosen here
+    // first could be taken by another test before serve binds it); the log is kept for the checks below.
+    let (base_url, logs) = {
+        let stderr = child.stderr.take().unwrap();
+        let (found, base_url) = std::sync::mpsc::channel();
+        let logs = std::thread::spawn(move || {
+            let mut logs = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if let Some(base) = event["fields"]["base"].as_str().or(event["base"].as_str()) {
+                        let _ = found.send(base.to_string());
+                    }
+                }
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+            logs
+        });
+        (base_url, logs)
+    };
+    let base = base_url
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve logs its base URL");
+    let base = base.trim_end_matches('/').trim_end_matches("/fhir").to_string();
     let client = common::test_client();
-    let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while client
         .get(format!("{base}/readyz"))
@@ -160,8 +175,7 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     };
     assert!(exit.success(), "{exit:?}");
     // Logs are JSON lines and carry neither the secret nor the token.
-    let mut logs = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+    let logs = logs.join().unwrap();
     assert!(
         !logs.contains("s3cret") && !logs.contains(&token) && !logs.contains("9000000009"),
         "{logs}"
