@@ -156,6 +156,7 @@ async fn start_proxy(sims: &Simulators, cache_ttl: Duration) -> runtime::Running
                 ttl: cache_ttl,
                 ..Default::default()
             },
+            max_requests_in_flight: im1_fhir::config::ServerConfig::default().max_requests_in_flight,
         })
         .expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");

@@ -54,6 +54,35 @@ pub struct AppState {
     pub audit: Option<crate::audit::AuditStore>,
     /// Translated native answers, shared briefly (see cache.rs).
     pub cache: crate::cache::ResponseCache,
+    /// The FHIR requests being handled, against their bound.
+    pub in_flight: InFlight,
+}
+
+/// The bound on FHIR requests handled at once: past it a request is turned away at once (503, try again in a
+/// second) rather than queued, so a surge cannot hold memory and connections without bound; the probes and
+/// metrics are never turned away.
+pub struct InFlight {
+    permits: tokio::sync::Semaphore,
+    limit: usize,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> InFlight {
+        InFlight {
+            permits: tokio::sync::Semaphore::new(limit),
+            limit,
+        }
+    }
+
+    fn admit(&self) -> FhirResult<tokio::sync::SemaphorePermit<'_>> {
+        self.permits.try_acquire().map_err(|_| {
+            FhirError::unavailable(
+                "IM1-5006",
+                format!("the server is handling its limit of {} requests; try again", self.limit),
+            )
+            .retry_after(1)
+        })
+    }
 }
 
 pub type Body = Full<Bytes>;
@@ -122,6 +151,10 @@ where
         }
         p if p == "/fhir" || p.starts_with("/fhir/") => {
             let public = matches!(p, "/fhir/metadata" | "/fhir/.well-known/smart-configuration");
+            let _admitted = match state.in_flight.admit() {
+                Ok(permit) => permit,
+                Err(error) => return (respond_error(&error, Format::Json, false), "shed".to_string()),
+            };
             let (mut response, label) = fhir(state, request).await;
             fhir_headers(&mut response, public);
             (response, label)

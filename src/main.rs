@@ -239,6 +239,7 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
             ),
             client_rate: config.server.client_rate,
             cache: config.cache,
+            max_requests_in_flight: config.server.max_requests_in_flight,
         })?;
         let tls = match &config.server.tls {
             Some(tls) => Some(im1_fhir::server::listener::tls_acceptor(&tls.cert, &tls.key)?),
@@ -315,6 +316,7 @@ fn demo(
             ),
             client_rate: im1_fhir::config::ServerConfig::default().client_rate,
             cache: im1_fhir::cache::CacheConfig::default(),
+            max_requests_in_flight: im1_fhir::config::ServerConfig::default().max_requests_in_flight,
         })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

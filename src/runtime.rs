@@ -37,6 +37,8 @@ pub struct Parts {
     /// Per-client rate limit; None: unlimited.
     pub client_rate: Option<crate::config::ClientRate>,
     pub cache: crate::cache::CacheConfig,
+    /// FHIR requests handled at once (see `ServerConfig`).
+    pub max_requests_in_flight: usize,
 }
 
 pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
@@ -64,6 +66,7 @@ pub fn build_state(parts: Parts) -> Result<Arc<AppState>, String> {
         limiter: parts.client_rate.map(crate::ratelimit::ClientLimiter::new),
         audit: parts.audit,
         cache: crate::cache::ResponseCache::new(parts.cache),
+        in_flight: crate::app::InFlight::new(parts.max_requests_in_flight),
     }))
 }
 

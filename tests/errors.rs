@@ -501,3 +501,43 @@ async fn request_ids_are_echoed_or_generated() {
     assert_eq!(id.len(), 36, "{id}");
     proxy.stop().await;
 }
+
+/// Past `max_requests_in_flight`, a FHIR request is turned away at once (503 IM1-5006, Retry-After), not
+/// queued; the probes still answer; once the held request is done, requests are admitted again.
+#[tokio::test]
+async fn requests_past_the_in_flight_bound_are_turned_away_at_once() {
+    // Every EMIS call takes a second: a first search (the Partner token, then the search) is held two.
+    let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| {
+        emis.faults = im1_sim::common::faults::FaultRates {
+            latency: 1.0,
+            latency_ms: 1_000,
+            ..Default::default()
+        };
+    })
+    .await
+    .unwrap();
+    let server = im1_fhir::config::ServerConfig {
+        max_requests_in_flight: 1,
+        ..common::test_server()
+    };
+    let proxy = Proxy::start_with(sims.practices(), sims.linkage(), common::test_native(), server).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    let held = {
+        let (client, url, t) = (proxy.client.clone(), proxy.url(search), t.clone());
+        tokio::spawn(async move { client.get(url).bearer_auth(t).send().await.unwrap().status() })
+    };
+    // Well inside the two seconds the first is held.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let turned_away = proxy.get("metadata", &t).await;
+    assert_eq!(turned_away.headers()["retry-after"], "1");
+    let body = outcome(turned_away, 503).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-5006", "{body}");
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    let healthz = proxy.client.get(format!("{root}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(proxy.get("metadata", &t).await.status(), 200);
+    proxy.stop().await;
+    sims.shutdown().await;
+}

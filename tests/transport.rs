@@ -70,6 +70,7 @@ async fn tls_with_http2_and_http1() {
         audit: None,
         client_rate: None,
         cache: Default::default(),
+        max_requests_in_flight: im1_fhir::config::ServerConfig::default().max_requests_in_flight,
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

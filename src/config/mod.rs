@@ -91,6 +91,7 @@ struct RawServer {
     /// Requests per second per client; 0 switches the limit off.
     client_requests_per_second: Option<u32>,
     client_burst: Option<u32>,
+    max_requests_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +202,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Requests per second each client (token `client_id`) may make, and the burst above it; None: no limit.
     pub client_rate: Option<ClientRate>,
+    /// FHIR requests handled at once; past it a request is turned away (503) at once, so that a surge
+    /// cannot hold memory and connections without bound.
+    pub max_requests_in_flight: usize,
 }
 
 /// A per-client request rate.
@@ -224,6 +228,7 @@ impl Default for ServerConfig {
                 per_second: 100,
                 burst: 200,
             }),
+            max_requests_in_flight: 1024,
         }
     }
 }
@@ -441,6 +446,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     server.header_timeout_ms = raw.server.header_timeout_ms.unwrap_or(server.header_timeout_ms).max(1);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
     server.body_timeout_ms = raw.server.body_timeout_ms.unwrap_or(server.body_timeout_ms).max(1);
+    server.max_requests_in_flight = raw
+        .server
+        .max_requests_in_flight
+        .unwrap_or(server.max_requests_in_flight)
+        .max(1);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {
             per_second,

@@ -68,6 +68,7 @@ impl Proxy {
             audit: Some(audit.clone()),
             client_rate: server.client_rate,
             cache,
+            max_requests_in_flight: server.max_requests_in_flight,
         })
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
