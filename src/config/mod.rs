@@ -751,6 +751,25 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_example_configuration_uses_only_known_keys() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .find(|block| block.starts_with("[server]"))
+            .expect("the README shows a configuration");
+        // Its files do not exist here; what matters is that every key is one the server reads.
+        let errors = parse("README.md", block).err().unwrap_or_default();
+        assert!(
+            errors
+                .iter()
+                .all(|e| !e.message.contains("unknown field") && !e.message.contains("invalid")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn the_demo_id_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let text = with_security(&dir, "");
