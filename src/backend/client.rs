@@ -92,7 +92,9 @@ pub struct ClientSettings {
 pub struct HttpClient {
     inner: reqwest::Client,
     settings: ClientSettings,
-    in_flight: Arc<Semaphore>,
+    /// Places among the calls in flight to the practice, one set per surface (transaction, patient): a
+    /// burst of patient-facing calls waiting for their pace cannot hold a clinician's call back.
+    in_flight: Arc<[Semaphore; 2]>,
     pace: Arc<Pace>,
 }
 
@@ -105,7 +107,8 @@ impl HttpClient {
             .timeout(settings.timeout)
             .build()
             .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))?;
-        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
+        let places = || Semaphore::new(settings.max_in_flight);
+        let in_flight = Arc::new([places(), places()]);
         Ok(HttpClient {
             inner,
             settings,
@@ -114,12 +117,16 @@ impl HttpClient {
         })
     }
 
-    /// A native call's turn on a surface: a place among the calls in flight to the practice, then the
-    /// supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
+    /// A native call's turn on a surface: a place among the surface's calls in flight to the practice, then
+    /// the supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
     /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let permit = tokio::time::timeout(remaining, self.in_flight.acquire())
+        let places = match surface {
+            Surface::Transaction => &self.in_flight[0],
+            Surface::Patient => &self.in_flight[1],
+        };
+        let permit = tokio::time::timeout(remaining, places.acquire())
             .await
             .map_err(|_| timeout())?
             .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
@@ -398,6 +405,23 @@ mod tests {
             max_in_flight: 2,
         };
         HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_surface_has_its_own_places() {
+        let settings = ClientSettings {
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            max_in_flight: 1,
+        };
+        crate::runtime::install_crypto();
+        let client = HttpClient::new(settings, Pace::new(&Default::default())).unwrap();
+        let soon = || Instant::now() + Duration::from_millis(200);
+        let _patient = client.turn(Surface::Patient, soon()).await.unwrap();
+        // The patient surface's one place is taken: a clinician's call still goes, another patient's waits.
+        let _transaction = client.turn(Surface::Transaction, soon()).await.unwrap();
+        let waited = client.turn(Surface::Patient, soon()).await.unwrap_err();
+        assert_eq!(waited.status, StatusCode::GATEWAY_TIMEOUT);
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@
 //! [native]
 //! timeout_ms = 10000          # deadline of one native call (504 past it)
 //! retries = 2                 # for safe (read) calls only
-//! max_in_flight = 8           # per practice: the proxy queues rather than hammer a supplier
+//! max_in_flight = 8           # per practice and surface: the proxy queues rather than hammer a supplier
 //!
 //! [[practices]]
 //! ods = "Y90001"
