@@ -41,7 +41,7 @@ impl std::fmt::Debug for Linkage {
 /// The error every dialect gives when the store holds no linkage for the patient at the practice.
 pub fn no_linkage() -> crate::fhir::FhirError {
     crate::fhir::FhirError::forbidden(
-        "IM1-2301",
+        "IM1-2110",
         "no patient-facing linkage is held for this patient at this practice",
     )
 }

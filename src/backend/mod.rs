@@ -154,7 +154,7 @@ impl PracticeBackend {
         };
         if keys.is_empty() {
             return Err(FhirError::bad_gateway(
-                "IM1-4007",
+                "IM1-4009",
                 format!("{} listed no record for the patient's linkage", self.supplier.display()),
             ));
         }
