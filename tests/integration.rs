@@ -23,6 +23,7 @@ mod practice_agree;
 mod proxy_access;
 mod record;
 mod records_agree;
+mod searches_agree;
 mod serve;
 mod suppliers_agree;
 mod tokens;
