@@ -316,6 +316,13 @@ impl TemplateCheck<'_> {
             self.extension(node, path);
         }
         for (key, pos, value) in node.entries() {
+            if key == "$value" {
+                // A looped item given by one value: of the type the item is.
+                if let Some(text) = value.as_str() {
+                    self.leaf(text, ty);
+                }
+                continue;
+            }
             if key.starts_with('$') {
                 continue;
             }

@@ -4,7 +4,9 @@
 //! Structure keys (the only non-FHIR keys a template may hold):
 //! - `$if: "{{ expr }}"` on a mapping: the mapping is produced only when the expression is truthy;
 //! - a list item `{ $each: "{{ expr }}", $as: name, ...fields }`: the fields are produced once per element of
-//!   the list the expression gives, with the element bound to `name` (default `item`).
+//!   the list the expression gives, with the element bound to `name` (default `item`); with
+//!   `$value: "{{ expr }}"` in place of the fields, each element gives that one value (a shared partial's,
+//!   say: `$value: "{{ partial('HumanName', ...) }}"`).
 //!
 //! Whatever evaluates to nothing (null, undefined, "", [] or {}) is left out, so no empty FHIR element
 //! is ever produced and templates need no clean-up pass.
@@ -101,7 +103,20 @@ pub fn compile(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Pr
                         .to_string();
                     let source = compile(source, &child(&item_path, "$each"), site, problems);
                     site.vars.push(var.clone());
-                    let body = compile_object(item, &item_path, site, problems, &["$each", "$as"]);
+                    let body = match item.get("$value") {
+                        Some(value) => {
+                            if let Some((key, pos, _)) = item.entries().iter().find(|(k, _, _)| !k.starts_with('$')) {
+                                problems.add(
+                                    site.file,
+                                    *pos,
+                                    &child(&item_path, key),
+                                    format!("'{key}' beside $value: an item is its $value or its fields, not both"),
+                                );
+                            }
+                            compile(value, &child(&item_path, "$value"), site, problems)
+                        }
+                        None => compile_object(item, &item_path, site, problems, &["$each", "$as"]),
+                    };
                     site.vars.pop();
                     out.push(Item::Each { source, var, body });
                 } else {
@@ -128,7 +143,7 @@ fn compile_object(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut
                 site.file,
                 *key_pos,
                 &key_path,
-                format!("unknown template key '{k}' (known: $if, $each, $as)"),
+                format!("unknown template key '{k}' (known: $if, $each, $as, $value)"),
             ),
             _ => fields.push((key.clone(), compile(value, &key_path, site, problems))),
         }
@@ -878,6 +893,23 @@ unpadded: "{{ decimal(r.number, r.huge) }}"
         let (_, problems) = compiled("v: \"{{ decimal(r.text | trim) }}\"\n");
         assert!(
             problems.iter().any(|p| p.contains("decimal(value[, places])")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_looped_item_may_be_one_value() {
+        let template =
+            "names:\n  - $each: \"{{ r.Names }}\"\n    $as: n\n    $value: \"{{ n.First ~ ' ' ~ n.Last }}\"\n";
+        let (out, problems) = run(
+            template,
+            json!({"Names": [{"First": "A", "Last": "B"}, {"First": "C", "Last": "D"}]}),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(out.unwrap()["names"], json!(["A B", "C D"]));
+        let (_, problems) = compiled("names:\n  - $each: \"{{ r.Names }}\"\n    $value: \"{{ item }}\"\n    text: x\n");
+        assert!(
+            problems.iter().any(|p| p.contains("'text' beside $value")),
             "{problems:?}"
         );
     }
