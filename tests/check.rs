@@ -55,7 +55,7 @@ search:
     .unwrap();
     std::fs::write(
         dir.join("emis/_EmisAddress.yaml"),
-        "params: [a]\ntemplate:\n  city: \"{{ a.Town }}\"\n",
+        "params: [a]\ntemplate:\n  city: \"{{ a.Town }}\"\n  line: [\"{{ partial('Nowhere', a.Street) }}\"]\n",
     )
     .unwrap();
     std::fs::write(dir.join("emis/Broken.yaml"), "resource: [unclosed\n").unwrap();
@@ -64,7 +64,9 @@ search:
     for expected in [
         "emis/Patient.yaml:3:1: compartmnt: unknown key 'compartmnt' (did you mean 'compartment'?)",
         "emis/Patient.yaml:12:11: template.gender: unknown ConceptMap 'no-such-map'",
-        "unknown partial 'EmisAdress' (did you mean 'EmisAddress'?)",
+        // Each unknown partial where it is called, in a mapping or in a partial.
+        "emis/Patient.yaml:13:13: template.address[0]: unknown partial 'EmisAdress' (did you mean 'EmisAddress'?)",
+        "emis/_EmisAddress.yaml:4:10: template.line[0]: unknown partial 'Nowhere'",
         "emis/Patient.yaml:14:14: template.birthDate: expression does not compile",
         "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",

@@ -133,9 +133,12 @@ impl Inliner<'_> {
                 }
             }
             Tmpl::Interp(parts) => Tmpl::Interp(parts.iter().map(|p| self.tmpl(p)).collect::<Option<_>>()?),
-            Tmpl::Partial { name, args, target, .. } => Tmpl::Partial {
+            Tmpl::Partial {
+                name, args, at, target, ..
+            } => Tmpl::Partial {
                 name: name.clone(),
                 args: args.iter().map(|a| self.tmpl(a)).collect::<Option<_>>()?,
+                at: at.clone(),
                 target: target.clone(),
                 inlined: OnceLock::new(),
             },
@@ -242,9 +245,12 @@ fn copy(tmpl: &Tmpl) -> Option<Tmpl> {
             chain: None,
         }),
         Tmpl::Interp(parts) => Some(Tmpl::Interp(parts.iter().map(copy).collect::<Option<_>>()?)),
-        Tmpl::Partial { name, args, target, .. } => Some(Tmpl::Partial {
+        Tmpl::Partial {
+            name, args, at, target, ..
+        } => Some(Tmpl::Partial {
             name: name.clone(),
             args: args.iter().map(copy).collect::<Option<_>>()?,
+            at: at.clone(),
             target: target.clone(),
             inlined: OnceLock::new(),
         }),
@@ -317,7 +323,14 @@ mod tests {
                     let (body, problems) = compiled_with(body, params);
                     assert!(problems.is_empty(), "{problems:?}");
                     let params = params.iter().map(|p| p.to_string()).collect();
-                    (name.to_string(), Arc::new(Partial { params, body }))
+                    (
+                        name.to_string(),
+                        Arc::new(Partial {
+                            file: format!("_{name}.yaml"),
+                            params,
+                            body,
+                        }),
+                    )
                 })
                 .collect();
             let (template, problems) = compiled_with(template, &["r"]);

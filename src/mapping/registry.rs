@@ -90,7 +90,14 @@ impl Registry {
                 let body = template::compile(body_node, "template", &mut site, &mut problems);
                 partial_nodes.insert(partial_name.to_string(), (name.clone(), body_node.clone()));
                 if partials
-                    .insert(partial_name.to_string(), Arc::new(Partial { params, body }))
+                    .insert(
+                        partial_name.to_string(),
+                        Arc::new(Partial {
+                            file: name.clone(),
+                            params,
+                            body,
+                        }),
+                    )
                     .is_some()
                 {
                     problems.add(name, node.pos, "", format!("partial '{partial_name}' is defined twice"));
@@ -202,25 +209,27 @@ impl Registry {
 /// Points every partial call at its partial (templates run without looking partials up), reporting the
 /// calls of partials that do not exist.
 fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Arc<Partial>>, problems: &mut Problems) {
-    let mut link = |file: &str, pos: Pos, path: &str, tmpl: &template::Tmpl| {
+    // Each unknown partial is reported where it is called.
+    let mut link = |file: &str, tmpl: &template::Tmpl| {
         let mut missing = Vec::new();
         template::link(tmpl, partials, &mut missing);
-        for name in missing {
+        for (name, at) in missing {
             let hint = partials
                 .keys()
                 .find(|k| file::edit_distance(k, &name) <= 2)
                 .map(|k| format!(" (did you mean '{k}'?)"))
                 .unwrap_or_default();
-            problems.add(file, pos, path, format!("unknown partial '{name}'{hint}"));
+            let (pos, path) = &*at;
+            problems.add(file, *pos, path, format!("unknown partial '{name}'{hint}"));
         }
     };
     for m in mappings {
-        for (path, tmpl) in m.templates() {
-            link(&m.file, m.pos, &path, tmpl);
+        for (_, tmpl) in m.templates() {
+            link(&m.file, tmpl);
         }
     }
-    for (name, partial) in partials {
-        link(&format!("_{name}"), Pos::default(), "template", &partial.body);
+    for partial in partials.values() {
+        link(&partial.file, &partial.body);
     }
 }
 

@@ -52,6 +52,8 @@ pub enum Tmpl {
     Partial {
         name: String,
         args: Vec<Tmpl>,
+        /// Where it is called (position and key path), for a problem with the call.
+        at: Arc<(yaml::Pos, String)>,
         /// The partial called, set when every file is loaded (`link`).
         target: OnceLock<Arc<Partial>>,
         /// The partial's body with its parameters replaced by the arguments, made when it first runs,
@@ -193,6 +195,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
         return Tmpl::Partial {
             name,
             args,
+            at: Arc::new((node.pos, path.to_string())),
             target: OnceLock::new(),
             inlined: OnceLock::new(),
         };
@@ -293,14 +296,19 @@ impl Tmpl {
     }
 }
 
-/// Points every partial call in a template at its partial; gives the names of those not found.
-pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, missing: &mut Vec<String>) {
-    if let Tmpl::Partial { name, target, .. } = tmpl {
+/// Points every partial call in a template at its partial; gives those not found: the name, and where
+/// it is called.
+pub fn link(
+    tmpl: &Tmpl,
+    partials: &HashMap<String, Arc<Partial>>,
+    missing: &mut Vec<(String, Arc<(yaml::Pos, String)>)>,
+) {
+    if let Tmpl::Partial { name, target, at, .. } = tmpl {
         match partials.get(name) {
             Some(partial) => {
                 let _ = target.set(partial.clone());
             }
-            None => missing.push(name.clone()),
+            None => missing.push((name.clone(), at.clone())),
         }
     }
     tmpl.each_child(&mut |child| link(child, partials, missing));
@@ -311,6 +319,8 @@ type PartialArgs<'v> = SmallVec<[Option<Held<'v>>; 4]>;
 
 /// A partial: a named template with parameters.
 pub struct Partial {
+    /// The file it is written in (`shared/_Quantity.yaml`), for problems.
+    pub file: String,
     pub params: Vec<String>,
     pub body: Tmpl,
 }
@@ -553,6 +563,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             args,
             target,
             inlined,
+            ..
         } => {
             let partial = target
                 .get()
