@@ -55,7 +55,13 @@ search:
     .unwrap();
     std::fs::write(
         dir.join("emis/_EmisAddress.yaml"),
-        "params: [a]\ntemplate:\n  city: \"{{ a.Town }}\"\n  line: [\"{{ partial('Nowhere', a.Street) }}\"]\n",
+        "params: [a]\ntemplate:\n  city: \"{{ a.Town }}\"\n  line: [\"{{ partial('Nowhere', a.Street) }}\"]\n  \
+         postalCode: \"{{ partial('Postcode', a.Postcode, a.Town) }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("emis/_Postcode.yaml"),
+        "params: [code]\ntemplate: \"{{ code }}\"\n",
     )
     .unwrap();
     std::fs::write(dir.join("emis/Broken.yaml"), "resource: [unclosed\n").unwrap();
@@ -67,6 +73,8 @@ search:
         // Each unknown partial where it is called, in a mapping or in a partial.
         "emis/Patient.yaml:13:13: template.address[0]: unknown partial 'EmisAdress' (did you mean 'EmisAddress'?)",
         "emis/_EmisAddress.yaml:4:10: template.line[0]: unknown partial 'Nowhere'",
+        // Given more (or fewer) arguments than it takes.
+        "emis/_EmisAddress.yaml:5:15: template.postalCode: partial 'Postcode' takes 1 argument(s) (code), not 2",
         "emis/Patient.yaml:14:14: template.birthDate: expression does not compile",
         "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",

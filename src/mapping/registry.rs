@@ -211,16 +211,29 @@ impl Registry {
 fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Arc<Partial>>, problems: &mut Problems) {
     // Each unknown partial is reported where it is called.
     let mut link = |file: &str, tmpl: &template::Tmpl| {
-        let mut missing = Vec::new();
-        template::link(tmpl, partials, &mut missing);
-        for (name, at) in missing {
-            let hint = partials
-                .keys()
-                .find(|k| file::edit_distance(k, &name) <= 2)
-                .map(|k| format!(" (did you mean '{k}'?)"))
-                .unwrap_or_default();
+        let mut bad = Vec::new();
+        template::link(tmpl, partials, &mut bad);
+        for call in bad {
+            let (message, at) = match call {
+                template::BadCall::Unknown(name, at) => {
+                    let hint = partials
+                        .keys()
+                        .find(|k| file::edit_distance(k, &name) <= 2)
+                        .map(|k| format!(" (did you mean '{k}'?)"))
+                        .unwrap_or_default();
+                    (format!("unknown partial '{name}'{hint}"), at)
+                }
+                template::BadCall::Arity(name, params, given, at) => (
+                    format!(
+                        "partial '{name}' takes {} argument(s) ({}), not {given}",
+                        params.len(),
+                        params.join(", ")
+                    ),
+                    at,
+                ),
+            };
             let (pos, path) = &*at;
-            problems.add(file, *pos, path, format!("unknown partial '{name}'{hint}"));
+            problems.add(file, *pos, path, message);
         }
     };
     for m in mappings {

@@ -296,22 +296,36 @@ impl Tmpl {
     }
 }
 
-/// Points every partial call in a template at its partial; gives those not found: the name, and where
-/// it is called.
-pub fn link(
-    tmpl: &Tmpl,
-    partials: &HashMap<String, Arc<Partial>>,
-    missing: &mut Vec<(String, Arc<(yaml::Pos, String)>)>,
-) {
-    if let Tmpl::Partial { name, target, at, .. } = tmpl {
+/// A partial call that cannot be linked, and where it is.
+#[derive(Debug)]
+pub enum BadCall {
+    /// No partial of that name.
+    Unknown(String, Arc<(yaml::Pos, String)>),
+    /// The partial takes another number of arguments: its name, its parameters and how many were given.
+    Arity(String, Vec<String>, usize, Arc<(yaml::Pos, String)>),
+}
+
+/// Points every partial call in a template at its partial; gives the calls that cannot be (an unknown
+/// partial, or one given the wrong number of arguments, whose missing ones would silently be nothing).
+pub fn link(tmpl: &Tmpl, partials: &HashMap<String, Arc<Partial>>, bad: &mut Vec<BadCall>) {
+    if let Tmpl::Partial {
+        name, args, target, at, ..
+    } = tmpl
+    {
         match partials.get(name) {
+            Some(partial) if partial.params.len() != args.len() => bad.push(BadCall::Arity(
+                name.clone(),
+                partial.params.clone(),
+                args.len(),
+                at.clone(),
+            )),
             Some(partial) => {
                 let _ = target.set(partial.clone());
             }
-            None => missing.push((name.clone(), at.clone())),
+            None => bad.push(BadCall::Unknown(name.clone(), at.clone())),
         }
     }
-    tmpl.each_child(&mut |child| link(child, partials, missing));
+    tmpl.each_child(&mut |child| link(child, partials, bad));
 }
 
 /// A partial's arguments: held inline, partials take few.
