@@ -75,3 +75,36 @@ async fn native_faults_are_clear_outcomes_through_every_supplier() {
         sims.shutdown().await;
     }
 }
+
+/// A failing EMIS Partner token endpoint is tried once, and its failure given again for a few seconds to the
+/// requests that follow, rather than each trying it in turn for up to its deadline.
+#[tokio::test]
+async fn a_failing_partner_token_endpoint_is_not_asked_again_at_once() {
+    let sims = Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| emis.faults.server_error = 1.0)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    for id in ["first", "again"] {
+        let request = proxy
+            .client
+            .get(proxy.url(search))
+            .bearer_auth(&t)
+            .header("x-request-id", id);
+        let body = common::outcome(request.send().await.unwrap(), 502).await;
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-4500", "{id}");
+    }
+    let calls = |id: &str| {
+        let events = common::audit_events(&proxy);
+        let event = events
+            .iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no AuditEvent for {id}"))
+            .clone();
+        common::cache_and_calls(&event).1
+    };
+    assert_eq!((calls("first"), calls("again")), (1, 0));
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -35,12 +35,23 @@ pub struct Emis {
     creds: EmisCredentials,
     http: HttpClient,
     linkage: Arc<CredentialStore>,
-    partner_token: Mutex<Option<(String, Instant)>>,
+    partner_token: Mutex<PartnerToken>,
     /// PFS sessions per patient NHS number.
     sessions: SessionSlots<PfsSession>,
     /// Linking (`me/applications`) is one-off (confirmed): the AccessIdentityGuid it gave, for every later
     /// `sessions`.
     linked: LinkMemory,
+}
+
+/// How long a failure of the Partner token endpoint is given again to every request, when it names no
+/// `Retry-After`: long enough that a queue of requests does not each wait out a failing call.
+const FAILURE_MEMORY_SECONDS: u64 = 5;
+
+/// The practice's Partner token, or the endpoint's failure and until when it is said again.
+enum PartnerToken {
+    None,
+    Held(String, Instant),
+    Failed(FhirError, Instant),
 }
 
 #[derive(Clone)]
@@ -73,7 +84,7 @@ impl Emis {
             creds,
             http,
             linkage,
-            partner_token: Mutex::new(None),
+            partner_token: Mutex::new(PartnerToken::None),
             sessions: SessionSlots::default(),
             linked: Default::default(),
         }
@@ -145,11 +156,38 @@ impl Emis {
         refused: Option<&str>,
     ) -> FhirResult<String> {
         let mut token = self.partner_token.lock().await;
-        if let Some((value, expires)) = token.as_ref() {
-            if Some(value.as_str()) != refused && Instant::now() < *expires {
+        match &*token {
+            PartnerToken::Held(value, expires) if Some(value.as_str()) != refused && Instant::now() < *expires => {
                 return Ok(value.clone());
             }
+            // The endpoint failed a moment ago: said again at once, rather than every waiting request
+            // trying it in turn, each for up to its deadline, while it is down.
+            PartnerToken::Failed(error, until) if Instant::now() < *until => return Err(error.clone()),
+            _ => {}
         }
+        let fetched = self.fetch_partner_token(request_id, calls).await;
+        match fetched {
+            Ok((value, expires)) => {
+                *token = PartnerToken::Held(value.clone(), expires);
+                Ok(value)
+            }
+            Err(error) => {
+                // A refusal of the credentials is not remembered: corrected, they work at once.
+                if error.code != "IM1-4202" {
+                    let pause = Duration::from_secs(error.retry_after.unwrap_or(FAILURE_MEMORY_SECONDS));
+                    *token = PartnerToken::Failed(error.clone(), Instant::now() + pause);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks EMIS for a Partner token: its value and when to renew it.
+    async fn fetch_partner_token(
+        &self,
+        request_id: &str,
+        calls: &mut Vec<CallRecord>,
+    ) -> FhirResult<(String, Instant)> {
         let mut request = HttpRequest::new(Method::POST, format!("{}/partner/v1/token", self.base));
         request.form = Some(vec![
             ("grant_type".into(), "client_credentials".into()),
@@ -182,11 +220,10 @@ impl Emis {
         let value = field(&body, "access_token")?;
         let lifetime = body.get("expires_in").and_then(|v| v.as_u64()).unwrap_or(300);
         // Renew a little early so that a token never expires on its way.
-        *token = Some((
-            value.clone(),
+        Ok((
+            value,
             Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(1)),
-        ));
-        Ok(value)
+        ))
     }
 
     async fn pfs(
