@@ -6,8 +6,6 @@ use super::scopes;
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The published demo signing key (see keys/README.md). Only `demo` trusts it.
@@ -222,37 +220,37 @@ pub enum TokenError {
 /// Verifies tokens against the trusted issuers, remembering the verdict for each token until it expires.
 pub struct Verifier {
     issuers: Vec<Issuer>,
-    cache: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
+    /// Verdicts by the token's SHA-256: moka's bounded cache (least recently used go first, without a lock
+    /// every request waits on), each kept a few minutes at most and never past its token's expiry.
+    cache: moka::sync::Cache<[u8; 32], (Principal, u64)>,
 }
 
-/// Bound on remembered tokens; when full the cache starts again (verification is only a cost, never a risk).
-const CACHE_LIMIT: usize = 10_000;
+/// Bound on remembered tokens (verification is only a cost, never a risk: a token not found is verified).
+const CACHE_LIMIT: u64 = 10_000;
+/// How long a verdict is kept, whatever the token's own lifetime.
+const CACHE_SECONDS: u64 = 300;
 
 impl Verifier {
     pub fn new(issuers: Vec<Issuer>) -> Verifier {
         Verifier {
             issuers,
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(CACHE_LIMIT)
+                .time_to_live(std::time::Duration::from_secs(CACHE_SECONDS))
+                .build(),
         }
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = now_seconds();
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((principal, exp)) = cache.get(&digest) {
-                if now <= exp + LEEWAY_SECONDS {
-                    return Ok(principal.clone());
-                }
+        if let Some((principal, exp)) = self.cache.get(&digest) {
+            if now <= exp + LEEWAY_SECONDS {
+                return Ok(principal);
             }
         }
         let (principal, exp) = self.verify_uncached(token)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(digest, (principal.clone(), exp));
-        }
+        self.cache.insert(digest, (principal.clone(), exp));
         Ok(principal)
     }
 
