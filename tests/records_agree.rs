@@ -12,12 +12,6 @@ use im1_fhir::auth::Role;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// Where a supplier's interface carries less than the record, the element is set aside for that supplier, with
-/// the reason. Each line is an exception to the headline property; keep the table short and every reason true.
-const EXCEPTIONS: &[(&str, &str, &str, &str)] = &[
-    // (supplier, resource type, top-level element, reason)
-];
-
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 const SUPPLIERS: [&str; 3] = ["emis", "systmone", "medicus"];
 
@@ -75,13 +69,8 @@ fn comparable_record(supplier: &str, record: &HashMap<&'static str, Vec<Value>>)
             let mut list: Vec<Value> = resources
                 .iter()
                 .map(|r| {
-                    let mut c = comparable(r, &targets);
-                    for (s, t, element, _) in EXCEPTIONS {
-                        if *s == supplier && t == resource_type {
-                            c.as_object_mut().unwrap().remove(*element);
-                        }
-                    }
-                    c
+                    // What the supplier's transaction API does not carry (common::AGREEMENT_EXCEPTIONS).
+                    common::set_aside(supplier, "transaction", &comparable(r, &targets))
                 })
                 .collect();
             list.sort_by_key(|v| v.to_string());

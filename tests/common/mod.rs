@@ -365,3 +365,73 @@ pub fn capability_entry<'s>(statement: &'s serde_json::Value, resource: &str) ->
         .find(|r| r["type"] == resource)
         .unwrap_or_else(|| panic!("no {resource} in the statement"))
 }
+
+/// What a supplier's interface does not carry, set aside when its resources are compared with another's.
+pub enum Aside {
+    /// These top-level elements.
+    Elements(&'static [&'static str]),
+    /// Every element but these (and `resourceType`).
+    AllBut(&'static [&'static str]),
+}
+
+/// One exception to agreement across suppliers ("Agreement across suppliers, precisely" in the design): where
+/// a confirmed fact says a supplier's interface carries less, what is set aside there, and why.
+pub struct Exception {
+    pub supplier: &'static str,
+    /// `transaction` or `patient` (the patient-facing API).
+    pub surface: &'static str,
+    pub resource: &'static str,
+    pub aside: Aside,
+    pub reason: &'static str,
+}
+
+/// Every exception to the agreement tests, in one place (records_agree.rs, patient_access.rs,
+/// proxy_access.rs apply it): keep it short and every reason true. The transaction surface has none.
+pub const AGREEMENT_EXCEPTIONS: &[Exception] = &[
+    Exception {
+        supplier: "medicus",
+        surface: "patient",
+        resource: "Patient",
+        aside: Aside::AllBut(&["id", "identifier"]),
+        reason: "Medicus's patient-facing API gives a patient's demographics as their NHS number only (confirmed); \
+                 the proxy says so with IM1-3203",
+    },
+    Exception {
+        supplier: "medicus",
+        surface: "patient",
+        resource: "RelatedPerson",
+        aside: Aside::Elements(&["name"]),
+        reason: "list-linked-patients gives the proxy user's name as one display string (confirmed): `text` there",
+    },
+];
+
+/// A resource as it compares across suppliers: what the exceptions set aside for this supplier, surface and
+/// type removed.
+pub fn set_aside(supplier: &str, surface: &str, resource: &serde_json::Value) -> serde_json::Value {
+    let mut resource = resource.clone();
+    let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_string();
+    let Some(object) = resource.as_object_mut() else {
+        return resource;
+    };
+    for exception in AGREEMENT_EXCEPTIONS
+        .iter()
+        .filter(|e| e.supplier == supplier && e.surface == surface && e.resource == resource_type)
+    {
+        match exception.aside {
+            Aside::Elements(elements) => elements.iter().for_each(|e| {
+                object.remove(*e);
+            }),
+            Aside::AllBut(kept) => object.retain(|key, _| key == "resourceType" || kept.contains(&key.as_str())),
+        }
+    }
+    resource
+}
+
+/// The supplier a demo practice runs.
+pub fn supplier_of(ods: &str) -> &'static str {
+    match ods {
+        "Y90001" => "emis",
+        "Y90002" => "systmone",
+        _ => "medicus",
+    }
+}
