@@ -21,7 +21,7 @@ pub enum AuditError {
     #[error("the audit writer has stopped")]
     WriterStopped,
     /// The event was not committed in time (a stalled disk, a queue backed up behind one): the caller stops
-    /// waiting, and the event may still be committed later.
+    /// waiting; the event is still queued and committed once the store can.
     #[error("the audit store did not commit within {0:?}")]
     Deadline(std::time::Duration),
 }

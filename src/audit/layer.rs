@@ -99,10 +99,9 @@ where
             let mut facts = snapshot(&slot);
             facts.status = response.status().as_u16();
             facts.ended = time::OffsetDateTime::now_utc();
-            // Committed by a task of its own: a client leaving now cannot cancel the commit half-way.
-            let committed = tokio::spawn(async move { store.record_within(facts, COMMIT_DEADLINE).await })
-                .await
-                .unwrap_or_else(|e| Err(super::AuditError::Commit(format!("the commit task failed: {e}"))));
+            // Recorded by a task of its own (see `record_within`): a client leaving now, or the deadline, cannot
+            // cancel the commit half-way or lose the event.
+            let committed = store.record_within(facts, COMMIT_DEADLINE).await;
             match committed {
                 Ok(_) => Ok(response),
                 Err(error) => {
@@ -158,7 +157,8 @@ impl Drop for Abandoned {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = store.record_within(facts, COMMIT_DEADLINE).await {
+                    // No response waits on it: no deadline either.
+                    if let Err(error) = store.record(facts).await {
                         tracing::error!(error = %error, "the audit store failed to record an abandoned request");
                     }
                 });

@@ -112,12 +112,19 @@ impl AuditStore {
         })
     }
 
-    /// As [`AuditStore::record`], giving up after `deadline` (queueing included), so that a stalled store
+    /// As [`AuditStore::record`], but waiting at most `deadline` (queueing included), so that a stalled store
     /// turns requests away rather than holding each, its response in memory, for as long as the stall lasts.
+    /// Only the waiting is given up: the event is recorded by a task of its own, which queues it and sees it
+    /// committed whenever the store can (a client leaving cannot cancel it either). An event committed after
+    /// its deadline keeps the status the server had decided, though its response was withheld.
     pub async fn record_within(&self, facts: AuditFacts, deadline: Duration) -> Result<String, AuditError> {
-        tokio::time::timeout(deadline, self.record(facts))
-            .await
-            .unwrap_or(Err(AuditError::Deadline(deadline)))
+        let store = self.clone();
+        let recording = tokio::spawn(async move { store.record(facts).await });
+        match tokio::time::timeout(deadline, recording).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(AuditError::Commit(format!("the commit task failed: {e}"))),
+            Err(_) => Err(AuditError::Deadline(deadline)),
+        }
     }
 
     /// Records one interaction and returns its AuditEvent id once the event is committed.

@@ -70,13 +70,15 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
         tokio::task::yield_now().await;
     }
     assert!(!store.is_accepting(), "a full queue is not ready");
-    // Released, the writer catches up.
+    // Released, the writer catches up, the event given up on included: no event is lost.
     holder.execute_batch("ROLLBACK").unwrap();
+    let queued = waiting.len() as u64;
     for task in waiting {
-        let _ = task.await;
+        assert!(task.await.unwrap().is_ok());
     }
     assert!(store.is_accepting());
     assert!(store.record(facts(1_001, "u", "Patient/p", None, 200)).await.is_ok());
+    assert_eq!(store.count().unwrap(), 1 + queued + 1);
 }
 
 #[cfg(unix)]
