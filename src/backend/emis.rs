@@ -165,6 +165,7 @@ impl Emis {
             PartnerToken::Failed(error, until) if Instant::now() < *until => return Err(error.clone()),
             _ => {}
         }
+        let attempts_before = calls.len();
         let fetched = self.fetch_partner_token(request_id, calls).await;
         match fetched {
             Ok((value, expires)) => {
@@ -172,8 +173,10 @@ impl Emis {
                 Ok(value)
             }
             Err(error) => {
-                // A refusal of the credentials is not remembered: corrected, they work at once.
-                if error.code != "IM1-4202" {
+                // Only what the endpoint did is remembered: not a refusal of the credentials (corrected, they
+                // work at once), nor this server's own queue (no place or turn before the deadline: no call).
+                let endpoint_failed = calls.len() > attempts_before;
+                if endpoint_failed && error.code != "IM1-4202" {
                     let pause = Duration::from_secs(error.retry_after.unwrap_or(FAILURE_MEMORY_SECONDS));
                     *token = PartnerToken::Failed(error.clone(), Instant::now() + pause);
                 }

@@ -107,12 +107,19 @@ pub fn compile(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Pr
                     site.vars.push(var.clone());
                     let body = match item.get("$value") {
                         Some(value) => {
-                            if let Some((key, pos, _)) = item.entries().iter().find(|(k, _, _)| !k.starts_with('$')) {
+                            // Nothing else is read beside it: a field, or a `$if`, would be silently ignored.
+                            let others = item
+                                .entries()
+                                .iter()
+                                .filter(|(k, _, _)| !matches!(k.as_str(), "$each" | "$as" | "$value"));
+                            for (key, pos, _) in others {
                                 problems.add(
                                     site.file,
                                     *pos,
                                     &child(&item_path, key),
-                                    format!("'{key}' beside $value: an item is its $value or its fields, not both"),
+                                    format!(
+                                        "'{key}' beside $value: an item is its $value alone (filter the list in $each)"
+                                    ),
                                 );
                             }
                             compile(value, &child(&item_path, "$value"), site, problems)
@@ -935,6 +942,12 @@ unpadded: "{{ decimal(r.number, r.huge) }}"
         let (_, problems) = compiled("names:\n  - $each: \"{{ r.Names }}\"\n    $value: \"{{ item }}\"\n    text: x\n");
         assert!(
             problems.iter().any(|p| p.contains("'text' beside $value")),
+            "{problems:?}"
+        );
+        let (_, problems) =
+            compiled("names:\n  - $each: \"{{ r.Names }}\"\n    $if: \"{{ item }}\"\n    $value: \"{{ item }}\"\n");
+        assert!(
+            problems.iter().any(|p| p.contains("'$if' beside $value")),
             "{problems:?}"
         );
     }
