@@ -62,20 +62,26 @@ pub struct AppState {
 /// second) rather than queued, so a surge cannot hold memory and connections without bound; the probes and
 /// metrics are never turned away.
 pub struct InFlight {
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     limit: usize,
 }
+
+/// A request's place among those in flight: carried in its response's extensions, so that it is held until
+/// the response is gone, through the audit layer's wait for its commit too.
+#[derive(Clone)]
+struct Admitted(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
 impl InFlight {
     pub fn new(limit: usize) -> InFlight {
         InFlight {
-            permits: tokio::sync::Semaphore::new(limit),
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
             limit,
         }
     }
 
-    fn admit(&self) -> FhirResult<tokio::sync::SemaphorePermit<'_>> {
-        self.permits.try_acquire().map_err(|_| {
+    fn admit(&self) -> FhirResult<Admitted> {
+        let permit = self.permits.clone().try_acquire_owned();
+        permit.map(|p| Admitted(Arc::new(p))).map_err(|_| {
             FhirError::unavailable(
                 "IM1-5006",
                 format!("the server is handling its limit of {} requests; try again", self.limit),
@@ -151,11 +157,16 @@ where
         }
         p if p == "/fhir" || p.starts_with("/fhir/") => {
             let public = matches!(p, "/fhir/metadata" | "/fhir/.well-known/smart-configuration");
-            let _admitted = match state.in_flight.admit() {
-                Ok(permit) => permit,
-                Err(error) => return (respond_error(&error, Format::Json, false), "shed".to_string()),
+            let admitted = match state.in_flight.admit() {
+                Ok(admitted) => admitted,
+                Err(error) => {
+                    let mut response = respond_error(&error, Format::Json, false);
+                    fhir_headers(&mut response, public);
+                    return (response, "shed".to_string());
+                }
             };
             let (mut response, label) = fhir(state, request).await;
+            response.extensions_mut().insert(admitted);
             fhir_headers(&mut response, public);
             (response, label)
         }

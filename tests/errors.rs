@@ -531,6 +531,7 @@ async fn requests_past_the_in_flight_bound_are_turned_away_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let turned_away = proxy.get("metadata", &t).await;
     assert_eq!(turned_away.headers()["retry-after"], "1");
+    assert_eq!(turned_away.headers()["x-content-type-options"], "nosniff");
     let body = outcome(turned_away, 503).await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-5006", "{body}");
     let root = proxy.base.trim_end_matches("/fhir").to_string();
