@@ -220,8 +220,8 @@ pub enum TokenError {
 /// Verifies tokens against the trusted issuers, remembering the verdict for each token until it expires.
 pub struct Verifier {
     issuers: Vec<Issuer>,
-    /// Verdicts by the token's SHA-256: moka's bounded cache (least recently used go first, without a lock
-    /// every request waits on), each kept a few minutes at most and never past its token's expiry.
+    /// Verdicts by the token's SHA-256: moka's bounded cache (its own eviction, without a lock every request
+    /// waits on), each kept a few minutes at most and never past its token's expiry.
     cache: moka::sync::Cache<[u8; 32], (Principal, u64)>,
 }
 

@@ -102,7 +102,8 @@ impl HttpClient {
     pub fn new(settings: ClientSettings, pace: Pace) -> FhirResult<HttpClient> {
         let inner = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(settings.max_in_flight)
+            // Both surfaces' places (see `in_flight`) may be in use at once.
+            .pool_max_idle_per_host(settings.max_in_flight * 2)
             .connect_timeout(Duration::from_secs(5).min(settings.timeout))
             .timeout(settings.timeout)
             .build()
