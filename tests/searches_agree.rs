@@ -2,64 +2,58 @@
 //! item type declares, with values taken from the patient's own record (a code, a status, a category; a date
 //! with `ge`, `lt` and `eq` prefixes), gives the same matches in the same order through EMIS Web, TPP SystmOne
 //! and Medicus. The parameters come from the mapping files themselves, so one added to a type is compared too.
+//! And the searches search: a token's matches hold its value, and `ge`/`lt` split the record between them (a
+//! parameter every supplier ignored would agree too).
 //!
 //! A match is named by its place in the type's unfiltered answer for the patient: records_agree.rs shows those
 //! answers are the same at each supplier, in the same order, so equal places are equal resources.
 use crate::common;
 
-use common::token;
+use common::{token, Proxy};
 use im1_fhir::auth::Role;
+use im1_fhir::mapping::file::ParamDef;
 use im1_fhir::mapping::{ParamType, Registry, Source};
 use serde_json::Value;
 
 const PRACTICES: [&str; 3] = ["Y90001", "Y90002", "Y90003"];
 
-/// The value at a dotted path (lists give their first element), as a search would name it: a coding as
+/// Every value at a dotted path (lists give each element), as a search names them: a coding as
 /// `system|code`, a period by its start, text as it is.
-fn search_value(resource: &Value, path: &str) -> Option<String> {
-    let mut value = resource;
+fn search_values(resource: &Value, path: &str) -> Vec<String> {
+    let mut values = vec![resource];
     for step in path.split('.') {
-        value = value.get(step)?;
-        if let Some(first) = value.as_array().and_then(|list| list.first()) {
-            value = first;
-        }
-    }
-    if let Some(coding) = value.get("coding").and_then(|c| c.get(0)) {
-        return Some(format!("{}|{}", coding["system"].as_str()?, coding["code"].as_str()?));
-    }
-    if let Some(start) = value.get("start") {
-        return start.as_str().map(String::from);
-    }
-    value.as_str().map(String::from)
-}
-
-/// The searches to compare for one type, from the EMIS answer for the patient: each token parameter with the
-/// value of its first resource that has one, each date parameter around the date of its middle resource.
-fn searches(registry: &Registry, resource_type: &str, full: &[Value]) -> Vec<String> {
-    let mapping = registry.get("emis", resource_type).expect("mapped at EMIS");
-    let mut out = Vec::new();
-    // `_id` names each supplier's own ids and `_lastUpdated` its own `meta`: both set aside by the agreement.
-    for param in mapping.params.iter().filter(|p| !p.name.starts_with('_')) {
-        let values: Vec<String> = full
-            .iter()
-            .filter_map(|r| param.paths.iter().find_map(|path| search_value(r, path)))
+        values = values
+            .into_iter()
+            .filter_map(|v| v.get(step))
+            .flat_map(|v| match v.as_array() {
+                Some(list) => list.iter().collect(),
+                None => vec![v],
+            })
             .collect();
-        let Some(middle) = values.get(values.len() / 2) else {
-            continue;
-        };
-        let encoded = |v: &str| v.replace('|', "%7C").replace('+', "%2B").replace(':', "%3A");
-        match param.kind {
-            ParamType::Token => out.push(format!("{}={}", param.name, encoded(&values[0]))),
-            ParamType::Date => {
-                let day = &middle[..middle.len().min(10)];
-                for prefix in ["ge", "lt", "eq"] {
-                    out.push(format!("{}={prefix}{day}", param.name));
+    }
+    let mut out = Vec::new();
+    for value in values {
+        if let Some(codings) = value.get("coding").and_then(Value::as_array) {
+            for coding in codings {
+                if let (Some(system), Some(code)) = (coding["system"].as_str(), coding["code"].as_str()) {
+                    out.push(format!("{system}|{code}"));
                 }
             }
-            _ => {}
+        } else if let Some(start) = value.get("start").and_then(Value::as_str) {
+            out.push(start.to_string());
+        } else if let Some(text) = value.as_str() {
+            out.push(text.to_string());
         }
     }
     out
+}
+
+fn values_of(resource: &Value, param: &ParamDef) -> Vec<String> {
+    param
+        .paths
+        .iter()
+        .flat_map(|path| search_values(resource, path))
+        .collect()
 }
 
 /// The places of a search's matches in the unfiltered answer.
@@ -74,9 +68,32 @@ fn places(matches: &[Value], full: &[Value]) -> Vec<usize> {
         .collect()
 }
 
+/// One patient's unfiltered answer for a type at a practice, with the clinician who asked and their Patient.
+struct Full<'a> {
+    clinician: String,
+    patient: &'a Value,
+    items: Vec<Value>,
+}
+
+/// A search's matches at each practice, checked equal; EMIS's, as places in its unfiltered answer.
+async fn agreed(proxy: &Proxy, fulls: &[Full<'_>], resource_type: &str, search: &str, seed: u64) -> Vec<usize> {
+    let mut answers = Vec::new();
+    for full in fulls {
+        let id = full.patient["id"].as_str().unwrap();
+        let query = format!("{resource_type}?patient={id}&{search}&_count=200");
+        let found = common::search_matches(proxy, &query, &full.clinician).await;
+        answers.push(places(&found, &full.items));
+    }
+    let at = format!("seed {seed}: {resource_type}?{search}");
+    assert_eq!(answers[0], answers[1], "{at}: EMIS and SystmOne");
+    assert_eq!(answers[0], answers[2], "{at}: EMIS and Medicus");
+    answers.swap_remove(0)
+}
+
 #[tokio::test]
 async fn every_declared_search_gives_the_same_matches_through_each_supplier() {
     let registry = Registry::load(&Source::Embedded).unwrap();
+    let encoded = |v: &str| v.replace('|', "%7C").replace('+', "%2B").replace(':', "%3A");
     let (mut compared, mut matched) = (0, 0);
     for seed in [1, 7] {
         let (sims, numbers, proxy) = common::seeded(seed, 6).await;
@@ -90,30 +107,73 @@ async fn every_declared_search_gives_the_same_matches_through_each_supplier() {
                 for (patient, ods) in patients.iter().zip(PRACTICES) {
                     let clinician = token(Role::Clinician, &[ods]);
                     let query = format!("{resource_type}?patient={}&_count=200", patient["id"].as_str().unwrap());
-                    fulls.push((
-                        clinician.clone(),
+                    let items = common::search_matches(&proxy, &query, &clinician).await;
+                    fulls.push(Full {
+                        clinician,
                         patient,
-                        common::search_matches(&proxy, &query, &clinician).await,
-                    ));
+                        items,
+                    });
                 }
-                for search in searches(&registry, resource_type, &fulls[0].2) {
-                    let mut answers = Vec::new();
-                    for (clinician, patient, full) in &fulls {
-                        let id = patient["id"].as_str().unwrap();
-                        let query = format!("{resource_type}?patient={id}&{search}&_count=200");
-                        let found = common::search_matches(&proxy, &query, clinician).await;
-                        answers.push(places(&found, full));
+                let full = fulls[0].items.clone();
+                let mapping = registry.get("emis", resource_type).expect("mapped at EMIS");
+                // `_id` names each supplier's own ids and `_lastUpdated` its own `meta`: both set aside by the
+                // agreement.
+                for param in mapping.params.iter().filter(|p| !p.name.starts_with('_')) {
+                    let values: Vec<Vec<String>> = full.iter().map(|r| values_of(r, param)).collect();
+                    let present: Vec<&String> = values.iter().filter_map(|v| v.first()).collect();
+                    let Some(middle) = present.get(present.len() / 2) else {
+                        continue;
+                    };
+                    let name = &param.name;
+                    match param.kind {
+                        // The first item's value: every match holds it, and the first item matches.
+                        ParamType::Token => {
+                            let value = present[0];
+                            let found = agreed(
+                                &proxy,
+                                &fulls,
+                                resource_type,
+                                &format!("{name}={}", encoded(value)),
+                                seed,
+                            )
+                            .await;
+                            assert!(found.contains(&values.iter().position(|v| v.first() == Some(value)).unwrap()));
+                            for place in &found {
+                                assert!(
+                                    values[*place].contains(value),
+                                    "{resource_type}?{name}={value}: {}",
+                                    full[*place]
+                                );
+                            }
+                            compared += 1;
+                            matched += 1;
+                        }
+                        // The middle item's day: `ge` and `lt` share nothing, and `ge` finds the middle item.
+                        ParamType::Date => {
+                            let day = &middle[..middle.len().min(10)];
+                            let ge = agreed(&proxy, &fulls, resource_type, &format!("{name}=ge{day}"), seed).await;
+                            let lt = agreed(&proxy, &fulls, resource_type, &format!("{name}=lt{day}"), seed).await;
+                            let eq = agreed(&proxy, &fulls, resource_type, &format!("{name}=eq{day}"), seed).await;
+                            assert!(
+                                ge.iter().all(|p| !lt.contains(p)),
+                                "{resource_type} {name}: ge and lt overlap"
+                            );
+                            assert!(
+                                !ge.is_empty() && eq.iter().all(|p| ge.contains(p)),
+                                "{resource_type} {name}={day}"
+                            );
+                            // Every item with the date falls on one side or the other.
+                            let dated = values.iter().filter(|v| !v.is_empty()).count();
+                            assert_eq!(
+                                ge.len() + lt.len(),
+                                dated,
+                                "{resource_type} {name}: ge{day} and lt{day}"
+                            );
+                            compared += 3;
+                            matched += 1 + usize::from(!lt.is_empty()) + usize::from(!eq.is_empty());
+                        }
+                        _ => {}
                     }
-                    assert_eq!(
-                        answers[0], answers[1],
-                        "seed {seed}: {resource_type}?{search}: EMIS and SystmOne"
-                    );
-                    assert_eq!(
-                        answers[0], answers[2],
-                        "seed {seed}: {resource_type}?{search}: EMIS and Medicus"
-                    );
-                    compared += 1;
-                    matched += usize::from(!answers[0].is_empty());
                 }
             }
         }
