@@ -246,12 +246,24 @@ pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(
     let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) else {
         return;
     };
+    // A patient who cannot be placed (an id no longer decoding, after the id key changed) is kept where the
+    // event reached one practice at most, theirs; where it reached several, they could be any one's.
+    let reached: std::collections::BTreeSet<&str> = entities
+        .iter()
+        .flat_map(details)
+        .filter(|(kind, _)| *kind == "practice")
+        .map(|(_, ods)| ods)
+        .collect();
+    let unplaced_kept = reached.len() <= 1;
     entities.retain(|entity| {
         if entity["role"]["code"] == "1" {
             let id = entity["what"]["reference"]
                 .as_str()
                 .and_then(|r| r.strip_prefix("Patient/"));
-            return id.and_then(&practice_of).is_none_or(|ods| ours(&ods));
+            return match id.and_then(&practice_of) {
+                Some(ods) => ours(&ods),
+                None => unplaced_kept,
+            };
         }
         if entity["name"] == "native call" {
             return details(entity).any(|(kind, value)| kind == "practice" && ours(value));
@@ -469,6 +481,47 @@ mod tests {
         ] {
             assert_eq!(action(interaction), code, "{interaction}");
         }
+    }
+
+    #[test]
+    fn an_auditor_reads_their_own_practices_part_of_an_event() {
+        let patient = |id: &str| json!({"role": {"code": "1"}, "what": {"reference": format!("Patient/{id}")}});
+        let call = |ods: &str| json!({"name": "native call", "detail": [{"type": "practice", "valueString": ods}]});
+        let event = |reached: &[&str]| {
+            let details: Vec<Value> = reached
+                .iter()
+                .map(|ods| json!({"type": "practice", "valueString": ods}))
+                .collect();
+            let mut entities = vec![patient("a"), patient("b"), patient("unplaced")];
+            entities.extend(reached.iter().map(|ods| call(ods)));
+            entities.push(json!({"type": {"code": "XrequestId"}, "detail": details}));
+            json!({ "entity": entities })
+        };
+        let practice_of = |id: &str| match id {
+            "a" => Some("Y90001".to_string()),
+            "b" => Some("Y90002".to_string()),
+            _ => None,
+        };
+        let own = ["Y90001".to_string()];
+        let mut both = event(&["Y90001", "Y90002"]);
+        visible_to(&mut both, &own, practice_of);
+        let kept: Vec<String> = both["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(kept.iter().any(|e| e.contains("Patient/a")), "{kept:?}");
+        assert!(
+            !kept
+                .iter()
+                .any(|e| e.contains("Patient/b") || e.contains("unplaced") || e.contains("Y90002")),
+            "{kept:?}"
+        );
+        // Reaching one practice, a patient who cannot be placed is that practice's.
+        let mut one = event(&["Y90001"]);
+        visible_to(&mut one, &own, practice_of);
+        assert!(one.to_string().contains("unplaced"), "{one}");
     }
 
     #[test]
