@@ -770,6 +770,44 @@ async fn everything(
     }))
 }
 
+/// One practice's part of a search: the records the principal's linkage opens there (a patient's), and what
+/// searching the mapping over them (through the cache) produced.
+#[allow(clippy::too_many_arguments)]
+async fn search_practice(
+    state: &AppState,
+    interaction: &Interaction,
+    principal: &Principal,
+    request_id: &str,
+    practice: &crate::backend::PracticeBackend,
+    patient_key: &str,
+    mapping: &crate::mapping::MappingFile,
+    params: &[(&crate::mapping::file::ParamDef, &rest::SearchParam)],
+) -> FhirResult<(Option<Arc<crate::reach::Linked>>, Produced)> {
+    let mut produced = Produced::default();
+    // A patient's linkage first: it is what they may see, and a search of Patient reads each record it opens
+    // (their own and those they act for).
+    let linked = reach::linked_records(state, principal, &practice.ods, request_id).await?;
+    let keys: Vec<String> = match (&linked, mapping.compartment) {
+        (Some(linked), Compartment::SelfPatient) => linked.records().map(String::from).collect(),
+        _ => vec![patient_key.to_string()],
+    };
+    let ctx = translation(state, principal, request_id, linked.as_deref());
+    for key in &keys {
+        crate::cache::search(
+            state,
+            &ctx,
+            practice,
+            mapping,
+            params,
+            key,
+            interaction.fresh,
+            &mut produced,
+        )
+        .await?;
+    }
+    Ok((linked, produced))
+}
+
 async fn search(
     state: &AppState,
     interaction: &Interaction,
@@ -829,8 +867,26 @@ async fn search(
         None => 0,
     };
     let many_practices = searches.len() > 1;
-    for (practice, patient_key, mapped) in searches {
-        let Some((mapping, params)) = mapped else {
+    // The practices are asked at once (each call keeps its own deadline), and their answers taken in order.
+    let answers = futures_util::future::join_all(searches.iter().map(|(practice, patient_key, mapped)| async move {
+        let (mapping, params) = mapped.as_ref()?;
+        Some(
+            search_practice(
+                state,
+                interaction,
+                principal,
+                request_id,
+                practice,
+                patient_key,
+                mapping,
+                params,
+            )
+            .await,
+        )
+    }))
+    .await;
+    for ((practice, _, _), answer) in searches.iter().zip(answers) {
+        let Some(answer) = answer else {
             warnings.push(crate::fhir::error::warning(
                 crate::fhir::IssueType::NotSupported,
                 "IM1-3201",
@@ -842,39 +898,8 @@ async fn search(
             ));
             continue;
         };
-        let mut produced = Produced::default();
-        // A patient's linkage first: it is what they may see, and a search of Patient reads each record it opens
-        // (their own and those they act for).
-        let linked = match reach::linked_records(state, principal, &practice.ods, request_id).await {
-            Ok(linked) => {
-                let keys: Vec<String> = match (&linked, mapping.compartment) {
-                    (Some(linked), Compartment::SelfPatient) => linked.records().map(String::from).collect(),
-                    _ => vec![patient_key],
-                };
-                let ctx = translation(state, principal, request_id, linked.as_deref());
-                let mut result = Ok(());
-                for key in &keys {
-                    result = crate::cache::search(
-                        state,
-                        &ctx,
-                        practice,
-                        mapping,
-                        &params,
-                        key,
-                        interaction.fresh,
-                        &mut produced,
-                    )
-                    .await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                result.map(|()| linked)
-            }
-            Err(e) => Err(e),
-        };
-        let linked = match linked {
-            Ok(linked) => linked,
+        let (linked, produced) = match answer {
+            Ok(answer) => answer,
             // A token reaching several practices still gets what the others give, with a warning naming the
             // practice that could not be searched for this principal (no linkage, no patient-facing mapping).
             Err(e) if many_practices && e.status == StatusCode::FORBIDDEN => {
