@@ -63,6 +63,15 @@ async fn run() {
         let name = format!("GET /fhir/Patient/{{id}} via {supplier} (uncached)");
         measure(&client, &name, format!("{base}/Patient/{other}"), Some(&t)).await;
     }
+    // One search by a token of all three practices: each practice is asked (at once), one answer from each.
+    let every_practice = clinician(&["Y90001", "Y90002", "Y90003"]);
+    measure(
+        &client,
+        "GET /fhir/Patient?identifier= via all three",
+        format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009"),
+        Some(&every_practice),
+    )
+    .await;
     medicus_signing();
     // The same reads with the response cache on (the default): after the first, no native call.
     let cached = start_proxy(&sims, im1_fhir::cache::CacheConfig::default().ttl).await;

@@ -66,8 +66,9 @@ pub struct InFlight {
     limit: usize,
 }
 
-/// A request's place among those in flight: carried in its response's extensions, so that it is held until
-/// the response is gone, through the audit layer's wait for its commit too.
+/// A request's place among those in flight: carried in its response's extensions, so that it is held through
+/// the audit layer's wait for its commit too, until hyper writes the response's head (not while its body is
+/// sent: a slow reader's body is not counted).
 #[derive(Clone)]
 struct Admitted(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 

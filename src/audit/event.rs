@@ -240,7 +240,8 @@ fn entities(facts: &AuditFacts) -> Vec<Value> {
 /// An event as an auditor of `practices` may read it. An event reaching several practices is filed under
 /// each, and holds what each gave: the patients (with NHS numbers) and native calls of the others are taken
 /// out, and so are the others' codes in the transaction's details. `practice_of` tells the practice a
-/// `Patient/<id>` belongs to (none for an id this server did not issue: kept, it names no one).
+/// `Patient/<id>` belongs to; a patient it cannot place (no id, or one this server's key no longer decodes)
+/// is kept only where the event reached one practice at most.
 pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(&str) -> Option<String>) {
     let ours = |ods: &str| practices.iter().any(|own| own == ods);
     let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) else {

@@ -63,8 +63,13 @@ pub struct AuditStore {
     inner: Arc<Inner>,
 }
 
+/// Recordings in flight through `record_within` at most (each a few KB of facts).
+const MAX_BACKLOG: usize = 10_000;
+
 struct Inner {
     commands: mpsc::Sender<Command>,
+    /// Places for recordings whose response has stopped waiting (see `record_within`).
+    backlog: Arc<tokio::sync::Semaphore>,
     /// Searches take turns on one read-only connection; WAL lets it read while the writer writes.
     reader: Mutex<Connection>,
 }
@@ -107,6 +112,7 @@ impl AuditStore {
         Ok(AuditStore {
             inner: Arc::new(Inner {
                 commands,
+                backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
                 reader: Mutex::new(reader),
             }),
         })
@@ -118,8 +124,22 @@ impl AuditStore {
     /// committed whenever the store can (a client leaving cannot cancel it either). An event committed after
     /// its deadline keeps the status the server had decided, though its response was withheld.
     pub async fn record_within(&self, facts: AuditFacts, deadline: Duration) -> Result<String, AuditError> {
+        // Recordings no one waits for any more are bounded: past the bound, under a long stall, an event is
+        // lost rather than the process's memory, and that is logged.
+        let Ok(backlog) = self.inner.backlog.clone().try_acquire_owned() else {
+            tracing::error!("the audit backlog is full: an event is not recorded and its response is withheld");
+            return Err(AuditError::Deadline(deadline));
+        };
         let store = self.clone();
-        let recording = tokio::spawn(async move { store.record(facts).await });
+        let recording = tokio::spawn(async move {
+            let result = store.record(facts).await;
+            if let Err(error) = &result {
+                // Said here too: after the deadline, nobody else reads it.
+                tracing::error!(error = %error, "an AuditEvent could not be recorded");
+            }
+            drop(backlog);
+            result
+        });
         match tokio::time::timeout(deadline, recording).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(AuditError::Commit(format!("the commit task failed: {e}"))),

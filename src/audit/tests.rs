@@ -51,15 +51,7 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     // Another process holding the database: the writer waits for it (SQLite's busy time-out).
     let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let deadline = std::time::Duration::from_millis(100);
-    let result = store
-        .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
-        .await;
-    assert!(
-        matches!(result, Err(AuditError::Deadline(d)) if d == deadline),
-        "{result:?}"
-    );
-    // Events queued behind the stalled one until the queue is full: not ready.
+    // Events queued behind the stalled writer until the queue is full: not ready.
     assert!(store.is_accepting());
     let mut waiting = Vec::new();
     while store.is_accepting() && waiting.len() < 10_000 {
@@ -70,6 +62,15 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
         tokio::task::yield_now().await;
     }
     assert!(!store.is_accepting(), "a full queue is not ready");
+    // With the queue full, a response stops waiting at its deadline, but its event is not dropped.
+    let deadline = std::time::Duration::from_millis(100);
+    let result = store
+        .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
+        .await;
+    assert!(
+        matches!(result, Err(AuditError::Deadline(d)) if d == deadline),
+        "{result:?}"
+    );
     // Released, the writer catches up, the event given up on included: no event is lost.
     holder.execute_batch("ROLLBACK").unwrap();
     let queued = waiting.len() as u64;
