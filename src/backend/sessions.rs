@@ -15,6 +15,11 @@ pub type Slot<S> = Arc<Mutex<Option<S>>>;
 /// How long a slot no request uses is kept: longer than any supplier keeps an idle session.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 
+/// Slots held at most per practice: far more patients than use an app in half an hour, so that a burst of
+/// distinct patients (or of tokens naming them) cannot hold memory without bound. Past it, moka's eviction
+/// lets some go; a request using one keeps it (the `Arc` it holds), and a later one starts a new session.
+pub const MAX_SLOTS: u64 = 100_000;
+
 /// Session slots per patient NHS number.
 pub struct SessionSlots<S> {
     slots: moka::future::Cache<String, Slot<S>>,
@@ -30,7 +35,10 @@ impl<S: Send + Sync + 'static> SessionSlots<S> {
     /// Slots let go after `idle` without a request.
     pub fn with_idle(idle: Duration) -> Self {
         SessionSlots {
-            slots: moka::future::Cache::builder().time_to_idle(idle).build(),
+            slots: moka::future::Cache::builder()
+                .time_to_idle(idle)
+                .max_capacity(MAX_SLOTS)
+                .build(),
         }
     }
 
