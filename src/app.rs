@@ -1383,24 +1383,6 @@ impl Drop for NativeWork<'_> {
     }
 }
 
-/// A native call's path as its AuditEvent names it: words and API versions kept, any other segment (a native
-/// key: a patient's GUID, a tenant) as `{id}`, as the request's own route is logged.
-fn native_route(path: &str) -> String {
-    let kept = |segment: &str| {
-        let version = segment
-            .strip_prefix('v')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        version
-            || segment
-                .bytes()
-                .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
-    };
-    path.split('/')
-        .map(|segment| if kept(segment) { segment } else { "{id}" })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// Native calls go to the metrics and to the interaction's AuditEvent.
 pub fn record_native_calls(
     state: &AppState,
@@ -1415,7 +1397,7 @@ pub fn record_native_calls(
             .extend(calls.iter().map(|call| crate::audit::NativeCallFact {
                 supplier: supplier.to_string(),
                 practice: practice.ods.clone(),
-                operation: format!("{} {}", call.method, native_route(&call.path)),
+                operation: format!("{} {}", call.method, call.path),
                 status: Some(call.status),
                 millis: call.millis(),
             }));
@@ -1783,19 +1765,6 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn native_calls_are_audited_without_native_keys() {
-        assert_eq!(
-            native_route("/emis/partner/v1/patients/B3C1A2D4-1111-2222-3333-444455556666/record"),
-            "/emis/partner/v1/patients/{id}/record"
-        );
-        assert_eq!(
-            native_route("/medicus/y90003/transactional-api/v1/patient/40fb9053-aaaa/journal"),
-            "/medicus/{id}/transactional-api/v1/patient/{id}/journal"
-        );
-        assert_eq!(native_route("PatientSearch"), "PatientSearch");
-    }
 
     #[test]
     fn last_modified_is_an_http_date_or_absent() {

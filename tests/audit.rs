@@ -17,15 +17,7 @@ use std::collections::BTreeSet;
 async fn a_request_its_client_gives_up_on_is_audited() {
     // Every EMIS reply takes 1.5 s, and a first search makes two calls one after the other (the Partner token,
     // then the search): the client leaves between them, with 0.7 s of margin either side.
-    let sims = Simulators::start_with(options(), |emis, _, _| {
-        emis.faults = im1_sim::common::faults::FaultRates {
-            latency: 1.0,
-            latency_ms: 1_500,
-            ..Default::default()
-        };
-    })
-    .await
-    .unwrap();
+    let sims = common::with_slow_emis(options(), 1_500).await;
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
     let impatient = reqwest::Client::builder()

@@ -507,15 +507,7 @@ async fn request_ids_are_echoed_or_generated() {
 #[tokio::test]
 async fn requests_past_the_in_flight_bound_are_turned_away_at_once() {
     // Every EMIS call takes a second: a first search (the Partner token, then the search) is held two.
-    let sims = im1_fhir::demo::Simulators::start_with(common::fixed_options(1, 3), |emis, _, _| {
-        emis.faults = im1_sim::common::faults::FaultRates {
-            latency: 1.0,
-            latency_ms: 1_000,
-            ..Default::default()
-        };
-    })
-    .await
-    .unwrap();
+    let sims = common::with_slow_emis(common::fixed_options(1, 3), 1_000).await;
     let server = im1_fhir::config::ServerConfig {
         max_requests_in_flight: 1,
         ..common::test_server()

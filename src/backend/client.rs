@@ -64,7 +64,8 @@ pub struct HttpReply {
     pub body: Bytes,
 }
 
-/// A native call as the audit trail records it: no query string (it may hold identifiers).
+/// A native call as the audit trail records it: its path as a route (see [`route`]), no query string: neither
+/// holds identifiers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
     pub method: String,
@@ -179,15 +180,16 @@ impl HttpClient {
                 .await;
             // Not held through a back-off or a `Retry-After`.
             drop(permit);
-            let path = request
-                .url
-                .split('?')
-                .next()
-                .unwrap_or("")
-                .splitn(4, '/')
-                .nth(3)
-                .unwrap_or("")
-                .to_string();
+            let path = route(
+                request
+                    .url
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .splitn(4, '/')
+                    .nth(3)
+                    .unwrap_or(""),
+            );
             match outcome {
                 Ok(reply) => {
                     calls.push(CallRecord {
@@ -286,6 +288,24 @@ impl HttpClient {
             body: body.into(),
         })
     }
+}
+
+/// A native call's path as it is recorded: words and API versions kept, any other segment (a native key: a
+/// patient's GUID, a tenant) as `{id}`, as the request's own route is logged.
+fn route(path: &str) -> String {
+    let kept = |segment: &str| {
+        let version = segment
+            .strip_prefix('v')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        version
+            || segment
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+    };
+    path.split('/')
+        .map(|segment| if kept(segment) { segment } else { "{id}" })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The most a native HTTP reply may hold, as SystmOne's transaction frames (`systmone::MAX_FRAME`): a
@@ -406,6 +426,18 @@ mod tests {
             max_in_flight: 2,
         };
         HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+    }
+
+    #[test]
+    fn calls_are_recorded_without_native_keys() {
+        assert_eq!(
+            route("emis/partner/v1/patients/B3C1A2D4-1111-2222-3333-444455556666/record"),
+            "emis/partner/v1/patients/{id}/record"
+        );
+        assert_eq!(
+            route("medicus/y90003/transactional-api/v1/patient/40fb9053-aaaa/journal"),
+            "medicus/{id}/transactional-api/v1/patient/{id}/journal"
+        );
     }
 
     #[tokio::test]

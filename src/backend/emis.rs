@@ -355,7 +355,7 @@ impl Emis {
             .await?;
         let end_user_session = field(&reply_body(reply)?, "EndUserSessionId")?;
 
-        let link = || {
+        let link_request = || {
             let mut link = self
                 .pfs_request(Method::POST, format!("{base}/me/applications"))
                 .header("X-API-EndUserSessionId", end_user_session.clone());
@@ -366,7 +366,7 @@ impl Emis {
             }));
             link
         };
-        let start = |access_identity: &str| {
+        let start_request = |access_identity: &str| {
             let mut start = self
                 .pfs_request(Method::POST, format!("{base}/sessions"))
                 .header("X-API-EndUserSessionId", end_user_session.clone());
@@ -376,7 +376,7 @@ impl Emis {
         // From the identity an earlier link gave, unless EMIS no longer takes it (the practice revoked the
         // linkage); else linked (again), once.
         let started = match self.linked.get(nhs, linkage) {
-            Some(known) => match reply_body(self.http.send(&start(&known), request_id, calls).await?) {
+            Some(known) => match reply_body(self.http.send(&start_request(&known), request_id, calls).await?) {
                 Err(e) if e.code == "IM1-4110" || e.code == "IM1-4111" => None,
                 other => Some(other?),
             },
@@ -385,8 +385,12 @@ impl Emis {
         let mut body = match started {
             Some(body) => body,
             None => {
-                let access_identity = self.link(nhs, linkage, &link(), request_id, calls).await?;
-                reply_body(self.http.send(&start(&access_identity), request_id, calls).await?)?
+                let access_identity = self.link(nhs, linkage, &link_request(), request_id, calls).await?;
+                reply_body(
+                    self.http
+                        .send(&start_request(&access_identity), request_id, calls)
+                        .await?,
+                )?
             }
         };
         let session = field(&body, "SessionId")?;

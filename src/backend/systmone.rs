@@ -300,7 +300,7 @@ impl SystmOne {
         else {
             return Err(super::credentials::no_linkage());
         };
-        let link = || {
+        let link_message = || {
             message_xml(
                 "LinkAccount",
                 &serde_json::json!({ "organisationCode": self.ods, "accountId": account_id, "passphrase": passphrase,
@@ -320,7 +320,7 @@ impl SystmOne {
         let (suid, tree) = match authenticated {
             Some(session) => session,
             None => {
-                let linked = self.link(nhs, linkage, link()?, call, calls).await?;
+                let linked = self.link(nhs, linkage, link_message()?, call, calls).await?;
                 self.authenticate(account_id, &linked, call, calls).await?
             }
         };

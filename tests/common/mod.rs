@@ -435,3 +435,16 @@ pub fn supplier_of(ods: &str) -> &'static str {
         _ => "medicus",
     }
 }
+
+/// The simulators with every EMIS reply taking `latency_ms`: a request held while a test does something else.
+pub async fn with_slow_emis(options: im1_sim::SimOptions, latency_ms: u64) -> im1_fhir::demo::Simulators {
+    im1_fhir::demo::Simulators::start_with(options, |emis, _, _| {
+        emis.faults = im1_sim::common::faults::FaultRates {
+            latency: 1.0,
+            latency_ms,
+            ..Default::default()
+        };
+    })
+    .await
+    .unwrap()
+}
