@@ -1136,11 +1136,19 @@ async fn audit_search(
     query.up_to = up_to;
     // An auditor sees their own practices' events (and those of no practice), not every practice's.
     query.practices = Some(principal.practices.clone());
+    // Nor is an event found by a patient it would not show them (`visible_to` takes other practices' patients
+    // out): asking only for such patients finds nothing. A patient whose id no longer decodes is asked for.
+    let practice_of = |id: &str| state.ids.decode("Patient", id).ok().map(|id| id.practice);
+    if !query.patients.is_empty() {
+        query
+            .patients
+            .retain(|id| practice_of(id).is_none_or(|ods| principal.practices.contains(&ods)));
+        query.finds_nothing = query.patients.is_empty();
+    }
     let mut page = store
         .search_async(query)
         .await
         .map_err(|_| FhirError::unavailable("IM1-5101", "the audit trail is unavailable"))?;
-    let practice_of = |id: &str| state.ids.decode("Patient", id).ok().map(|id| id.practice);
     for event in &mut page.events {
         crate::audit::visible_to(event, &principal.practices, practice_of);
     }

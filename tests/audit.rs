@@ -489,7 +489,10 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let emis_patient = format!("Patient/{}", emis_patient[0]["id"].as_str().unwrap());
     let nobody = token(Role::Clinician, &[]);
     assert_eq!(get_as(&proxy, search, &nobody, "no-practice").await.status(), 403);
-    for (ods, own_patient) in [("Y90001", emis_patient), ("Y90002", format!("Patient/{patient}"))] {
+    for (ods, own_patient) in [
+        ("Y90001", emis_patient.clone()),
+        ("Y90002", format!("Patient/{patient}")),
+    ] {
         let auditor = token(Role::Auditor, &[ods]);
         let events = common::search_matches(&proxy, "AuditEvent?_count=200", &auditor).await;
         let ids: Vec<Option<String>> = events.iter().map(common::audited_request_id).collect();
@@ -529,6 +532,34 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
         "{tpp:?}"
     );
     assert!(tpp.contains("staff-1") && tpp.contains("staff-2"), "{tpp:?}");
+    // Found by a patient only where that patient is shown: EMIS's auditor sees the attempt on TPP's patient
+    // and the search of both, never that patient in them, so finds neither by that patient; asking for
+    // EMIS's patient too finds EMIS's patient's events alone.
+    let found_by = |ods: &'static str, patients: String| {
+        let auditor = token(Role::Auditor, &[ods]);
+        let proxy = &proxy;
+        async move {
+            let query = format!("AuditEvent?_count=200&patient={patients}");
+            let events = common::search_matches(proxy, &query, &auditor).await;
+            events
+                .iter()
+                .filter_map(common::audited_request_id)
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    assert!(found_by("Y90001", patient.clone()).await.is_empty());
+    let by_tpp = found_by("Y90002", patient.clone()).await;
+    assert!(
+        by_tpp.contains("cross-try") && by_tpp.contains("both-search"),
+        "{by_tpp:?}"
+    );
+    let emis_id = emis_patient.trim_start_matches("Patient/");
+    let by_either = found_by("Y90001", format!("{patient},{emis_id}")).await;
+    assert!(
+        by_either.contains("both-search") && by_either.contains("at-emis"),
+        "{by_either:?}"
+    );
+    assert!(!by_either.contains("cross-try"), "{by_either:?}");
 
     // An auditor's token with wide scopes still reads no part of a record.
     let wide = common::scoped(Role::Auditor, "Y90001", "user/*.rs");
