@@ -2,9 +2,10 @@
 //! precision stands for (`2024`, `2024-03`, `2024-03-05`, `2024-03-05T10:00Z`, `…T10:00:00.5+01:00`). One
 //! reading for every search, the proxy's own filters and the AuditEvent store alike.
 //!
-//! A value without a zone is taken as UTC (FHIR leaves it to the server; practice data here is UTC-aligned).
-//! Ranges end at the last instant the `time` crate holds rather than overflow: `le9999-12-31` is a question
-//! with an answer, not an error.
+//! A value without a zone is UK civil time (GMT, or BST in summer): FHIR reads such a value in the server's
+//! zone, and English practices' days are UK days, as are the days the proxy asks native APIs for. So
+//! `date=2026-06-21` is 2026-06-20T23:00Z to 2026-06-21T23:00Z. Ranges end at the last instant the `time`
+//! crate holds rather than overflow: `le9999-12-31` is a question with an answer, not an error.
 
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
@@ -21,13 +22,13 @@ pub const LAST: OffsetDateTime = PrimitiveDateTime::MAX.assume_utc();
 pub fn range(text: &str) -> Option<Range> {
     let year = digits(text.get(0..4))?.parse::<i32>().ok().filter(|y| *y >= 1)?;
     let month = |s: Option<&str>| Month::try_from(digits(s)?.parse::<u8>().ok()?).ok();
-    let midnight = |date: Date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
+    let midnight = |date: Date| uk_instant(PrimitiveDateTime::new(date, Time::MIDNIGHT));
     let after = |start: OffsetDateTime, step: Duration| (start, start.checked_add(step).unwrap_or(LAST));
     match text.len() {
         4 => {
             let start = Date::from_calendar_date(year, Month::January, 1).ok()?;
             let end = Date::from_calendar_date(year + 1, Month::January, 1).ok();
-            Some((midnight(start), end.map_or(LAST, midnight)))
+            Some((midnight(start)?, end.and_then(midnight).unwrap_or(LAST)))
         }
         7 if text.as_bytes()[4] == b'-' => {
             let month = month(text.get(5..7))?;
@@ -36,12 +37,12 @@ pub fn range(text: &str) -> Option<Range> {
                 Month::December => Date::from_calendar_date(year + 1, Month::January, 1).ok(),
                 _ => Date::from_calendar_date(year, month.next(), 1).ok(),
             };
-            Some((midnight(start), end.map_or(LAST, midnight)))
+            Some((midnight(start)?, end.and_then(midnight).unwrap_or(LAST)))
         }
         10 => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
             let date = Date::parse(text, &format).ok()?;
-            Some((midnight(date), date.next_day().map_or(LAST, midnight)))
+            Some((midnight(date)?, date.next_day().and_then(midnight).unwrap_or(LAST)))
         }
         _ => {
             let (instant, step) = date_time(text)?;
@@ -50,23 +51,45 @@ pub fn range(text: &str) -> Option<Range> {
     }
 }
 
-/// The day an instant falls on in the UK (Europe/London: BST, +01:00, from 01:00 UTC on the last Sunday of March
-/// to 01:00 UTC on the last Sunday of October; GMT otherwise). Practices' native days are UK days.
+/// The UK's civil time from the tz database (GMT, BST in summer, and the past rules), compiled in.
+static LONDON: jiff::tz::TimeZone = jiff::tz::get!("Europe/London");
+
+/// The day an instant falls on in the UK. Practices' native days are UK days.
 pub fn uk_date(instant: OffsetDateTime) -> Date {
-    let utc = instant.to_offset(UtcOffset::UTC);
-    let change = |month: Month| {
-        let last = Date::from_calendar_date(utc.year(), month, 31).ok()?;
-        let sunday = last - Duration::days(i64::from(last.weekday().number_days_from_sunday()));
-        Some(PrimitiveDateTime::new(sunday, Time::from_hms(1, 0, 0).ok()?).assume_utc())
+    instant.to_offset(uk_offset(instant)).date()
+}
+
+/// The offset from UTC the UK keeps at an instant.
+pub fn uk_offset(instant: OffsetDateTime) -> UtcOffset {
+    let seconds = jiff::Timestamp::from_second(instant.unix_timestamp())
+        .map(|at| LONDON.to_offset(at).seconds())
+        .unwrap_or(0);
+    UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC)
+}
+
+/// The instant a UK wall-clock time stands for, in UTC. A time the clocks skip in spring is read as the same
+/// time after the change (01:30 as 02:30 BST), one they repeat in autumn as its first (BST): the "compatible"
+/// reading of RFC 5545 and jiff. On 9999-12-31, past the instants jiff holds, it is GMT, as it would be.
+pub fn uk_instant(wall: PrimitiveDateTime) -> Option<OffsetDateTime> {
+    let narrow = |n: u8| i8::try_from(n).ok();
+    let civil = || {
+        jiff::civil::DateTime::new(
+            i16::try_from(wall.year()).ok()?,
+            narrow(u8::from(wall.month()))?,
+            narrow(wall.day())?,
+            narrow(wall.hour())?,
+            narrow(wall.minute())?,
+            narrow(wall.second())?,
+            i32::try_from(wall.nanosecond()).ok()?,
+        )
+        .ok()
     };
-    let summer = match (change(Month::March), change(Month::October)) {
-        (Some(starts), Some(ends)) => utc >= starts && utc < ends,
-        _ => false,
-    };
-    match summer {
-        true => utc.checked_add(Duration::HOUR).unwrap_or(utc).date(),
-        false => utc.date(),
-    }
+    let as_utc = wall.assume_utc();
+    let offset = civil()
+        .and_then(|civil| LONDON.to_ambiguous_timestamp(civil).compatible().ok())
+        .map_or(0, |at| as_utc.unix_timestamp() - at.as_second());
+    let offset = UtcOffset::from_whole_seconds(i32::try_from(offset).ok()?).ok()?;
+    wall.assume_offset(offset).checked_to_offset(UtcOffset::UTC)
 }
 
 /// Text of ASCII digits only.
@@ -93,10 +116,13 @@ fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
             step = Duration::nanoseconds(10_i64.pow(9_u32.saturating_sub(length.min(9) as u32)));
         }
     }
-    // No zone: UTC. Anything else after the time must be a zone RFC 3339 accepts.
+    // No zone: UK civil time. Anything else after the time must be a zone RFC 3339 accepts.
     let zone = if rest.is_empty() { "Z" } else { rest };
     let full = format!("{date}T{hours_minutes}{seconds}{fraction}{zone}");
-    let instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    let mut instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    if rest.is_empty() {
+        instant = uk_instant(PrimitiveDateTime::new(instant.date(), instant.time()))?;
+    }
     if instant.offset().whole_seconds().unsigned_abs() > 14 * 3600 {
         return None;
     }
@@ -117,6 +143,31 @@ mod tests {
         assert_eq!(uk_date(utc("2026-10-24T23:30:00Z")).to_string(), "2026-10-25");
         assert_eq!(uk_date(utc("2026-10-25T23:30:00Z")).to_string(), "2026-10-25");
         assert_eq!(uk_date(utc("2026-06-20T23:30:00+05:00")).to_string(), "2026-06-20");
+    }
+
+    #[test]
+    fn zoneless_values_are_uk_civil_time() {
+        let cases = [
+            // A summer day is BST's: from 23:00 UTC the day before.
+            ("2026-06-21", "2026-06-20T23:00:00Z", "2026-06-21T23:00:00Z"),
+            ("2026-06-21T00:30", "2026-06-20T23:30:00Z", "2026-06-20T23:31:00Z"),
+            // The change days are 23 and 25 hours long; March ends in BST.
+            ("2026-03-29", "2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z"),
+            ("2026-10-25", "2026-10-24T23:00:00Z", "2026-10-26T00:00:00Z"),
+            ("2026-03", "2026-03-01T00:00:00Z", "2026-03-31T23:00:00Z"),
+            // A time the clocks skip is read after the change; one they repeat, as its first (BST).
+            ("2026-03-29T01:30", "2026-03-29T01:30:00Z", "2026-03-29T01:31:00Z"),
+            ("2026-10-25T01:30", "2026-10-25T00:30:00Z", "2026-10-25T00:31:00Z"),
+            // Past rules, from the tz database: British Standard Time kept BST all winter (1968-71), and until
+            // 1995 summer time ended on the day after the fourth Saturday of October.
+            ("1970-01-15", "1970-01-14T23:00:00Z", "1970-01-15T23:00:00Z"),
+            ("1995-10-25", "1995-10-25T00:00:00Z", "1995-10-26T00:00:00Z"),
+            // A zone given is kept.
+            ("2026-06-21T00:30Z", "2026-06-21T00:30:00Z", "2026-06-21T00:31:00Z"),
+        ];
+        for (text, start, end) in cases {
+            assert_eq!(range(text), Some((utc(start), utc(end))), "{text}");
+        }
     }
 
     fn utc(text: &str) -> OffsetDateTime {

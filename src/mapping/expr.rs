@@ -422,30 +422,21 @@ pub fn fhir_instant(text: &str) -> Option<String> {
 }
 
 /// A UK wall-clock date-time without offset (EMIS slot and session times, `2026-07-01T09:30:00`) as a FHIR
-/// instant in UTC, at the Europe/London offset of that moment: BST (+01:00) from 01:00 UTC on the last Sunday
-/// of March to 01:00 UTC on the last Sunday of October, GMT otherwise. A text with its own offset keeps it.
+/// instant in UTC, at the UK's offset at that time (see `fhir::dates::uk_instant`). A text with its own offset
+/// keeps it.
 pub fn local_instant(text: &str) -> Option<String> {
     use time::macros::format_description;
-    use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
     if let Some(instant) = fhir_instant(text) {
         return Some(instant);
     }
-    let wall = PrimitiveDateTime::parse(
+    let wall = time::PrimitiveDateTime::parse(
         text.get(..19)?,
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
     )
     .ok()?;
-    let last_sunday = |month: Month| -> Option<PrimitiveDateTime> {
-        let last = Date::from_calendar_date(wall.year(), month, 31).ok()?;
-        let sunday = last - time::Duration::days(i64::from(last.weekday().number_days_from_sunday()));
-        Some(sunday.with_time(Time::from_hms(1, 0, 0).ok()?))
-    };
-    // As GMT first: summer time starts at 01:00 GMT and ends at 01:00 GMT (02:00 BST).
-    let (starts, ends) = (last_sunday(Month::March)?, last_sunday(Month::October)?);
-    let summer = wall >= starts + time::Duration::HOUR && wall < ends + time::Duration::HOUR;
-    let offset = UtcOffset::from_hms(i8::from(summer), 0, 0).ok()?;
-    let utc = wall.assume_offset(offset).checked_to_offset(UtcOffset::UTC)?;
-    utc.format(&time::format_description::well_known::Rfc3339).ok()
+    crate::fhir::dates::uk_instant(wall)?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 #[cfg(test)]
