@@ -27,8 +27,7 @@ async fn bundle(proxy: &Proxy, t: &str, query: &str) -> Value {
     let bundle: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{query}: {bundle}");
     for e in bundle["entry"].as_array().into_iter().flatten() {
-        im1_fhir_model::check_strict(&e["resource"])
-            .unwrap_or_else(|err| panic!("{query}: not strict FHIR: {err}: {}", e["resource"]));
+        common::assert_uk_core(&e["resource"], query);
     }
     bundle
 }

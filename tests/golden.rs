@@ -95,6 +95,10 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             if let Err(e) = im1_fhir_model::check_strict(resource) {
                 failures.push(format!("{}: not strict FHIR R4: {e}", mapping.file));
             }
+            let problems = im1_fhir::mapping::rules::problems(resource);
+            if !problems.is_empty() {
+                failures.push(format!("{}: breaks R4 or UK Core rules: {problems:?}", mapping.file));
+            }
         }
         let produced = Value::Array(produced);
         let expected_path = dir.join("expected.json");

@@ -32,7 +32,7 @@ impl Reader<'_> {
         let status = response.status();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{reference}: {body}");
-        im1_fhir_model::check_strict(&body).unwrap_or_else(|e| panic!("{reference} is not strict FHIR: {e}"));
+        common::assert_uk_core(&body, reference);
         self.seen.insert(reference.to_string(), body.clone());
         body
     }

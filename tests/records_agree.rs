@@ -22,7 +22,7 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
         let query = format!("{resource_type}?patient=Patient/{patient_id}&_count=200");
         let resources = common::search_matches(proxy, &query, t).await;
         for r in &resources {
-            im1_fhir_model::check_strict(r).unwrap_or_else(|e| panic!("{resource_type} is not strict FHIR: {e}: {r}"));
+            common::assert_uk_core(r, resource_type);
         }
         out.insert(*resource_type, resources);
     }
@@ -31,7 +31,9 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
         let reference = request["medicationReference"]["reference"].as_str().unwrap();
         let response = proxy.get(reference, t).await;
         assert_eq!(response.status(), 200, "{reference}");
-        medications.push(response.json::<Value>().await.unwrap());
+        let medication = response.json::<Value>().await.unwrap();
+        common::assert_uk_core(&medication, reference);
+        medications.push(medication);
     }
     out.insert("Medication", medications);
     // Every document's content, read through the url its DocumentReference gives.
@@ -46,6 +48,7 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
             !binary["data"].as_str().unwrap_or_default().is_empty(),
             "{url}: no content"
         );
+        common::assert_uk_core(&binary, url);
         binaries.push(binary);
     }
     out.insert("Binary", binaries);

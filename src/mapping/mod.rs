@@ -13,6 +13,7 @@ pub mod problem;
 pub mod profile;
 pub mod refs;
 pub mod registry;
+pub mod rules;
 pub mod template;
 pub mod yaml;
 

@@ -448,3 +448,14 @@ pub async fn with_slow_emis(options: im1_sim::SimOptions, latency_ms: u64) -> im
     .await
     .unwrap()
 }
+
+/// A served resource (not a `_summary`/`_elements` subset) is strict FHIR R4 and meets R4's required elements
+/// and bindings and its UK Core profile's rules (`im1_fhir::mapping::rules`).
+pub fn assert_uk_core(resource: &serde_json::Value, what: &str) {
+    im1_fhir_model::check_strict(resource).unwrap_or_else(|e| panic!("{what}: not strict FHIR R4: {e}: {resource}"));
+    let problems = im1_fhir::mapping::rules::problems(resource);
+    assert!(
+        problems.is_empty(),
+        "{what}: breaks R4 or UK Core rules: {problems:#?}\n{resource}"
+    );
+}
