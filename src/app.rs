@@ -1137,12 +1137,13 @@ async fn audit_search(
     // An auditor sees their own practices' events (and those of no practice), not every practice's.
     query.practices = Some(principal.practices.clone());
     // Nor is an event found by a patient it would not show them (`visible_to` takes other practices' patients
-    // out): asking only for such patients finds nothing. A patient whose id no longer decodes is asked for.
+    // out), nor by one that cannot be placed (an id made under an earlier id key, which `visible_to` shows only
+    // on events of one practice): asking only for such patients finds nothing.
     let practice_of = |id: &str| state.ids.decode("Patient", id).ok().map(|id| id.practice);
     if !query.patients.is_empty() {
         query
             .patients
-            .retain(|id| practice_of(id).is_none_or(|ods| principal.practices.contains(&ods)));
+            .retain(|id| practice_of(id).is_some_and(|ods| principal.practices.contains(&ods)));
         query.finds_nothing = query.patients.is_empty();
     }
     let mut page = store

@@ -533,8 +533,8 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     );
     assert!(tpp.contains("staff-1") && tpp.contains("staff-2"), "{tpp:?}");
     // Found by a patient only where that patient is shown: EMIS's auditor sees the attempt on TPP's patient
-    // and the search of both, never that patient in them, so finds neither by that patient; asking for
-    // EMIS's patient too finds EMIS's patient's events alone.
+    // and the search of both, never that patient among their patients, so finds neither by that patient;
+    // asking for EMIS's patient too finds EMIS's patient's events alone.
     let found_by = |ods: &'static str, patients: String| {
         let auditor = token(Role::Auditor, &[ods]);
         let proxy = &proxy;

@@ -23,7 +23,6 @@ pub fn range(text: &str) -> Option<Range> {
     let year = digits(text.get(0..4))?.parse::<i32>().ok().filter(|y| *y >= 1)?;
     let month = |s: Option<&str>| Month::try_from(digits(s)?.parse::<u8>().ok()?).ok();
     let midnight = |date: Date| uk_instant(PrimitiveDateTime::new(date, Time::MIDNIGHT));
-    let after = |start: OffsetDateTime, step: Duration| (start, start.checked_add(step).unwrap_or(LAST));
     match text.len() {
         4 => {
             let start = Date::from_calendar_date(year, Month::January, 1).ok()?;
@@ -44,10 +43,7 @@ pub fn range(text: &str) -> Option<Range> {
             let date = Date::parse(text, &format).ok()?;
             Some((midnight(date)?, date.next_day().and_then(midnight).unwrap_or(LAST)))
         }
-        _ => {
-            let (instant, step) = date_time(text)?;
-            Some(after(instant, step))
-        }
+        _ => date_time(text),
     }
 }
 
@@ -67,29 +63,40 @@ pub fn uk_offset(instant: OffsetDateTime) -> UtcOffset {
     UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC)
 }
 
-/// The instant a UK wall-clock time stands for, in UTC. A time the clocks skip in spring is read as the same
-/// time after the change (01:30 as 02:30 BST), one they repeat in autumn as its first (BST): the "compatible"
-/// reading of RFC 5545 and jiff. On 9999-12-31, past the instants jiff holds, it is GMT, as it would be.
+/// The instant a UK wall-clock time stands for, in UTC: in the autumn hour the clocks repeat, its first (BST).
 pub fn uk_instant(wall: PrimitiveDateTime) -> Option<OffsetDateTime> {
+    wall.assume_offset(uk_offsets(wall).0).checked_to_offset(UtcOffset::UTC)
+}
+
+/// The UK's offsets for a wall-clock time: one offset, twice, but in the autumn hour the clocks repeat (its
+/// first occurrence's, BST, then its second's, GMT). A time they skip in spring reads as the same time after
+/// the change (01:30 as 02:30 BST): the "compatible" reading of RFC 5545 and jiff.
+fn uk_offsets(wall: PrimitiveDateTime) -> (UtcOffset, UtcOffset) {
+    use jiff::tz::AmbiguousOffset;
     let narrow = |n: u8| i8::try_from(n).ok();
+    // To the second: the UK's offsets are whole seconds.
     let civil = || {
+        let year = i16::try_from(wall.year()).ok()?;
+        let month = narrow(u8::from(wall.month()))?;
+        let (day, hour) = (narrow(wall.day())?, narrow(wall.hour())?);
         jiff::civil::DateTime::new(
-            i16::try_from(wall.year()).ok()?,
-            narrow(u8::from(wall.month()))?,
-            narrow(wall.day())?,
-            narrow(wall.hour())?,
+            year,
+            month,
+            day,
+            hour,
             narrow(wall.minute())?,
             narrow(wall.second())?,
-            i32::try_from(wall.nanosecond()).ok()?,
+            0,
         )
         .ok()
     };
-    let as_utc = wall.assume_utc();
-    let offset = civil()
-        .and_then(|civil| LONDON.to_ambiguous_timestamp(civil).compatible().ok())
-        .map_or(0, |at| as_utc.unix_timestamp() - at.as_second());
-    let offset = UtcOffset::from_whole_seconds(i32::try_from(offset).ok()?).ok()?;
-    wall.assume_offset(offset).checked_to_offset(UtcOffset::UTC)
+    let offset = |o: jiff::tz::Offset| UtcOffset::from_whole_seconds(o.seconds()).unwrap_or(UtcOffset::UTC);
+    match civil().map(|civil| LONDON.to_ambiguous_timestamp(civil).offset()) {
+        Some(AmbiguousOffset::Unambiguous { offset: o }) => (offset(o), offset(o)),
+        Some(AmbiguousOffset::Gap { before, .. }) => (offset(before), offset(before)),
+        Some(AmbiguousOffset::Fold { before, after }) => (offset(before), offset(after)),
+        None => (UtcOffset::UTC, UtcOffset::UTC),
+    }
 }
 
 /// Text of ASCII digits only.
@@ -97,8 +104,10 @@ fn digits(text: Option<&str>) -> Option<&str> {
     text.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// A date-time to the minute or finer, with its precision: `YYYY-MM-DDThh:mm[:ss[.fff…]][Z|±hh:mm]`.
-fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
+/// A date-time to the minute or finer, as the range its precision covers:
+/// `YYYY-MM-DDThh:mm[:ss[.fff…]][Z|±hh:mm]`. Without a zone, in the autumn hour the UK clocks repeat, both
+/// of its occurrences.
+fn date_time(text: &str) -> Option<Range> {
     let (date, rest) = (text.get(..10)?, text.get(10..)?);
     let rest = rest.strip_prefix('T')?;
     let (hours_minutes, mut rest) = (rest.get(..5)?, rest.get(5..)?);
@@ -119,14 +128,24 @@ fn date_time(text: &str) -> Option<(OffsetDateTime, Duration)> {
     // No zone: UK civil time. Anything else after the time must be a zone RFC 3339 accepts.
     let zone = if rest.is_empty() { "Z" } else { rest };
     let full = format!("{date}T{hours_minutes}{seconds}{fraction}{zone}");
-    let mut instant = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
-    if rest.is_empty() {
-        instant = uk_instant(PrimitiveDateTime::new(instant.date(), instant.time()))?;
-    }
-    if instant.offset().whole_seconds().unsigned_abs() > 14 * 3600 {
+    let parsed = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    if parsed.offset().whole_seconds().unsigned_abs() > 14 * 3600 {
         return None;
     }
-    Some((instant.checked_to_offset(UtcOffset::UTC)?, step))
+    let (first, last) = match rest.is_empty() {
+        true => {
+            let wall = PrimitiveDateTime::new(parsed.date(), parsed.time());
+            let (first, second) = uk_offsets(wall);
+            (wall.assume_offset(first), wall.assume_offset(second))
+        }
+        false => (parsed, parsed),
+    };
+    let start = first.checked_to_offset(UtcOffset::UTC)?;
+    let end = last
+        .checked_to_offset(UtcOffset::UTC)?
+        .checked_add(step)
+        .unwrap_or(LAST);
+    Some((start, end))
 }
 
 #[cfg(test)]
@@ -155,13 +174,24 @@ mod tests {
             ("2026-03-29", "2026-03-29T00:00:00Z", "2026-03-29T23:00:00Z"),
             ("2026-10-25", "2026-10-24T23:00:00Z", "2026-10-26T00:00:00Z"),
             ("2026-03", "2026-03-01T00:00:00Z", "2026-03-31T23:00:00Z"),
-            // A time the clocks skip is read after the change; one they repeat, as its first (BST).
+            // A time the clocks skip is read after the change; one they repeat stands for both occurrences.
             ("2026-03-29T01:30", "2026-03-29T01:30:00Z", "2026-03-29T01:31:00Z"),
-            ("2026-10-25T01:30", "2026-10-25T00:30:00Z", "2026-10-25T00:31:00Z"),
+            ("2026-10-25T01:30", "2026-10-25T00:30:00Z", "2026-10-25T01:31:00Z"),
             // Past rules, from the tz database: British Standard Time kept BST all winter (1968-71), and until
             // 1995 summer time ended on the day after the fourth Saturday of October.
             ("1970-01-15", "1970-01-14T23:00:00Z", "1970-01-15T23:00:00Z"),
             ("1995-10-25", "1995-10-25T00:00:00Z", "1995-10-26T00:00:00Z"),
+            // Before 1970, with a fraction (instants before the epoch round toward zero in jiff).
+            (
+                "1965-01-01T00:00:00.5",
+                "1965-01-01T00:00:00.5Z",
+                "1965-01-01T00:00:00.6Z",
+            ),
+            (
+                "1965-07-01T10:00:00.5",
+                "1965-07-01T09:00:00.5Z",
+                "1965-07-01T09:00:00.6Z",
+            ),
             // A zone given is kept.
             ("2026-06-21T00:30Z", "2026-06-21T00:30:00Z", "2026-06-21T00:31:00Z"),
         ];

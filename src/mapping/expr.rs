@@ -374,9 +374,14 @@ pub fn house_and_street(house: Option<&str>, street: Option<&str>) -> Vec<String
 }
 
 /// Cuts a native date or date-time to a FHIR date of the given precision (`year`, `month`, `day`):
-/// partial dates are never padded out.
+/// partial dates are never padded out. A date-time with a zone is cut on its UK day (SystmOne's instants are
+/// UTC: 23:30Z in summer is the next day in the UK), as searches read days.
 pub fn fhir_date(text: &str, precision: &str) -> Option<String> {
-    let date = text.get(..10).unwrap_or(text);
+    let uk_day = (text.len() > 10)
+        .then(|| time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok())
+        .flatten()
+        .map(|instant| crate::fhir::dates::uk_date(instant).to_string());
+    let date = uk_day.as_deref().or(text.get(..10)).unwrap_or(text);
     let len = match precision {
         "year" => 4,
         "month" => 7,
@@ -469,6 +474,17 @@ mod tests {
         assert_eq!(fhir_date("1998-01-01T00:00:00.0Z", "year").as_deref(), Some("1998"));
         assert_eq!(fhir_date("1985-04-12", "day").as_deref(), Some("1985-04-12"));
         assert_eq!(fhir_date("nonsense", "day"), None);
+        // A date-time with a zone, on its UK day.
+        assert_eq!(
+            fhir_date("2025-06-30T23:30:00.0Z", "day").as_deref(),
+            Some("2025-07-01")
+        );
+        assert_eq!(fhir_date("2025-12-31T23:30:00Z", "year").as_deref(), Some("2025"));
+        assert_eq!(
+            fhir_date("2025-06-30T23:30:00+00:00", "month").as_deref(),
+            Some("2025-07")
+        );
+        assert_eq!(fhir_date("2025-06-30T23:30:00", "day").as_deref(), Some("2025-06-30"));
         assert_eq!(
             fhir_instant("2025-03-04T09:30:00.0Z").as_deref(),
             Some("2025-03-04T09:30:00Z")
