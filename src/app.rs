@@ -704,7 +704,15 @@ async fn everything(
             };
             let mut quiet = Vec::new();
             let said = if wanted { &mut warnings } else { &mut quiet };
-            let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said).await;
+            let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said)
+                .await
+                .map(|mut found| {
+                    // As a search of the type orders them: native replies come in each supplier's own order.
+                    let date = state.registry.first_date_param(resource_type);
+                    let default = crate::fhir::sort::default_order(date, false);
+                    crate::fhir::sort::sort(&mut found, &[], default.as_ref());
+                    found
+                });
             // Items are followed to what they name (a prescription's Medication) only when cared for within
             // `start` and `end`.
             let in_window = |r: &Value| filter.cared_for_within(r, &state.registry);

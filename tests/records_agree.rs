@@ -118,6 +118,7 @@ async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
             assert_eq!(ids.len(), 3, "one Patient per practice");
             let mut records = Vec::new();
             let mut orders = Vec::new();
+            let mut everythings = Vec::new();
             for ((supplier, id), ods) in SUPPLIERS.iter().zip(&ids).zip(PRACTICES) {
                 // A clinician of each practice: direct care, so free text and documents are included.
                 let clinician = token(Role::Clinician, &[ods]);
@@ -125,6 +126,24 @@ async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
                 items += record.values().map(Vec::len).sum::<usize>();
                 records.push(comparable_record(supplier, &record));
                 orders.push(search_order(&record));
+                let query = format!("Patient/{id}/$everything?_count=200");
+                let page: Value = proxy.get(&query, &clinician).await.json().await.unwrap();
+                assert!(common::link(&page, "next").is_none(), "seed {seed}: one page: {query}");
+                // Each item as its type and its place in that type's search (whose order agrees, above).
+                let places: Vec<(String, Option<usize>)> = common::matches(&page)
+                    .iter()
+                    .map(|r| {
+                        let resource_type = r["resourceType"].as_str().unwrap_or_default().to_string();
+                        let searched = record.iter().find(|(t, _)| **t == resource_type).map(|(_, list)| list);
+                        let place = searched.and_then(|list| list.iter().position(|s| s["id"] == r["id"]));
+                        (resource_type, place)
+                    })
+                    .collect();
+                everythings.push(places);
+            }
+            // $everything too: the same items in the same order (each type's as its search orders them).
+            for (other, name) in everythings[1..].iter().zip(["SystmOne", "Medicus"]) {
+                assert_eq!(&everythings[0], other, "seed {seed}: $everything at EMIS and {name}");
             }
             // The order too: newest first, then by content. Only items that differ in what they point at alone
             // (two prescriptions of one day for different drugs) may come in another order.
