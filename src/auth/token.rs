@@ -22,7 +22,7 @@ pub const LEEWAY_SECONDS: u64 = 60;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub sub: String,
     pub exp: u64,
     pub nbf: u64,
@@ -41,6 +41,14 @@ pub struct Claims {
     pub rbac_role: Option<String>,
     #[serde(default)]
     pub ods: Vec<String>,
+}
+
+/// `aud`: one audience, or several (RFC 7519 section 4.1.3); jsonwebtoken checks this server is among them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Several(Vec<String>),
 }
 
 /// What to put in a demo token.
@@ -80,7 +88,7 @@ pub fn mint_demo(request: &TokenRequest) -> Result<String, String> {
     };
     let claims = Claims {
         iss: DEMO_ISSUER.into(),
-        aud: DEMO_AUDIENCE.into(),
+        aud: Audience::One(DEMO_AUDIENCE.into()),
         sub: match (&nhs_number, role) {
             (Some(n), _) => format!("nhs-login-{}", short_hash(n)),
             (None, Role::Clinician) => "cis2-demo-clinician".into(),
@@ -396,6 +404,12 @@ mod tests {
             c.nhs_number = None;
         }))
         .contains("NHS number"));
+        // Several audiences (RFC 7519): this server among them, or not.
+        let several = |audiences: &[&str]| {
+            signed(&|c| c.aud = Audience::Several(audiences.iter().map(|a| a.to_string()).collect()))
+        };
+        assert!(verifier.verify(&several(&["other", DEMO_AUDIENCE])).is_ok());
+        assert!(refused(several(&["other"])).contains("another audience"));
     }
 
     #[test]
