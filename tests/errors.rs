@@ -51,6 +51,14 @@ async fn metadata_and_smart_configuration_are_public() {
         .unwrap()
         .iter()
         .any(|c| c == "permission-v2"));
+    // No authorisation server is configured here: no flow is offered that has nowhere to go.
+    assert_eq!(smart["grant_types_supported"], serde_json::json!([]), "{smart}");
+    assert!(smart.get("token_endpoint").is_none() && smart.get("authorization_endpoint").is_none());
+    assert!(!smart["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "launch-standalone"));
     proxy.stop().await;
 }
 

@@ -120,6 +120,15 @@ emis = {{ application_id = "a", partner_client_id = "b", partner_client_secret =
     assert_eq!(smart["issuer"], "https://auth.test");
     assert_eq!(smart["token_endpoint"], "https://auth.test/token");
     assert_eq!(smart["authorization_endpoint"], "https://auth.test/authorize");
+    assert_eq!(
+        smart["grant_types_supported"],
+        serde_json::json!(["authorization_code", "client_credentials"])
+    );
+    assert_eq!(smart["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    let capabilities = smart["capabilities"].as_array().unwrap();
+    assert!(["launch-standalone", "client-confidential-asymmetric"]
+        .iter()
+        .all(|c| capabilities.iter().any(|had| had == c)));
     let scopes = smart["scopes_supported"].as_array().unwrap();
     assert!(scopes.iter().all(|s| !s.as_str().unwrap().contains("cruds")), "{smart}");
     // SMART v1 clients find the same endpoints in the CapabilityStatement.

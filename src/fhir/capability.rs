@@ -340,30 +340,46 @@ impl SmartIssuer {
     }
 }
 
-/// `/.well-known/smart-configuration`: what the proxy enforces.
+/// `/.well-known/smart-configuration`: what the proxy enforces, and the flows its authorisation server offers
+/// as far as it is configured: no authorisation endpoint, no authorisation-code launch; no token endpoint, no
+/// client credentials (the demo's tokens are minted by `im1-fhir token`, so it offers neither).
 pub fn smart_configuration(smart: &SmartIssuer) -> Value {
+    let tokens = smart.token_endpoint.is_some();
+    let launches = tokens && smart.authorization_endpoint.is_some();
+    let mut grants = Vec::new();
+    let mut capabilities = vec![
+        "permission-patient",
+        "permission-user",
+        "permission-v1",
+        "permission-v2",
+    ];
+    if launches {
+        grants.push("authorization_code");
+        capabilities.extend(["launch-standalone", "client-public", "context-standalone-patient"]);
+    }
+    if tokens {
+        grants.push("client_credentials");
+        capabilities.push("client-confidential-asymmetric");
+    }
     let mut config = json!({
         "issuer": smart.issuer,
-        "grant_types_supported": ["authorization_code", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "grant_types_supported": grants,
         "scopes_supported": [
             "openid", "fhirUser", "launch/patient",
             // Read and search only: this server writes nothing (a token's wider scopes are accepted and narrowed).
             "patient/*.rs", "user/*.rs", "system/*.rs", "user/AuditEvent.rs",
             "patient/Observation.rs?category=laboratory", "patient/Observation.rs?category=vital-signs",
         ],
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "capabilities": [
-            "launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
-            "permission-patient", "permission-user", "permission-v1", "permission-v2", "context-ehr-patient",
-        ],
+        "capabilities": capabilities,
     });
     if let Some(url) = &smart.token_endpoint {
         config["token_endpoint"] = json!(url);
+        config["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
     }
-    if let Some(url) = &smart.authorization_endpoint {
+    if let (true, Some(url)) = (launches, &smart.authorization_endpoint) {
         config["authorization_endpoint"] = json!(url);
+        config["response_types_supported"] = json!(["code"]);
+        config["code_challenge_methods_supported"] = json!(["S256"]);
     }
     config
 }
