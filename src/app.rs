@@ -375,8 +375,20 @@ where
     if bytes.is_empty() && *method == Method::POST {
         return Ok(RequestBody::None);
     }
+    // A search by POST takes its parameters as a form: any other body is the wrong media type, not a resource
+    // to be judged.
+    if *kind == Kind::Search {
+        return Err(search_body_refused());
+    }
     let format = format::body_format(content_type)?;
     Ok(RequestBody::Resource(format::parse_body(format, &bytes)?))
+}
+
+fn search_body_refused() -> FhirError {
+    FhirError::unsupported_media(
+        "IM1-1104",
+        "a search by POST takes application/x-www-form-urlencoded parameters",
+    )
 }
 
 fn too_large(limit: usize) -> FhirError {
@@ -463,10 +475,7 @@ async fn dispatch(
     }
     // A search by POST takes its parameters as a form; a resource there would be silently ignored.
     if interaction.kind == Kind::Search && matches!(body, RequestBody::Resource(_)) {
-        return Err(FhirError::unsupported_media(
-            "IM1-1104",
-            "a search by POST takes application/x-www-form-urlencoded parameters",
-        ));
+        return Err(search_body_refused());
     }
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
@@ -503,6 +512,13 @@ async fn dispatch(
     // Conformance resources: how codes were translated is not patient data; any authenticated user may look.
     if resource_type == "ConceptMap" {
         return crate::conformance::handle(&state.registry, &state.pages, interaction, base);
+    }
+    // A system-level operation (`$export`, `$meta`): none is offered; what the path takes is nothing else.
+    if let (None, Kind::Operation(name)) = (&interaction.resource_type, &interaction.kind) {
+        return Err(FhirError::method_not_allowed(
+            "IM1-1009",
+            format!("operation ${name} is not supported at the system level"),
+        ));
     }
     if state.registry.for_resource(&resource_type).next().is_none() {
         return Err(FhirError::not_found(

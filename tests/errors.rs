@@ -220,18 +220,16 @@ async fn malformed_requests_are_refused_with_outcomes() {
         .await
         .unwrap();
     outcome(compressed, 415).await;
-    // A search by POST takes a form, not a resource.
-    outcome(
-        post(
-            "Patient/_search",
-            "application/fhir+json",
-            br#"{"resourceType":"Patient"}"#.to_vec(),
+    // A search by POST takes a form, not a resource: whatever the body is, or fails to be.
+    for body in [&br#"{"resourceType":"Patient"}"#[..], b"{}", b"{not json"] {
+        outcome(
+            post("Patient/_search", "application/fhir+json", body.to_vec())
+                .await
+                .unwrap(),
+            415,
         )
-        .await
-        .unwrap(),
-        415,
-    )
-    .await;
+        .await;
+    }
     outcome(
         post(TRANSLATE, "application/fhir+json", vec![b' '; 2 * 1024 * 1024])
             .await
@@ -379,6 +377,9 @@ async fn refused_methods_say_what_their_path_takes() {
         ),
         (reqwest::Method::PUT, "ConceptMap/$translate", "GET, HEAD, POST"),
         (reqwest::Method::DELETE, "$meta", "GET, HEAD, POST"),
+        // No operation is offered at the system level.
+        (reqwest::Method::GET, "$export", ""),
+        (reqwest::Method::GET, "$meta", ""),
         (reqwest::Method::POST, ".well-known/smart-configuration", "GET, HEAD"),
     ];
     // Past a history path is no FHIR interaction at all.
@@ -399,6 +400,12 @@ async fn refused_methods_say_what_their_path_takes() {
         let body = outcome(response, 405).await;
         assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}: {body}");
         assert_eq!(body["issue"][0]["code"], "not-supported", "{method} {path}");
+        // Naming what is not supported, never an empty name.
+        let said = body["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+        assert!(
+            !said.starts_with(' ') && !said.contains(" ' "),
+            "{method} {path}: {said}"
+        );
     }
     proxy.stop().await;
 }

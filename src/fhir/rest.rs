@@ -181,7 +181,14 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         .collect();
     let format_param = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Segments are compared decoded: `%7A` is `z` (RFC 3986 6.2.2.2). An encoded `/` stays inside its segment,
+    // where no type, id or operation name admits it.
+    let decoded: Vec<std::borrow::Cow<str>> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let (kind, resource_type, id, version) = route(method, &segments)?;
     // FHIR: a Binary read gets the content itself unless it asks for a FHIR format (`_format`, or an Accept
     // that prefers one): decided once the content's media type is known. Its errors are FHIR JSON.
@@ -397,15 +404,18 @@ fn printable(s: &str) -> String {
     clean
 }
 
+/// `Prefer` (RFC 7240): preference names in any case, whitespace around `=`, values plain or quoted.
 fn read_prefer(headers: &HeaderMap, interaction: &mut Interaction) {
     for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
-        for token in value.split([',', ';']).map(str::trim) {
-            match token {
-                "handling=lenient" => interaction.handling = Handling::Lenient,
-                "handling=strict" => interaction.handling = Handling::Strict,
-                "return=minimal" => interaction.return_pref = Return::Minimal,
-                "return=representation" => interaction.return_pref = Return::Representation,
-                "return=OperationOutcome" => interaction.return_pref = Return::OperationOutcome,
+        for token in value.split([',', ';']) {
+            let (name, value) = token.split_once('=').unwrap_or((token, ""));
+            let value = value.trim().trim_matches('"');
+            match (name.trim().to_ascii_lowercase().as_str(), value) {
+                ("handling", "lenient") => interaction.handling = Handling::Lenient,
+                ("handling", "strict") => interaction.handling = Handling::Strict,
+                ("return", "minimal") => interaction.return_pref = Return::Minimal,
+                ("return", "representation") => interaction.return_pref = Return::Representation,
+                ("return", "OperationOutcome") => interaction.return_pref = Return::OperationOutcome,
                 _ => {}
             }
         }
@@ -623,11 +633,36 @@ mod tests {
     }
 
     #[test]
+    fn path_segments_are_compared_decoded() {
+        let i = parse(&Method::GET, "%50atient/%7Ac-1", None, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            (i.resource_type.as_deref(), i.id.as_deref()),
+            (Some("Patient"), Some("zc-1"))
+        );
+        assert_eq!(
+            parse(&Method::GET, "Patient/a%2Fb", None, &HeaderMap::new())
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
     fn prefer_is_read() {
         let mut headers = HeaderMap::new();
         headers.insert("prefer", "handling=lenient, return=minimal".parse().unwrap());
         let i = parse(&Method::GET, "Patient", None, &headers).unwrap();
         assert_eq!((i.handling, i.return_pref), (Handling::Lenient, Return::Minimal));
+        // Whitespace around '=', any case of name, quoted values (RFC 7240).
+        headers.insert(
+            "prefer",
+            r#"Handling = "lenient" ; return =OperationOutcome"#.parse().unwrap(),
+        );
+        let i = parse(&Method::GET, "Patient", None, &headers).unwrap();
+        assert_eq!(
+            (i.handling, i.return_pref),
+            (Handling::Lenient, Return::OperationOutcome)
+        );
     }
 
     #[test]
