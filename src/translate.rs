@@ -124,26 +124,32 @@ pub async fn search(
     if readable && !ids.is_empty() && ids.iter().all(|(_, p)| p.modifier.is_none()) {
         return search_by_reads(ctx, practice, mapping, params, &ids[0].1.values, patient, out).await;
     }
-    for required in &step.requires {
-        if !params.iter().any(|(d, _)| &d.name == required) {
-            return Err(FhirError::bad_request(
-                "IM1-1204",
-                format!(
-                    "searching {} at this practice needs the '{required}' parameter",
-                    mapping.resource
-                ),
-            )
-            .at(required.clone()));
-        }
+    // The native call is made by the first alternative whose parameters are all given.
+    let given = |name: &str| params.iter().any(|(d, _)| d.name == name);
+    let chosen: Option<&Vec<String>> = step.requires.iter().find(|alt| alt.iter().all(|n| given(n)));
+    if chosen.is_none() && !step.requires.is_empty() {
+        return Err(FhirError::bad_request(
+            "IM1-1204",
+            format!(
+                "searching {} at this practice needs {}",
+                mapping.resource,
+                alternatives(&step.requires)
+            ),
+        )
+        .at(step.requires[0].join(",")));
+    }
+    for required in chosen.into_iter().flatten() {
         // The native call takes one value and finds what it names: a list (`a,b`) would be searched as its
-        // first, and "all but it" (`:not`) is nothing it can be asked.
-        let unsearchable = params.iter().filter(|(d, _)| &d.name == required).find_map(|(_, p)| {
-            if p.modifier.as_deref() == Some("not") {
-                Some("a value to find, not one to leave out (:not)")
-            } else {
-                (p.values.len() > 1).then_some("one value, not a list")
-            }
-        });
+        // first, and "all but it" (`:not`), or a part of it (`:contains`), is nothing it can be asked.
+        let unsearchable =
+            params
+                .iter()
+                .filter(|(d, _)| &d.name == required)
+                .find_map(|(_, p)| match p.modifier.as_deref() {
+                    Some("not") => Some("a value to find, not one to leave out (:not)".to_string()),
+                    Some(modifier) if modifier != "exact" => Some(format!("a value to find as given, not :{modifier}")),
+                    _ => (p.values.len() > 1).then(|| "one value, not a list".to_string()),
+                });
         if let Some(why) = unsearchable {
             return Err(FhirError::bad_request(
                 "IM1-1212",
@@ -155,26 +161,38 @@ pub async fn search(
             .at(required.clone()));
         }
     }
-    for (name, takes) in &step.takes {
+    // What the native call can take, for the parameters it is asked by.
+    let asked = |name: &str| chosen.is_none_or(|alt| alt.iter().any(|n| n == name));
+    for (name, takes) in step.takes.iter().filter(|(name, _)| asked(name)) {
         let refused = params
             .iter()
             .filter(|(d, _)| &d.name == name)
             .flat_map(|(_, p)| p.values.first())
             .find(|value| !takes.admits(value));
-        if let Some(value) = refused {
-            // Nothing native could match it: no call, and the Bundle says why it is empty.
-            out.warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::Value,
-                "IM1-1213",
+        let Some(value) = refused else { continue };
+        let value: String = value.chars().take(40).collect();
+        if takes.refuses_search() {
+            return Err(FhirError::bad_request(
+                "IM1-1212",
                 format!(
-                    "'{}' is not {}, so nothing at practice {} matches it",
-                    value.chars().take(40).collect::<String>(),
-                    takes.describe(),
-                    practice.ods
+                    "searching {} at this practice takes for '{name}' {}, not '{value}'",
+                    mapping.resource,
+                    takes.describe()
                 ),
-            ));
-            return Ok(());
+            )
+            .at(name.clone()));
         }
+        // Nothing native could match it: no call, and the Bundle says why it is empty.
+        out.warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::Value,
+            "IM1-1213",
+            format!(
+                "'{value}' is not {}, so nothing at practice {} matches it",
+                takes.describe(),
+                practice.ods
+            ),
+        ));
+        return Ok(());
     }
     let mut param_vars = Map::new();
     for (def, param) in params {
@@ -225,6 +243,19 @@ pub async fn search(
         }
     }
     Ok(())
+}
+
+/// A step's alternatives for messages: `'identifier', or 'family' and 'birthdate'`.
+pub fn alternatives(requires: &[Vec<String>]) -> String {
+    let one = |alt: &Vec<String>| {
+        let names: Vec<String> = alt.iter().map(|n| format!("'{n}'")).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    };
+    let all: Vec<String> = requires.iter().map(one).collect();
+    all.join(", or ")
 }
 
 /// Adds each date parameter's window as inclusive days (`params.start.from`, `.to`) for native calls that take

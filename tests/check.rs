@@ -50,6 +50,11 @@ search:
     request: { method: GET, path: patients }
     select: "{{ reply }}"
     takes: { identifier: nhs-numbr }
+    requires: [[identifier], [surname]]
+  patient:
+    request: { method: GET, path: demographics }
+    select: "{{ reply }}"
+    requires: { identifier: true }
 "#,
     )
     .unwrap();
@@ -80,7 +85,10 @@ search:
         "emis/Broken.yaml:",
         "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
-        "emis/Patient.yaml:23:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number)",
+        "emis/Patient.yaml:23:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number, day)",
+        // What a native search needs must be declared, and said as a list (of lists, for alternatives).
+        "emis/Patient.yaml:24:15: search.transaction.requires: 'surname' is not a search parameter this file declares",
+        "emis/Patient.yaml:28:15: search.patient.requires: requires: a list of parameter names, or a list of such lists (alternatives)",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -165,9 +165,12 @@ async fn ids_cannot_cross_practices_or_be_forged() {
 async fn search_parameters_are_checked() {
     let (sims, proxy) = start().await;
     let t = token(Role::Clinician, &["Y90001"]);
-    // EMIS's Partner API finds patients by NHS number only: the parameter is named.
+    // Native searches find patients by NHS number, or by surname and date of birth: without either, a 400
+    // naming both ways.
     let body = outcome(proxy.get("Patient?family=Tester", &t).await, 400).await;
     assert_eq!(body["issue"][0]["expression"][0], "identifier");
+    let said = body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(said.contains("'identifier', or 'family' and 'birthdate'"), "{said}");
     // Unknown parameters: 400 naming it, or a warning under Prefer: handling=lenient.
     let body = outcome(proxy.get(&format!("{NHS_SEARCH}&colour=blue"), &t).await, 400).await;
     assert_eq!(body["issue"][0]["expression"][0], "colour");
@@ -286,6 +289,65 @@ async fn search_parameters_are_checked() {
     let typed = only_match(&typed);
     assert!(typed.get("name").is_none() && typed.get("code").is_none(), "{typed}");
     assert_eq!(typed["birthDate"], "1985-04-12", "{typed}");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+#[tokio::test]
+async fn patients_are_found_by_surname_and_date_of_birth_alike_at_every_practice() {
+    let (sims, proxy) = start().await;
+    let mut found_at = Vec::new();
+    for ods in ["Y90001", "Y90002", "Y90003"] {
+        let t = token(Role::Clinician, &[ods]);
+        let count = |query: &'static str| {
+            let (proxy, t) = (&proxy, &t);
+            async move {
+                let bundle = json(proxy.get(&format!("Patient?{query}"), t).await).await;
+                common::matches(&bundle)
+            }
+        };
+        // The surname as it starts, in any case, current or former (Alex Tester was Alex Sample), and the
+        // date of birth as one day.
+        let found = count("family=Tester&birthdate=1985-04-12").await;
+        assert_eq!(found.len(), 1, "{ods}");
+        assert_eq!(found[0]["identifier"][0]["value"], "9000000009", "{ods}");
+        assert_eq!(count("family=tes&birthdate=eq1985-04-12").await.len(), 1, "{ods}");
+        assert_eq!(count("family=SAMPLE&birthdate=1985-04-12").await.len(), 1, "{ods}");
+        assert_eq!(
+            count("family:exact=Tester&birthdate=1985-04-12").await.len(),
+            1,
+            "{ods}"
+        );
+        assert_eq!(count("family=Tester&birthdate=1985-04-13").await.len(), 0, "{ods}");
+        assert_eq!(
+            count("family=Tester&birthdate=1985-04-12&given=Sam").await.len(),
+            0,
+            "{ods}"
+        );
+        // The same Patient but for the practice managing it.
+        let mut same = common::comparable(&found[0], &Default::default());
+        same.as_object_mut().unwrap().remove("managingOrganization");
+        found_at.push(same);
+        // What a native demographic search cannot be asked: a 400 saying so.
+        for (query, code) in [
+            ("family=Tester&birthdate=1985", "IM1-1212"),
+            ("family=Tester&birthdate=ge1985-04-12", "IM1-1212"),
+            ("family:contains=est&birthdate=1985-04-12", "IM1-1212"),
+            ("family=Tester,Sample&birthdate=1985-04-12", "IM1-1212"),
+            ("given=Alex&birthdate=1985-04-12", "IM1-1204"),
+        ] {
+            let body = outcome(proxy.get(&format!("Patient?{query}"), &t).await, 400).await;
+            assert_eq!(
+                body["issue"][0]["details"]["coding"][0]["code"], code,
+                "{ods} {query}: {body}"
+            );
+        }
+        // With an NHS number, the date of birth only narrows (the native search is by the number).
+        let narrowed = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=ge1980&family=t"), &t).await).await;
+        assert_eq!(narrowed["total"], 1, "{ods}: {narrowed}");
+    }
+    assert_eq!(found_at[0], found_at[1], "EMIS and SystmOne");
+    assert_eq!(found_at[0], found_at[2], "EMIS and Medicus");
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -278,18 +278,24 @@ fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
                 Surface::Transaction => "clinicians and systems",
                 Surface::Patient => "patients",
             };
-            // What the native call cannot do without, and what it can take there.
+            // What the native call cannot do without (each alternative), and what it can take there.
             let needs: Vec<String> = step
                 .requires
                 .iter()
-                .map(|name| match step.takes.iter().find(|(n, _)| n == name) {
-                    Some((_, takes)) => format!("one '{name}', {}", takes.describe()),
-                    None => format!("one '{name}'"),
+                .map(|alternative| {
+                    let each: Vec<String> = alternative
+                        .iter()
+                        .map(|name| match step.takes.iter().find(|(n, _)| n == name) {
+                            Some((_, takes)) => format!("one '{name}', {}", takes.describe()),
+                            None => format!("one '{name}'"),
+                        })
+                        .collect();
+                    each.join(" and ")
                 })
                 .collect();
             let mut notes = Vec::new();
             if !needs.is_empty() {
-                notes.push(format!("needs {}", needs.join(", ")));
+                notes.push(format!("needs {}", needs.join("; or ")));
             }
             if let Some(window) = &step.window {
                 notes.push(format!(
@@ -436,7 +442,10 @@ mod tests {
             .unwrap();
         let documentation = patient["documentation"].as_str().unwrap();
         assert!(
-            documentation.contains("clinicians and systems (needs one 'identifier', a valid NHS number)"),
+            documentation.contains(
+                "clinicians and systems (needs one 'identifier', a valid NHS number; \
+                 or one 'family' and one 'birthdate', one whole date (YYYY-MM-DD))"
+            ),
             "{documentation}"
         );
     }

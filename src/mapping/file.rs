@@ -16,7 +16,8 @@
 //! search:
 //!   params:                              # FHIR search parameters this mapping accepts
 //!     identifier: { type: token, paths: [identifier] }
-//!   transaction: { request: ..., select: ..., requires: [identifier], takes: { identifier: nhs-number } }
+//!   transaction: { request: ..., select: ..., requires: [[identifier], [family, birthdate]],
+//!                  takes: { identifier: nhs-number, birthdate: day } }
 //! id: "{{ r.PatientGuid }}"              # the native key of one record
 //! template: { ...the FHIR resource, with expressions... }
 //! ```
@@ -118,9 +119,10 @@ impl ParamDef {
 pub struct NativeStep {
     pub request: Tmpl,
     pub select: Tmpl,
-    /// Search parameters without which the native call cannot be made (a 400 names them). The native call
-    /// takes one value of each.
-    pub requires: Vec<String>,
+    /// Search parameters without which the native call cannot be made, as alternatives (`[[identifier],
+    /// [family, birthdate]]`; `[identifier]` is one): the call is made by the first whose parameters are all
+    /// given, and without any a 400 names them. The native call takes one value of each.
+    pub requires: Vec<Vec<String>>,
     /// What the native call can take for a parameter (`takes: { identifier: nhs-number }`): another value
     /// matches nothing there, so no call is made and the Bundle says why.
     pub takes: Vec<(String, Takes)>,
@@ -152,12 +154,15 @@ pub struct NativeWindow {
 pub enum Takes {
     /// A valid NHS number (ten digits, Modulus 11), with the NHS number system or none.
     NhsNumber,
+    /// One whole date (`YYYY-MM-DD`, or `eq` it): a date of birth, as native demographic searches take it.
+    Day,
 }
 
 impl Takes {
     fn named(name: &str) -> Option<Takes> {
         match name {
             "nhs-number" => Some(Takes::NhsNumber),
+            "day" => Some(Takes::Day),
             _ => None,
         }
     }
@@ -166,7 +171,14 @@ impl Takes {
     pub fn describe(self) -> &'static str {
         match self {
             Takes::NhsNumber => "a valid NHS number",
+            Takes::Day => "one whole date (YYYY-MM-DD)",
         }
+    }
+
+    /// Whether a value it does not take is refused (400), rather than matching nothing: a date the native call
+    /// cannot ask for (`ge1980`) has matches all the same.
+    pub fn refuses_search(self) -> bool {
+        matches!(self, Takes::Day)
     }
 
     /// Whether a token search value (`system|code` or `code`) is one the native call can take.
@@ -175,6 +187,10 @@ impl Takes {
             Takes::NhsNumber => {
                 let (system, code) = value.split_once('|').map_or((None, value), |(s, c)| (Some(s), c));
                 system.is_none_or(|s| s == crate::fhir::NHS_NUMBER_SYSTEM) && im1_sim::record::nhs::is_valid(code)
+            }
+            Takes::Day => {
+                let day = value.strip_prefix("eq").unwrap_or(value);
+                day.len() == 10 && crate::fhir::dates::range(day).is_some()
             }
         }
     }
@@ -321,6 +337,9 @@ pub fn read_mapping(
     if read.is_none() && search.is_none() {
         problems.add(file, root.pos, "", "a mapping needs a read or a search");
     }
+    if let (Some(def), Some(node)) = (&search, root.get("search")) {
+        check_step_params(file, node, def, &params, problems);
+    }
 
     site_vars.vars = vec![
         "r".into(),
@@ -429,10 +448,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
         let join = step
             .get("join")
             .map(|n| Join::compile(file, n, &child(&step_path, "join"), problems));
-        let requires = match step.get("requires").map(|n| &n.value) {
-            Some(NodeValue::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
-            _ => Vec::new(),
-        };
+        let requires = read_requires(file, step, &step_path, problems);
         let mut takes = Vec::new();
         if let Some(node) = step.get("takes") {
             let takes_path = child(&step_path, "takes");
@@ -445,7 +461,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                                 file,
                                 value.pos,
                                 &child(&takes_path, key),
-                                "unknown kind of value (known: nhs-number)",
+                                "unknown kind of value (known: nhs-number, day)",
                             ),
                         }
                     }
@@ -495,6 +511,61 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
         problems.add(file, node.pos, path, "no surface (transaction or patient) is mapped");
     }
     def
+}
+
+/// What a search's native steps name (`requires`, `takes`) must be search parameters the file declares.
+fn check_step_params(file: &str, node: &Node, def: &InteractionDef, params: &[ParamDef], problems: &mut Problems) {
+    let declared = |name: &str| params.iter().any(|p| p.name == name);
+    for (surface, step) in &def.surfaces {
+        let Some(step_node) = node.get(surface.key()) else {
+            continue;
+        };
+        let step_path = child("search", surface.key());
+        let named = step.requires.iter().flatten().map(|n| ("requires", n));
+        for (key, name) in named.chain(step.takes.iter().map(|(n, _)| ("takes", n))) {
+            if !declared(name) {
+                let pos = step_node.get(key).map_or(step_node.pos, |n| n.pos);
+                problems.add(
+                    file,
+                    pos,
+                    &child(&step_path, key),
+                    format!("'{name}' is not a search parameter this file declares"),
+                );
+            }
+        }
+    }
+}
+
+/// `requires`: a list of parameter names (one alternative: all of them), or a list of such lists (alternatives,
+/// the first whose parameters are all given serving).
+fn read_requires(file: &str, step: &Node, step_path: &str, problems: &mut Problems) -> Vec<Vec<String>> {
+    let Some(node) = step.get("requires") else {
+        return Vec::new();
+    };
+    let names =
+        |items: &[Node]| -> Option<Vec<String>> { items.iter().map(|i| i.as_str().map(String::from)).collect() };
+    let alternatives = match &node.value {
+        NodeValue::Seq(items) => match names(items) {
+            Some(one) => Some(vec![one]),
+            None => items
+                .iter()
+                .map(|item| match &item.value {
+                    NodeValue::Seq(inner) => names(inner).filter(|n| !n.is_empty()),
+                    _ => None,
+                })
+                .collect(),
+        },
+        _ => None,
+    };
+    alternatives.unwrap_or_else(|| {
+        problems.add(
+            file,
+            node.pos,
+            &child(step_path, "requires"),
+            "requires: a list of parameter names, or a list of such lists (alternatives)",
+        );
+        Vec::new()
+    })
 }
 
 /// FHIR defines `_id` and `_lastUpdated` for every resource type: every searchable mapping accepts `_id`, and

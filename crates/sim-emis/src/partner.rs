@@ -2,6 +2,7 @@
 //! lookup, record sections (confidential items included), document content, clinician writes and the
 //! changes feed.
 
+use crate::dates;
 use crate::errors::{self, message, missing, model_state, ok};
 use crate::render::{self, guid, ItemType, Surface};
 use crate::request::{form, header, Query};
@@ -115,22 +116,33 @@ fn resolve_patient(e: &Emis, patient_guid: &str) -> Option<Nid> {
         .map(|_| nid)
 }
 
+/// `GET patients?nhsNumber=` or `?surname=&dateOfBirth=YYYY-MM-DD` (invented, as the whole Partner surface):
+/// the practice's registered patients so found.
 fn lookup(e: &Emis, req: &SimRequest) -> SimResponse {
     let q = Query::of(req);
-    let nhs = match q.need("nhsNumber") {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    if nhs.len() != 10 || !nhs.bytes().all(|b| b.is_ascii_digit()) {
+    let nonempty = |name: &str| q.get(name).map(str::trim).filter(|v| !v.is_empty());
+    let nhs = nonempty("nhsNumber");
+    if nhs.is_some_and(|n| n.len() != 10 || !n.bytes().all(|b| b.is_ascii_digit())) {
         return model_state("nhsNumber", "The nhsNumber must be 10 digits.");
+    }
+    let surname = nonempty("surname");
+    let birth = match nonempty("dateOfBirth").map(dates::parse_day) {
+        Some(None) => return model_state("dateOfBirth", "The dateOfBirth must be a date (yyyy-MM-dd)."),
+        other => other.flatten(),
+    };
+    if nhs.is_none() && (surname.is_none() || birth.is_none()) {
+        return model_state("nhsNumber", "An nhsNumber, or a surname and dateOfBirth, is required.");
     }
     let ods = &e.config.practice_ods;
     let v = e.world.read(|r| {
         let list: Vec<_> = r
-            .patient_by_nhs_number(nhs)
+            .patients
+            .iter()
             .filter(|p| p.registration(ods).is_some())
+            .filter(|p| nhs.is_none_or(|n| p.nhs_number == n))
+            .filter(|p| surname.is_none_or(|s| p.surname_starts_with(s)))
+            .filter(|p| birth.is_none_or(|d| p.birth_date == d))
             .map(|p| render::demographics(r, ods, p))
-            .into_iter()
             .collect();
         json!({ "Patients": list })
     });

@@ -96,7 +96,8 @@ pub fn patient(r: &Record, p: &Patient, ods: &str, today: Date) -> Value {
     })
 }
 
-/// Whether a `patient/find` query matches: patient id, NHS number, any part of the name, or `DD.MM.YYYY`.
+/// Whether a `patient/find` query matches: patient id, NHS number, any part of a name (current or former), or
+/// `DD.MM.YYYY`.
 pub fn matches(p: &Patient, query: &str) -> bool {
     let q = query.trim();
     if q.is_empty() {
@@ -110,6 +111,8 @@ pub fn matches(p: &Patient, query: &str) -> bool {
     let lower = q.to_lowercase();
     let mut names: Vec<&str> = p.name.given.iter().map(String::as_str).collect();
     names.push(&p.name.family);
+    // Former surnames are names of the patient too.
+    names.extend(p.previous_names.iter().map(|n| n.name.family.as_str()));
     names.iter().any(|n| n.to_lowercase().contains(&lower)) || display_name(&p.name).to_lowercase().contains(&lower)
 }
 

@@ -114,7 +114,7 @@ impl Transaction {
                 let found = v.record.patients.iter().filter(|x| {
                     x.registration(ods).is_some()
                         && nhs.is_none_or(|n| x.nhs_number == n)
-                        && surname.is_none_or(|s| x.name.family.eq_ignore_ascii_case(s.trim()))
+                        && surname.is_none_or(|s| x.surname_starts_with(s))
                         && dob.is_none_or(|d| x.birth_date == d.date())
                 });
                 Ok(result.children(found.map(|x| v.person(x, ods))))

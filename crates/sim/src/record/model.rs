@@ -263,6 +263,17 @@ pub struct Patient {
 }
 
 impl Patient {
+    /// Whether a demographic search by surname finds the patient: a current or former family name that starts
+    /// with it, in any case. The simulated dialects' patient searches (EMIS `patients?surname=`, SystmOne
+    /// `PatientSearch surname`, Medicus `patient/find` by name) all read a surname so.
+    pub fn surname_starts_with(&self, surname: &str) -> bool {
+        let wanted = surname.trim().to_lowercase();
+        !wanted.is_empty()
+            && std::iter::once(&self.name)
+                .chain(self.previous_names.iter().map(|p| &p.name))
+                .any(|name| name.family.to_lowercase().starts_with(&wanted))
+    }
+
     /// The registration at a practice.
     pub fn registration(&self, ods: &str) -> Option<&Registration> {
         self.registrations.iter().find(|r| r.practice == ods)
