@@ -124,32 +124,14 @@ pub async fn search(
     if readable && !ids.is_empty() && ids.iter().all(|(_, p)| p.modifier.is_none()) {
         return search_by_reads(ctx, practice, mapping, params, &ids[0].1.values, patient, out).await;
     }
-    // The native call is made by the first alternative whose parameters are all given.
-    let given = |name: &str| params.iter().any(|(d, _)| d.name == name);
-    let chosen: Option<&Vec<String>> = step.requires.iter().find(|alt| alt.iter().all(|n| given(n)));
-    if chosen.is_none() && !step.requires.is_empty() {
-        return Err(FhirError::bad_request(
-            "IM1-1204",
-            format!(
-                "searching {} at this practice needs {}",
-                mapping.resource,
-                alternatives(&step.requires)
-            ),
-        )
-        .at(step.requires[0].join(",")));
-    }
+    let chosen = chosen_alternative(step, params, &mapping.resource)?;
     for required in chosen.into_iter().flatten() {
         // The native call takes one value and finds what it names: a list (`a,b`) would be searched as its
         // first, and "all but it" (`:not`), or a part of it (`:contains`), is nothing it can be asked.
-        let unsearchable =
-            params
-                .iter()
-                .filter(|(d, _)| &d.name == required)
-                .find_map(|(_, p)| match p.modifier.as_deref() {
-                    Some("not") => Some("a value to find, not one to leave out (:not)".to_string()),
-                    Some(modifier) if modifier != "exact" => Some(format!("a value to find as given, not :{modifier}")),
-                    _ => (p.values.len() > 1).then(|| "one value, not a list".to_string()),
-                });
+        let unsearchable = params
+            .iter()
+            .filter(|(d, _)| &d.name == required)
+            .find_map(|(_, p)| unsearchable(p));
         if let Some(why) = unsearchable {
             return Err(FhirError::bad_request(
                 "IM1-1212",
@@ -159,6 +141,22 @@ pub async fn search(
                 ),
             )
             .at(required.clone()));
+        }
+        // Nothing but white space finds nothing, and is not asked.
+        let blank = params
+            .iter()
+            .filter(|(d, _)| &d.name == required)
+            .any(|(_, p)| p.values.iter().all(|v| v.trim().is_empty()));
+        if blank {
+            out.warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::Value,
+                "IM1-1213",
+                format!(
+                    "'{required}' holds no value to search by, so nothing at practice {} matches it",
+                    practice.ods
+                ),
+            ));
+            return Ok(());
         }
     }
     // What the native call can take, for the parameters it is asked by.
@@ -195,7 +193,12 @@ pub async fn search(
         return Ok(());
     }
     let mut param_vars = Map::new();
-    for (def, param) in params {
+    // The request template sees the parameters of the alternative chosen, not those of the others (which then
+    // only narrow what the proxy keeps): it asks the native call by what it is given.
+    let other_alternatives = |name: &str| {
+        chosen.is_some_and(|alt| !alt.iter().any(|n| n == name)) && step.requires.iter().flatten().any(|n| n == name)
+    };
+    for (def, param) in params.iter().filter(|(d, _)| !other_alternatives(&d.name)) {
         let first = param.values.first().cloned().unwrap_or_default();
         let (system, code) = match first.split_once('|') {
             Some((s, c)) => (Value::from(s), Value::from(c)),
@@ -208,6 +211,10 @@ pub async fn search(
             continue;
         }
         let mut entry = json!({ "value": first, "system": system, "code": code, "values": param.values });
+        // A string's value as meant, its search escapes undone (`O\,Brien` is `O,Brien`).
+        if def.kind == crate::mapping::ParamType::String {
+            entry["value"] = Value::from(search::unescape(&first));
+        }
         // A reference to a resource this server issued at this practice also gives the target's native key
         // (`params.schedule.item`), so a native call can be narrowed to it: only where it is the one value
         // asked for, since narrowed to the first of `a,b` the call would never find b's.
@@ -243,6 +250,66 @@ pub async fn search(
         }
     }
     Ok(())
+}
+
+/// Why a native call cannot be asked by a parameter as given, if it cannot.
+fn unsearchable(param: &SearchParam) -> Option<String> {
+    match param.modifier.as_deref() {
+        Some("not") => Some("a value to find, not one to leave out (:not)".to_string()),
+        Some(modifier) if modifier != "exact" => Some(format!("a value to find as given, not :{modifier}")),
+        _ => (param.values.len() > 1).then(|| "one value, not a list".to_string()),
+    }
+}
+
+/// The alternative of a step's `requires` its native call is made by: the first whose parameters are all
+/// given as the call can take them (an identifier that is no NHS number leaves the next to serve); else the
+/// first given, whose refusal is then said; none given, a 400 naming the first missing parameter of the
+/// alternative nearest to being given. `None` when the step requires nothing.
+fn chosen_alternative<'s>(
+    step: &'s crate::mapping::file::NativeStep,
+    params: &[(&ParamDef, &SearchParam)],
+    resource: &str,
+) -> FhirResult<Option<&'s Vec<String>>> {
+    if step.requires.is_empty() {
+        return Ok(None);
+    }
+    let values = |name: &str| {
+        params
+            .iter()
+            .filter(move |(d, _)| d.name == name)
+            .map(|(_, p)| *p)
+            .collect::<Vec<_>>()
+    };
+    let given = |alt: &&Vec<String>| alt.iter().all(|n| !values(n).is_empty());
+    let taken = |alt: &&Vec<String>| {
+        alt.iter().all(|n| {
+            let kinds = step.takes.iter().filter(|(t, _)| t == n).map(|(_, kind)| kind);
+            values(n)
+                .iter()
+                .all(|p| unsearchable(p).is_none() && p.values.iter().all(|v| kinds.clone().all(|kind| kind.admits(v))))
+        })
+    };
+    if let Some(alt) = step.requires.iter().filter(given).find(taken) {
+        return Ok(Some(alt));
+    }
+    if let Some(alt) = step.requires.iter().find(given) {
+        return Ok(Some(alt));
+    }
+    // Nearest: fewest missing, then most given (`family` alone points at `birthdate`).
+    let missing = |alt: &Vec<String>| alt.iter().filter(|n| values(n).is_empty()).count();
+    let nearest = step
+        .requires
+        .iter()
+        .min_by_key(|alt| (missing(alt), std::cmp::Reverse(alt.len() - missing(alt))));
+    let first_missing = nearest.and_then(|alt| alt.iter().find(|n| values(n).is_empty()));
+    Err(FhirError::bad_request(
+        "IM1-1204",
+        format!(
+            "searching {resource} at this practice needs {}",
+            alternatives(&step.requires)
+        ),
+    )
+    .at(first_missing.cloned().unwrap_or_default()))
 }
 
 /// A step's alternatives for messages: `'identifier', or 'family' and 'birthdate'`.

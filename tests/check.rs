@@ -55,6 +55,7 @@ search:
     request: { method: GET, path: demographics }
     select: "{{ reply }}"
     requires: { identifier: true }
+    takes: { identifier: day }
 "#,
     )
     .unwrap();
@@ -89,6 +90,7 @@ search:
         // What a native search needs must be declared, and said as a list (of lists, for alternatives).
         "emis/Patient.yaml:24:15: search.transaction.requires: 'surname' is not a search parameter this file declares",
         "emis/Patient.yaml:28:15: search.patient.requires: requires: a list of parameter names, or a list of such lists (alternatives)",
+        "emis/Patient.yaml:29:12: search.patient.takes: 'identifier' is not a date parameter, as one whole date (YYYY-MM-DD) is",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -168,7 +168,7 @@ async fn search_parameters_are_checked() {
     // Native searches find patients by NHS number, or by surname and date of birth: without either, a 400
     // naming both ways.
     let body = outcome(proxy.get("Patient?family=Tester", &t).await, 400).await;
-    assert_eq!(body["issue"][0]["expression"][0], "identifier");
+    assert_eq!(body["issue"][0]["expression"][0], "birthdate");
     let said = body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(said.contains("'identifier', or 'family' and 'birthdate'"), "{said}");
     // Unknown parameters: 400 naming it, or a warning under Prefer: handling=lenient.
@@ -342,6 +342,14 @@ async fn patients_are_found_by_surname_and_date_of_birth_alike_at_every_practice
                 "{ods} {query}: {body}"
             );
         }
+        // A surname of white space finds nothing, and is not asked; an identifier no native search can take
+        // leaves the surname and date of birth to serve (`system|` is any NHS number).
+        let blank = json(proxy.get("Patient?family=%20&birthdate=1985-04-12", &t).await).await;
+        assert_eq!(blank["total"], 0, "{ods}: {blank}");
+        let said = &common::entries(&blank, "outcome")[0]["issue"][0]["details"]["coding"][0]["code"];
+        assert_eq!(said, "IM1-1213", "{ods}: {blank}");
+        let any_number = "identifier=https://fhir.nhs.uk/Id/nhs-number%7C&family=Tester&birthdate=1985-04-12";
+        assert_eq!(count(any_number).await.len(), 1, "{ods}");
         // With an NHS number, the date of birth only narrows (the native search is by the number).
         let narrowed = json(proxy.get(&format!("{NHS_SEARCH}&birthdate=ge1980&family=t"), &t).await).await;
         assert_eq!(narrowed["total"], 1, "{ods}: {narrowed}");

@@ -295,7 +295,7 @@ fn describe(def: Option<&InteractionDef>, what: &str) -> Option<String> {
                 .collect();
             let mut notes = Vec::new();
             if !needs.is_empty() {
-                notes.push(format!("needs {}", needs.join("; or ")));
+                notes.push(format!("needs {}", needs.join(", or else ")));
             }
             if let Some(window) = &step.window {
                 notes.push(format!(
@@ -443,8 +443,8 @@ mod tests {
         let documentation = patient["documentation"].as_str().unwrap();
         assert!(
             documentation.contains(
-                "clinicians and systems (needs one 'identifier', a valid NHS number; \
-                 or one 'family' and one 'birthdate', one whole date (YYYY-MM-DD))"
+                "clinicians and systems (needs one 'identifier', a valid NHS number, \
+                 or else one 'family' and one 'birthdate', one whole date (YYYY-MM-DD))"
             ),
             "{documentation}"
         );

@@ -167,7 +167,8 @@ fn value_matches(
     })
 }
 
-fn unescape(value: &str) -> String {
+/// A search value with FHIR's escapes undone (`\,` `\|` `\$` `\\`).
+pub fn unescape(value: &str) -> String {
     value
         .replace("\\,", ",")
         .replace("\\|", "|")
@@ -175,19 +176,12 @@ fn unescape(value: &str) -> String {
         .replace("\\\\", "\\")
 }
 
-/// Case- and accent-insensitive form for string search (enough for the Latin names GP systems hold).
+/// Case- and accent-insensitive form for string search, as FHIR asks: each letter decomposed (é is e and an
+/// acute accent), its accents dropped, lower case.
 fn fold(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            'à'..='å' | 'À'..='Å' => 'a',
-            'è'..='ë' | 'È'..='Ë' => 'e',
-            'ì'..='ï' | 'Ì'..='Ï' => 'i',
-            'ò'..='ö' | 'Ò'..='Ö' => 'o',
-            'ù'..='ü' | 'Ù'..='Ü' => 'u',
-            'ç' | 'Ç' => 'c',
-            'ñ' | 'Ñ' => 'n',
-            c => c,
-        })
+    use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
         .flat_map(char::to_lowercase)
         .collect()
 }
@@ -404,6 +398,14 @@ fn date_matches(prefix: Prefix, have: Range, wanted: Range) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_fold_without_case_or_accents() {
+        assert_eq!(fold("Müller-Brontë"), "muller-bronte");
+        assert_eq!(fold("ÉLODIE"), "elodie");
+        assert_eq!(fold("Ålesund"), "alesund");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -123,8 +123,9 @@ pub struct NativeStep {
     /// [family, birthdate]]`; `[identifier]` is one): the call is made by the first whose parameters are all
     /// given, and without any a 400 names them. The native call takes one value of each.
     pub requires: Vec<Vec<String>>,
-    /// What the native call can take for a parameter (`takes: { identifier: nhs-number }`): another value
-    /// matches nothing there, so no call is made and the Bundle says why.
+    /// What the native call can take for a parameter it is asked by (`takes: { identifier: nhs-number,
+    /// birthdate: day }`): another NHS number matches nothing there, so no call is made and the Bundle says
+    /// why; a date that is not one day is a 400 (it has matches the call cannot ask for).
     pub takes: Vec<(String, Takes)>,
     /// When the native call reads a window of days for a date parameter (`window: { param: start, default: "...",
     /// unless: schedule }`): a search open on either side gets the native default, and a warning naming it.
@@ -172,6 +173,14 @@ impl Takes {
         match self {
             Takes::NhsNumber => "a valid NHS number",
             Takes::Day => "one whole date (YYYY-MM-DD)",
+        }
+    }
+
+    /// The type of search parameter it is a value of.
+    pub fn param_type(self) -> ParamType {
+        match self {
+            Takes::NhsNumber => ParamType::Token,
+            Takes::Day => ParamType::Date,
         }
     }
 
@@ -513,23 +522,37 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
     def
 }
 
-/// What a search's native steps name (`requires`, `takes`) must be search parameters the file declares.
+/// What a search's native steps name (`requires`, `takes`) must be search parameters the file declares; what a
+/// step takes, a parameter of the type that kind of value is and, where it requires any, one it is asked by.
 fn check_step_params(file: &str, node: &Node, def: &InteractionDef, params: &[ParamDef], problems: &mut Problems) {
-    let declared = |name: &str| params.iter().any(|p| p.name == name);
+    let declared = |name: &str| params.iter().find(|p| p.name == name);
     for (surface, step) in &def.surfaces {
         let Some(step_node) = node.get(surface.key()) else {
             continue;
         };
         let step_path = child("search", surface.key());
+        let mut report = |key: &str, message: String| {
+            let pos = step_node.get(key).map_or(step_node.pos, |n| n.pos);
+            problems.add(file, pos, &child(&step_path, key), message);
+        };
         let named = step.requires.iter().flatten().map(|n| ("requires", n));
         for (key, name) in named.chain(step.takes.iter().map(|(n, _)| ("takes", n))) {
-            if !declared(name) {
-                let pos = step_node.get(key).map_or(step_node.pos, |n| n.pos);
-                problems.add(
-                    file,
-                    pos,
-                    &child(&step_path, key),
-                    format!("'{name}' is not a search parameter this file declares"),
+            if declared(name).is_none() {
+                report(key, format!("'{name}' is not a search parameter this file declares"));
+            }
+        }
+        for (name, kind) in &step.takes {
+            if declared(name).is_some_and(|p| p.kind != kind.param_type()) {
+                let ty = format!("{:?}", kind.param_type()).to_lowercase();
+                report(
+                    "takes",
+                    format!("'{name}' is not a {ty} parameter, as {} is", kind.describe()),
+                );
+            }
+            if !step.requires.is_empty() && !step.requires.iter().flatten().any(|n| n == name) {
+                report(
+                    "takes",
+                    format!("'{name}' is in no requires alternative, so the native call is never asked by it"),
                 );
             }
         }
@@ -545,6 +568,7 @@ fn read_requires(file: &str, step: &Node, step_path: &str, problems: &mut Proble
     let names =
         |items: &[Node]| -> Option<Vec<String>> { items.iter().map(|i| i.as_str().map(String::from)).collect() };
     let alternatives = match &node.value {
+        NodeValue::Seq(items) if items.is_empty() => Some(Vec::new()),
         NodeValue::Seq(items) => match names(items) {
             Some(one) => Some(vec![one]),
             None => items

@@ -126,7 +126,7 @@ fn lookup(e: &Emis, req: &SimRequest) -> SimResponse {
         return model_state("nhsNumber", "The nhsNumber must be 10 digits.");
     }
     let surname = nonempty("surname");
-    let birth = match nonempty("dateOfBirth").map(dates::parse_day) {
+    let birth = match nonempty("dateOfBirth").map(|d| dates::parse_day(d).filter(|_| d.len() == 10)) {
         Some(None) => return model_state("dateOfBirth", "The dateOfBirth must be a date (yyyy-MM-dd)."),
         other => other.flatten(),
     };

@@ -108,12 +108,13 @@ pub fn matches(p: &Patient, query: &str) -> bool {
     if q == p.nhs_number || q == nid(&p.id) || q == dob {
         return true;
     }
-    let lower = q.to_lowercase();
+    let lower = im1_sim::record::fold(q);
     let mut names: Vec<&str> = p.name.given.iter().map(String::as_str).collect();
     names.push(&p.name.family);
     // Former surnames are names of the patient too.
     names.extend(p.previous_names.iter().map(|n| n.name.family.as_str()));
-    names.iter().any(|n| n.to_lowercase().contains(&lower)) || display_name(&p.name).to_lowercase().contains(&lower)
+    names.iter().any(|n| im1_sim::record::fold(n).contains(&lower))
+        || im1_sim::record::fold(&display_name(&p.name)).contains(&lower)
 }
 
 fn role(r: StaffRole) -> &'static str {

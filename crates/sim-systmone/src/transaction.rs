@@ -107,7 +107,10 @@ impl Transaction {
             "PatientSearch" => self.view(|v| {
                 let nhs = p.attr_nonempty("nhsNumber");
                 let surname = p.attr_nonempty("surname");
-                let dob = p.attr_nonempty("dateOfBirth").and_then(crate::dates::parse_instant);
+                let dob = match p.attr_nonempty("dateOfBirth").map(crate::dates::parse_instant) {
+                    Some(None) => return Err(TppError::invalid("dateOfBirth is not a date-time")),
+                    given => given.flatten(),
+                };
                 if nhs.is_none() && (surname.is_none() || dob.is_none()) {
                     return Err(TppError::invalid("nhsNumber, or surname and dateOfBirth, required"));
                 }

@@ -264,14 +264,15 @@ pub struct Patient {
 
 impl Patient {
     /// Whether a demographic search by surname finds the patient: a current or former family name that starts
-    /// with it, in any case. The simulated dialects' patient searches (EMIS `patients?surname=`, SystmOne
-    /// `PatientSearch surname`, Medicus `patient/find` by name) all read a surname so.
+    /// with it, in any case and with or without accents. The simulated dialects' patient searches (EMIS
+    /// `patients?surname=`, SystmOne `PatientSearch surname`, Medicus `patient/find` by name) all read a
+    /// surname so.
     pub fn surname_starts_with(&self, surname: &str) -> bool {
-        let wanted = surname.trim().to_lowercase();
+        let wanted = fold(surname.trim());
         !wanted.is_empty()
             && std::iter::once(&self.name)
                 .chain(self.previous_names.iter().map(|p| &p.name))
-                .any(|name| name.family.to_lowercase().starts_with(&wanted))
+                .any(|name| fold(&name.family).starts_with(&wanted))
     }
 
     /// The registration at a practice.
@@ -712,4 +713,27 @@ pub struct LinkageCredentials {
     /// The patient's (synthetic) NHS login subject, the same at every practice.
     pub nhs_login_sub: String,
     pub secret: LinkageSecret,
+}
+
+/// A name as the simulated searches compare it: each letter decomposed, its accents dropped, lower case
+/// (`Müller` is `muller`).
+pub fn fold(text: &str) -> String {
+    use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surnames_are_found_as_they_start_in_any_case_and_with_or_without_accents() {
+        assert_eq!(fold("Müller"), "muller");
+        assert!(fold("Brontë").starts_with(&fold("bronte")));
+        assert!(fold("bronte").starts_with(&fold("BRONTË")));
+        assert!(!fold("Bront").starts_with(&fold("Brontë")));
+    }
 }
