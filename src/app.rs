@@ -426,6 +426,21 @@ async fn dispatch(
 ) -> FhirResult<Value> {
     match interaction.kind {
         Kind::Capabilities => {
+            // `mode` (R4): full and normative are this statement; terminology, what the ConceptMaps cover.
+            let mode = interaction.params.iter().find(|p| p.name == "mode");
+            match mode.and_then(|p| p.values.first()).map(String::as_str) {
+                None | Some("full" | "normative") => {}
+                Some("terminology") => {
+                    return Ok(capability::terminology_capabilities(
+                        &state.registry,
+                        base,
+                        &state.started,
+                    ))
+                }
+                Some(_) => {
+                    return Err(FhirError::bad_request("IM1-1210", "mode is full, normative or terminology").at("mode"))
+                }
+            }
             // The statement depends only on the loaded mappings, the practices and the base URL: made once per
             // base (a handful: one per host name clients use), then served from memory.
             if let Some(statement) = state.capabilities.lock().ok().and_then(|c| c.get(base).cloned()) {

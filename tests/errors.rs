@@ -19,6 +19,45 @@ async fn metadata_and_smart_configuration_are_public() {
     // Nothing here is versioned, and the statement says so of every type.
     let resources = statement["rest"][0]["resource"].as_array().unwrap();
     assert!(resources.iter().all(|r| r["versioning"] == "no-version"), "{statement}");
+    // R4's modes: terminology is what the ConceptMaps translate between; another mode is a 400.
+    let terminology: serde_json::Value = proxy
+        .client
+        .get(proxy.url("metadata?mode=terminology"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(terminology["resourceType"], "TerminologyCapabilities", "{terminology}");
+    im1_fhir_model::check_strict(&terminology).unwrap();
+    let systems: Vec<&str> = terminology["codeSystem"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["uri"].as_str())
+        .collect();
+    assert!(systems.contains(&"http://snomed.info/sct"), "{systems:?}");
+    let full: serde_json::Value = proxy
+        .client
+        .get(proxy.url("metadata?mode=full"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["resourceType"], "CapabilityStatement");
+    outcome(
+        proxy
+            .client
+            .get(proxy.url("metadata?mode=everything"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
     // HEAD: the same headers, no body.
     let head = proxy.client.head(proxy.url("metadata")).send().await.unwrap();
     assert_eq!(head.status(), 200);

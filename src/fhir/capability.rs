@@ -325,6 +325,38 @@ fn supplier_name<'a>(practices: &'a [PracticeInfo], key: &str) -> &'a str {
         .map_or("?", |p| p.supplier_name.as_str())
 }
 
+/// `metadata?mode=terminology`: the code systems the ConceptMaps translate from and to, and translation with a
+/// map named (`ConceptMap/$translate`); no closure tables.
+pub fn terminology_capabilities(registry: &Registry, base: &str, date: &str) -> Value {
+    let mut systems: Vec<&str> = registry
+        .concept_maps
+        .iter()
+        .flat_map(|m| m.resource["group"].as_array().into_iter().flatten())
+        .flat_map(|g| [g["source"].as_str(), g["target"].as_str()])
+        .flatten()
+        .collect();
+    systems.sort_unstable();
+    systems.dedup();
+    json!({
+        "resourceType": "TerminologyCapabilities",
+        "id": "im1-fhir-terminology",
+        "url": format!("{base}/metadata?mode=terminology"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "name": "Im1FhirTerminologyCapabilities",
+        "status": "active",
+        "experimental": false,
+        "date": date,
+        "publisher": "im1-fhir",
+        "description": "The code translations the mappings use, readable as ConceptMaps and by ConceptMap/$translate.",
+        "kind": "instance",
+        "software": { "name": "im1-fhir", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "im1-fhir translation proxy", "url": base },
+        "codeSystem": systems.iter().map(|uri| json!({ "uri": uri })).collect::<Vec<_>>(),
+        "translation": { "needsMap": true },
+        "closure": { "translation": false },
+    })
+}
+
 /// What `.well-known/smart-configuration` says of the token issuer: the first configured one.
 #[derive(Debug, Clone, Default)]
 pub struct SmartIssuer {
