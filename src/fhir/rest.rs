@@ -179,7 +179,11 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let format_param = pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str());
+    // An empty `_format=` asks for nothing, as any empty parameter: the Accept header decides.
+    let format_param = pairs
+        .iter()
+        .find(|(k, v)| k == "_format" && !v.trim().is_empty())
+        .map(|(_, v)| v.as_str());
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
     // Segments are compared decoded: `%7A` is `z` (RFC 3986 6.2.2.2). An encoded `/` stays inside its segment,
     // where no type, id or operation name admits it.
@@ -630,6 +634,15 @@ mod tests {
     #[test]
     fn or_values_respect_escapes() {
         assert_eq!(split_values(r"a,b\,c"), vec!["a".to_string(), r"b\,c".to_string()]);
+    }
+
+    #[test]
+    fn an_empty_format_leaves_accept_to_decide() {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", "application/fhir+xml".parse().unwrap());
+        let i = parse(&Method::GET, "Patient", Some("_format="), &headers).unwrap();
+        assert_eq!(i.format, Format::Xml);
+        assert!(i.format_param.is_none());
     }
 
     #[test]
