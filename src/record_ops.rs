@@ -506,8 +506,7 @@ impl EverythingFilter {
                     filter.types.get_or_insert_with(BTreeSet::new).append(&mut types);
                 }
                 "_since" => {
-                    // A `+` that URL decoding turned into a space is put back.
-                    let value = param.values.first().map(|v| v.replace(' ', "+")).unwrap_or_default();
+                    let value = param.values.first().cloned().unwrap_or_default();
                     let (since, _) = crate::fhir::dates::range(&value).ok_or_else(|| {
                         FhirError::bad_request("IM1-1203", "'_since' is not a FHIR instant").at("_since")
                     })?;
@@ -543,12 +542,10 @@ impl EverythingFilter {
         if bound.is_some() {
             return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is given twice")).at(name));
         }
-        // A `+` that URL decoding turned into a space is put back.
-        let value = value.replace(' ', "+");
-        if crate::fhir::dates::range(&value).is_none() {
+        if crate::fhir::dates::range(value).is_none() {
             return Err(FhirError::bad_request("IM1-1203", format!("'{name}' is not a FHIR date")).at(name));
         }
-        *bound = Some(value);
+        *bound = Some(value.clone());
         Ok(())
     }
 

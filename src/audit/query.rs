@@ -170,11 +170,10 @@ impl AuditQuery {
     }
 }
 
-/// The instants `[start, end)` a FHIR date, dateTime or instant of any precision stands for (`fhir::dates`);
-/// a `+` that URL decoding turned into a space is put back.
+/// The instants `[start, end)` a FHIR date, dateTime or instant of any precision stands for (`fhir::dates`).
 fn date_range(text: &str) -> Result<(OffsetDateTime, OffsetDateTime), String> {
-    let text = text.trim_start().replace(' ', "+");
-    crate::fhir::dates::range(&text).ok_or_else(|| format!("'{text}' is not a FHIR date or dateTime"))
+    let text = text.trim_start();
+    crate::fhir::dates::range(text).ok_or_else(|| format!("'{text}' is not a FHIR date or dateTime"))
 }
 
 /// Runs the query on a connection: one page of the stored AuditEvents, and how many match in all, read in one

@@ -125,8 +125,13 @@ fn date_time(text: &str) -> Option<Range> {
             step = Duration::nanoseconds(10_i64.pow(9_u32.saturating_sub(length.min(9) as u32)));
         }
     }
-    // No zone: UK civil time. Anything else after the time must be a zone RFC 3339 accepts.
-    let zone = if rest.is_empty() { "Z" } else { rest };
+    // No zone: UK civil time. Anything else after the time must be a zone RFC 3339 accepts; a space there is
+    // the `+` of an offset that URL decoding turned into one (`…T10:00:00+01:00` sent unencoded).
+    let zone = match rest.strip_prefix(' ') {
+        Some(offset) => format!("+{offset}"),
+        None if rest.is_empty() => "Z".to_string(),
+        None => rest.to_string(),
+    };
     let full = format!("{date}T{hours_minutes}{seconds}{fraction}{zone}");
     let parsed = OffsetDateTime::parse(&full, &Rfc3339).ok()?;
     if parsed.offset().whole_seconds().unsigned_abs() > 14 * 3600 {
@@ -192,8 +197,9 @@ mod tests {
                 "1965-07-01T09:00:00.5Z",
                 "1965-07-01T09:00:00.6Z",
             ),
-            // A zone given is kept.
+            // A zone given is kept; an offset's `+` that URL decoding made a space is read as the `+`.
             ("2026-06-21T00:30Z", "2026-06-21T00:30:00Z", "2026-06-21T00:31:00Z"),
+            ("2026-06-21T10:00 01:00", "2026-06-21T09:00:00Z", "2026-06-21T09:01:00Z"),
         ];
         for (text, start, end) in cases {
             assert_eq!(range(text), Some((utc(start), utc(end))), "{text}");
