@@ -881,6 +881,21 @@ async fn search(
                 "the token names no practice this server serves",
             ));
         }
+        // A practice the token names that this server does not serve is said, not silently left out.
+        for ods in principal
+            .practices
+            .iter()
+            .filter(|ods| state.backend.practice(ods).is_none())
+        {
+            warnings.push(crate::fhir::error::warning(
+                crate::fhir::IssueType::NotFound,
+                "IM1-2111",
+                format!(
+                    "practice {} is not served by this server, so it was not searched",
+                    printable_ods(ods)
+                ),
+            ));
+        }
     }
     // Each practice's mapping and the parameters it takes: checked (and those dropped said) for every practice,
     // whichever are then asked.
@@ -1216,6 +1231,11 @@ async fn audit_search(
         elements: &interaction.elements,
         output: interaction.output_query(),
     }))
+}
+
+/// An ODS code from a token, as messages may echo it: short and plain.
+fn printable_ods(ods: &str) -> String {
+    ods.chars().filter(char::is_ascii_alphanumeric).take(10).collect()
 }
 
 /// The warning for part of a multi-practice or whole-record answer this user cannot have (no linkage, no

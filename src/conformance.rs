@@ -34,13 +34,6 @@ fn refuse_shaping(interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirR
 
 pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction, base: &str) -> FhirResult<Value> {
     let maps = &registry.concept_maps;
-    let param = |name: &str| {
-        interaction
-            .params
-            .iter()
-            .find(|p| p.name == name)
-            .and_then(|p| p.values.first().cloned())
-    };
     match &interaction.kind {
         Kind::Read => {
             let id = interaction.id.as_deref().unwrap_or_default();
@@ -121,6 +114,30 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
             }))
         }
         Kind::Operation(name) if name == "translate" => {
+            // A `coding` in the URL is `system|code` (FHIR's token form), as one by POST is a valueCoding.
+            let params: Vec<crate::fhir::rest::SearchParam> = interaction
+                .params
+                .iter()
+                .flat_map(|p| match (p.name.as_str(), p.values.as_slice()) {
+                    ("coding", [value]) if p.modifier.is_none() => {
+                        let (system, code) = value.split_once('|').unwrap_or(("", value));
+                        let part = |name: &str, value: &str| crate::fhir::rest::SearchParam {
+                            name: name.into(),
+                            modifier: None,
+                            values: vec![value.to_string()],
+                        };
+                        let system = (!system.is_empty()).then(|| part("system", system));
+                        system.into_iter().chain([part("code", code)]).collect()
+                    }
+                    _ => vec![p.clone()],
+                })
+                .collect();
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|p| p.name == name)
+                    .and_then(|p| p.values.first().cloned())
+            };
             let map = match (&interaction.id, param("url")) {
                 (Some(id), _) => maps.get(id).filter(|m| &m.id == id),
                 (None, Some(url)) => maps.get(&url).filter(|m| m.url == url),
@@ -140,10 +157,9 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 )
                 .at("url"));
             }
-            for p in &interaction.params {
+            for p in &params {
                 // Each is 0..1: a second code (`code` and a `coding`) would leave one of them unread.
-                let given = interaction
-                    .params
+                let given = params
                     .iter()
                     .filter(|q| q.name == p.name)
                     .map(|q| q.values.len())

@@ -143,7 +143,12 @@ pub fn check_includes(state: &AppState, interaction: &Interaction, warnings: &mu
 
 /// Why an include cannot be followed from a page of `resource_type`, if it cannot.
 fn include_problem(state: &AppState, resource_type: &str, include: &Include, reverse: bool) -> Option<String> {
-    let what = if reverse { "_revinclude" } else { "_include" };
+    let what = match (reverse, include.iterate) {
+        (true, true) => "_revinclude:iterate",
+        (true, false) => "_revinclude",
+        (false, true) => "_include:iterate",
+        (false, false) => "_include",
+    };
     let named = format!("{what}={}:{}", include.source, include.param);
     // A type no mapping serves (AuditEvent) has nothing followed from its pages.
     if state.registry.for_resource(resource_type).next().is_none() {
@@ -175,8 +180,14 @@ fn include_problem(state: &AppState, resource_type: &str, include: &Include, rev
     // A reference that cannot point at the type searched would find nothing.
     let may_point = crate::mapping::profile::Defs::get().may_reference(&include.source, &include.param, resource_type);
     if !may_point || def.target.as_deref().is_some_and(|target| target != resource_type) {
+        // Reverse includes are followed from the matches only, iterated or not.
+        let only = if include.iterate {
+            " (reverse includes are found for the matches only)"
+        } else {
+            ""
+        };
         return Some(format!(
-            "{named}: {}.{} does not point at {resource_type}",
+            "{named}: {}.{} does not point at {resource_type}{only}",
             include.source, include.param
         ));
     }

@@ -143,6 +143,10 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
         let posted: Value = post(body).await.unwrap().json().await.unwrap();
         assert_eq!(posted, translated, "{body}: {posted}");
     }
+    // By GET, a coding is `system|code`, as FHIR writes a token.
+    let coded = "ConceptMap/emis-code-id/$translate?coding=https://im1-fhir.dev/emis/code-id%7C10000053";
+    let got: Value = proxy.get(coded, &t).await.json().await.unwrap();
+    assert_eq!(got, translated, "{got}");
     let twice = post(
         r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"1"},{"name":"coding","valueCoding":{"code":"10000053"}}]}"#,
     );

@@ -193,6 +193,14 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         400,
     )
     .await;
+    // A reverse include is found for the matches only, and the refusal names it as it was asked.
+    let iterated = format!("Encounter?patient={patient}&_revinclude:iterate=PractitionerRole:practitioner");
+    let body = outcome(proxy.get(&iterated, &t).await, 400).await;
+    let said = body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        said.starts_with("_revinclude:iterate=PractitionerRole:practitioner"),
+        "{said}"
+    );
 
     let requests = get(
         &proxy,

@@ -154,3 +154,36 @@ async fn a_patient_below_p9_reaches_nothing_of_the_gp_record() {
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2102");
     proxy.stop().await;
 }
+
+/// A token's practices are a set: one named twice is searched once; one this server does not serve is said
+/// in the Bundle, not silently left out.
+#[tokio::test]
+async fn a_tokens_practices_are_searched_once_each_and_unserved_ones_are_said() {
+    let sims = im1_fhir::demo::Simulators::start(common::fixed_options(1, 3))
+        .await
+        .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let once = common::token(im1_fhir::auth::Role::System, &["Y90001"]);
+    let twice = common::token(im1_fhir::auth::Role::System, &["Y90001", "Y90001"]);
+    let unserved = common::token(im1_fhir::auth::Role::System, &["Y90001", "Y99999"]);
+    let total = |token: &str| {
+        let proxy = &proxy;
+        let token = token.to_string();
+        async move {
+            let bundle: Value = proxy.get("Practitioner?_count=200", &token).await.json().await.unwrap();
+            bundle
+        }
+    };
+    let expected = total(&once).await["total"].clone();
+    assert!(expected.as_u64().unwrap() > 0);
+    assert_eq!(total(&twice).await["total"], expected);
+    let bundle = total(&unserved).await;
+    assert_eq!(bundle["total"], expected, "{bundle}");
+    let said = common::entries(&bundle, "outcome");
+    assert_eq!(
+        said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-2111",
+        "{bundle}"
+    );
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -317,11 +317,22 @@ impl Verifier {
             nhs_number: claims.nhs_number,
             proofing_level: claims.identity_proofing_level,
             rbac_role: claims.rbac_role,
-            practices: claims.ods,
+            practices: distinct(claims.ods),
             token_id: claims.jti,
         };
         Ok((principal, claims.exp))
     }
+}
+
+/// A token's practices once each, in its order: a practice named twice would be searched twice.
+fn distinct(practices: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(practices.len());
+    for ods in practices {
+        if !out.contains(&ods) {
+            out.push(ods);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -404,6 +415,11 @@ mod tests {
             c.nhs_number = None;
         }))
         .contains("NHS number"));
+        // A practice named twice is one practice.
+        let twice = verifier.verify(&signed(&|c| {
+            c.ods = vec!["Y90001".into(), "Y90002".into(), "Y90001".into()]
+        }));
+        assert_eq!(twice.unwrap().practices, vec!["Y90001", "Y90002"]);
         // Several audiences (RFC 7519): this server among them, or not.
         let several = |audiences: &[&str]| {
             signed(&|c| c.aud = Audience::Several(audiences.iter().map(|a| a.to_string()).collect()))

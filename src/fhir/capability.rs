@@ -199,7 +199,7 @@ pub fn capability_statement(
         "operation": [{
             "name": "translate",
             "definition": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
-            "documentation": "On a map by id, or by url: code with system (or a coding, by POST), and targetsystem. Not supported: reverse, codeableConcept, conceptMapVersion, dependency, source and target value sets.",
+            "documentation": "On a map by id, or by url: code with system (or a coding: system|code in the URL, a valueCoding by POST), and targetsystem. Not supported: reverse, codeableConcept, conceptMapVersion, dependency, source and target value sets.",
         }],
     }));
     resources.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));

@@ -298,8 +298,8 @@ fn too_deep() -> FhirError {
 
 /// The XML writer's output made safe to read back: inside attribute values, where FHIR's primitives sit, a
 /// parser turns a raw line break or tab into a space (XML 1.0 §3.3.3), so a note's lines would run together:
-/// they are written as character references. Control characters XML cannot carry at all (a GP system's stray
-/// byte in free text) become U+FFFD rather than make the document ill-formed.
+/// they are written as character references. Characters XML 1.0 cannot carry at all (a GP system's stray
+/// control byte in free text; U+FFFE and U+FFFF) become U+FFFD rather than make the document ill-formed.
 fn xml_safe(xml: &str) -> Vec<u8> {
     let mut out = String::with_capacity(xml.len());
     let (mut in_tag, mut quote) = (false, None::<char>);
@@ -308,7 +308,9 @@ fn xml_safe(xml: &str) -> Vec<u8> {
             ('\n', Some(_)) => out.push_str("&#xA;"),
             ('\r', Some(_)) => out.push_str("&#xD;"),
             ('\t', Some(_)) => out.push_str("&#x9;"),
-            (c, _) if c < ' ' && !matches!(c, '\n' | '\r' | '\t') => out.push('\u{FFFD}'),
+            (c, _) if (c < ' ' && !matches!(c, '\n' | '\r' | '\t')) || matches!(c, '\u{FFFE}' | '\u{FFFF}') => {
+                out.push('\u{FFFD}')
+            }
             (c, Some(q)) if c == q => {
                 quote = None;
                 out.push(c);
@@ -354,12 +356,15 @@ mod tests {
     #[test]
     fn xml_keeps_the_lines_of_a_value_and_carries_no_control_characters() {
         let note = serde_json::json!({"resourceType": "Observation", "status": "final",
-            "code": {"text": "BP"}, "note": [{"text": "first line\nsecond\tcolumn\u{1}"}]});
+            "code": {"text": "BP"}, "note": [{"text": "first line\nsecond\tcolumn\u{1}\u{FFFF}"}]});
         let xml = String::from_utf8(encode(&note, Format::Xml, false).unwrap()).unwrap();
-        assert!(xml.contains("first line&#xA;second&#x9;column\u{FFFD}"), "{xml}");
+        assert!(
+            xml.contains("first line&#xA;second&#x9;column\u{FFFD}\u{FFFD}"),
+            "{xml}"
+        );
         // Read back as XML parsers read it: the same text.
         let back = im1_fhir_model::xml_to_json(xml.as_bytes()).unwrap();
-        assert_eq!(back["note"][0]["text"], "first line\nsecond\tcolumn\u{FFFD}");
+        assert_eq!(back["note"][0]["text"], "first line\nsecond\tcolumn\u{FFFD}\u{FFFD}");
     }
 
     #[test]
