@@ -231,19 +231,25 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
     Ok(interaction)
 }
 
-/// Whether `Cache-Control` asks for an answer straight from the source.
+/// Whether `Cache-Control` asks for an answer straight from the source; without one, HTTP/1.0's
+/// `Pragma: no-cache` does (RFC 9111 section 5.4).
 fn wants_fresh(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
+    let directives = |name: http::header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let cache_control = directives(http::header::CACHE_CONTROL);
+    if cache_control.is_empty() {
+        return directives(http::header::PRAGMA).iter().any(|d| d == "no-cache");
+    }
+    cache_control
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| {
-            matches!(
-                d.trim().to_ascii_lowercase().as_str(),
-                "no-cache" | "no-store" | "max-age=0"
-            )
-        })
+        .any(|d| matches!(d.as_str(), "no-cache" | "no-store" | "max-age=0"))
 }
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
@@ -634,6 +640,21 @@ mod tests {
     #[test]
     fn or_values_respect_escapes() {
         assert_eq!(split_values(r"a,b\,c"), vec!["a".to_string(), r"b\,c".to_string()]);
+    }
+
+    #[test]
+    fn pragma_no_cache_asks_for_fresh_where_cache_control_says_nothing() {
+        let fresh = |headers: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, value.parse().unwrap());
+            }
+            parse(&Method::GET, "Patient", None, &map).unwrap().fresh
+        };
+        assert!(fresh(&[("pragma", "no-cache")]));
+        assert!(fresh(&[("cache-control", "no-cache")]));
+        assert!(!fresh(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]));
+        assert!(!fresh(&[]));
     }
 
     #[test]
