@@ -488,10 +488,6 @@ async fn dispatch(
             ));
         }
     }
-    // A search by POST takes its parameters as a form; a resource there would be silently ignored.
-    if interaction.kind == Kind::Search && matches!(body, RequestBody::Resource(_)) {
-        return Err(search_body_refused());
-    }
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         if matches!(interaction.kind, Kind::Operation(_)) {
@@ -881,21 +877,28 @@ async fn search(
                 "the token names no practice this server serves",
             ));
         }
-        // A practice the token names that this server does not serve is said, not silently left out.
-        for ods in principal
-            .practices
-            .iter()
-            .filter(|ods| state.backend.practice(ods).is_none())
-        {
-            warnings.push(crate::fhir::error::warning(
-                crate::fhir::IssueType::NotFound,
-                "IM1-2111",
-                format!(
-                    "practice {} is not served by this server, so it was not searched",
-                    printable_ods(ods)
-                ),
-            ));
-        }
+    }
+    // A search across the token's practices (practice data, Patient, a patient's own records) says which of
+    // them this server does not serve, rather than leave them out silently.
+    let names_a_record = interaction
+        .params
+        .iter()
+        .any(|p| matches!(p.name.as_str(), "patient" | "subject"));
+    let across_practices = state.registry.compartment_of(&resource_type) != Some(Compartment::Patient)
+        || (principal.role == Role::Patient && !names_a_record);
+    let unserved = principal
+        .practices
+        .iter()
+        .filter(|ods| state.backend.practice(ods).is_none());
+    for ods in unserved.filter(|_| across_practices) {
+        warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::NotFound,
+            "IM1-2111",
+            format!(
+                "practice {} is not served by this server, so it was not searched",
+                rest::printable(ods)
+            ),
+        ));
     }
     // Each practice's mapping and the parameters it takes: checked (and those dropped said) for every practice,
     // whichever are then asked.
@@ -1231,11 +1234,6 @@ async fn audit_search(
         elements: &interaction.elements,
         output: interaction.output_query(),
     }))
-}
-
-/// An ODS code from a token, as messages may echo it: short and plain.
-fn printable_ods(ods: &str) -> String {
-    ods.chars().filter(char::is_ascii_alphanumeric).take(10).collect()
 }
 
 /// The warning for part of a multi-practice or whole-record answer this user cannot have (no linkage, no

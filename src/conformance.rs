@@ -124,7 +124,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                         let part = |name: &str, value: &str| crate::fhir::rest::SearchParam {
                             name: name.into(),
                             modifier: None,
-                            values: vec![value.to_string()],
+                            values: vec![crate::fhir::search::unescape(value)],
                         };
                         let system = (!system.is_empty()).then(|| part("system", system));
                         system.into_iter().chain([part("code", code)]).collect()
@@ -191,6 +191,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 .at("reverse"));
             }
             let code = param("code")
+                .filter(|code| !code.trim().is_empty())
                 .ok_or_else(|| FhirError::bad_request("IM1-1211", "$translate needs a code").at("code"))?;
             let system = param("system");
             let target_system = param("targetsystem");

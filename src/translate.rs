@@ -10,7 +10,7 @@ use crate::fhir::rest::SearchParam;
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::{IdCodec, LogicalId};
-use crate::mapping::file::{InteractionDef, NativeStep, ParamDef};
+use crate::mapping::file::{InteractionDef, NativeStep, ParamDef, Takes};
 use crate::mapping::node::{Held, Native, Node};
 use crate::mapping::refs::References;
 use crate::mapping::template::{self, eval, select_records, EvalError, Members, Scope, Tmpl};
@@ -169,7 +169,7 @@ pub async fn search(
             .find(|value| !takes.admits(value));
         let Some(value) = refused else { continue };
         let value: String = value.chars().take(40).collect();
-        if takes.refuses_search() {
+        if takes.refusal_is_bad_request() {
             return Err(FhirError::bad_request(
                 "IM1-1212",
                 format!(
@@ -195,10 +195,10 @@ pub async fn search(
     let mut param_vars = Map::new();
     // The request template sees the parameters of the alternative chosen, not those of the others (which then
     // only narrow what the proxy keeps): it asks the native call by what it is given.
-    let other_alternatives = |name: &str| {
+    let in_another_alternative = |name: &str| {
         chosen.is_some_and(|alt| !alt.iter().any(|n| n == name)) && step.requires.iter().flatten().any(|n| n == name)
     };
-    for (def, param) in params.iter().filter(|(d, _)| !other_alternatives(&d.name)) {
+    for (def, param) in params.iter().filter(|(d, _)| !in_another_alternative(&d.name)) {
         let first = param.values.first().cloned().unwrap_or_default();
         let (system, code) = match first.split_once('|') {
             Some((s, c)) => (Value::from(s), Value::from(c)),
@@ -266,7 +266,7 @@ fn unsearchable(param: &SearchParam) -> Option<String> {
 /// first given, whose refusal is then said; none given, a 400 naming the first missing parameter of the
 /// alternative nearest to being given. `None` when the step requires nothing.
 fn chosen_alternative<'s>(
-    step: &'s crate::mapping::file::NativeStep,
+    step: &'s NativeStep,
     params: &[(&ParamDef, &SearchParam)],
     resource: &str,
 ) -> FhirResult<Option<&'s Vec<String>>> {
@@ -281,18 +281,42 @@ fn chosen_alternative<'s>(
             .collect::<Vec<_>>()
     };
     let given = |alt: &&Vec<String>| alt.iter().all(|n| !values(n).is_empty());
+    let kinds = |n: &str| -> Vec<Takes> {
+        step.takes
+            .iter()
+            .filter(|(t, _)| t == n)
+            .map(|(_, kind)| *kind)
+            .collect()
+    };
     let taken = |alt: &&Vec<String>| {
         alt.iter().all(|n| {
-            let kinds = step.takes.iter().filter(|(t, _)| t == n).map(|(_, kind)| kind);
-            values(n)
-                .iter()
-                .all(|p| unsearchable(p).is_none() && p.values.iter().all(|v| kinds.clone().all(|kind| kind.admits(v))))
+            values(n).iter().all(|p| {
+                unsearchable(p).is_none()
+                    && p.values
+                        .iter()
+                        .all(|v| !v.trim().is_empty() && kinds(n).iter().all(|kind| kind.admits(v)))
+            })
         })
     };
     if let Some(alt) = step.requires.iter().filter(given).find(taken) {
         return Ok(Some(alt));
     }
-    if let Some(alt) = step.requires.iter().find(given) {
+    // None can be asked as given: the one whose refusal is a 400 (the client can put it right) is said
+    // before one whose value would only match nothing.
+    let refused_outright = |alt: &&Vec<String>| {
+        alt.iter().any(|n| {
+            values(n).iter().any(|p| {
+                unsearchable(p).is_some()
+                    || p.values.iter().any(|v| {
+                        kinds(n)
+                            .iter()
+                            .any(|kind| kind.refusal_is_bad_request() && !kind.admits(v))
+                    })
+            })
+        })
+    };
+    let given_ones = || step.requires.iter().filter(given);
+    if let Some(alt) = given_ones().find(refused_outright).or_else(|| given_ones().next()) {
         return Ok(Some(alt));
     }
     // Nearest: fewest missing, then most given (`family` alone points at `birthdate`).

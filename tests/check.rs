@@ -46,10 +46,11 @@ template:
 search:
   params:
     identifier: { type: token, paths: [identifier] }
+    gender: { type: token, paths: [gender] }
   transaction:
     request: { method: GET, path: patients }
     select: "{{ reply }}"
-    takes: { identifier: nhs-numbr }
+    takes: { identifier: nhs-numbr, gender: nhs-number }
     requires: [[identifier], [surname]]
   patient:
     request: { method: GET, path: demographics }
@@ -86,11 +87,12 @@ search:
         "emis/Broken.yaml:",
         "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
-        "emis/Patient.yaml:23:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number, day)",
+        "emis/Patient.yaml:24:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number, day)",
+        "emis/Patient.yaml:24:12: search.transaction.takes: 'gender' is in no requires alternative, so the native call is never asked by it",
         // What a native search needs must be declared, and said as a list (of lists, for alternatives).
-        "emis/Patient.yaml:24:15: search.transaction.requires: 'surname' is not a search parameter this file declares",
-        "emis/Patient.yaml:28:15: search.patient.requires: requires: a list of parameter names, or a list of such lists (alternatives)",
-        "emis/Patient.yaml:29:12: search.patient.takes: 'identifier' is not a date parameter, as one whole date (YYYY-MM-DD) is",
+        "emis/Patient.yaml:25:15: search.transaction.requires: 'surname' is not a search parameter this file declares",
+        "emis/Patient.yaml:29:15: search.patient.requires: a list of parameter names, or a list of such lists (alternatives)",
+        "emis/Patient.yaml:30:12: search.patient.takes: 'identifier' is not a date parameter, as one whole date (YYYY-MM-DD) is",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

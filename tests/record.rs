@@ -201,6 +201,10 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         said.starts_with("_revinclude:iterate=PractitionerRole:practitioner"),
         "{said}"
     );
+    assert!(
+        said.ends_with("(reverse includes are found for the matches only)"),
+        "{said}"
+    );
 
     let requests = get(
         &proxy,

@@ -409,7 +409,7 @@ fn operation_name(op: &str) -> FhirResult<String> {
 }
 
 /// Echoes client input in messages only when it is short and plain.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     let clean: String = s.chars().filter(|c| c.is_ascii_graphic()).take(40).collect();
     clean
 }

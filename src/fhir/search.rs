@@ -176,14 +176,11 @@ pub fn unescape(value: &str) -> String {
         .replace("\\\\", "\\")
 }
 
-/// Case- and accent-insensitive form for string search, as FHIR asks: each letter decomposed (é is e and an
-/// acute accent), its accents dropped, lower case.
+/// Case- and accent-insensitive form for string search, as FHIR asks (`Müller` is `muller`): the same
+/// folding the simulated GP systems' patient searches use, so that a native search finds at least what the
+/// proxy keeps.
 fn fold(text: &str) -> String {
-    use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
-    text.nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    im1_sim::record::fold(text)
 }
 
 /// The searchable strings of an element: itself, or the string parts of a HumanName or Address.

@@ -124,8 +124,8 @@ pub struct NativeStep {
     /// given, and without any a 400 names them. The native call takes one value of each.
     pub requires: Vec<Vec<String>>,
     /// What the native call can take for a parameter it is asked by (`takes: { identifier: nhs-number,
-    /// birthdate: day }`): another NHS number matches nothing there, so no call is made and the Bundle says
-    /// why; a date that is not one day is a 400 (it has matches the call cannot ask for).
+    /// birthdate: day }`): a value that is not a valid NHS number matches nothing there, so no call is made and
+    /// the Bundle says why; a date that is not one day is a 400 (it has matches the call cannot ask for).
     pub takes: Vec<(String, Takes)>,
     /// When the native call reads a window of days for a date parameter (`window: { param: start, default: "...",
     /// unless: schedule }`): a search open on either side gets the native default, and a warning naming it.
@@ -186,11 +186,11 @@ impl Takes {
 
     /// Whether a value it does not take is refused (400), rather than matching nothing: a date the native call
     /// cannot ask for (`ge1980`) has matches all the same.
-    pub fn refuses_search(self) -> bool {
+    pub fn refusal_is_bad_request(self) -> bool {
         matches!(self, Takes::Day)
     }
 
-    /// Whether a token search value (`system|code` or `code`) is one the native call can take.
+    /// Whether a search value (a token's `system|code` or `code`, a date) is one the native call can take.
     pub fn admits(self, value: &str) -> bool {
         match self {
             Takes::NhsNumber => {
@@ -543,7 +543,7 @@ fn check_step_params(file: &str, node: &Node, def: &InteractionDef, params: &[Pa
         }
         for (name, kind) in &step.takes {
             if declared(name).is_some_and(|p| p.kind != kind.param_type()) {
-                let ty = format!("{:?}", kind.param_type()).to_lowercase();
+                let ty = kind.param_type().name();
                 report(
                     "takes",
                     format!("'{name}' is not a {ty} parameter, as {} is", kind.describe()),
@@ -586,7 +586,7 @@ fn read_requires(file: &str, step: &Node, step_path: &str, problems: &mut Proble
             file,
             node.pos,
             &child(step_path, "requires"),
-            "requires: a list of parameter names, or a list of such lists (alternatives)",
+            "a list of parameter names, or a list of such lists (alternatives)",
         );
         Vec::new()
     })

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const R4_RULES: &str = include_str!("../../profiles/r4-rules.txt");
-const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
+use crate::fhir::NHS_NUMBER_SYSTEM;
 
 /// One element's R4 rule: required, and the codes (`system|code` for a CodeableConcept) of its required
 /// binding, if it has one that lists them.
@@ -141,12 +141,17 @@ impl Check<'_> {
             let meets = match value {
                 Value::String(code) => rule.codes.contains(code),
                 // A CodeableConcept: one of its codings is one of the codes.
-                Value::Object(concept) => concept["coding"].as_array().into_iter().flatten().any(|coding| {
-                    let (system, code) = (coding["system"].as_str(), coding["code"].as_str());
-                    system
-                        .zip(code)
-                        .is_some_and(|(s, c)| rule.codes.iter().any(|allowed| allowed.split_once('|') == Some((s, c))))
-                }),
+                Value::Object(concept) => concept
+                    .get("coding")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|coding| {
+                        let (system, code) = (coding["system"].as_str(), coding["code"].as_str());
+                        system.zip(code).is_some_and(|(s, c)| {
+                            rule.codes.iter().any(|allowed| allowed.split_once('|') == Some((s, c)))
+                        })
+                    }),
                 _ => true,
             };
             if !meets {
@@ -307,6 +312,9 @@ mod tests {
         assert_eq!(problems(&good), Vec::<String>::new());
         let bad = condition(json!({ "coding": [{ "system": system, "code": "ongoing" }] }));
         assert_eq!(problems(&bad).len(), 1, "{:?}", problems(&bad));
+        // Text alone is no coding from the value set: said, not a panic.
+        let text_only = condition(json!({ "text": "active" }));
+        assert_eq!(problems(&text_only).len(), 1, "{:?}", problems(&text_only));
     }
 
     #[test]
