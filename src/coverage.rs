@@ -167,9 +167,7 @@ fn segments(w: &Wanted) -> Vec<Segment> {
 fn matches(segment: &Segment, key: &str) -> bool {
     match segment {
         Segment::Name(name) => key == name,
-        Segment::Choice(prefix) => key
-            .strip_prefix(prefix.as_str())
-            .is_some_and(|rest| rest.starts_with(char::is_uppercase)),
+        Segment::Choice(prefix) => crate::mapping::profile::choice_type(key, prefix).is_some(),
         Segment::Extension(_) => key == "extension",
     }
 }

@@ -20,15 +20,7 @@ async fn metadata_and_smart_configuration_are_public() {
     let resources = statement["rest"][0]["resource"].as_array().unwrap();
     assert!(resources.iter().all(|r| r["versioning"] == "no-version"), "{statement}");
     // R4's modes: terminology is what the ConceptMaps translate between; another mode is a 400.
-    let terminology: serde_json::Value = proxy
-        .client
-        .get(proxy.url("metadata?mode=terminology"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let terminology = common::plain_json(&proxy.client, &proxy.url("metadata?mode=terminology")).await;
     assert_eq!(terminology["resourceType"], "TerminologyCapabilities", "{terminology}");
     im1_fhir_model::check_strict(&terminology).unwrap();
     let systems: Vec<&str> = terminology["codeSystem"]
@@ -38,15 +30,7 @@ async fn metadata_and_smart_configuration_are_public() {
         .filter_map(|c| c["uri"].as_str())
         .collect();
     assert!(systems.contains(&"http://snomed.info/sct"), "{systems:?}");
-    let full: serde_json::Value = proxy
-        .client
-        .get(proxy.url("metadata?mode=full"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let full = common::plain_json(&proxy.client, &proxy.url("metadata?mode=full")).await;
     assert_eq!(full["resourceType"], "CapabilityStatement");
     outcome(
         proxy

@@ -200,6 +200,12 @@ impl Defs {
     }
 }
 
+/// The type a JSON key gives a choice element (`valueQuantity` of `value[x]`: `Quantity`), if it is one.
+pub fn choice_type<'k>(key: &'k str, stem: &str) -> Option<&'k str> {
+    key.strip_prefix(stem)
+        .filter(|rest| rest.starts_with(char::is_uppercase))
+}
+
 /// `Observation_Component` reads as `Observation.component`.
 pub fn display(ty: &str) -> String {
     match ty.split_once('_') {
@@ -377,7 +383,7 @@ impl TemplateCheck<'_> {
         let allowed = extension.value_types();
         let label = url.rsplit('/').next().unwrap_or(url);
         for (key, pos, _) in node.entries() {
-            let Some(suffix) = key.strip_prefix("value").filter(|s| s.starts_with(char::is_uppercase)) else {
+            let Some(suffix) = choice_type(key, "value") else {
                 continue;
             };
             if allowed.is_empty() || allowed.iter().any(|t| t.eq_ignore_ascii_case(suffix)) {

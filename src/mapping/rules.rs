@@ -5,7 +5,7 @@
 //! digit. `im1-fhir check` holds templates to the same profiles before they run; this holds what they gave.
 //! The tests run it over every resource the proxy serves (and `.ci/run` runs the offline validator as well).
 
-use super::profile::{Defs, Profile, UKCORE_SD};
+use super::profile::{choice_type, Defs, Profile, UKCORE_SD};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -114,10 +114,7 @@ impl Check<'_> {
         let value = match rule.element.strip_suffix("[x]") {
             Some(stem) => object
                 .iter()
-                .find(|(key, _)| {
-                    key.strip_prefix(stem)
-                        .is_some_and(|rest| rest.starts_with(char::is_uppercase))
-                })
+                .find(|(key, _)| choice_type(key, stem).is_some())
                 .map(|(_, v)| v),
             // A primitive may be present as its extensions alone (`_status`).
             None => object
@@ -187,10 +184,7 @@ impl Check<'_> {
             return;
         };
         let allowed = extension.value_types();
-        let values: Vec<&str> = object
-            .keys()
-            .filter_map(|k| k.strip_prefix("value").filter(|s| s.starts_with(char::is_uppercase)))
-            .collect();
+        let values: Vec<&str> = object.keys().filter_map(|k| choice_type(k, "value")).collect();
         let label = url.rsplit('/').next().unwrap_or(url);
         match (allowed.is_empty(), values.as_slice()) {
             // Complex: made of sub-extensions, no value of its own.
@@ -242,10 +236,7 @@ fn profile_elements(profile: &Profile, resource: &Value, out: &mut Vec<String>) 
         for (path, parent) in parents {
             let Some(object) = parent.as_object() else { continue };
             let present = match name.strip_suffix("[x]") {
-                Some(stem) => object.keys().any(|k| {
-                    k.strip_prefix(stem)
-                        .is_some_and(|rest| rest.starts_with(char::is_uppercase))
-                }),
+                Some(stem) => object.keys().any(|k| choice_type(k, stem).is_some()),
                 None => object.contains_key(name),
             };
             if required && !present {
