@@ -7,6 +7,9 @@
 //! `date=2026-06-21` is 2026-06-20T23:00Z to 2026-06-21T23:00Z. Ranges end at the last instant the `time`
 //! crate holds rather than overflow: `le9999-12-31` is a question with an answer, not an error.
 
+/// The offset from UTC the UK keeps at an instant: the simulators' own, so both read one tz database.
+pub use im1_sim::record::dates::uk_offset_at as uk_offset;
+use im1_sim::record::dates::LONDON;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -47,20 +50,9 @@ pub fn range(text: &str) -> Option<Range> {
     }
 }
 
-/// The UK's civil time from the tz database (GMT, BST in summer, and the past rules), compiled in.
-static LONDON: jiff::tz::TimeZone = jiff::tz::get!("Europe/London");
-
 /// The day an instant falls on in the UK. Practices' native days are UK days.
 pub fn uk_date(instant: OffsetDateTime) -> Date {
     instant.to_offset(uk_offset(instant)).date()
-}
-
-/// The offset from UTC the UK keeps at an instant.
-pub fn uk_offset(instant: OffsetDateTime) -> UtcOffset {
-    let seconds = jiff::Timestamp::from_second(instant.unix_timestamp())
-        .map(|at| LONDON.to_offset(at).seconds())
-        .unwrap_or(0);
-    UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC)
 }
 
 /// The instant a UK wall-clock time stands for, in UTC: in the autumn hour the clocks repeat, its first (BST).

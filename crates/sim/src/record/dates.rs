@@ -1,7 +1,7 @@
 //! Dates with partial precision, and the UK civil offset for practice-local times.
 
 use serde::{Serialize, Serializer};
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, Weekday};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// A date known to year, year-month or full precision. Serialises as `2019`, `2019-05` or `2019-05-14`,
 /// never padded, which is also the FHIR `date` form.
@@ -67,39 +67,40 @@ impl Serialize for PartialDate {
     }
 }
 
-/// The last Sunday of a month (for the UK summer-time rule).
-fn last_sunday(year: i32, month: Month) -> Date {
-    let next = match month {
-        Month::December => Date::from_calendar_date(year + 1, Month::January, 1),
-        m => Date::from_calendar_date(year, m.next(), 1),
-    };
-    let mut d = next.map(|n| n.previous_day().unwrap_or(n)).unwrap_or(Date::MIN);
-    while d.weekday() != Weekday::Sunday {
-        d = d.previous_day().unwrap_or(d);
-    }
-    d
+/// The UK's civil time (GMT, BST in summer, and the past rules) from the tz database, Europe/London alone
+/// compiled in, so neither the simulators nor the proxy need tzdata where they run.
+pub static LONDON: jiff::tz::TimeZone = jiff::tz::get!("Europe/London");
+
+/// The UK civil offset (GMT or BST) at an instant.
+pub fn uk_offset_at(instant: OffsetDateTime) -> UtcOffset {
+    let seconds = jiff::Timestamp::from_second(instant.unix_timestamp())
+        .map(|at| LONDON.to_offset(at).seconds())
+        .unwrap_or(0);
+    UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC)
 }
 
-/// The UK civil offset (GMT or BST) at a UTC instant: BST from 01:00 UTC on the last Sunday of March to
-/// 01:00 UTC on the last Sunday of October. Enough for practice-local slot times without a tz database.
-pub fn uk_offset_at(utc: OffsetDateTime) -> UtcOffset {
-    let year = utc.year();
-    let one_am = Time::from_hms(1, 0, 0).unwrap_or(Time::MIDNIGHT);
-    let start = PrimitiveDateTime::new(last_sunday(year, Month::March), one_am).assume_utc();
-    let end = PrimitiveDateTime::new(last_sunday(year, Month::October), one_am).assume_utc();
-    if utc >= start && utc < end {
-        UtcOffset::from_hms(1, 0, 0).unwrap_or(UtcOffset::UTC)
-    } else {
-        UtcOffset::UTC
-    }
-}
-
-/// A UK wall-clock time on a date, as an instant carrying the UK offset of that moment.
+/// A UK wall-clock time on a date, as an instant carrying the UK offset of that moment. A time the clocks
+/// repeat in autumn is its first occurrence (BST); one they skip in spring reads as the same time after the
+/// change (01:30 as 02:30 BST): the "compatible" reading of RFC 5545 and jiff.
 pub fn uk_local(date: Date, time: Time) -> OffsetDateTime {
-    // Guess with the offset at noon UTC that day; wall-clock slot times never fall in the 01:00-02:00 change.
-    let noon = PrimitiveDateTime::new(date, Time::from_hms(12, 0, 0).unwrap_or(time)).assume_utc();
-    let offset = uk_offset_at(noon);
-    PrimitiveDateTime::new(date, time).assume_offset(offset)
+    let wall = PrimitiveDateTime::new(date, time);
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(date.year()).unwrap_or(i16::MAX),
+        date.month() as i8,
+        date.day() as i8,
+        time.hour() as i8,
+        time.minute() as i8,
+        time.second() as i8,
+        0,
+    );
+    let instant = civil
+        .ok()
+        .and_then(|civil| LONDON.to_ambiguous_timestamp(civil).compatible().ok())
+        .and_then(|at| OffsetDateTime::from_unix_timestamp(at.as_second()).ok());
+    match instant {
+        Some(at) => at.to_offset(uk_offset_at(at)),
+        None => wall.assume_utc(),
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +128,17 @@ mod tests {
         assert_eq!(uk_offset_at(datetime!(2025-10-26 01:00 UTC)), UtcOffset::UTC);
         let t = uk_local(date!(2025 - 07 - 01), time!(09:30));
         assert_eq!(t.to_offset(UtcOffset::UTC).hour(), 8);
+        assert_eq!((t.hour(), t.offset().whole_hours()), (9, 1));
+        // The rules of the day: 1995's summer time ended on 22 October, the fourth Sunday.
+        assert_eq!(uk_offset_at(datetime!(1995-10-25 12:00 UTC)), UtcOffset::UTC);
+        // A time the clocks skip reads as the same time after the change; one they repeat, its first.
+        assert_eq!(
+            uk_local(date!(2025 - 03 - 30), time!(01:30)),
+            datetime!(2025-03-30 02:30 +1)
+        );
+        assert_eq!(
+            uk_local(date!(2025 - 10 - 26), time!(01:30)),
+            datetime!(2025-10-26 01:30 +1)
+        );
     }
 }
