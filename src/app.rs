@@ -734,10 +734,8 @@ async fn everything(
             let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said)
                 .await
                 .map(|mut found| {
-                    // As a search of the type orders them: native replies come in each supplier's own order.
-                    let date = state.registry.first_date_param(resource_type);
-                    let default = crate::fhir::sort::default_order(date, false);
-                    crate::fhir::sort::sort(&mut found, &[], default.as_ref());
+                    // Native replies come in each supplier's own order.
+                    crate::fhir::sort::sort_as_searched(&state.registry, resource_type, &mut found, &[]);
                     found
                 });
             // Items are followed to what they name (a prescription's Medication) only when cared for within
@@ -983,9 +981,7 @@ async fn search(
     let compartment = state.registry.compartment_of(&resource_type);
     // Patients come in the order their linkage gives (the user's own record first) unless sorted.
     if !(sort_keys.is_empty() && compartment == Some(crate::mapping::Compartment::SelfPatient)) {
-        let practice_data = compartment == Some(crate::mapping::Compartment::None);
-        let default = crate::fhir::sort::default_order(state.registry.first_date_param(&resource_type), practice_data);
-        crate::fhir::sort::sort(&mut all, &sort_keys, default.as_ref());
+        crate::fhir::sort::sort_as_searched(&state.registry, &resource_type, &mut all, &sort_keys);
     }
     warnings.dedup();
     let count = bundle::page_size(interaction);

@@ -5,6 +5,7 @@
 use super::dates;
 use super::search::first_value_text;
 use crate::mapping::file::{ParamDef, ParamType};
+use crate::mapping::{Compartment, Registry};
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -36,9 +37,17 @@ pub fn sort(resources: &mut [Value], keys: &[SortBy], default: Option<&SortBy>) 
     }
 }
 
+/// Orders a type's resources as a search of it does: by the keys asked for, then the type's
+/// [`default_order`] (practice data is not in a patient's compartment).
+pub fn sort_as_searched(registry: &Registry, resource_type: &str, resources: &mut [Value], keys: &[SortBy]) {
+    let practice_data = registry.compartment_of(resource_type) == Some(Compartment::None);
+    let default = default_order(registry.first_date_param(resource_type), practice_data);
+    sort(resources, keys, default.as_ref());
+}
+
 /// The order without `_sort`: a type's first date parameter (its clinical or booking date), newest first for
 /// the items of a record, earliest first for practice data (sessions and slots ahead).
-pub fn default_order(date: Option<&ParamDef>, practice_data: bool) -> Option<SortBy<'_>> {
+fn default_order(date: Option<&ParamDef>, practice_data: bool) -> Option<SortBy<'_>> {
     date.map(|def| SortBy {
         def,
         descending: !practice_data,
