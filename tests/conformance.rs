@@ -139,6 +139,8 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     for body in [
         r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"10000053"}]}"#,
         r#"{"resourceType":"Parameters","parameter":[{"name":"coding","valueCoding":{"system":"https://im1-fhir.dev/emis/code-id","code":"10000053"}}]}"#,
+        // A byte order mark, as some integration engines write one, is not part of the JSON.
+        "\u{feff}{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"code\",\"valueCode\":\"10000053\"}]}",
     ] {
         let posted: Value = post(body).await.unwrap().json().await.unwrap();
         assert_eq!(posted, translated, "{body}: {posted}");

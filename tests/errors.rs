@@ -404,6 +404,9 @@ async fn refused_methods_say_what_their_path_takes() {
         (reqwest::Method::GET, "$export", ""),
         (reqwest::Method::GET, "$meta", ""),
         (reqwest::Method::POST, ".well-known/smart-configuration", "GET, HEAD"),
+        // Nor any interaction at the base: transaction, batch or a search of every type.
+        (reqwest::Method::POST, "", ""),
+        (reqwest::Method::GET, "", ""),
     ];
     // Past a history path is no FHIR interaction at all.
     outcome(proxy.get("Patient/abc/_history/1/extra", &t).await, 404).await;

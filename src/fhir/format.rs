@@ -184,6 +184,9 @@ pub fn body_format(content_type: Option<&str>) -> FhirResult<Format> {
 /// Parses a request body as a FHIR resource: well-formed, no deeper than `MAX_BODY_DEPTH`, and valid
 /// against the R4 model in strict mode (unknown elements are errors).
 pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
+    // A UTF-8 byte order mark, as some integration engines write one, is no part of the document (RFC 8259
+    // lets a parser ignore it).
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(FhirError::bad_structure("IM1-1105", "the request body is empty"));
     }

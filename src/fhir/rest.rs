@@ -327,7 +327,8 @@ fn route(method: &Method, segments: &[&str]) -> FhirResult<Route> {
         _ => Err(not_allowed("GET, HEAD, POST")),
     };
     match segments {
-        [] => Err(FhirError::not_found(
+        // The base is a path of this server, but none of its interactions is offered: no method is allowed.
+        [] => Err(FhirError::method_not_allowed(
             "IM1-1002",
             "the system level (batch, transaction, search-system) is not supported",
         )),
