@@ -263,6 +263,25 @@ async fn searches_reads_and_includes() {
             !included.is_empty() && included.iter().all(|r| r["resourceType"] == "Practitioner"),
             "{ods}: {with}"
         );
+        // Each clinician is named on the appointment too (a patient may not read Practitioners), as the
+        // Practitioner it points to is.
+        for appointment in entries(&with, "match") {
+            let mut actors = appointment["participant"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p["actor"]);
+            let clinician = actors
+                .find(|a| a["reference"].as_str().is_some_and(|r| r.starts_with("Practitioner/")))
+                .unwrap_or_else(|| panic!("{ods}: no clinician in {appointment}"));
+            let practitioner = included
+                .iter()
+                .find(|p| clinician["reference"] == format!("Practitioner/{}", p["id"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("{ods}: {clinician} not included"));
+            let family = practitioner["name"][0]["family"].as_str().unwrap();
+            let display = clinician["display"].as_str().unwrap_or_default();
+            assert!(display.ends_with(family), "{ods}: {display} for {practitioner}");
+        }
         // `:iterate` follows what the includes brought: the booked slots, their schedules, the schedules'
         // actors; without it, an include of another type is said to be ignored.
         let booked_query =
