@@ -184,6 +184,45 @@ async fn a_tokens_practices_are_searched_once_each_and_unserved_ones_are_said() 
         said[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-2111",
         "{bundle}"
     );
+    // A patient's own records are searched across their token's practices too: the unserved one is said; a
+    // search of one named patient's records is not a search across practices.
+    let mut request = im1_fhir::auth::token::TokenRequest {
+        practices: vec!["Y90001".into(), "Y99999".into()],
+        role: im1_fhir::auth::Role::Patient,
+        nhs_number: Some("9000000009".into()),
+        scope: None,
+        ttl_seconds: 600,
+    };
+    let patient = im1_fhir::auth::token::mint_demo(&request).unwrap();
+    let codes = |bundle: &Value| -> Vec<String> {
+        common::entries(bundle, "outcome")
+            .iter()
+            .map(|o| {
+                o["issue"][0]["details"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let own: Value = proxy.get("Condition", &patient).await.json().await.unwrap();
+    assert!(own["total"].as_u64().unwrap() > 0, "{own}");
+    assert!(codes(&own).contains(&"IM1-2111".to_string()), "{own}");
+    let me: Value = proxy.get("Patient", &patient).await.json().await.unwrap();
+    let id = common::entries(&me, "match")[0]["id"].as_str().unwrap().to_string();
+    let named: Value = proxy
+        .get(&format!("Condition?patient={id}"), &patient)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(named["total"], own["total"], "{named}");
+    assert!(!codes(&named).contains(&"IM1-2111".to_string()), "{named}");
+    // Served everywhere it names, nothing is said.
+    request.practices.pop();
+    let served = im1_fhir::auth::token::mint_demo(&request).unwrap();
+    let own: Value = proxy.get("Condition", &served).await.json().await.unwrap();
+    assert!(!codes(&own).contains(&"IM1-2111".to_string()), "{own}");
     proxy.stop().await;
     sims.shutdown().await;
 }
