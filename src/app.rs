@@ -1270,22 +1270,28 @@ fn note_requested_patients(state: &AppState, interaction: &Interaction) {
         let id = id.trim().strip_prefix("Patient/").unwrap_or(id.trim());
         state.ids.decode("Patient", id).ok().and_then(canonical)
     };
-    let mut named: Vec<String> = Vec::new();
-    if let (Some(resource_type), Some(id)) = (&interaction.resource_type, &interaction.id) {
+    // The patient an id of the type names: a Patient's own, or an item's (whose id holds its patient's native
+    // key, from which the Patient's id is made).
+    let patient_of = |resource_type: &str, id: &str| -> Option<String> {
         match state.registry.compartment_of(resource_type) {
-            Some(Compartment::SelfPatient) => named.extend(patient_id(id)),
+            Some(Compartment::SelfPatient) => patient_id(id),
             Some(Compartment::Patient) => {
-                // An item's id holds its patient's native key: the Patient's id is made from it.
-                if let Ok(item) = state.ids.decode(resource_type, id) {
-                    let patient = crate::ids::LogicalId {
-                        practice: item.practice,
-                        patient: String::new(),
-                        item: item.patient,
-                    };
-                    named.extend(canonical(patient));
-                }
+                let item = state.ids.decode(resource_type, id.trim()).ok()?;
+                canonical(crate::ids::LogicalId {
+                    practice: item.practice,
+                    patient: String::new(),
+                    item: item.patient,
+                })
             }
-            _ => {}
+            _ => None,
+        }
+    };
+    let mut named: Vec<String> = Vec::new();
+    if let Some(resource_type) = &interaction.resource_type {
+        named.extend(interaction.id.as_deref().and_then(|id| patient_of(resource_type, id)));
+        // `_id` names records as a read does.
+        for param in interaction.params.iter().filter(|p| p.name == "_id") {
+            named.extend(param.values.iter().filter_map(|v| patient_of(resource_type, v)));
         }
     }
     for param in interaction

@@ -3,6 +3,8 @@
 //! proxy killed with SIGKILL in the middle of a load loses no event of a request that completed.
 use crate::common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::{outcome, token, Proxy};
 use im1_fhir::audit::{AuditConfig, AuditStore};
 use im1_fhir::auth::Role;
@@ -591,6 +593,9 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
         (format!("Patient/{other}/$everything"), 404, "try-everything"),
         (format!("Condition/{item}"), 404, "try-item"),
         (format!("Condition?patient=Patient/{other}"), 200, "try-search"),
+        // `_id` names a record as a read does.
+        (format!("Patient?_id={other}"), 200, "try-id"),
+        (format!("Condition?_id={item}"), 200, "try-item-id"),
     ] {
         let response = get_as(&proxy, &path, &intruder, id).await;
         assert_eq!(response.status().as_u16(), status, "{path}");
@@ -600,7 +605,14 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
         .iter()
         .filter_map(common::audited_request_id)
         .collect();
-    for id in ["try-patient", "try-everything", "try-item", "try-search"] {
+    for id in [
+        "try-patient",
+        "try-everything",
+        "try-item",
+        "try-search",
+        "try-id",
+        "try-item-id",
+    ] {
         assert!(found.contains(id), "{id} not filed under the patient: {found:?}");
     }
     // A patient's own appointments, searched without naming them: filed under them (an Appointment names
@@ -624,6 +636,58 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
         .find(|e| common::audited_request_id(e).as_deref() == Some("bad-sort"))
         .expect("audited");
     assert_eq!(common::cache_and_calls(&event).1, 0, "{event}");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// A token a client sent outside the Authorization header (as `access_token=` in the query, or pasted into a
+/// path and echoed by an error) is not kept in the trail, where an auditor could replay it.
+#[tokio::test]
+async fn tokens_sent_outside_the_header_are_not_kept_in_the_trail() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let in_query = format!("Patient?identifier=9000000009&access_token={clinician}");
+    let lenient = proxy
+        .client
+        .get(proxy.url(&in_query))
+        .bearer_auth(&clinician)
+        .header("prefer", "handling=lenient")
+        .header("x-request-id", "token-in-query");
+    assert_eq!(lenient.send().await.unwrap().status(), 200);
+    assert_eq!(
+        get_as(&proxy, &in_query, &clinician, "token-in-strict-query")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        get_as(&proxy, &clinician, &clinician, "token-in-path").await.status(),
+        404
+    );
+    let events = common::audit_events(&proxy);
+    for id in ["token-in-query", "token-in-strict-query", "token-in-path"] {
+        let event = events
+            .iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id} not audited"));
+        let queries: Vec<String> = event["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["query"].as_str())
+            .map(|q| String::from_utf8(STANDARD.decode(q).unwrap()).unwrap())
+            .collect();
+        let kept = format!("{event} {queries:?}");
+        assert!(!kept.contains(&clinician), "{id}: {kept}");
+        // What else was asked stays on record.
+        if id != "token-in-path" {
+            assert!(
+                queries.iter().any(|q| q.contains("identifier=9000000009")),
+                "{id}: {kept}"
+            );
+        }
+    }
     proxy.stop().await;
     sims.shutdown().await;
 }

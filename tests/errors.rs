@@ -439,6 +439,7 @@ async fn refused_methods_say_what_their_path_takes() {
 #[tokio::test]
 async fn browser_apps_may_send_their_token_across_origins() {
     let proxy = proxy().await;
+    let start = proxy.audit.count().unwrap();
     let preflight = proxy
         .client
         .request(reqwest::Method::OPTIONS, proxy.url("Patient/abc"))
@@ -464,6 +465,22 @@ async fn browser_apps_may_send_their_token_across_origins() {
         preflight.headers()
     );
     assert_eq!(header("access-control-allow-origin"), "*");
+    // Any other OPTIONS is no preflight but an interaction: refused, and audited as every one is (the
+    // preflight was not).
+    let before = proxy.audit.count().unwrap();
+    assert_eq!(before, start, "a preflight is no interaction");
+    let t = token(Role::Clinician, &["Y90001"]);
+    let bare = proxy
+        .client
+        .request(reqwest::Method::OPTIONS, proxy.url("Patient/abc"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let allowed = bare.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+    outcome(bare, 405).await;
+    assert_eq!(allowed.as_deref(), Some("GET, HEAD"));
+    assert_eq!(proxy.audit.count().unwrap(), before + 1);
     proxy.stop().await;
 }
 

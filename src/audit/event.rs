@@ -121,11 +121,13 @@ fn subtype(interaction: &str) -> Value {
     }
 }
 
+/// The outcome's code and message; a message echoing a token the client sent does not keep it.
 fn outcome_desc(facts: &AuditFacts) -> Option<String> {
-    match (&facts.outcome_code, &facts.outcome_text) {
+    let text = facts.outcome_text.as_deref().map(super::redact::text);
+    match (&facts.outcome_code, text) {
         (Some(code), Some(text)) => Some(format!("{code}: {text}")),
         (Some(code), None) => Some(code.clone()),
-        (None, Some(text)) => Some(text.clone()),
+        (None, Some(text)) => Some(text.into_owned()),
         (None, None) => None,
     }
 }
@@ -225,7 +227,7 @@ fn entities(facts: &AuditFacts) -> Vec<Value> {
         let mut entity = json!({
             "type": coding(ENTITY_TYPE, "2", "System Object"),
             "role": coding(OBJECT_ROLE, "24", "Query"),
-            "query": base64::engine::general_purpose::STANDARD.encode(query),
+            "query": base64::engine::general_purpose::STANDARD.encode(super::redact::query(query)),
         });
         if let Some(resource_type) = facts.resource_type.as_deref() {
             entity["what"] = json!({"type": resource_type});

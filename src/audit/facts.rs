@@ -123,8 +123,8 @@ impl AuditFacts {
     }
 
     /// The practices an event belongs to, for auditors of those practices: the ones the request reached or
-    /// named; when it reached and named none, those its user acts for; and when it was refused after naming a
-    /// practice its user does not act for, those too (their user's attempt on another's data). Not the user's
+    /// named; when it reached and named none, those its user acts for; and when it named a practice its user
+    /// does not act for, those too (their user's attempt on another's data, refused or found empty). Not the user's
     /// other practices when what it named is one of theirs: its query (an NHS number) is that practice's data.
     /// None at all (metadata, a 401 without a token): any auditor's. A user acting for no practice who named
     /// and reached none (a token without practices, refused) is filed under [`NO_PRACTICE`], no practice's:
@@ -142,7 +142,7 @@ impl AuditFacts {
         }
         let organisations = self.who.iter().flat_map(|who| &who.organisations);
         let outside = practices.iter().any(|ods| !organisations.clone().any(|own| own == ods));
-        if practices.is_empty() || (self.status >= 400 && outside) {
+        if practices.is_empty() || outside {
             if let Some(who) = &self.who {
                 for ods in &who.organisations {
                     if !practices.contains(ods) {

@@ -11,6 +11,7 @@
 //! - `store`   the writer thread, group commit, background checkpoints;
 //! - `db`      SQLite settings, schema and the batch insert;
 //! - `query`   the auditor's search (typed query, FHIR parameter parsing, SQL);
+//! - `redact`  credentials a client sent in a query or a path, kept out of the trail;
 //! - `forward` optional JSON-lines copy of committed events;
 //! - `layer`   the tower layer that audits every interaction and fails closed.
 //!
@@ -25,6 +26,7 @@ mod facts;
 mod forward;
 mod layer;
 mod query;
+mod redact;
 mod store;
 
 pub use db::Synchronous;

@@ -80,6 +80,9 @@ pub fn now_seconds() -> u64 {
 
 /// Mints a token signed with the demo key.
 pub fn mint_demo(request: &TokenRequest) -> Result<String, String> {
+    if let Some(bad) = request.practices.iter().find(|ods| !is_ods_code(ods)) {
+        return Err(format!("'{bad}' is not an ODS code (letters and digits)"));
+    }
     let now = now_seconds();
     let role = request.role;
     let nhs_number = match role {
@@ -309,6 +312,9 @@ impl Verifier {
         if role == Role::Patient && claims.nhs_number.is_none() {
             return Err(invalid("a patient token needs an NHS number"));
         }
+        if !claims.ods.iter().all(|ods| is_ods_code(ods)) {
+            return Err(invalid("the token's ods claim holds something that is not an ODS code"));
+        }
         let principal = Principal {
             subject: claims.sub,
             role,
@@ -322,6 +328,12 @@ impl Verifier {
         };
         Ok((principal, claims.exp))
     }
+}
+
+/// An ODS code as tokens name practices: letters and digits (`Y90001`, `RR8`). Anything else is refused,
+/// so no claim can name what the audit trail files under a label of its own (`audit::NO_PRACTICE`).
+pub fn is_ods_code(ods: &str) -> bool {
+    (1..=16).contains(&ods.len()) && ods.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A token's practices once each, in its order: a practice named twice would be searched twice.
@@ -420,6 +432,14 @@ mod tests {
             c.ods = vec!["Y90001".into(), "Y90002".into(), "Y90001".into()]
         }));
         assert_eq!(twice.unwrap().practices, vec!["Y90001", "Y90002"]);
+        // A practice is an ODS code: not the label the audit trail files users of no practice under.
+        for bad in ["-", "", "Y9 0001", "Y90001\n"] {
+            let named = signed(&|c| c.ods = vec!["Y90001".into(), bad.into()]);
+            assert!(refused(named).contains("not an ODS code"), "{bad:?}");
+            let mut minted = request(Role::Clinician);
+            minted.practices = vec![bad.into()];
+            assert!(mint_demo(&minted).is_err(), "{bad:?}");
+        }
         // Several audiences (RFC 7519): this server among them, or not.
         let several = |audiences: &[&str]| {
             signed(&|c| c.aud = Audience::Several(audiences.iter().map(|a| a.to_string()).collect()))

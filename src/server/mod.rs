@@ -2,6 +2,7 @@
 
 pub mod limits;
 pub mod listener;
+pub mod preflight;
 pub mod stack;
 
 /// The scheme a request came in by (`https` when this server terminates TLS), for the links made from its

@@ -56,7 +56,8 @@ pub fn stack(
             tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
         }))
         // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers.
-        .layer(
+        // Only preflights are answered here: another OPTIONS is an interaction, refused and audited below.
+        .layer(super::preflight::PreflightsOnly(
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods(Any)
@@ -69,7 +70,7 @@ pub fn stack(
                     header::CONTENT_LOCATION,
                     "x-request-id".parse().expect("valid header name"),
                 ]),
-        )
+        ))
         // Compression sits outside the rescue so that OperationOutcomes are compressed too.
         .layer(CompressionLayer::new().gzip(true))
         // One AuditEvent per interaction, committed before the response leaves; outside the deadline and the
