@@ -120,13 +120,13 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 .iter()
                 .flat_map(|p| match (p.name.as_str(), p.values.as_slice()) {
                     ("coding", [value]) if p.modifier.is_none() => {
-                        let (system, code) = value.split_once('|').unwrap_or(("", value));
-                        let part = |name: &str, value: &str| crate::fhir::rest::SearchParam {
+                        let (system, code) = crate::fhir::search::split_token(value);
+                        let part = |name: &str, value: String| crate::fhir::rest::SearchParam {
                             name: name.into(),
                             modifier: None,
-                            values: vec![crate::fhir::search::unescape(value)],
+                            values: vec![value],
                         };
-                        let system = (!system.is_empty()).then(|| part("system", system));
+                        let system = system.filter(|s| !s.is_empty()).map(|s| part("system", s));
                         system.into_iter().chain([part("code", code)]).collect()
                     }
                     _ => vec![p.clone()],

@@ -200,10 +200,8 @@ pub async fn search(
     };
     for (def, param) in params.iter().filter(|(d, _)| !in_another_alternative(&d.name)) {
         let first = param.values.first().cloned().unwrap_or_default();
-        let (system, code) = match first.split_once('|') {
-            Some((s, c)) => (Value::from(s), Value::from(c)),
-            None => (Value::Null, Value::from(first.as_str())),
-        };
+        let (system, code) = crate::fhir::search::split_token(&first);
+        let (system, code) = (system.map_or(Value::Null, Value::from), Value::from(code));
         // A repeated parameter (`start=ge2026-03-03&start=lt2026-03-10`) keeps the first's value and adds its
         // values to `values`, so a request template sees every bound of a window.
         if let Some(Value::Array(values)) = param_vars.get_mut(&def.name).and_then(|v| v.get_mut("values")) {

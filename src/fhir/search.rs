@@ -167,6 +167,20 @@ fn value_matches(
     })
 }
 
+/// A token value, `[system|]code`, split on its first unescaped `|`, each part with FHIR's escapes undone
+/// (`a\|b|c` is the system `a|b` and the code `c`).
+pub fn split_token(value: &str) -> (Option<String>, String) {
+    let mut escaped = false;
+    for (at, c) in value.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '|' if !escaped => return (Some(unescape(&value[..at])), unescape(&value[at + 1..])),
+            _ => escaped = false,
+        }
+    }
+    (None, unescape(value))
+}
+
 /// A search value with FHIR's escapes undone (`\,` `\|` `\$` `\\`).
 pub fn unescape(value: &str) -> String {
     value
@@ -220,10 +234,8 @@ fn token_texts(element: &Value) -> Vec<&str> {
 
 /// Whether a coded element matches `[system|]code`; a bare `code` value's system is one of `implicit`.
 fn token_matches(element: &Value, wanted: &str, implicit: &[&str]) -> bool {
-    let (system, code) = match wanted.split_once('|') {
-        Some((s, c)) => (Some(s), c),
-        None => (None, wanted),
-    };
+    let (system, code) = split_token(wanted);
+    let (system, code) = (system.as_deref(), code.as_str());
     let pair_matches = |s: Option<&str>, c: Option<&str>| {
         let system_ok = match system {
             None => true,
@@ -405,6 +417,22 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tokens_split_on_their_first_unescaped_bar_and_match_as_meant() {
+        let split = |v: &str| split_token(v);
+        assert_eq!(
+            split("http://snomed.info/sct|123"),
+            (Some("http://snomed.info/sct".into()), "123".into())
+        );
+        assert_eq!(split("123"), (None, "123".into()));
+        assert_eq!(split("|123"), (Some(String::new()), "123".into()));
+        assert_eq!(split("a\\|b|c\\,d"), (Some("a|b".into()), "c,d".into()));
+        assert_eq!(split("a\\\\|b"), (Some("a\\".into()), "b".into()));
+        let coded = json!({"coding": [{"system": "urn:x", "code": "c,d"}]});
+        assert!(token_matches(&coded, "urn:x|c\\,d", &[]));
+        assert!(!token_matches(&coded, "urn:y|c\\,d", &[]));
+    }
 
     #[test]
     fn date_windows_combine_every_bound() {
