@@ -15,7 +15,7 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::ids::IdCodec;
 use crate::mapping::file::ParamDef;
 use crate::mapping::{Compartment, Registry};
-use crate::metrics::{InteractionLabel, Metrics, NativeLabels, RequestLabels, SupplierLabel};
+use crate::metrics::{Answered, Metrics, NativeLabels, SupplierLabel};
 use crate::policy;
 use crate::reach;
 use crate::record_ops;
@@ -27,7 +27,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Everything a request needs, shared by all connections.
 pub struct AppState {
@@ -101,8 +100,7 @@ where
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
-    let (response, label) = match crate::server::limits::check(request.headers()) {
+    let (mut response, label) = match crate::server::limits::check(request.headers()) {
         Err(error) => {
             let mut response = respond_error(&error, Format::Json, false);
             fhir_headers(&mut response, false);
@@ -110,20 +108,8 @@ where
         }
         Ok(()) => route(&state, request).await,
     };
-    let status = response.status().as_u16();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            interaction: label.clone(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&InteractionLabel { interaction: label })
-        .observe(started.elapsed().as_secs_f64());
+    // Counted outside the audit layer (`Metrics::count`), by the status the client gets.
+    response.extensions_mut().insert(Answered(label));
     response
 }
 
@@ -141,10 +127,12 @@ where
             // Not ready while starting or draining, nor while the audit trail takes no events (every request
             // would be a 503).
             let audited = state.audit.as_ref().is_none_or(|audit| audit.is_accepting());
-            let (status, text_body) = match (state.ready.load(Ordering::Relaxed), audited) {
-                (true, true) => (StatusCode::OK, "ready\n"),
-                (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "the audit trail takes no events\n"),
-                (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n"),
+            let failing = state.audit.as_ref().is_some_and(|audit| audit.is_failing());
+            let (status, text_body) = match (state.ready.load(Ordering::Relaxed), audited, failing) {
+                (true, true, _) => (StatusCode::OK, "ready\n"),
+                (true, false, true) => (StatusCode::SERVICE_UNAVAILABLE, "the audit trail fails to commit\n"),
+                (true, false, false) => (StatusCode::SERVICE_UNAVAILABLE, "the audit trail takes no events\n"),
+                (false, ..) => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n"),
             };
             (text(status, text_body), "readyz".to_string())
         }
@@ -166,6 +154,15 @@ where
                     return (response, "shed".to_string());
                 }
             };
+            // While the audit trail cannot commit, no GP system is asked anything: the event could not be kept.
+            // This request's own event is still tried, and the first to commit ends it.
+            if state.audit.as_ref().is_some_and(|audit| audit.is_failing()) {
+                let error = FhirError::unavailable("IM1-5101", "the audit trail is unavailable; try again later")
+                    .retry_after(1);
+                let mut response = respond_error(&error, Format::Json, false);
+                fhir_headers(&mut response, public);
+                return (response, "unaudited".to_string());
+            }
             let (mut response, label) = fhir(state, request).await;
             response.extensions_mut().insert(admitted);
             fhir_headers(&mut response, public);

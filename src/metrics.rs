@@ -35,6 +35,11 @@ pub struct NativeLabels {
     pub status: u16,
 }
 
+/// The interaction a response answered, as the handler names it (`search-type`, `readyz`...): carried in the
+/// response's extensions to where requests are counted, outside the audit layer, which may withhold it.
+#[derive(Clone, Debug)]
+pub struct Answered(pub String);
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -51,6 +56,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a request by the status its client got, and its latency. A response the handler did not make
+    /// (the whole request's deadline passed) is named by that.
+    pub fn count<B>(&self, response: &http::Response<B>, started: std::time::Instant) {
+        let interaction = match response.extensions().get::<Answered>() {
+            Some(Answered(name)) => name.clone(),
+            None if response.status() == http::StatusCode::GATEWAY_TIMEOUT => "timeout".to_string(),
+            None => "unknown".to_string(),
+        };
+        let status = response.status().as_u16();
+        self.requests
+            .get_or_create(&RequestLabels {
+                interaction: interaction.clone(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&InteractionLabel { interaction })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("im1_fhir");
         let requests = Family::<RequestLabels, Counter>::default();

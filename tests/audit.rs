@@ -691,3 +691,75 @@ async fn tokens_sent_outside_the_header_are_not_kept_in_the_trail() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// A store whose commits fail (another process holds the database's write lock past the writer's wait): the
+/// answer is withheld (503) and counted so in the metrics, readiness says why, and until a commit succeeds no
+/// GP system is asked anything, since its event could not be kept. The refused requests' own events are tried,
+/// so the store is used again as soon as it can commit.
+#[tokio::test]
+async fn no_gp_system_is_asked_while_the_audit_trail_cannot_commit() {
+    let sims = Simulators::start(options()).await.unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    let probe = |path: &'static str| {
+        let (client, url) = (proxy.client.clone(), format!("{root}/{path}"));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // The native calls made, and the requests answered with a status, as the metrics count them.
+    let counted = |metrics: &str, prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    assert_eq!(proxy.get("Patient?identifier=9000000009", &t).await.status(), 200);
+    let blocker = rusqlite::Connection::open(proxy.audit_dir.path().join("audit.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    outcome(proxy.get("Patient?identifier=9000000009", &t).await, 503).await;
+    // The commit gives up after its own wait; readiness then says why.
+    let mut ready = probe("readyz").await;
+    for _ in 0..100 {
+        if ready.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = probe("readyz").await;
+    }
+    assert_eq!(ready, (503, "the audit trail fails to commit\n".to_string()));
+    let before = probe("metrics").await.1;
+    let body = outcome(proxy.get("Patient?identifier=9000000017", &t).await, 503).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-5101");
+    let after = probe("metrics").await.1;
+    assert_eq!(
+        counted(&after, "im1_fhir_native_calls_total"),
+        counted(&before, "im1_fhir_native_calls_total"),
+        "no GP system was asked"
+    );
+    assert!(
+        counted(
+            &after,
+            "im1_fhir_requests_total{interaction=\"search-type Patient\",status=\"503\"}"
+        ) >= 1,
+        "the withheld answer is counted as the client got it: {after}"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    // The next refused request's event commits, and the store is used again.
+    let mut status = 503;
+    for _ in 0..50 {
+        status = proxy.get("Patient?identifier=9000000009", &t).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(probe("readyz").await.0, 200);
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -164,6 +164,55 @@ async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() 
     silent.abort();
 }
 
+/// At shutdown the server stops listening at once: a new connection is refused (a load balancer moves on)
+/// rather than left unanswered in the backlog while in-flight requests finish.
+#[tokio::test]
+async fn a_draining_server_refuses_new_connections_while_its_requests_finish() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let native = NativeConfig {
+        timeout_ms: 1500,
+        retries: 0,
+        max_in_flight: 2,
+    };
+    let proxy = Proxy::start_with(
+        vec![emis_practice(format!("http://{addr}/emis"))],
+        Default::default(),
+        native,
+        ServerConfig::default(),
+    )
+    .await;
+    let served: std::net::SocketAddr = proxy
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .parse()
+        .unwrap();
+    let t = token(Role::Clinician, &["Y90001"]);
+    let in_flight = {
+        let (client, url) = (proxy.client.clone(), proxy.url(SEARCH));
+        tokio::spawn(async move { client.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::spawn(proxy.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let connect = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(served)).await;
+    assert!(
+        matches!(connect, Ok(Err(_))),
+        "a new connection is refused at once: {connect:?}"
+    );
+    // The request in flight still gets its answer (its native call's deadline), then the server stops.
+    assert_eq!(in_flight.await.unwrap(), 504);
+    stopping.await.unwrap();
+    silent.abort();
+}
+
 /// Sends `sent` on a new connection, then reads what the server says until it closes the connection (which it
 /// must within ten seconds).
 async fn send_and_wait_for_close(addr: std::net::SocketAddr, sent: &[u8]) -> String {

@@ -107,11 +107,15 @@ where
                 Err(error) => {
                     // Fail closed: the client never gets an answer whose access is not on record.
                     tracing::error!(error = %error, "the audit store failed; the response is withheld");
-                    Ok(respond_error(
+                    let mut withheld = respond_error(
                         &FhirError::unavailable("IM1-5101", "the audit trail is unavailable; try again later"),
                         Format::Json,
                         false,
-                    ))
+                    );
+                    // What the response carried for the layers outside (the interaction it answered, for the
+                    // metrics) stays with the answer that replaces it.
+                    *withheld.extensions_mut() = response.into_parts().0.extensions;
+                    Ok(withheld)
                 }
             }
         })

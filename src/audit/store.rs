@@ -15,6 +15,7 @@
 //! dropped future) is still committed.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -72,6 +73,9 @@ struct Inner {
     backlog: Arc<tokio::sync::Semaphore>,
     /// Searches take turns on one read-only connection; WAL lets it read while the writer writes.
     reader: Mutex<Connection>,
+    /// Whether the last commit failed (a full disk, an unwritable file): until one succeeds, nothing that
+    /// reaches a GP record is served, since its event could not be kept.
+    failing: AtomicBool,
 }
 
 enum Command {
@@ -114,6 +118,7 @@ impl AuditStore {
                 commands,
                 backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
                 reader: Mutex::new(reader),
+                failing: AtomicBool::new(false),
             }),
         })
     }
@@ -158,7 +163,9 @@ impl AuditStore {
             .send(Command::Record(Box::new(row), done))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-        committed.await.map_err(|_| AuditError::WriterStopped)??;
+        let result = committed.await.map_err(|_| AuditError::WriterStopped)?;
+        self.inner.failing.store(result.is_err(), Ordering::Relaxed);
+        result?;
         Ok(id)
     }
 
@@ -204,7 +211,13 @@ impl AuditStore {
     /// nothing is served unaudited.
     pub fn is_accepting(&self) -> bool {
         // A full queue is a writer that has fallen behind (or stalled): new events would only wait.
-        !self.inner.commands.is_closed() && self.inner.commands.capacity() > 0
+        !self.inner.commands.is_closed() && self.inner.commands.capacity() > 0 && !self.is_failing()
+    }
+
+    /// Whether the last commit failed. Events still go to the store (each refused request's own is one, and
+    /// the first to commit ends this), so a store that recovers is used again without a restart.
+    pub fn is_failing(&self) -> bool {
+        self.inner.failing.load(Ordering::Relaxed)
     }
 
     pub async fn close(self) {

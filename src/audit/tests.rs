@@ -457,3 +457,24 @@ async fn events_stored_before_practices_were_filed_are_filed_on_opening() {
     assert_eq!(seen("A12345"), 1, "{id}");
     store.close().await;
 }
+
+/// A commit that fails (here another process holds the database's write lock past the writer's 5 s wait)
+/// marks the store failing, so readiness and the handler turn requests away before any GP system is asked;
+/// the first commit that succeeds ends it, without a restart.
+#[tokio::test]
+async fn a_store_that_cannot_commit_says_so_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.record(patient_read()).await.unwrap();
+    assert!(!store.is_failing() && store.is_accepting());
+    let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert!(store.record(patient_read()).await.is_err());
+    assert!(store.is_failing() && !store.is_accepting());
+    blocker.execute_batch("COMMIT").unwrap();
+    drop(blocker);
+    store.record(patient_read()).await.unwrap();
+    assert!(!store.is_failing() && store.is_accepting());
+    assert_eq!(store.count().unwrap(), 2);
+    store.close().await;
+}

@@ -160,6 +160,9 @@ pub async fn serve<S, F>(
             }
         });
     }
+    // Closed now rather than when the drain ends: a new connection is refused at once (load balancers move on)
+    // instead of waiting, unanswered, in the backlog of a socket no one accepts from.
+    drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within the drain time");

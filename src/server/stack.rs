@@ -73,6 +73,21 @@ pub fn stack(
         ))
         // Compression sits outside the rescue so that OperationOutcomes are compressed too.
         .layer(CompressionLayer::new().gzip(true))
+        // Requests are counted by the status their client gets: outside the audit layer, which may withhold
+        // an answer (503), and the deadline's.
+        .map_future({
+            let state = state.clone();
+            move |answer| {
+                let (state, started) = (state.clone(), std::time::Instant::now());
+                async move {
+                    let response: Result<Response<Body>, Infallible> = answer.await;
+                    if let Ok(response) = &response {
+                        state.metrics.count(response, started);
+                    }
+                    response
+                }
+            }
+        })
         // One AuditEvent per interaction, committed before the response leaves; outside the deadline and the
         // whole pipeline, so time-outs, 401s and denials are audited too, and a failing store fails closed.
         .layer(crate::audit::AuditLayer::new(state.audit.clone()))
