@@ -109,7 +109,10 @@ pub fn start(
         Duration::from_millis(server.request_timeout_ms),
         tls.is_some(),
     );
-    let header_timeout = Duration::from_millis(server.header_timeout_ms);
+    let limits = crate::server::listener::ConnectionLimits {
+        idle: Duration::from_millis(server.header_timeout_ms),
+        max_connections: server.max_connections,
+    };
     // Every request in flight gets its whole deadline (and its body's) to finish, and its AuditEvent after.
     let drain = Duration::from_millis(server.request_timeout_ms + server.body_timeout_ms) + Duration::from_secs(5);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -129,7 +132,7 @@ pub fn start(
             // Load balancers stop sending new work while the rest finishes.
             draining.ready.store(false, Ordering::Relaxed);
         };
-        crate::server::listener::serve(listener, tls, service, header_timeout, shutdown, drain).await;
+        crate::server::listener::serve(listener, tls, service, limits, shutdown, drain).await;
         // Every AuditEvent queued is committed before the process may exit.
         if let Some(audit) = serving.audit.clone() {
             audit.close().await;

@@ -306,5 +306,43 @@ async fn a_client_that_never_finishes_its_headers_is_let_go() {
         proxy.client.get(proxy.url("metadata")).send().await.unwrap().status(),
         200
     );
+    // An HTTP/2 connection that asks nothing (its preface and settings, then only what keeps it open) is closed
+    // as an idle HTTP/1.1 one is, rather than held for ever.
+    let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+    let started = Instant::now();
+    send_and_wait_for_close(addr, &[HTTP2_PREFACE, &settings[..]].concat()).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    proxy.stop().await;
+}
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Past `max_connections`, a new connection is closed as soon as it is accepted: a flood of idle connections
+/// cannot take every file descriptor. Once one closes, connections are served again.
+#[tokio::test]
+async fn connections_past_the_most_the_server_holds_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let server = ServerConfig {
+        max_connections: 2,
+        header_timeout_ms: 10_000,
+        ..common::test_server()
+    };
+    let proxy = Proxy::start_with(Vec::new(), Default::default(), NativeConfig::default(), server).await;
+    let addr = proxy.running.as_ref().unwrap().addr;
+    let held = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut nothing = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), third.read_to_end(&mut nothing)).await;
+    assert!(matches!(read, Ok(Ok(0))), "closed at once: {read:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        proxy.client.get(proxy.url("metadata")).send().await.unwrap().status(),
+        200
+    );
     proxy.stop().await;
 }

@@ -92,6 +92,7 @@ struct RawServer {
     client_requests_per_second: Option<u32>,
     client_burst: Option<u32>,
     max_requests_in_flight: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +206,9 @@ pub struct ServerConfig {
     /// FHIR requests handled at once; past it a request is turned away (503) at once, so that a surge
     /// cannot hold memory and connections without bound.
     pub max_requests_in_flight: usize,
+    /// Connections open at once; past it a new one is closed as soon as it is accepted, so a flood of idle
+    /// connections cannot take every file descriptor.
+    pub max_connections: usize,
 }
 
 /// A per-client request rate.
@@ -229,6 +233,7 @@ impl Default for ServerConfig {
                 burst: 200,
             }),
             max_requests_in_flight: 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -451,6 +456,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         .max_requests_in_flight
         .unwrap_or(server.max_requests_in_flight)
         .max(1);
+    server.max_connections = raw.server.max_connections.unwrap_or(server.max_connections).max(1);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {
             per_second,
