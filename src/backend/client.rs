@@ -9,6 +9,7 @@ use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -96,7 +97,22 @@ pub struct HttpClient {
     /// Places among the calls in flight to the practice, one set per surface (transaction, patient): a
     /// burst of patient-facing calls waiting for their pace cannot hold a clinician's call back.
     in_flight: Arc<[Semaphore; 2]>,
+    /// Calls waiting for a place, per surface: bounded, so a GP system that has stopped answering holds a few
+    /// requests at most, not every request the server may handle (those of the other practices too).
+    waiting: Arc<[AtomicUsize; 2]>,
     pace: Arc<Pace>,
+}
+
+/// How many calls may wait for a place on a surface, per place: past it a call is refused at once (503).
+const WAITING_PER_PLACE: usize = 4;
+
+/// A call's place in a surface's queue, given up when it gets its turn or gives up.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HttpClient {
@@ -115,6 +131,7 @@ impl HttpClient {
             inner,
             settings,
             in_flight,
+            waiting: Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]),
             pace: Arc::new(pace),
         })
     }
@@ -124,14 +141,26 @@ impl HttpClient {
     /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let places = match surface {
-            Surface::Transaction => &self.in_flight[0],
-            Surface::Patient => &self.in_flight[1],
+        let side = match surface {
+            Surface::Transaction => 0,
+            Surface::Patient => 1,
         };
+        let (places, waiting) = (&self.in_flight[side], &self.waiting[side]);
+        let most = self.settings.max_in_flight * WAITING_PER_PLACE;
+        if waiting.fetch_add(1, Ordering::AcqRel) >= most {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(FhirError::unavailable(
+                "IM1-4010",
+                format!("the GP system is slow to answer and {most} calls already wait for it; try again"),
+            )
+            .retry_after(1));
+        }
+        let queued = Waiting(waiting);
         let permit = tokio::time::timeout(remaining, places.acquire())
             .await
             .map_err(|_| timeout())?
             .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
+        drop(queued);
         self.pace.wait(surface, deadline).await?;
         Ok(permit)
     }
@@ -440,21 +469,53 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn each_surface_has_its_own_places() {
+    /// A client with one place per surface, and no pace.
+    fn one_place_client() -> HttpClient {
         let settings = ClientSettings {
             timeout: Duration::from_secs(10),
             retries: 0,
             max_in_flight: 1,
         };
         crate::runtime::install_crypto();
-        let client = HttpClient::new(settings, Pace::new(&Default::default())).unwrap();
+        HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_surface_has_its_own_places() {
+        let client = one_place_client();
         let soon = || Instant::now() + Duration::from_millis(200);
         let _patient = client.turn(Surface::Patient, soon()).await.unwrap();
         // The patient surface's one place is taken: a clinician's call still goes, another patient's waits.
         let _transaction = client.turn(Surface::Transaction, soon()).await.unwrap();
         let waited = client.turn(Surface::Patient, soon()).await.unwrap_err();
         assert_eq!(waited.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_a_place_are_bounded() {
+        let client = one_place_client();
+        let later = Instant::now() + Duration::from_secs(5);
+        let _held = client.turn(Surface::Transaction, later).await.unwrap();
+        // Four wait for the one place; a fifth is refused at once, not queued until its deadline.
+        let waiting: Vec<_> = (0..WAITING_PER_PLACE)
+            .map(|_| Box::pin(client.turn(Surface::Transaction, later)))
+            .collect();
+        let mut waiting = futures_util::future::select_all(waiting);
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        let started = Instant::now();
+        let refused = client.turn(Surface::Transaction, later).await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "IM1-4010")
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The other surface is not held back.
+        assert!(client.turn(Surface::Patient, later).await.is_ok());
+        drop(waiting);
+        // Those who gave up leave the queue.
+        let soon = Instant::now() + Duration::from_millis(100);
+        let timed_out = client.turn(Surface::Transaction, soon).await.unwrap_err();
+        assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
     }
 
     #[tokio::test]
