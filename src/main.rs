@@ -170,13 +170,26 @@ fn source(mappings: Option<PathBuf>) -> Source {
 
 fn check(config: Option<PathBuf>, mappings: Option<PathBuf>) -> ExitCode {
     let mut clean = true;
+    let loaded = config.as_ref().map(|path| (path, im1_fhir::config::load(path)));
+    let suppliers: Vec<&str> = match &loaded {
+        Some((_, Ok(config))) => config.practices.iter().map(|p| p.supplier.key()).collect(),
+        _ => Vec::new(),
+    };
     match Registry::load(&source(mappings)) {
-        Ok(registry) => println!(
-            "mappings: {} files, {} partials, {} ConceptMaps: ok",
-            registry.mappings.len(),
-            registry.partials.len(),
-            registry.concept_maps.iter().count()
-        ),
+        Ok(registry) => match registry.gaps(suppliers) {
+            gaps if gaps.is_empty() => println!(
+                "mappings: {} files, {} partials, {} ConceptMaps: ok",
+                registry.mappings.len(),
+                registry.partials.len(),
+                registry.concept_maps.iter().count()
+            ),
+            gaps => {
+                clean = false;
+                for gap in &gaps {
+                    println!("mappings: {gap}");
+                }
+            }
+        },
         Err(problems) => {
             clean = false;
             for problem in &problems {
@@ -185,8 +198,8 @@ fn check(config: Option<PathBuf>, mappings: Option<PathBuf>) -> ExitCode {
             println!("mappings: {} problem(s)", problems.len());
         }
     }
-    if let Some(path) = config {
-        match im1_fhir::config::load(&path) {
+    if let Some((path, loaded)) = loaded {
+        match loaded {
             Ok(_) => println!("config {}: ok", path.display()),
             Err(errors) => {
                 clean = false;
@@ -209,6 +222,10 @@ fn serve(config_path: PathBuf, mappings: Option<PathBuf>) -> Result<ExitCode, St
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let registry = Registry::load(&source(mappings))
         .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    let gaps = registry.gaps(config.practices.iter().map(|p| p.supplier.key()));
+    if !gaps.is_empty() {
+        return Err(gaps.join("\n"));
+    }
     let issuers = config
         .issuers
         .iter()

@@ -72,6 +72,8 @@ search:
     )
     .unwrap();
     std::fs::write(dir.join("emis/Broken.yaml"), "resource: [unclosed\n").unwrap();
+    // A file that is not UTF-8 is one problem among the others, not the end of the check.
+    std::fs::write(dir.join("emis/Latin1.yaml"), b"resource: Patient\n# caf\xe9\n").unwrap();
     let (code, out) = check(&["--mappings", dir.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     for expected in [
@@ -85,6 +87,7 @@ search:
         "emis/Patient.yaml:14:14: template.birthDate: expression does not compile",
         "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",
+        "emis/Latin1.yaml:1:1: (top): cannot read: stream did not contain valid UTF-8",
         "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
         "emis/Patient.yaml:24:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number, day)",
@@ -97,6 +100,16 @@ search:
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// No mappings at all, or none for a supplier a configured practice runs, would make every request a 404:
+/// `check` says so (and `serve` refuses to start).
+#[test]
+fn mappings_that_serve_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(&["--mappings", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("mappings: no mapping files were found"), "{out}");
 }
 
 #[test]

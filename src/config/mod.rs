@@ -83,7 +83,7 @@ struct RawAudit {
 struct RawServer {
     listen: Option<Spanned<String>>,
     public_base_url: Option<Spanned<String>>,
-    request_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<Spanned<u64>>,
     header_timeout_ms: Option<u64>,
     max_body_bytes: Option<usize>,
     body_timeout_ms: Option<u64>,
@@ -412,6 +412,13 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     parse(&file, &text)
 }
 
+/// `HOST:PORT`, as a TCP connection is opened to it (a name or an address, and a port).
+fn is_host_and_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.trim().is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
+}
+
 /// The `demo` command's id and page-link key: fixed, so ids stay stable across restarts of the demo, and
 /// refused by `serve`.
 pub const DEMO_ID_KEY: &str = "im1-fhir demo id and page-link key (published)";
@@ -447,7 +454,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         }
         server.public_base_url = Some(url.to_string());
     }
-    server.request_timeout_ms = raw.server.request_timeout_ms.unwrap_or(server.request_timeout_ms);
+    match &raw.server.request_timeout_ms {
+        // Every request would be past its deadline before it began.
+        Some(ms) if *ms.get_ref() == 0 => errors.push(at(ms.span(), "request_timeout_ms must be at least 1".into())),
+        Some(ms) => server.request_timeout_ms = *ms.get_ref(),
+        None => {}
+    }
     server.header_timeout_ms = raw.server.header_timeout_ms.unwrap_or(server.header_timeout_ms).max(1);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
     server.body_timeout_ms = raw.server.body_timeout_ms.unwrap_or(server.body_timeout_ms).max(1);
@@ -472,9 +484,16 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                 ));
             }
         }
+        let (cert, key) = (Path::new(tls.cert.get_ref()), Path::new(tls.key.get_ref()));
+        if cert.is_file() && key.is_file() {
+            // As `serve` reads them, so a pair that does not make a TLS server is said here, not at start-up.
+            if let Err(e) = crate::server::listener::tls_acceptor(cert, key) {
+                errors.push(at(tls.cert.span(), format!("TLS: {e}")));
+            }
+        }
         server.tls = Some(TlsConfig {
-            cert: tls.cert.get_ref().into(),
-            key: tls.key.get_ref().into(),
+            cert: cert.into(),
+            key: key.into(),
         });
     }
     let id_key = match raw.security.id_key.get_ref().resolve() {
@@ -517,6 +536,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
                         issuer.jwks_file.span(),
                         "the published demo key is refused outside `demo`".into(),
                     ));
+                } else if let Err(e) =
+                    crate::auth::token::Issuer::from_jwks(issuer.issuer.get_ref(), &issuer.audience, &jwks)
+                {
+                    // As `serve` reads it, so a JWKS it would refuse is said here, with where it is named.
+                    errors.push(at(
+                        issuer.jwks_file.span(),
+                        format!("{}: {e}", issuer.jwks_file.get_ref()),
+                    ));
                 }
                 issuers.push(IssuerConfig {
                     issuer: issuer.issuer.get_ref().clone(),
@@ -550,6 +577,15 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             .as_ref()
             .map_or("im1-fhir-audit.db", |p| p.get_ref().as_str()),
     );
+    if let Some(path) = &raw.audit.path {
+        let folder = Path::new(path.get_ref()).parent().filter(|f| !f.as_os_str().is_empty());
+        if folder.is_some_and(|f| !f.is_dir()) {
+            errors.push(at(
+                path.span(),
+                format!("audit.path: the folder of {} does not exist", path.get_ref()),
+            ));
+        }
+    }
     if let Some(sync) = &raw.audit.synchronous {
         match sync.get_ref().as_str() {
             "normal" => audit.synchronous = crate::audit::Synchronous::Normal,
@@ -600,6 +636,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             continue;
         };
         let credentials = match (supplier, &practice.emis) {
+            (Supplier::Emis, Some(emis)) if emis.get_ref().cdb.trim().is_empty() => {
+                errors.push(at(
+                    emis.span(),
+                    "emis.cdb (the practice's EMIS database number) is empty".into(),
+                ));
+                continue;
+            }
             (Supplier::Emis, Some(emis)) => match emis.get_ref().partner_client_secret.resolve() {
                 Ok(secret) => Credentials::Emis(EmisCredentials {
                     application_id: emis.get_ref().application_id.clone(),
@@ -614,6 +657,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             },
             (Supplier::SystmOne, _) if practice.systmone.is_some() => {
                 let Some(tpp) = &practice.systmone else { continue };
+                if !is_host_and_port(&tpp.get_ref().transaction_address) {
+                    errors.push(at(tpp.span(), "systmone.transaction_address must be HOST:PORT".into()));
+                    continue;
+                }
                 match tpp.get_ref().api_key.resolve() {
                     Ok(key) => Credentials::SystmOne(SystmOneCredentials {
                         provider_id: tpp.get_ref().provider_id.clone(),
@@ -637,6 +684,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             (Supplier::Medicus, _) if practice.medicus.is_some() => {
                 let Some(medicus) = &practice.medicus else { continue };
                 match medicus.get_ref().private_key.resolve() {
+                    // Every call is signed with it: one that is not an RSA key would fail every request.
+                    Ok(key) if jsonwebtoken::EncodingKey::from_rsa_pem(key.expose().as_bytes()).is_err() => {
+                        errors.push(at(
+                            medicus.span(),
+                            "medicus.private_key is not an RSA private key in PEM".into(),
+                        ));
+                        continue;
+                    }
                     Ok(key) => Credentials::Medicus(MedicusCredentials {
                         app_id: medicus.get_ref().app_id.clone(),
                         tenant: medicus.get_ref().tenant.clone(),
@@ -798,6 +853,56 @@ mod tests {
             config.cache.max_resources,
             crate::cache::CacheConfig::default().max_resources
         );
+    }
+
+    /// What `serve` would refuse at start-up, or what would fail every request, is said by `check` too, with
+    /// where it is written.
+    #[test]
+    fn what_serve_would_refuse_or_every_request_fail_on_is_said_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "garbage").unwrap();
+        let secret = dir.path().join("id.key");
+        let text = with_security(
+            &dir,
+            &format!(
+                "[server]\nrequest_timeout_ms = 0\ntls = {{ cert = {garbage:?}, key = {garbage:?} }}\n\n\
+                 [audit]\npath = \"/nonexistent-im1-folder/audit.db\"\n\n\
+                 [[practices]]\nods = \"Y90001\"\nsupplier = \"emis\"\nbase_url = \"https://emis.test/emis\"\n\
+                 emis = {{ application_id = \"a\", partner_client_id = \"b\", partner_client_secret = {{ file = {secret:?} }}, cdb = \"\" }}\n\n\
+                 [[practices]]\nods = \"Y90002\"\nsupplier = \"systmone\"\nbase_url = \"https://tpp.test\"\n\
+                 systmone = {{ provider_id = \"p\", api_key = {{ file = {secret:?} }}, device_id = \"d\", transaction_address = \"not an address\" }}\n\n\
+                 [[practices]]\nods = \"Y90003\"\nsupplier = \"medicus\"\nbase_url = \"https://medicus.test\"\n\
+                 medicus = {{ app_id = \"a\", tenant = \"t\", key_id = \"k\", private_key = {{ file = {garbage:?} }} }}\n"
+            ),
+        );
+        // A JWKS that is not one.
+        std::fs::write(dir.path().join("jwks.json"), "garbage").unwrap();
+        let errors = parse("im1.toml", &text).unwrap_err();
+        let said = |line: usize, words: &str| {
+            assert!(
+                errors.iter().any(|e| e.line == line && e.message.contains(words)),
+                "line {line}: {words}: {errors:?}"
+            );
+        };
+        said(6, "not a JWKS");
+        said(9, "request_timeout_ms must be at least 1");
+        said(10, "TLS");
+        said(13, "does not exist");
+        said(19, "cdb");
+        said(25, "HOST:PORT");
+        said(31, "not an RSA private key");
+        assert_eq!(errors.len(), 7, "{errors:?}");
+    }
+
+    #[test]
+    fn hosts_and_ports_are_told_from_other_text() {
+        for good in ["tpp.example:2001", "127.0.0.1:9000", "[::1]:9000"] {
+            assert!(is_host_and_port(good), "{good}");
+        }
+        for bad in ["not an address", "host", ":80", "host:0", "host:port", "a b:80"] {
+            assert!(!is_host_and_port(bad), "{bad}");
+        }
     }
 
     #[test]

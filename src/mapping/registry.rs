@@ -43,13 +43,14 @@ impl Registry {
         let engine = Engine::new(concept_maps.clone());
         let files = match source {
             Source::Embedded => embedded_files(),
-            Source::Dir(dir) => match dir_files(dir) {
-                Ok(files) => files,
-                Err(e) => {
-                    problems.add(&dir.display().to_string(), Pos::default(), "", e);
-                    Vec::new()
+            Source::Dir(dir) => {
+                let (files, unreadable) = dir_files(dir);
+                // Said, and the other files still checked: every problem at once.
+                for (name, e) in unreadable {
+                    problems.add(&name, Pos { line: 1, col: 1 }, "", e);
                 }
-            },
+                files
+            }
         };
         let has_map = |name: &str| concept_maps.get(name).is_some();
         let mut site = Site {
@@ -141,6 +142,22 @@ impl Registry {
             list.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
             Err(list)
         }
+    }
+
+    /// What the mappings leave unserved: nothing at all mapped, or a supplier a configured practice runs
+    /// without any mapping (every request to it would be a 404). `check` and `serve` both refuse it.
+    pub fn gaps<'s>(&self, suppliers: impl IntoIterator<Item = &'s str>) -> Vec<String> {
+        if self.mappings.is_empty() {
+            return vec!["no mapping files were found".to_string()];
+        }
+        let mut gaps: Vec<String> = Vec::new();
+        for supplier in suppliers {
+            let said = format!("no mapping files for {supplier}, which a configured practice runs");
+            if !self.mappings.iter().any(|m| m.supplier == supplier) && !gaps.contains(&said) {
+                gaps.push(said);
+            }
+        }
+        gaps
     }
 
     pub fn get(&self, supplier: &str, resource: &str) -> Option<&MappingFile> {
@@ -281,23 +298,42 @@ fn collect_embedded(dir: &Dir, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn dir_files(root: &Path) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
+/// Files by name, each with its text or, for those that could not be read, why.
+type Named = Vec<(String, String)>;
+
+/// The mapping files under `root`, by path relative to it, and those (or folders) that could not be read
+/// (not UTF-8, say), with why.
+fn dir_files(root: &Path) -> (Named, Named) {
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     let mut stack = vec![root.to_path_buf()];
+    let name = |path: &Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                unreadable.push((dir.display().to_string(), format!("cannot read the folder: {e}")));
+                continue;
+            }
+        };
         for entry in entries {
-            let path = entry.map_err(|e| e.to_string())?.path();
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    unreadable.push((dir.display().to_string(), e.to_string()));
+                    continue;
+                }
+            };
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml") {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-                out.push((rel, text));
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => out.push((name(&path), text)),
+                    Err(e) => unreadable.push((name(&path), format!("cannot read: {e}"))),
+                }
             }
         }
     }
     out.sort();
-    Ok(out)
+    unreadable.sort();
+    (out, unreadable)
 }
