@@ -126,6 +126,11 @@ where
         "/readyz" => {
             // Not ready while starting or draining, nor while the audit trail takes no events (every request
             // would be a 503).
+            // A store that failed its last commit is tried again at each probe, so one that recovers makes the
+            // server ready again even while a load balancer sends it nothing.
+            if let Some(audit) = &state.audit {
+                audit.probe();
+            }
             let audited = state.audit.as_ref().is_none_or(|audit| audit.is_accepting());
             let failing = state.audit.as_ref().is_some_and(|audit| audit.is_failing());
             let (status, text_body) = match (state.ready.load(Ordering::Relaxed), audited, failing) {

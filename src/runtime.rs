@@ -111,7 +111,7 @@ pub fn start(
     );
     let limits = crate::server::listener::ConnectionLimits {
         idle: Duration::from_millis(server.header_timeout_ms),
-        max_connections: server.max_connections,
+        max_connections: connections_that_fit(server.max_connections),
     };
     // Every request in flight gets its whole deadline (and its body's) to finish, and its AuditEvent after.
     let drain = Duration::from_millis(server.request_timeout_ms + server.body_timeout_ms) + Duration::from_secs(5);
@@ -145,6 +145,31 @@ pub fn start(
         stop,
         done,
     })
+}
+
+/// Descriptors kept for what is not a client's connection: the audit store's, the native calls' pools, logs.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// The connections the process's open-files limit leaves room for, the soft limit raised toward the hard one
+/// first: a cap above the limit would let a flood take the descriptors the audit trail and native calls need.
+fn connections_that_fit(wanted: usize) -> usize {
+    let needed = u64::try_from(wanted)
+        .unwrap_or(u64::MAX)
+        .saturating_add(RESERVED_DESCRIPTORS);
+    let Ok(limit) = rlimit::increase_nofile_limit(needed) else {
+        return wanted;
+    };
+    let fits = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fits < wanted {
+        tracing::warn!(
+            max_connections = wanted,
+            open_files_limit = limit,
+            "the open-files limit leaves room for {fits} connections; raise it (ulimit -n, LimitNOFILE)"
+        );
+    }
+    wanted.min(fits)
 }
 
 async fn shutdown_signal() {

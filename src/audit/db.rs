@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS audit_practice (
     PRIMARY KEY (practice, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_practice_event ON audit_practice (event_id);
+CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 PRAGMA user_version = 2;
 ";
 
@@ -198,6 +199,17 @@ impl EventRow {
 }
 
 /// Writes every row in one transaction: all are committed, or none.
+/// Whether the database takes a commit again: one row written over and committed, as an event's would be (a
+/// full disk or a held write lock fails it; a rolled-back write would not find the first).
+pub(crate) fn probe(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO audit_probe (id, at) VALUES (1, unixepoch())",
+        [],
+    )?;
+    tx.commit()
+}
+
 pub(crate) fn insert_batch<'a>(
     conn: &mut Connection,
     rows: impl Iterator<Item = &'a EventRow>,

@@ -31,8 +31,9 @@ pub fn query(query: &str) -> String {
 }
 
 fn is_credential(name: &str) -> bool {
-    // A modifier (`access_token:exact`) does not make it something else.
-    let name = name.split(':').next().unwrap_or(name);
+    // Stored queries are form-encoded (`password%3Aexact`); a modifier does not make it something else.
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    let name = name.split(':').next().unwrap_or_default();
     CREDENTIAL_PARAMS.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
@@ -92,6 +93,11 @@ mod tests {
             "patient=p1&access_token=[redacted]&code=1234"
         );
         assert_eq!(query("Access_Token:exact=secret"), "Access_Token:exact=[redacted]");
+        // As the trail stores a query: form-encoded, the modifier's colon too.
+        assert_eq!(
+            query("password%3Aexact=hunter2&family=Smith"),
+            "password%3Aexact=[redacted]&family=Smith"
+        );
         assert_eq!(query(&format!("name={JWT}")), "name=[redacted]");
         // Unsigned (`alg: none`) tokens too.
         let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.";

@@ -73,13 +73,15 @@ struct Inner {
     backlog: Arc<tokio::sync::Semaphore>,
     /// Searches take turns on one read-only connection; WAL lets it read while the writer writes.
     reader: Mutex<Connection>,
-    /// Whether the last commit failed (a full disk, an unwritable file): until one succeeds, nothing that
-    /// reaches a GP record is served, since its event could not be kept.
-    failing: AtomicBool,
+    /// Whether the last commit failed (a full disk, a locked file): until one succeeds, nothing that reaches
+    /// a GP record is served, since its event could not be kept. Set by the writer, which sees commits in order.
+    failing: Arc<AtomicBool>,
 }
 
 enum Command {
     Record(Box<EventRow>, oneshot::Sender<Result<(), AuditError>>),
+    /// Whether the database takes writes again (see `AuditStore::probe`).
+    Probe,
     Close(oneshot::Sender<()>),
 }
 
@@ -102,12 +104,14 @@ impl AuditStore {
         };
         let max_batch = config.max_batch.max(1);
         let (commands, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
+        let failing = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn: writer,
             queue,
             max_batch,
             forward,
             checkpointer,
+            failing: failing.clone(),
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -118,7 +122,7 @@ impl AuditStore {
                 commands,
                 backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
                 reader: Mutex::new(reader),
-                failing: AtomicBool::new(false),
+                failing,
             }),
         })
     }
@@ -163,9 +167,7 @@ impl AuditStore {
             .send(Command::Record(Box::new(row), done))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-        let result = committed.await.map_err(|_| AuditError::WriterStopped)?;
-        self.inner.failing.store(result.is_err(), Ordering::Relaxed);
-        result?;
+        committed.await.map_err(|_| AuditError::WriterStopped)??;
         Ok(id)
     }
 
@@ -214,10 +216,19 @@ impl AuditStore {
         !self.inner.commands.is_closed() && self.inner.commands.capacity() > 0 && !self.is_failing()
     }
 
-    /// Whether the last commit failed. Events still go to the store (each refused request's own is one, and
-    /// the first to commit ends this), so a store that recovers is used again without a restart.
+    /// Whether the last commit failed. It ends with the first that succeeds: a refused request's own event,
+    /// or a [`AuditStore::probe`] (readiness asks for one), so a store that recovers is used again without a
+    /// restart even while no traffic arrives.
     pub fn is_failing(&self) -> bool {
-        self.inner.failing.load(Ordering::Relaxed)
+        self.inner.failing.load(Ordering::Acquire)
+    }
+
+    /// While failing, asks the writer to try a commit of one probe row (`db::probe`), which ends the failing
+    /// state if it succeeds. Does not wait; nothing is done when the store is well.
+    pub fn probe(&self) {
+        if self.is_failing() {
+            let _ = self.inner.commands.try_send(Command::Probe);
+        }
     }
 
     pub async fn close(self) {
@@ -235,6 +246,8 @@ struct Writer {
     max_batch: usize,
     forward: Option<Forwarder>,
     checkpointer: Checkpointer,
+    /// Shared with the handles: whether the last commit (or probe) failed.
+    failing: Arc<AtomicBool>,
 }
 
 type Waiter = oneshot::Sender<Result<(), AuditError>>;
@@ -252,6 +265,10 @@ impl Writer {
                     Command::Record(row, waiter) => {
                         rows.push(*row);
                         waiters.push(waiter);
+                    }
+                    Command::Probe => {
+                        let committed = db::probe(&mut self.conn);
+                        self.failing.store(committed.is_err(), Ordering::Release);
                     }
                     Command::Close(done) => {
                         // Refuse new events; those already queued are still drained and committed below.
@@ -273,6 +290,7 @@ impl Writer {
             return;
         }
         let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
+        self.failing.store(outcome.is_err(), Ordering::Release);
         if let Err(message) = &outcome {
             tracing::error!(events = rows.len(), error = %message, "audit commit failed; the batch's requests fail");
         }

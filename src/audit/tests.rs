@@ -471,10 +471,20 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     assert!(store.record(patient_read()).await.is_err());
     assert!(store.is_failing() && !store.is_accepting());
+    // Probes end it once the database takes writes again, with no event recorded.
+    store.probe();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(store.is_failing(), "still locked");
     blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
-    store.record(patient_read()).await.unwrap();
+    let mut probes = 0;
+    while store.is_failing() && probes < 50 {
+        store.probe();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        probes += 1;
+    }
     assert!(!store.is_failing() && store.is_accepting());
+    store.record(patient_read()).await.unwrap();
     assert_eq!(store.count().unwrap(), 2);
     store.close().await;
 }

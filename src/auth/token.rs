@@ -81,7 +81,7 @@ pub fn now_seconds() -> u64 {
 /// Mints a token signed with the demo key.
 pub fn mint_demo(request: &TokenRequest) -> Result<String, String> {
     if let Some(bad) = request.practices.iter().find(|ods| !is_ods_code(ods)) {
-        return Err(format!("'{bad}' is not an ODS code (letters and digits)"));
+        return Err(format!("'{bad}' is not an ODS code (three or more letters and digits)"));
     }
     let now = now_seconds();
     let role = request.role;
@@ -330,10 +330,11 @@ impl Verifier {
     }
 }
 
-/// An ODS code as tokens name practices: letters and digits (`Y90001`, `RR8`). Anything else is refused,
-/// so no claim can name what the audit trail files under a label of its own (`audit::NO_PRACTICE`).
+/// An ODS code, as tokens and the configuration name practices: three or more letters and digits (`Y90001`,
+/// `RR8`). Anything else is refused, so no claim can name what the audit trail files under a label of its own
+/// (`audit::NO_PRACTICE`).
 pub fn is_ods_code(ods: &str) -> bool {
-    (1..=16).contains(&ods.len()) && ods.bytes().all(|b| b.is_ascii_alphanumeric())
+    (3..=16).contains(&ods.len()) && ods.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A token's practices once each, in its order: a practice named twice would be searched twice.
@@ -433,7 +434,7 @@ mod tests {
         }));
         assert_eq!(twice.unwrap().practices, vec!["Y90001", "Y90002"]);
         // A practice is an ODS code: not the label the audit trail files users of no practice under.
-        for bad in ["-", "", "Y9 0001", "Y90001\n"] {
+        for bad in ["-", "", "Y9", "Y9 0001", "Y90001\n"] {
             let named = signed(&|c| c.ods = vec!["Y90001".into(), bad.into()]);
             assert!(refused(named).contains("not an ODS code"), "{bad:?}");
             let mut minted = request(Role::Clinician);

@@ -200,8 +200,12 @@ impl HttpClient {
                 }
                 tokio::time::sleep(backoff).await;
             }
-            // Waiting for a turn is not an attempt: a 504 from it is not recorded as a native call.
-            let permit = self.turn(request.surface, deadline).await?;
+            // Waiting for a turn is not an attempt: a 504 from it is not recorded as a native call. A retry that
+            // gets no turn says what the attempt before it met, not that it could not wait.
+            let permit = match self.turn(request.surface, deadline).await {
+                Ok(permit) => permit,
+                Err(refused) => return Err(last_error.unwrap_or(refused)),
+            };
             let started = Instant::now();
             let authorization = authorize()?;
             let outcome = self

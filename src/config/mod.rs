@@ -412,10 +412,18 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     parse(&file, &text)
 }
 
+/// The most `max_connections` may say (a million: far past any open-files limit).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// `HOST:PORT`, as a TCP connection is opened to it (a name or an address, and a port).
 fn is_host_and_port(text: &str) -> bool {
     text.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.trim().is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        // An IPv6 address is bracketed (`[::1]:9000`), so its own colons are not the port's.
+        let bare_v6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
+        !host.trim().is_empty()
+            && !bare_v6
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
     })
 }
 
@@ -468,7 +476,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         .max_requests_in_flight
         .unwrap_or(server.max_requests_in_flight)
         .max(1);
-    server.max_connections = raw.server.max_connections.unwrap_or(server.max_connections).max(1);
+    server.max_connections = raw
+        .server
+        .max_connections
+        .unwrap_or(server.max_connections)
+        .clamp(1, MAX_CONNECTIONS);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {
             per_second,
@@ -615,7 +627,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     let mut practices = Vec::new();
     for practice in &raw.practices {
         let ods = practice.ods.get_ref().clone();
-        if ods.len() < 3 || !ods.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !crate::auth::token::is_ods_code(&ods) {
             errors.push(at(practice.ods.span(), format!("'{ods}' is not an ODS code")));
         }
         if practices.iter().any(|p: &PracticeConfig| p.ods == ods) {
@@ -900,7 +912,15 @@ mod tests {
         for good in ["tpp.example:2001", "127.0.0.1:9000", "[::1]:9000"] {
             assert!(is_host_and_port(good), "{good}");
         }
-        for bad in ["not an address", "host", ":80", "host:0", "host:port", "a b:80"] {
+        for bad in [
+            "not an address",
+            "host",
+            ":80",
+            "host:0",
+            "host:port",
+            "a b:80",
+            "::1:9000",
+        ] {
             assert!(!is_host_and_port(bad), "{bad}");
         }
     }

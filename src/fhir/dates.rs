@@ -9,7 +9,7 @@
 
 /// The offset from UTC the UK keeps at an instant: the simulators' own, so both read one tz database.
 pub use im1_sim::record::dates::uk_offset_at as uk_offset;
-use im1_sim::record::dates::LONDON;
+use im1_sim::record::dates::{civil, LONDON};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
@@ -65,25 +65,8 @@ pub fn uk_instant(wall: PrimitiveDateTime) -> Option<OffsetDateTime> {
 /// the change (01:30 as 02:30 BST): the "compatible" reading of RFC 5545 and jiff.
 fn uk_offsets(wall: PrimitiveDateTime) -> (UtcOffset, UtcOffset) {
     use jiff::tz::AmbiguousOffset;
-    let narrow = |n: u8| i8::try_from(n).ok();
-    // To the second: the UK's offsets are whole seconds.
-    let civil = || {
-        let year = i16::try_from(wall.year()).ok()?;
-        let month = narrow(u8::from(wall.month()))?;
-        let (day, hour) = (narrow(wall.day())?, narrow(wall.hour())?);
-        jiff::civil::DateTime::new(
-            year,
-            month,
-            day,
-            hour,
-            narrow(wall.minute())?,
-            narrow(wall.second())?,
-            0,
-        )
-        .ok()
-    };
     let offset = |o: jiff::tz::Offset| UtcOffset::from_whole_seconds(o.seconds()).unwrap_or(UtcOffset::UTC);
-    match civil().map(|civil| LONDON.to_ambiguous_timestamp(civil).offset()) {
+    match civil(wall).map(|civil| LONDON.to_ambiguous_timestamp(civil).offset()) {
         Some(AmbiguousOffset::Unambiguous { offset: o }) => (offset(o), offset(o)),
         Some(AmbiguousOffset::Gap { before, .. }) => (offset(before), offset(before)),
         Some(AmbiguousOffset::Fold { before, after }) => (offset(before), offset(after)),

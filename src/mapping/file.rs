@@ -194,8 +194,8 @@ impl Takes {
     pub fn admits(self, value: &str) -> bool {
         match self {
             Takes::NhsNumber => {
-                let (system, code) = value.split_once('|').map_or((None, value), |(s, c)| (Some(s), c));
-                system.is_none_or(|s| s == crate::fhir::NHS_NUMBER_SYSTEM) && im1_sim::record::nhs::is_valid(code)
+                let (system, code) = crate::fhir::search::split_token(value);
+                system.is_none_or(|s| s == crate::fhir::NHS_NUMBER_SYSTEM) && im1_sim::record::nhs::is_valid(&code)
             }
             Takes::Day => {
                 let day = value.strip_prefix("eq").unwrap_or(value);

@@ -337,3 +337,21 @@ fn dir_files(root: &Path) -> (Named, Named) {
     unreadable.sort();
     (out, unreadable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_that_leave_a_configured_supplier_unserved_are_said() {
+        let registry = Registry::load(&Source::Embedded).unwrap();
+        assert!(registry.gaps(["emis", "systmone", "medicus", "emis"]).is_empty());
+        assert_eq!(
+            registry.gaps(["emis", "vision", "vision"]),
+            vec!["no mapping files for vision, which a configured practice runs"]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let none = Registry::load(&Source::Dir(empty.path().to_path_buf())).unwrap();
+        assert_eq!(none.gaps(["emis"]), vec!["no mapping files were found"]);
+    }
+}

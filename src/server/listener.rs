@@ -249,7 +249,8 @@ where
                 connection.as_mut().graceful_shutdown();
             }
             // An idle HTTP/2 connection's graceful close waits for the client to answer a ping: one that does
-            // not is let go after as long again (it has no request in flight to lose).
+            // not is let go after as long again, unless a request that crossed the close is still in flight
+            // (it is served, and the connection let go once it is).
             let mut idle_closed = false;
             loop {
                 tokio::select! {
@@ -264,7 +265,11 @@ where
                             (closing, idle_closed) = (true, true);
                         }
                     }
-                    () = tokio::time::sleep(idle), if idle_closed => return Ok(()),
+                    () = tokio::time::sleep(idle), if idle_closed => {
+                        if !activity.has_in_flight() {
+                            return Ok(());
+                        }
+                    }
                 }
             }
         })
@@ -285,8 +290,12 @@ impl Activity {
         }
     }
 
+    fn has_in_flight(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
     fn idle_for(&self) -> Duration {
-        if self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        if self.has_in_flight() {
             return Duration::ZERO;
         }
         self.quiet_since

@@ -79,22 +79,27 @@ pub fn uk_offset_at(instant: OffsetDateTime) -> UtcOffset {
     UtcOffset::from_whole_seconds(seconds).unwrap_or(UtcOffset::UTC)
 }
 
+/// A wall-clock time, to the second, as jiff reads one (none past the years jiff holds).
+pub fn civil(wall: PrimitiveDateTime) -> Option<jiff::civil::DateTime> {
+    let narrow = |n: u8| i8::try_from(n).ok();
+    jiff::civil::DateTime::new(
+        i16::try_from(wall.year()).ok()?,
+        narrow(u8::from(wall.month()))?,
+        narrow(wall.day())?,
+        narrow(wall.hour())?,
+        narrow(wall.minute())?,
+        narrow(wall.second())?,
+        0,
+    )
+    .ok()
+}
+
 /// A UK wall-clock time on a date, as an instant carrying the UK offset of that moment. A time the clocks
 /// repeat in autumn is its first occurrence (BST); one they skip in spring reads as the same time after the
 /// change (01:30 as 02:30 BST): the "compatible" reading of RFC 5545 and jiff.
 pub fn uk_local(date: Date, time: Time) -> OffsetDateTime {
     let wall = PrimitiveDateTime::new(date, time);
-    let civil = jiff::civil::DateTime::new(
-        i16::try_from(date.year()).unwrap_or(i16::MAX),
-        date.month() as i8,
-        date.day() as i8,
-        time.hour() as i8,
-        time.minute() as i8,
-        time.second() as i8,
-        0,
-    );
-    let instant = civil
-        .ok()
+    let instant = civil(wall)
         .and_then(|civil| LONDON.to_ambiguous_timestamp(civil).compatible().ok())
         .and_then(|at| OffsetDateTime::from_unix_timestamp(at.as_second()).ok());
     match instant {
