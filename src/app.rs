@@ -1032,6 +1032,17 @@ async fn records_searched(
     request_id: &str,
 ) -> FhirResult<Vec<(String, String)>> {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
+    // A record named with a modifier this server does not follow (`patient:identifier=`) is refused as such,
+    // not taken for a search that names no record.
+    for param in interaction
+        .params
+        .iter()
+        .filter(|p| matches!(p.name.as_str(), "patient" | "subject") && p.modifier.is_some())
+    {
+        if let Some(def) = state.registry.param(resource_type, &param.name) {
+            crate::fhir::search::validate(def, param)?;
+        }
+    }
     let given = interaction
         .params
         .iter()
@@ -1499,7 +1510,8 @@ fn note_query(interaction: &Interaction) {
 }
 
 /// The query a search's links show and its page tokens are bound to: under `Prefer: handling=lenient`,
-/// without the parameters and sort keys it ignored (a warning in the Bundle says which).
+/// without the parameters, sort keys and includes it ignored (a warning in the Bundle says which), so a link
+/// followed without that preference is still a valid search.
 fn link_query(state: &AppState, interaction: &Interaction) -> String {
     if interaction.handling != Handling::Lenient {
         return canonical_query(interaction);
@@ -1515,6 +1527,12 @@ fn link_query(state: &AppState, interaction: &Interaction) -> String {
     applied
         .sort
         .retain(|k| state.registry.param(resource_type, &k.param).is_some());
+    applied
+        .include
+        .retain(|i| record_ops::followable(state, resource_type, i, false));
+    applied
+        .revinclude
+        .retain(|i| record_ops::followable(state, resource_type, i, true));
     canonical_query(&applied)
 }
 

@@ -141,6 +141,12 @@ pub fn check_includes(state: &AppState, interaction: &Interaction, warnings: &mu
     Ok(())
 }
 
+/// Whether an include can be followed from a page of `resource_type` (one that cannot is refused, or left out
+/// under lenient handling, links included).
+pub fn followable(state: &AppState, resource_type: &str, include: &Include, reverse: bool) -> bool {
+    include_problem(state, resource_type, include, reverse).is_none()
+}
+
 /// Why an include cannot be followed from a page of `resource_type`, if it cannot.
 fn include_problem(state: &AppState, resource_type: &str, include: &Include, reverse: bool) -> Option<String> {
     let what = match (reverse, include.iterate) {

@@ -167,8 +167,12 @@ pub async fn search(
             .filter(|(d, _)| &d.name == name)
             .flat_map(|(_, p)| p.values.first())
             .find(|value| !takes.admits(value));
-        let Some(value) = refused else { continue };
-        let value: String = value.chars().take(40).collect();
+        let Some(refused) = refused else { continue };
+        // Said whole, but for what is too long to read (then marked as cut).
+        let mut value: String = refused.chars().take(120).collect();
+        if value.len() < refused.len() {
+            value.push('…');
+        }
         if takes.refusal_is_bad_request() {
             return Err(FhirError::bad_request(
                 "IM1-1212",
@@ -185,8 +189,8 @@ pub async fn search(
             crate::fhir::IssueType::Value,
             "IM1-1213",
             format!(
-                "'{value}' is not {}, so nothing at practice {} matches it",
-                takes.describe(),
+                "'{value}' is {}, so nothing at practice {} matches it",
+                takes.refusal(refused),
                 practice.ods
             ),
         ));

@@ -139,12 +139,19 @@ async fn links_show_only_what_a_lenient_search_applied() {
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let t = token(Role::Clinician, &["Y90001"]);
     let patient = patient_id(&proxy, &t).await;
-    let response = proxy
-        .get_lenient(&format!("Observation?patient={patient}&colour=blue&_count=2"), &t)
-        .await;
+    // An unknown parameter and includes that cannot be followed are left out, and said to be; a followable
+    // include stays.
+    let query = format!(
+        "Observation?patient={patient}&colour=blue&_count=2&_include=Observation:performer\
+         &_revinclude=Bogus:x&_include:iterate=Medication:manufacturer&_include=Observation:encounter"
+    );
+    let response = proxy.get_lenient(&query, &t).await;
     let first: Value = response.json().await.unwrap();
     let own = link(&first, "self").unwrap();
-    assert!(!own.contains("colour"), "{own}");
+    for ignored in ["colour", "performer", "Bogus", "manufacturer"] {
+        assert!(!own.contains(ignored), "{ignored}: {own}");
+    }
+    assert!(own.contains("Observation%3Aencounter"), "{own}");
     // Its next page is valid as linked.
     let next = link(&first, "next").unwrap();
     assert!(!entries(&bundle(&proxy, &t, &next).await, "match").is_empty());

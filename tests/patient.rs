@@ -385,6 +385,13 @@ async fn identifiers_the_native_search_cannot_take_are_answered_alike_at_every_p
                 warning[0]["issue"][0]["details"]["coding"][0]["code"], "IM1-1213",
                 "{ods} {value}: {bundle}"
             );
+            // Quoting the value whole, and why: another system is not an invalid NHS number.
+            let said = warning[0]["issue"][0]["diagnostics"].as_str().unwrap();
+            let why = match value.starts_with("https://example.org") {
+                true => "is an identifier of another system than NHS numbers",
+                false => "is not a valid NHS number",
+            };
+            assert!(said.starts_with(&format!("'{value}' {why}")), "{ods} {value}: {said}");
         }
         // A list of NHS numbers: the native search takes one, so a 400 rather than the first one's answer.
         let body = outcome(proxy.get("Patient?identifier=9000000017,9000000009", &t).await, 400).await;

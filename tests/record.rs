@@ -50,6 +50,18 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
         .get(&format!("Condition?subject:Patient=Group/{patient}"), &t)
         .await;
     assert_eq!(mismatched.status(), 400);
+    // A modifier this server does not follow is said to be, not taken for a search that names no record.
+    for modified in [
+        "patient:identifier=https://fhir.nhs.uk/Id/nhs-number%7C9000000009",
+        "patient:bogus=x",
+    ] {
+        let (status, body) = common::get_json(&proxy, &format!("Condition?{modified}"), &t).await;
+        assert_eq!(status, 400, "{modified}");
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], "IM1-1202",
+            "{modified}: {body}"
+        );
+    }
     // One record a search: two patients named, however, are refused; the same one twice is one.
     for two in [
         format!("Condition?patient={patient},other"),

@@ -176,6 +176,20 @@ impl Takes {
         }
     }
 
+    /// Why a value it does not admit is not one it takes, as said in the warning: a foreign identifier system
+    /// is not an invalid NHS number.
+    pub fn refusal(self, value: &str) -> &'static str {
+        match self {
+            Takes::NhsNumber => match crate::fhir::search::split_token(value).0 {
+                Some(system) if system != crate::fhir::NHS_NUMBER_SYSTEM => {
+                    "an identifier of another system than NHS numbers (https://fhir.nhs.uk/Id/nhs-number)"
+                }
+                _ => "not a valid NHS number",
+            },
+            Takes::Day => "not one whole date (YYYY-MM-DD)",
+        }
+    }
+
     /// The type of search parameter it is a value of.
     pub fn param_type(self) -> ParamType {
         match self {
