@@ -112,6 +112,7 @@ impl AuditStore {
             forward,
             checkpointer,
             failing: failing.clone(),
+            held: Vec::new(),
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -248,7 +249,12 @@ struct Writer {
     checkpointer: Checkpointer,
     /// Shared with the handles: whether the last commit (or probe) failed.
     failing: Arc<AtomicBool>,
+    /// The events of commits that failed, committed with the next (at most `MAX_HELD`).
+    held: Vec<EventRow>,
 }
+
+/// The most events kept from failed commits, in memory until one succeeds.
+const MAX_HELD: usize = 10_000;
 
 type Waiter = oneshot::Sender<Result<(), AuditError>>;
 
@@ -266,6 +272,8 @@ impl Writer {
                         rows.push(*row);
                         waiters.push(waiter);
                     }
+                    // Events kept from failed commits are the probe when there are some.
+                    Command::Probe if !self.held.is_empty() => self.commit(&mut Vec::new(), &mut Vec::new()),
                     Command::Probe => {
                         let committed = db::probe(&mut self.conn);
                         self.failing.store(committed.is_err(), Ordering::Release);
@@ -286,24 +294,39 @@ impl Writer {
     }
 
     fn commit(&mut self, rows: &mut Vec<EventRow>, waiters: &mut Vec<Waiter>) {
-        if rows.is_empty() {
+        if rows.is_empty() && self.held.is_empty() {
             return;
         }
-        let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
+        // The events of commits that failed go first: the trail keeps them, late, rather than lose them.
+        let outcome = db::insert_batch(&mut self.conn, self.held.iter().chain(rows.iter())).map_err(|e| e.to_string());
         self.failing.store(outcome.is_err(), Ordering::Release);
-        if let Err(message) = &outcome {
-            tracing::error!(events = rows.len(), error = %message, "audit commit failed; the batch's requests fail");
-        }
         for waiter in waiters.drain(..) {
             // A waiter that has gone away (its request was dropped) still has its event committed.
             let _ = waiter.send(outcome.clone().map_err(AuditError::Commit));
         }
-        let committed: Vec<EventRow> = std::mem::take(rows);
-        if outcome.is_ok() {
-            if let Some(forward) = &self.forward {
-                forward.send(committed.into_iter().map(|row| row.json).collect());
+        match outcome {
+            Ok(()) => {
+                let committed: Vec<EventRow> = std::mem::take(&mut self.held)
+                    .into_iter()
+                    .chain(rows.drain(..))
+                    .collect();
+                if let Some(forward) = &self.forward {
+                    forward.send(committed.into_iter().map(|row| row.json).collect());
+                }
+                self.checkpointer.nudge();
             }
-            self.checkpointer.nudge();
+            Err(message) => {
+                self.held.append(rows);
+                // Bounded: under a long outage the oldest are lost rather than the process's memory.
+                let lost = self.held.len().saturating_sub(MAX_HELD);
+                self.held.drain(..lost);
+                tracing::error!(
+                    held = self.held.len(),
+                    lost,
+                    error = %message,
+                    "audit commit failed: the batch's responses are withheld and its events kept for the next commit"
+                );
+            }
         }
     }
 

@@ -459,8 +459,9 @@ async fn events_stored_before_practices_were_filed_are_filed_on_opening() {
 }
 
 /// A commit that fails (here another process holds the database's write lock past the writer's 5 s wait)
-/// marks the store failing, so readiness and the handler turn requests away before any GP system is asked;
-/// the first commit that succeeds ends it, without a restart.
+/// marks the store failing, so readiness and the handler turn requests away before any GP system is asked,
+/// and keeps its event; the first commit that succeeds (a probe's) ends it and stores the event, late, without
+/// a restart.
 #[tokio::test]
 async fn a_store_that_cannot_commit_says_so_until_it_can() {
     let dir = tempfile::tempdir().unwrap();
@@ -484,7 +485,9 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
         probes += 1;
     }
     assert!(!store.is_failing() && store.is_accepting());
-    store.record(patient_read()).await.unwrap();
+    // The event whose commit failed was kept, and committed by the probe that ended it.
     assert_eq!(store.count().unwrap(), 2);
+    store.record(patient_read()).await.unwrap();
+    assert_eq!(store.count().unwrap(), 3);
     store.close().await;
 }
