@@ -111,7 +111,7 @@ pub fn start(
     );
     let limits = crate::server::listener::ConnectionLimits {
         idle: Duration::from_millis(server.header_timeout_ms),
-        max_connections: connections_that_fit(server.max_connections),
+        max_connections: connections_that_fit(server.max_connections, state.backend.descriptors()),
     };
     // Every request in flight gets its whole deadline (and its body's) to finish, and its AuditEvent after.
     let drain = Duration::from_millis(server.request_timeout_ms + server.body_timeout_ms) + Duration::from_secs(5);
@@ -147,19 +147,20 @@ pub fn start(
     })
 }
 
-/// Descriptors kept for what is not a client's connection: the audit store's, the native calls' pools, logs.
-const RESERVED_DESCRIPTORS: u64 = 256;
+/// Descriptors kept for what is neither a client's connection nor a native call's: the audit store's three
+/// connections and their WAL files, the forwarding file, the listener, logs, and a margin.
+const RESERVED_DESCRIPTORS: u64 = 64;
 
-/// The connections the process's open-files limit leaves room for, the soft limit raised toward the hard one
-/// first: a cap above the limit would let a flood take the descriptors the audit trail and native calls need.
-fn connections_that_fit(wanted: usize) -> usize {
-    let needed = u64::try_from(wanted)
-        .unwrap_or(u64::MAX)
-        .saturating_add(RESERVED_DESCRIPTORS);
+/// The connections the process's open-files limit leaves room for beside the native calls' `native`
+/// descriptors, the soft limit raised toward the hard one first: a cap above the limit would let a flood take
+/// the descriptors the audit trail and native calls need.
+fn connections_that_fit(wanted: usize, native: u64) -> usize {
+    let reserved = RESERVED_DESCRIPTORS.saturating_add(native);
+    let needed = u64::try_from(wanted).unwrap_or(u64::MAX).saturating_add(reserved);
     let Ok(limit) = rlimit::increase_nofile_limit(needed) else {
         return wanted;
     };
-    let fits = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS))
+    let fits = usize::try_from(limit.saturating_sub(reserved))
         .unwrap_or(usize::MAX)
         .max(1);
     if fits < wanted {

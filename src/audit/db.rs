@@ -91,7 +91,7 @@ pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Conne
     let open = |e: rusqlite::Error| AuditError::open(path, e);
     create_private(path).map_err(|e| AuditError::open(path, e))?;
     let conn = Connection::open(path).map_err(open)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(open)?;
@@ -159,7 +159,7 @@ pub(crate) fn open_side(path: &Path, read_only: bool) -> Result<Connection, Audi
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
     let conn = Connection::open_with_flags(path, flags).map_err(open)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
     if !read_only {
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
     }
@@ -199,6 +199,9 @@ impl EventRow {
 }
 
 /// Writes every row in one transaction: all are committed, or none.
+/// How long a connection waits for a lock another holds (a checkpoint, a backup) before its statement fails.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Whether the database takes a commit again: one row written over and committed, as an event's would be (a
 /// full disk or a held write lock fails it; a rolled-back write would not find the first).
 pub(crate) fn probe(conn: &mut Connection) -> Result<(), rusqlite::Error> {
@@ -216,8 +219,10 @@ pub(crate) fn insert_batch<'a>(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     {
+        // An event already stored is not stored again (a kept event whose failed commit had in fact been
+        // applied): one duplicate would otherwise fail every later batch it is kept in.
         let mut event = tx.prepare_cached(
-            "INSERT INTO audit_event (id, recorded, outcome, agent, patient, entity, interaction, status, json)
+            "INSERT OR IGNORE INTO audit_event (id, recorded, outcome, agent, patient, entity, interaction, status, json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut patient =

@@ -76,6 +76,8 @@ struct Inner {
     /// Whether the last commit failed (a full disk, a locked file): until one succeeds, nothing that reaches
     /// a GP record is served, since its event could not be kept. Set by the writer, which sees commits in order.
     failing: Arc<AtomicBool>,
+    /// Whether a probe is queued already: however often readiness is asked, one at a time.
+    probe_queued: Arc<AtomicBool>,
 }
 
 enum Command {
@@ -105,6 +107,7 @@ impl AuditStore {
         let max_batch = config.max_batch.max(1);
         let (commands, queue) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
         let failing = Arc::new(AtomicBool::new(false));
+        let probe_queued = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn: writer,
             queue,
@@ -112,6 +115,7 @@ impl AuditStore {
             forward,
             checkpointer,
             failing: failing.clone(),
+            probe_queued: probe_queued.clone(),
             held: Vec::new(),
         };
         std::thread::Builder::new()
@@ -124,6 +128,7 @@ impl AuditStore {
                 backlog: Arc::new(tokio::sync::Semaphore::new(MAX_BACKLOG)),
                 reader: Mutex::new(reader),
                 failing,
+                probe_queued,
             }),
         })
     }
@@ -227,8 +232,14 @@ impl AuditStore {
     /// While failing, asks the writer to try a commit of one probe row (`db::probe`), which ends the failing
     /// state if it succeeds. Does not wait; nothing is done when the store is well.
     pub fn probe(&self) {
-        if self.is_failing() {
-            let _ = self.inner.commands.try_send(Command::Probe);
+        let queue = self.is_failing()
+            && self
+                .inner
+                .probe_queued
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if queue && self.inner.commands.try_send(Command::Probe).is_err() {
+            self.inner.probe_queued.store(false, Ordering::Release);
         }
     }
 
@@ -249,6 +260,8 @@ struct Writer {
     checkpointer: Checkpointer,
     /// Shared with the handles: whether the last commit (or probe) failed.
     failing: Arc<AtomicBool>,
+    /// Shared with the handles: set while a probe is queued.
+    probe_queued: Arc<AtomicBool>,
     /// The events of commits that failed, committed with the next (at most `MAX_HELD`).
     held: Vec<EventRow>,
 }
@@ -272,12 +285,7 @@ impl Writer {
                         rows.push(*row);
                         waiters.push(waiter);
                     }
-                    // Events kept from failed commits are the probe when there are some.
-                    Command::Probe if !self.held.is_empty() => self.commit(&mut Vec::new(), &mut Vec::new()),
-                    Command::Probe => {
-                        let committed = db::probe(&mut self.conn);
-                        self.failing.store(committed.is_err(), Ordering::Release);
-                    }
+                    Command::Probe => self.probe(),
                     Command::Close(done) => {
                         // Refuse new events; those already queued are still drained and committed below.
                         self.queue.close();
@@ -294,11 +302,10 @@ impl Writer {
     }
 
     fn commit(&mut self, rows: &mut Vec<EventRow>, waiters: &mut Vec<Waiter>) {
-        if rows.is_empty() && self.held.is_empty() {
+        if rows.is_empty() {
             return;
         }
-        // The events of commits that failed go first: the trail keeps them, late, rather than lose them.
-        let outcome = db::insert_batch(&mut self.conn, self.held.iter().chain(rows.iter())).map_err(|e| e.to_string());
+        let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
         self.failing.store(outcome.is_err(), Ordering::Release);
         for waiter in waiters.drain(..) {
             // A waiter that has gone away (its request was dropped) still has its event committed.
@@ -306,14 +313,8 @@ impl Writer {
         }
         match outcome {
             Ok(()) => {
-                let committed: Vec<EventRow> = std::mem::take(&mut self.held)
-                    .into_iter()
-                    .chain(rows.drain(..))
-                    .collect();
-                if let Some(forward) = &self.forward {
-                    forward.send(committed.into_iter().map(|row| row.json).collect());
-                }
-                self.checkpointer.nudge();
+                self.committed(std::mem::take(rows));
+                self.flush_held();
             }
             Err(message) => {
                 self.held.append(rows);
@@ -324,13 +325,72 @@ impl Writer {
                     held = self.held.len(),
                     lost,
                     error = %message,
-                    "audit commit failed: the batch's responses are withheld and its events kept for the next commit"
+                    "audit commit failed: the batch's responses are withheld and its events kept for later"
                 );
             }
         }
     }
 
-    fn shut_down(self, closing: Vec<oneshot::Sender<()>>) {
+    /// After a commit: forwarded, and a checkpoint nudged.
+    fn committed(&mut self, rows: Vec<EventRow>) {
+        if let Some(forward) = &self.forward {
+            forward.send(rows.into_iter().map(|row| row.json).collect());
+        }
+        self.checkpointer.nudge();
+    }
+
+    /// Commits the events kept from failed commits, a batch at a time, once the store takes commits again. A
+    /// batch that still fails is tried event by event, and an event that cannot be stored at all (the store
+    /// taking others) is dropped, logged, rather than block every later one.
+    fn flush_held(&mut self) {
+        while !self.held.is_empty() {
+            let batch: Vec<EventRow> = self.held.drain(..self.held.len().min(self.max_batch)).collect();
+            if db::insert_batch(&mut self.conn, batch.iter()).is_ok() {
+                self.committed(batch);
+                continue;
+            }
+            let mut rows = batch.into_iter();
+            while let Some(row) = rows.next() {
+                let Err(error) = db::insert_batch(&mut self.conn, std::iter::once(&row)) else {
+                    self.committed(vec![row]);
+                    continue;
+                };
+                // The store failing again (a probe row does not commit either) keeps the rest for later.
+                if db::probe(&mut self.conn).is_err() {
+                    self.failing.store(true, Ordering::Release);
+                    let rest: Vec<EventRow> = std::iter::once(row).chain(rows).collect();
+                    self.held.splice(0..0, rest);
+                    return;
+                }
+                tracing::error!(%error, event = %row.id, "a kept AuditEvent cannot be stored; it is dropped");
+            }
+        }
+    }
+
+    /// Whether the store takes commits again, while it is failing: a cheap commit of one probe row first
+    /// (waiting little for a held lock, so events queued behind it do not wait long), then the kept events.
+    fn probe(&mut self) {
+        self.probe_queued.store(false, Ordering::Release);
+        if !self.failing.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = self.conn.busy_timeout(Duration::from_millis(100));
+        let taken = db::probe(&mut self.conn);
+        let _ = self.conn.busy_timeout(db::BUSY_TIMEOUT);
+        if taken.is_ok() {
+            self.failing.store(false, Ordering::Release);
+            self.flush_held();
+        }
+    }
+
+    fn shut_down(mut self, closing: Vec<oneshot::Sender<()>>) {
+        self.flush_held();
+        if !self.held.is_empty() {
+            tracing::error!(
+                lost = self.held.len(),
+                "the audit store closes with events it could not commit"
+            );
+        }
         let Writer {
             conn,
             forward,

@@ -472,7 +472,8 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     assert!(store.record(patient_read()).await.is_err());
     assert!(store.is_failing() && !store.is_accepting());
-    // Probes end it once the database takes writes again, with no event recorded.
+    // Probes (readiness asks for them; one queued at a time, each waiting little for the lock) end it once the
+    // database takes commits again, and commit the kept event, with no request needed.
     store.probe();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(store.is_failing(), "still locked");

@@ -192,6 +192,8 @@ impl HttpClient {
             1
         };
         let mut last_error = None;
+        // A retryable reply (502-504, a 429 to wait for), kept to answer with if no attempt after it can be made.
+        let mut last_reply: Option<HttpReply> = None;
         for attempt in 0..attempts {
             if attempt > 0 {
                 let backoff = Duration::from_millis(50 << attempt.min(5));
@@ -201,10 +203,16 @@ impl HttpClient {
                 tokio::time::sleep(backoff).await;
             }
             // Waiting for a turn is not an attempt: a 504 from it is not recorded as a native call. A retry that
-            // gets no turn says what the attempt before it met, not that it could not wait.
+            // gets no turn answers with what the attempt before it met (the supplier's own reply, or its error),
+            // not that it could not wait.
             let permit = match self.turn(request.surface, deadline).await {
                 Ok(permit) => permit,
-                Err(refused) => return Err(last_error.unwrap_or(refused)),
+                Err(refused) => {
+                    return match (last_reply, last_error) {
+                        (Some(reply), _) => Ok(reply),
+                        (None, error) => Err(error.unwrap_or(refused)),
+                    }
+                }
             };
             let started = Instant::now();
             let authorization = authorize()?;
@@ -244,7 +252,8 @@ impl HttpClient {
                     if let Some(wait) = retry_after(&reply.headers) {
                         tokio::time::sleep(wait).await;
                     }
-                    last_error = Some(FhirError::bad_gateway("IM1-4002", "the native system kept failing"));
+                    last_reply = Some(reply);
+                    last_error = None;
                 }
                 Err(error) => {
                     calls.push(CallRecord {
@@ -255,6 +264,7 @@ impl HttpClient {
                     });
                     let final_answer = error.status == StatusCode::GATEWAY_TIMEOUT || error.code == TOO_LARGE;
                     last_error = Some(error);
+                    last_reply = None;
                     // A timed-out call used the whole deadline, and a reply too large would be as large again:
                     // neither is retried.
                     if final_answer {
@@ -263,7 +273,13 @@ impl HttpClient {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| FhirError::bad_gateway("IM1-4002", "the native system kept failing")))
+        // Out of attempts or of time for another: what the last attempt met.
+        match (last_reply, last_error) {
+            (Some(reply), _) => Ok(reply),
+            (None, error) => {
+                Err(error.unwrap_or_else(|| FhirError::bad_gateway("IM1-4002", "the native system kept failing")))
+            }
+        }
     }
 
     async fn send_once(

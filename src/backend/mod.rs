@@ -61,6 +61,8 @@ pub struct PracticeBackend {
 /// Every configured practice, by ODS code.
 pub struct Backend {
     practices: HashMap<String, PracticeBackend>,
+    /// Native calls in flight to one practice at most (per surface).
+    max_in_flight: usize,
 }
 
 impl Backend {
@@ -112,7 +114,17 @@ impl Backend {
                 },
             );
         }
-        Ok(Backend { practices: map })
+        Ok(Backend {
+            practices: map,
+            max_in_flight: native.max_in_flight,
+        })
+    }
+
+    /// The file descriptors native calls may hold at most: per practice, both surfaces' calls in flight and as
+    /// many idle pooled connections.
+    pub fn descriptors(&self) -> u64 {
+        let per_practice = u64::try_from(self.max_in_flight).unwrap_or(u64::MAX).saturating_mul(4);
+        per_practice.saturating_mul(u64::try_from(self.practices.len()).unwrap_or(u64::MAX))
     }
 
     pub fn practice(&self, ods: &str) -> Option<&PracticeBackend> {
