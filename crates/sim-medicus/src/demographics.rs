@@ -1,4 +1,4 @@
-//! Patients and staff: PFS gives only the NHS number (confirmed); the Transactional search result is extended
+//! Patients and staff. PFS: the NHS number only (the one demographics call known); Transactional search is extended
 //! with everything the record holds (invented fields marked in DIALECT.md).
 
 use crate::style::{date, datetime, nid};
@@ -16,7 +16,7 @@ pub fn gender(g: Gender) -> &'static str {
     }
 }
 
-/// The confirmed display style: title, given names, family name in capitals (`Ms Alex TESTER`).
+/// Invented display style (as in medicus.md B2): title, given names, family name in capitals (`Ms Alex TESTER`).
 pub fn display_name(n: &PersonName) -> String {
     let mut parts: Vec<String> = Vec::new();
     parts.extend(n.title.clone());
