@@ -57,6 +57,19 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     )
     .await;
     assert_eq!(by_url["parameter"][1]["part"][1]["valueCoding"]["code"], "other");
+    // Every published Medicus appointment status has its FHIR status (Appointment.status is required).
+    for (medicus, fhir) in [
+        ("started", "arrived"),
+        ("rescheduled", "cancelled"),
+        ("seen", "fulfilled"),
+    ] {
+        let query = format!("ConceptMap/medicus-appointment-status/$translate?code={medicus}");
+        let translated = get(&proxy, &query, &t).await;
+        assert_eq!(
+            translated["parameter"][1]["part"][1]["valueCoding"]["code"], fhir,
+            "{medicus}: {translated}"
+        );
+    }
     let unknown = get(&proxy, "ConceptMap/emis-sex/$translate?code=Nonsense", &t).await;
     assert_eq!(unknown["parameter"][0]["valueBoolean"], false);
 

@@ -1,11 +1,13 @@
 //! TPP SystmOne: transport and session flow only.
 //! - Patient surface (PFS): XML messages over HTTP, named by a `type` header; `LinkAccount` once, then
-//!   `Authenticate`, whose reply carries the `suid` session header. SystmOne allows one request at a time per
-//!   `suid`, so the proxy queues calls per session rather than collide (Error 12). Error 3 (session gone)
-//!   rebuilds the session once. Each message names its patient by `patientId`: the user's own, or a record
-//!   `Authenticate` listed under `Registration` that they act for (proxy access).
-//! - Transaction surface (Client Integration): framed XML over TCP (4-byte big-endian length + UTF-8), one
-//!   request in flight per connection; connections are pooled.
+//!   `Authenticate`, whose reply carries the `suid` session header. The NHS App serialises its own calls per
+//!   session (public source); whether SystmOne refuses concurrent ones is not public (the simulator does, with
+//!   an error 12 of its own), so the proxy queues calls per session rather than risk it. Error 3 (session
+//!   gone) rebuilds the session once. Each message names its patient by `patientId`: the user's own, or a
+//!   record `Authenticate` listed under `Registration` that they act for (proxy access).
+//! - Transaction surface (Client Integration): XML over a TCP socket (public sources say no more); framed as the
+//!   simulator frames it (a 4-byte big-endian length, then UTF-8: a convention), one request in flight per
+//!   connection; connections are pooled.
 //!
 //! Replies become the generic tree (`xml_tree`); mapping templates build the request as
 //! `{ message | function, attributes | parameters }`.
