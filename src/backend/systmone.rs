@@ -65,6 +65,9 @@ struct PfsSession {
     suid: String,
     /// The `patientId`s this session reaches (`Registration/PatientAccess`), the user's own first.
     patient_ids: Vec<String>,
+    /// The user's `onlineUserId` (`AuthenticateReply`): with `patientId`, an attribute common to the PFS
+    /// messages (confirmed).
+    online_user_id: String,
     /// The `Authenticate` reply: the only PFS message that carries the patient's own demographics (`Person`).
     logon: Native,
 }
@@ -239,6 +242,9 @@ impl SystmOne {
             attrs
                 .entry("patientId")
                 .or_insert_with(|| Value::String(patient_id.clone()));
+            attrs
+                .entry("onlineUserId")
+                .or_insert_with(|| Value::String(current.online_user_id.clone()));
             attrs.entry("unitId").or_insert_with(|| Value::String(self.ods.clone()));
             let body = message_xml(message, &Value::Object(attrs), None)?;
             let tree = self.post(message, body, Some(&current.suid), call, calls).await?;
@@ -340,12 +346,18 @@ impl SystmOne {
                     .collect()
             })
             .unwrap_or_default();
-        if patient_ids.is_empty() {
+        let online_user_id = tree
+            .get("AuthenticateReply")
+            .and_then(|r| r.get("onlineUserId"))
+            .and_then(|id| id.as_str())
+            .map(String::from);
+        let (false, Some(online_user_id)) = (patient_ids.is_empty(), online_user_id) else {
             return Err(broken());
-        }
+        };
         Ok(PfsSession {
             suid,
             patient_ids,
+            online_user_id,
             logon: tree,
         })
     }

@@ -99,6 +99,16 @@ async fn link_authenticate_and_session_rules() {
             .as_deref(),
         Some("6")
     );
+    // Another user's onlineUserId: Error 6 too; the session's own is served.
+    let as_other = format!(
+        r#"<ViewPatientOverview apiVersion="1" uuid="{}" patientId="{}" onlineUserId="0000000000000000"/>"#,
+        uuid(),
+        s.patient_id
+    );
+    let refused = pfs(&sim, "ViewPatientOverview", Some(&s.suid), &as_other).await;
+    assert_eq!(refused.error_code().as_deref(), Some("6"));
+    let own = msg(&sim, &s, "ViewPatientOverview", "", "").await;
+    assert_eq!(own.error_code(), None, "{}", own.body);
 }
 
 #[tokio::test]

@@ -60,6 +60,13 @@ impl Pfs {
         if n.attr_nonempty("unitId").is_some_and(|u| u != ods) {
             return Err(TppError::no_access("unitId is not this unit"));
         }
+        // With `patientId`, an attribute common to the messages (confirmed): when given, it must be the logged-on
+        // user's (what SystmOne does without one is not public, so it is not required here).
+        if n.attr_nonempty("onlineUserId")
+            .is_some_and(|u| u != tsub(&call.session.user, "online-user"))
+        {
+            return Err(TppError::no_access("onlineUserId is not this session's user"));
+        }
         match n.name.as_str() {
             "PatientSelected" => {
                 let pid = self.patient(call)?;
