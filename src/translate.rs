@@ -779,3 +779,40 @@ pub fn dropped_param_warning(name: &str) -> Value {
         format!("the search parameter '{name}' is not supported and was ignored"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Source;
+
+    /// EMIS's PFS demographics is not known to name the patient (the simulator's PatientGuid there is
+    /// invented): without one, a patient's own Patient is keyed by the record their linkage opens.
+    #[test]
+    fn an_emis_patient_read_by_pfs_without_a_patient_guid_is_the_linked_record() {
+        let registry = Registry::load(&Source::Embedded).unwrap();
+        let ids = IdCodec::new(b"a test key of at least thirty-two bytes");
+        let mapping = registry.get("emis", "Patient").unwrap();
+        let reply = crate::mapping::node::parse_json(
+            br#"{"Title":"Ms","Forenames":"Alex","Surname":"Tester","Sex":"Female","DateOfBirth":"1985-04-12T00:00:00",
+                 "PatientIdentifiers":[{"IdentifierType":"NhsNumber","IdentifierValue":"9000000009"}]}"#,
+        )
+        .unwrap();
+        let origin = Origin {
+            ods: "Y90001",
+            supplier: "emis",
+        };
+        let produced = translate_replies(
+            &registry,
+            &ids,
+            origin,
+            mapping,
+            Surface::Patient,
+            "linked-record",
+            &[reply],
+        )
+        .unwrap();
+        assert_eq!(produced.len(), 1, "{produced:?}");
+        let id = produced[0]["id"].as_str().unwrap();
+        assert_eq!(ids.decode("Patient", id).unwrap().item, "linked-record");
+    }
+}
