@@ -372,6 +372,9 @@ pub enum Aside {
     Elements(&'static [&'static str]),
     /// Every element but these (and `resourceType`).
     AllBut(&'static [&'static str]),
+    /// The items labelled confidential themselves (`is_confidential`): not there at all (the agreement tests
+    /// compare that supplier with the others' records without them).
+    ConfidentialItems,
 }
 
 /// One exception to agreement across suppliers ("Agreement across suppliers, precisely" in the design): where
@@ -386,8 +389,16 @@ pub struct Exception {
 }
 
 /// Every exception to the agreement tests, in one place (records_agree.rs, patient_access.rs,
-/// proxy_access.rs apply it): keep it short and every reason true. The transaction surface has none.
+/// proxy_access.rs and practice_agree.rs apply it): keep it short and every reason true.
 pub const AGREEMENT_EXCEPTIONS: &[Exception] = &[
+    Exception {
+        supplier: "medicus",
+        surface: "transaction",
+        resource: "every journal item",
+        aside: Aside::ConfidentialItems,
+        reason: "Medicus's Transactional journal leaves out items confidential from third parties (confirmed); \
+                 the proxy says so with IM1-3203 on each search of them",
+    },
     Exception {
         supplier: "medicus",
         surface: "patient",
@@ -422,9 +433,19 @@ pub fn set_aside(supplier: &str, surface: &str, resource: &serde_json::Value) ->
                 object.remove(*e);
             }),
             Aside::AllBut(kept) => object.retain(|key, _| key == "resourceType" || kept.contains(&key.as_str())),
+            // Whole items, not elements: see `is_confidential`.
+            Aside::ConfidentialItems => {}
         }
     }
     resource
+}
+
+/// Whether an item is labelled confidential (restricted) by its practice: Medicus's Transactional journal
+/// leaves such items out (AGREEMENT_EXCEPTIONS).
+pub fn is_confidential(resource: &serde_json::Value) -> bool {
+    resource["meta"]["security"]
+        .as_array()
+        .is_some_and(|labels| labels.iter().any(|label| label["code"] == "R"))
 }
 
 /// The supplier a demo practice runs.

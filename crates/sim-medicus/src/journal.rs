@@ -1,6 +1,6 @@
 //! The patient journal: every section of the record as care record elements, newest first, one paged call
-//! with a `types=` filter. Both surfaces share the rendering; the patient-facing one leaves confidential items
-//! out.
+//! with a `types=` filter. Both surfaces share the rendering, and both leave items confidential from third
+//! parties out (confirmed for the Transactional journal, fact sheet A5).
 
 use crate::errors::ApiError;
 use crate::paging;
@@ -67,8 +67,10 @@ pub struct Query<'a> {
 }
 
 impl View<'_> {
+    /// Items confidential from third parties are left out on both APIs: from the patient's own, and from the
+    /// Transactional journal (confirmed, fact sheet A5).
     fn shown(&self, meta: &ItemMeta) -> bool {
-        self.surface == Surface::Transactional || !meta.confidential
+        !meta.confidential
     }
 
     fn practitioner(&self, id: &Nid) -> Value {
