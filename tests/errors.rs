@@ -481,6 +481,23 @@ async fn browser_apps_may_send_their_token_across_origins() {
     outcome(bare, 405).await;
     assert_eq!(allowed.as_deref(), Some("GET, HEAD"));
     assert_eq!(proxy.audit.count().unwrap(), before + 1);
+    // From another origin, the refusal is readable by the browser app that sent it.
+    let cross = proxy
+        .client
+        .request(reqwest::Method::OPTIONS, proxy.url("Patient/abc"))
+        .header("origin", "https://app.example")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 405);
+    assert_eq!(
+        cross
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("*")
+    );
     proxy.stop().await;
 }
 

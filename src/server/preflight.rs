@@ -37,9 +37,9 @@ fn is_preflight<B>(request: &Request<B>) -> bool {
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-impl<S, B> Service<Request<B>> for PreflightsOnlyService<S>
+impl<S, B, R> Service<Request<B>> for PreflightsOnlyService<S>
 where
-    S: Service<Request<B>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send,
     Cors<S>: Service<Request<B>, Response = S::Response, Error = S::Error> + Send + 'static,
     <Cors<S> as Service<Request<B>>>::Future: Send,
@@ -56,7 +56,17 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.method() == Method::OPTIONS && !is_preflight(&request) {
-            Box::pin(self.plain.clone().oneshot(request))
+            // Past the CORS layer, so its one header a browser needs to read the refusal is set here.
+            let cross_origin = request.headers().contains_key(header::ORIGIN);
+            let answer = self.plain.clone().oneshot(request);
+            Box::pin(async move {
+                let mut response = answer.await?;
+                if cross_origin {
+                    let any = http::HeaderValue::from_static("*");
+                    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, any);
+                }
+                Ok(response)
+            })
         } else {
             Box::pin(self.cors.clone().oneshot(request))
         }

@@ -55,9 +55,8 @@ pub fn stack(
             let route = route_of(request.uri().path());
             tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
         }))
-        // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers,
-        // but that to an OPTIONS that is no preflight: only preflights are answered here, and another OPTIONS is
-        // an interaction, refused (405) and audited below.
+        // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers.
+        // Only preflights are answered here: another OPTIONS is an interaction, refused (405) and audited below.
         .layer(super::preflight::PreflightsOnly(
             CorsLayer::new()
                 .allow_origin(Any)
