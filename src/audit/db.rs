@@ -182,6 +182,28 @@ pub(crate) struct EventRow {
 }
 
 impl EventRow {
+    /// The event of an answer withheld because its commit failed: whatever the server had decided, its client
+    /// got a 503 (IM1-5101), and the event, committed late, says so.
+    pub(crate) fn withheld(&mut self) {
+        let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&self.json) else {
+            return;
+        };
+        let decided = self.status;
+        (self.status, self.outcome) = (503, "8");
+        event["outcome"] = "8".into();
+        event["outcomeDesc"] =
+            format!("IM1-5101: withheld, the audit trail could not commit (the server had decided {decided})").into();
+        let entities = event["entity"].as_array_mut().into_iter().flatten();
+        for entity in entities.filter(|e| e["type"]["code"] == "XrequestId") {
+            for detail in entity["detail"].as_array_mut().into_iter().flatten() {
+                if detail["type"] == "status" {
+                    detail["valueString"] = "503".into();
+                }
+            }
+        }
+        self.json = event.to_string();
+    }
+
     pub(crate) fn new(id: String, facts: &AuditFacts, json: String) -> EventRow {
         EventRow {
             recorded: instant(facts.ended),

@@ -317,6 +317,7 @@ impl Writer {
                 self.flush_held();
             }
             Err(message) => {
+                rows.iter_mut().for_each(EventRow::withheld);
                 self.held.append(rows);
                 // Bounded: under a long outage the oldest are lost rather than the process's memory.
                 let lost = self.held.len().saturating_sub(MAX_HELD);

@@ -486,8 +486,30 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
         probes += 1;
     }
     assert!(!store.is_failing() && store.is_accepting());
-    // The event whose commit failed was kept, and committed by the probe that ended it.
+    // The event whose commit failed was kept, and committed by the probe that ended it, saying its answer was
+    // withheld.
     assert_eq!(store.count().unwrap(), 2);
+    let events = store.search(&AuditQuery::default()).unwrap();
+    let withheld: Vec<&Value> = events.iter().filter(|e| e["outcome"] == "8").collect();
+    assert_eq!(withheld.len(), 1, "{events:?}");
+    assert!(
+        withheld[0]["outcomeDesc"].as_str().unwrap().starts_with("IM1-5101"),
+        "{}",
+        withheld[0]
+    );
+    let request = withheld[0]["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"]["code"] == "XrequestId")
+        .unwrap();
+    let status = request["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "status")
+        .unwrap();
+    assert_eq!(status["valueString"], "503");
     store.record(patient_read()).await.unwrap();
     assert_eq!(store.count().unwrap(), 3);
     store.close().await;
