@@ -185,6 +185,10 @@ impl EventRow {
     /// The event of an answer withheld because its commit failed: whatever the server had decided, its client
     /// got a 503 (IM1-5101), and the event, committed late, says so.
     pub(crate) fn withheld(&mut self) {
+        // A client that left before its answer (499) was sent nothing to withhold.
+        if self.status == super::layer::CLIENT_CLOSED {
+            return;
+        }
         let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&self.json) else {
             return;
         };
@@ -195,11 +199,14 @@ impl EventRow {
             format!("IM1-5101: withheld, the audit trail could not commit (the server had decided {decided})").into();
         let entities = event["entity"].as_array_mut().into_iter().flatten();
         for entity in entities.filter(|e| e["type"]["code"] == "XrequestId") {
-            for detail in entity["detail"].as_array_mut().into_iter().flatten() {
-                if detail["type"] == "status" {
-                    detail["valueString"] = "503".into();
-                }
+            let Some(details) = entity["detail"].as_array_mut() else {
+                continue;
+            };
+            details.retain(|d| d["type"] != "outcome-code");
+            for detail in details.iter_mut().filter(|d| d["type"] == "status") {
+                detail["valueString"] = "503".into();
             }
+            details.push(serde_json::json!({"type": "outcome-code", "valueString": "IM1-5101"}));
         }
         self.json = event.to_string();
     }

@@ -470,7 +470,11 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
     assert!(!store.is_failing() && store.is_accepting());
     let blocker = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    assert!(store.record(patient_read()).await.is_err());
+    // An answered request, and one whose client left before its answer (499), in one failing batch.
+    let mut left = patient_read();
+    left.status = 499;
+    let (answered, abandoned) = tokio::join!(store.record(patient_read()), store.record(left));
+    assert!(answered.is_err() && abandoned.is_err());
     assert!(store.is_failing() && !store.is_accepting());
     // Probes (readiness asks for them; one queued at a time, each waiting little for the lock) end it once the
     // database takes commits again, and commit the kept event, with no request needed.
@@ -488,9 +492,10 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
     assert!(!store.is_failing() && store.is_accepting());
     // The event whose commit failed was kept, and committed by the probe that ended it, saying its answer was
     // withheld.
-    assert_eq!(store.count().unwrap(), 2);
+    assert_eq!(store.count().unwrap(), 3);
     let events = store.search(&AuditQuery::default()).unwrap();
     let withheld: Vec<&Value> = events.iter().filter(|e| e["outcome"] == "8").collect();
+    // Only the answered one: the client that left was sent nothing to withhold.
     assert_eq!(withheld.len(), 1, "{events:?}");
     assert!(
         withheld[0]["outcomeDesc"].as_str().unwrap().starts_with("IM1-5101"),
@@ -503,14 +508,16 @@ async fn a_store_that_cannot_commit_says_so_until_it_can() {
         .iter()
         .find(|e| e["type"]["code"] == "XrequestId")
         .unwrap();
-    let status = request["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["type"] == "status")
-        .unwrap();
-    assert_eq!(status["valueString"], "503");
+    let detail = |name: &str| -> Vec<Value> {
+        let details = request["detail"].as_array().unwrap().iter();
+        details
+            .filter(|d| d["type"] == name)
+            .map(|d| d["valueString"].clone())
+            .collect()
+    };
+    assert_eq!(detail("status"), ["503"]);
+    assert_eq!(detail("outcome-code"), ["IM1-5101"]);
     store.record(patient_read()).await.unwrap();
-    assert_eq!(store.count().unwrap(), 3);
+    assert_eq!(store.count().unwrap(), 4);
     store.close().await;
 }

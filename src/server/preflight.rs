@@ -56,14 +56,17 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.method() == Method::OPTIONS && !is_preflight(&request) {
-            // Past the CORS layer, so its one header a browser needs to read the refusal is set here.
+            // Past the CORS layer, so the headers a browser needs to read the refusal are set here.
             let cross_origin = request.headers().contains_key(header::ORIGIN);
             let answer = self.plain.clone().oneshot(request);
             Box::pin(async move {
                 let mut response = answer.await?;
                 if cross_origin {
-                    let any = http::HeaderValue::from_static("*");
-                    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, any);
+                    let headers = response.headers_mut();
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, http::HeaderValue::from_static("*"));
+                    // As the CORS layer exposes them on every other answer.
+                    let exposed = http::HeaderValue::from_static("location,etag,content-location,x-request-id");
+                    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
                 }
                 Ok(response)
             })
