@@ -78,6 +78,22 @@ fn as_medicus_carries(record: &HashMap<&'static str, Vec<Value>>) -> HashMap<&'s
         };
         out.insert(resource_type, kept);
     }
+    // A kept item pointing at a left-out one would compare as a bare type on both sides: none may.
+    let left_out: Vec<String> = record
+        .iter()
+        .flat_map(|(t, list)| {
+            list.iter()
+                .filter(|r| !carried(r))
+                .map(move |r| format!("{t}/{}", r["id"].as_str().unwrap()))
+        })
+        .collect();
+    for item in out.values().flatten() {
+        let text = item.to_string();
+        assert!(
+            !left_out.iter().any(|gone| text.contains(&format!("\"{gone}\""))),
+            "{item} points at an item Medicus leaves out"
+        );
+    }
     out
 }
 
