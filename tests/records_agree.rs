@@ -59,7 +59,7 @@ async fn record(proxy: &Proxy, t: &str, patient_id: &str) -> HashMap<&'static st
 /// confidential from third parties, nor the Medications and document contents only they named (each fetched
 /// for the request or document at its place).
 fn as_medicus_carries(record: &HashMap<&'static str, Vec<Value>>) -> HashMap<&'static str, Vec<Value>> {
-    let carried = |r: &Value| !common::is_confidential(r);
+    let carried = |r: &Value| common::carried("medicus", "transaction", r);
     let mut out: HashMap<&'static str, Vec<Value>> = HashMap::new();
     for (resource_type, list) in record {
         let named_by = match *resource_type {

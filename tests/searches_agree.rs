@@ -103,7 +103,10 @@ async fn agreed(proxy: &Proxy, fulls: &[Full<'_>], resource_type: &str, search: 
         let found = common::search_matches(proxy, &query, &full.clinician).await;
         if answers.is_empty() {
             let carried = |list: &[Value]| -> Vec<Value> {
-                list.iter().filter(|r| !common::is_confidential(r)).cloned().collect()
+                list.iter()
+                    .filter(|r| common::carried("medicus", "transaction", r))
+                    .cloned()
+                    .collect()
             };
             emis_as_medicus = places(&carried(&found), &carried(&full.items));
         }

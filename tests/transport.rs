@@ -131,9 +131,8 @@ async fn a_native_system_that_is_down_is_502() {
     proxy.stop().await;
 }
 
-#[tokio::test]
-async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() {
-    // Accepts connections and never answers.
+/// A native system that accepts connections and never answers: its address, and the task holding them.
+async fn silent_native() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let silent = tokio::spawn(async move {
@@ -142,18 +141,29 @@ async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() 
             held.push(stream);
         }
     });
-    let native = NativeConfig {
-        timeout_ms: 300,
-        retries: 2,
-        max_in_flight: 2,
-    };
-    let proxy = Proxy::start_with(
+    (addr, silent)
+}
+
+/// The proxy in front of one EMIS practice at `addr`, with these native settings.
+async fn proxy_before(addr: std::net::SocketAddr, native: NativeConfig) -> Proxy {
+    Proxy::start_with(
         vec![emis_practice(format!("http://{addr}/emis"))],
         Default::default(),
         native,
         ServerConfig::default(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() {
+    let (addr, silent) = silent_native().await;
+    let native = NativeConfig {
+        timeout_ms: 300,
+        retries: 2,
+        max_in_flight: 2,
+    };
+    let proxy = proxy_before(addr, native).await;
     let t = token(Role::Clinician, &["Y90001"]);
     let started = Instant::now();
     let body = outcome(proxy.get(SEARCH, &t).await, 504).await;
@@ -168,26 +178,13 @@ async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() 
 /// rather than left unanswered in the backlog while in-flight requests finish.
 #[tokio::test]
 async fn a_draining_server_refuses_new_connections_while_its_requests_finish() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let (addr, silent) = silent_native().await;
     let native = NativeConfig {
         timeout_ms: 1500,
         retries: 0,
         max_in_flight: 2,
     };
-    let proxy = Proxy::start_with(
-        vec![emis_practice(format!("http://{addr}/emis"))],
-        Default::default(),
-        native,
-        ServerConfig::default(),
-    )
-    .await;
+    let proxy = proxy_before(addr, native).await;
     let served: std::net::SocketAddr = proxy
         .base
         .trim_start_matches("http://")

@@ -372,7 +372,7 @@ pub enum Aside {
     Elements(&'static [&'static str]),
     /// Every element but these (and `resourceType`).
     AllBut(&'static [&'static str]),
-    /// The items labelled confidential themselves (`is_confidential`): not there at all (the agreement tests
+    /// The items labelled confidential themselves (`carried`): not there at all (the agreement tests
     /// compare that supplier with the others' records without them).
     ConfidentialItems,
 }
@@ -433,19 +433,31 @@ pub fn set_aside(supplier: &str, surface: &str, resource: &serde_json::Value) ->
                 object.remove(*e);
             }),
             Aside::AllBut(kept) => object.retain(|key, _| key == "resourceType" || kept.contains(&key.as_str())),
-            // Whole items, not elements: see `is_confidential`.
+            // Whole items, not elements: see `carried`.
             Aside::ConfidentialItems => {}
         }
     }
     resource
 }
 
-/// Whether an item is labelled confidential (restricted) by its practice: Medicus's Transactional journal
-/// leaves such items out (AGREEMENT_EXCEPTIONS).
-pub fn is_confidential(resource: &serde_json::Value) -> bool {
+/// Whether an item is labelled confidential (restricted) by its practice.
+fn is_confidential(resource: &serde_json::Value) -> bool {
     resource["meta"]["security"]
         .as_array()
         .is_some_and(|labels| labels.iter().any(|label| label["code"] == "R"))
+}
+
+/// Whether a supplier's interface on a surface carries items confidential from third parties, as
+/// AGREEMENT_EXCEPTIONS has it.
+pub fn carries_confidential(supplier: &str, surface: &str) -> bool {
+    !AGREEMENT_EXCEPTIONS
+        .iter()
+        .any(|e| e.supplier == supplier && e.surface == surface && matches!(e.aside, Aside::ConfidentialItems))
+}
+
+/// Whether an item (as another supplier gives it) is one that supplier's interface on that surface carries.
+pub fn carried(supplier: &str, surface: &str, resource: &serde_json::Value) -> bool {
+    carries_confidential(supplier, surface) || !is_confidential(resource)
 }
 
 /// The supplier a demo practice runs.
