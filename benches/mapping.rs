@@ -316,7 +316,7 @@ fn main() {
         );
     }
 
-    // Where the time goes    // Where the time goes, and the least a mapping producing these serde_json resources could cost.
+    // Where the time goes, and the least a mapping producing these serde_json resources could cost.
     println!();
     println!("| supplier (1,000 entries) | floor ms | parse ms | translate ms | resources KB | build resources ms (lower bound) | serialise resources ms | least possible / floor | mapping / floor |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -20,6 +20,7 @@
 
 use crate::mapping::node::{self, Native};
 use quick_xml::events::{BytesStart, Event};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -58,12 +59,20 @@ impl Open {
         let mut json = Vec::with_capacity(start.attributes_raw().len() * 5 / 4 + 32);
         json.extend_from_slice(b" {");
         let mut keys = Vec::new();
-        for (i, attribute) in start.attributes().enumerate() {
-            // Counted as they are read: quick-xml's duplicate check grows with the square of their number.
+        // The names read so far, to refuse one given twice (not well-formed). Checked here rather than by
+        // quick-xml, whose check allocates a list for every element: a fifth of the time to read a reply.
+        let mut names: SmallVec<[&[u8]; 32]> = SmallVec::new();
+        for (i, attribute) in start.attributes().with_checks(false).enumerate() {
+            // Counted as they are read: the duplicate check grows with the square of their number.
             if i == MAX_ATTRIBUTES {
                 return Err(format!("an element with more than {MAX_ATTRIBUTES} attributes"));
             }
             let attribute = attribute.map_err(|e| format!("bad attribute: {e}"))?;
+            let raw = attribute.key.into_inner();
+            if names.contains(&raw) {
+                return Err(format!("bad attribute: '{}' given twice", String::from_utf8_lossy(raw)));
+            }
+            names.push(raw);
             if attribute.key.as_ref() == b"xmlns" || attribute.key.as_ref().starts_with(b"xmlns:") {
                 continue;
             }
