@@ -14,6 +14,7 @@
 //!   its high-water mark.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -179,24 +180,81 @@ pub(crate) struct EventRow {
     pub interaction: String,
     pub status: u16,
     pub json: String,
+    /// Whether its response still waits for it (none: nobody gives up waiting).
+    pub fate: Option<std::sync::Arc<Fate>>,
+    /// Relabelled already: to say the client got a 503, or nothing (see `Fate`).
+    relabelled: bool,
+}
+
+/// Who settles an event's label first: the writer, taking it into a commit while its response still waits
+/// (the commit's outcome then decides the answer), or the response, which stops waiting at its deadline (the
+/// client gets a 503) or is dropped because its client left (the client gets nothing). Without it, an event
+/// committed after either said the client got what the server had decided.
+#[derive(Debug, Default)]
+pub(crate) struct Fate(AtomicU8);
+
+/// How an event's fate was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The writer took it into a commit while its response waited.
+    Claimed,
+    /// Its response stopped waiting at the deadline: answered 503.
+    Withheld,
+    /// Its client left while the response waited: answered nothing.
+    Left,
+}
+
+impl Fate {
+    const WAITING: u8 = 0;
+
+    /// Settles the fate as `to` if nothing has yet; how it is settled now.
+    pub(crate) fn settle(&self, to: Settled) -> Settled {
+        let code = |settled: Settled| settled as u8 + 1;
+        match self
+            .0
+            .compare_exchange(Fate::WAITING, code(to), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => to,
+            Err(now) if now == code(Settled::Withheld) => Settled::Withheld,
+            Err(now) if now == code(Settled::Left) => Settled::Left,
+            Err(_) => Settled::Claimed,
+        }
+    }
 }
 
 impl EventRow {
-    /// The event of an answer withheld because its commit failed: whatever the server had decided, its client
-    /// got a 503 (IM1-5101), and the event, committed late, says so.
-    pub(crate) fn withheld(&mut self) {
+    /// The event of an answer withheld (`why`: its commit failed, or did not come in time): whatever the
+    /// server had decided, its client got a 503 (IM1-5101), and the event, committed late, says so.
+    pub(crate) fn withheld(&mut self, why: &str) {
         // A client that left before its answer (499) was sent nothing to withhold.
-        if self.status == super::layer::CLIENT_CLOSED {
+        if self.status != super::layer::CLIENT_CLOSED {
+            self.relabel(503, "IM1-5101", &format!("withheld, {why}"));
+        }
+    }
+
+    /// The event of a request whose client left while its answer waited for this event's commit: it was
+    /// sent nothing, as for any request given up on (see `layer::Abandoned`).
+    pub(crate) fn left(&mut self) {
+        self.relabel(
+            super::layer::CLIENT_CLOSED,
+            "IM1-1122",
+            "the client closed the request before its answer",
+        );
+    }
+
+    /// Says the client got `status` (and `code`, for `text`) rather than what the server had decided; once.
+    fn relabel(&mut self, status: u16, code: &str, text: &str) {
+        if std::mem::replace(&mut self.relabelled, true) {
             return;
         }
         let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&self.json) else {
             return;
         };
         let decided = self.status;
-        (self.status, self.outcome) = (503, "8");
-        event["outcome"] = "8".into();
-        event["outcomeDesc"] =
-            format!("IM1-5101: withheld, the audit trail could not commit (the server had decided {decided})").into();
+        self.status = status;
+        self.outcome = AuditFacts::outcome_of(status);
+        event["outcome"] = self.outcome.into();
+        event["outcomeDesc"] = format!("{code}: {text} (the server had decided {decided})").into();
         let entities = event["entity"].as_array_mut().into_iter().flatten();
         for entity in entities.filter(|e| e["type"]["code"] == "XrequestId") {
             let Some(details) = entity["detail"].as_array_mut() else {
@@ -204,9 +262,9 @@ impl EventRow {
             };
             details.retain(|d| d["type"] != "outcome-code");
             for detail in details.iter_mut().filter(|d| d["type"] == "status") {
-                detail["valueString"] = "503".into();
+                detail["valueString"] = status.to_string().into();
             }
-            details.push(serde_json::json!({"type": "outcome-code", "valueString": "IM1-5101"}));
+            details.push(serde_json::json!({"type": "outcome-code", "valueString": code}));
         }
         self.json = event.to_string();
     }
@@ -223,6 +281,8 @@ impl EventRow {
             status: facts.status,
             json,
             id,
+            fate: None,
+            relabelled: false,
         }
     }
 }

@@ -106,7 +106,12 @@ impl AuditFacts {
     /// (serious failure) for 5xx and anything unexpected. `12` (major failure) is not used: it means the
     /// requested action failed in a way that damaged something, and a read-only facade that answered at all did not.
     pub fn outcome(&self) -> &'static str {
-        match self.status {
+        AuditFacts::outcome_of(self.status)
+    }
+
+    /// The AuditEvent outcome of an HTTP status.
+    pub fn outcome_of(status: u16) -> &'static str {
+        match status {
             100..=399 => "0",
             400..=499 => "4",
             _ => "8",

@@ -100,7 +100,7 @@ where
             facts.status = response.status().as_u16();
             facts.ended = time::OffsetDateTime::now_utc();
             // Recorded by a task of its own (see `record_within`): a client leaving now, or the deadline, cannot
-            // cancel the commit half-way or lose the event.
+            // cancel the commit half-way or lose the event, which then says what the client got.
             let committed = store.record_within(facts, COMMIT_DEADLINE).await;
             match committed {
                 Ok(_) => Ok(response),
@@ -130,7 +130,8 @@ fn snapshot(slot: &Mutex<AuditFacts>) -> AuditFacts {
 }
 
 /// How long a response waits for its event to be committed (about a millisecond when the store is well)
-/// before it is withheld with a 503: a stalled disk then turns requests away instead of holding them all.
+/// before it is withheld with a 503: a stalled disk then turns requests away instead of holding them all. An
+/// event the writer has already taken into a commit is waited for once more (see `AuditStore::record_within`).
 pub const COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The status recorded for a request its client gave up on (nginx's "client closed request").

@@ -25,12 +25,22 @@ use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{self, EventRow, Synchronous};
+use super::db::{self, EventRow, Fate, Settled, Synchronous};
 use super::error::AuditError;
 use super::event::audit_event;
 use super::facts::AuditFacts;
 use super::forward::Forwarder;
 use super::query::{self, AuditQuery};
+
+/// A response waiting for its event's commit: dropped before the wait ends (its client left), it settles the
+/// event's fate as left, so the event, committed later, says the client got nothing.
+struct Waiting(Arc<Fate>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.settle(Settled::Left);
+    }
+}
 
 /// The least time between two background checkpoints.
 pub const CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
@@ -136,8 +146,10 @@ impl AuditStore {
     /// As [`AuditStore::record`], but waiting at most `deadline` (queueing included), so that a stalled store
     /// turns requests away rather than holding each, its response in memory, for as long as the stall lasts.
     /// Only the waiting is given up: the event is recorded by a task of its own, which queues it and sees it
-    /// committed whenever the store can (a client leaving cannot cancel it either). An event committed after
-    /// its deadline keeps the status the server had decided, though its response was withheld.
+    /// committed whenever the store can (a client leaving cannot cancel it either). An event the writer takes
+    /// into a commit before the deadline is waited for once more (that commit's outcome decides the answer).
+    /// An event committed after its response stopped waiting says what its client got (see [`Fate`]): a 503
+    /// (IM1-5101) past the deadline, nothing (499) if the client left.
     pub async fn record_within(&self, facts: AuditFacts, deadline: Duration) -> Result<String, AuditError> {
         // Recordings no one waits for any more are bounded: past the bound, under a long stall, an event is
         // lost rather than the process's memory, and that is logged.
@@ -146,8 +158,10 @@ impl AuditStore {
             return Err(AuditError::Deadline(deadline));
         };
         let store = self.clone();
-        let recording = tokio::spawn(async move {
-            let result = store.record(facts).await;
+        let waiting = Waiting(Arc::new(Fate::default()));
+        let fate = waiting.0.clone();
+        let mut recording = tokio::spawn(async move {
+            let result = store.record_fated(facts, Some(fate)).await;
             if let Err(error) = &result {
                 // Said here too: after the deadline, nobody else reads it.
                 tracing::error!(error = %error, "an AuditEvent could not be recorded");
@@ -155,18 +169,36 @@ impl AuditStore {
             drop(backlog);
             result
         });
-        match tokio::time::timeout(deadline, recording).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(AuditError::Commit(format!("the commit task failed: {e}"))),
-            Err(_) => Err(AuditError::Deadline(deadline)),
-        }
+        let joined = match tokio::time::timeout(deadline, &mut recording).await {
+            Ok(joined) => joined,
+            Err(_) => match waiting.0.settle(Settled::Withheld) {
+                Settled::Claimed => match tokio::time::timeout(deadline, recording).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        tracing::error!(
+                            "a commit outlasted twice the deadline: its response is withheld, though its event, \
+                             if committed, says the answer was sent"
+                        );
+                        return Err(AuditError::Deadline(deadline));
+                    }
+                },
+                _ => return Err(AuditError::Deadline(deadline)),
+            },
+        };
+        joined.unwrap_or_else(|e| Err(AuditError::Commit(format!("the commit task failed: {e}"))))
     }
 
     /// Records one interaction and returns its AuditEvent id once the event is committed.
     pub async fn record(&self, facts: AuditFacts) -> Result<String, AuditError> {
+        self.record_fated(facts, None).await
+    }
+
+    /// As [`AuditStore::record`], the event labelled as its response's `fate` settles.
+    async fn record_fated(&self, facts: AuditFacts, fate: Option<Arc<Fate>>) -> Result<String, AuditError> {
         let id = uuid::Uuid::new_v4().to_string();
         let json = audit_event(&id, &facts).to_string();
-        let row = EventRow::new(id.clone(), &facts, json);
+        let mut row = EventRow::new(id.clone(), &facts, json);
+        row.fate = fate;
         let (done, committed) = oneshot::channel();
         self.inner
             .commands
@@ -305,6 +337,14 @@ impl Writer {
         if rows.is_empty() {
             return;
         }
+        // An event whose response stopped waiting before now says what its client got.
+        for row in rows.iter_mut() {
+            match row.fate.as_ref().map(|fate| fate.settle(Settled::Claimed)) {
+                Some(Settled::Withheld) => row.withheld("the audit trail did not commit in time"),
+                Some(Settled::Left) => row.left(),
+                Some(Settled::Claimed) | None => {}
+            }
+        }
         let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
         self.failing.store(outcome.is_err(), Ordering::Release);
         for waiter in waiters.drain(..) {
@@ -317,7 +357,8 @@ impl Writer {
                 self.flush_held();
             }
             Err(message) => {
-                rows.iter_mut().for_each(EventRow::withheld);
+                rows.iter_mut()
+                    .for_each(|row| row.withheld("the audit trail could not commit"));
                 self.held.append(rows);
                 // Bounded: under a long outage the oldest are lost rather than the process's memory.
                 let lost = self.held.len().saturating_sub(MAX_HELD);

@@ -65,7 +65,7 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     // With the queue full, a response stops waiting at its deadline, but its event is not dropped.
     let deadline = std::time::Duration::from_millis(100);
     let result = store
-        .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
+        .record_within(facts(1_000, "given-up", "Patient/p", None, 200), deadline)
         .await;
     assert!(
         matches!(result, Err(AuditError::Deadline(d)) if d == deadline),
@@ -80,6 +80,109 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     assert!(store.is_accepting());
     assert!(store.record(facts(1_001, "u", "Patient/p", None, 200)).await.is_ok());
     assert_eq!(store.count().unwrap(), 1 + queued + 1);
+    // Committed after its response gave up on it, the event says what the client got: a 503, withheld.
+    let withheld = store.search(&params(&[("outcome", "8")])).unwrap();
+    assert_eq!(withheld.len(), 1, "{withheld:?}");
+    let agents = withheld[0]["agent"].as_array().unwrap();
+    assert!(
+        agents.iter().any(|a| a["who"]["identifier"]["value"] == "given-up"),
+        "{}",
+        withheld[0]
+    );
+    assert!(
+        withheld[0]["outcomeDesc"].as_str().unwrap().starts_with("IM1-5101"),
+        "{}",
+        withheld[0]
+    );
+}
+
+#[test]
+fn the_first_to_settle_an_event_decides_its_label() {
+    use super::db::{Fate, Settled};
+    for first in [Settled::Claimed, Settled::Withheld, Settled::Left] {
+        let fate = Fate::default();
+        assert_eq!(fate.settle(first), first);
+        for then in [Settled::Claimed, Settled::Withheld, Settled::Left] {
+            assert_eq!(fate.settle(then), first, "{first:?} then {then:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_response_whose_commit_is_under_way_at_its_deadline_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // The writer takes the event into a commit, which waits for another process's lock past the deadline.
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let deadline = std::time::Duration::from_secs(2);
+    let recording = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
+                .await
+        })
+    };
+    tokio::time::sleep(deadline + deadline / 5).await;
+    holder.execute_batch("ROLLBACK").unwrap();
+    // The commit went through: the answer is sent, as its event says.
+    assert!(recording.await.unwrap().is_ok());
+    assert!(store.search(&params(&[("outcome", "8")])).unwrap().is_empty());
+    assert_eq!(store.count().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_event_waits_for_the_writer_is_on_record_as_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // The writer is held in the commit of an earlier event, by another process's lock.
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let earlier = {
+        let store = store.clone();
+        tokio::spawn(async move { store.record(facts(1_000, "u", "Patient/p", None, 200)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A response waits for its event behind it; its client leaves (the request's future is dropped).
+    let leaving = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let deadline = std::time::Duration::from_secs(30);
+            store
+                .record_within(facts(1_001, "leaver", "Patient/p", None, 200), deadline)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    leaving.abort();
+    assert!(leaving.await.unwrap_err().is_cancelled());
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert!(earlier.await.unwrap().is_ok());
+    // Committed all the same, saying the client got nothing.
+    let mut waited = 0;
+    while store.count().unwrap() < 2 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let events = store.search(&AuditQuery::default()).unwrap();
+    let gone: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["agent"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["who"]["identifier"]["value"] == "leaver")
+        })
+        .collect();
+    assert_eq!(gone.len(), 1, "{events:?}");
+    assert_eq!(gone[0]["outcome"], "4", "{}", gone[0]);
+    assert!(
+        gone[0]["outcomeDesc"].as_str().unwrap().starts_with("IM1-1122"),
+        "{}",
+        gone[0]
+    );
 }
 
 #[cfg(unix)]
