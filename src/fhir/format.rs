@@ -205,7 +205,8 @@ pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
         }
         Format::Xml => {
             check_xml_depth(bytes)?;
-            im1_fhir_model::xml_to_json(bytes).map_err(|e| {
+            let bytes = super::xml_ns::unprefixed(bytes)?;
+            im1_fhir_model::xml_to_json(&bytes).map_err(|e| {
                 FhirError::bad_structure("IM1-1109", format!("the body is not a valid FHIR R4 XML resource: {e}"))
             })
         }

@@ -11,6 +11,7 @@ pub mod resource_types;
 pub mod rest;
 pub mod search;
 pub mod sort;
+pub mod xml_ns;
 
 pub use error::{FhirError, FhirResult, IssueType};
 
