@@ -207,6 +207,12 @@ pub(crate) enum Settled {
 impl Fate {
     const WAITING: u8 = 0;
 
+    /// Whether anything has settled it yet.
+    #[cfg(test)]
+    pub(crate) fn is_settled(&self) -> bool {
+        self.0.load(Ordering::Acquire) != Fate::WAITING
+    }
+
     /// Settles the fate as `to` if nothing has yet; how it is settled now.
     pub(crate) fn settle(&self, to: Settled) -> Settled {
         let code = |settled: Settled| settled as u8 + 1;

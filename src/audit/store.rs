@@ -194,7 +194,7 @@ impl AuditStore {
     }
 
     /// As [`AuditStore::record`], the event labelled as its response's `fate` settles.
-    async fn record_fated(&self, facts: AuditFacts, fate: Option<Arc<Fate>>) -> Result<String, AuditError> {
+    pub(super) async fn record_fated(&self, facts: AuditFacts, fate: Option<Arc<Fate>>) -> Result<String, AuditError> {
         let id = uuid::Uuid::new_v4().to_string();
         let json = audit_event(&id, &facts).to_string();
         let mut row = EventRow::new(id.clone(), &facts, json);

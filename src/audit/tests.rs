@@ -139,11 +139,22 @@ async fn a_client_that_leaves_while_its_event_waits_for_the_writer_is_on_record_
     // The writer is held in the commit of an earlier event, by another process's lock.
     let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let taken = std::sync::Arc::new(super::db::Fate::default());
     let earlier = {
-        let store = store.clone();
-        tokio::spawn(async move { store.record(facts(1_000, "u", "Patient/p", None, 200)).await })
+        let (store, taken) = (store.clone(), taken.clone());
+        tokio::spawn(async move {
+            store
+                .record_fated(facts(1_000, "u", "Patient/p", None, 200), Some(taken))
+                .await
+        })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Once the writer has taken it into its commit, which waits for the lock, anything queued waits behind it.
+    let mut waited = 0;
+    while !taken.is_settled() && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(taken.is_settled(), "the writer never took the earlier event");
     // A response waits for its event behind it; its client leaves (the request's future is dropped).
     let leaving = {
         let store = store.clone();
