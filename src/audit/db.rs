@@ -189,7 +189,9 @@ pub(crate) struct EventRow {
 /// Who settles an event's label first: the writer, taking it into a commit while its response still waits
 /// (the commit's outcome then decides the answer), or the response, which stops waiting at its deadline (the
 /// client gets a 503) or is dropped because its client left (the client gets nothing). Without it, an event
-/// committed after either said the client got what the server had decided.
+/// committed after either said the client got what the server had decided. A response may still stop waiting
+/// while the commit it was taken into is under way (a held lock, a slow disk): the writer then corrects the
+/// event it has just stored.
 #[derive(Debug, Default)]
 pub(crate) struct Fate(AtomicU8);
 
@@ -206,6 +208,14 @@ pub(crate) enum Settled {
 
 impl Fate {
     const WAITING: u8 = 0;
+    const CLAIMED: u8 = 1;
+    const WITHHELD: u8 = 2;
+    const LEFT: u8 = 3;
+    /// The claimed commit's outcome went to the response.
+    const DONE: u8 = 4;
+    /// The response stopped waiting while the claimed commit was under way.
+    const LATE_WITHHELD: u8 = 5;
+    const LATE_LEFT: u8 = 6;
 
     /// Whether anything has settled it yet.
     #[cfg(test)]
@@ -215,16 +225,44 @@ impl Fate {
 
     /// Settles the fate as `to` if nothing has yet; how it is settled now.
     pub(crate) fn settle(&self, to: Settled) -> Settled {
-        let code = |settled: Settled| settled as u8 + 1;
-        match self
-            .0
-            .compare_exchange(Fate::WAITING, code(to), Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => to,
-            Err(now) if now == code(Settled::Withheld) => Settled::Withheld,
-            Err(now) if now == code(Settled::Left) => Settled::Left,
+        let code = match to {
+            Settled::Claimed => Fate::CLAIMED,
+            Settled::Withheld => Fate::WITHHELD,
+            Settled::Left => Fate::LEFT,
+        };
+        match self.swap(Fate::WAITING, code) {
+            Ok(()) => to,
+            Err(Fate::WITHHELD) => Settled::Withheld,
+            Err(Fate::LEFT) => Settled::Left,
+            // Taken into a commit (whether or not it is over).
             Err(_) => Settled::Claimed,
         }
+    }
+
+    /// The response stops waiting (`how`) while the commit it was taken into is under way: whether it did so
+    /// before the commit's outcome was in (the writer then corrects the event).
+    pub(crate) fn give_up_late(&self, how: Settled) -> bool {
+        let code = match how {
+            Settled::Left => Fate::LATE_LEFT,
+            _ => Fate::LATE_WITHHELD,
+        };
+        self.swap(Fate::CLAIMED, code).is_ok()
+    }
+
+    /// The writer, with the commit's outcome in and before its response hears it: how the response stopped
+    /// waiting during the commit, if it did.
+    pub(crate) fn finish(&self) -> Option<Settled> {
+        match self.swap(Fate::CLAIMED, Fate::DONE) {
+            Err(Fate::LATE_WITHHELD) => Some(Settled::Withheld),
+            Err(Fate::LATE_LEFT) => Some(Settled::Left),
+            _ => None,
+        }
+    }
+
+    fn swap(&self, from: u8, to: u8) -> Result<(), u8> {
+        self.0
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
     }
 }
 
@@ -291,6 +329,15 @@ impl EventRow {
             relabelled: false,
         }
     }
+}
+
+/// Stores an event's new label (see `Fate`): the row as `row` now says.
+pub(crate) fn relabel(conn: &Connection, row: &EventRow) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "UPDATE audit_event SET outcome = ?1, status = ?2, json = ?3 WHERE id = ?4",
+        rusqlite::params![row.outcome, row.status, row.json, row.id],
+    )
+    .map(drop)
 }
 
 /// Writes every row in one transaction: all are committed, or none.

@@ -34,11 +34,14 @@ use super::query::{self, AuditQuery};
 
 /// A response waiting for its event's commit: dropped before the wait ends (its client left), it settles the
 /// event's fate as left, so the event, committed later, says the client got nothing.
-struct Waiting(Arc<Fate>);
+pub(super) struct Waiting(pub(super) Arc<Fate>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.settle(Settled::Left);
+        // Taken into a commit already: left while it is under way, if it still is (a no-op once it is over).
+        if self.0.settle(Settled::Left) == Settled::Claimed {
+            self.0.give_up_late(Settled::Left);
+        }
     }
 }
 
@@ -149,7 +152,8 @@ impl AuditStore {
     /// committed whenever the store can (a client leaving cannot cancel it either). An event the writer takes
     /// into a commit before the deadline is waited for once more (that commit's outcome decides the answer).
     /// An event committed after its response stopped waiting says what its client got (see [`Fate`]): a 503
-    /// (IM1-5101) past the deadline, nothing (499) if the client left.
+    /// (IM1-5101) past the deadline, nothing (499) if the client left; if its commit was under way then, the
+    /// writer corrects it once stored.
     pub async fn record_within(&self, facts: AuditFacts, deadline: Duration) -> Result<String, AuditError> {
         // Recordings no one waits for any more are bounded: past the bound, under a long stall, an event is
         // lost rather than the process's memory, and that is logged.
@@ -172,15 +176,15 @@ impl AuditStore {
         let joined = match tokio::time::timeout(deadline, &mut recording).await {
             Ok(joined) => joined,
             Err(_) => match waiting.0.settle(Settled::Withheld) {
-                Settled::Claimed => match tokio::time::timeout(deadline, recording).await {
+                Settled::Claimed => match tokio::time::timeout(deadline, &mut recording).await {
                     Ok(joined) => joined,
-                    Err(_) => {
-                        tracing::error!(
-                            "a commit outlasted twice the deadline: its response is withheld, though its event, \
-                             if committed, says the answer was sent"
-                        );
+                    // Withheld while the commit is under way: the writer corrects the event once it is stored.
+                    Err(_) if waiting.0.give_up_late(Settled::Withheld) => {
+                        tracing::error!("a commit outlasted twice the deadline: its response is withheld");
                         return Err(AuditError::Deadline(deadline));
                     }
+                    // The commit's outcome is in, on its way to this response: it decides.
+                    Err(_) => recording.await,
                 },
                 _ => return Err(AuditError::Deadline(deadline)),
             },
@@ -347,6 +351,7 @@ impl Writer {
         }
         let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
         self.failing.store(outcome.is_err(), Ordering::Release);
+        self.correct_late(rows, outcome.is_ok());
         for waiter in waiters.drain(..) {
             // A waiter that has gone away (its request was dropped) still has its event committed.
             let _ = waiter.send(outcome.clone().map_err(AuditError::Commit));
@@ -369,6 +374,24 @@ impl Writer {
                     error = %message,
                     "audit commit failed: the batch's responses are withheld and its events kept for later"
                 );
+            }
+        }
+    }
+
+    /// After a commit, before its waiters hear of it: the events whose responses stopped waiting while it was
+    /// under way say so, stored again if the commit stored them (else they are relabelled before they are
+    /// kept for later, as every event of a failed commit is).
+    fn correct_late(&mut self, rows: &mut [EventRow], stored: bool) {
+        for row in rows.iter_mut() {
+            match row.fate.as_ref().and_then(|fate| fate.finish()) {
+                Some(Settled::Left) => row.left(),
+                Some(_) => row.withheld("the audit trail did not commit in time"),
+                None => continue,
+            }
+            if stored {
+                if let Err(error) = db::relabel(&self.conn, row) {
+                    tracing::error!(%error, event = %row.id, "an AuditEvent could not be corrected to say its response was not sent");
+                }
             }
         }
     }

@@ -108,6 +108,97 @@ fn the_first_to_settle_an_event_decides_its_label() {
     }
 }
 
+#[test]
+fn a_response_that_stops_waiting_during_its_commit_is_corrected_by_the_writer() {
+    use super::db::{Fate, Settled};
+    // Left while the commit is under way: the writer, with the outcome in, hears of it.
+    let fate = std::sync::Arc::new(Fate::default());
+    assert_eq!(fate.settle(Settled::Claimed), Settled::Claimed);
+    drop(super::store::Waiting(fate.clone()));
+    assert_eq!(fate.finish(), Some(Settled::Left));
+    // The outcome in first: the response takes it, and there is nothing to correct.
+    let fate = Fate::default();
+    fate.settle(Settled::Claimed);
+    assert_eq!(fate.finish(), None);
+    assert!(!fate.give_up_late(Settled::Withheld));
+    assert!(!fate.give_up_late(Settled::Left));
+    // Never taken into a commit: nothing happens late.
+    let fate = Fate::default();
+    assert!(!fate.give_up_late(Settled::Withheld));
+    assert_eq!(fate.settle(Settled::Withheld), Settled::Withheld);
+    assert_eq!(fate.finish(), None);
+}
+
+/// The one event of a store, once the writer has committed it (waiting up to five seconds).
+async fn only_event(store: &AuditStore) -> Value {
+    let mut waited = 0;
+    while store.count().unwrap() < 1 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let events = store.search(&AuditQuery::default()).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    events[0].clone()
+}
+
+#[tokio::test]
+async fn an_event_whose_commit_outlasts_twice_the_deadline_is_stored_as_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // The writer takes the event into a commit that waits for another process's lock past both deadlines.
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let deadline = std::time::Duration::from_millis(300);
+    let result = store
+        .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
+        .await;
+    assert!(matches!(result, Err(AuditError::Deadline(_))), "{result:?}");
+    // Released, the commit goes through, and the writer corrects what it stored: the answer was withheld.
+    holder.execute_batch("ROLLBACK").unwrap();
+    let event = only_event(&store).await;
+    assert_eq!(event["outcome"], "8", "{event}");
+    let said = event["outcomeDesc"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("IM1-5101: withheld, the audit trail did not commit in time"),
+        "{said}"
+    );
+    assert_eq!(
+        store.search(&params(&[("outcome", "8")])).unwrap().len(),
+        1,
+        "the indexed outcome too"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_event_is_being_committed_is_on_record_as_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let fate = std::sync::Arc::new(super::db::Fate::default());
+    let recording = {
+        let (store, fate) = (store.clone(), fate.clone());
+        tokio::spawn(async move {
+            store
+                .record_fated(facts(1_000, "u", "Patient/p", None, 200), Some(fate))
+                .await
+        })
+    };
+    let mut waited = 0;
+    while !fate.is_settled() && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    // Its response is dropped (the client left) while the commit waits for the lock.
+    drop(super::store::Waiting(fate));
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert!(recording.await.unwrap().is_ok());
+    let event = only_event(&store).await;
+    assert_eq!(event["outcome"], "4", "{event}");
+    let said = event["outcomeDesc"].as_str().unwrap_or_default();
+    assert!(said.starts_with("IM1-1122"), "{said}");
+}
+
 #[tokio::test]
 async fn a_response_whose_commit_is_under_way_at_its_deadline_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
