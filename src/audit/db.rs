@@ -168,6 +168,7 @@ pub(crate) fn open_side(path: &Path, read_only: bool) -> Result<Connection, Audi
 }
 
 /// One event as written: the JSON and the columns searches use.
+#[derive(Clone)]
 pub(crate) struct EventRow {
     pub id: String,
     pub recorded: String,
@@ -331,15 +332,6 @@ impl EventRow {
     }
 }
 
-/// Stores an event's new label (see `Fate`): the row as `row` now says.
-pub(crate) fn relabel(conn: &Connection, row: &EventRow) -> Result<(), rusqlite::Error> {
-    conn.execute(
-        "UPDATE audit_event SET outcome = ?1, status = ?2, json = ?3 WHERE id = ?4",
-        rusqlite::params![row.outcome, row.status, row.json, row.id],
-    )
-    .map(drop)
-}
-
 /// Writes every row in one transaction: all are committed, or none.
 /// How long a connection waits for a lock another holds (a checkpoint, a backup) before its statement fails.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -361,11 +353,13 @@ pub(crate) fn insert_batch<'a>(
 ) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     {
-        // An event already stored is not stored again (a kept event whose failed commit had in fact been
-        // applied): one duplicate would otherwise fail every later batch it is kept in.
+        // An event already stored takes the label it carries now, rather than failing the batch: a kept event
+        // whose failed commit had in fact been applied (its client got a 503, as it now says), or an event
+        // relabelled after its commit because its response stopped waiting while the commit was under way.
         let mut event = tx.prepare_cached(
-            "INSERT OR IGNORE INTO audit_event (id, recorded, outcome, agent, patient, entity, interaction, status, json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO audit_event (id, recorded, outcome, agent, patient, entity, interaction, status, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, status = excluded.status, json = excluded.json",
         )?;
         let mut patient =
             tx.prepare_cached("INSERT OR IGNORE INTO audit_patient (patient, event_id) VALUES (?1, ?2)")?;

@@ -45,6 +45,22 @@ impl Drop for Waiting {
     }
 }
 
+/// After a commit, before its waiters hear of it: the events whose responses stopped waiting while it was under
+/// way say so (relabelled in memory: stored again by the caller if the commit stored them, else kept for later
+/// as every event of a failed commit is). Where they are in `rows`.
+fn relabel_late(rows: &mut [EventRow]) -> Vec<usize> {
+    let mut late = Vec::new();
+    for (i, row) in rows.iter_mut().enumerate() {
+        match row.fate.as_ref().and_then(|fate| fate.finish()) {
+            Some(Settled::Left) => row.left(),
+            Some(_) => row.withheld("the audit trail did not commit in time"),
+            None => continue,
+        }
+        late.push(i);
+    }
+    late
+}
+
 /// The least time between two background checkpoints.
 pub const CHECKPOINT_SPACING: Duration = Duration::from_millis(100);
 
@@ -351,13 +367,22 @@ impl Writer {
         }
         let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());
         self.failing.store(outcome.is_err(), Ordering::Release);
-        self.correct_late(rows, outcome.is_ok());
+        let late = relabel_late(rows);
         for waiter in waiters.drain(..) {
             // A waiter that has gone away (its request was dropped) still has its event committed.
             let _ = waiter.send(outcome.clone().map_err(AuditError::Commit));
         }
         match outcome {
             Ok(()) => {
+                // Stored again once the waiters are woken: nobody waits on these, and a slow write of them must
+                // not hold the others' answers.
+                if !late.is_empty() {
+                    let corrected = late.iter().map(|&i| &rows[i]);
+                    if let Err(error) = db::insert_batch(&mut self.conn, corrected) {
+                        tracing::error!(%error, "late AuditEvent corrections are kept for later");
+                        self.held.extend(late.iter().map(|&i| rows[i].clone()));
+                    }
+                }
                 self.committed(std::mem::take(rows));
                 self.flush_held();
             }
@@ -374,24 +399,6 @@ impl Writer {
                     error = %message,
                     "audit commit failed: the batch's responses are withheld and its events kept for later"
                 );
-            }
-        }
-    }
-
-    /// After a commit, before its waiters hear of it: the events whose responses stopped waiting while it was
-    /// under way say so, stored again if the commit stored them (else they are relabelled before they are
-    /// kept for later, as every event of a failed commit is).
-    fn correct_late(&mut self, rows: &mut [EventRow], stored: bool) {
-        for row in rows.iter_mut() {
-            match row.fate.as_ref().and_then(|fate| fate.finish()) {
-                Some(Settled::Left) => row.left(),
-                Some(_) => row.withheld("the audit trail did not commit in time"),
-                None => continue,
-            }
-            if stored {
-                if let Err(error) = db::relabel(&self.conn, row) {
-                    tracing::error!(%error, event = %row.id, "an AuditEvent could not be corrected to say its response was not sent");
-                }
             }
         }
     }
