@@ -332,6 +332,14 @@ impl EventRow {
     }
 }
 
+/// Whether a write failed only because another connection held the database (it may succeed later as it is).
+pub(crate) fn is_transient(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Writes every row in one transaction: all are committed, or none.
 /// How long a connection waits for a lock another holds (a checkpoint, a backup) before its statement fails.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

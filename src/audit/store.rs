@@ -376,31 +376,48 @@ impl Writer {
             Ok(()) => {
                 // Stored again once the waiters are woken: nobody waits on these, and a slow write of them must
                 // not hold the others' answers.
-                if !late.is_empty() {
-                    let corrected = late.iter().map(|&i| &rows[i]);
-                    if let Err(error) = db::insert_batch(&mut self.conn, corrected) {
-                        tracing::error!(%error, "late AuditEvent corrections are kept for later");
-                        self.held.extend(late.iter().map(|&i| rows[i].clone()));
+                let corrected = late.is_empty() || {
+                    let corrections = late.iter().map(|&i| &rows[i]);
+                    match db::insert_batch(&mut self.conn, corrections) {
+                        Ok(()) => true,
+                        Err(error) => {
+                            // Failing like any commit: the next commit or probe stores them with the kept events.
+                            self.failing.store(true, Ordering::Release);
+                            let kept = late.iter().map(|&i| rows[i].clone()).collect();
+                            self.hold(
+                                kept,
+                                &error.to_string(),
+                                "late AuditEvent corrections are kept for later",
+                            );
+                            false
+                        }
                     }
-                }
+                };
                 self.committed(std::mem::take(rows));
-                self.flush_held();
+                if corrected {
+                    self.flush_held();
+                }
             }
             Err(message) => {
                 rows.iter_mut()
                     .for_each(|row| row.withheld("the audit trail could not commit"));
-                self.held.append(rows);
-                // Bounded: under a long outage the oldest are lost rather than the process's memory.
-                let lost = self.held.len().saturating_sub(MAX_HELD);
-                self.held.drain(..lost);
-                tracing::error!(
-                    held = self.held.len(),
-                    lost,
-                    error = %message,
-                    "audit commit failed: the batch's responses are withheld and its events kept for later"
+                let kept = std::mem::take(rows);
+                self.hold(
+                    kept,
+                    &message,
+                    "audit commit failed: the batch's responses are withheld and its events kept for later",
                 );
             }
         }
+    }
+
+    /// Keeps events a commit could not store, for later. Bounded: under a long outage the oldest are lost rather
+    /// than the process's memory.
+    fn hold(&mut self, rows: Vec<EventRow>, error: &str, what: &str) {
+        self.held.extend(rows);
+        let lost = self.held.len().saturating_sub(MAX_HELD);
+        self.held.drain(..lost);
+        tracing::error!(held = self.held.len(), lost, error = %error, "{what}");
     }
 
     /// After a commit: forwarded, and a checkpoint nudged.
@@ -427,8 +444,9 @@ impl Writer {
                     self.committed(vec![row]);
                     continue;
                 };
-                // The store failing again (a probe row does not commit either) keeps the rest for later.
-                if db::probe(&mut self.conn).is_err() {
+                // The store failing again (a lock held, or a probe row does not commit either) keeps the rest
+                // for later: only an event the store takes no part of, while it takes others, is dropped.
+                if db::is_transient(&error) || db::probe(&mut self.conn).is_err() {
                     self.failing.store(true, Ordering::Release);
                     let rest: Vec<EventRow> = std::iter::once(row).chain(rows).collect();
                     self.held.splice(0..0, rest);

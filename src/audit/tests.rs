@@ -129,6 +129,22 @@ fn a_response_that_stops_waiting_during_its_commit_is_corrected_by_the_writer() 
     assert_eq!(fate.finish(), None);
 }
 
+#[test]
+fn a_write_refused_for_a_held_lock_is_transient_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let busy = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+    assert!(super::db::is_transient(&busy), "{busy}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    let missing = conn.execute("INSERT INTO nowhere VALUES (1)", []).unwrap_err();
+    assert!(!super::db::is_transient(&missing), "{missing}");
+}
+
 /// The one event of a store, once the writer has stored it with `outcome` (waiting up to five seconds: a
 /// correction is stored after the commit it corrects).
 async fn only_event(store: &AuditStore, outcome: &str) -> Value {
