@@ -168,7 +168,6 @@ pub(crate) fn open_side(path: &Path, read_only: bool) -> Result<Connection, Audi
 }
 
 /// One event as written: the JSON and the columns searches use.
-#[derive(Clone)]
 pub(crate) struct EventRow {
     pub id: String,
     pub recorded: String,
@@ -332,11 +331,13 @@ impl EventRow {
     }
 }
 
-/// Whether a write failed only because another connection held the database (it may succeed later as it is).
+/// Whether a write failed for the state of the database rather than for the row written (another connection
+/// holding it, a full disk, an I/O error): it may succeed later as it is.
 pub(crate) fn is_transient(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
     matches!(
         error.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
     )
 }
 

@@ -381,9 +381,11 @@ impl Writer {
                     match db::insert_batch(&mut self.conn, corrections) {
                         Ok(()) => true,
                         Err(error) => {
-                            // Failing like any commit: the next commit or probe stores them with the kept events.
+                            // Failing like any commit: the next commit or probe stores them with the kept events,
+                            // and only then are they forwarded (the copy says what the database says).
                             self.failing.store(true, Ordering::Release);
-                            let kept = late.iter().map(|&i| rows[i].clone()).collect();
+                            let mut kept: Vec<EventRow> = late.iter().rev().map(|&i| rows.remove(i)).collect();
+                            kept.reverse();
                             self.hold(
                                 kept,
                                 &error.to_string(),

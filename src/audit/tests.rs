@@ -130,7 +130,7 @@ fn a_response_that_stops_waiting_during_its_commit_is_corrected_by_the_writer() 
 }
 
 #[test]
-fn a_write_refused_for_a_held_lock_is_transient_and_others_are_not() {
+fn a_write_refused_for_the_state_of_the_database_is_transient_and_others_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -141,6 +141,13 @@ fn a_write_refused_for_a_held_lock_is_transient_and_others_are_not() {
     let busy = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
     assert!(super::db::is_transient(&busy), "{busy}");
     holder.execute_batch("ROLLBACK").unwrap();
+    // A full database (its pages capped, as a full disk would): room may be made.
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    conn.execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+    let full = conn
+        .execute("INSERT INTO t VALUES (?1)", [vec![0u8; 1 << 20]])
+        .unwrap_err();
+    assert!(super::db::is_transient(&full), "{full}");
     let missing = conn.execute("INSERT INTO nowhere VALUES (1)", []).unwrap_err();
     assert!(!super::db::is_transient(&missing), "{missing}");
 }
