@@ -286,6 +286,15 @@ impl EventRow {
         );
     }
 
+    /// Says how its response stopped waiting, if it did (taken into a commit while it waited: as it is).
+    pub(crate) fn settled_as(&mut self, how: Settled) {
+        match how {
+            Settled::Withheld => self.withheld("the audit trail did not commit in time"),
+            Settled::Left => self.left(),
+            Settled::Claimed => {}
+        }
+    }
+
     /// Says the client got `status` (and `code`, for `text`) rather than what the server had decided; once.
     fn relabel(&mut self, status: u16, code: &str, text: &str) {
         if std::mem::replace(&mut self.relabelled, true) {

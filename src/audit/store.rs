@@ -51,12 +51,10 @@ impl Drop for Waiting {
 fn relabel_late(rows: &mut [EventRow]) -> Vec<usize> {
     let mut late = Vec::new();
     for (i, row) in rows.iter_mut().enumerate() {
-        match row.fate.as_ref().and_then(|fate| fate.finish()) {
-            Some(Settled::Left) => row.left(),
-            Some(_) => row.withheld("the audit trail did not commit in time"),
-            None => continue,
+        if let Some(how) = row.fate.as_ref().and_then(|fate| fate.finish()) {
+            row.settled_as(how);
+            late.push(i);
         }
-        late.push(i);
     }
     late
 }
@@ -191,18 +189,19 @@ impl AuditStore {
         });
         let joined = match tokio::time::timeout(deadline, &mut recording).await {
             Ok(joined) => joined,
-            Err(_) => match waiting.0.settle(Settled::Withheld) {
-                Settled::Claimed => match tokio::time::timeout(deadline, &mut recording).await {
-                    Ok(joined) => joined,
-                    // Withheld while the commit is under way: the writer corrects the event once it is stored.
-                    Err(_) if waiting.0.give_up_late(Settled::Withheld) => {
-                        tracing::error!("a commit outlasted twice the deadline: its response is withheld");
-                        return Err(AuditError::Deadline(deadline));
-                    }
-                    // The commit's outcome is in, on its way to this response: it decides.
-                    Err(_) => recording.await,
-                },
-                _ => return Err(AuditError::Deadline(deadline)),
+            Err(_) if waiting.0.settle(Settled::Withheld) != Settled::Claimed => {
+                return Err(AuditError::Deadline(deadline))
+            }
+            // Taken into a commit before the deadline: that commit's outcome decides, waited for once more.
+            Err(_) => match tokio::time::timeout(deadline, &mut recording).await {
+                Ok(joined) => joined,
+                // Withheld while the commit is under way: the writer corrects the event once it is stored.
+                Err(_) if waiting.0.give_up_late(Settled::Withheld) => {
+                    tracing::error!("a commit outlasted twice the deadline: its response is withheld");
+                    return Err(AuditError::Deadline(deadline));
+                }
+                // The commit's outcome is in, on its way to this response: it decides.
+                Err(_) => recording.await,
             },
         };
         joined.unwrap_or_else(|e| Err(AuditError::Commit(format!("the commit task failed: {e}"))))
@@ -359,10 +358,8 @@ impl Writer {
         }
         // An event whose response stopped waiting before now says what its client got.
         for row in rows.iter_mut() {
-            match row.fate.as_ref().map(|fate| fate.settle(Settled::Claimed)) {
-                Some(Settled::Withheld) => row.withheld("the audit trail did not commit in time"),
-                Some(Settled::Left) => row.left(),
-                Some(Settled::Claimed) | None => {}
+            if let Some(how) = row.fate.as_ref().map(|fate| fate.settle(Settled::Claimed)) {
+                row.settled_as(how);
             }
         }
         let outcome = db::insert_batch(&mut self.conn, rows.iter()).map_err(|e| e.to_string());

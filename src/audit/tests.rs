@@ -40,6 +40,37 @@ fn facts(unix: i64, subject: &str, entity: &str, patient: Option<&str>, status: 
     facts
 }
 
+/// Another process holding the store's database (the writer waits for it: SQLite's busy time-out), until
+/// `ROLLBACK`.
+fn locked(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    holder
+}
+
+/// An event whose fate a test holds, recorded by a task of its own, once the writer has taken it into a commit
+/// (which waits while the database is `locked`).
+async fn taken_into_a_commit(
+    store: &AuditStore,
+    facts: AuditFacts,
+) -> (
+    tokio::task::JoinHandle<Result<String, AuditError>>,
+    std::sync::Arc<super::db::Fate>,
+) {
+    let fate = std::sync::Arc::new(super::db::Fate::default());
+    let recording = {
+        let (store, fate) = (store.clone(), fate.clone());
+        tokio::spawn(async move { store.record_fated(facts, Some(fate)).await })
+    };
+    let mut waited = 0;
+    while !fate.is_settled() && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert!(fate.is_settled(), "the writer never took the event");
+    (recording, fate)
+}
+
 fn ids(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["id"].as_str().unwrap()).collect()
 }
@@ -49,8 +80,7 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     // Another process holding the database: the writer waits for it (SQLite's busy time-out).
-    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let holder = locked(&dir);
     // Events queued behind the stalled writer until the queue is full: not ready.
     assert!(store.is_accepting());
     let mut waiting = Vec::new();
@@ -173,8 +203,7 @@ async fn an_event_whose_commit_outlasts_twice_the_deadline_is_stored_as_withheld
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     // The writer takes the event into a commit that waits for another process's lock past both deadlines.
-    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let holder = locked(&dir);
     let deadline = std::time::Duration::from_secs(1);
     let result = store
         .record_within(facts(1_000, "u", "Patient/p", None, 200), deadline)
@@ -200,23 +229,8 @@ async fn an_event_whose_commit_outlasts_twice_the_deadline_is_stored_as_withheld
 async fn a_client_that_leaves_while_its_event_is_being_committed_is_on_record_as_gone() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let fate = std::sync::Arc::new(super::db::Fate::default());
-    let recording = {
-        let (store, fate) = (store.clone(), fate.clone());
-        tokio::spawn(async move {
-            store
-                .record_fated(facts(1_000, "u", "Patient/p", None, 200), Some(fate))
-                .await
-        })
-    };
-    let mut waited = 0;
-    while !fate.is_settled() && waited < 500 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
-    assert!(fate.is_settled(), "the writer never took the event");
+    let holder = locked(&dir);
+    let (recording, fate) = taken_into_a_commit(&store, facts(1_000, "u", "Patient/p", None, 200)).await;
     // Its response is dropped (the client left) while the commit waits for the lock.
     drop(super::store::Waiting(fate));
     holder.execute_batch("ROLLBACK").unwrap();
@@ -232,8 +246,7 @@ async fn a_response_whose_commit_is_under_way_at_its_deadline_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     // The writer takes the event into a commit, which waits for another process's lock past the deadline.
-    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let holder = locked(&dir);
     let deadline = std::time::Duration::from_secs(2);
     let recording = {
         let store = store.clone();
@@ -256,24 +269,9 @@ async fn a_client_that_leaves_while_its_event_waits_for_the_writer_is_on_record_
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     // The writer is held in the commit of an earlier event, by another process's lock.
-    let holder = rusqlite::Connection::open(dir.path().join("audit.db")).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let taken = std::sync::Arc::new(super::db::Fate::default());
-    let earlier = {
-        let (store, taken) = (store.clone(), taken.clone());
-        tokio::spawn(async move {
-            store
-                .record_fated(facts(1_000, "u", "Patient/p", None, 200), Some(taken))
-                .await
-        })
-    };
+    let holder = locked(&dir);
     // Once the writer has taken it into its commit, which waits for the lock, anything queued waits behind it.
-    let mut waited = 0;
-    while !taken.is_settled() && waited < 500 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
-    assert!(taken.is_settled(), "the writer never took the earlier event");
+    let (earlier, _) = taken_into_a_commit(&store, facts(1_000, "u", "Patient/p", None, 200)).await;
     // A response waits for its event behind it; its client leaves (the request's future is dropped).
     let leaving = {
         let store = store.clone();

@@ -16,8 +16,10 @@ use quick_xml::{NsReader, Writer};
 const FHIR: &[u8] = b"http://hl7.org/fhir";
 const XHTML: &[u8] = b"http://www.w3.org/1999/xhtml";
 
-/// The body with the FHIR namespace as its default, when it declares a namespace prefix (else as it is).
-pub fn unprefixed(bytes: &[u8]) -> FhirResult<std::borrow::Cow<'_, [u8]>> {
+/// The body with the FHIR namespace as its default, when it declares a namespace prefix (else as it is). Run
+/// after `format::check_xml_depth`, which has refused document type declarations, deep nesting and crowded
+/// elements in the body as it came.
+pub(super) fn unprefixed(bytes: &[u8]) -> FhirResult<std::borrow::Cow<'_, [u8]>> {
     // Most bodies declare no prefix at all: they are read as they are.
     if !bytes.windows(6).any(|w| w == b"xmlns:") {
         return Ok(std::borrow::Cow::Borrowed(bytes));
@@ -59,12 +61,6 @@ pub fn unprefixed(bytes: &[u8]) -> FhirResult<std::borrow::Cow<'_, [u8]>> {
             Event::End(end) => Event::End(quick_xml::events::BytesEnd::new(
                 String::from_utf8_lossy(end.local_name().as_ref()).into_owned(),
             )),
-            Event::DocType(_) => {
-                return Err(FhirError::bad_structure(
-                    "IM1-1110",
-                    "XML document type declarations are not accepted",
-                ))
-            }
             other => other,
         };
         writer.write_event(event).map_err(not_well_formed)?;
