@@ -100,16 +100,22 @@ where
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (mut response, label) = match crate::server::limits::check(request.headers()) {
-        Err(error) => {
-            let mut response = respond_error(&error, Format::Json, false);
-            fhir_headers(&mut response, false);
-            (response, "invalid".to_string())
-        }
-        Ok(()) => route(&state, request).await,
-    };
+    if let Err(error) = crate::server::limits::check(request.headers()) {
+        return refuse(&error, "invalid");
+    }
+    let (mut response, label) = route(&state, request).await;
     // Counted outside the audit layer (`Metrics::count`), by the status the client gets.
     response.extensions_mut().insert(Answered(label));
+    response
+}
+
+/// The answer to a request refused before it is routed (its headers past the limits, its address past its
+/// budget of failed authentications): the OperationOutcome with the FHIR base's headers, labelled for the
+/// metrics.
+pub fn refuse(error: &FhirError, label: &str) -> Response<Body> {
+    let mut response = respond_error(error, Format::Json, false);
+    fhir_headers(&mut response, false);
+    response.extensions_mut().insert(Answered(label.to_string()));
     response
 }
 

@@ -108,6 +108,10 @@ pub fn start(
         state.clone(),
         Duration::from_millis(server.request_timeout_ms),
         tls.is_some(),
+        crate::server::stack::Clients {
+            trusted_proxies: Arc::new(server.trusted_proxies.clone()),
+            failed_auth_per_minute: server.failed_auth_per_minute,
+        },
     );
     let limits = crate::server::listener::ConnectionLimits {
         idle: Duration::from_millis(server.header_timeout_ms),

@@ -128,6 +128,115 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
     proxy.stop().await;
 }
 
+/// The network address an AuditEvent records for its client (the application agent).
+fn audited_address(event: &Value) -> Option<String> {
+    event["agent"]
+        .as_array()?
+        .iter()
+        .find_map(|agent| agent["network"]["address"].as_str())
+        .map(String::from)
+}
+
+/// An address that has used up its budget of failed authentications is refused (429, before any token is
+/// checked, a good one too) while other addresses are not, and recovers once the budget allows; each
+/// AuditEvent records the address (the peer's, or through a trusted proxy the client it names) and the
+/// refusal's code. The probes are never refused.
+#[tokio::test]
+async fn an_address_failing_authentication_too_often_is_refused_for_a_while() {
+    let budget = |per_minute: u32, trusted: &[&str]| im1_fhir::config::ServerConfig {
+        failed_auth_per_minute: std::num::NonZeroU32::new(per_minute),
+        trusted_proxies: trusted.iter().map(|net| net.parse().unwrap()).collect(),
+        ..common::test_server()
+    };
+    let start = |server| Proxy::start_with(Vec::new(), Default::default(), common::test_native(), server);
+    let (search, good, bad) = ("Patient?identifier=9000000009", sign(&claims()), "not.a.token");
+    let proxy = start(budget(2, &[])).await;
+    outcome(proxy.get(search, bad).await, 401).await;
+    // What an untrusted peer says of its client is not believed.
+    let spoofed = proxy.client.get(proxy.url(search)).bearer_auth(bad);
+    outcome(
+        spoofed.header("x-forwarded-for", "198.51.100.9").send().await.unwrap(),
+        401,
+    )
+    .await;
+    // Two a minute, both used: even a good token is refused now, without being checked.
+    let response = proxy.get(search, &good).await;
+    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    let body = outcome(response, 429).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-2302");
+    let root = proxy.base.trim_end_matches("/fhir").to_string();
+    for probe in ["healthz", "readyz", "metrics"] {
+        let answer = proxy.client.get(format!("{root}/{probe}")).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{probe}");
+    }
+    // Every interaction is audited with the address it came from; the refusal with its code.
+    let events = common::audit_events(&proxy);
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events {
+        assert_eq!(audited_address(event).as_deref(), Some("127.0.0.1"), "{event}");
+    }
+    let refusals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcomeDesc"].as_str().is_some_and(|d| d.starts_with("IM1-2302")))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{events:?}");
+    proxy.stop().await;
+
+    // Behind a trusted proxy, each client it names has a budget of its own.
+    let proxy = start(budget(2, &["127.0.0.1/32"])).await;
+    let from = |client: &'static str, token: &str| {
+        let request = proxy.client.get(proxy.url(search)).bearer_auth(token);
+        // The first entry is what a client might claim; the trusted proxy appended the second.
+        request.header("x-forwarded-for", format!("192.0.2.1, {client}")).send()
+    };
+    for _ in 0..2 {
+        outcome(from("198.51.100.1", bad).await.unwrap(), 401).await;
+    }
+    outcome(from("198.51.100.1", &good).await.unwrap(), 429).await;
+    // Another client behind the same proxy is not refused: its good token is checked (403: no practice here).
+    outcome(from("198.51.100.2", &good).await.unwrap(), 403).await;
+    let addresses: Vec<String> = common::audit_events(&proxy)
+        .iter()
+        .filter_map(audited_address)
+        .collect();
+    assert_eq!(addresses.len(), 4, "{addresses:?}");
+    assert_eq!(
+        addresses.iter().filter(|a| *a == "198.51.100.1").count(),
+        3,
+        "{addresses:?}"
+    );
+    assert_eq!(
+        addresses.iter().filter(|a| *a == "198.51.100.2").count(),
+        1,
+        "{addresses:?}"
+    );
+    proxy.stop().await;
+
+    // Sixty a minute: once refused, the address is served again after Retry-After.
+    let proxy = start(budget(60, &[])).await;
+    let mut wait = None;
+    for _ in 0..200 {
+        let response = proxy.get(search, bad).await;
+        if response.status() == 429 {
+            wait = Some(
+                response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+            break;
+        }
+        assert_eq!(response.status(), 401);
+    }
+    let wait = wait.expect("refused within 200 failures");
+    assert_eq!(wait, 1, "one more a second");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    outcome(proxy.get(search, &good).await, 403).await;
+    proxy.stop().await;
+}
+
 /// NHS login: a patient token below identity proofing level P9 authenticates, but reaches nothing of the GP
 /// record (403, audited); the same token at P9 does.
 #[tokio::test]

@@ -31,11 +31,6 @@ pub fn note(update: impl FnOnce(&mut AuditFacts)) {
     });
 }
 
-/// Paths that are operational, not FHIR interactions: probes and scrapes are not audited.
-fn is_operational(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
-}
-
 #[derive(Clone)]
 pub struct AuditLayer {
     store: Option<AuditStore>,
@@ -84,7 +79,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = match &self.store {
-            Some(store) if !is_operational(request.uri().path()) => store.clone(),
+            Some(store) if !crate::server::is_operational(request.uri().path()) => store.clone(),
             _ => return Box::pin(inner.call(request)),
         };
         let slot = Arc::new(Mutex::new(initial_facts(&request)));
@@ -195,7 +190,10 @@ fn initial_facts<B>(request: &Request<B>) -> AuditFacts {
         resource_id: None,
         query: None,
         who: None,
-        client_address: None,
+        client_address: request
+            .extensions()
+            .get::<crate::server::client_address::ClientAddress>()
+            .map(|address| address.0.to_string()),
         patients: Vec::new(),
         status: 0,
         outcome_code: None,

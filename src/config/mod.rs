@@ -93,6 +93,10 @@ struct RawServer {
     client_burst: Option<u32>,
     max_requests_in_flight: Option<usize>,
     max_connections: Option<usize>,
+    /// Addresses or CIDR blocks of proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// Failed authentications per minute per client address; 0 switches the limit off.
+    failed_auth_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +213,11 @@ pub struct ServerConfig {
     /// Connections open at once; past it a new one is closed as soon as it is accepted, so a flood of idle
     /// connections cannot take every file descriptor.
     pub max_connections: usize,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client (see `server::client_address`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed authentications (401s) per minute each client address may cause before its requests are
+    /// refused for a while (see `server::failed_auth`); None: no limit.
+    pub failed_auth_per_minute: Option<std::num::NonZeroU32>,
 }
 
 /// A per-client request rate.
@@ -234,6 +243,9 @@ impl Default for ServerConfig {
             }),
             max_requests_in_flight: 1024,
             max_connections: 4096,
+            trusted_proxies: Vec::new(),
+            // Off unless asked for: clients sharing an address share its budget (see `server::failed_auth`).
+            failed_auth_per_minute: None,
         }
     }
 }
@@ -486,6 +498,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             per_second,
             burst: raw.server.client_burst.unwrap_or(per_second * 2).max(1),
         });
+    }
+    for entry in raw.server.trusted_proxies.iter().flatten() {
+        match parse_network(entry.get_ref()) {
+            Ok(network) => server.trusted_proxies.push(network),
+            Err(problem) => errors.push(at(
+                entry.span(),
+                format!("trusted_proxies: '{}' {problem}", entry.get_ref()),
+            )),
+        }
+    }
+    if let Some(per_minute) = raw.server.failed_auth_per_minute {
+        server.failed_auth_per_minute = std::num::NonZeroU32::new(per_minute);
     }
     if let Some(tls) = &raw.server.tls {
         for (file_ref, what) in [(&tls.cert, "certificate"), (&tls.key, "key")] {
@@ -783,6 +807,31 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
+/// A trusted proxy's address (`10.0.0.7`, one host) or network (`10.0.0.0/8`), or what is wrong with it.
+/// Refused as well as text that is neither: a network that trusts every address (every client could then name
+/// itself), one with host bits set (`10.0.0.7/8`: a /32 mistyped, or a wider trust than meant), and IPv4 written
+/// as IPv6 (`::ffff:10.0.0.7`), which would never match (client addresses are compared as IPv4).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, &'static str> {
+    let text = text.trim();
+    let network = text
+        .parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        .ok_or("is not an IP address or CIDR block")?;
+    if network.prefix_len() == 0 {
+        return Err("trusts every address: list the load balancers' own");
+    }
+    if network != network.trunc() {
+        return Err("has host bits set: write one host as /32 (/128), or the network's first address");
+    }
+    match network {
+        ipnet::IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() => {
+            Err("is IPv4 written as IPv6: write it as IPv4")
+        }
+        network => Ok(network),
+    }
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -838,6 +887,36 @@ mod tests {
             errors
                 .iter()
                 .all(|e| !e.message.contains("unknown field") && !e.message.contains("invalid")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_failed_authentication_budget_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::7\"]\nfailed_auth_per_minute = 0\n";
+        let config = parse("im1.toml", &with_security(&dir, server)).unwrap_or_else(|e| panic!("{e:?}"));
+        let nets: Vec<String> = config.server.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "2001:db8::7/128"]);
+        assert_eq!(config.server.failed_auth_per_minute, None, "0 switches it off");
+        assert_eq!(
+            ServerConfig::default().failed_auth_per_minute,
+            None,
+            "off unless asked for"
+        );
+        let on = "[server]\nfailed_auth_per_minute = 30\n";
+        let config = parse("im1.toml", &with_security(&dir, on)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(config.server.failed_auth_per_minute, std::num::NonZeroU32::new(30));
+        let bad =
+            "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"the balancer\", \"0.0.0.0/0\", \"10.0.0.7/8\"]\n";
+        let errors = parse("im1.toml", &with_security(&dir, bad)).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.message.contains("the balancer") && e.col > 30),
+            "placed at the entry: {errors:?}"
+        );
+        // Addresses are compared as IPv4 where they are IPv4: a mapped network would never match.
+        assert!(
+            errors.iter().any(|e| e.message.contains("::ffff:10.0.0.0/104")),
             "{errors:?}"
         );
     }

@@ -145,8 +145,13 @@ pub async fn serve<S, F>(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
+        // Each request carries the connection's peer (see `client_address`).
+        let with_peer = tower::util::MapRequest::new(service.clone(), move |mut request: http::Request<_>| {
+            request.extensions_mut().insert(super::client_address::Peer(peer.ip()));
+            request
+        });
         let service = Tracked {
-            inner: tower::util::MapResponse::new(service.clone(), Into::into),
+            inner: tower::util::MapResponse::new(with_peer, Into::into),
             activity: activity.clone(),
         };
         let service = TowerToHyperService::new(service);

@@ -17,11 +17,23 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use super::client_address::{self, ClientAddress, Peer};
+use super::failed_auth::{FailedAuth, FailedAuthLayer};
+
+/// How the stack knows and limits its clients: the proxies whose X-Forwarded-For it believes, and each
+/// address's budget of failed authentications.
+#[derive(Clone, Default)]
+pub struct Clients {
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub failed_auth_per_minute: Option<std::num::NonZeroU32>,
+}
+
 /// Builds the service one connection runs.
 pub fn stack(
     state: Arc<AppState>,
     request_timeout: Duration,
     tls: bool,
+    clients: Clients,
 ) -> impl tower::Service<
     Request<hyper::body::Incoming>,
     Response = Response<super::ResponseBody>,
@@ -29,6 +41,9 @@ pub fn stack(
     Future = impl Send,
 > + Clone
        + Send {
+    // One budget for the server: the stack is built once and cloned for each connection.
+    let failed_auth = clients.failed_auth_per_minute.map(|n| Arc::new(FailedAuth::new(n)));
+    let trusted_proxies = clients.trusted_proxies;
     ServiceBuilder::new()
         // One boxed body type leaves the stack, whatever the layers below wrapped it in.
         .map_response(|response: Response<_>| response.map(box_body))
@@ -38,6 +53,15 @@ pub fn stack(
         .map_request(move |mut request: Request<hyper::body::Incoming>| {
             let scheme = super::Scheme(if tls { "https" } else { "http" });
             request.extensions_mut().insert(scheme);
+            request
+        })
+        // Where the request came from, for its AuditEvent and the failed-authentication budget: the peer, or
+        // the client a trusted proxy names.
+        .map_request(move |mut request: Request<hyper::body::Incoming>| {
+            if let Some(Peer(peer)) = request.extensions().get::<Peer>().copied() {
+                let address = client_address::resolve(peer, request.headers(), &trusted_proxies);
+                request.extensions_mut().insert(ClientAddress(address));
+            }
             request
         })
         // Then one is generated when missing; it reaches the handler, the native calls and the logs.
@@ -91,6 +115,9 @@ pub fn stack(
         // One AuditEvent per interaction, committed before the response leaves; outside the deadline and the
         // whole pipeline, so time-outs, 401s and denials are audited too, and a failing store fails closed.
         .layer(crate::audit::AuditLayer::new(state.audit.clone()))
+        // Inside the audit layer, so an address refused for its failed authentications is audited too; outside
+        // the handler, so a refused request costs no token check.
+        .layer(FailedAuthLayer(failed_auth))
         // The rescue turns any non-FHIR error response from the layers below (a time-out) into an
         // OperationOutcome; FHIR errors from the handler pass through untouched.
         .map_response(rescue)

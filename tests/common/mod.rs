@@ -113,10 +113,12 @@ pub fn test_native() -> NativeConfig {
     }
 }
 
-/// Tests make bursts of requests as one client: no rate limit unless a test asks for one.
+/// Tests make bursts of requests as one client, and of refused tokens from one address: no rate limit and no
+/// failed-authentication budget unless a test asks for one.
 pub fn test_server() -> ServerConfig {
     ServerConfig {
         client_rate: None,
+        failed_auth_per_minute: None,
         ..ServerConfig::default()
     }
 }
