@@ -239,7 +239,14 @@ where
                 }
                 Some(p)
             }
-            Err(e) => return (respond_error(&e, format_hint, false), "unauthenticated".into()),
+            Err(e) => {
+                // What was attempted is on record too, where the request says it clearly (the 401 comes first
+                // whatever else is wrong with the request).
+                if let Ok(attempted) = rest::parse(&parts.method, &relative, parts.uri.query(), &parts.headers) {
+                    note_interaction(&attempted);
+                }
+                return (respond_error(&e, format_hint, false), "unauthenticated".into());
+            }
         }
     };
     let mut interaction = match rest::parse(&parts.method, &relative, parts.uri.query(), &parts.headers) {
@@ -247,12 +254,7 @@ where
         Err(e) => return (respond_error(&e, format_hint, false), "invalid".into()),
     };
     let label = interaction.label();
-    audit::note(|facts| {
-        facts.interaction = interaction.kind.name().to_string();
-        facts.resource_type = interaction.resource_type.clone();
-        facts.resource_id = interaction.id.clone();
-    });
-    note_query(&interaction);
+    note_interaction(&interaction);
     note_requested_patients(state, &interaction);
     let body = match read_body(state, &parts.method, &parts.headers, &interaction.kind, body).await {
         Ok(b) => b,
@@ -1510,6 +1512,16 @@ pub fn record_native_calls(
 }
 
 /// The AuditEvent states the query as applied (noted again once body parameters are merged in).
+/// The interaction a request asks for, as its AuditEvent records it: kind, resource, id and query.
+fn note_interaction(interaction: &Interaction) {
+    audit::note(|facts| {
+        facts.interaction = interaction.kind.name().to_string();
+        facts.resource_type = interaction.resource_type.clone();
+        facts.resource_id = interaction.id.clone();
+    });
+    note_query(interaction);
+}
+
 fn note_query(interaction: &Interaction) {
     let query = canonical_query(interaction);
     audit::note(|facts| facts.query = (!query.is_empty()).then_some(query));

@@ -124,6 +124,15 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
             system.starts_with("https://im1-fhir.dev/principal/")
         });
         assert_eq!(users.count(), 0, "{what}: names nobody");
+        // What was attempted is on record: the interaction and its query.
+        assert_eq!(audited[0]["subtype"][0]["code"], "search-type", "{what}");
+        let query = audited[0]["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|e| e["query"].as_str())
+            .map(|q| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, q).unwrap());
+        assert_eq!(query.as_deref(), Some(&b"identifier=9000000009"[..]), "{what}");
     }
     proxy.stop().await;
 }
