@@ -303,7 +303,19 @@ impl EventRow {
         let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&self.json) else {
             return;
         };
-        let decided = self.status;
+        // What the server had decided, its code too (the details lose it below).
+        let decided_code = event["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"]["code"] == "XrequestId")
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .find(|d| d["type"] == "outcome-code")
+            .and_then(|d| d["valueString"].as_str());
+        let decided = match decided_code {
+            Some(decided_code) => format!("{} {decided_code}", self.status),
+            None => self.status.to_string(),
+        };
         self.status = status;
         self.outcome = AuditFacts::outcome_of(status);
         event["outcome"] = self.outcome.into();

@@ -94,9 +94,10 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
     assert!(!store.is_accepting(), "a full queue is not ready");
     // With the queue full, a response stops waiting at its deadline, but its event is not dropped.
     let deadline = std::time::Duration::from_millis(100);
-    let result = store
-        .record_within(facts(1_000, "given-up", "Patient/p", None, 200), deadline)
-        .await;
+    // A request the server had refused (its code is kept in what the event says).
+    let mut refused = facts(1_000, "given-up", "Patient/p", None, 404);
+    refused.outcome_code = Some("IM1-4004".into());
+    let result = store.record_within(refused, deadline).await;
     assert!(
         matches!(result, Err(AuditError::Deadline(d)) if d == deadline),
         "{result:?}"
@@ -119,11 +120,9 @@ async fn a_stalled_store_is_given_up_on_and_no_longer_ready() {
         "{}",
         withheld[0]
     );
-    assert!(
-        withheld[0]["outcomeDesc"].as_str().unwrap().starts_with("IM1-5101"),
-        "{}",
-        withheld[0]
-    );
+    let said = withheld[0]["outcomeDesc"].as_str().unwrap();
+    assert!(said.starts_with("IM1-5101"), "{}", withheld[0]);
+    assert!(said.ends_with("(the server had decided 404 IM1-4004)"), "{said}");
 }
 
 #[test]
