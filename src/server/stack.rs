@@ -69,7 +69,7 @@ pub fn stack(
         // And is echoed on every response, errors included.
         .layer(PropagateRequestIdLayer::x_request_id())
         // Spans carry method, the path's route (ids as `{id}`: a client may put an NHS number there; never the
-        // query, for the same reason) and request id, which finds the rest in the audit trail.
+        // query, for the same reason), request id, which finds the rest in the audit trail, and client address.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let id = request
                 .headers()
@@ -77,7 +77,10 @@ pub fn stack(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let route = route_of(request.uri().path());
-            tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id)
+            // The client's address too: what an operator follows a flood or a failing client by.
+            let client = request.extensions().get::<ClientAddress>().map(|a| a.0.to_string());
+            let client = client.as_deref().unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), route = %route, request_id = %id, client = %client)
         }))
         // Browsers' FHIR apps call from other origins; every response, errors included, carries CORS headers.
         // Only preflights are answered here: another OPTIONS is an interaction, refused (405) and audited below.
