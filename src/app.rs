@@ -1511,7 +1511,6 @@ pub fn record_native_calls(
     }
 }
 
-/// The AuditEvent states the query as applied (noted again once body parameters are merged in).
 /// The interaction a request asks for, as its AuditEvent records it: kind, resource, id and query.
 fn note_interaction(interaction: &Interaction) {
     audit::note(|facts| {
@@ -1522,6 +1521,7 @@ fn note_interaction(interaction: &Interaction) {
     note_query(interaction);
 }
 
+/// The AuditEvent states the query as applied (noted again once body parameters are merged in).
 fn note_query(interaction: &Interaction) {
     let query = canonical_query(interaction);
     audit::note(|facts| facts.query = (!query.is_empty()).then_some(query));
