@@ -33,11 +33,15 @@ impl ClientLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % TIDY_EVERY == TIDY_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&client.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        self.limiter
+            .check_key(&client.to_string())
+            .map_err(|not_until| retry_after(not_until.wait_time_from(self.clock.now())))
     }
+}
+
+/// A wait as Retry-After gives it: whole seconds, rounded up, at least one.
+pub fn retry_after(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl FailedAuth {
         let key = counted_as(address);
         let until = *self.refused.get(&key)?;
         match until.checked_duration_since(Instant::now()) {
-            Some(wait) if !wait.is_zero() => Some(whole_seconds(wait)),
+            Some(wait) if !wait.is_zero() => Some(crate::ratelimit::retry_after(wait)),
             _ => {
                 self.refused.remove_if(&key, |_, until| *until <= Instant::now());
                 None
@@ -121,10 +121,6 @@ fn counted_as(address: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
-}
-
-fn whole_seconds(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The layer that refuses addresses past their budget and counts the 401s answered; with no budget, it
