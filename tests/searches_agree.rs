@@ -147,9 +147,10 @@ async fn every_declared_search_gives_the_same_matches_through_each_supplier() {
                 }
                 let full = fulls[0].items.clone();
                 let mapping = registry.get("emis", resource_type).expect("mapped at EMIS");
-                // `_id` names each supplier's own ids and `_lastUpdated` its own `meta`: both set aside by the
-                // agreement.
-                for param in mapping.params.iter().filter(|p| !p.name.starts_with('_')) {
+                // `_id` names each supplier's own ids, `_lastUpdated` its own `meta` and `identifier` its own
+                // record keys: all set aside by the agreement (see the test below for `identifier`).
+                let own_to_each = |p: &&ParamDef| p.name.starts_with('_') || p.name == "identifier";
+                for param in mapping.params.iter().filter(|p| !own_to_each(p)) {
                     let values: Vec<Vec<String>> = full.iter().map(|r| values_of(r, param)).collect();
                     let present: Vec<&String> = values.iter().filter_map(|v| v.first()).collect();
                     let Some(middle) = present.get(present.len() / 2) else {
@@ -223,4 +224,90 @@ async fn every_declared_search_gives_the_same_matches_through_each_supplier() {
         compared > 200 && matched * 2 > compared,
         "{matched} of {compared} searches found something"
     );
+}
+
+/// A native record's own key (`identifier` under this project's record system), from the supplier's
+/// `meta.source`: `https://im1-fhir.dev/source/<supplier>/<ODS>/<type>/<key>?mapping=...`.
+fn source_key(resource: &Value) -> String {
+    let source = resource["meta"]["source"].as_str().unwrap();
+    let path = source.split('?').next().unwrap();
+    let key = path.rsplit('/').next().unwrap();
+    percent_encoding::percent_decode_str(key)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_practice_only() {
+    let (sims, numbers, proxy) = common::seeded(3, 2).await;
+    let system = token(Role::System, &PRACTICES);
+    let query = format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", numbers[0]);
+    let patients = common::search_matches(&proxy, &query, &system).await;
+    assert_eq!(patients.len(), 3, "one Patient per practice");
+    let mut found = 0;
+    for ((patient, ods), supplier) in patients.iter().zip(PRACTICES).zip(["emis", "systmone", "medicus"]) {
+        let clinician = token(Role::Clinician, &[ods]);
+        let id = patient["id"].as_str().unwrap();
+        for resource_type in common::RECORD_ITEMS {
+            let items =
+                common::search_matches(&proxy, &format!("{resource_type}?patient={id}&_count=200"), &clinician).await;
+            let (Some(first), Some(last)) = (items.first(), items.last()) else {
+                continue;
+            };
+            for item in [first, last] {
+                let at = format!("{supplier} {resource_type}/{}", item["id"]);
+                let identifiers = item["identifier"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: no identifier"));
+                let own: Vec<&Value> = identifiers
+                    .iter()
+                    .filter(|i| im1_fhir::mapping::is_record_identifier(i))
+                    .collect();
+                assert_eq!(own.len(), 1, "{at}: {identifiers:?}");
+                let record_system = format!("https://im1-fhir.dev/Id/record/{supplier}/{ods}/{resource_type}");
+                assert_eq!(own[0]["system"], record_system.as_str(), "{at}");
+                let key = own[0]["value"].as_str().unwrap();
+                assert_eq!(key, source_key(item), "{at}: the key meta.source names");
+                // A read carries it too.
+                let read: Value = proxy
+                    .get(&format!("{resource_type}/{}", item["id"].as_str().unwrap()), &clinician)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(read["identifier"], item["identifier"], "{at}: read");
+                // Found by system and value, and by value alone.
+                let encoded = |v: &str| v.replace('|', "%7C").replace(':', "%3A");
+                for search in [format!("{record_system}|{key}"), key.to_string()] {
+                    let query = format!("{resource_type}?patient={id}&identifier={}", encoded(&search));
+                    let matched = common::search_matches(&proxy, &query, &clinician).await;
+                    assert_eq!(
+                        matched.iter().map(|m| &m["id"]).collect::<Vec<_>>(),
+                        [&item["id"]],
+                        "{at}: {search}"
+                    );
+                    found += 1;
+                }
+                // Another practice's system for the same key finds nothing here.
+                let elsewhere = record_system.replace(ods, "Y90009");
+                let query = format!(
+                    "{resource_type}?patient={id}&identifier={}",
+                    encoded(&format!("{elsewhere}|{key}"))
+                );
+                assert!(
+                    common::search_matches(&proxy, &query, &clinician).await.is_empty(),
+                    "{at}: {elsewhere}"
+                );
+            }
+        }
+    }
+    // Every type is in the seeded records at every supplier: none passes by having nothing to look at.
+    assert_eq!(
+        found,
+        3 * common::RECORD_ITEMS.len() * 2 * 2,
+        "searches that found their item"
+    );
+    proxy.stop().await;
+    sims.shutdown().await;
 }

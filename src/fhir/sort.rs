@@ -5,7 +5,7 @@
 use super::dates;
 use super::search::first_value_text;
 use crate::mapping::file::{ParamDef, ParamType};
-use crate::mapping::{Compartment, Registry};
+use crate::mapping::{is_record_identifier, Compartment, Registry};
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -55,7 +55,7 @@ fn default_order(date: Option<&ParamDef>, practice_data: bool) -> Option<SortBy<
 }
 
 /// A resource's content as text without what differs between practices for the same data (ids, meta,
-/// references, links): the last tie-break, the same at every supplier.
+/// references, links, the native record's own key): the last tie-break, the same at every supplier.
 fn content_key(resource: &Value) -> String {
     fn write(value: &Value, out: &mut String) {
         match value {
@@ -73,7 +73,7 @@ fn content_key(resource: &Value) -> String {
             }
             Value::Array(items) => {
                 out.push('[');
-                for item in items {
+                for item in items.iter().filter(|item| !is_record_identifier(item)) {
                     write(item, out);
                     out.push(',');
                 }
@@ -153,5 +153,20 @@ mod tests {
         );
         let ids: Vec<&str> = list.iter().map(|r| r["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["c", "b", "a", "none"]);
+    }
+
+    #[test]
+    fn the_last_tie_break_sets_native_record_keys_aside_but_not_other_identifiers() {
+        let item = |key: &str, other: &str| {
+            json!({
+                "identifier": [
+                    { "system": format!("{}emis/Y90001/Observation", crate::mapping::RECORD_IDENTIFIER_SYSTEM), "value": key },
+                    { "system": "https://example.org/other", "value": other }
+                ],
+                "status": "final"
+            })
+        };
+        assert_eq!(content_key(&item("A-1", "x")), content_key(&item("B-2", "x")));
+        assert_ne!(content_key(&item("A-1", "x")), content_key(&item("A-1", "y")));
     }
 }

@@ -305,8 +305,9 @@ pub fn entries<'b>(bundle: &'b serde_json::Value, mode: &str) -> Vec<&'b serde_j
         .collect()
 }
 
-/// A resource as the agreement tests compare it: without id, meta and narrative, and with every reference
-/// (and attachment url) replaced by what it points at when that is known, else by the target's type.
+/// A resource as the agreement tests compare it: without id, meta, narrative and the native record's key (its
+/// provenance), and with every reference (and attachment url) replaced by what it points at when that is
+/// known, else by the target's type.
 pub fn comparable(
     resource: &serde_json::Value,
     targets: &std::collections::HashMap<String, serde_json::Value>,
@@ -315,6 +316,12 @@ pub fn comparable(
     if let Some(object) = out.as_object_mut() {
         for key in ["id", "meta", "text"] {
             object.remove(key);
+        }
+        if let Some(identifiers) = object.get_mut("identifier").and_then(serde_json::Value::as_array_mut) {
+            identifiers.retain(|i| !im1_fhir::mapping::is_record_identifier(i));
+            if identifiers.is_empty() {
+                object.remove("identifier");
+            }
         }
     }
     replace_references(&mut out, targets);
