@@ -46,7 +46,7 @@ template:
 search:
   params:
     identifier: { type: token, paths: [identifier] }
-    gender: { type: token, paths: [gender] }
+    gender: { type: token, paths: [gender], documentation: [not, text] }
   transaction:
     request: { method: GET, path: patients }
     select: "{{ reply }}"
@@ -96,6 +96,8 @@ search:
         "emis/Patient.yaml:25:15: search.transaction.requires: 'surname' is not a search parameter this file declares",
         "emis/Patient.yaml:29:15: search.patient.requires: a list of parameter names, or a list of such lists (alternatives)",
         "emis/Patient.yaml:30:12: search.patient.takes: 'identifier' is not a date parameter, as one whole date (YYYY-MM-DD) is",
+        // What a parameter's documentation says is text, for the CapabilityStatement.
+        "emis/Patient.yaml:20:60: search.params.gender.documentation: must be text, not a list",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

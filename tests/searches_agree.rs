@@ -238,6 +238,25 @@ fn source_key(resource: &Value) -> String {
         .into_owned()
 }
 
+/// The record identifiers of a resource (exactly one expected), as (system, value).
+fn record_identifier(resource: &Value, at: &str) -> (String, String) {
+    let identifiers = resource["identifier"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{at}: no identifier"));
+    let own: Vec<&Value> = identifiers
+        .iter()
+        .filter(|i| im1_fhir::mapping::is_record_identifier(i))
+        .collect();
+    assert_eq!(own.len(), 1, "{at}: {identifiers:?}");
+    let text = |key: &str| {
+        own[0][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: {key}"))
+            .to_string()
+    };
+    (text("system"), text("value"))
+}
+
 #[tokio::test]
 async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_practice_only() {
     let (sims, numbers, proxy) = common::seeded(3, 2).await;
@@ -245,11 +264,14 @@ async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_
     let query = format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", numbers[0]);
     let patients = common::search_matches(&proxy, &query, &system).await;
     assert_eq!(patients.len(), 3, "one Patient per practice");
-    let mut found = 0;
+    let encoded = |v: &str| v.replace('|', "%7C").replace(':', "%3A");
+    let types = common::RECORD_ITEMS.iter().chain(&["Appointment"]);
+    let (mut found, mut found_by_patient) = (0, 0);
     for ((patient, ods), supplier) in patients.iter().zip(PRACTICES).zip(["emis", "systmone", "medicus"]) {
         let clinician = token(Role::Clinician, &[ods]);
+        let own_token = common::patient_token(&numbers[0], ods);
         let id = patient["id"].as_str().unwrap();
-        for resource_type in common::RECORD_ITEMS {
+        for resource_type in types.clone() {
             let items =
                 common::search_matches(&proxy, &format!("{resource_type}?patient={id}&_count=200"), &clinician).await;
             let (Some(first), Some(last)) = (items.first(), items.last()) else {
@@ -257,17 +279,12 @@ async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_
             };
             for item in [first, last] {
                 let at = format!("{supplier} {resource_type}/{}", item["id"]);
-                let identifiers = item["identifier"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("{at}: no identifier"));
-                let own: Vec<&Value> = identifiers
-                    .iter()
-                    .filter(|i| im1_fhir::mapping::is_record_identifier(i))
-                    .collect();
-                assert_eq!(own.len(), 1, "{at}: {identifiers:?}");
-                let record_system = format!("https://im1-fhir.dev/Id/record/{supplier}/{ods}/{resource_type}");
-                assert_eq!(own[0]["system"], record_system.as_str(), "{at}");
-                let key = own[0]["value"].as_str().unwrap();
+                let (record_system, key) = record_identifier(item, &at);
+                assert_eq!(
+                    record_system,
+                    format!("https://im1-fhir.dev/Id/record/{supplier}/{ods}/{resource_type}"),
+                    "{at}"
+                );
                 assert_eq!(key, source_key(item), "{at}: the key meta.source names");
                 // A read carries it too.
                 let read: Value = proxy
@@ -278,8 +295,7 @@ async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_
                     .unwrap();
                 assert_eq!(read["identifier"], item["identifier"], "{at}: read");
                 // Found by system and value, and by value alone.
-                let encoded = |v: &str| v.replace('|', "%7C").replace(':', "%3A");
-                for search in [format!("{record_system}|{key}"), key.to_string()] {
+                for search in [format!("{record_system}|{key}"), key.clone()] {
                     let query = format!("{resource_type}?patient={id}&identifier={}", encoded(&search));
                     let matched = common::search_matches(&proxy, &query, &clinician).await;
                     assert_eq!(
@@ -289,25 +305,48 @@ async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_
                     );
                     found += 1;
                 }
-                // Another practice's system for the same key finds nothing here.
-                let elsewhere = record_system.replace(ods, "Y90009");
+                // The same key under another practice's system, or another type's (a MedicationRequest and
+                // its MedicationStatement share their course's key), finds nothing here.
+                let sibling = if *resource_type == "MedicationStatement" {
+                    "MedicationRequest"
+                } else {
+                    "MedicationStatement"
+                };
+                for elsewhere in [
+                    record_system.replace(ods, "Y90009"),
+                    record_system.replace(resource_type, sibling),
+                ] {
+                    let query = format!(
+                        "{resource_type}?patient={id}&identifier={}",
+                        encoded(&format!("{elsewhere}|{key}"))
+                    );
+                    let matched = common::search_matches(&proxy, &query, &clinician).await;
+                    assert!(matched.is_empty(), "{at}: {elsewhere}");
+                }
+                // The patient, through their own practice's patient-facing API, finds the same record by the same
+                // key (what they may see of it: nothing confidential).
+                if common::is_confidential(item) {
+                    continue;
+                }
                 let query = format!(
-                    "{resource_type}?patient={id}&identifier={}",
-                    encoded(&format!("{elsewhere}|{key}"))
+                    "{resource_type}?identifier={}",
+                    encoded(&format!("{record_system}|{key}"))
                 );
-                assert!(
-                    common::search_matches(&proxy, &query, &clinician).await.is_empty(),
-                    "{at}: {elsewhere}"
+                let theirs = common::search_matches(&proxy, &query, &own_token).await;
+                assert_eq!(theirs.len(), 1, "{at}: as the patient");
+                assert_eq!(
+                    record_identifier(&theirs[0], &at),
+                    (record_system.clone(), key.clone()),
+                    "{at}: as the patient"
                 );
+                found_by_patient += 1;
             }
         }
     }
     // Every type is in the seeded records at every supplier: none passes by having nothing to look at.
-    assert_eq!(
-        found,
-        3 * common::RECORD_ITEMS.len() * 2 * 2,
-        "searches that found their item"
-    );
+    let types = common::RECORD_ITEMS.len() + 1;
+    assert_eq!(found, 3 * types * 2 * 2, "searches that found their item");
+    assert!(found_by_patient >= 3 * types, "{found_by_patient} found by the patient");
     proxy.stop().await;
     sims.shutdown().await;
 }

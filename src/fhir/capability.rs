@@ -79,8 +79,12 @@ pub fn capability_statement(
             .values()
             .map(|(p, suppliers)| {
                 let mut param = json!({ "name": p.name, "type": p.kind.name() });
+                let mut documentation: Vec<String> = p.documentation.iter().cloned().collect();
                 if suppliers.len() < mappings.len() {
-                    param["documentation"] = json!(format!("Only at practices running {}.", suppliers.join(", ")));
+                    documentation.push(format!("Only at practices running {}.", suppliers.join(", ")));
+                }
+                if !documentation.is_empty() {
+                    param["documentation"] = json!(documentation.join(" "));
                 }
                 param
             })
@@ -504,6 +508,13 @@ mod tests {
             .find(|r| r["type"] == "Observation");
         let params = observation.unwrap()["searchParam"].as_array().unwrap();
         assert!(params.iter().any(|p| p["name"] == "_sort"), "_sort is advertised");
+        // A parameter's own documentation is said: how a record identifier is written.
+        let identifier = params.iter().find(|p| p["name"] == "identifier").unwrap();
+        let said = identifier["documentation"].as_str().unwrap_or_default();
+        assert!(
+            said.contains("https://im1-fhir.dev/Id/record/<supplier>/<ODS code>/<resource type>"),
+            "{said}"
+        );
         for resource in ["Patient", "RelatedPerson"] {
             let text = documentation(resource);
             let medicus = text.split(" | ").find(|n| n.starts_with("Medicus")).unwrap();

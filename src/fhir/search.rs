@@ -474,6 +474,7 @@ mod tests {
             name: "p".into(),
             kind,
             paths: vec![path.into()],
+            documentation: None,
         }
     }
 

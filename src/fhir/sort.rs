@@ -126,6 +126,7 @@ mod tests {
             name: "date".into(),
             kind: ParamType::Date,
             paths: vec!["effectiveDateTime".into()],
+            documentation: None,
         };
         let mut list = vec![
             json!({ "id": "b", "effectiveDateTime": "2009-06-14" }),

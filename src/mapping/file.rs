@@ -16,6 +16,8 @@
 //! search:
 //!   params:                              # FHIR search parameters this mapping accepts
 //!     identifier: { type: token, paths: [identifier] }
+//!     # optional per parameter: `target: Practitioner` (a reference's one type), `documentation: "..."`
+//!     # (what a client needs to know of it, said in the CapabilityStatement)
 //!   transaction: { request: ..., select: ..., requires: [[identifier], [family, birthdate]],
 //!                  takes: { identifier: nhs-number, birthdate: day } }
 //! id: "{{ r.PatientGuid }}"              # the native key of one record
@@ -104,6 +106,9 @@ pub struct ParamDef {
     /// For a reference parameter, the one type its references point at (`target: Practitioner`), as R4's
     /// `where(resolve() is Practitioner)`; any type when `None`.
     pub target: Option<String>,
+    /// What a client needs to know to use it, beyond its name and type (`documentation: "..."`): said in the
+    /// CapabilityStatement.
+    pub documentation: Option<String>,
 }
 
 impl ParamDef {
@@ -623,6 +628,7 @@ fn add_resource_params(params: &mut Vec<ParamDef>, states_last_updated: bool) {
                 target: None,
                 kind,
                 paths: vec![path.into()],
+                documentation: None,
             });
         }
     }
@@ -632,7 +638,13 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
     let mut out = Vec::new();
     for (name, key_pos, spec) in node.entries() {
         let path = child("search.params", name);
-        unknown_keys(file, spec, &path, &["type", "paths", "target"], problems);
+        unknown_keys(
+            file,
+            spec,
+            &path,
+            &["type", "paths", "target", "documentation"],
+            problems,
+        );
         let kind = match spec.get("type").and_then(Node::as_str) {
             Some("token") => ParamType::Token,
             Some("string") => ParamType::String,
@@ -672,11 +684,20 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
                 "target: the resource type a reference parameter points at",
             );
         }
+        let documentation = spec.get("documentation").and_then(|doc| match doc.as_str() {
+            Some(text) => Some(text.to_string()),
+            None => {
+                let message = format!("must be text, not {}", doc.kind());
+                problems.add(file, doc.pos, &child(&path, "documentation"), message);
+                None
+            }
+        });
         out.push(ParamDef {
             name: name.clone(),
             target,
             kind,
             paths,
+            documentation,
         });
     }
     out

@@ -571,10 +571,25 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
         Tmpl::Interp(parts) => {
             let mut text = String::new();
             for part in parts {
-                match eval(part, scope)? {
-                    Some(Value::String(s)) => text.push_str(&s),
-                    Some(other) => text.push_str(&other.to_string()),
-                    None => {}
+                // Text, literal or read from a path, is appended where it is rather than copied into a value
+                // first (a system URL built from the practice, say, on every resource).
+                let borrowed = match part {
+                    Tmpl::Lit(Value::String(s)) => Some(s.as_str()),
+                    Tmpl::Path(path) => match scope.find(path) {
+                        // Not there: nothing to append.
+                        None => Some(""),
+                        Some((value, _)) => value.as_str(),
+                    },
+                    _ => None,
+                };
+                match borrowed {
+                    Some(s) if !super::node::is_blank(s) => text.push_str(s),
+                    Some(_) => {}
+                    None => match eval(part, scope)? {
+                        Some(Value::String(s)) => text.push_str(&s),
+                        Some(other) => text.push_str(&other.to_string()),
+                        None => {}
+                    },
                 }
             }
             non_empty(Value::String(text))
@@ -894,6 +909,22 @@ telecom:
             json!({"resourceType": "Patient", "gender": "female", "birthDate": "1985-04-12",
             "name": [{"family": "Tester", "given": ["Alex"]}, {"use": "old", "family": "Smith"}]})
         );
+    }
+
+    #[test]
+    fn text_with_expressions_joins_what_each_part_gives() {
+        let template = r#"
+a: "id/{{ r.Text }}/{{ r.Number }}/{{ r.Missing }}/{{ r.Blank }}/{{ r.Flag }}/{{ r.Text | upper }}"
+b: "{{ r.Blank }} {{ r.Missing }}"
+"#;
+        let (out, problems) = run(
+            template,
+            json!({"Text": "x-1", "Number": 1.50, "Blank": "  ", "Flag": true}),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        // Numbers and booleans as JSON writes them; nothing for what is missing or blank; a text of nothing
+        // but white space is left out.
+        assert_eq!(out.unwrap(), json!({"a": "id/x-1/1.5///true/X-1"}));
     }
 
     #[test]

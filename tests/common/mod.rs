@@ -450,7 +450,7 @@ pub fn set_aside(supplier: &str, surface: &str, resource: &serde_json::Value) ->
 }
 
 /// Whether an item is labelled confidential (restricted) by its practice.
-fn is_confidential(resource: &serde_json::Value) -> bool {
+pub fn is_confidential(resource: &serde_json::Value) -> bool {
     resource["meta"]["security"]
         .as_array()
         .is_some_and(|labels| labels.iter().any(|label| label["code"] == "R"))
