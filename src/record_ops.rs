@@ -533,6 +533,9 @@ impl EverythingFilter {
                 other => unsupported_by_everything(other, interaction.handling, warnings)?,
             }
         }
+        if filter.since.is_some() {
+            filter.say_what_since_cannot_narrow(&state.registry, warnings);
+        }
         let range = |date: &Option<String>| date.as_deref().and_then(crate::fhir::dates::range);
         if let (Some((start, _)), Some((_, end))) = (range(&filter.start), range(&filter.end)) {
             if start > end {
@@ -544,6 +547,29 @@ impl EverythingFilter {
             unsupported_by_everything(name, interaction.handling, warnings)?;
         }
         Ok(filter)
+    }
+
+    /// `_since` keeps what cannot be shown older: every resource of a type whose mappings state no
+    /// `meta.lastUpdated` (no GP system's API dates an item's last change, only its entry). Said, so that a
+    /// client syncing by `_since` knows it was given everything of those types rather than what changed.
+    fn say_what_since_cannot_narrow(&self, registry: &Registry, warnings: &mut Vec<Value>) {
+        let undated: Vec<&str> = registry
+            .resource_types()
+            .into_iter()
+            .filter(|t| *t == "Patient" || registry.compartment_of(t) == Some(Compartment::Patient))
+            .filter(|t| self.wants(t) && registry.for_resource(t).any(|m| !m.states_last_updated))
+            .collect();
+        if !undated.is_empty() {
+            warnings.push(warning(
+                IssueType::Informational,
+                "IM1-1218",
+                format!(
+                    "'_since' narrows only resources that say when they last changed (meta.lastUpdated): no {} \
+                     here does, as no GP system's API dates an item's last change, so every one was kept",
+                    undated.join(", ")
+                ),
+            ));
+        }
     }
 
     /// `start` or `end`: one FHIR date each (the operation takes each at most once).

@@ -84,24 +84,16 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     )
     .await;
     assert_eq!(&&read, &conditions[0]);
-    // A read says when its item last changed, as an HTTP-date (no versions: no ETag).
-    let response = proxy
-        .get(&format!("Condition/{}", conditions[0]["id"].as_str().unwrap()), &t)
-        .await;
-    let last_modified = response.headers()["last-modified"].to_str().unwrap().to_string();
-    let updated = conditions[0]["meta"]["lastUpdated"].as_str().unwrap();
-    let updated = time::OffsetDateTime::parse(updated, &time::format_description::well_known::Rfc3339).unwrap();
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    assert_eq!(
-        last_modified,
-        updated.to_offset(time::UtcOffset::UTC).format(format).unwrap()
-    );
-    assert!(response.headers().get("etag").is_none());
-    // Conditional reads (RFC 9110 §13): a copy current as of Last-Modified is not sent again; a version asked
-    // for by If-Match cannot hold where there are no versions.
+    // No GP system's API says when an item last changed (only when it was entered, which is its recordedDate):
+    // so no meta.lastUpdated, no Last-Modified, and no ETag (no versions either).
     let item = format!("Condition/{}", conditions[0]["id"].as_str().unwrap());
+    let response = proxy.get(&item, &t).await;
+    assert!(conditions[0]["meta"].get("lastUpdated").is_none(), "{}", conditions[0]);
+    assert!(response.headers().get("last-modified").is_none());
+    assert!(response.headers().get("etag").is_none());
+    // Conditional reads (RFC 9110 §13): If-Modified-Since is ignored where there is no modification date (a
+    // 304 could keep a resolved problem current in a client's cache); If-None-Match: * holds for any
+    // resource that exists; a version asked for by If-Match cannot hold where there are no versions.
     let conditional = |name: &'static str, value: String| {
         proxy
             .client
@@ -110,49 +102,40 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
             .header(name, value)
             .send()
     };
-    let current = conditional("if-modified-since", last_modified.clone()).await.unwrap();
-    assert_eq!(current.status(), 304);
-    assert_eq!(current.headers()["last-modified"].to_str().unwrap(), last_modified);
-    assert!(current.bytes().await.unwrap().is_empty());
-    let before = updated.to_offset(time::UtcOffset::UTC) - time::Duration::DAY;
-    let stale = conditional("if-modified-since", before.format(format).unwrap())
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let since_now = conditional("if-modified-since", now.format(format).unwrap())
         .await
         .unwrap();
-    assert_eq!(stale.status(), 200);
-    assert_eq!(stale.json::<Value>().await.unwrap(), *conditions[0]);
+    assert_eq!(since_now.status(), 200);
+    assert_eq!(since_now.json::<Value>().await.unwrap(), *conditions[0]);
     assert_eq!(conditional("if-none-match", "*".into()).await.unwrap().status(), 304);
     let versioned = conditional("if-match", "W/\"1\"".into()).await.unwrap();
     common::outcome(versioned, 412).await;
-    // And the CapabilityStatement says so, but where the resources do not say when they changed (a
-    // document's content).
+    // And the CapabilityStatement offers neither conditional reads nor _lastUpdated for them.
     let statement = common::plain_json(&proxy.client, &proxy.url("metadata")).await;
     let condition = common::capability_entry(&statement, "Condition");
-    assert_eq!(condition["conditionalRead"], "modified-since", "{condition}");
+    assert!(condition.get("conditionalRead").is_none(), "{condition}");
+    let offered = condition["searchParam"].as_array().unwrap();
+    assert!(offered.iter().any(|p| p["name"] == "_id"), "{condition}");
+    assert!(!offered.iter().any(|p| p["name"] == "_lastUpdated"), "{condition}");
     let binary = common::capability_entry(&statement, "Binary");
     assert!(binary.get("conditionalRead").is_none(), "{binary}");
-    // `_id` and `_lastUpdated`, defined for every resource, narrow a record's search.
+    // `_id`, defined for every resource, narrows a record's search; `_lastUpdated` is not offered rather than
+    // never matching.
     let id = conditions[0]["id"].as_str().unwrap();
     let one = get(&proxy, &format!("Condition?patient={patient}&_id={id}"), &t).await;
     assert_eq!(entries(&one, "match"), vec![conditions[0]]);
-    let updated = conditions[0]["meta"]["lastUpdated"].as_str().unwrap();
-    let since = get(
-        &proxy,
-        &format!("Condition?patient={patient}&_lastUpdated=ge{updated}"),
-        &t,
+    let body = outcome(
+        proxy
+            .get(&format!("Condition?patient={patient}&_lastUpdated=ge1900-01-01"), &t)
+            .await,
+        400,
     )
     .await;
-    let since = entries(&since, "match");
-    assert!(since.iter().any(|c| c["id"] == id));
-    assert!(since
-        .iter()
-        .all(|c| c["meta"]["lastUpdated"].as_str().unwrap() >= updated));
-    let before = get(
-        &proxy,
-        &format!("Condition?patient={patient}&_lastUpdated=lt1900-01-01"),
-        &t,
-    )
-    .await;
-    assert_eq!(before["total"], 0);
+    assert_eq!(body["issue"][0]["expression"][0], "_lastUpdated");
     // Without a patient: a GP system searches one record at a time.
     outcome(proxy.get("Condition", &t).await, 400).await;
     // A forged or foreign patient id matches nothing rather than erroring with details.
@@ -338,24 +321,34 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     )
     .await;
     assert_eq!(entries(&repeated, "match").len(), expected);
-    let updated: Vec<&str> = all.iter().filter_map(|r| r["meta"]["lastUpdated"].as_str()).collect();
-    let mut sorted = updated.clone();
-    sorted.sort();
-    let middle = sorted[sorted.len() / 2];
+    // _since narrows only what says when it last changed: no item does (no GP system's API dates an item's
+    // last change), so all are kept, and the Bundle says so rather than passing everything off as changed.
     let since = get(
         &proxy,
-        &format!(
-            "Patient/{patient}/$everything?_since={}&_count=200",
-            middle.replace('+', "%2B")
-        ),
+        &format!("Patient/{patient}/$everything?_since=2100-01-01T00:00:00Z&_count=200"),
         &t,
     )
     .await;
-    let since = entries(&since, "match");
-    let undated = all.iter().filter(|r| r["meta"]["lastUpdated"].is_null()).count();
-    let recent = updated.iter().filter(|u| **u >= middle).count();
-    assert_eq!(since.len(), recent + undated, "{middle}");
-    assert!(since.len() < all.len());
+    assert_eq!(entries(&since, "match").len(), all.len());
+    let said = entries(&since, "outcome")
+        .iter()
+        .flat_map(|o| o["issue"].as_array().unwrap().iter())
+        .find(|i| i["details"]["coding"][0]["code"] == "IM1-1218")
+        .map(|i| i["diagnostics"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no IM1-1218 in {since}"));
+    assert!(said.contains("Condition") && said.contains("Patient"), "{said}");
+    // Narrowed by _type, it names only the types asked for.
+    let typed = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_since=2100-01-01T00:00:00Z&_type=Condition"),
+        &t,
+    )
+    .await;
+    let said = serde_json::to_string(&entries(&typed, "outcome")).unwrap();
+    assert!(
+        said.contains("no Condition here") && !said.contains("Patient,"),
+        "{said}"
+    );
     // start and end keep what was cared for within them, by each item's own date (an Observation's
     // effective date); the Patient and what carries no care date stay.
     let effective = |r: &&Value| r["effectiveDateTime"].as_str().map(|d| d[..10].to_string());

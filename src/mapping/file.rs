@@ -343,7 +343,8 @@ pub fn read_mapping(
     };
 
     // Whether the resources say when they last changed: `_lastUpdated` is searchable and reads answer
-    // If-Modified-Since only then.
+    // If-Modified-Since only then. No GP system's API dates an item's last change (only its entry, which an
+    // item ended or resolved later keeps), so the shipped mappings state none.
     let states_last_updated = root
         .get("template")
         .and_then(|t| t.get("meta"))
