@@ -760,6 +760,10 @@ async fn everything(
                 }
                 Ok(found) => referrers.extend(found.into_iter().filter(|r| in_window(r))),
                 Err(_) if !wanted => {}
+                // A type only another kind of user's API carries (a RelatedPerson, known to the patient-facing
+                // APIs alone, as the CapabilityStatement says) is no part of this user's record: said only when
+                // asked for by name, not on every $everything.
+                Err(e) if e.code == "IM1-2401" && !filter.names(resource_type) => {}
                 // A type this kind of user cannot have at this practice is said, not silently missing.
                 Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
                     "{resource_type} is not available to this user at practice {}",
@@ -892,6 +896,20 @@ async fn search(
         .params
         .iter()
         .any(|p| matches!(p.name.as_str(), "patient" | "subject"));
+    // A record named that cannot be searched (an id this server never issued, another type's, one of a practice
+    // out of reach or a record the patient's linkage does not open) matches nothing, and says that nothing was
+    // searched: an empty answer alone would read as "no allergies". The same words whichever it was, so
+    // nothing is told of records out of reach.
+    if names_a_record
+        && targets.is_empty()
+        && state.registry.compartment_of(&resource_type) == Some(Compartment::Patient)
+    {
+        warnings.push(crate::fhir::error::warning(
+            crate::fhir::IssueType::NotFound,
+            "IM1-1219",
+            "the patient named is no record this user can search here, so no record was searched",
+        ));
+    }
     let across_practices = state.registry.compartment_of(&resource_type) != Some(Compartment::Patient)
         || (principal.role == Role::Patient && !names_a_record);
     let unserved = principal

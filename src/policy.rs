@@ -58,6 +58,19 @@ pub fn minimise(
     for (_, element) in FREE_TEXT.iter().filter(|(t, _)| *t == "*" || *t == resource_type) {
         removed |= object.shift_remove(*element).is_some();
     }
+    // A result whose value was its free text now has none: it says why, as R4 has an Observation do ("masked":
+    // withheld for security or privacy), rather than read as a final result without a value.
+    let has_value = object.keys().any(|key| key.starts_with("value"));
+    if removed && resource_type == "Observation" && !has_value && !object.contains_key("dataAbsentReason") {
+        object.insert(
+            "dataAbsentReason".into(),
+            json!({ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                "code": "masked",
+                "display": "Masked"
+            }] }),
+        );
+    }
     if removed {
         let labels = object
             .entry("meta")

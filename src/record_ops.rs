@@ -592,6 +592,11 @@ impl EverythingFilter {
         Ok(())
     }
 
+    /// Whether `_type` names the type (not merely leaves it in, as no `_type` does).
+    pub fn names(&self, resource_type: &str) -> bool {
+        self.types.as_ref().is_some_and(|types| types.contains(resource_type))
+    }
+
     pub fn wants(&self, resource_type: &str) -> bool {
         self.types.as_ref().is_none_or(|types| types.contains(resource_type))
     }

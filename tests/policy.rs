@@ -232,3 +232,39 @@ async fn scopes_of_another_context_grant_nothing() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_result_whose_value_was_free_text_says_it_was_masked() {
+    let (sims, numbers, proxy) = common::seeded(1, 12).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    let system = token(Role::System, &["Y90001"]);
+    let (mut masked, mut kept) = (0, 0);
+    for nhs in &numbers {
+        let (_, found) = get(&proxy, &format!("Patient?identifier={nhs}"), &clinician).await;
+        let patient = entries(&found, "match")[0]["id"].as_str().unwrap().to_string();
+        let search = format!("Observation?patient={patient}&_count=200");
+        let (_, full) = get(&proxy, &search, &clinician).await;
+        let (_, minimised) = get(&proxy, &search, &system).await;
+        let minimised = entries(&minimised, "match");
+        for result in entries(&full, "match") {
+            let seen = minimised.iter().find(|o| o["id"] == result["id"]).unwrap();
+            if result.get("valueString").is_some() {
+                // Its value was its free text: none is left for them, and it says why (R4's data-absent-reason).
+                assert!(seen.get("valueString").is_none(), "{seen}");
+                assert_eq!(seen["dataAbsentReason"]["coding"][0]["code"], "masked", "{seen}");
+                im1_fhir_model::check_strict(seen).unwrap();
+                masked += 1;
+            } else {
+                // A value of its own is kept, with no reason for an absence.
+                assert_eq!(seen.get("dataAbsentReason"), result.get("dataAbsentReason"), "{seen}");
+                kept += 1;
+            }
+        }
+    }
+    assert!(
+        masked > 0 && kept > 0,
+        "{masked} masked, {kept} kept: the seeded records hold both kinds"
+    );
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -141,10 +141,27 @@ async fn items_are_searched_in_the_one_record_the_patient_parameter_names() {
     // A forged or foreign patient id matches nothing rather than erroring with details.
     let forged = get(&proxy, "Condition?patient=Patient/AAAAAAAAAAAAAAAAAAAAAAAA", &t).await;
     assert_eq!(forged["total"], 0);
-    // An id from a practice the clinician may not reach finds nothing either.
+    // An id from a practice the clinician may not reach, or another type's, finds nothing either; each says,
+    // in the same words, that no record was searched (an empty answer alone reads as "no conditions").
     let other = token(Role::Clinician, &["Y90002"]);
     let foreign = get(&proxy, &format!("Condition?patient={patient}"), &other).await;
     assert_eq!(foreign["total"], 0);
+    let practitioner = get(&proxy, &format!("Condition?subject=Practitioner/{patient}"), &t).await;
+    let said = |bundle: &Value| -> Vec<String> {
+        entries(bundle, "outcome")
+            .iter()
+            .flat_map(|o| o["issue"].as_array().unwrap().iter())
+            .map(|i| format!("{} {}", i["details"]["coding"][0]["code"], i["diagnostics"]))
+            .collect()
+    };
+    for bundle in [&forged, &foreign, &practitioner] {
+        assert_eq!(said(bundle), said(&forged), "{bundle}");
+        assert!(said(bundle)[0].contains("IM1-1219"), "{bundle}");
+    }
+    // A record searched that holds nothing of a kind says nothing of the sort.
+    let none = get(&proxy, &format!("Condition?patient={patient}&code=no-such-code"), &t).await;
+    assert_eq!(none["total"], 0);
+    assert!(said(&none).iter().all(|s| !s.contains("IM1-1219")), "{none}");
     proxy.stop().await;
     sims.shutdown().await;
 }
@@ -276,6 +293,17 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         );
     }
     assert_eq!(everything["total"].as_u64().unwrap() as usize, all.len());
+    // A RelatedPerson is known to the patient-facing APIs only: a clinician's $everything leaves it out without
+    // a word, and says so only when asked for it by name.
+    let said = |bundle: &Value| serde_json::to_string(&entries(bundle, "outcome")).unwrap();
+    assert!(!said(&everything).contains("IM1-2106"), "{}", said(&everything));
+    let related = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=RelatedPerson"),
+        &t,
+    )
+    .await;
+    assert!(said(&related).contains("IM1-2106"), "{related}");
     // The Medications the prescriptions name come too (read, not searched), alone when _type names them.
     let named: std::collections::BTreeSet<String> = all
         .iter()

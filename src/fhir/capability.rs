@@ -266,7 +266,9 @@ pub fn capability_statement(
 /// What every search of a patient's record items needs, whatever the supplier: GP systems search one record
 /// at a time.
 fn record_note(registry: &Registry, resource: &str) -> Option<String> {
-    (registry.compartment_of(resource) == Some(crate::mapping::Compartment::Patient)).then(|| {
+    // Only for a type that is searched: a Medication or a Binary is read, by the id a resource gave.
+    let in_a_record = registry.compartment_of(resource) == Some(crate::mapping::Compartment::Patient);
+    (in_a_record && registry.is_searched(resource)).then(|| {
         "Searches name one record: 'patient' (or 'subject'), which a patient token may leave out for their own"
             .to_string()
     })
@@ -508,6 +510,9 @@ mod tests {
             .find(|r| r["type"] == "Observation");
         let params = observation.unwrap()["searchParam"].as_array().unwrap();
         assert!(params.iter().any(|p| p["name"] == "_sort"), "_sort is advertised");
+        // A type read but never searched says nothing of how searches name a record.
+        assert!(!documentation("Medication").contains("Searches name one record"));
+        assert!(documentation("Observation").contains("Searches name one record"));
         // A parameter's own documentation is said: how a record identifier is written.
         let identifier = params.iter().find(|p| p["name"] == "identifier").unwrap();
         let said = identifier["documentation"].as_str().unwrap_or_default();
