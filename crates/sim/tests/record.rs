@@ -711,3 +711,33 @@ fn marking_a_message_read() {
         Err(WriteError::Invalid(_))
     ));
 }
+
+#[test]
+fn nothing_is_recorded_from_today_on_and_repeats_are_issued_every_28_days_from_their_start() {
+    let record = record(1, 50);
+    let midnight = TODAY.midnight().assume_utc();
+    let mut repeats = 0;
+    for patient in &record.patients {
+        let c = &patient.clinical;
+        let courses = c.medications.iter().map(|m| m.meta.recorded_at);
+        let recorded = c.change_times().chain(courses);
+        // A time later today could still be to come when the record is read.
+        for at in recorded {
+            assert!(at < midnight, "{}: recorded at {at}", patient.nhs_number);
+        }
+        for course in c.medications.iter().filter(|m| m.kind == CourseKind::Repeat) {
+            let issued: Vec<time::Date> = course.issues.iter().map(|i| i.issued_at.date()).collect();
+            // Up to its end, else yesterday (or the day of death).
+            let until = patient.deceased_at.map_or(TODAY - Duration::days(1), |at| at.date());
+            let last = course.ended_at.map_or(until, |at| at.date());
+            // From the day it started, every 28 days: so many issues as its years give.
+            let expected: Vec<time::Date> = (0..)
+                .map(|k| course.started_on + Duration::days(28 * k))
+                .take_while(|day| *day <= last)
+                .collect();
+            assert_eq!(issued, expected, "{}: {}", patient.nhs_number, course.code.display);
+            repeats += 1;
+        }
+    }
+    assert!(repeats > 20, "{repeats} repeat courses");
+}

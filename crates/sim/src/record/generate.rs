@@ -247,7 +247,7 @@ struct PatientGen<'a> {
     pid: Nid,
     nhs_number: String,
     today: Date,
-    /// Last day anything can be recorded (the day of death for deceased patients).
+    /// Last day anything can be recorded: yesterday, or the day of death for deceased patients.
     until: Date,
     birth: Date,
     staff: &'a Staff,
@@ -274,7 +274,8 @@ impl<'a> PatientGen<'a> {
             pid: patient_id(index),
             nhs_number,
             today: opts.today,
-            until: opts.today,
+            // Yesterday: an item recorded at a time later today could still be to come when it is read.
+            until: opts.today - Duration::days(1),
             birth: opts.today,
             staff,
             practices,
@@ -895,11 +896,11 @@ impl PatientGen<'_> {
         } else {
             self.until
         };
-        // Issues every 28 days, the last few months only.
+        // Issues every 28 days from the start, so a course's count of issues is what its years give.
         let mut issues = Vec::new();
-        let mut day = start.max(last_possible - Duration::days(6 * 28));
+        let mut day = start;
         let mut n = 0;
-        while day <= last_possible && n < 7 {
+        while day <= last_possible {
             n += 1;
             let issued_at = utc(day, time!(09:00));
             issues.push(Issue {
@@ -1091,7 +1092,7 @@ impl PatientGen<'_> {
                 status: ProblemStatus::Past,
                 significance: Significance::Minor,
                 onset: PartialDate::Day(day),
-                ended: Some(PartialDate::Day(ended.min(self.today))),
+                ended: Some(PartialDate::Day(ended.min(self.until))),
                 linked,
                 note: None,
             });

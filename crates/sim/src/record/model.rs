@@ -337,6 +337,25 @@ pub struct ClinicalRecord {
     pub documents: Vec<Document>,
 }
 
+impl ClinicalRecord {
+    /// When the record changed: each item recorded, and each medication issued.
+    pub fn change_times(&self) -> impl Iterator<Item = OffsetDateTime> + '_ {
+        self.allergies
+            .iter()
+            .map(|x| x.meta.recorded_at)
+            .chain(self.problems.iter().map(|x| x.meta.recorded_at))
+            .chain(
+                self.medications
+                    .iter()
+                    .flat_map(|m| m.issues.iter().map(|x| x.issued_at)),
+            )
+            .chain(self.observations.iter().map(|x| x.meta.recorded_at))
+            .chain(self.immunisations.iter().map(|x| x.meta.recorded_at))
+            .chain(self.consultations.iter().map(|x| x.meta.recorded_at))
+            .chain(self.documents.iter().map(|x| x.meta.recorded_at))
+    }
+}
+
 /// Clinical status of an allergy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AllergyStatus {

@@ -945,17 +945,7 @@ fn seed_changes(s: &mut State) {
     let recent = |t: OffsetDateTime| t > from && t <= anchor;
     let mut found: Vec<(OffsetDateTime, usize, ChangeArea, Option<String>)> = Vec::new();
     for (i, p) in r.patients.iter().enumerate() {
-        let c = &p.clinical;
-        let times = c
-            .allergies
-            .iter()
-            .map(|x| x.meta.recorded_at)
-            .chain(c.problems.iter().map(|x| x.meta.recorded_at))
-            .chain(c.medications.iter().flat_map(|m| m.issues.iter().map(|x| x.issued_at)))
-            .chain(c.observations.iter().map(|x| x.meta.recorded_at))
-            .chain(c.immunisations.iter().map(|x| x.meta.recorded_at))
-            .chain(c.consultations.iter().map(|x| x.meta.recorded_at))
-            .chain(c.documents.iter().map(|x| x.meta.recorded_at));
+        let times = p.clinical.change_times();
         found.extend(times.filter(|t| recent(*t)).map(|t| (t, i, ChangeArea::Record, None)));
         for reg in &p.registrations {
             let t = reg.registered_on.midnight().assume_utc() + Duration::hours(9);
