@@ -696,9 +696,22 @@ async fn everything(
     let filter = record_ops::EverythingFilter::parse(state, interaction, &mut warnings)?;
     let patient = read_one(state, principal, "Patient", id, request_id, interaction.fresh).await?;
     let records = record_ops::records_of(state, std::slice::from_ref(&patient));
+    // What supports the record (R4's $everything: "e.g. linked practitioners"): the practice's people and
+    // organisations that what is returned names, read once each, as an include would.
+    let supporting: Vec<&str> = state
+        .registry
+        .resource_types()
+        .into_iter()
+        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::None) && state.registry.is_read(t))
+        .filter(|t| filter.wants(t))
+        .collect();
     let mut matches = Vec::new();
+    // What is searched only for what it names.
+    let mut referrers = Vec::new();
     if filter.wants("Patient") && filter.keeps(&patient, &state.registry) {
         matches.push(patient);
+    } else if !supporting.is_empty() {
+        referrers.push(patient);
     }
     // Items the mappings read but do not search (a course's Medication) are reached through the references
     // of those they do search, searched then even when not asked for themselves.
@@ -716,10 +729,11 @@ async fn everything(
     let mut types: Vec<&str> = record_types
         .iter()
         .copied()
-        .filter(|t| state.registry.is_searched(t) && (filter.wants(t) || !referenced.is_empty()))
+        .filter(|t| {
+            state.registry.is_searched(t) && (filter.wants(t) || !referenced.is_empty() || !supporting.is_empty())
+        })
         .collect();
     types.sort_unstable();
-    let mut referrers = Vec::new();
     for resource_type in types {
         // A type searched only for what it points at says nothing and fails nothing of the answer.
         let wanted = filter.wants(resource_type);
@@ -774,23 +788,24 @@ async fn everything(
         }
     }
     for resource_type in referenced {
-        let prefix = format!("{resource_type}/");
-        let mut wanted: Vec<String> = Vec::new();
-        for resource in &referrers {
-            record_ops::each_reference(resource, &mut |reference| {
-                if let Some(id) = reference.strip_prefix(&prefix) {
-                    if !wanted.iter().any(|w| w == id) {
-                        wanted.push(id.to_string());
-                    }
-                }
-            });
-        }
-        for id in wanted {
+        for id in record_ops::ids_named(referrers.iter(), resource_type) {
             // As for an include: an item withheld is simply absent; a type refused is said once.
             match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
                 Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
                 Ok(_) => {}
                 Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
+            }
+        }
+    }
+    // A supporting type this user may not read is said only when `_type` names it.
+    for resource_type in supporting {
+        for id in record_ops::ids_named(matches.iter().chain(&referrers), resource_type) {
+            match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
+                Ok(found) => matches.push(found),
+                Err(e) if filter.names(resource_type) => {
+                    record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings)
+                }
+                Err(_) => {}
             }
         }
     }

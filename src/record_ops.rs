@@ -436,6 +436,22 @@ fn is_type_refusal(e: &crate::fhir::FhirError) -> bool {
     matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201")
 }
 
+/// The ids of one type that resources reference, each once, in the order first named.
+pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Value>, resource_type: &str) -> Vec<String> {
+    let prefix = format!("{resource_type}/");
+    let mut named: Vec<String> = Vec::new();
+    for resource in resources {
+        each_reference(resource, &mut |reference| {
+            if let Some(id) = reference.strip_prefix(&prefix) {
+                if !named.iter().any(|n| n == id) {
+                    named.push(id.to_string());
+                }
+            }
+        });
+    }
+    named
+}
+
 /// Calls `found` with every `reference` a resource holds, at any depth.
 pub fn each_reference(value: &Value, found: &mut dyn FnMut(&str)) {
     match value {
@@ -505,13 +521,17 @@ impl EverythingFilter {
                 "_type" => {
                     let mut types = BTreeSet::new();
                     for name in &param.values {
-                        let known =
-                            name == "Patient" || state.registry.compartment_of(name) == Some(Compartment::Patient);
+                        // The record's types, and the practice data that supports it (see `everything`).
+                        let supporting = state.registry.compartment_of(name) == Some(Compartment::None)
+                            && state.registry.is_read(name);
+                        let known = name == "Patient"
+                            || state.registry.compartment_of(name) == Some(Compartment::Patient)
+                            || supporting;
                         if !known {
                             return Err(FhirError::bad_request(
                                 "IM1-1214",
                                 format!(
-                                    "'{}' is not a type of a patient's record here",
+                                    "'{}' is not a type of a patient's record, or of what supports it, here",
                                     name.chars().take(40).collect::<String>()
                                 ),
                             )

@@ -304,6 +304,43 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     )
     .await;
     assert!(said(&related).contains("IM1-2106"), "{related}");
+    // And what supports the record (R4: "e.g. linked practitioners"): each Practitioner what is returned names,
+    // once, the patient's usual GP among them; none when _type leaves them out, only them when it names them.
+    let people: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["resourceType"] == "Practitioner")
+        .copied()
+        .collect();
+    let mut named = std::collections::BTreeSet::new();
+    for r in all.iter().filter(|r| r["resourceType"] != "Practitioner") {
+        im1_fhir::record_ops::each_reference(r, &mut |reference| {
+            if reference.starts_with("Practitioner/") {
+                named.insert(reference.to_string());
+            }
+        });
+    }
+    let returned: std::collections::BTreeSet<String> = people
+        .iter()
+        .map(|p| format!("Practitioner/{}", p["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(returned.len(), people.len(), "each once");
+    assert_eq!(returned, named);
+    assert!(returned.contains(all[0]["generalPractitioner"][0]["reference"].as_str().unwrap()));
+    let conditions = get(&proxy, &format!("Patient/{patient}/$everything?_type=Condition"), &t).await;
+    assert!(entries(&conditions, "match")
+        .iter()
+        .all(|r| r["resourceType"] == "Condition"));
+    let only = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=Practitioner&_count=200"),
+        &t,
+    )
+    .await;
+    let only: std::collections::BTreeSet<String> = entries(&only, "match")
+        .iter()
+        .map(|p| format!("{}/{}", p["resourceType"].as_str().unwrap(), p["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(only, returned);
     // The Medications the prescriptions name come too (read, not searched), alone when _type names them.
     let named: std::collections::BTreeSet<String> = all
         .iter()

@@ -350,3 +350,78 @@ async fn every_item_carries_its_native_record_key_and_is_found_by_it_within_its_
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_clinicians_an_item_names_come_with_it_on_request_alike_at_each_supplier() {
+    let (sims, numbers, proxy) = common::seeded(2, 2).await;
+    let system = token(Role::System, &PRACTICES);
+    let query = format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{}", numbers[0]);
+    let patients = common::search_matches(&proxy, &query, &system).await;
+    assert_eq!(patients.len(), 3, "one Patient per practice");
+    let includes = [
+        ("Observation", "performer"),
+        ("AllergyIntolerance", "recorder"),
+        ("MedicationRequest", "requester"),
+        ("MedicationStatement", "source"),
+        ("Encounter", "practitioner"),
+        ("DocumentReference", "author"),
+        ("Immunization", "performer"),
+    ];
+    let mut named_at: Vec<Vec<Vec<Value>>> = Vec::new();
+    for (patient, ods) in patients.iter().zip(PRACTICES) {
+        let clinician = token(Role::Clinician, &[ods]);
+        let id = patient["id"].as_str().unwrap();
+        let mut named = Vec::new();
+        for (resource_type, param) in includes {
+            let query = format!("{resource_type}?patient={id}&_count=200&_include={resource_type}:{param}");
+            let response = proxy.get(&query, &clinician).await;
+            assert_eq!(response.status(), 200, "{ods} {query}");
+            let bundle: Value = response.json().await.unwrap();
+            let matches = common::entries(&bundle, "match");
+            let included = common::entries(&bundle, "include");
+            assert!(!included.is_empty(), "{ods} {query}: nothing included");
+            // Each one a Practitioner that a match names, each once.
+            let mut referenced = std::collections::BTreeSet::new();
+            for m in &matches {
+                im1_fhir::record_ops::each_reference(m, &mut |r| {
+                    referenced.insert(r.to_string());
+                });
+            }
+            let mut people: Vec<Value> = Vec::new();
+            for person in &included {
+                assert_eq!(person["resourceType"], "Practitioner", "{ods} {query}");
+                let reference = format!("Practitioner/{}", person["id"].as_str().unwrap());
+                assert!(
+                    referenced.contains(&reference),
+                    "{ods} {query}: {reference} is named by no match"
+                );
+                people.push(person["name"].clone());
+            }
+            people.sort_by_key(|name| name.to_string());
+            let before = people.len();
+            people.dedup();
+            assert_eq!(people.len(), before, "{ods} {query}: a Practitioner included twice");
+            named.push(people);
+        }
+        // And the Patient's usual GP.
+        let query = format!(
+            "Patient?identifier={}&_include=Patient:general-practitioner",
+            numbers[0]
+        );
+        let bundle: Value = proxy.get(&query, &clinician).await.json().await.unwrap();
+        let gp = common::entries(&bundle, "include");
+        assert_eq!(gp.len(), 1, "{ods}: {bundle}");
+        assert_eq!(
+            patient["generalPractitioner"][0]["reference"],
+            format!("Practitioner/{}", gp[0]["id"].as_str().unwrap()).as_str(),
+            "{ods}"
+        );
+        named.push(vec![gp[0]["name"].clone()]);
+        named_at.push(named);
+    }
+    // The same people, by name, through each supplier.
+    assert_eq!(named_at[0], named_at[1], "EMIS and SystmOne");
+    assert_eq!(named_at[0], named_at[2], "EMIS and Medicus");
+    proxy.stop().await;
+    sims.shutdown().await;
+}
