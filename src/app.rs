@@ -812,7 +812,7 @@ async fn everything(
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|Patient/{id}/$everything|{query}", principal.subject);
     let offset = match &interaction.page {
-        Some(token) => state.pages.check(token, &fingerprint)?,
+        Some(token) => bundle::resume(&state.pages.check(token, &fingerprint)?, &matches, &mut warnings),
         None => 0,
     };
     Ok(bundle::searchset(SearchsetInput {
@@ -961,9 +961,9 @@ async fn search(
     let mut all = Vec::new();
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|{}|{query}", principal.subject, resource_type);
-    let offset = match &interaction.page {
+    let place = match &interaction.page {
         Some(token) => state.pages.check(token, &fingerprint)?,
-        None => 0,
+        None => bundle::PagePlace::START,
     };
     let many_practices = searches.len() > 1;
     // The practices are asked at once (each call keeps its own deadline), and their answers taken in order.
@@ -1027,6 +1027,7 @@ async fn search(
         crate::fhir::sort::sort_as_searched(&state.registry, &resource_type, &mut all, &sort_keys);
     }
     warnings.dedup();
+    let offset = bundle::resume(&place, &all, &mut warnings);
     let count = bundle::page_size(interaction);
     let page: Vec<Value> = all.iter().skip(offset).take(count).cloned().collect();
     let included = if interaction.include.is_empty() && interaction.revinclude.is_empty() {
@@ -1235,8 +1236,9 @@ async fn audit_search(
         let fingerprint = format!("{}|AuditEvent|{link_query}", principal.subject);
         (link_query, fingerprint)
     };
+    // The store pages itself, fixed at the first page's snapshot: the offset alone places a page.
     let offset = match &interaction.page {
-        Some(token) => state.pages.check(token, &fingerprint_of(&pinned).1)?,
+        Some(token) => state.pages.check(token, &fingerprint_of(&pinned).1)?.offset,
         None => 0,
     };
     query.offset = offset;

@@ -93,7 +93,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
             let query = crate::app::canonical_query(&applied);
             let fingerprint = format!("ConceptMap|{query}");
             let offset = match &interaction.page {
-                Some(token) => pages.check(token, &fingerprint)?,
+                Some(token) => bundle::resume(&pages.check(token, &fingerprint)?, &matches, &mut warnings),
                 None => 0,
             };
             Ok(bundle::searchset(SearchsetInput {

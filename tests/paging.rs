@@ -298,3 +298,71 @@ async fn summaries_and_elements_are_still_valid_resources_in_json_and_xml() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_record_that_changes_between_pages_neither_repeats_nor_skips_a_match() {
+    use im1_sim::record::NewObservation;
+    let (sims, _, proxy) = common::seeded(1, 3).await;
+    let (pid, nhs, today) = sims
+        .world
+        .read(|r| (r.patients[0].id.clone(), r.patients[0].nhs_number.clone(), r.today));
+    let mut firsts = Vec::new();
+    for ods in PRACTICES {
+        let t = token(Role::Clinician, &[ods]);
+        let found = bundle(&proxy, &t, &format!("Patient?identifier={nhs}")).await;
+        let patient = entries(&found, "match")[0]["id"].as_str().unwrap().to_string();
+        let first = bundle(
+            &proxy,
+            &t,
+            &format!("Observation?patient={patient}&_sort=-date&_count=5"),
+        )
+        .await;
+        firsts.push((t, first));
+    }
+    // A weight filed today: the newest match, so every later one moves down a place.
+    let weight = NewObservation::body_weight(70.1, today).expect("body weight");
+    sims.world.file_observation(&pid, weight).expect("filed");
+    for (ods, (t, first)) in PRACTICES.iter().zip(&firsts) {
+        let next = link(first, "next").expect("a second page");
+        let response = proxy
+            .client
+            .get(proxy.url(&next))
+            .bearer_auth(t)
+            .header("cache-control", "no-cache")
+            .send()
+            .await
+            .unwrap();
+        let second: Value = response.json().await.unwrap();
+        let ids = |b: &Value| -> Vec<String> {
+            entries(b, "match")
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (before, after) = (ids(first), ids(&second));
+        // The whole answer now, to place the pages in.
+        let patient = first["entry"][0]["resource"]["subject"]["reference"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let now = bundle(
+            &proxy,
+            t,
+            &format!("Observation?patient={patient}&_sort=-date&_count=200"),
+        )
+        .await;
+        let all = ids(&now);
+        assert!(!before.contains(&all[0]), "{ods}: the new weight comes first now");
+        let last_seen = all.iter().position(|id| *id == before[4]).expect("still there");
+        assert_eq!(
+            after[..],
+            all[last_seen + 1..(last_seen + 6).min(all.len())],
+            "{ods}: follows on"
+        );
+        assert!(after.iter().all(|id| !before.contains(id)), "{ods}: nothing repeated");
+        let said = serde_json::to_string(&entries(&second, "outcome")).unwrap();
+        assert!(said.contains("IM1-1302"), "{ods}: {said}");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -17,11 +17,27 @@ pub fn page_size(interaction: &Interaction) -> usize {
     interaction.count.unwrap_or(DEFAULT_COUNT).min(MAX_COUNT)
 }
 
-/// Signs and checks page tokens: offset + a fingerprint of (principal, query), under an HMAC.
+/// Signs and checks page tokens: where the page starts (offset, and the id of the match just before it) + a
+/// fingerprint of (principal, query), under an HMAC.
 #[derive(Clone)]
 pub struct PageTokens {
     key: Vec<u8>,
 }
+
+/// Where a page link resumes: its offset, and the id of the match just before it when the link was made (none
+/// for the first page, or where the matches are paged by their store).
+#[derive(Debug, PartialEq)]
+pub struct PagePlace {
+    pub offset: usize,
+    pub after: Option<String>,
+}
+
+impl PagePlace {
+    pub const START: PagePlace = PagePlace { offset: 0, after: None };
+}
+
+/// The longest id a page token names (a FHIR id is at most 64 characters).
+const MAX_AFTER: usize = 64;
 
 impl PageTokens {
     pub fn new(key: &[u8]) -> Self {
@@ -30,36 +46,78 @@ impl PageTokens {
         }
     }
 
-    fn mac(&self, offset: u64, fingerprint: &str) -> Hmac<Sha256> {
+    fn mac(&self, offset: u64, after: &[u8], fingerprint: &str) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(&offset.to_be_bytes());
+        mac.update(&[after.len() as u8]);
+        mac.update(after);
         mac.update(fingerprint.as_bytes());
         mac
     }
 
-    pub fn issue(&self, offset: usize, fingerprint: &str) -> String {
+    pub fn issue(&self, offset: usize, after: Option<&str>, fingerprint: &str) -> String {
         let offset = offset as u64;
-        let tag = self.mac(offset, fingerprint).finalize().into_bytes();
+        let after = after
+            .map(str::as_bytes)
+            .filter(|a| a.len() <= MAX_AFTER)
+            .unwrap_or_default();
+        let tag = self.mac(offset, after, fingerprint).finalize().into_bytes();
         let mut bytes = offset.to_be_bytes().to_vec();
+        bytes.push(after.len() as u8);
+        bytes.extend_from_slice(after);
         bytes.extend_from_slice(&tag[..16]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The offset a token stands for, if it was issued for this principal and query.
-    pub fn check(&self, token: &str, fingerprint: &str) -> FhirResult<usize> {
+    /// Where a token's page starts, if it was issued for this principal and query.
+    pub fn check(&self, token: &str, fingerprint: &str) -> FhirResult<PagePlace> {
         let invalid = || {
             FhirError::bad_request("IM1-1301", "the page link is not valid for this search or this user").at("_page")
         };
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        if bytes.len() != 24 {
+        let (offset, rest) = bytes.split_first_chunk::<8>().ok_or_else(invalid)?;
+        let (length, rest) = rest.split_first().ok_or_else(invalid)?;
+        let length = usize::from(*length);
+        if length > MAX_AFTER || rest.len() != length + 16 {
             return Err(invalid());
         }
-        let offset = u64::from_be_bytes(bytes[..8].try_into().map_err(|_| invalid())?);
-        self.mac(offset, fingerprint)
-            .verify_truncated_left(&bytes[8..])
+        let (after, tag) = rest.split_at(length);
+        let offset = u64::from_be_bytes(*offset);
+        self.mac(offset, after, fingerprint)
+            .verify_truncated_left(tag)
             .map_err(|_| invalid())?;
-        usize::try_from(offset).map_err(|_| invalid())
+        let after = String::from_utf8(after.to_vec()).map_err(|_| invalid())?;
+        Ok(PagePlace {
+            offset: usize::try_from(offset).map_err(|_| invalid())?,
+            after: (!after.is_empty()).then_some(after),
+        })
     }
+}
+
+/// The offset a page link resumes at in the matches as they are now. A native record can change between two
+/// pages (an item filed, one deleted): the page follows on from the match the link followed, wherever that now
+/// is, rather than repeat or skip what moved; either way the Bundle says the matches changed.
+pub fn resume(place: &PagePlace, matches: &[Value], warnings: &mut Vec<Value>) -> usize {
+    let Some(after) = &place.after else {
+        return place.offset;
+    };
+    let id_at = |i: usize| matches.get(i).and_then(|m| m.get("id")).and_then(Value::as_str);
+    if place.offset > 0 && id_at(place.offset - 1) == Some(after.as_str()) {
+        return place.offset;
+    }
+    let (offset, how) = match (0..matches.len()).find(|i| id_at(*i) == Some(after.as_str())) {
+        Some(i) => (i + 1, "this page follows on from the last match of the page before"),
+        None => (
+            place.offset,
+            "the match the page before ended with is gone, so some matches may be repeated or missed",
+        ),
+    };
+    warnings.push(super::error::warning(
+        super::IssueType::Informational,
+        "IM1-1302",
+        format!("the matches changed since this page's link was made: {how}"),
+    ));
+    offset
 }
 
 /// Assembles a searchset from all matches (already sorted), one page of them, and warnings.
@@ -107,7 +165,15 @@ pub fn searchset(input: SearchsetInput) -> Value {
         }
     };
     let count_param = format!("_count={}", input.count);
-    let page_param = |offset: usize| format!("{count_param}&_page={}", input.tokens.issue(offset, input.fingerprint));
+    // A link names the match just before its page, where the matches are all here.
+    let after = |offset: usize| -> Option<String> {
+        let before = offset.checked_sub(1).filter(|_| input.total.is_none())?;
+        input.matches.get(before)?.get("id")?.as_str().map(String::from)
+    };
+    let page_param = |offset: usize| {
+        let token = input.tokens.issue(offset, after(offset).as_deref(), input.fingerprint);
+        format!("{count_param}&_page={token}")
+    };
     let mut links = vec![
         json!({ "relation": "self", "url": url(&if input.offset == 0 { count_param.clone() } else { page_param(input.offset) }) }),
     ];
@@ -284,10 +350,38 @@ mod tests {
     #[test]
     fn page_tokens_are_bound_to_the_search() {
         let tokens = PageTokens::new(b"key");
-        let token = tokens.issue(50, "alice|Patient?name=x");
-        assert_eq!(tokens.check(&token, "alice|Patient?name=x").unwrap(), 50);
+        let token = tokens.issue(50, Some("p49"), "alice|Patient?name=x");
+        let place = tokens.check(&token, "alice|Patient?name=x").unwrap();
+        assert_eq!(
+            place,
+            PagePlace {
+                offset: 50,
+                after: Some("p49".into())
+            }
+        );
         assert!(tokens.check(&token, "bob|Patient?name=x").is_err());
         assert!(tokens.check("AAAA", "alice|Patient?name=x").is_err());
+    }
+
+    #[test]
+    fn a_page_resumes_after_the_match_its_link_followed() {
+        let list = |ids: &[&str]| -> Vec<Value> { ids.iter().map(|id| json!({ "id": id })).collect() };
+        let place = PagePlace {
+            offset: 2,
+            after: Some("b".into()),
+        };
+        let mut warnings = Vec::new();
+        // Unchanged: where it was, and nothing said.
+        assert_eq!(resume(&place, &list(&["a", "b", "c"]), &mut warnings), 2);
+        assert!(warnings.is_empty());
+        // One filed before it: after it still.
+        assert_eq!(resume(&place, &list(&["new", "a", "b", "c"]), &mut warnings), 3);
+        // It is gone: the same offset, and said.
+        assert_eq!(resume(&place, &list(&["a", "c", "d"]), &mut warnings), 2);
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[1].to_string().contains("gone"));
+        // A first page, or a store's, has nothing to follow.
+        assert_eq!(resume(&PagePlace::START, &list(&["a"]), &mut warnings), 0);
     }
 
     #[test]

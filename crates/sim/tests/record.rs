@@ -407,17 +407,7 @@ fn clinical_writes_appear_in_the_next_read_and_in_the_change_log() {
     let vocab = Vocabulary::get();
     let pid = world.read(|r| r.patients[0].id.clone());
     let before = world.read(|r| r.patient(&pid).map(|p| p.clinical.observations.len()).unwrap_or(0));
-    let obs = NewObservation {
-        code: vocab.concept("27113001").expect("weight"),
-        effective: PartialDate::Day(date!(2025 - 03 - 04)),
-        value: ObservationValue::Quantity(Quantity {
-            value: 70.1,
-            decimals: 1,
-            unit: "kg".into(),
-        }),
-        note: None,
-        recorded_by: None,
-    };
+    let obs = NewObservation::body_weight(70.1, date!(2025 - 03 - 04)).expect("weight");
     let id = world.file_observation(&pid, obs.clone()).expect("filed");
     let after = world.read(|r| r.patient(&pid).map(|p| p.clinical.observations.len()).unwrap_or(0));
     assert_eq!(after, before + 1);

@@ -130,6 +130,24 @@ pub struct NewObservation {
     pub recorded_by: Option<Nid>,
 }
 
+impl NewObservation {
+    /// A body weight in kilograms (SNOMED CT 27113001) with one decimal place, as a clinician files one on
+    /// `day`, by the practice's usual GP: what tests file to change a record.
+    pub fn body_weight(kg: f64, day: time::Date) -> Option<NewObservation> {
+        Some(NewObservation {
+            code: Vocabulary::get().concept("27113001")?,
+            effective: PartialDate::Day(day),
+            value: ObservationValue::Quantity(Quantity {
+                value: kg,
+                decimals: 1,
+                unit: "kg".into(),
+            }),
+            note: None,
+            recorded_by: None,
+        })
+    }
+}
+
 /// A new allergy to file.
 #[derive(Debug, Clone)]
 pub struct NewAllergy {
