@@ -698,19 +698,25 @@ async fn everything(
     let records = record_ops::records_of(state, std::slice::from_ref(&patient));
     // What supports the record (R4's $everything: "e.g. linked practitioners"): the practice's people and
     // organisations that what is returned names, read once each, as an include would.
-    let supporting: Vec<&str> = state
-        .registry
-        .resource_types()
-        .into_iter()
-        .filter(|t| state.registry.compartment_of(t) == Some(Compartment::None) && state.registry.is_read(t))
-        .filter(|t| filter.wants(t))
+    let supporting: Vec<&str> = record_ops::SUPPORTING
+        .iter()
+        .copied()
+        .filter(|t| state.registry.is_read(t) && filter.wants(t))
         .collect();
+    // Supporting data named by what is returned; only when `_type` asks for it alone, by the whole record.
+    let record_wanted = filter.wants("Patient")
+        || state
+            .registry
+            .resource_types()
+            .into_iter()
+            .any(|t| state.registry.compartment_of(t) == Some(Compartment::Patient) && filter.wants(t));
+    let search_for_supporting = !supporting.is_empty() && !record_wanted;
     let mut matches = Vec::new();
     // What is searched only for what it names.
     let mut referrers = Vec::new();
     if filter.wants("Patient") && filter.keeps(&patient, &state.registry) {
         matches.push(patient);
-    } else if !supporting.is_empty() {
+    } else if search_for_supporting {
         referrers.push(patient);
     }
     // Items the mappings read but do not search (a course's Medication) are reached through the references
@@ -730,7 +736,7 @@ async fn everything(
         .iter()
         .copied()
         .filter(|t| {
-            state.registry.is_searched(t) && (filter.wants(t) || !referenced.is_empty() || !supporting.is_empty())
+            state.registry.is_searched(t) && (filter.wants(t) || !referenced.is_empty() || search_for_supporting)
         })
         .collect();
     types.sort_unstable();
@@ -797,18 +803,47 @@ async fn everything(
             }
         }
     }
-    // A supporting type this user may not read is said only when `_type` names it.
-    for resource_type in supporting {
-        for id in record_ops::ids_named(matches.iter().chain(&referrers), resource_type) {
-            match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
-                Ok(found) => matches.push(found),
-                Err(e) if filter.names(resource_type) => {
-                    record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings)
+    // Followed until nothing new is named (a PractitionerRole's Organization). A type this user may not read
+    // is said only when `_type` names it; one that could not be read (the native system failing) always.
+    let mut read: Vec<String> = Vec::new();
+    let mut supported = Vec::new();
+    loop {
+        let mut found_more = false;
+        for resource_type in &supporting {
+            let named_by_record = if search_for_supporting { &referrers[..] } else { &[][..] };
+            let sources = matches.iter().chain(named_by_record).chain(&supported);
+            for id in record_ops::ids_named(sources, resource_type) {
+                let reference = format!("{resource_type}/{id}");
+                if read.contains(&reference) {
+                    continue;
                 }
-                Err(_) => {}
+                read.push(reference);
+                found_more = true;
+                match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
+                    Ok(found) => supported.push(found),
+                    Err(e) if e.status == StatusCode::NOT_FOUND => {}
+                    Err(e) if e.status.is_server_error() => {
+                        let said = crate::fhir::error::warning(
+                            crate::fhir::IssueType::Incomplete,
+                            e.code,
+                            format!("a {resource_type} the record names could not be read: {}", e.message),
+                        );
+                        if !warnings.contains(&said) {
+                            warnings.push(said);
+                        }
+                    }
+                    Err(e) if filter.names(resource_type) => {
+                        record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings)
+                    }
+                    Err(_) => {}
+                }
             }
         }
+        if !found_more {
+            break;
+        }
     }
+    matches.append(&mut supported);
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|Patient/{id}/$everything|{query}", principal.subject);
     let offset = match &interaction.page {

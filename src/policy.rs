@@ -55,13 +55,17 @@ pub fn minimise(
         return Minimised::Kept(resource);
     };
     let mut removed = false;
+    let mut value_removed = false;
     for (_, element) in FREE_TEXT.iter().filter(|(t, _)| *t == "*" || *t == resource_type) {
-        removed |= object.shift_remove(*element).is_some();
+        let gone = object.shift_remove(*element).is_some();
+        removed |= gone;
+        value_removed |= gone && element.starts_with("value");
     }
     // A result whose value was its free text now has none: it says why, as R4 has an Observation do ("masked":
-    // withheld for security or privacy), rather than read as a final result without a value.
+    // withheld for security or privacy), rather than read as a final result without a value. Only then: a
+    // note taken from a panel or a coded finding leaves nothing absent.
     let has_value = object.keys().any(|key| key.starts_with("value"));
-    if removed && resource_type == "Observation" && !has_value && !object.contains_key("dataAbsentReason") {
+    if value_removed && resource_type == "Observation" && !has_value && !object.contains_key("dataAbsentReason") {
         object.insert(
             "dataAbsentReason".into(),
             json!({ "coding": [{

@@ -436,6 +436,11 @@ fn is_type_refusal(e: &crate::fhir::FhirError) -> bool {
     matches!(e.code, "IM1-2101" | "IM1-2401" | "IM1-2201")
 }
 
+/// The practice's data that `Patient/$everything` also returns where what it returns names it (R4: "whatever
+/// resources are needed to support the records, e.g. linked practitioners ... organizations"); a Slot or a
+/// Schedule an appointment names is the practice's book, not the record's support.
+pub const SUPPORTING: &[&str] = &["Practitioner", "PractitionerRole", "Organization"];
+
 /// The ids of one type that resources reference, each once, in the order first named.
 pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Value>, resource_type: &str) -> Vec<String> {
     let prefix = format!("{resource_type}/");
@@ -522,8 +527,7 @@ impl EverythingFilter {
                     let mut types = BTreeSet::new();
                     for name in &param.values {
                         // The record's types, and the practice data that supports it (see `everything`).
-                        let supporting = state.registry.compartment_of(name) == Some(Compartment::None)
-                            && state.registry.is_read(name);
+                        let supporting = SUPPORTING.contains(&name.as_str()) && state.registry.is_read(name);
                         let known = name == "Patient"
                             || state.registry.compartment_of(name) == Some(Compartment::Patient)
                             || supporting;

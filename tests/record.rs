@@ -326,10 +326,42 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     assert_eq!(returned.len(), people.len(), "each once");
     assert_eq!(returned, named);
     assert!(returned.contains(all[0]["generalPractitioner"][0]["reference"].as_str().unwrap()));
+    // Nothing else of the practice's (a Slot an appointment names is its book, not the record's support).
+    let record_types = ["Patient", "Medication", "Appointment", "RelatedPerson"];
+    for r in &all {
+        let resource_type = r["resourceType"].as_str().unwrap();
+        assert!(
+            common::RECORD_ITEMS.contains(&resource_type)
+                || record_types.contains(&resource_type)
+                || resource_type == "Practitioner",
+            "{resource_type} in $everything"
+        );
+    }
     let conditions = get(&proxy, &format!("Patient/{patient}/$everything?_type=Condition"), &t).await;
-    assert!(entries(&conditions, "match")
+    let conditions = entries(&conditions, "match");
+    assert!(!conditions.is_empty() && conditions.iter().all(|r| r["resourceType"] == "Condition"));
+    // With Practitioner beside a record type: those the returned items name, not the whole record's.
+    let with = get(
+        &proxy,
+        &format!("Patient/{patient}/$everything?_type=Condition,Practitioner&_count=200"),
+        &t,
+    )
+    .await;
+    let with = entries(&with, "match");
+    let named_by_conditions: std::collections::BTreeSet<String> = im1_fhir::record_ops::ids_named(
+        with.iter().copied().filter(|r| r["resourceType"] == "Condition"),
+        "Practitioner",
+    )
+    .into_iter()
+    .collect();
+    let people_with: std::collections::BTreeSet<String> = with
         .iter()
-        .all(|r| r["resourceType"] == "Condition"));
+        .filter(|r| r["resourceType"] == "Practitioner")
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!people_with.is_empty());
+    assert_eq!(people_with, named_by_conditions);
+    assert!(people_with.len() < returned.len(), "fewer than the whole record names");
     let only = get(
         &proxy,
         &format!("Patient/{patient}/$everything?_type=Practitioner&_count=200"),

@@ -163,7 +163,7 @@ pub fn capability_statement(
             entry["operation"] = json!([{
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                "documentation": "At instance level (Patient/{id}/$everything): the Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name), as a paged searchset; _type names the types returned (the Patient only if named), _since keeps what was updated since (and what its source gives no update time for); start and end keep the items whose care date (its onset where it has one, else the first of its type's search dates it holds) falls within them, with the Patient and what carries no such date.",
+                "documentation": "At instance level (Patient/{id}/$everything): the Patient and every item of its record the token's scopes allow (with the Medications its prescriptions name, and the Practitioners, PractitionerRoles and Organizations what it returns names), as a paged searchset; _type names the types returned (the Patient only if named; Practitioner, PractitionerRole or Organization alone: those the whole record names), _since keeps what was updated since, and what states no update time (no item here does: no GP system's API dates an item's last change; said with IM1-1218); start and end keep the items whose care date (its onset where it has one, else the first of its type's search dates it holds) falls within them, with the Patient and what carries no such date.",
             }]);
         }
         resources.push(entry);
