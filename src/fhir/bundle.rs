@@ -411,6 +411,16 @@ mod tests {
         assert_eq!(bundle["link"][0]["url"], "http://x/fhir/Patient?name=a&_count=2");
         assert_eq!(bundle["link"][1]["relation"], "next");
         assert_eq!(bundle["entry"][0]["fullUrl"], "http://x/fhir/Patient/p0");
+        // The next link's token names the last match of this page, which its page follows.
+        let next = bundle["link"][1]["url"].as_str().unwrap();
+        let token = next.rsplit_once("_page=").unwrap().1;
+        assert_eq!(
+            tokens.check(token, "f").unwrap(),
+            PagePlace {
+                offset: 2,
+                after: Some("p1".into())
+            }
+        );
     }
 
     #[test]
