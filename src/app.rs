@@ -701,15 +701,14 @@ async fn everything(
     let supporting: Vec<&str> = record_ops::SUPPORTING
         .iter()
         .copied()
-        .filter(|t| state.registry.is_read(t) && filter.wants(t))
+        .filter(|t| record_ops::is_supporting(&state.registry, t) && filter.wants(t))
         .collect();
     // Supporting data named by what is returned; only when `_type` asks for it alone, by the whole record.
-    let record_wanted = filter.wants("Patient")
-        || state
-            .registry
-            .resource_types()
-            .into_iter()
-            .any(|t| state.registry.compartment_of(t) == Some(Compartment::Patient) && filter.wants(t));
+    let record_wanted = state
+        .registry
+        .resource_types()
+        .into_iter()
+        .any(|t| record_ops::of_the_record(&state.registry, t) && filter.wants(t));
     let search_for_supporting = !supporting.is_empty() && !record_wanted;
     let mut matches = Vec::new();
     // What is searched only for what it names.
@@ -803,46 +802,19 @@ async fn everything(
             }
         }
     }
-    // Followed until nothing new is named (a PractitionerRole's Organization). A type this user may not read
-    // is said only when `_type` names it; one that could not be read (the native system failing) always.
-    let mut read: Vec<String> = Vec::new();
-    let mut supported = Vec::new();
-    loop {
-        let mut found_more = false;
-        for resource_type in &supporting {
-            let named_by_record = if search_for_supporting { &referrers[..] } else { &[][..] };
-            let sources = matches.iter().chain(named_by_record).chain(&supported);
-            for id in record_ops::ids_named(sources, resource_type) {
-                let reference = format!("{resource_type}/{id}");
-                if read.contains(&reference) {
-                    continue;
-                }
-                read.push(reference);
-                found_more = true;
-                match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
-                    Ok(found) => supported.push(found),
-                    Err(e) if e.status == StatusCode::NOT_FOUND => {}
-                    Err(e) if e.status.is_server_error() => {
-                        let said = crate::fhir::error::warning(
-                            crate::fhir::IssueType::Incomplete,
-                            e.code,
-                            format!("a {resource_type} the record names could not be read: {}", e.message),
-                        );
-                        if !warnings.contains(&said) {
-                            warnings.push(said);
-                        }
-                    }
-                    Err(e) if filter.names(resource_type) => {
-                        record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings)
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        if !found_more {
-            break;
-        }
-    }
+    let named_by_record = if search_for_supporting { &referrers[..] } else { &[] };
+    let sources: Vec<&Value> = matches.iter().chain(named_by_record).collect();
+    let mut supported = record_ops::read_supporting(
+        state,
+        principal,
+        request_id,
+        interaction.fresh,
+        &filter,
+        &supporting,
+        &sources,
+        &mut warnings,
+    )
+    .await;
     matches.append(&mut supported);
     let query = link_query(state, interaction);
     let fingerprint = format!("{}|Patient/{id}/$everything|{query}", principal.subject);

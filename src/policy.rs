@@ -5,7 +5,7 @@
 
 use crate::auth::Principal;
 use crate::backend::PracticeBackend;
-use crate::fhir::error::{warning, IssueType};
+use crate::fhir::error::{push_once, warning, IssueType};
 use serde_json::{json, Value};
 
 /// Free-text elements, by resource type (`*`: every type): what a user outside `free_text_roles` does not get.
@@ -110,10 +110,4 @@ pub fn withheld_documents(ods: &str) -> Value {
         "IM1-2201",
         format!("documents are withheld by practice {ods}'s policy for this kind of user"),
     )
-}
-
-fn push_once(warnings: &mut Vec<Value>, w: Value) {
-    if !warnings.contains(&w) {
-        warnings.push(w);
-    }
 }

@@ -5,7 +5,7 @@
 
 use crate::app::{read_one, AppState};
 use crate::auth::Principal;
-use crate::fhir::error::{warning, IssueType};
+use crate::fhir::error::{push_once, warning, IssueType};
 use crate::fhir::rest::{Handling, Include, Interaction, SearchParam};
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
@@ -424,10 +424,10 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
 /// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
 pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
     if is_type_refusal(e) {
-        let said = warning(IssueType::Forbidden, "IM1-2103", format!("{what}: {}", e.message));
-        if !warnings.contains(&said) {
-            warnings.push(said);
-        }
+        push_once(
+            warnings,
+            warning(IssueType::Forbidden, "IM1-2103", format!("{what}: {}", e.message)),
+        );
     }
 }
 
@@ -440,6 +440,65 @@ fn is_type_refusal(e: &crate::fhir::FhirError) -> bool {
 /// resources are needed to support the records, e.g. linked practitioners ... organizations"); a Slot or a
 /// Schedule an appointment names is the practice's book, not the record's support.
 pub const SUPPORTING: &[&str] = &["Practitioner", "PractitionerRole", "Organization"];
+
+/// Whether a type is of a patient's record: the Patient, or an item in its compartment.
+pub fn of_the_record(registry: &Registry, resource_type: &str) -> bool {
+    resource_type == "Patient" || registry.compartment_of(resource_type) == Some(Compartment::Patient)
+}
+
+/// Whether a type is practice data `$everything` returns in support of a record (see [`SUPPORTING`]).
+pub fn is_supporting(registry: &Registry, resource_type: &str) -> bool {
+    SUPPORTING.contains(&resource_type) && registry.is_read(resource_type)
+}
+
+/// The supporting resources `sources` name, and those they name in turn (a PractitionerRole's Organization),
+/// each read once through the read path, as an include would. A type this user may not read is said only when
+/// `_type` names it; one the native system failed to give always; one not found is simply absent.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_supporting(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &str,
+    fresh: bool,
+    filter: &EverythingFilter,
+    types: &[&str],
+    sources: &[&Value],
+    warnings: &mut Vec<Value>,
+) -> Vec<Value> {
+    let mut read = BTreeSet::new();
+    let mut supported: Vec<Value> = Vec::new();
+    loop {
+        let mut wanted = Vec::new();
+        for resource_type in types {
+            for id in ids_named(sources.iter().copied().chain(&supported), resource_type) {
+                if read.insert(format!("{resource_type}/{id}")) {
+                    wanted.push((*resource_type, id));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return supported;
+        }
+        for (resource_type, id) in wanted {
+            match read_one(state, principal, resource_type, &id, request_id, fresh).await {
+                Ok(found) => supported.push(found),
+                Err(e) if e.status == http::StatusCode::NOT_FOUND => {}
+                Err(e) if e.status.is_server_error() => push_once(
+                    warnings,
+                    warning(
+                        IssueType::Incomplete,
+                        e.code,
+                        format!("a {resource_type} the record names could not be read: {}", e.message),
+                    ),
+                ),
+                Err(e) if filter.names(resource_type) => {
+                    say_type_refusal(&e, &format!("{resource_type} was left out"), warnings)
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
 
 /// The ids of one type that resources reference, each once, in the order first named.
 pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Value>, resource_type: &str) -> Vec<String> {
@@ -527,10 +586,7 @@ impl EverythingFilter {
                     let mut types = BTreeSet::new();
                     for name in &param.values {
                         // The record's types, and the practice data that supports it (see `everything`).
-                        let supporting = SUPPORTING.contains(&name.as_str()) && state.registry.is_read(name);
-                        let known = name == "Patient"
-                            || state.registry.compartment_of(name) == Some(Compartment::Patient)
-                            || supporting;
+                        let known = of_the_record(&state.registry, name) || is_supporting(&state.registry, name);
                         if !known {
                             return Err(FhirError::bad_request(
                                 "IM1-1214",
@@ -580,8 +636,8 @@ impl EverythingFilter {
         let undated: Vec<&str> = registry
             .resource_types()
             .into_iter()
-            .filter(|t| *t == "Patient" || registry.compartment_of(t) == Some(Compartment::Patient))
-            .filter(|t| self.wants(t) && registry.for_resource(t).any(|m| !m.states_last_updated))
+            .filter(|t| of_the_record(registry, t) && self.wants(t))
+            .filter(|t| registry.for_resource(t).any(|m| !m.states_last_updated))
             .collect();
         if !undated.is_empty() {
             warnings.push(warning(

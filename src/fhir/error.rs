@@ -219,6 +219,13 @@ pub fn warning(issue: IssueType, code: &'static str, message: impl Into<String>)
     })
 }
 
+/// Adds a warning unless the same one is there already (a type refused, a policy applied: said once a Bundle).
+pub fn push_once(warnings: &mut Vec<Value>, said: Value) {
+    if !warnings.contains(&said) {
+        warnings.push(said);
+    }
+}
+
 pub type FhirResult<T> = Result<T, FhirError>;
 
 #[cfg(test)]
