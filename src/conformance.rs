@@ -37,10 +37,16 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
     match &interaction.kind {
         Kind::Read => {
             let id = interaction.id.as_deref().unwrap_or_default();
-            maps.get(id)
+            let map = maps
+                .get(id)
                 .filter(|m| m.id == id)
-                .map(|m| m.resource.clone())
-                .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))
+                .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))?;
+            // As every read: `_summary` and `_elements` give a subset, marked so.
+            Ok(bundle::shape(
+                map.resource.clone(),
+                interaction.summary,
+                &interaction.elements,
+            ))
         }
         Kind::Search => {
             // Unknown parameters are refused, or under `Prefer: handling=lenient` dropped with a warning.
@@ -193,7 +199,26 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
             let code = param("code")
                 .filter(|code| !code.trim().is_empty())
                 .ok_or_else(|| FhirError::bad_request("IM1-1211", "$translate needs a code").at("code"))?;
-            let system = param("system");
+            // R4's $translate: "if a code is provided, a system must be provided" (a code means nothing
+            // without it; this map's sources are named so the client can say which it meant).
+            let system = param("system").filter(|s| !s.trim().is_empty());
+            if system.is_none() {
+                let mut sources: Vec<&str> = map.resource["group"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g["source"].as_str())
+                    .collect();
+                sources.dedup();
+                return Err(FhirError::bad_request(
+                    "IM1-1211",
+                    format!(
+                        "$translate needs the code's system with the code (this map's source: {})",
+                        sources.join(", ")
+                    ),
+                )
+                .at("system"));
+            }
             let target_system = param("targetsystem");
             let targets: Vec<_> = map
                 .translate(system.as_deref(), &code)

@@ -203,6 +203,14 @@ fn include_problem(state: &AppState, resource_type: &str, include: &Include, rev
     let source_in_records = state.registry.compartment_of(&include.source) == Some(Compartment::Patient);
     let source_is_practice_data = state.registry.compartment_of(&include.source) == Some(Compartment::None);
     let page_of_practice_data = state.registry.compartment_of(resource_type) == Some(Compartment::None);
+    // Nor Patients from a page of practice data: a Patient is found by its identifier, or by name and birth
+    // date, never by what it points at.
+    let source_is_patient = state.registry.compartment_of(&include.source) == Some(Compartment::SelfPatient);
+    if source_is_patient && page_of_practice_data {
+        return Some(format!(
+            "{named} is not supported: Patients are found by identifier, or by family and birthdate, not by what they point at"
+        ));
+    }
     if source_is_practice_data && !page_of_practice_data {
         return Some(format!(
             "{named} is not supported: {} are practice data, not searched from a patient's record",
@@ -273,7 +281,25 @@ pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirRes
         }
         round = include_targets(&out[first_new..], &follow, false, &mut seen);
     }
+    order_included(&state.registry, &mut out);
     Ok(out)
+}
+
+/// What includes brought, in the same order whichever system the practice runs (each native reply comes in
+/// its supplier's own order): by type, then each type as a search of it orders its matches.
+fn order_included(registry: &Registry, included: &mut [Value]) {
+    let type_of = |r: &Value| r["resourceType"].as_str().unwrap_or_default().to_string();
+    included.sort_by_key(type_of);
+    let mut start = 0;
+    while start < included.len() {
+        let resource_type = type_of(&included[start]);
+        let run = included[start..]
+            .iter()
+            .take_while(|r| type_of(r) == resource_type)
+            .count();
+        crate::fhir::sort::sort_as_searched(registry, &resource_type, &mut included[start..start + run], &[]);
+        start += run;
+    }
 }
 
 /// `_revinclude`: the items of the types named that point at the matches. A type this user may not search is

@@ -44,7 +44,12 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     assert_eq!(ids.len(), total);
 
     // CodeId 10000053 is "Allergy to penicillin": SNOMED CT 91936005 in the EMIS mapping's output too.
-    let translated = get(&proxy, "ConceptMap/emis-code-id/$translate?code=10000053", &t).await;
+    let translated = get(
+        &proxy,
+        "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053",
+        &t,
+    )
+    .await;
     im1_fhir_model::check_strict(&translated).unwrap();
     assert_eq!(translated["parameter"][0]["valueBoolean"], true);
     let coding = &translated["parameter"][1]["part"][1]["valueCoding"];
@@ -52,7 +57,7 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     assert_eq!(coding["code"], "91936005");
     let by_url = get(
         &proxy,
-        "ConceptMap/$translate?url=https://im1-fhir.dev/ConceptMap/emis-sex&code=Indeterminate",
+        "ConceptMap/$translate?url=https://im1-fhir.dev/ConceptMap/emis-sex&system=https://im1-fhir.dev/emis/sex&code=Indeterminate",
         &t,
     )
     .await;
@@ -63,33 +68,42 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
         ("rescheduled", "cancelled"),
         ("seen", "fulfilled"),
     ] {
-        let query = format!("ConceptMap/medicus-appointment-status/$translate?code={medicus}");
+        let query = format!(
+            "ConceptMap/medicus-appointment-status/$translate?system=https://im1-fhir.dev/medicus/appointment-status&code={medicus}"
+        );
         let translated = get(&proxy, &query, &t).await;
         assert_eq!(
             translated["parameter"][1]["part"][1]["valueCoding"]["code"], fhir,
             "{medicus}: {translated}"
         );
     }
-    let unknown = get(&proxy, "ConceptMap/emis-sex/$translate?code=Nonsense", &t).await;
+    let unknown = get(
+        &proxy,
+        "ConceptMap/emis-sex/$translate?system=https://im1-fhir.dev/emis/sex&code=Nonsense",
+        &t,
+    )
+    .await;
     assert_eq!(unknown["parameter"][0]["valueBoolean"], false);
 
     // Only the target system asked for; reverse and other parameters are refused, not ignored.
     let sct = get(
         &proxy,
-        "ConceptMap/emis-code-id/$translate?code=10000053&targetsystem=http://snomed.info/sct",
+        "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&targetsystem=http://snomed.info/sct",
         &t,
     )
     .await;
     assert_eq!(sct, translated);
     let elsewhere = get(
         &proxy,
-        "ConceptMap/emis-code-id/$translate?code=10000053&targetsystem=http://example.org/other",
+        "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&targetsystem=http://example.org/other",
         &t,
     )
     .await;
     assert_eq!(elsewhere["parameter"][0]["valueBoolean"], false, "{elsewhere}");
     for refused in ["reverse=true", "conceptMapVersion=2"] {
-        let query = format!("ConceptMap/emis-code-id/$translate?code=10000053&{refused}");
+        let query = format!(
+            "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&{refused}"
+        );
         outcome(proxy.get(&query, &t).await, 400).await;
     }
 
@@ -138,6 +152,26 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
 
     outcome(proxy.get("ConceptMap/not-a-map", &t).await, 404).await;
     outcome(proxy.get("ConceptMap/emis-sex/$translate", &t).await, 400).await;
+    // R4: a code is translated from the system given with it; without one, the map's source is named.
+    let no_system = outcome(proxy.get("ConceptMap/emis-sex/$translate?code=Male", &t).await, 400).await;
+    assert!(
+        no_system["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("https://im1-fhir.dev/emis/sex"),
+        "{no_system}"
+    );
+    // A read gives a subset as any read does, marked so.
+    let summary = get(&proxy, "ConceptMap/ctv3-snomed?_summary=true", &t).await;
+    assert!(summary.get("group").is_none(), "{summary}");
+    assert_eq!(summary["meta"]["tag"][0]["code"], "SUBSETTED", "{summary}");
+    let elements = get(&proxy, "ConceptMap/ctv3-snomed?_elements=url", &t).await;
+    assert_eq!(elements["url"], "https://im1-fhir.dev/ConceptMap/ctv3-snomed");
+    assert!(
+        elements.get("group").is_none() && elements.get("name").is_none(),
+        "{elements}"
+    );
+    assert_eq!(elements["meta"]["tag"][0]["code"], "SUBSETTED", "{elements}");
     // The same by POST with a Parameters body, as FHIR operations are also called.
     let post = |body: &'static str| {
         proxy
@@ -150,10 +184,10 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     };
     // A Coding gives the system and the code; a url naming another map, or a second code, is refused.
     for body in [
-        r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"10000053"}]}"#,
+        r#"{"resourceType":"Parameters","parameter":[{"name":"system","valueUri":"https://im1-fhir.dev/emis/code-id"},{"name":"code","valueCode":"10000053"}]}"#,
         r#"{"resourceType":"Parameters","parameter":[{"name":"coding","valueCoding":{"system":"https://im1-fhir.dev/emis/code-id","code":"10000053"}}]}"#,
         // A byte order mark, as some integration engines write one, is not part of the JSON.
-        "\u{feff}{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"code\",\"valueCode\":\"10000053\"}]}",
+        "\u{feff}{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"system\",\"valueUri\":\"https://im1-fhir.dev/emis/code-id\"},{\"name\":\"code\",\"valueCode\":\"10000053\"}]}",
     ] {
         let posted: Value = post(body).await.unwrap().json().await.unwrap();
         assert_eq!(posted, translated, "{body}: {posted}");
@@ -166,7 +200,7 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
         r#"{"resourceType":"Parameters","parameter":[{"name":"code","valueCode":"1"},{"name":"coding","valueCoding":{"code":"10000053"}}]}"#,
     );
     outcome(twice.await.unwrap(), 400).await;
-    let elsewhere = "ConceptMap/emis-code-id/$translate?code=10000053&url=https://im1-fhir.dev/ConceptMap/emis-sex";
+    let elsewhere = "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&url=https://im1-fhir.dev/ConceptMap/emis-sex";
     outcome(proxy.get(elsewhere, &t).await, 400).await;
     outcome(proxy.get("ConceptMap/emis-sex", "not-a-token").await, 401).await;
     proxy.stop().await;

@@ -226,6 +226,8 @@ async fn reverse_includes_that_cannot_be_searched_are_said_not_silent() {
     let t = token(Role::Clinician, &["Y90001"]);
     // Prescriptions are searched one record at a time: not from a page of practitioners.
     refused_or_said(&proxy, &t, "Practitioner?_revinclude=MedicationRequest:requester").await;
+    // Nor Patients: found by identifier, or by name and birth date, never by their general practitioner.
+    refused_or_said(&proxy, &t, "Practitioner?_revinclude=Patient:general-practitioner").await;
     // A record's own revinclude on an empty page is no such case.
     let patient = patient_id(&proxy, &t).await;
     let none = bundle(

@@ -139,8 +139,8 @@ pub fn capability_statement(
         }
         // Only references R4 lets point at this type: `Slot:schedule` is a revinclude of Schedule, not of Condition.
         // And only items the proxy can search from a page of this type: a patient's record items are searched one
-        // record at a time, so they are no revinclude of practice data (Practitioner, Schedule), nor practice
-        // data (a Schedule's actor) of a patient.
+        // record at a time, and Patients by identifier or name, so neither is a revinclude of practice data
+        // (Practitioner, Schedule); nor is practice data (a Schedule's actor) one of a patient.
         let defs = crate::mapping::profile::Defs::get();
         let practice_level = registry.compartment_of(resource) == Some(crate::mapping::Compartment::None);
         let revincludes: std::collections::BTreeSet<String> = registry
@@ -150,7 +150,11 @@ pub fn capability_statement(
             .flat_map(|m| m.params.iter().map(move |p| (m, p)))
             .filter(|(m, p)| {
                 p.kind == crate::mapping::ParamType::Reference
-                    && !(practice_level && m.compartment == crate::mapping::Compartment::Patient)
+                    && !(practice_level
+                        && matches!(
+                            m.compartment,
+                            crate::mapping::Compartment::Patient | crate::mapping::Compartment::SelfPatient
+                        ))
                     && (practice_level || m.compartment != crate::mapping::Compartment::None)
                     && defs.may_reference(&m.resource, &p.name, resource)
             })
@@ -471,6 +475,9 @@ mod tests {
         assert!(!revincludes("Slot").contains(&"PractitionerRole:practitioner".to_string()));
         // Record items are searched one record at a time: no revinclude of practice data.
         assert!(!revincludes("Practitioner").contains(&"MedicationRequest:requester".to_string()));
+        // Nor Patients: they are found by identifier or by name and birth date only.
+        assert!(!revincludes("Practitioner").contains(&"Patient:general-practitioner".to_string()));
+        assert!(!revincludes("Organization").iter().any(|r| r.starts_with("Patient:")));
         // What a native search cannot do without is stated.
         let patient = statement["rest"][0]["resource"]
             .as_array()

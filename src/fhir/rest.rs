@@ -530,6 +530,14 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                     continue;
                 }
                 let mut values = split_values(&value);
+                // `a,` or `a,,b`: FHIR's OR of values, one of them none. Matched, the empty value would match
+                // everything (and `:not` nothing), so the filter would silently widen.
+                if values.len() > 1 && values.iter().any(|v| v.trim().is_empty()) {
+                    return Err(bad(format!(
+                        "'{name}' has an empty value in its comma-separated list ('{}')",
+                        printable(&value)
+                    )));
+                }
                 // A reference's type modifier (`subject:Patient=x`) is the same as its typed value (`Patient/x`).
                 let modifier = match modifier {
                     Some(target) if is_resource_type(&target) => {
@@ -641,6 +649,18 @@ mod tests {
     #[test]
     fn or_values_respect_escapes() {
         assert_eq!(split_values(r"a,b\,c"), vec!["a".to_string(), r"b\,c".to_string()]);
+    }
+
+    /// An empty value among OR'd ones would match everything; a parameter with no value at all is ignored.
+    #[test]
+    fn an_empty_value_in_a_list_is_refused() {
+        for query in ["code=a,", "code=,a", "code=a,,b", "code:not=a,%20", "status=,"] {
+            let error = get("Observation", query).unwrap_err();
+            assert_eq!(error.status, 400, "{query}");
+        }
+        let search = get("Observation", "code=&status=final").unwrap();
+        assert_eq!(search.params.len(), 1);
+        assert_eq!(get("Observation", r"code=a\,").unwrap().params[0].values, vec![r"a\,"]);
     }
 
     #[test]
