@@ -501,15 +501,18 @@ async fn dispatch(
     if let RequestBody::Resource(resource) = &body {
         let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
         if matches!(interaction.kind, Kind::Operation(_)) {
-            // An operation's input is a Parameters resource, whatever type it is invoked on.
-            if body_type != "Parameters" {
-                return Err(
-                    FhirError::bad_request("IM1-1114", "an operation's body is a Parameters resource")
-                        .at("resourceType"),
-                );
+            // An operation not offered is refused as such below (405), whatever its body holds; an offered
+            // one's input is a Parameters resource, whatever type it is invoked on.
+            if offers_operation(interaction) {
+                if body_type != "Parameters" {
+                    return Err(
+                        FhirError::bad_request("IM1-1114", "an operation's body is a Parameters resource")
+                            .at("resourceType"),
+                    );
+                }
+                rest::add_operation_parameters(interaction, resource)?;
+                note_query(interaction);
             }
-            rest::add_operation_parameters(interaction, resource)?;
-            note_query(interaction);
         } else if interaction.resource_type.as_deref().is_some_and(|t| t != body_type) {
             return Err(
                 FhirError::bad_request("IM1-1114", "the body's resourceType does not match the URL").at("resourceType"),
@@ -577,6 +580,30 @@ async fn dispatch(
             .allow(allow))
         }
         Kind::Capabilities | Kind::SmartConfiguration => unreachable_interaction(),
+    }
+}
+
+/// A Patient's NHS number.
+fn nhs_number_of(patient: &Value) -> Option<&str> {
+    patient
+        .get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("system").and_then(Value::as_str) == Some(crate::fhir::NHS_NUMBER_SYSTEM))?
+        .get("value")?
+        .as_str()
+}
+
+/// Whether the operation invoked is one this server offers: `Patient/{id}/$everything` and ConceptMap's
+/// `$translate` (on a map, or naming one).
+fn offers_operation(interaction: &Interaction) -> bool {
+    let Kind::Operation(name) = &interaction.kind else {
+        return false;
+    };
+    match (name.as_str(), interaction.resource_type.as_deref()) {
+        ("everything", Some("Patient")) => interaction.id.is_some(),
+        ("translate", Some("ConceptMap")) => true,
+        _ => false,
     }
 }
 
@@ -1029,9 +1056,12 @@ async fn search(
         warnings.extend(produced.warnings);
     }
     let compartment = state.registry.compartment_of(&resource_type);
-    // Patients come in the order their linkage gives (the user's own record first) unless sorted.
+    // Patients come in the order their linkage gives unless sorted: for a patient, their own records first
+    // (at every practice), then those they act for.
     if !(sort_keys.is_empty() && compartment == Some(crate::mapping::Compartment::SelfPatient)) {
         crate::fhir::sort::sort_as_searched(&state.registry, &resource_type, &mut all, &sort_keys);
+    } else if let Some(own) = principal.nhs_number.as_deref() {
+        all.sort_by_key(|patient| nhs_number_of(patient) != Some(own));
     }
     warnings.dedup();
     let offset = bundle::resume(&place, &all, &mut warnings);
@@ -1412,14 +1442,7 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
     for resource in resources {
         if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
             let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
-            let nhs = resource
-                .get("identifier")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|i| i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number"))
-                .and_then(|i| i.get("value").and_then(Value::as_str))
-                .map(String::from);
+            let nhs = nhs_number_of(resource).map(String::from);
             add(Some(format!("Patient/{id}")), nhs);
             continue;
         }

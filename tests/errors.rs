@@ -223,6 +223,15 @@ async fn malformed_requests_are_refused_with_outcomes() {
     )
     .await;
     assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-1114", "{body}");
+    // An operation not offered is that, whatever its body: not a complaint about the body.
+    for path in ["Appointment/$book", "Appointment/abc/$cancel", "Patient/$validate"] {
+        let appointment = br#"{"resourceType":"Appointment","status":"booked"}"#.to_vec();
+        let refused = outcome(post(path, "application/fhir+json", appointment).await.unwrap(), 405).await;
+        assert_eq!(
+            refused["issue"][0]["details"]["coding"][0]["code"], "IM1-1009",
+            "{path}: {refused}"
+        );
+    }
     // Wrong content type, oversize body.
     outcome(post(TRANSLATE, "text/plain", b"hello".to_vec()).await.unwrap(), 415).await;
     // A body of another FHIR version is not R4.
@@ -574,6 +583,24 @@ async fn request_ids_are_echoed_or_generated() {
         .unwrap();
     let id = made.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "{id}");
+    // An id holding what may be an NHS number (ten digits or more in a row) is not logged or audited: the
+    // server's own replaces it. Nine digits in a row are kept.
+    for (sent, kept) in [
+        ("nhs-9000000009", false),
+        ("order-12345678901", false),
+        ("run-123456789", true),
+    ] {
+        let answer = proxy
+            .client
+            .get(proxy.url("metadata"))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let echoed = answer.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(echoed == sent, kept, "{sent}: {echoed}");
+        assert!(kept || echoed.len() == 36, "{echoed}");
+    }
     proxy.stop().await;
 }
 

@@ -69,6 +69,24 @@ async fn a_patient_sees_their_own_record_and_nothing_else() {
         assert_eq!((status, matches(&by_id).len()), (200, 0), "{ods}: {by_id}");
         check_practice(&proxy, ods, clinician, mine, &own_id, &other_id, &numbers[8]).await;
     }
+    // Through all three practices at once: their own records first, then the child's (as the
+    // CapabilityStatement's `_sort` says), not practice by practice.
+    let everywhere = im1_fhir::auth::token::mint_demo(&im1_fhir::auth::token::TokenRequest {
+        practices: vec!["Y90001".into(), "Y90002".into(), "Y90003".into()],
+        role: Role::Patient,
+        nhs_number: Some(me.clone()),
+        scope: None,
+        ttl_seconds: 600,
+    })
+    .unwrap();
+    let (_, bundle) = get(&proxy, "Patient", &everywhere).await;
+    let numbers_found: Vec<String> = matches(&bundle)
+        .iter()
+        .map(|p| p["identifier"][0]["value"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(numbers_found.len(), 6, "{bundle}");
+    assert!(numbers_found[..3].iter().all(|n| n == me), "{numbers_found:?}");
+    assert!(numbers_found[3..].iter().all(|n| n == &numbers[1]), "{numbers_found:?}");
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -171,6 +171,20 @@ pub fn body_format(content_type: Option<&str>) -> FhirResult<Format> {
             "a request body needs a Content-Type",
         ));
     };
+    // FHIR is UTF-8 (R4 http.html, "Content Types and encodings"): a body said to be in another charset would be
+    // read wrongly.
+    let charset = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"'));
+    if charset.is_some_and(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8")) {
+        return Err(FhirError::unsupported_media(
+            "IM1-1104",
+            "FHIR bodies are UTF-8: Content-Type's charset, when given, must be utf-8",
+        ));
+    }
     // A body of another FHIR version (`; fhirVersion=3.0`) is not R4, whatever its format.
     let r4 = accept_ranges(content_type).next().is_some();
     format_of(content_type).filter(|_| r4).ok_or_else(|| {
@@ -198,6 +212,7 @@ pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
             if !value.get("resourceType").is_some_and(Value::is_string) {
                 return Err(FhirError::bad_structure("IM1-1107", "the body has no resourceType").at("resourceType"));
             }
+            check_nothing_empty(&value, value["resourceType"].as_str().unwrap_or_default())?;
             im1_fhir_model::check_strict(&value).map_err(|e| {
                 FhirError::bad_structure("IM1-1108", format!("the body is not a valid FHIR R4 resource: {e}"))
             })?;
@@ -210,6 +225,30 @@ pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
                 FhirError::bad_structure("IM1-1109", format!("the body is not a valid FHIR R4 XML resource: {e}"))
             })
         }
+    }
+}
+
+/// FHIR JSON has no empty arrays, objects or strings (R4 JSON, "JSON representation of resources"): one is
+/// refused at its path, before the model reads the body (which cannot read an empty list).
+fn check_nothing_empty(value: &Value, path: &str) -> FhirResult<()> {
+    let shown: String = path.chars().take(120).collect();
+    let empty = |what: &str| {
+        Err(FhirError::bad_structure(
+            "IM1-1108",
+            format!("the body is not a valid FHIR R4 resource: FHIR JSON has no empty {what} ({shown})"),
+        )
+        .at(shown.clone()))
+    };
+    match value {
+        Value::String(s) if s.is_empty() => empty("strings"),
+        Value::Array(items) if items.is_empty() => empty("arrays"),
+        Value::Object(map) if map.is_empty() => empty("objects"),
+        // A null in a list keeps a primitive's extensions (`_given`) in step with its values.
+        Value::Array(items) => items.iter().try_for_each(|item| check_nothing_empty(item, path)),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(key, item)| check_nothing_empty(item, &format!("{path}.{key}"))),
+        _ => Ok(()),
     }
 }
 
@@ -467,6 +506,38 @@ mod tests {
         assert_eq!(error.code, "IM1-1111");
     }
 
+    /// The model cannot read an empty list (it panicked on one): each empty thing is refused at its path.
+    #[test]
+    fn empty_arrays_objects_and_strings_are_refused_at_their_path() {
+        for (body, path) in [
+            (
+                r#"{"resourceType":"Parameters","parameter":[]}"#,
+                "Parameters.parameter",
+            ),
+            (
+                r#"{"resourceType":"Parameters","parameter":[{"name":"x","part":[]}]}"#,
+                "Parameters.parameter.part",
+            ),
+            (
+                r#"{"resourceType":"Patient","meta":{"profile":[]}}"#,
+                "Patient.meta.profile",
+            ),
+            (r#"{"resourceType":"Patient","meta":{}}"#, "Patient.meta"),
+            (r#"{"resourceType":"Patient","id":""}"#, "Patient.id"),
+        ] {
+            let error = parse_body(Format::Json, body.as_bytes()).unwrap_err();
+            assert_eq!((error.status.as_u16(), error.code), (400, "IM1-1108"), "{body}");
+            assert!(
+                error.message.contains(&format!("({path})")),
+                "{body}: {}",
+                error.message
+            );
+        }
+        // A null keeps a primitive's extensions in step with its values.
+        let aligned = r#"{"resourceType":"Patient","name":[{"given":["A","B"],"_given":[null,{"id":"b"}]}]}"#;
+        assert!(parse_body(Format::Json, aligned.as_bytes()).is_ok());
+    }
+
     #[test]
     fn brackets_inside_strings_do_not_count() {
         let text = "[".repeat(200);
@@ -477,6 +548,11 @@ mod tests {
     #[test]
     fn content_type_must_be_fhir() {
         assert_eq!(body_format(Some("text/plain")).unwrap_err().status, 415);
+        // FHIR is UTF-8.
+        let latin = body_format(Some("application/fhir+json; charset=iso-8859-1"));
+        assert_eq!(latin.unwrap_err().status, 415);
+        let utf8 = body_format(Some("application/fhir+json; Charset=\"UTF-8\""));
+        assert_eq!(utf8.unwrap(), Format::Json);
         assert_eq!(
             body_format(Some("application/fhir+json; fhirVersion=4.0")).unwrap(),
             Format::Json

@@ -176,9 +176,7 @@ impl Interaction {
 
 /// Parses method + path (relative to the FHIR base, without the leading `/`) + query + headers.
 pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> FhirResult<Interaction> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = query_pairs(query.unwrap_or("").as_bytes())?;
     // An empty `_format=` asks for nothing, as any empty parameter: the Accept header decides.
     let format_param = pairs
         .iter()
@@ -254,10 +252,51 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
 pub fn add_form_params(interaction: &mut Interaction, body: &[u8]) -> FhirResult<()> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = query_pairs(body)?;
     apply_params(interaction, pairs)
+}
+
+/// A query string (or a form body) as name and value pairs, decoded as `application/x-www-form-urlencoded`
+/// says, but strictly: a `%` not followed by two hex digits, or bytes that are not UTF-8, are a 400 rather
+/// than taken literally or replaced (a search for a mangled value would quietly find nothing).
+fn query_pairs(raw: &[u8]) -> FhirResult<Vec<(String, String)>> {
+    let bad = |what: &str| {
+        FhirError::bad_request(
+            "IM1-1201",
+            format!("the query is not valid application/x-www-form-urlencoded: {what}"),
+        )
+    };
+    let decode = |part: &[u8]| -> FhirResult<String> {
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = part.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                    let byte = hex
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| bad("'%' must be followed by two hexadecimal digits"))?;
+                    out.push(byte);
+                    i += 2;
+                }
+                other => out.push(other),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| bad("its values must be UTF-8"))
+    };
+    raw.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            Ok((decode(name)?, decode(value)?))
+        })
+        .collect()
 }
 
 /// An operation's input given as a FHIR `Parameters` body (`POST .../$translate`): each parameter with a primitive
@@ -434,12 +473,20 @@ fn read_prefer(headers: &HeaderMap, interaction: &mut Interaction) {
 }
 
 fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> FhirResult<()> {
+    let mut given_once: Vec<String> = Vec::new();
     for (key, value) in pairs {
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n.to_string(), Some(m.to_string())),
             None => (key.clone(), None),
         };
         let bad = |message: String| FhirError::bad_request("IM1-1201", message).at(name.clone());
+        // These take one value: a second one would silently win (or lose).
+        if matches!(name.as_str(), "_count" | "_page" | "_total" | "_summary") {
+            if given_once.contains(&name) {
+                return Err(bad(format!("{name} is given more than once")));
+            }
+            given_once.push(name.clone());
+        }
         // Result parameters take no modifier: one sent would otherwise be dropped unseen.
         let result_param = matches!(
             name.as_str(),
@@ -649,6 +696,21 @@ mod tests {
     #[test]
     fn or_values_respect_escapes() {
         assert_eq!(split_values(r"a,b\,c"), vec!["a".to_string(), r"b\,c".to_string()]);
+    }
+
+    /// A query is decoded strictly: what cannot be decoded is refused, not guessed at.
+    #[test]
+    fn queries_are_decoded_strictly() {
+        for query in ["family=%ZZ", "family=%4", "family=%FF%FE", "fam%ily=x"] {
+            assert_eq!(get("Patient", query).unwrap_err().status, 400, "{query}");
+        }
+        let decoded = get("Patient", "family=O%27Brien+Smith&given=a%2Bb").unwrap();
+        assert_eq!(decoded.params[0].values, vec!["O'Brien Smith"]);
+        assert_eq!(decoded.params[1].values, vec!["a+b"]);
+        // One value each: a second would silently win.
+        for query in ["_count=2&_count=3", "_summary=true&_summary=false"] {
+            assert_eq!(get("Patient", query).unwrap_err().status, 400, "{query}");
+        }
     }
 
     /// An empty value among OR'd ones would match everything; a parameter with no value at all is ignored.

@@ -47,7 +47,8 @@ pub fn stack(
     ServiceBuilder::new()
         // One boxed body type leaves the stack, whatever the layers below wrapped it in.
         .map_response(|response: Response<_>| response.map(box_body))
-        // A client's X-Request-ID is kept only if it is short and plain, so it is safe to log and forward.
+        // A client's X-Request-ID is kept only if it is short and plain, so it is safe to log and forward
+        // (`drop_unsafe_request_id`).
         .map_request(drop_unsafe_request_id)
         // How the request came in, for links made from its host (an HTTP/1.1 request line names no scheme).
         .map_request(move |mut request: Request<hyper::body::Incoming>| {
@@ -189,10 +190,17 @@ fn route_of(path: &str) -> String {
     segments.join("/")
 }
 
+/// A client's X-Request-ID goes into logs, AuditEvents and native calls: one that is long, holds anything but
+/// plain characters, or holds a run of ten digits or more (an NHS number, a telephone number) is replaced by
+/// one of the server's.
 fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
     let unsafe_id = request.headers().get("x-request-id").is_some_and(|v| {
         let bytes = v.as_bytes();
-        bytes.is_empty() || bytes.len() > 128 || !bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+        let longest_digit_run = bytes.split(|b| !b.is_ascii_digit()).map(<[u8]>::len).max().unwrap_or(0);
+        bytes.is_empty()
+            || bytes.len() > 128
+            || !bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+            || longest_digit_run >= 10
     });
     if unsafe_id {
         request.headers_mut().remove("x-request-id");
