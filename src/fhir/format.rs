@@ -214,7 +214,13 @@ pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
             }
             check_nothing_empty(&value, value["resourceType"].as_str().unwrap_or_default())?;
             im1_fhir_model::check_strict(&value).map_err(|e| {
-                FhirError::bad_structure("IM1-1108", format!("the body is not a valid FHIR R4 resource: {e}"))
+                FhirError::bad_structure(
+                    "IM1-1108",
+                    format!(
+                        "the body is not a valid FHIR R4 resource: {}",
+                        in_fhir_terms(&e.to_string())
+                    ),
+                )
             })?;
             Ok(value)
         }
@@ -222,10 +228,29 @@ pub fn parse_body(format: Format, bytes: &[u8]) -> FhirResult<Value> {
             check_xml_depth(bytes)?;
             let bytes = super::xml_ns::unprefixed(bytes)?;
             im1_fhir_model::xml_to_json(&bytes).map_err(|e| {
-                FhirError::bad_structure("IM1-1109", format!("the body is not a valid FHIR R4 XML resource: {e}"))
+                FhirError::bad_structure(
+                    "IM1-1109",
+                    format!(
+                        "the body is not a valid FHIR R4 XML resource: {}",
+                        in_fhir_terms(&e.to_string())
+                    ),
+                )
             })
         }
     }
+}
+
+/// The model's message, but where it speaks of its Rust types (`untagged enum StringOrValue`,
+/// `ParseIntError { kind: PosOverflow }`), what that means for the body.
+fn in_fhir_terms(message: &str) -> String {
+    if message.contains("untagged enum") {
+        return "a value is not of the type its element takes (text, a number, true or false), or is out of its range"
+            .into();
+    }
+    if ["ParseIntError", "ParseFloatError"].iter().any(|e| message.contains(e)) {
+        return "a number is not valid for its element, or is out of its range".into();
+    }
+    message.to_string()
 }
 
 /// FHIR JSON has no empty arrays, objects or strings (R4 JSON, "JSON representation of resources"): one is
@@ -504,6 +529,21 @@ mod tests {
         let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let error = parse_body(Format::Json, bomb.as_bytes()).unwrap_err();
         assert_eq!(error.code, "IM1-1111");
+    }
+
+    /// What the model says of a value of the wrong type is said in FHIR's terms, not its Rust types'.
+    #[test]
+    fn model_messages_speak_of_the_body() {
+        let body = r#"{"resourceType":"Parameters","parameter":[{"name":"n","valueInteger":99999999999}]}"#;
+        let error = parse_body(Format::Json, body.as_bytes()).unwrap_err();
+        assert!(
+            !error.message.contains("enum") && !error.message.contains("Error {"),
+            "{}",
+            error.message
+        );
+        let xml = r#"<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="n"/><valueInteger value="99999999999"/></parameter></Parameters>"#;
+        let error = parse_body(Format::Xml, xml.as_bytes()).unwrap_err();
+        assert!(!error.message.contains("ParseIntError"), "{}", error.message);
     }
 
     /// The model cannot read an empty list (it panicked on one): each empty thing is refused at its path.
