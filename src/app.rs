@@ -573,11 +573,19 @@ async fn dispatch(
                 Kind::Update | Kind::Patch | Kind::Delete if !type_level && read_here => "GET, HEAD",
                 _ => "",
             };
-            Err(FhirError::method_not_allowed(
-                "IM1-1009",
-                format!("{} is not supported for {resource_type}", interaction.kind.name()),
+            let what = match &interaction.kind {
+                // Named, and where it is offered elsewhere, where: `Patient/$everything` is an instance's.
+                Kind::Operation(name) if name == "everything" && resource_type == "Patient" => {
+                    "operation $everything at type level (it is offered on one Patient: Patient/{id}/$everything)"
+                        .to_string()
+                }
+                Kind::Operation(name) => format!("operation ${}", rest::printable(name)),
+                other => other.name().to_string(),
+            };
+            Err(
+                FhirError::method_not_allowed("IM1-1009", format!("{what} is not supported for {resource_type}"))
+                    .allow(allow),
             )
-            .allow(allow))
         }
         Kind::Capabilities | Kind::SmartConfiguration => unreachable_interaction(),
     }
@@ -836,7 +844,6 @@ async fn everything(
         principal,
         request_id,
         interaction.fresh,
-        &filter,
         &supporting,
         &sources,
         &mut warnings,

@@ -32,6 +32,7 @@ struct Cli {
 enum Command {
     /// Validate configuration, mappings and ConceptMaps; exit 0 only when clean.
     Check {
+        /// A configuration file to check (TOML, as `serve` reads it).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Load mapping files from this folder instead of the embedded ones.
@@ -40,15 +41,19 @@ enum Command {
     },
     /// Which UK Core must-support elements each supplier's mappings produce.
     Coverage {
+        /// Load mapping files from this folder instead of the embedded ones.
         #[arg(long)]
         mappings: Option<PathBuf>,
+        /// The table's format.
         #[arg(long, default_value = "markdown", value_parser = ["markdown", "csv"])]
         format: String,
     },
     /// Serve with a configuration file (production).
     Serve {
+        /// The configuration file (TOML; see the README's configuration reference).
         #[arg(long)]
         config: PathBuf,
+        /// Load mapping files from this folder instead of the embedded ones.
         #[arg(long)]
         mappings: Option<PathBuf>,
     },
@@ -66,6 +71,7 @@ enum Command {
         /// Switch the simulators' native rate limits off (benchmarks only).
         #[arg(long)]
         no_throttle: bool,
+        /// Load mapping files from this folder instead of the embedded ones.
         #[arg(long)]
         mappings: Option<PathBuf>,
         /// The AuditEvent store (SQLite); default: a new file in the system's temporary folder.
@@ -74,10 +80,13 @@ enum Command {
     },
     /// Start the three simulators alone; one line per simulator with its address.
     Sim {
+        /// Seed of the synthetic patients.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Number of synthetic patients.
         #[arg(long, default_value_t = 50)]
         patients: usize,
+        /// Switch the simulators' native rate limits off (benchmarks only).
         #[arg(long)]
         no_throttle: bool,
     },
@@ -89,6 +98,7 @@ enum Command {
         /// The patient's NHS number (patient role; default 9000000009).
         #[arg(long)]
         patient: Option<String>,
+        /// Whose token: a patient (NHS login), a clinician (CIS2), a system client or an auditor.
         #[arg(long, default_value = "patient", value_parser = ["patient", "clinician", "system", "auditor"])]
         role: String,
         /// Space-separated SMART scopes (default per role).
@@ -121,10 +131,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ttl,
         } => {
             let role = Role::parse(&role).ok_or("unknown role")?;
+            // A token the server would refuse is refused here, with why.
             if let Some(nhs) = &patient {
-                if nhs.len() != 10 || !nhs.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err("--patient must be a 10-digit NHS number".into());
+                if !im1_sim::record::nhs::is_valid(nhs) {
+                    return Err("--patient must be a valid NHS number (10 digits, its check digit right)".into());
                 }
+                if role != Role::Patient {
+                    return Err("--patient is for --role patient (whose NHS number the token carries)".into());
+                }
+            }
+            if let Some(scope) = &scope {
+                im1_fhir::auth::scopes::parse(scope).map_err(|e| format!("--scope: {e}"))?;
             }
             let token = token::mint_demo(&TokenRequest {
                 practices,
@@ -329,7 +346,8 @@ fn demo(
             body_timeout_ms: im1_fhir::config::ServerConfig::default().body_timeout_ms,
             audit: Some(
                 im1_fhir::audit::AuditStore::open(&im1_fhir::audit::AuditConfig::new(&audit_path))
-                    .map_err(|e| format!("cannot open the audit store {}: {e}", audit_path.display()))?,
+                    // The store's error names the file already.
+                    .map_err(|e| e.to_string())?,
             ),
             client_rate: im1_fhir::config::ServerConfig::default().client_rate,
             cache: im1_fhir::cache::CacheConfig::default(),
@@ -343,14 +361,14 @@ fn demo(
             ..Default::default()
         };
         let running = runtime::start(state, listener, None, &server, true).map_err(|e| e.to_string())?;
-        print_demo(&running.base_url(), &sims);
+        print_demo(&running.base_url(), &sims, &audit_path);
         running.wait().await;
         sims.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators) {
+fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators, audit_path: &std::path::Path) {
     let mint = |role: Role, practices: &[&str]| {
         token::mint_demo(&TokenRequest {
             practices: practices.iter().map(|p| p.to_string()).collect(),
@@ -389,6 +407,12 @@ fn print_demo(base: &str, sims: &im1_fhir::demo::Simulators) {
     );
     println!("  curl -s -H \"Authorization: Bearer $PATIENT_TOKEN\" \"{base}/Patient?_count=10\"");
     println!("    (their own Patient first, then the child's; RelatedPerson?patient=<the child's id> shows the link)");
+    println!();
+    println!(
+        "AuditEvents (read them with an auditor token: `im1-fhir token --role auditor ...`) are kept in {} (SQLite; \
+         --audit-db chooses the file; it is left for you to read or remove).",
+        audit_path.display()
+    );
     println!();
     println!("Ctrl-C stops it.");
 }

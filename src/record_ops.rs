@@ -478,15 +478,14 @@ pub fn is_supporting(registry: &Registry, resource_type: &str) -> bool {
 }
 
 /// The supporting resources `sources` name, and those they name in turn (a PractitionerRole's Organization),
-/// each read once through the read path, as an include would. A type this user may not read is said only when
-/// `_type` names it; one the native system failed to give always; one not found is simply absent.
-#[allow(clippy::too_many_arguments)]
+/// each read once through the read path, as an include would. A type this user may not read (a patient, the
+/// practice's people) is said once, and so is one the native system failed to give; one not found is simply
+/// absent.
 pub async fn read_supporting(
     state: &AppState,
     principal: &Principal,
     request_id: &str,
     fresh: bool,
-    filter: &EverythingFilter,
     types: &[&str],
     sources: &[&Value],
     warnings: &mut Vec<Value>,
@@ -517,10 +516,8 @@ pub async fn read_supporting(
                         format!("a {resource_type} the record names could not be read: {}", e.message),
                     ),
                 ),
-                Err(e) if filter.names(resource_type) => {
-                    say_type_refusal(&e, &format!("{resource_type} was left out"), warnings)
-                }
-                Err(_) => {}
+                // Named by what is returned, so a reference a client could not follow: said once a type.
+                Err(e) => say_type_refusal(&e, &format!("{resource_type} the record names were left out"), warnings),
             }
         }
     }

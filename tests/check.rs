@@ -74,6 +74,7 @@ search:
     std::fs::write(dir.join("emis/Broken.yaml"), "resource: [unclosed\n").unwrap();
     // A file that is not UTF-8 is one problem among the others, not the end of the check.
     std::fs::write(dir.join("emis/Latin1.yaml"), b"resource: Patient\n# caf\xe9\n").unwrap();
+    std::fs::write(dir.join("emis/Slot.yml"), "resource: Slot\n").unwrap();
     let (code, out) = check(&["--mappings", dir.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     for expected in [
@@ -88,6 +89,8 @@ search:
         "emis/Patient.yaml:15:20: template.name[0].family: unknown variable 'nobody'",
         "emis/Broken.yaml:",
         "emis/Latin1.yaml:1:1: (top): cannot read: stream did not contain valid UTF-8",
+        // A mapping saved as .yml would silently serve nothing.
+        "emis/Slot.yml:1:1: (top): mapping files end in .yaml: this one is not read",
         "emis/Patient.yaml:8:13: read.transaction.join.text: unknown join key 'text' (known: base64, count)",
         "emis/Patient.yaml:16:11: template.active: unknown function 'transalte' (did you mean 'translate'?)",
         "emis/Patient.yaml:24:26: search.transaction.takes.identifier: unknown kind of value (known: nhs-number, day)",
@@ -101,6 +104,9 @@ search:
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+    // Each file named as it opens from where `check` ran: under the folder given.
+    let opened = format!("{}/emis/Patient.yaml:3:1:", dir.display());
+    assert!(out.contains(&opened), "missing {opened:?} in:\n{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -204,4 +210,40 @@ template:
     }
     assert!(!out.contains("template.patient"), "{out}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `token` refuses what the demo server would refuse, saying why, rather than print a useless token.
+#[test]
+fn token_refuses_what_the_server_would() {
+    let token = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_im1-fhir"))
+            .arg("token")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    for (args, said) in [
+        (
+            &["--practice", "Y90001", "--scope", "bogus scope"][..],
+            "unknown scope 'bogus'",
+        ),
+        (
+            &["--practice", "Y90001", "--role", "clinician", "--patient", "9000000009"][..],
+            "--patient is for --role patient",
+        ),
+        (
+            &["--practice", "Y90001", "--patient", "1234567890"][..],
+            "valid NHS number",
+        ),
+    ] {
+        let (code, err) = token(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    let (code, err) = token(&["--practice", "Y90001", "--patient", "9000000009"]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -171,6 +171,18 @@ async fn check_practice(
     assert_eq!(status, 404, "{ods}");
     let (status, everything) = get(proxy, &format!("Patient/{own_id}/$everything?_count=200"), mine).await;
     assert_eq!(status, 200, "{ods}: {everything}");
+    // The practice's people its items name are not the patient's to read: said, not silently dangling.
+    let said = common::entries(&everything, "outcome")
+        .iter()
+        .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+        .any(|i| {
+            i["details"]["coding"][0]["code"] == "IM1-2103"
+                && i["diagnostics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Practitioner")
+        });
+    assert!(said, "{ods}: {everything}");
     let everything = matches(&everything);
     assert!(everything.len() > 1, "{ods}");
     for r in &everything {

@@ -160,14 +160,19 @@ impl Issuer {
                 Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
                 Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
                 Some(jsonwebtoken::jwk::KeyAlgorithm::PS256) => Algorithm::PS256,
-                other => {
+                Some(other) => {
                     return Err(format!(
                         "key {kid}: algorithm {other:?} is not accepted (RS256, ES256, PS256)"
                     ))
                 }
+                None => return Err(format!("key {kid}: it names no algorithm (alg: RS256, ES256 or PS256)")),
             };
             let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
             keys.push((kid, alg, key));
+        }
+        // With no key, no token of this issuer could ever be accepted.
+        if keys.is_empty() {
+            return Err("the JWKS holds no key".into());
         }
         Ok(Issuer {
             issuer: issuer.into(),

@@ -75,7 +75,7 @@ struct RawCache {
 struct RawAudit {
     path: Option<Spanned<String>>,
     synchronous: Option<Spanned<String>>,
-    forward_jsonl: Option<String>,
+    forward_jsonl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -91,8 +91,8 @@ struct RawServer {
     /// Requests per second per client; 0 switches the limit off.
     client_requests_per_second: Option<u32>,
     client_burst: Option<u32>,
-    max_requests_in_flight: Option<usize>,
-    max_connections: Option<usize>,
+    max_requests_in_flight: Option<Spanned<usize>>,
+    max_connections: Option<Spanned<usize>>,
     /// Addresses or CIDR blocks of proxies whose X-Forwarded-For is believed.
     trusted_proxies: Option<Vec<Spanned<String>>>,
     /// Failed authentications per minute per client address; 0 switches the limit off.
@@ -129,7 +129,7 @@ struct RawIssuer {
 struct RawNative {
     timeout_ms: Option<u64>,
     retries: Option<u32>,
-    max_in_flight: Option<usize>,
+    max_in_flight: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +406,10 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A file that could not be read has no position in it.
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
     }
 }
@@ -483,16 +487,28 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     server.header_timeout_ms = raw.server.header_timeout_ms.unwrap_or(server.header_timeout_ms).max(1);
     server.max_body_bytes = raw.server.max_body_bytes.unwrap_or(server.max_body_bytes);
     server.body_timeout_ms = raw.server.body_timeout_ms.unwrap_or(server.body_timeout_ms).max(1);
-    server.max_requests_in_flight = raw
-        .server
-        .max_requests_in_flight
-        .unwrap_or(server.max_requests_in_flight)
-        .max(1);
-    server.max_connections = raw
-        .server
-        .max_connections
-        .unwrap_or(server.max_connections)
-        .clamp(1, MAX_CONNECTIONS);
+    // A bound of 0 would admit nothing; elsewhere 0 switches a limit off, so it is refused rather than read
+    // either way.
+    let mut at_least_one = |value: &Option<Spanned<usize>>, name: &str, default: usize| match value {
+        Some(v) if *v.get_ref() == 0 => {
+            errors.push(at(v.span(), format!("{name} must be at least 1")));
+            default
+        }
+        Some(v) => *v.get_ref(),
+        None => default,
+    };
+    server.max_requests_in_flight = at_least_one(
+        &raw.server.max_requests_in_flight,
+        "server.max_requests_in_flight",
+        server.max_requests_in_flight,
+    );
+    server.max_connections = at_least_one(
+        &raw.server.max_connections,
+        "server.max_connections",
+        server.max_connections,
+    )
+    .min(MAX_CONNECTIONS);
+    let native_in_flight = at_least_one(&raw.native.max_in_flight, "native.max_in_flight", 8);
     if let Some(per_second) = raw.server.client_requests_per_second {
         server.client_rate = (per_second > 0).then(|| ClientRate {
             per_second,
@@ -598,13 +614,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             ));
         }
     }
-    if issuers.is_empty() {
+    // (One named whose JWKS could not be read is said above, not again here.)
+    if issuers.is_empty() && raw.security.issuers.is_empty() {
         errors.push(at(0..0, "security.issuers: at least one token issuer is needed".into()));
     }
     let native = NativeConfig {
         timeout_ms: raw.native.timeout_ms.unwrap_or(10_000),
         retries: raw.native.retries.unwrap_or(2),
-        max_in_flight: raw.native.max_in_flight.unwrap_or(8).max(1),
+        max_in_flight: native_in_flight,
     };
     // Every interaction's AuditEvent is committed here before its response leaves (see src/audit).
     let mut audit = crate::audit::AuditConfig::new(
@@ -629,7 +646,17 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             _ => errors.push(at(sync.span(), "audit.synchronous must be normal or full".into())),
         }
     }
-    audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(PathBuf::from);
+    if let Some(path) = &raw.audit.forward_jsonl {
+        // As `audit.path`: a copy that could never be written is said now, not as a warning once serving.
+        let folder = Path::new(path.get_ref()).parent().filter(|f| !f.as_os_str().is_empty());
+        if folder.is_some_and(|f| !f.is_dir()) {
+            errors.push(at(
+                path.span(),
+                format!("audit.forward_jsonl: the folder of {} does not exist", path.get_ref()),
+            ));
+        }
+    }
+    audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(|p| PathBuf::from(p.get_ref()));
     let defaults = crate::cache::CacheConfig::default();
     // A day at most: answers and linkages are short-lived by design (and the cache refuses lifetimes of years).
     let mut lifetime = |value: &Option<Spanned<u64>>, name: &str, default: std::time::Duration| match value {
@@ -861,11 +888,50 @@ mod tests {
         assert!(errors[0].message.contains("colour"), "{errors:?}");
     }
 
+    /// A JWKS of one P-256 public key made for these tests (its private key was not kept).
+    const TEST_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"test","alg":"ES256",
+        "x":"VoH8iKmknIcSjistpCRaCQnCHNPDhM7YqDf6GltkI9E","y":"GaFZpUxk5Uu2LYI23UMtmAN4P-nbL0rXwehqU3RFz-Q"}]}"#;
+
+    /// Bounds of 0, a JWKS with no key and an audit copy whose folder is missing are said with their places;
+    /// an issuer whose JWKS cannot be read is said once, not again as no issuer at all.
+    #[test]
+    fn what_would_admit_or_accept_nothing_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = with_security(
+            &dir,
+            "[server]\nmax_connections = 0\nmax_requests_in_flight = 0\n\n[native]\nmax_in_flight = 0\n\n\
+             [audit]\nforward_jsonl = \"/nonexistent/im1/x.jsonl\"\n",
+        );
+        let errors = parse("im1.toml", &text).unwrap_err();
+        let said = |words: &str| errors.iter().any(|e| e.message.contains(words) && e.line > 1);
+        assert!(said("server.max_connections must be at least 1"), "{errors:?}");
+        assert!(said("server.max_requests_in_flight must be at least 1"), "{errors:?}");
+        assert!(said("native.max_in_flight must be at least 1"), "{errors:?}");
+        assert!(said("audit.forward_jsonl: the folder of"), "{errors:?}");
+        let text = with_security(&dir, "");
+        std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+        let errors = parse("im1.toml", &text).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.message.contains("the JWKS holds no key")),
+            "{errors:?}"
+        );
+        let missing = with_security(&dir, "").replace("jwks.json", "missing.json");
+        let errors = parse("im1.toml", &missing).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.message.contains("cannot read JWKS")),
+            "{errors:?}"
+        );
+        assert!(
+            !errors.iter().any(|e| e.message.contains("at least one token issuer")),
+            "{errors:?}"
+        );
+    }
+
     /// A valid `[security]` section (its key and JWKS written to `dir`) followed by `rest`.
     fn with_security(dir: &tempfile::TempDir, rest: &str) -> String {
         let (key, jwks) = (dir.path().join("id.key"), dir.path().join("jwks.json"));
         std::fs::write(&key, "a test key of at least thirty-two characters").unwrap();
-        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+        std::fs::write(&jwks, TEST_JWKS).unwrap();
         format!(
             "[security]\nid_key = {{ file = {key:?} }}\n[[security.issuers]]\nissuer = \"https://auth.test\"\n\
              audience = \"im1-fhir\"\njwks_file = {jwks:?}\n\n{rest}"

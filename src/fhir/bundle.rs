@@ -249,7 +249,25 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
     let Value::Object(map) = resource else { return resource };
     let resource_type = map.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     let defs = r4_elements().get(resource_type);
-    let mandatory = defs.map_or(&[][..], |d| d.mandatory.as_slice());
+    // R4's mandatory elements, and those the profile the resource claims makes mandatory (UK Core's
+    // MedicationRequest.substitution, AllergyIntolerance.code): a subset still meets what it claims.
+    let claimed = map
+        .get("meta")
+        .and_then(|meta| meta["profile"].get(0))
+        .and_then(Value::as_str)
+        .and_then(|url| crate::mapping::profile::Defs::get().profile(url, resource_type));
+    let profile_mandatory = claimed
+        .into_iter()
+        .flat_map(|profile| &profile.elements)
+        .filter(|e| e.min.is_some_and(|min| min >= 1) && !e.id.contains(['.', ':']))
+        .map(|e| e.id.as_str());
+    let mandatory: Vec<&str> = defs
+        .map_or(&[][..], |d| d.mandatory.as_slice())
+        .iter()
+        .copied()
+        .chain(profile_mandatory)
+        .collect();
+    let mandatory = mandatory.as_slice();
     let keep: Vec<&str> = match summary {
         Some(Summary::Text) => std::iter::once("text").chain(mandatory.iter().copied()).collect(),
         Some(Summary::True) => match defs {
@@ -465,5 +483,26 @@ mod tests {
             &["id".into()],
         );
         assert!(encounter.get("class").is_some() && encounter.get("hospitalization").is_none());
+        // And what the profile a resource claims makes mandatory: UK Core's MedicationRequest.substitution
+        // (not in R4's summary), AllergyIntolerance.code.
+        let request = json!({"resourceType": "MedicationRequest",
+            "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest"]},
+            "status": "active", "intent": "order", "subject": {"reference": "Patient/1"},
+            "substitution": {"allowedBoolean": false}, "note": [{"text": "n"}]});
+        for shaped in [
+            shape(request.clone(), Some(Summary::True), &[]),
+            shape(request.clone(), Some(Summary::Text), &[]),
+            shape(request, None, &["status".into()]),
+        ] {
+            assert!(
+                shaped.get("substitution").is_some() && shaped.get("note").is_none(),
+                "{shaped}"
+            );
+        }
+        let allergy = json!({"resourceType": "AllergyIntolerance",
+            "meta": {"profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-AllergyIntolerance"]},
+            "patient": {"reference": "Patient/1"}, "code": {"text": "Penicillin"}, "note": [{"text": "n"}]});
+        let text = shape(allergy, Some(Summary::Text), &[]);
+        assert!(text.get("code").is_some() && text.get("note").is_none(), "{text}");
     }
 }

@@ -211,10 +211,12 @@ pub fn capability_statement(
         }],
     }));
     resources.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
-    let supplier_list: Vec<String> = practices
+    // By ODS code: the practices come from a map, in no lasting order, and the statement is the same each time.
+    let mut supplier_list: Vec<String> = practices
         .iter()
         .map(|p| format!("{} ({})", p.ods, p.supplier_name))
         .collect();
+    supplier_list.sort();
     let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "id": "im1-fhir",

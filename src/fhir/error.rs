@@ -177,20 +177,38 @@ impl FhirError {
 
     /// The OperationOutcome for this error (UK Core profile).
     pub fn to_outcome(&self) -> Value {
+        let message = fhir_string(&self.message);
         let mut issue = json!({
             "severity": if self.status.is_server_error() { "fatal" } else { "error" },
             "code": self.issue.code(),
             "details": {
                 "coding": [{ "system": DIAGNOSTIC_SYSTEM, "code": self.code }],
-                "text": self.message,
+                "text": message,
             },
-            "diagnostics": self.message,
+            "diagnostics": message,
         });
         if let Some(expression) = &self.expression {
-            issue["expression"] = json!([expression]);
+            issue["expression"] = json!([fhir_string(expression)]);
         }
         outcome(vec![issue])
     }
+}
+
+/// Text as a FHIR string may hold it: messages echo what a request sent (a parameter's name, say), and FHIR
+/// strings hold no control characters but tab, CR and LF, nor Unicode's non-characters (R4 datatypes, string).
+/// Each is replaced by U+FFFD, as the XML writer does, so the JSON and XML answers say the same.
+pub fn fhir_string(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let control = (c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n');
+            let non_character = matches!(c as u32, 0xFDD0..=0xFDEF) || (c as u32 & 0xFFFE) == 0xFFFE;
+            if control || non_character {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The code system of the proxy's stable diagnostic codes.
@@ -207,7 +225,7 @@ pub fn outcome(issues: Vec<Value>) -> Value {
 
 /// A warning or information issue, for Bundles that succeed with something to say.
 pub fn warning(issue: IssueType, code: &'static str, message: impl Into<String>) -> Value {
-    let message = message.into();
+    let message = fhir_string(&message.into());
     json!({
         "severity": "warning",
         "code": issue.code(),
@@ -240,6 +258,20 @@ mod tests {
         assert_eq!(oo["issue"][0]["details"]["coding"][0]["code"], "IM1-1201");
         assert_eq!(oo["issue"][0]["expression"][0], "colour");
         assert_eq!(oo["issue"][0]["severity"], "error");
+    }
+
+    /// A message echoing what a request sent holds nothing a FHIR string may not.
+    #[test]
+    fn echoed_control_characters_become_replacement_characters() {
+        let error = FhirError::bad_request("IM1-1201", "unknown search parameter 'a\u{1}b\u{FFFE}'").at("a\u{1}b");
+        let oo = error.to_outcome();
+        assert_eq!(
+            oo["issue"][0]["diagnostics"],
+            "unknown search parameter 'a\u{FFFD}b\u{FFFD}'"
+        );
+        assert_eq!(oo["issue"][0]["expression"][0], "a\u{FFFD}b");
+        let said = warning(IssueType::NotSupported, "IM1-1205", "line\none\ttab\u{7}");
+        assert_eq!(said["diagnostics"], "line\none\ttab\u{FFFD}");
     }
 
     #[test]

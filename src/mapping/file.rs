@@ -652,11 +652,12 @@ fn read_params(file: &str, node: &Node, problems: &mut Problems) -> Vec<ParamDef
             Some("date") => ParamType::Date,
             Some("reference") => ParamType::Reference,
             other => {
+                let given = other.map_or_else(|| "missing".to_string(), |t| format!("'{t}'"));
                 problems.add(
                     file,
                     *key_pos,
                     &path,
-                    format!("type must be token, string, date or reference, not {other:?}"),
+                    format!("type must be token, string, date or reference, not {given}"),
                 );
                 continue;
             }

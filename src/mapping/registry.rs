@@ -112,7 +112,10 @@ impl Registry {
                     name,
                     node.pos,
                     "",
-                    format!("mapping files live under one of {SUPPLIERS:?}/"),
+                    format!(
+                        "mapping files live under a supplier's folder ({}) or are shared partials (shared/_Name.yaml)",
+                        SUPPLIERS.join("/, ") + "/"
+                    ),
                 );
                 continue;
             }
@@ -140,6 +143,14 @@ impl Registry {
         } else {
             let mut list = problems.list;
             list.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
+            // A folder's files are named as they can be opened from where `check` ran (`m1/emis/Condition.yaml`).
+            if let Source::Dir(dir) = source {
+                for problem in &mut list {
+                    if !problem.file.starts_with("conformance/") {
+                        problem.file = dir.join(&problem.file).display().to_string();
+                    }
+                }
+            }
             Err(list)
         }
     }
@@ -311,7 +322,7 @@ fn dir_files(root: &Path) -> (Named, Named) {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) => {
-                unreadable.push((dir.display().to_string(), format!("cannot read the folder: {e}")));
+                unreadable.push((name(&dir), format!("cannot read the folder: {e}")));
                 continue;
             }
         };
@@ -319,12 +330,15 @@ fn dir_files(root: &Path) -> (Named, Named) {
             let path = match entry {
                 Ok(entry) => entry.path(),
                 Err(e) => {
-                    unreadable.push((dir.display().to_string(), e.to_string()));
+                    unreadable.push((name(&dir), e.to_string()));
                     continue;
                 }
             };
             if path.is_dir() {
                 stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yml") {
+                // Not read, so a mapping saved so would silently serve nothing.
+                unreadable.push((name(&path), "mapping files end in .yaml: this one is not read".into()));
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => out.push((name(&path), text)),
