@@ -2,16 +2,24 @@
 //! the shipped mappings are clean (issues 3 and 5).
 use std::process::Command;
 
-fn check(args: &[&str]) -> (i32, String) {
+/// Runs the binary: its exit code, what it wrote and what it said on stderr.
+fn run(command: &str, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_im1-fhir"))
-        .arg("check")
+        .arg(command)
         .args(args)
         .output()
         .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).to_string();
     (
         output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
+        text(&output.stdout),
+        text(&output.stderr),
     )
+}
+
+fn check(args: &[&str]) -> (i32, String) {
+    let (code, out, _) = run("check", args);
+    (code, out)
 }
 
 #[test]
@@ -216,15 +224,8 @@ template:
 #[test]
 fn token_refuses_what_the_server_would() {
     let token = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_im1-fhir"))
-            .arg("token")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
+        let (code, _, err) = run("token", args);
+        (code, err)
     };
     for (args, said) in [
         (

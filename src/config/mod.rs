@@ -630,12 +630,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             .as_ref()
             .map_or("im1-fhir-audit.db", |p| p.get_ref().as_str()),
     );
-    if let Some(path) = &raw.audit.path {
+    // The store, and the copy forwarded, in folders that exist: a file that could never be written is said now,
+    // not as a failure (or a warning) once serving.
+    for (name, path) in [
+        ("audit.path", &raw.audit.path),
+        ("audit.forward_jsonl", &raw.audit.forward_jsonl),
+    ] {
+        let Some(path) = path else { continue };
         let folder = Path::new(path.get_ref()).parent().filter(|f| !f.as_os_str().is_empty());
         if folder.is_some_and(|f| !f.is_dir()) {
             errors.push(at(
                 path.span(),
-                format!("audit.path: the folder of {} does not exist", path.get_ref()),
+                format!("{name}: the folder of {} does not exist", path.get_ref()),
             ));
         }
     }
@@ -644,16 +650,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
             "normal" => audit.synchronous = crate::audit::Synchronous::Normal,
             "full" => audit.synchronous = crate::audit::Synchronous::Full,
             _ => errors.push(at(sync.span(), "audit.synchronous must be normal or full".into())),
-        }
-    }
-    if let Some(path) = &raw.audit.forward_jsonl {
-        // As `audit.path`: a copy that could never be written is said now, not as a warning once serving.
-        let folder = Path::new(path.get_ref()).parent().filter(|f| !f.as_os_str().is_empty());
-        if folder.is_some_and(|f| !f.is_dir()) {
-            errors.push(at(
-                path.span(),
-                format!("audit.forward_jsonl: the folder of {} does not exist", path.get_ref()),
-            ));
         }
     }
     audit.forward_jsonl = raw.audit.forward_jsonl.as_ref().map(|p| PathBuf::from(p.get_ref()));
