@@ -248,3 +248,47 @@ fn token_refuses_what_the_server_would() {
     let (code, err) = token(&["--practice", "Y90001", "--patient", "9000000009"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Copies a folder tree (the shipped mappings, to change one of them).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// A mappings folder may bring ConceptMaps of its own (`ConceptMap/*.json`): checked with it, each problem at
+/// its place, and usable by its templates without a rebuild.
+#[test]
+fn concept_maps_in_the_mappings_folder_are_checked_and_used() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&root.join("mappings"), dir.path());
+    std::fs::create_dir(dir.path().join("ConceptMap")).unwrap();
+    // A map only the folder has, named by a template.
+    let sex = std::fs::read_to_string(root.join("conformance/ConceptMap/emis-sex.json")).unwrap();
+    std::fs::write(
+        dir.path().join("ConceptMap/local-sex.json"),
+        sex.replace("\"id\": \"emis-sex\"", "\"id\": \"local-sex\"")
+            .replace("ConceptMap/emis-sex\"", "ConceptMap/local-sex\""),
+    )
+    .unwrap();
+    let patient = dir.path().join("emis/Patient.yaml");
+    let text = std::fs::read_to_string(&patient).unwrap();
+    std::fs::write(&patient, text.replace("translate('emis-sex'", "translate('local-sex'")).unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (code, out) = check(&["--mappings", folder]);
+    assert_eq!(code, 0, "{out}");
+    // One that is not JSON is said where it breaks, named as it opens.
+    std::fs::write(dir.path().join("ConceptMap/broken.json"), "{\n  broken").unwrap();
+    let (code, out) = check(&["--mappings", folder]);
+    assert_eq!(code, 1, "{out}");
+    let placed = format!("{folder}/ConceptMap/broken.json:2:3:");
+    assert!(out.contains(&placed), "missing {placed:?} in:\n{out}");
+}

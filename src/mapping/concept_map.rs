@@ -132,8 +132,12 @@ pub struct ConceptMaps {
 }
 
 impl ConceptMaps {
+    /// Adds a map, or puts it in place of the one with its id.
     pub fn insert(&mut self, map: ConceptMap) {
-        self.maps.push(map);
+        match self.maps.iter_mut().find(|m| m.id == map.id) {
+            Some(same) => *same = map,
+            None => self.maps.push(map),
+        }
     }
 
     pub fn get(&self, id_or_url: &str) -> Option<&ConceptMap> {

@@ -39,7 +39,7 @@ impl Registry {
     /// Loads everything, or returns every problem found.
     pub fn load(source: &Source) -> Result<Registry, Vec<Problem>> {
         let mut problems = Problems::default();
-        let concept_maps = Arc::new(load_concept_maps(&mut problems));
+        let concept_maps = Arc::new(load_concept_maps(source, &mut problems));
         let engine = Engine::new(concept_maps.clone());
         let files = match source {
             Source::Embedded => embedded_files(),
@@ -274,16 +274,39 @@ fn link_partials(mappings: &[MappingFile], partials: &HashMap<String, Arc<Partia
     }
 }
 
-fn load_concept_maps(problems: &mut Problems) -> ConceptMaps {
+/// The ConceptMaps: those built in, then, for mappings read from a folder, those in its `ConceptMap/` folder
+/// (`*.json`), each added, or in place of the built-in map with its id: a mapping that needs a new map is
+/// checked and served with it, without a rebuild.
+fn load_concept_maps(source: &Source, problems: &mut Problems) -> ConceptMaps {
     let mut maps = ConceptMaps::default();
+    let mut add = |name: &str, bytes: &[u8], problems: &mut Problems| {
+        let parsed = serde_json::from_slice(bytes).map_err(|e| (e.line().max(1), e.column().max(1), e.to_string()));
+        match parsed.and_then(|resource| ConceptMap::from_resource(resource).map_err(|e| (1, 1, e))) {
+            Ok(map) => maps.insert(map),
+            Err((line, col, e)) => problems.add(name, Pos { line, col }, "", e),
+        }
+    };
     for file in EMBEDDED_CONCEPT_MAPS.files() {
         let name = format!("conformance/ConceptMap/{}", file.path().display());
-        let parsed = serde_json::from_slice(file.contents())
-            .map_err(|e| e.to_string())
-            .and_then(ConceptMap::from_resource);
-        match parsed {
-            Ok(map) => maps.insert(map),
-            Err(e) => problems.add(&name, Pos { line: 1, col: 1 }, "", e),
+        add(&name, file.contents(), problems);
+    }
+    if let Source::Dir(dir) = source {
+        let folder = dir.join("ConceptMap");
+        let mut files: Vec<_> = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for path in files {
+            // Named under the folder given, as the mapping files are.
+            let name = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+            match std::fs::read(&path) {
+                Ok(bytes) => add(&name, &bytes, problems),
+                Err(e) => problems.add(&name, Pos { line: 1, col: 1 }, "", format!("cannot read: {e}")),
+            }
         }
     }
     maps
