@@ -480,9 +480,16 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             None => (key.clone(), None),
         };
         let bad = |message: String| FhirError::bad_request("IM1-1201", message).at(name.clone());
-        // These take one value: a second one would silently win (or lose).
+        // These take one value: a second one would silently win (or lose), here or between a URL and a body
+        // (`POST .../$everything?_count=5` with `_count` in its Parameters too).
+        let given_before = match name.as_str() {
+            "_count" => interaction.count.is_some(),
+            "_page" => interaction.page.is_some(),
+            "_summary" => interaction.summary.is_some(),
+            _ => false,
+        };
         if matches!(name.as_str(), "_count" | "_page" | "_total" | "_summary") {
-            if given_once.contains(&name) {
+            if given_once.contains(&name) || given_before {
                 return Err(bad(format!("{name} is given more than once")));
             }
             given_once.push(name.clone());
@@ -707,10 +714,22 @@ mod tests {
         let decoded = get("Patient", "family=O%27Brien+Smith&given=a%2Bb").unwrap();
         assert_eq!(decoded.params[0].values, vec!["O'Brien Smith"]);
         assert_eq!(decoded.params[1].values, vec!["a+b"]);
-        // One value each: a second would silently win.
+        // One value each: a second would silently win, in the query or between the query and a body.
         for query in ["_count=2&_count=3", "_summary=true&_summary=false"] {
             assert_eq!(get("Patient", query).unwrap_err().status, 400, "{query}");
         }
+        let mut everything = get("Patient/p1/$everything", "_count=5").unwrap();
+        let body = serde_json::json!({"resourceType": "Parameters",
+            "parameter": [{"name": "_count", "valueInteger": 2}]});
+        assert_eq!(
+            add_operation_parameters(&mut everything, &body).unwrap_err().status,
+            400
+        );
+        let mut search = get("Patient", "_count=5").unwrap();
+        assert_eq!(add_form_params(&mut search, b"_count=2").unwrap_err().status, 400);
+        let mut search = get("Patient", "family=x").unwrap();
+        add_form_params(&mut search, b"_count=2").unwrap();
+        assert_eq!(search.count, Some(2));
     }
 
     /// An empty value among OR'd ones would match everything; a parameter with no value at all is ignored.
