@@ -17,7 +17,8 @@ pub struct EmisConfig {
     pub cdb: String,
     /// The practice's ODS code (`NationalPracticeCode`). Demo: `Y90001`.
     pub practice_ods: String,
-    /// Apply the native rate limit (10 requests/s per `X-API-ApplicationId`, then 429 with `Retry-After: 2`).
+    /// Apply the simulator's rate limit (a convention, not EMIS's published figure: 10 requests/s per
+    /// `X-API-ApplicationId`, then 429 with `Retry-After: 2`).
     /// Demo: `true`; benchmarks switch it off.
     pub throttle: bool,
     /// Random fault rates; `X-Sim-Fault` header faults work whatever these are. Demo: none.

@@ -55,7 +55,8 @@ pub struct MedicusConfig {
     pub key_id: Option<String>,
     /// Refuse a JWT whose `jti` was seen before (401); demo `true`. Benchmarks that reuse one token turn it off.
     pub reject_replayed_jti: bool,
-    /// Native throttling: 20 requests/second per app per tenant, 429 `RATE_LIMITED` above it; demo `true`.
+    /// The simulator's throttling (a convention, not Medicus's published figure): 20 requests/second per app
+    /// per tenant, 429 `RATE_LIMITED` above it; demo `true`.
     pub throttle: bool,
     /// Random fault rates (the `X-Sim-Fault` header works whatever these are); demo: none.
     pub faults: FaultRates,

@@ -33,8 +33,8 @@ use tokio::net::TcpListener;
 /// Settings of one SystmOne simulator. `Default` gives the demo values.
 #[derive(Debug, Clone)]
 pub struct SystmOneConfig {
-    /// PFS provider id issued by TPP at pairing; `LinkAccount` and `Authenticate` must carry it (the attribute
-    /// or the `Application` child). Demo: `SIM-PROVIDER-01`.
+    /// PFS provider id issued by TPP at pairing; `LinkAccount` and `Authenticate` must carry it in the
+    /// `Application` child (and `Authenticate` as its attribute too). Demo: `SIM-PROVIDER-01`.
     pub provider_id: String,
     /// Client Integration API key, in every request envelope. Demo: `SIM-KEY`.
     pub api_key: String,
@@ -42,7 +42,8 @@ pub struct SystmOneConfig {
     pub device_id: String,
     /// The practice (unit id, ODS code) this simulator serves. Demo: `Y90002`.
     pub unit_id: String,
-    /// Apply the native rules: rate limit per session/device and one request at a time per `suid`. Demo: on.
+    /// Apply the pacing rules: one request at a time per `suid` (TPP's), and a rate limit per session/device
+    /// (the simulator's convention: TPP publishes no rate). Demo: on.
     pub throttle: bool,
     /// Requests per second per `suid` (PFS) or device (transaction) when throttled. Demo: 20.
     pub rate_per_second: u32,

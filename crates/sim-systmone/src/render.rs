@@ -514,6 +514,8 @@ impl<'a> View<'a> {
             .opt("endDate", slot.map(|s| instant(s.ends_at)))
             .attr("details", a.reason.clone().unwrap_or_default())
             .opt("siteName", practice.map(|p| p.name.clone()))
+            // TPP's `address` attribute: the site's address on one line.
+            .opt("address", practice.map(|p| one_line(&p.address)))
             .attr(
                 "status",
                 match a.status {
@@ -640,6 +642,15 @@ fn name_el(tag: &str, n: &PersonName) -> El {
 }
 
 /// An `Address` element: `houseName` is the house number or name as the record holds it.
+/// An address on one line, as the `address` attribute of an appointment holds it.
+fn one_line(a: &Address) -> String {
+    let mut parts = a.lines();
+    parts.push(a.town.clone());
+    parts.extend(a.county.clone());
+    parts.push(a.postcode.clone());
+    parts.join(", ")
+}
+
 pub fn address(a: &Address) -> El {
     El::new("Address")
         .attr("houseName", a.house.clone())

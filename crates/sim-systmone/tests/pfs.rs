@@ -421,6 +421,12 @@ async fn slots_book_cancel_and_appointments() {
     assert_eq!(mine.attr("status"), Some("Booked"));
     assert_eq!(mine.attr("details"), Some("Sore throat"));
     assert_eq!(mine.attr("startDate"), Some(start.as_str()));
+    // TPP's `address`: the site's address on one line, ending in its postcode.
+    let address = mine.attr("address").expect("address");
+    assert!(
+        address.contains(", ") && address.ends_with(char::is_alphanumeric),
+        "{address}"
+    );
 
     let cancel = format!(r#"apptId="{appt}""#);
     assert_eq!(

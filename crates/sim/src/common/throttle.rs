@@ -1,4 +1,4 @@
-//! Native throttling: a per-key rate limiter (requests per second, with a `Retry-After`) and a
+//! The simulators' throttling (their dialects' conventions where a supplier publishes no figure): a per-key rate limiter (requests per second, with a `Retry-After`) and a
 //! one-request-at-a-time guard per key. Both can be switched off (`throttle: false`, `--no-throttle`).
 
 use std::collections::{HashMap, HashSet};
