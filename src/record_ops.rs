@@ -276,7 +276,7 @@ pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirRes
             // may not read at all is said once.
             match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
                 Ok(target) => out.push(target),
-                Err(e) => say_type_refusal(&e, &format!("_include left out {target_type}"), warnings),
+                Err(e) => say_unread(&e, target_type, "an _include", warnings),
             }
         }
         round = include_targets(&out[first_new..], &follow, false, &mut seen);
@@ -448,6 +448,21 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
 
 /// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
 /// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
+/// Why something `by` named (an include, the record) is not in the answer, said once: the native system failed
+/// to give it (incomplete), or this user may not read its type; one simply not found is absent, as any id.
+fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, warnings: &mut Vec<Value>) {
+    if e.status.is_server_error() {
+        let message = format!("a {resource_type} named by {by} could not be read: {}", e.message);
+        push_once(warnings, warning(IssueType::Incomplete, e.code, message));
+    } else {
+        say_type_refusal(
+            e,
+            &format!("{resource_type} resources named by {by} were left out"),
+            warnings,
+        );
+    }
+}
+
 pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
     if is_type_refusal(e) {
         push_once(
@@ -508,16 +523,8 @@ pub async fn read_supporting(
             match read_one(state, principal, resource_type, &id, request_id, fresh).await {
                 Ok(found) => supported.push(found),
                 Err(e) if e.status == http::StatusCode::NOT_FOUND => {}
-                Err(e) if e.status.is_server_error() => push_once(
-                    warnings,
-                    warning(
-                        IssueType::Incomplete,
-                        e.code,
-                        format!("a {resource_type} the record names could not be read: {}", e.message),
-                    ),
-                ),
                 // Named by what is returned, so a reference a client could not follow: said once a type.
-                Err(e) => say_type_refusal(&e, &format!("{resource_type} the record names were left out"), warnings),
+                Err(e) => say_unread(&e, resource_type, "the record", warnings),
             }
         }
     }
@@ -758,6 +765,27 @@ impl EverythingFilter {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// What an include or the record names but is not in the answer is said once a type: a native failure as
+    /// incomplete (it was silent for includes), a type this user may not read as such; one not found is absent.
+    #[test]
+    fn what_is_named_but_not_given_is_said_once() {
+        let failed = FhirError::bad_gateway("IM1-4500", "EMIS Web answered with status 500");
+        let refused = FhirError::forbidden("IM1-2401", "read of Practitioner is not available to this kind of user");
+        let absent = FhirError::not_found("IM1-1401", "Practitioner not found");
+        let mut warnings = Vec::new();
+        for e in [&failed, &failed, &refused, &absent] {
+            say_unread(e, "Practitioner", "an _include", &mut warnings);
+        }
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings[0]["code"], "incomplete");
+        assert_eq!(warnings[0]["details"]["coding"][0]["code"], "IM1-4500");
+        assert!(warnings[0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("a Practitioner named by an _include"));
+        assert_eq!(warnings[1]["details"]["coding"][0]["code"], "IM1-2103");
+    }
 
     #[test]
     fn an_item_is_cared_for_on_its_onset_where_it_has_one() {

@@ -18,11 +18,12 @@ const CASES: [Case; 5] = [
         |f| f.server_error = 1.0,
         [(502, "IM1-4500"), (502, "IM1-4500"), (502, "IM1-4500")],
     ),
-    // TPP's rate limit is its error 99, a 503 to try again in five seconds.
+    // A supplier limiting this server is a 503 to try again (not a 429: the client sent nothing too many);
+    // TPP's rate limit is its error 99, to try again in five seconds.
     (
         "rate limited",
         |f| f.too_many_requests = 1.0,
-        [(429, "IM1-4129"), (503, "IM1-4503"), (429, "IM1-4129")],
+        [(503, "IM1-4129"), (503, "IM1-4503"), (503, "IM1-4129")],
     ),
     (
         "dropped",

@@ -407,11 +407,13 @@ pub fn status_error(status: StatusCode, headers: &HeaderMap, supplier: &str) -> 
         404 => FhirError::not_found("IM1-4104", "no such resource"),
         409 => FhirError::conflict("IM1-4109", format!("{supplier} reported a conflict")),
         413 => FhirError::too_large("IM1-4113", format!("{supplier} refused the size of the content")),
-        429 => FhirError::too_many(
+        // The supplier limits this server, not the client: a 503 to try again, not a 429 saying the client
+        // sent too much.
+        429 => FhirError::unavailable(
             "IM1-4129",
-            format!("{supplier} is rate limiting; try again later"),
-            retry_after(headers).map_or(2, |d| d.as_secs().max(1)),
-        ),
+            format!("{supplier} is rate limiting this server; try again later"),
+        )
+        .retry_after(retry_after(headers).map_or(2, |d| d.as_secs().max(1))),
         503 => FhirError::unavailable("IM1-4503", format!("{supplier} is unavailable"))
             .retry_after(retry_after(headers).map_or(5, |d| d.as_secs().max(1))),
         504 => FhirError::gateway_timeout("IM1-4504", format!("{supplier} timed out")),

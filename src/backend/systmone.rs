@@ -522,11 +522,11 @@ fn pfs_error_to_fhir(code: u32) -> FhirError {
         ),
         1001 | 1002 | 1102 | 1104 => FhirError::not_found("IM1-4104", "no such resource"),
         1103 => FhirError::conflict("IM1-4109", "TPP SystmOne: the slot is already booked"),
-        12 => FhirError::too_many(
+        12 => FhirError::unavailable(
             "IM1-4129",
             "TPP SystmOne is busy with this patient's session; try again",
-            1,
-        ),
+        )
+        .retry_after(1),
         99 => FhirError::unavailable("IM1-4503", "TPP SystmOne is shedding load").retry_after(5),
         2006 | 2008 | 9 | 3 => FhirError::bad_gateway(
             "IM1-4202",
