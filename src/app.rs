@@ -1025,6 +1025,9 @@ async fn search(
         )
     }))
     .await;
+    // A practice whose native system failed, when others were asked too: the others' answer is given, with
+    // the failure said; only when none answered is the search a failure.
+    let (mut answered, mut failed) = (0, None);
     for ((practice, _, _), answer) in searches.iter().zip(answers) {
         let Some(answer) = answer else {
             warnings.push(crate::fhir::error::warning(
@@ -1049,8 +1052,23 @@ async fn search(
                 )));
                 continue;
             }
+            Err(e) if many_practices && e.status.is_server_error() => {
+                warnings.push(crate::fhir::error::warning(
+                    crate::fhir::IssueType::Incomplete,
+                    e.code,
+                    format!(
+                        "practice {} ({}) could not be searched, so nothing of it is here: {}",
+                        practice.ods,
+                        practice.supplier.display(),
+                        e.message
+                    ),
+                ));
+                failed.get_or_insert(e);
+                continue;
+            }
             Err(e) => return Err(e),
         };
+        answered += 1;
         for resource in produced.resources {
             if reach::may_see(state, principal, linked.as_deref(), &resource, 's') {
                 if let policy::Minimised::Kept(resource) =
@@ -1061,6 +1079,9 @@ async fn search(
             }
         }
         warnings.extend(produced.warnings);
+    }
+    if let (0, Some(e)) = (answered, failed) {
+        return Err(e);
     }
     let compartment = state.registry.compartment_of(&resource_type);
     // Patients come in the order their linkage gives unless sorted: for a patient, their own records first

@@ -109,3 +109,52 @@ async fn a_failing_partner_token_endpoint_is_not_asked_again_at_once() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// A search of several practices gives what those that answered hold, saying which failed (incomplete, with
+/// the native code and the practice); only when every practice failed is the search a failure.
+#[tokio::test]
+async fn a_search_of_several_practices_survives_one_failing() {
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    let all = ["Y90001", "Y90002", "Y90003"];
+    let sims = Simulators::start_with(common::fixed_options(1, 3), |_, systmone, _| {
+        systmone.faults.server_error = 1.0
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let response = proxy.get(search, &token(Role::System, &all)).await;
+    assert_eq!(response.status(), 200);
+    let bundle: serde_json::Value = response.json().await.unwrap();
+    let practices: Vec<&str> = common::entries(&bundle, "match")
+        .iter()
+        .filter_map(|p| p["managingOrganization"]["identifier"]["value"].as_str())
+        .collect();
+    assert_eq!(practices, ["Y90001", "Y90003"], "{bundle}");
+    let said = common::entries(&bundle, "outcome")
+        .iter()
+        .flat_map(|o| o["issue"].as_array().cloned().unwrap_or_default())
+        .find(|i| i["code"] == "incomplete")
+        .unwrap_or_else(|| panic!("the failure is not said: {bundle}"));
+    assert!(
+        said["diagnostics"].as_str().unwrap().contains("practice Y90002"),
+        "{said}"
+    );
+    // Asked alone, the failing practice's search fails as before.
+    let alone = proxy.get(search, &token(Role::Clinician, &["Y90002"])).await;
+    assert_eq!(alone.status(), 502);
+    proxy.stop().await;
+    sims.shutdown().await;
+
+    // Every practice failing: the search fails.
+    let sims = Simulators::start_with(common::fixed_options(1, 3), |emis, systmone, medicus| {
+        for faults in [&mut emis.faults, &mut systmone.faults, &mut medicus.faults] {
+            faults.server_error = 1.0;
+        }
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    common::outcome(proxy.get(search, &token(Role::System, &all)).await, 502).await;
+    proxy.stop().await;
+    sims.shutdown().await;
+}
