@@ -53,6 +53,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The name of the SystmOne unit the patient is registered at.
+    fn unit_name(&self, p: &Patient) -> Option<String> {
+        p.registrations
+            .iter()
+            .filter_map(|r| self.record.practice(&r.practice))
+            .find(|practice| practice.supplier == Supplier::SystmOne)
+            .map(|practice| practice.name.clone())
+    }
+
     fn event_item(&self, item: ItemRef<'_>, section: Option<&str>) -> El {
         let mut el = self.item(item);
         el.set("details", self.details(item));
@@ -136,6 +145,8 @@ impl<'a> View<'a> {
                 .attr("dateAccuracy", acc)
                 .attr("doneBy", self.staff_name(&meta.recorded_by))
                 .attr("doneById", tid(&meta.recorded_by))
+                // TPP's `location` of an event: for an entry outside a consultation, the unit it was made at.
+                .opt("location", self.unit_name(p))
                 .attr("eventType", "Entry")
                 .child(self.event_item(item, None));
             out.push(Ev {

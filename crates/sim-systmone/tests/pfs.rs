@@ -192,6 +192,15 @@ async fn overview_record_results_and_documents() {
     let mut sorted = dates.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(dates, sorted);
+    // Every event says where it happened (TPP's Event `date, doneBy, location`), entries outside a
+    // consultation too.
+    assert!(record
+        .children_named("Event")
+        .any(|e| e.attr("eventType") == Some("Entry")));
+    for event in record.children_named("Event") {
+        assert!(event.attr("location").is_some_and(|l| !l.is_empty()), "{event:?}");
+        assert!(event.attr("doneBy").is_some(), "{event:?}");
+    }
     // Consultation events carry their items with the section heading.
     let con = &p.clinical.consultations[0];
     let ev = record
