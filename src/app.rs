@@ -560,7 +560,8 @@ async fn dispatch(
             format!("{resource_type} is read by id here, not searched"),
         )),
         Kind::Search => search(state, interaction, principal, base, request_id).await,
-        Kind::Operation(ref name) if name == "everything" && resource_type == "Patient" && interaction.id.is_some() => {
+        // The one operation offered here (ConceptMap's `$translate` is answered above).
+        Kind::Operation(_) if offers_operation(interaction) => {
             everything(state, interaction, principal, base, request_id).await
         }
         Kind::Create | Kind::Update | Kind::Patch | Kind::Delete | Kind::VRead | Kind::History | Kind::Operation(_) => {

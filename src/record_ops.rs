@@ -446,8 +446,6 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
         .collect()
 }
 
-/// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
-/// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
 /// Why something `by` named (an include, the record) is not in the answer, said once: the native system failed
 /// to give it (incomplete), or this user may not read its type; one simply not found is absent, as any id.
 fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, warnings: &mut Vec<Value>) {
@@ -463,6 +461,8 @@ fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, warning
     }
 }
 
+/// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
+/// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
 pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
     if is_type_refusal(e) {
         push_once(
@@ -522,7 +522,6 @@ pub async fn read_supporting(
         for (resource_type, id) in wanted {
             match read_one(state, principal, resource_type, &id, request_id, fresh).await {
                 Ok(found) => supported.push(found),
-                Err(e) if e.status == http::StatusCode::NOT_FOUND => {}
                 // Named by what is returned, so a reference a client could not follow: said once a type.
                 Err(e) => say_unread(&e, resource_type, "the record", warnings),
             }

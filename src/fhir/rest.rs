@@ -267,25 +267,21 @@ fn query_pairs(raw: &[u8]) -> FhirResult<Vec<(String, String)>> {
         )
     };
     let decode = |part: &[u8]| -> FhirResult<String> {
-        let mut out = Vec::with_capacity(part.len());
-        let mut i = 0;
-        while i < part.len() {
-            match part[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = part.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-                    let byte = hex
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| bad("'%' must be followed by two hexadecimal digits"))?;
-                    out.push(byte);
-                    i += 2;
-                }
-                other => out.push(other),
-            }
-            i += 1;
+        // percent_encoding leaves a malformed escape as it is, so those are refused first.
+        let malformed = part.iter().enumerate().any(|(i, b)| {
+            *b == b'%'
+                && !part
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        });
+        if malformed {
+            return Err(bad("'%' must be followed by two hexadecimal digits"));
         }
-        String::from_utf8(out).map_err(|_| bad("its values must be UTF-8"))
+        let spaced: Vec<u8> = part.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+        percent_encoding::percent_decode(&spaced)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| bad("its values must be UTF-8"))
     };
     raw.split(|b| *b == b'&')
         .filter(|pair| !pair.is_empty())
@@ -473,7 +469,7 @@ fn read_prefer(headers: &HeaderMap, interaction: &mut Interaction) {
 }
 
 fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> FhirResult<()> {
-    let mut given_once: Vec<String> = Vec::new();
+    let mut total_given = false;
     for (key, value) in pairs {
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n.to_string(), Some(m.to_string())),
@@ -486,13 +482,12 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             "_count" => interaction.count.is_some(),
             "_page" => interaction.page.is_some(),
             "_summary" => interaction.summary.is_some(),
+            // Kept nowhere (every Bundle states its total exactly), so counted here.
+            "_total" => std::mem::replace(&mut total_given, true),
             _ => false,
         };
-        if matches!(name.as_str(), "_count" | "_page" | "_total" | "_summary") {
-            if given_once.contains(&name) || given_before {
-                return Err(bad(format!("{name} is given more than once")));
-            }
-            given_once.push(name.clone());
+        if given_before {
+            return Err(bad(format!("{name} is given more than once")));
         }
         // Result parameters take no modifier: one sent would otherwise be dropped unseen.
         let result_param = matches!(
