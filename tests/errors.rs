@@ -374,6 +374,39 @@ async fn malformed_requests_are_refused_with_outcomes() {
     proxy.stop().await;
 }
 
+/// A read takes only what shapes its one resource: anything else (a search's parameters, paging, includes) is
+/// a 400 naming it, never silently ignored; under `Prefer: handling=lenient` it is ignored, as FHIR says.
+#[tokio::test]
+async fn a_read_refuses_parameters_it_does_not_take() {
+    let proxy = proxy().await;
+    let t = token(Role::Clinician, &["Y90001"]);
+    for query in ["colour=blue", "_count=1", "_include=ConceptMap:source", "_sort=url"] {
+        let body = outcome(proxy.get(&format!("ConceptMap/emis-sex?{query}"), &t).await, 400).await;
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], "IM1-1201",
+            "{query}: {body}"
+        );
+        let name = query.split('=').next().unwrap();
+        assert_eq!(body["issue"][0]["expression"][0], name, "{body}");
+    }
+    let read = proxy.get_lenient("ConceptMap/emis-sex?colour=blue&_count=1", &t).await;
+    assert_eq!(read.status(), 200);
+    let read: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(read["resourceType"], "ConceptMap", "{read}");
+    // What a read does take still shapes it.
+    let (status, summary) = common::get_json(&proxy, "ConceptMap/emis-sex?_elements=url&_pretty=true", &t).await;
+    assert_eq!(status, 200);
+    assert!(
+        summary.get("group").is_none() && summary.get("url").is_some(),
+        "{summary}"
+    );
+    // The capability statement takes its mode and the format, and nothing else.
+    let statement = |query: &str| proxy.client.get(proxy.url(&format!("metadata?{query}"))).send();
+    assert_eq!(statement("mode=terminology&_format=json").await.unwrap().status(), 200);
+    outcome(statement("colour=blue").await.unwrap(), 400).await;
+    proxy.stop().await;
+}
+
 /// Every 405 says which methods its path does take (RFC 9110 §15.5.6), and interactions the server does not
 /// offer are a 405 wherever FHIR defines them (history, conditional writes, searches of types read only by id).
 #[tokio::test]

@@ -236,7 +236,7 @@ pub fn capability_statement(
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Every request but metadata and the SMART configuration needs a bearer token. Unknown search parameters, and _include/_revinclude values that cannot be followed, are a 400 unless `Prefer: handling=lenient` (then left out with a warning). Dates and times searched without a zone are UK time, Europe/London as the tz database has it (GMT, BST in summer; older dates by the rules of their day).",
+            "documentation": "Every request but metadata and the SMART configuration needs a bearer token. Unknown search parameters, and _include/_revinclude values that cannot be followed, are a 400 unless `Prefer: handling=lenient` (then left out with a warning). A read takes only _format, _pretty, _summary and _elements; anything else is a 400 unless `Prefer: handling=lenient` (then ignored). Dates and times searched without a zone are UK time, Europe/London as the tz database has it (GMT, BST in summer; older dates by the rules of their day).",
             "security": {
                 "cors": true,
                 "service": [{ "coding": [{

@@ -450,6 +450,18 @@ pub fn printable(s: &str) -> String {
     clean
 }
 
+/// Whether an interaction takes a parameter at all. A read takes only what shapes the one resource it gives
+/// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, its `mode` and
+/// the format. Every other interaction checks its own (search parameters by the mapping, an operation's by
+/// the operation).
+fn takes_param(kind: &Kind, name: &str) -> bool {
+    match kind {
+        Kind::Read | Kind::VRead => matches!(name, "_format" | "_pretty" | "_summary" | "_elements"),
+        Kind::Capabilities => matches!(name, "_format" | "_pretty" | "mode"),
+        _ => true,
+    }
+}
+
 /// `Prefer` (RFC 7240): preference names in any case, whitespace around `=`, values plain or quoted.
 fn read_prefer(headers: &HeaderMap, interaction: &mut Interaction) {
     for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
@@ -496,6 +508,24 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
         );
         if let (true, Some(modifier)) = (result_param, &modifier) {
             return Err(bad(format!("{name} takes no modifier (':{}')", printable(modifier))));
+        }
+        // An empty value is no parameter (as for a search's, below).
+        let given = result_param || !value.is_empty();
+        if given && !takes_param(&interaction.kind, &name) {
+            // Lenient handling ignores what it does not take, as FHIR says; strict handling never does.
+            if interaction.handling == Handling::Lenient {
+                continue;
+            }
+            return Err(bad(match interaction.kind {
+                Kind::Capabilities => format!(
+                    "'{}' is not a parameter of the capability statement, which takes mode, _format and _pretty",
+                    printable(&name)
+                ),
+                _ => format!(
+                    "'{}' is not a parameter of a read, which takes _format, _pretty, _summary and _elements",
+                    printable(&name)
+                ),
+            }));
         }
         match name.as_str() {
             "_format" => {}
@@ -680,6 +710,40 @@ mod tests {
             search.params[0].values,
             vec!["https://fhir.nhs.uk/Id/nhs-number|9000000009"]
         );
+    }
+
+    #[test]
+    fn a_read_takes_only_what_shapes_its_resource() {
+        let read = get(
+            "Patient/abc-1",
+            "_format=json&_pretty=true&_summary=true&_elements=name&foo=",
+        )
+        .unwrap();
+        assert_eq!((read.summary, read.elements.len()), (Some(Summary::True), 1));
+        for query in [
+            "foo=bar",
+            "_count=3",
+            "_sort=date",
+            "_include=Patient:general-practitioner",
+            "_id=x",
+            "_total=none",
+        ] {
+            let refused = get("Patient/abc-1", query).unwrap_err();
+            assert_eq!(refused.status, 400, "{query}");
+            assert!(
+                refused.message.contains("not a parameter of a read"),
+                "{query}: {}",
+                refused.message
+            );
+        }
+        // Lenient handling ignores them, as FHIR says.
+        let mut lenient = HeaderMap::new();
+        lenient.insert("prefer", "handling=lenient".parse().unwrap());
+        let read = parse(&Method::GET, "Patient/abc-1", Some("foo=bar&_count=3"), &lenient).unwrap();
+        assert!(read.params.is_empty() && read.count.is_none());
+        // The capability statement takes its mode.
+        assert!(get("metadata", "mode=terminology&_format=json").is_ok());
+        assert_eq!(get("metadata", "foo=bar").unwrap_err().status, 400);
     }
 
     #[test]
