@@ -96,15 +96,7 @@ async fn a_failing_partner_token_endpoint_is_not_asked_again_at_once() {
         let body = common::outcome(request.send().await.unwrap(), 502).await;
         assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-4500", "{id}");
     }
-    let calls = |id: &str| {
-        let events = common::audit_events(&proxy);
-        let event = events
-            .iter()
-            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
-            .unwrap_or_else(|| panic!("no AuditEvent for {id}"))
-            .clone();
-        common::cache_and_calls(&event).1
-    };
+    let calls = |id: &str| native_calls(&proxy, id);
     assert_eq!((calls("first"), calls("again")), (1, 0));
     proxy.stop().await;
     sims.shutdown().await;
@@ -157,4 +149,55 @@ async fn a_search_of_several_practices_survives_one_failing() {
     common::outcome(proxy.get(search, &token(Role::System, &all)).await, 502).await;
     proxy.stop().await;
     sims.shutdown().await;
+}
+
+/// A supplier that sheds load says when to come back (TPP: error 99, five seconds): until then no call goes to
+/// that practice. A request whose deadline the pause outlasts is refused at once, saying when to try again,
+/// rather than asking TPP again to be refused again.
+#[tokio::test]
+async fn a_pause_the_supplier_asks_for_is_kept() {
+    let sims = Simulators::start_with(common::fixed_options(1, 3), |_, systmone, _| {
+        systmone.faults.too_many_requests = 1.0
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    let t = token(Role::Clinician, &["Y90002"]);
+    let mut codes = Vec::new();
+    for id in ["asked", "paused"] {
+        let request = proxy
+            .client
+            .get(proxy.url(search))
+            .bearer_auth(&t)
+            .header("x-request-id", id);
+        let response = request.send().await.unwrap();
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=5).contains(&retry_after), "{id}: {retry_after}");
+        let body = common::outcome(response, 503).await;
+        codes.push(
+            body["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(codes, ["IM1-4503", "IM1-4011"]);
+    let calls = |id: &str| native_calls(&proxy, id);
+    assert_eq!((calls("asked"), calls("paused")), (1, 0));
+    // Another practice is not held back.
+    let emis = proxy.get(search, &token(Role::Clinician, &["Y90001"])).await;
+    assert_eq!(emis.status(), 200);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// How many native calls the request with this id made, as its AuditEvent records them.
+fn native_calls(proxy: &Proxy, request_id: &str) -> usize {
+    let events = common::audit_events(proxy);
+    let event = events
+        .iter()
+        .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
+        .unwrap_or_else(|| panic!("no AuditEvent for {request_id}"));
+    common::cache_and_calls(event).1
 }

@@ -140,6 +140,8 @@ impl HttpClient {
     /// the supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
     /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
+        // A pause the supplier asked for is sat out before queueing: it holds no place meanwhile.
+        self.pace.sit_out_pause(surface, deadline).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let side = match surface {
             Surface::Transaction => 0,
@@ -165,9 +167,14 @@ impl HttpClient {
         Ok(permit)
     }
 
+    /// The supplier asked for no calls on a surface for `wait` (see `pace`): a reply other than HTTP saying so.
+    pub fn pause(&self, surface: Surface, wait: Duration) {
+        self.pace.pause(surface, wait);
+    }
+
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
     /// `Retry-After` fits in the deadline. The reply is returned whatever its status; `calls` gets one
-    /// record per attempt.
+    /// record per attempt. A 429 or 503 that says when to come back pauses the surface until then.
     pub async fn send(
         &self,
         request: &HttpRequest,
@@ -239,18 +246,18 @@ impl HttpClient {
                         status: reply.status.as_u16(),
                         elapsed: started.elapsed(),
                     });
+                    let asked_wait = retry_after(&reply.headers);
+                    if let (429 | 503, Some(wait)) = (reply.status.as_u16(), asked_wait) {
+                        self.pace.pause(request.surface, wait);
+                    }
                     // A wait the supplier asks for that outlasts the deadline is not waited: the reply, with
-                    // its Retry-After, goes back as it is.
-                    let wait_fits = retry_after(&reply.headers).is_none_or(|s| Instant::now() + s < deadline);
+                    // its Retry-After, goes back as it is. One that fits is waited by the next turn.
+                    let wait_fits = asked_wait.is_none_or(|s| Instant::now() + s < deadline);
                     let retryable = wait_fits
                         && (matches!(reply.status.as_u16(), 502..=504)
-                            || (reply.status == StatusCode::TOO_MANY_REQUESTS
-                                && retry_after(&reply.headers).is_some()));
+                            || (reply.status == StatusCode::TOO_MANY_REQUESTS && asked_wait.is_some()));
                     if !retryable || attempt + 1 == attempts {
                         return Ok(reply);
-                    }
-                    if let Some(wait) = retry_after(&reply.headers) {
-                        tokio::time::sleep(wait).await;
                     }
                     last_reply = Some(reply);
                     last_error = None;
@@ -538,6 +545,53 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(100);
         let timed_out = client.turn(Surface::Transaction, soon).await.unwrap_err();
         assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_pause_the_supplier_asks_for_holds_the_surface() {
+        let addr = serve(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 20\r\nContent-Length: {length}\r\n\r\n",
+            0,
+        )
+        .await;
+        let client = client();
+        let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+        let mut calls = Vec::new();
+        // Twenty seconds outlast the deadline: the reply goes back as it is, not retried.
+        let reply = client.send(&request, "r", &mut calls).await.unwrap();
+        assert_eq!((reply.status.as_u16(), calls.len()), (503, 1));
+        // Until then nothing more goes to that surface: refused at once, saying when to come back.
+        let started = Instant::now();
+        let refused = client.send(&request, "r", &mut calls).await.unwrap_err();
+        assert_eq!(
+            (refused.status.as_u16(), refused.code, calls.len()),
+            (503, "IM1-4011", 1)
+        );
+        assert!(
+            matches!(refused.retry_after, Some(19..=20)),
+            "{:?}",
+            refused.retry_after
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The other surface is not paused.
+        let patient = request.clone().patient_facing();
+        assert_eq!(
+            client.send(&patient, "r", &mut calls).await.unwrap().status.as_u16(),
+            503
+        );
+        // A pause that ends before the deadline is waited out, then the call goes.
+        let client = one_place_client();
+        client.pause(Surface::Transaction, Duration::from_millis(300));
+        let started = Instant::now();
+        let _turn = client
+            .turn(Surface::Transaction, Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -5,18 +5,33 @@
 //! are their conventions), and a refusal costs the client far more than a short wait: every attempt at a native call
 //! first waits for its turn here, within the call's deadline. A well-kept limiter (governor's GCRA) keeps
 //! the pace; there is one per surface of each practice.
+//!
+//! A supplier that refuses anyway and says when to come back (a 429, or a 503 with `Retry-After`: load
+//! shedding, maintenance) is taken at its word for the whole surface: until then no call goes to it. A call
+//! whose deadline the pause outlasts is refused at once (503 with the `Retry-After` left), the others wait it
+//! out, rather than each asking again and being refused again.
 
 use crate::config::NativePace;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// The limiters of one practice.
+/// The limiters of one practice, and the pauses its supplier asked for.
 #[derive(Default)]
 pub struct Pace {
     transaction: Option<DefaultDirectRateLimiter>,
     patient: Option<DefaultDirectRateLimiter>,
+    /// Until when the supplier asked for no calls, per surface (transaction, patient).
+    paused: [Mutex<Option<Instant>>; 2],
+}
+
+fn side(surface: Surface) -> usize {
+    match surface {
+        Surface::Transaction => 0,
+        Surface::Patient => 1,
+    }
 }
 
 impl Pace {
@@ -25,7 +40,36 @@ impl Pace {
         Pace {
             transaction: config.transaction.map(limiter),
             patient: config.patient.map(limiter),
+            paused: Default::default(),
         }
+    }
+
+    /// The supplier asked for no calls on a surface for `wait` (its `Retry-After`, capped by the caller). A
+    /// pause only ever grows: a shorter one met later does not cut an earlier one short.
+    pub fn pause(&self, surface: Surface, wait: Duration) {
+        let until = Instant::now() + wait;
+        if let Ok(mut paused) = self.paused[side(surface)].lock() {
+            *paused = Some(paused.map_or(until, |earlier| earlier.max(until)));
+        }
+    }
+
+    /// Waits out a pause the supplier asked for on a surface; refuses at once (503, with the `Retry-After`
+    /// left) when the pause outlasts the call's deadline.
+    pub async fn sit_out_pause(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
+        let until = self.paused[side(surface)].lock().ok().and_then(|p| *p);
+        let Some(until) = until.filter(|until| *until > Instant::now()) else {
+            return Ok(());
+        };
+        if until >= deadline {
+            let left = until.saturating_duration_since(Instant::now());
+            return Err(FhirError::unavailable(
+                "IM1-4011",
+                "the GP system asked this server to pause its calls to this practice; try again later",
+            )
+            .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)));
+        }
+        tokio::time::sleep_until(until.into()).await;
+        Ok(())
     }
 
     /// Waits for a call's turn on a surface; a 504 if it would come after the call's deadline.

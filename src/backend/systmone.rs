@@ -158,7 +158,19 @@ impl SystmOne {
                 elapsed: started.elapsed(),
             });
             match outcome {
-                Ok(tree) => return transaction_result(tree),
+                Ok(tree) => {
+                    let result = transaction_result(tree);
+                    // Load shed, or unavailable: TPP says when to come back, for every call of this device.
+                    if let Err(FhirError {
+                        code: UNAVAILABLE,
+                        retry_after: Some(seconds),
+                        ..
+                    }) = &result
+                    {
+                        self.http.pause(Surface::Transaction, Duration::from_secs(*seconds));
+                    }
+                    return result;
+                }
                 Err(e) if e.status == http::StatusCode::GATEWAY_TIMEOUT => return Err(e),
                 Err(e) => last = Some(e),
             }
@@ -527,7 +539,7 @@ fn pfs_error_to_fhir(code: u32) -> FhirError {
             "TPP SystmOne is busy with this patient's session; try again",
         )
         .retry_after(1),
-        99 => FhirError::unavailable("IM1-4503", "TPP SystmOne is shedding load").retry_after(5),
+        99 => FhirError::unavailable(UNAVAILABLE, "TPP SystmOne is shedding load").retry_after(5),
         2006 | 2008 | 9 | 3 => FhirError::bad_gateway(
             "IM1-4202",
             format!("TPP SystmOne refused the credentials (error {code})"),
@@ -537,6 +549,9 @@ fn pfs_error_to_fhir(code: u32) -> FhirError {
 }
 
 /// The `Result` of a successful Client Integration reply, or the FHIR error its `Error` means.
+/// TPP's "unavailable" and "shedding load" (error 99): to come back after the `Retry-After` given.
+const UNAVAILABLE: &str = "IM1-4503";
+
 fn transaction_result(mut tree: Native) -> FhirResult<Native> {
     let response = tree.get_mut("ClientIntegrationResponse").ok_or_else(broken)?;
     if response.get("outcome").and_then(|o| o.as_str()) == Some("Success") {
@@ -556,7 +571,7 @@ fn transaction_result(mut tree: Native) -> FhirResult<Native> {
         .unwrap_or(0);
     Err(match code {
         500 => FhirError::bad_gateway("IM1-4500", "TPP SystmOne reported an internal error"),
-        503 => FhirError::unavailable("IM1-4503", "TPP SystmOne is unavailable").retry_after(5),
+        503 => FhirError::unavailable(UNAVAILABLE, "TPP SystmOne is unavailable").retry_after(5),
         other => pfs_error_to_fhir(other),
     })
 }
