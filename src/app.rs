@@ -103,7 +103,8 @@ where
     if let Err(error) = crate::server::limits::check(request.headers()) {
         return refuse(&error, "invalid");
     }
-    let (mut response, label) = route(&state, request).await;
+    // Each request shares its own native reads, and only its own.
+    let (mut response, label) = crate::backend::shared_replies::within_request(route(&state, request)).await;
     // Counted outside the audit layer (`Metrics::count`), by the status the client gets.
     response.extensions_mut().insert(Answered(label));
     response

@@ -1,7 +1,7 @@
 //! The proxy keeps the pace each supplier allows: over the simulators with their native rate limits on (as
 //! `demo` runs them), a burst of requests well above those rates is answered in full, each native call
 //! waiting for its turn rather than being refused (TPP's load shedding would be a 503 with a five-second
-//! Retry-After; EMIS and Medicus answer 429).
+//! Retry-After; EMIS and Medicus answer 429). Nor does one request ask the same question twice.
 
 use crate::common;
 
@@ -57,4 +57,57 @@ async fn burst(proxy: &Proxy, path: &str, token: &str) -> Vec<u16> {
         statuses.extend(requests.join_all().await);
     }
     statuses
+}
+
+/// One request asks its supplier each question once: Medicus's `$everything` needs the staff list for every
+/// clinician its resources reference, and reads the prescriptions journal for Medication, MedicationRequest and
+/// MedicationStatement alike; each is asked once, its reply shared within the request (and only there).
+#[tokio::test]
+async fn a_request_asks_each_native_question_once() {
+    let sims = im1_fhir::demo::Simulators::start(common::fixed_options(1, 3))
+        .await
+        .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let t = token(Role::Clinician, &["Y90003"]);
+    let found = common::search_matches(
+        &proxy,
+        "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009",
+        &t,
+    )
+    .await;
+    let patient = found[0]["id"].as_str().unwrap().to_string();
+    let everything = format!("Patient/{patient}/$everything?_count=200");
+    let mut answers = Vec::new();
+    for id in ["everything-1", "everything-2"] {
+        let request = proxy.client.get(proxy.url(&everything)).bearer_auth(&t);
+        // Fresh each time: the answer comes from the supplier, not the response cache.
+        let response = request.header("x-request-id", id).header("cache-control", "no-cache");
+        let bundle: serde_json::Value = response.send().await.unwrap().json().await.unwrap();
+        answers.push(bundle);
+    }
+    let matched = common::matches(&answers[0]);
+    let types: Vec<&str> = matched.iter().filter_map(|r| r["resourceType"].as_str()).collect();
+    let count = |t: &str| types.iter().filter(|x| **x == t).count();
+    assert!(count("Practitioner") >= 2, "{types:?}");
+    for prescribed in ["Medication", "MedicationRequest", "MedicationStatement"] {
+        assert!(count(prescribed) >= 1, "{prescribed}: {types:?}");
+    }
+    let events = common::audit_events(&proxy);
+    for id in ["everything-1", "everything-2"] {
+        let event = events
+            .iter()
+            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no AuditEvent for {id}"));
+        let staff_lists = event["entity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "native call")
+            .filter(|e| e["description"].as_str().is_some_and(|d| d.ends_with("/practitioners")))
+            .count();
+        // Once per request: the second request asks again (nothing is shared across requests).
+        assert_eq!(staff_lists, 1, "{id}");
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
 }

@@ -11,6 +11,7 @@ pub mod emis;
 pub mod medicus;
 pub mod pace;
 pub mod sessions;
+pub mod shared_replies;
 pub mod systmone;
 pub mod xml_tree;
 
@@ -138,12 +139,16 @@ impl Backend {
 
 impl PracticeBackend {
     /// Makes one native call; `calls` receives what was sent, for the audit trail.
+    /// A read the request has already made is shared, not made again (see `shared_replies`).
     pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<NativeReply> {
-        let body = match &self.dialect {
-            Dialect::Emis(emis) => emis.call(call, calls).await?,
-            Dialect::Medicus(medicus) => medicus.call(call, calls).await?,
-            Dialect::SystmOne(systmone) => systmone.call(call, calls).await?,
-        };
+        let body = shared_replies::read(&self.ods, call, || async {
+            match &self.dialect {
+                Dialect::Emis(emis) => emis.call(call, calls).await,
+                Dialect::Medicus(medicus) => medicus.call(call, calls).await,
+                Dialect::SystmOne(systmone) => systmone.call(call, calls).await,
+            }
+        })
+        .await?;
         Ok(NativeReply { body })
     }
 }
