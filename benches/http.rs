@@ -93,6 +93,57 @@ async fn run() {
     uncached.shutdown().await;
     cached.shutdown().await;
     sims.shutdown().await;
+    slow_native_fan_out(&client).await;
+}
+
+/// What a request that needs many native calls costs when each takes as long as a real GP system's: EMIS's
+/// simulator answering every call 100 ms late, uncached. `$everything` searches each type of the record and
+/// reads what they reference, several at once (`record_ops::fan_out`); `_include` reads its targets so too.
+async fn slow_native_fan_out(client: &reqwest::Client) {
+    const LATE_MS: u64 = 100;
+    let options = im1_sim::SimOptions {
+        seed: 1,
+        patients: 50,
+        throttle: false,
+        today: None,
+    };
+    let sims = Simulators::start_with(options, |emis, _, _| {
+        emis.faults = im1_sim::common::faults::FaultRates {
+            latency: 1.0,
+            latency_ms: LATE_MS,
+            ..Default::default()
+        };
+    })
+    .await
+    .expect("simulators");
+    let proxy = start_proxy(&sims, Duration::ZERO).await;
+    let base = proxy.base_url();
+    let token = clinician(&["Y90001"]);
+    let search = format!("{base}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009");
+    let id = first_match(client, &search, &token).await;
+    println!();
+    println!("Every EMIS native reply {LATE_MS} ms late, uncached, one request at a time (median of 10):");
+    for (name, url) in [
+        (
+            "GET /fhir/Patient/{id}/$everything",
+            format!("{base}/Patient/{id}/$everything?_count=200"),
+        ),
+        (
+            "GET /fhir/Observation?patient=&_include=performer",
+            format!("{base}/Observation?patient={id}&_include=Observation:performer&_count=200"),
+        ),
+    ] {
+        let mut took: Vec<Duration> = Vec::new();
+        for _ in 0..10 {
+            let started = Instant::now();
+            send(client, &url, Some(&token)).await;
+            took.push(started.elapsed());
+        }
+        took.sort();
+        println!("{name:<52} {:>8.0} ms", took[took.len() / 2].as_secs_f64() * 1000.0);
+    }
+    proxy.shutdown().await;
+    sims.shutdown().await;
 }
 
 fn clinician(practices: &[&str]) -> String {

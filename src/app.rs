@@ -776,6 +776,7 @@ async fn everything(
         })
         .collect();
     types.sort_unstable();
+    let mut searches = Vec::new();
     for resource_type in types {
         // A type searched only for what it points at says nothing and fails nothing of the answer.
         let wanted = filter.wants(resource_type);
@@ -789,54 +790,73 @@ async fn everything(
             }
             continue;
         }
-        for record in &records {
+        searches.extend(records.iter().map(|record| (resource_type, wanted, record)));
+    }
+    // Several searched at once (each practice's native places still bound its calls), taken in order.
+    let mut work = Vec::with_capacity(searches.len());
+    for &(resource_type, _, record) in &searches {
+        work.push(async move {
             let search = record_ops::RecordSearch {
                 resource_type,
                 record,
                 narrow: None,
             };
-            let mut quiet = Vec::new();
-            let said = if wanted { &mut warnings } else { &mut quiet };
-            let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, said)
+            let mut said = Vec::new();
+            let found = record_ops::search_record(state, principal, request_id, search, interaction.fresh, &mut said)
                 .await
                 .map(|mut found| {
                     // Native replies come in each supplier's own order.
                     crate::fhir::sort::sort_as_searched(&state.registry, resource_type, &mut found, &[]);
                     found
                 });
-            // Items are followed to what they name (a prescription's Medication) only when cared for within
-            // `start` and `end`.
-            let in_window = |r: &Value| filter.cared_for_within(r, &state.registry);
-            match found {
-                Ok(found) if wanted => {
-                    if !referenced.is_empty() {
-                        referrers.extend(found.iter().filter(|r| in_window(r)).cloned());
-                    }
-                    matches.extend(found.into_iter().filter(|r| filter.keeps(r, &state.registry)))
+            (found, said)
+        });
+    }
+    let answers = record_ops::fan_out(work).await;
+    for (&(resource_type, wanted, record), (found, said)) in searches.iter().zip(answers) {
+        if wanted {
+            warnings.extend(said);
+        }
+        // Items are followed to what they name (a prescription's Medication) only when cared for within
+        // `start` and `end`.
+        let in_window = |r: &Value| filter.cared_for_within(r, &state.registry);
+        match found {
+            Ok(found) if wanted => {
+                if !referenced.is_empty() {
+                    referrers.extend(found.iter().filter(|r| in_window(r)).cloned());
                 }
-                Ok(found) => referrers.extend(found.into_iter().filter(|r| in_window(r))),
-                Err(_) if !wanted => {}
-                // A type only another kind of user's API carries (a RelatedPerson, known to the patient-facing
-                // APIs alone, as the CapabilityStatement says) is no part of this user's record: said only when
-                // asked for by name, not on every $everything.
-                Err(e) if e.code == "IM1-2401" && !filter.names(resource_type) => {}
-                // A type this kind of user cannot have at this practice is said, not silently missing.
-                Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
-                    "{resource_type} is not available to this user at practice {}",
-                    record.practice
-                ))),
-                Err(e) => return Err(e),
+                matches.extend(found.into_iter().filter(|r| filter.keeps(r, &state.registry)))
             }
+            Ok(found) => referrers.extend(found.into_iter().filter(|r| in_window(r))),
+            Err(_) if !wanted => {}
+            // A type only another kind of user's API carries (a RelatedPerson, known to the patient-facing
+            // APIs alone, as the CapabilityStatement says) is no part of this user's record: said only when
+            // asked for by name, not on every $everything.
+            Err(e) if e.code == "IM1-2401" && !filter.names(resource_type) => {}
+            // A type this kind of user cannot have at this practice is said, not silently missing.
+            Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
+                "{resource_type} is not available to this user at practice {}",
+                record.practice
+            ))),
+            Err(e) => return Err(e),
         }
     }
-    for resource_type in referenced {
-        for id in record_ops::ids_named(referrers.iter(), resource_type) {
-            // As for an include: an item withheld is simply absent; a type refused is said once.
-            match read_one(state, principal, resource_type, &id, request_id, interaction.fresh).await {
-                Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
-                Ok(_) => {}
-                Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
-            }
+    let named: Vec<(&str, String)> = referenced
+        .iter()
+        .flat_map(|&t| {
+            record_ops::ids_named(referrers.iter(), t)
+                .into_iter()
+                .map(move |id| (t, id))
+        })
+        .collect();
+    for ((resource_type, _), read) in
+        record_ops::read_each(state, principal, request_id, interaction.fresh, &named).await
+    {
+        // As for an include: an item withheld is simply absent; a type refused is said once.
+        match read {
+            Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
+            Ok(_) => {}
+            Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
         }
     }
     let named_by_record = if search_for_supporting { &referrers[..] } else { &[] };

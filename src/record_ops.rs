@@ -23,6 +23,38 @@ pub struct RecordKey {
     pub patient: String,
 }
 
+/// How many of one request's searches or reads run at once. Each practice's native places (`max_in_flight`)
+/// bound its calls whatever this is; this keeps one request from queueing on all of them.
+const FAN_OUT: usize = 4;
+
+/// Runs the futures several at once, giving their outputs in the order given. (A `Vec`, made before: an
+/// iterator adapter's closure held in a request's future would keep it from being `Send`.)
+pub async fn fan_out<F: std::future::Future>(work: Vec<F>) -> Vec<F::Output> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(work).buffered(FAN_OUT).collect().await
+}
+
+/// Reads resources by type and id, several at once (see [`fan_out`]), each with its answer, in the order given.
+pub async fn read_each<'w>(
+    state: &AppState,
+    principal: &Principal,
+    request_id: &str,
+    fresh: bool,
+    wanted: &'w [(&'w str, String)],
+) -> Vec<(&'w (&'w str, String), FhirResult<Value>)> {
+    let mut reads = Vec::with_capacity(wanted.len());
+    for target in wanted {
+        reads.push(async move {
+            let (resource_type, id) = target;
+            (
+                target,
+                read_one(state, principal, resource_type, id, request_id, fresh).await,
+            )
+        });
+    }
+    fan_out(reads).await
+}
+
 /// One search of a record: the type searched, the record, and optionally a reference parameter of the type
 /// with its value, which narrows the native call (a practice's slots of one session).
 pub struct RecordSearch<'a> {
@@ -268,13 +300,15 @@ pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirRes
             break;
         }
         let first_new = out.len();
-        for reference in round {
-            let Some((target_type, id)) = reference.split_once('/') else {
-                continue;
-            };
+        let targets: Vec<(&str, String)> = round
+            .iter()
+            .filter_map(|reference| reference.split_once('/'))
+            .map(|(target_type, id)| (target_type, id.to_string()))
+            .collect();
+        for ((target_type, _), read) in read_each(state, principal, request_id, interaction.fresh, &targets).await {
             // An item not found or withheld is simply absent (its existence is not told); a type this user
             // may not read at all is said once.
-            match read_one(state, principal, target_type, id, request_id, interaction.fresh).await {
+            match read {
                 Ok(target) => out.push(target),
                 Err(e) => say_unread(&e, target_type, "an _include", warnings),
             }
@@ -519,8 +553,8 @@ pub async fn read_supporting(
         if wanted.is_empty() {
             return supported;
         }
-        for (resource_type, id) in wanted {
-            match read_one(state, principal, resource_type, &id, request_id, fresh).await {
+        for ((resource_type, _), read) in read_each(state, principal, request_id, fresh, &wanted).await {
+            match read {
                 Ok(found) => supported.push(found),
                 // Named by what is returned, so a reference a client could not follow: said once a type.
                 Err(e) => say_unread(&e, resource_type, "the record", warnings),

@@ -16,6 +16,8 @@ use crate::mapping::refs::References;
 use crate::mapping::template::{self, eval, select_records, EvalError, Members, Scope, Tmpl};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
 use serde_json::{json, Map, Value};
+use std::borrow::Borrow;
+use std::sync::Arc;
 
 /// What a translation needs besides the mapping.
 pub struct Context<'a> {
@@ -545,7 +547,7 @@ async fn call_pages(
     step: &NativeStep,
     vars: &Vars,
     out: &mut Produced,
-) -> FhirResult<Vec<Native>> {
+) -> FhirResult<Vec<Arc<Native>>> {
     // Scopes are not Send: build them on each side of the native call, never across it.
     let mut request = {
         let scope = vars.scope();
@@ -581,11 +583,11 @@ async fn call_pages(
 
 /// The records of every page, borrowed from the replies, or the one record they are pieces of when the step
 /// joins them.
-fn select_all<'a>(step: &NativeStep, vars: &'a Vars, replies: &'a [Native]) -> FhirResult<Vec<Held<'a>>> {
+fn select_all<'a>(step: &NativeStep, vars: &'a Vars, replies: &'a [impl Borrow<Native>]) -> FhirResult<Vec<Held<'a>>> {
     let mut records = Vec::new();
     for reply in replies {
         let base = vars.scope();
-        let scope = base.bind("reply", reply);
+        let scope = base.bind("reply", reply.borrow());
         let selected = select_records(&step.select, &scope)
             .map_err(|e| FhirError::internal("IM1-3103", format!("the mapping's select failed: {}", e.0)))?;
         records.extend(selected);

@@ -39,9 +39,10 @@ pub struct NativeCall<'a> {
     pub request_id: &'a str,
 }
 
-/// A parsed native reply and the calls it took.
+/// A parsed native reply and the calls it took: shared, since a request may ask the same again (see
+/// `shared_replies`).
 pub struct NativeReply {
-    pub body: Native,
+    pub body: Arc<Native>,
 }
 
 /// The dialect a practice's supplier speaks.

@@ -17,9 +17,12 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-/// One request's native reads, by what was asked: the reply (or the failure) once it is in.
+/// One read's reply (or failure), once it is in.
+type Shared = Arc<OnceCell<FhirResult<Arc<Native>>>>;
+
+/// One request's native reads, by what was asked.
 #[derive(Default)]
-struct Replies(Mutex<HashMap<String, Arc<OnceCell<FhirResult<Native>>>>>);
+struct Replies(Mutex<HashMap<String, Shared>>);
 
 tokio::task_local! {
     static REPLIES: Replies;
@@ -32,22 +35,23 @@ pub async fn within_request<F: Future>(handling: F) -> F::Output {
 
 /// The reply to a call: made by `make`, or shared with an identical read already made (or in flight) in this
 /// request.
-pub async fn read<Make, Made>(ods: &str, call: &NativeCall<'_>, make: Make) -> FhirResult<Native>
+pub async fn read<Make, Made>(ods: &str, call: &NativeCall<'_>, make: Make) -> FhirResult<Arc<Native>>
 where
     Make: FnOnce() -> Made,
     Made: Future<Output = FhirResult<Native>>,
 {
+    let made = || async { make().await.map(Arc::new) };
     let Some(key) = read_key(ods, call) else {
-        return make().await;
+        return made().await;
     };
     let cell = REPLIES.try_with(|replies| {
         let mut replies = replies.0.lock().ok()?;
         Some(replies.entry(key).or_default().clone())
     });
     match cell {
-        Ok(Some(cell)) => cell.get_or_init(make).await.clone(),
+        Ok(Some(cell)) => cell.get_or_init(made).await.clone(),
         // Outside a request (or a poisoned lock, which sharing is not worth failing for): the call is made.
-        _ => make().await,
+        _ => made().await,
     }
 }
 
@@ -101,10 +105,9 @@ mod tests {
             let (first, second) = (call(&staff, None), call(&staff, None));
             let (a, b) = tokio::join!(read("Y1", &first, make), read("Y1", &second, make));
             let c = read("Y1", &call(&staff, None), make).await;
-            assert_eq!(
-                (a.unwrap(), b.unwrap(), c.unwrap()),
-                (Native::from(1u64), Native::from(1u64), Native::from(1u64))
-            );
+            for reply in [a, b, c] {
+                assert_eq!(*reply.unwrap(), Native::from(1u64));
+            }
             // Another practice, another record, another request: calls of their own.
             read("Y2", &call(&staff, None), make).await.unwrap();
             read("Y1", &call(&staff, Some("patient-2")), make).await.unwrap();
