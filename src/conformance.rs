@@ -36,6 +36,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
     let maps = &registry.concept_maps;
     match &interaction.kind {
         Kind::Read => {
+            interaction.refuse_not_taken()?;
             let id = interaction.id.as_deref().unwrap_or_default();
             let map = maps
                 .get(id)

@@ -136,6 +136,8 @@ pub struct Interaction {
     /// A Binary read without `_format`: its `Accept` (empty when none), to choose between the content and the
     /// resource once the content's media type is known (`format::binary_wanted`).
     pub binary_accept: Option<String>,
+    /// Parameters given that the interaction does not take (a search's on a read), in the order given.
+    pub not_taken: Vec<String>,
 }
 
 impl Interaction {
@@ -163,6 +165,25 @@ impl Interaction {
             out.append_pair("_pretty", "true");
         }
         out.finish()
+    }
+
+    /// Refuses what was given that the interaction does not take (400 naming the first), or under
+    /// `Prefer: handling=lenient` ignores it, as FHIR says. Called once the interaction is known to be offered.
+    pub fn refuse_not_taken(&self) -> FhirResult<()> {
+        let Some(name) = self.not_taken.first().filter(|_| self.handling == Handling::Strict) else {
+            return Ok(());
+        };
+        let takes = match self.kind {
+            Kind::Capabilities => {
+                "the capability statement, which takes mode, _format, _pretty, _summary and _elements"
+            }
+            _ => "a read, which takes _format, _pretty, _summary and _elements",
+        };
+        Err(FhirError::bad_request(
+            "IM1-1201",
+            format!("'{}' is not a parameter of {takes}", printable(name)),
+        )
+        .at(name.clone()))
     }
 
     /// A short label for logs and metrics: `read Patient`, `search-type Observation`.
@@ -223,6 +244,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
         return_pref: Return::Representation,
         fresh: wants_fresh(headers),
         binary_accept,
+        not_taken: Vec::new(),
     };
     read_prefer(headers, &mut interaction);
     apply_params(&mut interaction, pairs)?;
@@ -451,13 +473,13 @@ pub fn printable(s: &str) -> String {
 }
 
 /// Whether an interaction takes a parameter at all. A read takes only what shapes the one resource it gives
-/// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, its `mode` and
-/// the format. Every other interaction checks its own (search parameters by the mapping, an operation's by
+/// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, those and its
+/// `mode`. Every other interaction checks its own (search parameters by the mapping, an operation's by
 /// the operation).
 fn takes_param(kind: &Kind, name: &str) -> bool {
     match kind {
-        Kind::Read | Kind::VRead => matches!(name, "_format" | "_pretty" | "_summary" | "_elements"),
-        Kind::Capabilities => matches!(name, "_format" | "_pretty" | "mode"),
+        Kind::Read => matches!(name, "_format" | "_pretty" | "_summary" | "_elements"),
+        Kind::Capabilities => matches!(name, "_format" | "_pretty" | "_summary" | "_elements" | "mode"),
         _ => true,
     }
 }
@@ -488,6 +510,14 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
             None => (key.clone(), None),
         };
         let bad = |message: String| FhirError::bad_request("IM1-1201", message).at(name.clone());
+        // What the interaction does not take is set aside unread, refused later (`refuse_not_taken`) so that
+        // an interaction not offered at all is a 405 first. An empty value is no parameter.
+        if !takes_param(&interaction.kind, &name) {
+            if !value.is_empty() && !interaction.not_taken.contains(&name) {
+                interaction.not_taken.push(name);
+            }
+            continue;
+        }
         // These take one value: a second one would silently win (or lose), here or between a URL and a body
         // (`POST .../$everything?_count=5` with `_count` in its Parameters too).
         let given_before = match name.as_str() {
@@ -509,24 +539,6 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
         if let (true, Some(modifier)) = (result_param, &modifier) {
             return Err(bad(format!("{name} takes no modifier (':{}')", printable(modifier))));
         }
-        // An empty value is no parameter (as for a search's, below).
-        let given = result_param || !value.is_empty();
-        if given && !takes_param(&interaction.kind, &name) {
-            // Lenient handling ignores what it does not take, as FHIR says; strict handling never does.
-            if interaction.handling == Handling::Lenient {
-                continue;
-            }
-            return Err(bad(match interaction.kind {
-                Kind::Capabilities => format!(
-                    "'{}' is not a parameter of the capability statement, which takes mode, _format and _pretty",
-                    printable(&name)
-                ),
-                _ => format!(
-                    "'{}' is not a parameter of a read, which takes _format, _pretty, _summary and _elements",
-                    printable(&name)
-                ),
-            }));
-        }
         match name.as_str() {
             "_format" => {}
             "_pretty" => interaction.pretty = value == "true",
@@ -545,7 +557,7 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                     "true" => Summary::True,
                     "text" => Summary::Text,
                     "data" => Summary::Data,
-                    "count" if matches!(interaction.kind, Kind::Read | Kind::VRead) => {
+                    "count" if matches!(interaction.kind, Kind::Read | Kind::VRead | Kind::Capabilities) => {
                         return Err(bad(
                             "_summary=count counts a search's matches; a read has none to count".into(),
                         ))
@@ -720,15 +732,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!((read.summary, read.elements.len()), (Some(Summary::True), 1));
+        assert!(read.refuse_not_taken().is_ok());
         for query in [
             "foo=bar",
             "_count=3",
             "_sort=date",
             "_include=Patient:general-practitioner",
             "_id=x",
-            "_total=none",
+            "_total=none&_total=none",
+            "_count:x=1",
         ] {
-            let refused = get("Patient/abc-1", query).unwrap_err();
+            // Set aside unread, whatever it holds, and refused once the read is known to be offered.
+            let read = get("Patient/abc-1", query).unwrap();
+            assert!(read.params.is_empty() && read.count.is_none(), "{query}");
+            let refused = read.refuse_not_taken().unwrap_err();
             assert_eq!(refused.status, 400, "{query}");
             assert!(
                 refused.message.contains("not a parameter of a read"),
@@ -736,14 +753,28 @@ mod tests {
                 refused.message
             );
         }
-        // Lenient handling ignores them, as FHIR says.
+        // An empty value is no parameter; lenient handling ignores the rest, as FHIR says.
+        assert!(get("Patient/abc-1", "_include=&foo=")
+            .unwrap()
+            .refuse_not_taken()
+            .is_ok());
         let mut lenient = HeaderMap::new();
         lenient.insert("prefer", "handling=lenient".parse().unwrap());
         let read = parse(&Method::GET, "Patient/abc-1", Some("foo=bar&_count=3"), &lenient).unwrap();
-        assert!(read.params.is_empty() && read.count.is_none());
-        // The capability statement takes its mode.
-        assert!(get("metadata", "mode=terminology&_format=json").is_ok());
-        assert_eq!(get("metadata", "foo=bar").unwrap_err().status, 400);
+        assert!(read.refuse_not_taken().is_ok());
+        // The capability statement takes its mode and what shapes it.
+        let statement = get("metadata", "mode=terminology&_format=json&_summary=true").unwrap();
+        assert!(statement.refuse_not_taken().is_ok());
+        assert_eq!(
+            get("metadata", "foo=bar")
+                .unwrap()
+                .refuse_not_taken()
+                .unwrap_err()
+                .status,
+            400
+        );
+        // Another interaction checks its own.
+        assert!(get("Patient", "foo=bar").unwrap().not_taken.is_empty());
     }
 
     #[test]
