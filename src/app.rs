@@ -783,25 +783,33 @@ async fn everything(
         })
         .collect();
     types.sort_unstable();
-    let mut searches = Vec::new();
+    // Each type in order: left out (outside the token's scopes), or searched in each record. The searches run
+    // several at once; what they find and say is taken in this order, as if one after another.
+    let mut plan = Vec::new();
     for resource_type in types {
         // A type searched only for what it points at says nothing and fails nothing of the answer.
         let wanted = filter.wants(resource_type);
         if check_scope(principal, resource_type, 's').is_err() {
-            if wanted {
-                warnings.push(crate::fhir::error::warning(
-                    crate::fhir::IssueType::Forbidden,
-                    "IM1-2103",
-                    format!("{resource_type} is outside the token's scopes and was left out"),
-                ));
-            }
+            plan.push((resource_type, wanted, None));
             continue;
         }
-        searches.extend(records.iter().map(|record| (resource_type, wanted, record)));
+        plan.extend(records.iter().map(|record| (resource_type, wanted, Some(record))));
     }
-    // Several searched at once (each practice's native places still bound its calls), taken in order.
-    let mut work = Vec::with_capacity(searches.len());
-    for &(resource_type, _, record) in &searches {
+    // A failure not told: of a type not wanted, or one only another kind of user's API carries (a RelatedPerson,
+    // known to the patient-facing APIs alone, as the CapabilityStatement says: said only when asked for by
+    // name, not on every $everything).
+    let untold = |resource_type: &str, wanted: bool, e: &FhirError| {
+        !wanted || (e.code == "IM1-2401" && !filter.names(resource_type))
+    };
+    // A failure that ends the request: any other, but a type this kind of user cannot have at this practice
+    // (said, not a failure).
+    let ends_request = |resource_type: &str, wanted: bool, e: &FhirError| {
+        !untold(resource_type, wanted, e) && e.status != StatusCode::FORBIDDEN
+    };
+    let mut work = Vec::new();
+    for &(resource_type, wanted, record) in &plan {
+        let Some(record) = record else { continue };
+        let ends_request = &ends_request;
         work.push(async move {
             let search = record_ops::RecordSearch {
                 resource_type,
@@ -816,13 +824,29 @@ async fn everything(
                     crate::fhir::sort::sort_as_searched(&state.registry, resource_type, &mut found, &[]);
                     found
                 });
-            (found, said)
+            let ends = matches!(&found, Err(e) if ends_request(resource_type, wanted, e));
+            (found, said, ends)
         });
     }
-    let answers = record_ops::fan_out(work).await;
-    for (&(resource_type, wanted, record), (found, said)) in searches.iter().zip(answers) {
+    let mut answers = record_ops::fan_out(state, work, |(_, _, ends)| *ends).await.into_iter();
+    for &(resource_type, wanted, record) in &plan {
+        let Some(record) = record else {
+            if wanted {
+                warnings.push(crate::fhir::error::warning(
+                    crate::fhir::IssueType::Forbidden,
+                    "IM1-2103",
+                    format!("{resource_type} is outside the token's scopes and was left out"),
+                ));
+            }
+            continue;
+        };
+        // Past a failure that ended the request, nothing more was asked.
+        let Some((found, said, _)) = answers.next() else { break };
         if wanted {
-            warnings.extend(said);
+            // What each search says once (a practice's policy) is said once across them too.
+            for warning in said {
+                crate::fhir::error::push_once(&mut warnings, warning);
+            }
         }
         // Items are followed to what they name (a prescription's Medication) only when cared for within
         // `start` and `end`.
@@ -835,11 +859,7 @@ async fn everything(
                 matches.extend(found.into_iter().filter(|r| filter.keeps(r, &state.registry)))
             }
             Ok(found) => referrers.extend(found.into_iter().filter(|r| in_window(r))),
-            Err(_) if !wanted => {}
-            // A type only another kind of user's API carries (a RelatedPerson, known to the patient-facing
-            // APIs alone, as the CapabilityStatement says) is no part of this user's record: said only when
-            // asked for by name, not on every $everything.
-            Err(e) if e.code == "IM1-2401" && !filter.names(resource_type) => {}
+            Err(e) if untold(resource_type, wanted, &e) => {}
             // A type this kind of user cannot have at this practice is said, not silently missing.
             Err(e) if e.status == StatusCode::FORBIDDEN => warnings.push(unavailable_here(format!(
                 "{resource_type} is not available to this user at practice {}",
@@ -859,10 +879,13 @@ async fn everything(
     for ((resource_type, _), read) in
         record_ops::read_each(state, principal, request_id, interaction.fresh, &named).await
     {
-        // As for an include: an item withheld is simply absent; a type refused is said once.
+        // As for an include: an item withheld is simply absent; a type refused, or a native failure, is said once.
         match read {
             Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
             Ok(_) => {}
+            Err(e) if e.status.is_server_error() => {
+                record_ops::say_unread(&e, resource_type, "the record", &mut warnings)
+            }
             Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
         }
     }

@@ -27,11 +27,34 @@ pub struct RecordKey {
 /// bound its calls whatever this is; this keeps one request from queueing on all of them.
 const FAN_OUT: usize = 4;
 
-/// Runs the futures several at once, giving their outputs in the order given. (A `Vec`, made before: an
-/// iterator adapter's closure held in a request's future would keep it from being `Send`.)
-pub async fn fan_out<F: std::future::Future>(work: Vec<F>) -> Vec<F::Output> {
-    use futures_util::StreamExt;
-    futures_util::stream::iter(work).buffered(FAN_OUT).collect().await
+/// Runs the work several at once, giving the outputs in the order given. Only one at a time while any GP system
+/// has calls waiting for a place: under load a request holds one place in a queue, not four. Once an output
+/// `stops` the work (a failure that ends the request), nothing more is started; what was started finishes, so
+/// every native call made is audited. (A `Vec`, made before: an iterator adapter's closure held in a request's
+/// future would keep it from being `Send`.)
+pub async fn fan_out<F: std::future::Future>(
+    state: &AppState,
+    work: Vec<F>,
+    stops: impl Fn(&F::Output) -> bool,
+) -> Vec<F::Output> {
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    let mut pending = work.into_iter();
+    let mut running = FuturesOrdered::new();
+    let mut out = Vec::new();
+    let mut stopped = false;
+    loop {
+        while !stopped && running.len() < FAN_OUT && (running.is_empty() || !state.backend.is_queueing()) {
+            match pending.next() {
+                Some(next) => running.push_back(next),
+                None => break,
+            }
+        }
+        let Some(output) = running.next().await else {
+            return out;
+        };
+        stopped |= stops(&output);
+        out.push(output);
+    }
 }
 
 /// Reads resources by type and id, several at once (see [`fan_out`]), each with its answer, in the order given.
@@ -52,7 +75,7 @@ pub async fn read_each<'w>(
             )
         });
     }
-    fan_out(reads).await
+    fan_out(state, reads, |_| false).await
 }
 
 /// One search of a record: the type searched, the record, and optionally a reference parameter of the type
@@ -482,7 +505,7 @@ fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<Str
 
 /// Why something `by` named (an include, the record) is not in the answer, said once: the native system failed
 /// to give it (incomplete), or this user may not read its type; one simply not found is absent, as any id.
-fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, warnings: &mut Vec<Value>) {
+pub fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, warnings: &mut Vec<Value>) {
     if e.status.is_server_error() {
         let message = format!("a {resource_type} named by {by} could not be read: {}", e.message);
         push_once(warnings, warning(IssueType::Incomplete, e.code, message));

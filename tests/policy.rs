@@ -111,6 +111,11 @@ async fn free_text_and_documents_are_withheld_from_roles_the_policy_does_not_nam
         .iter()
         .any(|a| a["meta"]["security"].to_string().contains("REDACTED")));
     assert!(codes(&entries(&minimised, "outcome")).contains(&"IM1-2202".to_string()));
+    // Said once a Bundle, however many types it withheld free text from.
+    let (status, everything) = get(&proxy, &format!("Patient/{patient}/$everything"), &system).await;
+    assert_eq!(status, 200);
+    let said = codes(&entries(&everything, "outcome"));
+    assert_eq!(said.iter().filter(|c| *c == "IM1-2202").count(), 1, "{said:?}");
     // What a patient wrote when booking is free text too.
     let (_, booked) = get(&proxy, &format!("Appointment?patient={patient}"), &clinician).await;
     assert!(

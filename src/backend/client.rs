@@ -140,14 +140,36 @@ impl HttpClient {
     /// the supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
     /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
-        // A pause the supplier asked for is sat out before queueing: it holds no place meanwhile.
-        self.pace.sit_out_pause(surface, deadline).await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
         let side = match surface {
             Surface::Transaction => 0,
             Surface::Patient => 1,
         };
-        let (places, waiting) = (&self.in_flight[side], &self.waiting[side]);
+        loop {
+            let queued = self.queue(side)?;
+            // A pause the supplier asked for is sat out in the queue, holding no place: bounded as any wait.
+            self.pace.sit_out_pause(surface, deadline).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let permit = tokio::time::timeout(remaining, self.in_flight[side].acquire())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
+            drop(queued);
+            self.pace.wait(surface, deadline).await?;
+            // A pause that began while this call waited for its place or turn is sat out like any other.
+            if !self.pace.is_paused(surface) {
+                return Ok(permit);
+            }
+        }
+    }
+
+    /// Whether calls wait for a place (or sit out a pause) on either surface.
+    pub fn is_queueing(&self) -> bool {
+        self.waiting.iter().any(|w| w.load(Ordering::Acquire) > 0)
+    }
+
+    /// A place in a surface's queue; refused at once (503) when the queue is full.
+    fn queue(&self, side: usize) -> FhirResult<Waiting<'_>> {
+        let waiting = &self.waiting[side];
         let most = self.settings.max_in_flight * WAITING_PER_PLACE;
         if waiting.fetch_add(1, Ordering::AcqRel) >= most {
             waiting.fetch_sub(1, Ordering::AcqRel);
@@ -157,14 +179,7 @@ impl HttpClient {
             )
             .retry_after(1));
         }
-        let queued = Waiting(waiting);
-        let permit = tokio::time::timeout(remaining, places.acquire())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
-        drop(queued);
-        self.pace.wait(surface, deadline).await?;
-        Ok(permit)
+        Ok(Waiting(waiting))
     }
 
     /// The supplier asked for no calls on a surface for `wait` (see `pace`): a reply other than HTTP saying so.
@@ -592,6 +607,31 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn calls_sitting_out_a_pause_are_bounded_and_queued_calls_respect_it() {
+        let client = one_place_client();
+        let later = Instant::now() + Duration::from_secs(5);
+        // A call already waiting for the one place when a pause begins goes only once the pause is over.
+        let held = client.turn(Surface::Transaction, later).await.unwrap();
+        let mut waiting = Box::pin(client.turn(Surface::Transaction, later));
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        client.pause(Surface::Transaction, Duration::from_millis(300));
+        let paused = Instant::now();
+        drop(held);
+        let turn = waiting.await.unwrap();
+        assert!(paused.elapsed() >= Duration::from_millis(290), "{:?}", paused.elapsed());
+        drop(turn);
+        // Calls sitting out a pause count against the queue: past it, refused at once.
+        client.pause(Surface::Transaction, Duration::from_secs(2));
+        let sitting: Vec<_> = (0..WAITING_PER_PLACE)
+            .map(|_| Box::pin(client.turn(Surface::Transaction, later)))
+            .collect();
+        let mut sitting = futures_util::future::select_all(sitting);
+        assert!(futures_util::poll!(&mut sitting).is_pending());
+        let refused = client.turn(Surface::Transaction, later).await.unwrap_err();
+        assert_eq!(refused.code, "IM1-4010");
     }
 
     #[tokio::test]

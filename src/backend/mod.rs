@@ -58,6 +58,8 @@ pub struct PracticeBackend {
     pub supplier: Supplier,
     pub policy: crate::config::PracticePolicy,
     dialect: Dialect,
+    /// The dialect's HTTP client (shared with it), for how busy the practice is.
+    client: HttpClient,
 }
 
 /// Every configured practice, by ODS code.
@@ -81,6 +83,7 @@ impl Backend {
         let mut map = HashMap::new();
         for practice in practices {
             let http = HttpClient::new(settings.clone(), pace::Pace::new(&practice.pace))?;
+            let client = http.clone();
             let dialect = match &practice.credentials {
                 Credentials::Emis(creds) => Dialect::Emis(emis::Emis::new(
                     &practice.ods,
@@ -113,6 +116,7 @@ impl Backend {
                     supplier: practice.supplier,
                     policy: practice.policy.clone(),
                     dialect,
+                    client,
                 },
             );
         }
@@ -133,6 +137,11 @@ impl Backend {
         self.practices.get(ods)
     }
 
+    /// Whether any practice has native calls waiting for a place: a request then asks one thing at a time.
+    pub fn is_queueing(&self) -> bool {
+        self.practices.values().any(|p| p.client.is_queueing())
+    }
+
     pub fn practices(&self) -> impl Iterator<Item = &PracticeBackend> {
         self.practices.values()
     }
@@ -142,7 +151,7 @@ impl PracticeBackend {
     /// Makes one native call; `calls` receives what was sent, for the audit trail.
     /// A read the request has already made is shared, not made again (see `shared_replies`).
     pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<NativeReply> {
-        let body = shared_replies::read(&self.ods, call, || async {
+        let body = shared_replies::read(&self.ods, call, self.is_read(call.request), || async {
             match &self.dialect {
                 Dialect::Emis(emis) => emis.call(call, calls).await,
                 Dialect::Medicus(medicus) => medicus.call(call, calls).await,
@@ -155,6 +164,16 @@ impl PracticeBackend {
 }
 
 impl PracticeBackend {
+    /// Whether a native request only reads (never changes the record), as its dialect says.
+    fn is_read(&self, request: &Value) -> bool {
+        match &self.dialect {
+            Dialect::SystmOne(_) => systmone::is_read(request),
+            Dialect::Emis(_) | Dialect::Medicus(_) => {
+                HttpCallSpec::read(request).is_ok_and(|spec| spec.method == http::Method::GET)
+            }
+        }
+    }
+
     /// The native keys of the records a patient's linkage opens at this practice: their own first, then those
     /// they act for through proxy access. Session knowledge, so each dialect answers from its own flow; every
     /// patient-facing call and every returned item is checked against it, so a patient's token can never be

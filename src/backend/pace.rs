@@ -53,6 +53,12 @@ impl Pace {
         }
     }
 
+    /// Whether the supplier has asked for no calls on a surface now.
+    pub fn is_paused(&self, surface: Surface) -> bool {
+        let until = self.paused[side(surface)].lock().ok().and_then(|p| *p);
+        until.is_some_and(|until| until > Instant::now())
+    }
+
     /// Waits out a pause the supplier asked for on a surface; refuses at once (503, with the `Retry-After`
     /// left) when the pause outlasts the call's deadline.
     pub async fn sit_out_pause(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {

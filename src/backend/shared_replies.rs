@@ -5,13 +5,12 @@
 //! first one got, or waits for it while it is in flight, so the supplier is asked once.
 //!
 //! The replies live in a task-local set up per request ([`within_request`]): they end with it and cannot reach
-//! another request, whoever sends it. Outside one (unit tests, tools) every call is made. Writes are never
-//! shared.
+//! another request, whoever sends it. Outside one (unit tests, tools) every call is made. Only reads are
+//! shared, as each dialect tells them (an HTTP GET; a SystmOne function or message known to read).
 
 use super::NativeCall;
 use crate::fhir::FhirResult;
 use crate::mapping::node::Native;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -33,17 +32,18 @@ pub async fn within_request<F: Future>(handling: F) -> F::Output {
     REPLIES.scope(Replies::default(), handling).await
 }
 
-/// The reply to a call: made by `make`, or shared with an identical read already made (or in flight) in this
-/// request.
-pub async fn read<Make, Made>(ods: &str, call: &NativeCall<'_>, make: Make) -> FhirResult<Arc<Native>>
+/// The reply to a call: made by `make`, or, for a read (as its dialect tells), shared with an identical read
+/// already made (or in flight) in this request.
+pub async fn read<Make, Made>(ods: &str, call: &NativeCall<'_>, is_read: bool, make: Make) -> FhirResult<Arc<Native>>
 where
     Make: FnOnce() -> Made,
     Made: Future<Output = FhirResult<Native>>,
 {
     let made = || async { make().await.map(Arc::new) };
-    let Some(key) = read_key(ods, call) else {
+    if !is_read {
         return made().await;
-    };
+    }
+    let key = read_key(ods, call);
     let cell = REPLIES.try_with(|replies| {
         let mut replies = replies.0.lock().ok()?;
         Some(replies.entry(key).or_default().clone())
@@ -55,20 +55,16 @@ where
     }
 }
 
-/// What identifies a read: everything that shapes the native call and its answer. `None` for a write.
-fn read_key(ods: &str, call: &NativeCall<'_>) -> Option<String> {
-    let method = call.request.get("method").and_then(Value::as_str).unwrap_or("GET");
-    if !method.eq_ignore_ascii_case("GET") {
-        return None;
-    }
+/// What identifies a read: everything that shapes the native call and its answer.
+fn read_key(ods: &str, call: &NativeCall<'_>) -> String {
     // Unit separators: no part can run into the next.
-    Some(format!(
+    format!(
         "{ods}\u{1f}{:?}\u{1f}{}\u{1f}{}\u{1f}{}",
         call.surface,
         call.patient_nhs.unwrap_or_default(),
         call.record.unwrap_or_default(),
         call.request
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -76,7 +72,7 @@ mod tests {
     use super::*;
     use crate::fhir::FhirError;
     use crate::mapping::Surface;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn call<'a>(request: &'a Value, record: Option<&'a str>) -> NativeCall<'a> {
@@ -103,25 +99,27 @@ mod tests {
         within_request(async {
             // Asked twice at once, and once more after: one call.
             let (first, second) = (call(&staff, None), call(&staff, None));
-            let (a, b) = tokio::join!(read("Y1", &first, make), read("Y1", &second, make));
-            let c = read("Y1", &call(&staff, None), make).await;
+            let (a, b) = tokio::join!(read("Y1", &first, true, make), read("Y1", &second, true, make));
+            let c = read("Y1", &call(&staff, None), true, make).await;
             for reply in [a, b, c] {
                 assert_eq!(*reply.unwrap(), Native::from(1u64));
             }
             // Another practice, another record, another request: calls of their own.
-            read("Y2", &call(&staff, None), make).await.unwrap();
-            read("Y1", &call(&staff, Some("patient-2")), make).await.unwrap();
-            read("Y1", &call(&journal, None), make).await.unwrap();
+            read("Y2", &call(&staff, None), true, make).await.unwrap();
+            read("Y1", &call(&staff, Some("patient-2")), true, make).await.unwrap();
+            read("Y1", &call(&journal, None), true, make).await.unwrap();
             // Writes are always made.
-            read("Y1", &call(&booking, None), make).await.unwrap();
-            read("Y1", &call(&booking, None), make).await.unwrap();
+            read("Y1", &call(&booking, None), false, make).await.unwrap();
+            read("Y1", &call(&booking, None), false, make).await.unwrap();
         })
         .await;
         assert_eq!(made.load(Ordering::SeqCst), 6);
         // Another request shares nothing with the first; outside one, nothing is shared.
-        within_request(read("Y1", &call(&staff, None), make)).await.unwrap();
-        read("Y1", &call(&staff, None), make).await.unwrap();
-        read("Y1", &call(&staff, None), make).await.unwrap();
+        within_request(read("Y1", &call(&staff, None), true, make))
+            .await
+            .unwrap();
+        read("Y1", &call(&staff, None), true, make).await.unwrap();
+        read("Y1", &call(&staff, None), true, make).await.unwrap();
         assert_eq!(made.load(Ordering::SeqCst), 9);
     }
 }

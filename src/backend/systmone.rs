@@ -44,6 +44,27 @@ const WRITES: &[&str] = &[
     "CancelAppointment",
 ];
 
+/// Patient Facing Services messages that only read (those the mappings send); any other is taken to write.
+const PFS_READS: &[&str] = &[
+    "Authenticate",
+    "RequestPatientRecord",
+    "RequestBinaryData",
+    "ViewAppointments",
+];
+
+/// Whether a request only reads: a Client Integration function that is not a write, or a PFS message known to
+/// read.
+pub fn is_read(request: &Value) -> bool {
+    match (
+        request.get("function").and_then(Value::as_str),
+        request.get("message").and_then(Value::as_str),
+    ) {
+        (Some(function), None) => !WRITES.contains(&function),
+        (None, Some(message)) => PFS_READS.contains(&message),
+        _ => false,
+    }
+}
+
 pub struct SystmOne {
     ods: String,
     base: String,
@@ -585,4 +606,24 @@ fn broken() -> FhirError {
         "IM1-4004",
         "the native system closed the connection or sent a broken reply",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_reads_are_taken_for_reads() {
+        assert!(is_read(&json!({ "function": "GetPatientRecord" })));
+        assert!(is_read(&json!({ "message": "RequestPatientRecord" })));
+        for write in [
+            json!({ "function": "BookAppointment" }),
+            json!({ "message": "BookAppointment" }),
+            json!({ "message": "RequestMedication" }),
+            json!({ "path": "record" }),
+        ] {
+            assert!(!is_read(&write), "{write}");
+        }
+    }
 }
