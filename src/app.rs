@@ -438,21 +438,16 @@ async fn dispatch(
     match interaction.kind {
         Kind::Capabilities => {
             interaction.refuse_not_taken()?;
-            // `_summary` and `_elements` give a subset of it, marked so, as of any resource read.
-            let shaped = |statement: Value| match (interaction.summary, interaction.elements.is_empty()) {
-                (None, true) => statement,
-                (summary, _) => bundle::shape(statement, summary, &interaction.elements),
-            };
             // `mode` (R4): full and normative are this statement; terminology, what the ConceptMaps cover.
             let mode = interaction.params.iter().find(|p| p.name == "mode");
             match mode.and_then(|p| p.values.first()).map(String::as_str) {
                 None | Some("full" | "normative") => {}
                 Some("terminology") => {
-                    return Ok(shaped(capability::terminology_capabilities(
+                    return Ok(capability::terminology_capabilities(
                         &state.registry,
                         base,
                         &state.started,
-                    )))
+                    ))
                 }
                 Some(_) => {
                     return Err(FhirError::bad_request("IM1-1210", "mode is full, normative or terminology").at("mode"))
@@ -461,7 +456,7 @@ async fn dispatch(
             // The statement depends only on the loaded mappings, the practices and the base URL: made once per
             // base (a handful: one per host name clients use), then served from memory.
             if let Some(statement) = state.capabilities.lock().ok().and_then(|c| c.get(base).cloned()) {
-                return Ok(shaped(statement));
+                return Ok(statement);
             }
             let practices: Vec<PracticeInfo> = state
                 .backend
@@ -479,7 +474,7 @@ async fn dispatch(
                     cache.insert(base.to_string(), statement.clone());
                 }
             }
-            return Ok(shaped(statement));
+            return Ok(statement);
         }
         Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.smart)),
         _ => {}

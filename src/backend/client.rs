@@ -145,7 +145,9 @@ impl HttpClient {
             Surface::Patient => 1,
         };
         loop {
-            let queued = self.queue(side)?;
+            // A pause the deadline cannot outlast is refused before queueing, saying when to come back.
+            self.pace.refuse_if_pause_outlasts(surface, deadline)?;
+            let queued = self.queue(surface, side)?;
             // A pause the supplier asked for is sat out in the queue, holding no place: bounded as any wait.
             self.pace.sit_out_pause(surface, deadline).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -167,12 +169,16 @@ impl HttpClient {
         self.waiting.iter().any(|w| w.load(Ordering::Acquire) > 0)
     }
 
-    /// A place in a surface's queue; refused at once (503) when the queue is full.
-    fn queue(&self, side: usize) -> FhirResult<Waiting<'_>> {
+    /// A place in a surface's queue; refused at once (503) when the queue is full: while the supplier's pause
+    /// lasts, saying when it ends.
+    fn queue(&self, surface: Surface, side: usize) -> FhirResult<Waiting<'_>> {
         let waiting = &self.waiting[side];
         let most = self.settings.max_in_flight * WAITING_PER_PLACE;
         if waiting.fetch_add(1, Ordering::AcqRel) >= most {
             waiting.fetch_sub(1, Ordering::AcqRel);
+            if let Some(left) = self.pace.pause_left(surface) {
+                return Err(super::pace::paused(left));
+            }
             return Err(FhirError::unavailable(
                 "IM1-4010",
                 format!("the GP system is slow to answer and {most} calls already wait for it; try again"),
@@ -630,8 +636,9 @@ mod tests {
             .collect();
         let mut sitting = futures_util::future::select_all(sitting);
         assert!(futures_util::poll!(&mut sitting).is_pending());
+        // Refused saying when the pause ends, not that the system is slow.
         let refused = client.turn(Surface::Transaction, later).await.unwrap_err();
-        assert_eq!(refused.code, "IM1-4010");
+        assert_eq!((refused.code, refused.retry_after), ("IM1-4011", Some(2)));
     }
 
     #[tokio::test]

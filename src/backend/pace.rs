@@ -27,6 +27,15 @@ pub struct Pace {
     paused: [Mutex<Option<Instant>>; 2],
 }
 
+/// The refusal of a call the supplier's pause will not let go in time: when to come back, to the second.
+pub fn paused(left: Duration) -> FhirError {
+    FhirError::unavailable(
+        "IM1-4011",
+        "the GP system asked this server to pause its calls to this practice; try again later",
+    )
+    .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
+}
+
 fn side(surface: Surface) -> usize {
     match surface {
         Surface::Transaction => 0,
@@ -53,28 +62,33 @@ impl Pace {
         }
     }
 
+    /// How long the pause the supplier asked for on a surface still lasts, if one does.
+    pub fn pause_left(&self, surface: Surface) -> Option<Duration> {
+        let until = self.paused[side(surface)].lock().ok().and_then(|p| *p)?;
+        Some(until.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
+    }
+
     /// Whether the supplier has asked for no calls on a surface now.
     pub fn is_paused(&self, surface: Surface) -> bool {
-        let until = self.paused[side(surface)].lock().ok().and_then(|p| *p);
-        until.is_some_and(|until| until > Instant::now())
+        self.pause_left(surface).is_some()
+    }
+
+    /// Refuses a call at once (503, with the `Retry-After` left) when the pause on its surface outlasts its
+    /// deadline.
+    pub fn refuse_if_pause_outlasts(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
+        match self.pause_left(surface) {
+            Some(left) if Instant::now() + left >= deadline => Err(paused(left)),
+            _ => Ok(()),
+        }
     }
 
     /// Waits out a pause the supplier asked for on a surface; refuses at once (503, with the `Retry-After`
     /// left) when the pause outlasts the call's deadline.
     pub async fn sit_out_pause(&self, surface: Surface, deadline: Instant) -> FhirResult<()> {
-        let until = self.paused[side(surface)].lock().ok().and_then(|p| *p);
-        let Some(until) = until.filter(|until| *until > Instant::now()) else {
-            return Ok(());
-        };
-        if until >= deadline {
-            let left = until.saturating_duration_since(Instant::now());
-            return Err(FhirError::unavailable(
-                "IM1-4011",
-                "the GP system asked this server to pause its calls to this practice; try again later",
-            )
-            .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)));
+        self.refuse_if_pause_outlasts(surface, deadline)?;
+        if let Some(left) = self.pause_left(surface) {
+            tokio::time::sleep(left).await;
         }
-        tokio::time::sleep_until(until.into()).await;
         Ok(())
     }
 

@@ -174,9 +174,7 @@ impl Interaction {
             return Ok(());
         };
         let takes = match self.kind {
-            Kind::Capabilities => {
-                "the capability statement, which takes mode, _format, _pretty, _summary and _elements"
-            }
+            Kind::Capabilities => "the capability statement, which takes mode, _format and _pretty (it is given whole)",
             _ => "a read, which takes _format, _pretty, _summary and _elements",
         };
         Err(FhirError::bad_request(
@@ -473,14 +471,16 @@ pub fn printable(s: &str) -> String {
 }
 
 /// Whether an interaction takes a parameter at all. A read takes only what shapes the one resource it gives
-/// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, those and its
-/// `mode`. Every other interaction checks its own (search parameters by the mapping, an operation's by
+/// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, given whole, its
+/// `mode` and the format (with no table of its summary elements, a subset of it would lack what it must hold). Every other interaction checks its own (search parameters by the mapping, an operation's by
 /// the operation).
 fn takes_param(kind: &Kind, name: &str) -> bool {
     match kind {
         Kind::Read => matches!(name, "_format" | "_pretty" | "_summary" | "_elements"),
-        Kind::Capabilities => matches!(name, "_format" | "_pretty" | "_summary" | "_elements" | "mode"),
-        _ => true,
+        Kind::Capabilities => matches!(name, "_format" | "_pretty" | "mode"),
+        Kind::Search | Kind::Operation(_) => true,
+        // Not offered here (405 whatever they are given), or not FHIR (the SMART configuration): nothing is read.
+        _ => name == "_format",
     }
 }
 
@@ -557,7 +557,7 @@ fn apply_params(interaction: &mut Interaction, pairs: Vec<(String, String)>) -> 
                     "true" => Summary::True,
                     "text" => Summary::Text,
                     "data" => Summary::Data,
-                    "count" if matches!(interaction.kind, Kind::Read | Kind::VRead | Kind::Capabilities) => {
+                    "count" if matches!(interaction.kind, Kind::Read | Kind::VRead) => {
                         return Err(bad(
                             "_summary=count counts a search's matches; a read has none to count".into(),
                         ))
@@ -762,17 +762,15 @@ mod tests {
         lenient.insert("prefer", "handling=lenient".parse().unwrap());
         let read = parse(&Method::GET, "Patient/abc-1", Some("foo=bar&_count=3"), &lenient).unwrap();
         assert!(read.refuse_not_taken().is_ok());
-        // The capability statement takes its mode and what shapes it.
-        let statement = get("metadata", "mode=terminology&_format=json&_summary=true").unwrap();
+        // The capability statement takes its mode and the format; it is given whole.
+        let statement = get("metadata", "mode=terminology&_format=json").unwrap();
         assert!(statement.refuse_not_taken().is_ok());
-        assert_eq!(
-            get("metadata", "foo=bar")
-                .unwrap()
-                .refuse_not_taken()
-                .unwrap_err()
-                .status,
-            400
-        );
+        for query in ["foo=bar", "_summary=true", "_elements=fhirVersion"] {
+            let refused = get("metadata", query).unwrap().refuse_not_taken().unwrap_err();
+            assert_eq!(refused.status, 400, "{query}");
+        }
+        // What an interaction not offered is given is not read: it is a 405 whatever it holds.
+        assert!(get("Patient/abc-1/_history", "_count=abc&_summary=count").is_ok());
         // Another interaction checks its own.
         assert!(get("Patient", "foo=bar").unwrap().not_taken.is_empty());
     }
