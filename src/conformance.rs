@@ -190,6 +190,15 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                     .at(p.name.clone()));
                 }
             }
+            // Its answer is a Parameters resource, neither paged nor shaped: what would do either is refused
+            // rather than silently dropped (ignored under lenient handling).
+            if let (Some(name), Handling::Strict) = (interaction.result_params_given().first(), interaction.handling) {
+                return Err(FhirError::bad_request(
+                    "IM1-1211",
+                    format!("$translate gives one Parameters resource; '{name}' does not apply to it"),
+                )
+                .at(*name));
+            }
             if param("reverse").is_some_and(|r| r != "false") {
                 return Err(FhirError::bad_request(
                     "IM1-1211",

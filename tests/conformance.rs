@@ -100,12 +100,26 @@ async fn concept_maps_are_read_searched_and_translate_codes() {
     )
     .await;
     assert_eq!(elsewhere["parameter"][0]["valueBoolean"], false, "{elsewhere}");
-    for refused in ["reverse=true", "conceptMapVersion=2"] {
+    for refused in [
+        "reverse=true",
+        "conceptMapVersion=2",
+        "_count=1",
+        "_elements=parameter",
+        "_sort=code",
+    ] {
         let query = format!(
             "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&{refused}"
         );
         outcome(proxy.get(&query, &t).await, 400).await;
     }
+    // What would page or shape a search's answer is ignored under lenient handling, as FHIR says.
+    let lenient = proxy
+        .get_lenient(
+            "ConceptMap/emis-code-id/$translate?system=https://im1-fhir.dev/emis/code-id&code=10000053&_count=1",
+            &t,
+        )
+        .await;
+    assert_eq!(lenient.json::<Value>().await.unwrap(), translated);
 
     // Searches: a comma is any of, a repetition all of, a modifier is refused; lenient drops the unknown.
     let ids_of = |bundle: &Value| -> Vec<String> {

@@ -154,6 +154,24 @@ impl Interaction {
         .map(|(name, _)| name)
     }
 
+    /// The result parameters given that only a search's or a read's answer takes (`_count`, `_page`,
+    /// `_summary`, `_elements` and those of [`Interaction::page_shaping`]): for an operation whose answer is
+    /// none of those to refuse.
+    pub fn result_params_given(&self) -> Vec<&'static str> {
+        let mut given: Vec<&'static str> = [
+            ("_count", self.count.is_some()),
+            ("_page", self.page.is_some()),
+            ("_summary", self.summary.is_some()),
+            ("_elements", !self.elements.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(name, _)| name)
+        .collect();
+        given.extend(self.page_shaping());
+        given
+    }
+
     /// The parameters that shape how every page is written (`_format`, `_pretty`), for page links. They do not
     /// change what matches, so page tokens are not bound to them.
     pub fn output_query(&self) -> String {
