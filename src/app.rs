@@ -878,10 +878,7 @@ async fn everything(
         match read {
             Ok(item) if filter.keeps(&item, &state.registry) => matches.push(item),
             Ok(_) => {}
-            Err(e) if e.status.is_server_error() => {
-                record_ops::say_unread(&e, resource_type, "the record", &mut warnings)
-            }
-            Err(e) => record_ops::say_type_refusal(&e, &format!("{resource_type} was left out"), &mut warnings),
+            Err(e) => record_ops::say_unread(&e, resource_type, "the record", &mut warnings),
         }
     }
     let named_by_record = if search_for_supporting { &referrers[..] } else { &[] };

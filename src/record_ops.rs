@@ -520,7 +520,7 @@ pub fn say_unread(e: &crate::fhir::FhirError, resource_type: &str, by: &str, war
 
 /// A read refused for its type (scopes, no mapping for this kind of user) or for its kind of item (a practice's
 /// document policy) tells nothing about one item: it is said, once. Any other refusal leaves the item absent.
-pub fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
+fn say_type_refusal(e: &crate::fhir::FhirError, what: &str, warnings: &mut Vec<Value>) {
     if is_type_refusal(e) {
         push_once(
             warnings,

@@ -74,12 +74,6 @@ fn options() -> SimOptions {
     common::fixed_options(1, 6)
 }
 
-/// A GET as a token, with the request id the audit trail will show.
-async fn get_as(proxy: &Proxy, path: &str, token: &str, request_id: &str) -> reqwest::Response {
-    let request = proxy.client.get(proxy.url(path)).bearer_auth(token);
-    request.header("x-request-id", request_id).send().await.unwrap()
-}
-
 async fn auditor_search(proxy: &Proxy, query: &str) -> Vec<Value> {
     let t = token(Role::Auditor, &["Y90001"]);
     common::search_matches(proxy, &format!("AuditEvent?{query}"), &t).await
@@ -433,7 +427,7 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
     for (ods, id) in [("Y90001", "at-emis"), ("Y90002", "at-tpp")] {
         let clinician = token(Role::Clinician, &[ods]);
-        let response = get_as(&proxy, search, &clinician, id).await;
+        let response = common::get_as(&proxy, search, &clinician, id).await;
         assert_eq!(response.status(), 200);
     }
     let seen_by = |ods: &'static str| {
@@ -453,25 +447,28 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let patient = common::search_matches(&proxy, search, &tpp_only).await;
     let patient = patient[0]["id"].as_str().unwrap().to_string();
     for id in ["read-1", "read-2"] {
-        let response = get_as(&proxy, &format!("Patient/{patient}"), &both, id).await;
+        let response = common::get_as(&proxy, &format!("Patient/{patient}"), &both, id).await;
         assert_eq!(response.status(), 200);
     }
     // Practice data too (no patient to file it by): a TPP practitioner read twice, the second from the cache.
     let practitioners = common::search_matches(&proxy, "Practitioner", &tpp_only).await;
     let practitioner = practitioners[0]["id"].as_str().unwrap().to_string();
     for id in ["staff-1", "staff-2"] {
-        let response = get_as(&proxy, &format!("Practitioner/{practitioner}"), &both, id).await;
+        let response = common::get_as(&proxy, &format!("Practitioner/{practitioner}"), &both, id).await;
         assert_eq!(response.status(), 200);
     }
     // An EMIS user trying that TPP patient: an attempt both practices' auditors see (their user's, TPP's patient).
     let emis_only = token(Role::Clinician, &["Y90001"]);
-    let response = get_as(&proxy, &format!("Patient/{patient}"), &emis_only, "cross-try").await;
+    let response = common::get_as(&proxy, &format!("Patient/{patient}"), &emis_only, "cross-try").await;
     assert_eq!(response.status(), 404);
     // A user of both refused on a TPP patient's record, and searching one TPP patient by id: TPP's alone.
     let refused = format!("Condition?patient={patient}&colour=blue");
-    assert_eq!(get_as(&proxy, &refused, &both, "refused-tpp").await.status(), 400);
+    assert_eq!(
+        common::get_as(&proxy, &refused, &both, "refused-tpp").await.status(),
+        400
+    );
     let by_id = format!("Patient?_id={patient}");
-    assert_eq!(get_as(&proxy, &by_id, &both, "by-id-tpp").await.status(), 200);
+    assert_eq!(common::get_as(&proxy, &by_id, &both, "by-id-tpp").await.status(), 200);
     // Ids of no practice ask none, and the other parameters are still checked (or, lenient, said dropped).
     let unknown = "Practitioner?_id=junk&colour=blue";
     outcome(proxy.get(unknown, &both).await, 400).await;
@@ -490,7 +487,10 @@ async fn an_auditor_reads_their_practices_trail_and_nothing_of_the_record() {
     let emis_patient = common::search_matches(&proxy, search, &emis_only).await;
     let emis_patient = format!("Patient/{}", emis_patient[0]["id"].as_str().unwrap());
     let nobody = token(Role::Clinician, &[]);
-    assert_eq!(get_as(&proxy, search, &nobody, "no-practice").await.status(), 403);
+    assert_eq!(
+        common::get_as(&proxy, search, &nobody, "no-practice").await.status(),
+        403
+    );
     for (ods, own_patient) in [
         ("Y90001", emis_patient.clone()),
         ("Y90002", format!("Patient/{patient}")),
@@ -597,7 +597,7 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
         (format!("Patient?_id={other}"), 200, "try-id"),
         (format!("Condition?_id={item}"), 200, "try-item-id"),
     ] {
-        let response = get_as(&proxy, &path, &intruder, id).await;
+        let response = common::get_as(&proxy, &path, &intruder, id).await;
         assert_eq!(response.status().as_u16(), status, "{path}");
     }
     let found: BTreeSet<String> = auditor_search(&proxy, &format!("patient={other}&_count=200"))
@@ -617,7 +617,7 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
     }
     // A patient's own appointments, searched without naming them: filed under them (an Appointment names
     // its patient among its participants).
-    let response = get_as(&proxy, "Appointment", &intruder, "own-appointments").await;
+    let response = common::get_as(&proxy, "Appointment", &intruder, "own-appointments").await;
     let booked: Value = response.json().await.unwrap();
     assert!(!common::matches(&booked).is_empty(), "{booked}");
     let own = common::search_matches(&proxy, "Patient?identifier=9000000009", &clinician).await;
@@ -630,7 +630,10 @@ async fn refused_and_empty_attempts_on_a_patient_are_found_by_that_patient() {
     assert!(found.contains("own-appointments"), "{found:?}");
     // A sort this server cannot follow is refused before any GP system is asked.
     let bad_sort = format!("AllergyIntolerance?patient={other}&_sort=colour");
-    assert_eq!(get_as(&proxy, &bad_sort, &clinician, "bad-sort").await.status(), 400);
+    assert_eq!(
+        common::get_as(&proxy, &bad_sort, &clinician, "bad-sort").await.status(),
+        400
+    );
     let event = common::audit_events(&proxy)
         .into_iter()
         .find(|e| common::audited_request_id(e).as_deref() == Some("bad-sort"))
@@ -656,18 +659,22 @@ async fn tokens_sent_outside_the_header_are_not_kept_in_the_trail() {
         .header("x-request-id", "token-in-query");
     assert_eq!(lenient.send().await.unwrap().status(), 200);
     assert_eq!(
-        get_as(&proxy, &in_query, &clinician, "token-in-strict-query")
+        common::get_as(&proxy, &in_query, &clinician, "token-in-strict-query")
             .await
             .status(),
         400
     );
     assert_eq!(
-        get_as(&proxy, &clinician, &clinician, "token-in-path").await.status(),
+        common::get_as(&proxy, &clinician, &clinician, "token-in-path")
+            .await
+            .status(),
         404
     );
     let password = "Patient?identifier=9000000009&password:exact=hunter2-secret";
     assert_eq!(
-        get_as(&proxy, password, &clinician, "password-in-query").await.status(),
+        common::get_as(&proxy, password, &clinician, "password-in-query")
+            .await
+            .status(),
         400
     );
     let events = common::audit_events(&proxy);

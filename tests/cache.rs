@@ -15,16 +15,6 @@ use std::time::Duration;
 
 const SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
 
-/// The AuditEvent of one request: whether it was a cache hit, and how many native calls it made.
-fn audited(proxy: &Proxy, request_id: &str) -> (String, usize) {
-    let events = common::audit_events(proxy);
-    let event = events
-        .iter()
-        .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
-        .unwrap_or_else(|| panic!("no AuditEvent for {request_id}"));
-    common::cache_and_calls(event)
-}
-
 async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = proxy
         .client
@@ -51,13 +41,13 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
 
     let (status, first) = get_as(&proxy, SEARCH, &clinician, "c-1", &[]).await;
     assert_eq!(status, 200);
-    let (cache, calls) = audited(&proxy, "c-1");
+    let (cache, calls) = common::audited(&proxy, "c-1");
     assert_eq!(cache, "miss");
     assert!(calls >= 1, "the first search calls the native system");
     let (_, second) = get_as(&proxy, SEARCH, &clinician, "c-2", &[]).await;
     assert_eq!(matches(&first), matches(&second), "the same answer");
     assert_eq!(
-        audited(&proxy, "c-2"),
+        common::audited(&proxy, "c-2"),
         ("hit".to_string(), 0),
         "no native call the second time"
     );
@@ -69,12 +59,12 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
     let colleague = scoped(Role::Clinician, "user/*.rs");
     let (status, _) = get_as(&proxy, &format!("Patient/{id}"), &colleague, "c-4", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(audited(&proxy, "c-4"), ("hit".to_string(), 0));
+    assert_eq!(common::audited(&proxy, "c-4"), ("hit".to_string(), 0));
 
     // Cache-Control: no-cache goes to the native system (and refreshes the entry).
     let (status, _) = get_as(&proxy, SEARCH, &clinician, "c-5", &[("cache-control", "no-cache")]).await;
     assert_eq!(status, 200);
-    let (cache, calls) = audited(&proxy, "c-5");
+    let (cache, calls) = common::audited(&proxy, "c-5");
     assert_eq!(cache, "miss");
     assert!(calls >= 1);
 
@@ -92,7 +82,7 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
     let statuses = burst.join_all().await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let loads = (0..8)
-        .filter(|i| audited(&proxy, &format!("burst-{i}")).0 == "miss")
+        .filter(|i| common::audited(&proxy, &format!("burst-{i}")).0 == "miss")
         .count();
     assert_eq!(loads, 1, "concurrent identical searches share one native load");
 
@@ -125,7 +115,7 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
     );
     let (status, labs) = get_as(&proxy, &observations, &lab_only, "v-2", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(audited(&proxy, "v-2").0, "hit");
+    assert_eq!(common::audited(&proxy, "v-2").0, "hit");
     let labs = matches(&labs);
     assert!(!labs.is_empty());
     assert!(labs.iter().all(|o| o["category"].to_string().contains("laboratory")));
@@ -140,7 +130,7 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
     let system = token(Role::System, &["Y90001"]);
     let (status, without) = get_as(&proxy, &allergies, &system, "v-4", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(audited(&proxy, "v-4").0, "hit");
+    assert_eq!(common::audited(&proxy, "v-4").0, "hit");
     // The same allergies, each without its note.
     assert_eq!(matches(&without).len(), matches(&with_notes).len());
     assert!(matches(&without).iter().all(|c| c.get("note").is_none()));
@@ -160,7 +150,7 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
     let (status, own) = get_as(&proxy, &observations, &patient, "v-7", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(
-        audited(&proxy, "v-7").0,
+        common::audited(&proxy, "v-7").0,
         "miss",
         "the patient-facing answer is its own entry"
     );
@@ -178,7 +168,7 @@ async fn a_cached_answer_never_carries_one_principals_view_to_another() {
     let eighth = common::patient_token(&eighth, "Y90001");
     let (status, own_problems) = get_as(&proxy, &problems, &eighth, "v-10", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(audited(&proxy, "v-10").0, "miss");
+    assert_eq!(common::audited(&proxy, "v-10").0, "miss");
     let own_problems = matches(&own_problems);
     assert_eq!(own_problems.len(), full_problems.len() - confidential);
     assert!(own_problems.iter().all(|c| !common::restricted(c)));
@@ -203,10 +193,10 @@ async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
     let clinician = token(Role::Clinician, &["Y90001"]);
     get_as(&proxy, SEARCH, &clinician, "t-1", &[]).await;
     get_as(&proxy, SEARCH, &clinician, "t-2", &[]).await;
-    assert_eq!(audited(&proxy, "t-2").0, "hit");
+    assert_eq!(common::audited(&proxy, "t-2").0, "hit");
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     get_as(&proxy, SEARCH, &clinician, "t-3", &[]).await;
-    assert_eq!(audited(&proxy, "t-3").0, "miss", "expired");
+    assert_eq!(common::audited(&proxy, "t-3").0, "miss", "expired");
     proxy.stop().await;
 
     let off = CacheConfig {
@@ -216,7 +206,7 @@ async fn entries_expire_and_a_zero_lifetime_switches_the_cache_off() {
     let proxy = Proxy::start_cached(sims.practices(), sims.linkage(), off).await;
     for i in 0..2 {
         get_as(&proxy, SEARCH, &clinician, &format!("o-{i}"), &[]).await;
-        assert_eq!(audited(&proxy, &format!("o-{i}")).0, "miss");
+        assert_eq!(common::audited(&proxy, &format!("o-{i}")).0, "miss");
     }
     proxy.stop().await;
     sims.shutdown().await;
@@ -234,11 +224,11 @@ async fn a_patients_linkage_is_looked_up_once_not_on_every_request() {
         let fresh = [("cache-control", "no-cache")];
         let (status, _) = get_as(&proxy, "Condition", &t, &format!("l-1-{ods}"), &fresh).await;
         assert_eq!(status, 200, "{ods}");
-        let (_, first) = audited(&proxy, &format!("l-1-{ods}"));
+        let (_, first) = common::audited(&proxy, &format!("l-1-{ods}"));
         for i in 2..=4 {
             let (status, _) = get_as(&proxy, "Condition", &t, &format!("l-{i}-{ods}"), &fresh).await;
             assert_eq!(status, 200, "{ods}");
-            let (_, later) = audited(&proxy, &format!("l-{i}-{ods}"));
+            let (_, later) = common::audited(&proxy, &format!("l-{i}-{ods}"));
             assert!(
                 later < first,
                 "{ods}: request {i} made {later} native calls, the first {first}"

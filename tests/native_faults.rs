@@ -88,15 +88,10 @@ async fn a_failing_partner_token_endpoint_is_not_asked_again_at_once() {
     let t = token(Role::Clinician, &["Y90001"]);
     let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
     for id in ["first", "again"] {
-        let request = proxy
-            .client
-            .get(proxy.url(search))
-            .bearer_auth(&t)
-            .header("x-request-id", id);
-        let body = common::outcome(request.send().await.unwrap(), 502).await;
+        let body = common::outcome(common::get_as(&proxy, search, &t, id).await, 502).await;
         assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-4500", "{id}");
     }
-    let calls = |id: &str| native_calls(&proxy, id);
+    let calls = |id: &str| common::audited(&proxy, id).1;
     assert_eq!((calls("first"), calls("again")), (1, 0));
     proxy.stop().await;
     sims.shutdown().await;
@@ -166,12 +161,7 @@ async fn a_pause_the_supplier_asks_for_is_kept() {
     let t = token(Role::Clinician, &["Y90002"]);
     let mut codes = Vec::new();
     for id in ["asked", "paused"] {
-        let request = proxy
-            .client
-            .get(proxy.url(search))
-            .bearer_auth(&t)
-            .header("x-request-id", id);
-        let response = request.send().await.unwrap();
+        let response = common::get_as(&proxy, search, &t, id).await;
         let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=5).contains(&retry_after), "{id}: {retry_after}");
         let body = common::outcome(response, 503).await;
@@ -183,21 +173,11 @@ async fn a_pause_the_supplier_asks_for_is_kept() {
         );
     }
     assert_eq!(codes, ["IM1-4503", "IM1-4011"]);
-    let calls = |id: &str| native_calls(&proxy, id);
+    let calls = |id: &str| common::audited(&proxy, id).1;
     assert_eq!((calls("asked"), calls("paused")), (1, 0));
     // Another practice is not held back.
     let emis = proxy.get(search, &token(Role::Clinician, &["Y90001"])).await;
     assert_eq!(emis.status(), 200);
     proxy.stop().await;
     sims.shutdown().await;
-}
-
-/// How many native calls the request with this id made, as its AuditEvent records them.
-fn native_calls(proxy: &Proxy, request_id: &str) -> usize {
-    let events = common::audit_events(proxy);
-    let event = events
-        .iter()
-        .find(|e| common::audited_request_id(e).as_deref() == Some(request_id))
-        .unwrap_or_else(|| panic!("no AuditEvent for {request_id}"));
-    common::cache_and_calls(event).1
 }

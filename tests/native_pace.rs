@@ -92,12 +92,8 @@ async fn a_request_asks_each_native_question_once() {
     for prescribed in ["Medication", "MedicationRequest", "MedicationStatement"] {
         assert!(count(prescribed) >= 1, "{prescribed}: {types:?}");
     }
-    let events = common::audit_events(&proxy);
     for id in ["everything-1", "everything-2"] {
-        let event = events
-            .iter()
-            .find(|e| common::audited_request_id(e).as_deref() == Some(id))
-            .unwrap_or_else(|| panic!("no AuditEvent for {id}"));
+        let event = common::audit_event_of(&proxy, id);
         let staff_lists = event["entity"]
             .as_array()
             .unwrap()

@@ -140,10 +140,7 @@ impl HttpClient {
     /// the supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
     /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
-        let side = match surface {
-            Surface::Transaction => 0,
-            Surface::Patient => 1,
-        };
+        let side = super::pace::side(surface);
         loop {
             // A pause the deadline cannot outlast is refused before queueing, saying when to come back.
             self.pace.refuse_if_pause_outlasts(surface, deadline)?;

@@ -36,7 +36,8 @@ pub fn paused(left: Duration) -> FhirError {
     .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
 }
 
-fn side(surface: Surface) -> usize {
+/// A surface's index in the per-surface arrays here and in the client.
+pub(super) fn side(surface: Surface) -> usize {
     match surface {
         Surface::Transaction => 0,
         Surface::Patient => 1,

@@ -569,10 +569,10 @@ fn pfs_error_to_fhir(code: u32) -> FhirError {
     }
 }
 
-/// The `Result` of a successful Client Integration reply, or the FHIR error its `Error` means.
 /// TPP's "unavailable" and "shedding load" (error 99): to come back after the `Retry-After` given.
 const UNAVAILABLE: &str = "IM1-4503";
 
+/// The `Result` of a successful Client Integration reply, or the FHIR error its `Error` means.
 fn transaction_result(mut tree: Native) -> FhirResult<Native> {
     let response = tree.get_mut("ClientIntegrationResponse").ok_or_else(broken)?;
     if response.get("outcome").and_then(|o| o.as_str()) == Some("Success") {

@@ -490,8 +490,9 @@ pub fn printable(s: &str) -> String {
 
 /// Whether an interaction takes a parameter at all. A read takes only what shapes the one resource it gives
 /// (FHIR's read: `_format`, `_pretty`, `_summary`, `_elements`); the capability statement, given whole, its
-/// `mode` and the format (with no table of its summary elements, a subset of it would lack what it must hold). Every other interaction checks its own (search parameters by the mapping, an operation's by
-/// the operation).
+/// `mode` and the format (with no table of its summary elements, a subset of it would lack what it must
+/// hold). A search and an operation check their own (search parameters by the mapping, an operation's by the
+/// operation).
 fn takes_param(kind: &Kind, name: &str) -> bool {
     match kind {
         Kind::Read => matches!(name, "_format" | "_pretty" | "_summary" | "_elements"),

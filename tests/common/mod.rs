@@ -214,6 +214,25 @@ pub fn audit_events(proxy: &Proxy) -> Vec<serde_json::Value> {
     proxy.audit.search(&query).unwrap()
 }
 
+/// The AuditEvent of the request with this id.
+pub fn audit_event_of(proxy: &Proxy, request_id: &str) -> serde_json::Value {
+    audit_events(proxy)
+        .into_iter()
+        .find(|e| audited_request_id(e).as_deref() == Some(request_id))
+        .unwrap_or_else(|| panic!("no AuditEvent for {request_id}"))
+}
+
+/// The AuditEvent of one request: whether it was a cache hit, and how many native calls it made.
+pub fn audited(proxy: &Proxy, request_id: &str) -> (String, usize) {
+    cache_and_calls(&audit_event_of(proxy, request_id))
+}
+
+/// A GET as a token, with the request id the audit trail will show.
+pub async fn get_as(proxy: &Proxy, path: &str, token: &str, request_id: &str) -> reqwest::Response {
+    let request = proxy.client.get(proxy.url(path)).bearer_auth(token);
+    request.header("x-request-id", request_id).send().await.unwrap()
+}
+
 /// The request id an AuditEvent records (its BALP transaction entity).
 pub fn audited_request_id(event: &serde_json::Value) -> Option<String> {
     event["entity"]
