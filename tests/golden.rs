@@ -180,6 +180,7 @@ async fn capture_missing_fixtures(registry: &Registry, ids: &IdCodec) {
         timeout_ms: 5_000,
         retries: 1,
         max_in_flight: 4,
+        breaker: Default::default(),
     };
     let backend = Backend::new(&sims.practices(), &native, sims.linkage()).unwrap();
     let principal = Principal {

@@ -181,3 +181,63 @@ async fn a_pause_the_supplier_asks_for_is_kept() {
     proxy.stop().await;
     sims.shutdown().await;
 }
+
+/// A GP system that leaves its calls unanswered (every connection closed with no reply, here: HTTP for Medicus,
+/// SystmOne's framed socket) is not called for a while once `trip_after` calls in a row went unanswered:
+/// requests are refused at once, saying when to come back, rather than each holding a place for its deadline and
+/// failing the same way. When the time is up it is called again, and one more unanswered call stops the calls
+/// again. Other practices are not held back.
+#[tokio::test]
+async fn a_gp_system_that_stops_answering_is_not_called_for_a_while() {
+    let sims = Simulators::start_with(common::fixed_options(1, 3), |_, systmone, medicus| {
+        systmone.faults.drop = 1.0;
+        medicus.faults.drop = 1.0;
+    })
+    .await
+    .unwrap();
+    let native = im1_fhir::config::NativeConfig {
+        breaker: im1_fhir::config::BreakerSettings {
+            trip_after: 3,
+            open_for: std::time::Duration::from_millis(1_500),
+        },
+        ..common::test_native()
+    };
+    let proxy = Proxy::start_with(sims.practices(), sims.linkage(), native, common::test_server()).await;
+    let search = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
+    let answer = |ods: &'static str, id: &'static str| {
+        let (proxy, t) = (&proxy, token(Role::Clinician, &[ods]));
+        async move {
+            let id = format!("{ods}-{id}");
+            let response = common::get_as(proxy, search, &t, &id).await;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body = common::outcome(response, status).await;
+            let code = body["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (status, code, retry_after.is_some(), common::audited(proxy, &id).1)
+        }
+    };
+    for ods in ["Y90002", "Y90003"] {
+        // Two attempts each (one retry): the second request's first attempt is the third unanswered call in a
+        // row, and its retry is not made.
+        assert_eq!(answer(ods, "first").await, (502, "IM1-4004".into(), false, 2), "{ods}");
+        assert_eq!(answer(ods, "second").await, (502, "IM1-4004".into(), false, 1), "{ods}");
+        assert_eq!(answer(ods, "stopped").await, (503, "IM1-4012".into(), true, 0), "{ods}");
+    }
+    // Another practice is not held back.
+    let emis = proxy.get(search, &token(Role::Clinician, &["Y90001"])).await;
+    assert_eq!(emis.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    for ods in ["Y90002", "Y90003"] {
+        assert_eq!(answer(ods, "again").await, (502, "IM1-4004".into(), false, 1), "{ods}");
+        assert_eq!(
+            answer(ods, "stopped-again").await,
+            (503, "IM1-4012".into(), true, 0),
+            "{ods}"
+        );
+    }
+    proxy.stop().await;
+    sims.shutdown().await;
+}

@@ -458,6 +458,7 @@ async fn native_failures_become_502_and_504() {
         timeout_ms: 300,
         retries: 1,
         max_in_flight: 2,
+        breaker: Default::default(),
     };
     let proxy = Proxy::start_with(sims.practices(), sims.linkage(), native, Default::default()).await;
     outcome(proxy.get(NHS_SEARCH, &t).await, 504).await;

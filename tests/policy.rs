@@ -161,6 +161,7 @@ async fn each_client_is_held_to_its_rate_with_429_and_retry_after() {
         timeout_ms: 3_000,
         retries: 1,
         max_in_flight: 4,
+        breaker: Default::default(),
     };
     let proxy = Proxy::start_with(sims.practices(), sims.linkage(), native, server).await;
     let t = token(Role::Clinician, &["Y90001"]);

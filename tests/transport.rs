@@ -162,6 +162,7 @@ async fn a_native_system_that_does_not_answer_is_504_once_the_deadline_passes() 
         timeout_ms: 300,
         retries: 2,
         max_in_flight: 2,
+        breaker: Default::default(),
     };
     let proxy = proxy_before(addr, native).await;
     let t = token(Role::Clinician, &["Y90001"]);
@@ -183,6 +184,7 @@ async fn a_draining_server_refuses_new_connections_while_its_requests_finish() {
         timeout_ms: 1500,
         retries: 0,
         max_in_flight: 2,
+        breaker: Default::default(),
     };
     let proxy = proxy_before(addr, native).await;
     let served: std::net::SocketAddr = proxy

@@ -1,10 +1,13 @@
 //! The one HTTP client every supplier dialect uses: connection pooling, a deadline per call, retries for
-//! safe calls only, a cap on calls in flight per practice, the pace the supplier allows (`pace`), and
-//! native failures classified as FHIR errors.
+//! safe calls only, a cap on calls in flight per practice, the pace the supplier allows (`pace`), a circuit
+//! breaker for a GP system that has stopped answering (`breaker`), and native failures classified as FHIR
+//! errors.
 //! No header from the FHIR client is ever forwarded (test-only `X-Sim-*` headers included); only the
 //! request id travels, so native logs can be joined with ours.
 
+use super::breaker::{self, Answer, Breaker};
 use super::pace::Pace;
+use crate::config::BreakerSettings;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
 use bytes::Bytes;
@@ -88,6 +91,7 @@ pub struct ClientSettings {
     pub timeout: Duration,
     pub retries: u32,
     pub max_in_flight: usize,
+    pub breaker: BreakerSettings,
 }
 
 #[derive(Clone)]
@@ -101,6 +105,7 @@ pub struct HttpClient {
     /// requests at most, not every request the server may handle (those of the other practices too).
     waiting: Arc<[AtomicUsize; 2]>,
     pace: Arc<Pace>,
+    breaker: Arc<Breaker>,
 }
 
 /// How many calls may wait for a place on a surface, per place: past it a call is refused at once (503).
@@ -116,7 +121,8 @@ impl Drop for Waiting<'_> {
 }
 
 impl HttpClient {
-    pub fn new(settings: ClientSettings, pace: Pace) -> FhirResult<HttpClient> {
+    /// The client of one practice (its ODS code names it in the log).
+    pub fn new(settings: ClientSettings, pace: Pace, practice: &str) -> FhirResult<HttpClient> {
         let inner = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             // Both surfaces' places (see `in_flight`) may be in use at once.
@@ -129,6 +135,7 @@ impl HttpClient {
         let in_flight = Arc::new([places(), places()]);
         Ok(HttpClient {
             inner,
+            breaker: Arc::new(Breaker::new(settings.breaker, practice)),
             settings,
             in_flight,
             waiting: Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]),
@@ -142,6 +149,8 @@ impl HttpClient {
     pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
         let side = super::pace::side(surface);
         loop {
+            // A GP system that has stopped answering is not called until its circuit's time is up.
+            self.breaker.refuse_if_open(surface)?;
             // A pause the deadline cannot outlast is refused before queueing, saying when to come back.
             self.pace.refuse_if_pause_outlasts(surface, deadline)?;
             let queued = self.queue(surface, side)?;
@@ -188,6 +197,11 @@ impl HttpClient {
     /// The supplier asked for no calls on a surface for `wait` (see `pace`): a reply other than HTTP saying so.
     pub fn pause(&self, surface: Surface, wait: Duration) {
         self.pace.pause(surface, wait);
+    }
+
+    /// Whether a native call on a surface made other than over HTTP was answered (see `breaker`).
+    pub fn record_answer(&self, surface: Surface, answer: Answer) {
+        self.breaker.record(surface, answer);
     }
 
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
@@ -265,6 +279,10 @@ impl HttpClient {
                         elapsed: started.elapsed(),
                     });
                     let asked_wait = retry_after(&reply.headers);
+                    self.breaker.record(
+                        request.surface,
+                        breaker::answer_of_status(reply.status.as_u16(), asked_wait.is_some()),
+                    );
                     if let (429 | 503, Some(wait)) = (reply.status.as_u16(), asked_wait) {
                         self.pace.pause(request.surface, wait);
                     }
@@ -287,6 +305,7 @@ impl HttpClient {
                         status: 0,
                         elapsed: started.elapsed(),
                     });
+                    self.breaker.record(request.surface, breaker::answer_of_error(&error));
                     let final_answer = error.status == StatusCode::GATEWAY_TIMEOUT || error.code == TOO_LARGE;
                     last_error = Some(error);
                     last_reply = None;
@@ -500,8 +519,9 @@ mod tests {
             timeout: Duration::from_secs(10),
             retries: 2,
             max_in_flight: 2,
+            breaker: Default::default(),
         };
-        HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+        HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
     }
 
     #[test]
@@ -522,9 +542,10 @@ mod tests {
             timeout: Duration::from_secs(10),
             retries: 0,
             max_in_flight: 1,
+            breaker: Default::default(),
         };
         crate::runtime::install_crypto();
-        HttpClient::new(settings, Pace::new(&Default::default())).unwrap()
+        HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
     }
 
     #[tokio::test]

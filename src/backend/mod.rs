@@ -5,6 +5,7 @@
 //! `{ method, path, query: {..}, body: {..} }` for HTTP dialects. The dialect adds its base URL, session or
 //! token flow and headers, sends it, and turns native errors into FHIR errors.
 
+pub mod breaker;
 pub mod client;
 pub mod credentials;
 pub mod emis;
@@ -79,10 +80,11 @@ impl Backend {
             timeout: Duration::from_millis(native.timeout_ms),
             retries: native.retries,
             max_in_flight: native.max_in_flight,
+            breaker: native.breaker,
         };
         let mut map = HashMap::new();
         for practice in practices {
-            let http = HttpClient::new(settings.clone(), pace::Pace::new(&practice.pace))?;
+            let http = HttpClient::new(settings.clone(), pace::Pace::new(&practice.pace), &practice.ods)?;
             let client = http.clone();
             let dialect = match &practice.credentials {
                 Credentials::Emis(creds) => Dialect::Emis(emis::Emis::new(

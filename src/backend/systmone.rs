@@ -12,6 +12,7 @@
 //! Replies become the generic tree (`xml_tree`); mapping templates build the request as
 //! `{ message | function, attributes | parameters }`.
 
+use super::breaker::{self, Answer};
 use super::client::{retry_after, status_error, CallRecord, HttpClient, HttpRequest};
 use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
@@ -156,8 +157,12 @@ impl SystmOne {
                 }
                 tokio::time::sleep(backoff).await;
             }
-            // A place among the calls in flight and the device's pace; waiting is not an attempt.
-            let permit = self.http.turn(Surface::Transaction, deadline).await?;
+            // A place among the calls in flight and the device's pace; waiting is not an attempt. A retry that
+            // gets no turn answers with what the attempt before it met, as HTTP calls do.
+            let permit = match self.http.turn(Surface::Transaction, deadline).await {
+                Ok(permit) => permit,
+                Err(refused) => return Err(last.unwrap_or(refused)),
+            };
             let started = Instant::now();
             let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
             drop(permit);
@@ -178,6 +183,14 @@ impl SystmOne {
                 status,
                 elapsed: started.elapsed(),
             });
+            self.http.record_answer(
+                Surface::Transaction,
+                // A frame that came back was answered, whatever it holds.
+                match &outcome {
+                    Err(error) if status == 0 => breaker::answer_of_error(error),
+                    _ => Answer::Answered,
+                },
+            );
             match outcome {
                 Ok(tree) => {
                     let result = transaction_result(tree);

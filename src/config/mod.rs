@@ -24,6 +24,8 @@
 //! timeout_ms = 10000          # deadline of one native call (504 past it)
 //! retries = 2                 # for safe (read) calls only
 //! max_in_flight = 8           # per practice and surface: the proxy queues rather than hammer a supplier
+//! breaker = { trip_after = 5, open_ms = 30000 }   # calls left unanswered in a row that stop calls to that API of
+//!                                                # the practice for open_ms (503 at once); trip_after = 0: never
 //!
 //! [[practices]]
 //! ods = "Y90001"
@@ -130,6 +132,14 @@ struct RawNative {
     timeout_ms: Option<u64>,
     retries: Option<u32>,
     max_in_flight: Option<Spanned<usize>>,
+    breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    trip_after: Option<u32>,
+    open_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +281,8 @@ pub struct NativeConfig {
     pub timeout_ms: u64,
     pub retries: u32,
     pub max_in_flight: usize,
+    /// When a GP system that has stopped answering is no longer called for a while.
+    pub breaker: BreakerSettings,
 }
 
 impl Default for NativeConfig {
@@ -279,6 +291,24 @@ impl Default for NativeConfig {
             timeout_ms: 10_000,
             retries: 2,
             max_in_flight: 8,
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+/// When calls to a GP system that has stopped answering stop for a while (see `backend::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Unanswered calls in a row that open the circuit; 0 never opens it.
+    pub trip_after: u32,
+    pub open_for: std::time::Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            trip_after: 5,
+            open_for: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -618,10 +648,22 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
     if issuers.is_empty() && raw.security.issuers.is_empty() {
         errors.push(at(0..0, "security.issuers: at least one token issuer is needed".into()));
     }
+    let mut breaker = BreakerSettings::default();
+    if let Some(raw_breaker) = &raw.native.breaker {
+        breaker.trip_after = raw_breaker.trip_after.unwrap_or(breaker.trip_after);
+        match &raw_breaker.open_ms {
+            Some(ms) if *ms.get_ref() == 0 => {
+                errors.push(at(ms.span(), "native.breaker.open_ms must be at least 1".into()))
+            }
+            Some(ms) => breaker.open_for = std::time::Duration::from_millis(*ms.get_ref()),
+            None => {}
+        }
+    }
     let native = NativeConfig {
         timeout_ms: raw.native.timeout_ms.unwrap_or(10_000),
         retries: raw.native.retries.unwrap_or(2),
         max_in_flight: native_in_flight,
+        breaker,
     };
     // Every interaction's AuditEvent is committed here before its response leaves (see src/audit).
     let mut audit = crate::audit::AuditConfig::new(
@@ -895,14 +937,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = with_security(
             &dir,
-            "[server]\nmax_connections = 0\nmax_requests_in_flight = 0\n\n[native]\nmax_in_flight = 0\n\n\
-             [audit]\nforward_jsonl = \"/nonexistent/im1/x.jsonl\"\n",
+            "[server]\nmax_connections = 0\nmax_requests_in_flight = 0\n\n[native]\nmax_in_flight = 0\n\
+             breaker = { trip_after = 0, open_ms = 0 }\n\n[audit]\nforward_jsonl = \"/nonexistent/im1/x.jsonl\"\n",
         );
         let errors = parse("im1.toml", &text).unwrap_err();
         let said = |words: &str| errors.iter().any(|e| e.message.contains(words) && e.line > 1);
         assert!(said("server.max_connections must be at least 1"), "{errors:?}");
         assert!(said("server.max_requests_in_flight must be at least 1"), "{errors:?}");
         assert!(said("native.max_in_flight must be at least 1"), "{errors:?}");
+        assert!(said("native.breaker.open_ms must be at least 1"), "{errors:?}");
         assert!(said("audit.forward_jsonl: the folder of"), "{errors:?}");
         let text = with_security(&dir, "");
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
@@ -993,6 +1036,20 @@ mod tests {
             errors.iter().any(|e| e.line == 2 && e.message.contains("published")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn the_breaker_is_set_or_left_to_its_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = parse("im1.toml", &with_security(&dir, "")).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(config.native.breaker, BreakerSettings::default());
+        let text = with_security(&dir, "[native]\nbreaker = { trip_after = 0, open_ms = 2500 }\n");
+        let config = parse("im1.toml", &text).unwrap_or_else(|e| panic!("{e:?}"));
+        let expected = BreakerSettings {
+            trip_after: 0,
+            open_for: std::time::Duration::from_millis(2_500),
+        };
+        assert_eq!(config.native.breaker, expected);
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn test_native() -> NativeConfig {
         timeout_ms: 3_000,
         retries: 1,
         max_in_flight: 4,
+        breaker: Default::default(),
     }
 }
 

@@ -1,0 +1,194 @@
+//! A circuit breaker per practice and surface: once a GP system has left `trip_after` native calls in a row
+//! unanswered (no connection, a time-out, a connection dropped, or a gateway's 502, 503 or 504 that does not say
+//! when to come back), no call goes to that surface for `open_for`. Requests are refused at once (503, with the
+//! `Retry-After` left) rather than each holding a place for its whole deadline and then failing the same way.
+//!
+//! When the time is up calls go again. The count is not cleared until a call is answered, so one more
+//! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
+//! supplier's refusal that says when to come back is its own pause (see `pace`), not a failure.
+
+use crate::config::BreakerSettings;
+use crate::fhir::{FhirError, FhirResult};
+use crate::mapping::Surface;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Default)]
+struct State {
+    unanswered: u32,
+    open_until: Option<Instant>,
+}
+
+/// The breakers of one practice, one per surface (transaction, patient-facing).
+pub struct Breaker {
+    settings: BreakerSettings,
+    /// The practice's ODS code, for the log line that says a circuit opened.
+    practice: String,
+    sides: [Mutex<State>; 2],
+}
+
+/// Whether a native call was answered, as the breaker counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Answered,
+    Unanswered,
+}
+
+impl Breaker {
+    pub fn new(settings: BreakerSettings, practice: &str) -> Breaker {
+        Breaker {
+            settings,
+            practice: practice.to_string(),
+            sides: Default::default(),
+        }
+    }
+
+    /// Refuses a call at once (503, with the `Retry-After` left) while the surface's circuit is open.
+    pub fn refuse_if_open(&self, surface: Surface) -> FhirResult<()> {
+        let Ok(state) = self.sides[super::pace::side(surface)].lock() else {
+            return Ok(());
+        };
+        match state
+            .open_until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+        {
+            Some(left) if !left.is_zero() => Err(FhirError::unavailable(
+                "IM1-4012",
+                format!(
+                    "the GP system left its last {} calls from this server unanswered; this server stops \
+                     calling it for a while; try again later",
+                    state.unanswered
+                ),
+            )
+            .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a native call's outcome on a surface: an answer closes the circuit, an unanswered call past the
+    /// count opens it.
+    pub fn record(&self, surface: Surface, answer: Answer) {
+        let Ok(mut state) = self.sides[super::pace::side(surface)].lock() else {
+            return;
+        };
+        match answer {
+            Answer::Answered => *state = State::default(),
+            Answer::Unanswered => {
+                state.unanswered = state.unanswered.saturating_add(1);
+                if self.settings.trip_after > 0 && state.unanswered >= self.settings.trip_after {
+                    let now = Instant::now();
+                    if state.open_until.is_none_or(|until| until <= now) {
+                        tracing::warn!(
+                            practice = %self.practice,
+                            surface = ?surface,
+                            unanswered = state.unanswered,
+                            open_for_ms = self.settings.open_for.as_millis(),
+                            "the GP system leaves its calls unanswered: no call goes to it for a while"
+                        );
+                    }
+                    state.open_until = Some(now + self.settings.open_for);
+                }
+            }
+        }
+    }
+
+    /// Whether the surface's circuit is open now.
+    pub fn is_open(&self, surface: Surface) -> bool {
+        self.refuse_if_open(surface).is_err()
+    }
+}
+
+/// How a failed native call counts: those that say the GP system (or the way to it) did not answer.
+pub fn answer_of_error(error: &FhirError) -> Answer {
+    const UNANSWERED: [&str; 3] = [
+        "IM1-4001", // no answer within the deadline
+        "IM1-4003", // cannot be reached
+        "IM1-4004", // connection closed, or a broken reply
+    ];
+    if UNANSWERED.contains(&error.code) {
+        Answer::Unanswered
+    } else {
+        Answer::Answered
+    }
+}
+
+/// How a native HTTP reply counts: a gateway's 502 or 504, or a 503 that does not say when to come back (one
+/// that does is the supplier's pause), is unanswered.
+pub fn answer_of_status(status: u16, says_when: bool) -> Answer {
+    match (status, says_when) {
+        (502 | 504, _) | (503, false) => Answer::Unanswered,
+        _ => Answer::Answered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn breaker(trip_after: u32, open_for: Duration) -> Breaker {
+        Breaker::new(BreakerSettings { trip_after, open_for }, "Y90001")
+    }
+
+    #[test]
+    fn unanswered_calls_in_a_row_open_the_circuit_of_their_surface_only() {
+        let breaker = breaker(3, Duration::from_secs(30));
+        for _ in 0..2 {
+            breaker.record(Surface::Transaction, Answer::Unanswered);
+        }
+        assert!(!breaker.is_open(Surface::Transaction));
+        // An answer in between starts the count again.
+        breaker.record(Surface::Transaction, Answer::Answered);
+        for _ in 0..2 {
+            breaker.record(Surface::Transaction, Answer::Unanswered);
+        }
+        assert!(!breaker.is_open(Surface::Transaction));
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        let refused = breaker.refuse_if_open(Surface::Transaction).unwrap_err();
+        assert_eq!((refused.status.as_u16(), refused.code), (503, "IM1-4012"));
+        assert_eq!(refused.retry_after, Some(30));
+        assert!(!breaker.is_open(Surface::Patient));
+    }
+
+    #[test]
+    fn once_open_one_more_unanswered_call_opens_it_again_and_an_answer_closes_it() {
+        let breaker = breaker(2, Duration::from_millis(30));
+        breaker.record(Surface::Patient, Answer::Unanswered);
+        breaker.record(Surface::Patient, Answer::Unanswered);
+        assert!(breaker.is_open(Surface::Patient));
+        std::thread::sleep(Duration::from_millis(40));
+        // Half-open: calls go again; the first unanswered one opens it again.
+        assert!(!breaker.is_open(Surface::Patient));
+        breaker.record(Surface::Patient, Answer::Unanswered);
+        assert!(breaker.is_open(Surface::Patient));
+        std::thread::sleep(Duration::from_millis(40));
+        breaker.record(Surface::Patient, Answer::Answered);
+        breaker.record(Surface::Patient, Answer::Unanswered);
+        assert!(!breaker.is_open(Surface::Patient));
+    }
+
+    #[test]
+    fn a_breaker_set_to_zero_never_opens() {
+        let breaker = breaker(0, Duration::from_secs(30));
+        for _ in 0..100 {
+            breaker.record(Surface::Transaction, Answer::Unanswered);
+        }
+        assert!(!breaker.is_open(Surface::Transaction));
+    }
+
+    #[test]
+    fn only_silence_counts_as_unanswered() {
+        assert_eq!(answer_of_status(502, false), Answer::Unanswered);
+        assert_eq!(answer_of_status(504, true), Answer::Unanswered);
+        assert_eq!(answer_of_status(503, false), Answer::Unanswered);
+        // The supplier's own pause, and its errors, are answers.
+        assert_eq!(answer_of_status(503, true), Answer::Answered);
+        assert_eq!(answer_of_status(500, false), Answer::Answered);
+        assert_eq!(answer_of_status(429, false), Answer::Answered);
+        assert_eq!(answer_of_status(200, false), Answer::Answered);
+        let timeout = FhirError::gateway_timeout("IM1-4001", "x");
+        assert_eq!(answer_of_error(&timeout), Answer::Unanswered);
+        let too_large = FhirError::bad_gateway("IM1-4008", "x");
+        assert_eq!(answer_of_error(&too_large), Answer::Answered);
+    }
+}
