@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::fhir::bundle::{self, PageTokens, SearchsetInput};
 use crate::fhir::capability::{self, PracticeInfo};
 use crate::fhir::format::{self, Format};
-use crate::fhir::rest::{self, Handling, Interaction, Kind};
+use crate::fhir::rest::{self, Freshness, Handling, Interaction, Kind};
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::IdCodec;
@@ -675,7 +675,7 @@ pub async fn read_one(
     resource_type: &str,
     id: &str,
     request_id: &str,
-    fresh: bool,
+    fresh: Freshness,
 ) -> FhirResult<Value> {
     check_scope(principal, resource_type, 'r')?;
     let not_found = || FhirError::not_found("IM1-1401", format!("{resource_type} not found"));

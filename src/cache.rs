@@ -10,13 +10,14 @@
 //!   cached answer can therefore never carry one principal's view to another.
 //!
 //! Loads are single-flight: concurrent requests for the same key wait for one native call. Errors are not
-//! cached. `Cache-Control: no-cache` (or `no-store`) on a request skips the lookup and refreshes the entry. Each
-//! hit is noted on the interaction's AuditEvent (`cache: hit`).
+//! cached. `Cache-Control: no-cache` (or `no-store`, `max-age=0`) on a request skips the lookup and refreshes
+//! the entry; `max-age=N` takes a kept answer no older than N seconds, and refreshes an older one. Each hit is
+//! noted on the interaction's AuditEvent (`cache: hit`).
 
 use crate::app::{note_practice_reached, AppState, NativeWork};
 use crate::auth::{Principal, Role};
 use crate::backend::PracticeBackend;
-use crate::fhir::rest::SearchParam;
+use crate::fhir::rest::{Freshness, SearchParam};
 use crate::fhir::{FhirError, FhirResult};
 use crate::ids::LogicalId;
 use crate::mapping::file::ParamDef;
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long answers are kept and how many resources at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,9 +142,16 @@ fn text_bytes(value: &Value) -> usize {
     }
 }
 
+/// An answer as kept, with when it was loaded.
+#[derive(Clone)]
+struct Kept {
+    entry: Arc<Entry>,
+    loaded: Instant,
+}
+
 /// The cache itself; off when its time-to-live is zero.
 pub struct ResponseCache {
-    entries: Option<moka::future::Cache<Key, Arc<Entry>>>,
+    entries: Option<moka::future::Cache<Key, Kept>>,
 }
 
 impl ResponseCache {
@@ -152,39 +160,65 @@ impl ResponseCache {
             moka::future::Cache::builder()
                 .time_to_live(config.ttl)
                 .max_capacity(config.max_resources)
-                .weigher(|_, entry: &Arc<Entry>| entry.weight())
+                .weigher(|_, kept: &Kept| kept.entry.weight())
                 .build()
         });
         ResponseCache { entries }
     }
 
-    /// The answer for `key`: from the cache when present and not `fresh`, else from `load`, once for every
-    /// request waiting on the same key. A hit is noted on the interaction's AuditEvent.
-    pub async fn get_or_load<F>(&self, key: Key, fresh: bool, load: F) -> FhirResult<(Arc<Entry>, Lookup)>
+    /// The answer for `key`: from the cache when one is kept that is as fresh as asked, else from `load`, once
+    /// for every request waiting on the same key. A hit is noted on the interaction's AuditEvent.
+    pub async fn get_or_load<F>(&self, key: Key, fresh: Freshness, load: F) -> FhirResult<(Arc<Entry>, Lookup)>
     where
         F: Future<Output = FhirResult<Entry>>,
     {
         let Some(entries) = &self.entries else {
             return Ok((Arc::new(load.await?), Lookup::Off));
         };
-        if fresh {
+        let kept = match fresh.from_source() {
+            true => None,
+            false => entries.get(&key).await,
+        };
+        if let Some(kept) = &kept {
+            if fresh.takes(kept.loaded.elapsed()) {
+                crate::audit::note(|facts| facts.cache_hit = true);
+                return Ok((kept.entry.clone(), Lookup::Hit));
+            }
+        }
+        // Asked for an answer newer than the one kept (or than any): loaded, and kept in its place.
+        if fresh.from_source() || kept.is_some() {
             let entry = Arc::new(load.await?);
-            entries.insert(key, entry.clone()).await;
+            let loaded = Instant::now();
+            entries
+                .insert(
+                    key,
+                    Kept {
+                        entry: entry.clone(),
+                        loaded,
+                    },
+                )
+                .await;
             return Ok((entry, Lookup::Fresh));
         }
         let loaded = AtomicBool::new(false);
-        let result = entries
+        let kept = entries
             .try_get_with(key, async {
                 loaded.store(true, Ordering::Relaxed);
-                load.await.map(Arc::new)
+                let entry = Arc::new(load.await?);
+                Ok::<_, FhirError>(Kept {
+                    entry,
+                    loaded: Instant::now(),
+                })
             })
-            .await;
-        let entry = result.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+            .await
+            .map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
         if loaded.load(Ordering::Relaxed) {
-            return Ok((entry, Lookup::Miss));
+            return Ok((kept.entry, Lookup::Miss));
         }
+        // Loaded by another request since this one looked (or while it waited): an answer from the cache, as
+        // fresh as any.
         crate::audit::note(|facts| facts.cache_hit = true);
-        Ok((entry, Lookup::Hit))
+        Ok((kept.entry, Lookup::Hit))
     }
 }
 
@@ -220,7 +254,7 @@ pub async fn read(
     practice: &PracticeBackend,
     mapping: &MappingFile,
     id: &LogicalId,
-    fresh: bool,
+    fresh: Freshness,
 ) -> FhirResult<Value> {
     let key = Key::read(ctx.principal, &mapping.resource, id);
     // Reached whether the answer comes from the cache or the practice: its auditors see the access.
@@ -253,7 +287,7 @@ pub async fn search(
     mapping: &MappingFile,
     params: &[(&ParamDef, &SearchParam)],
     record: &str,
-    fresh: bool,
+    fresh: Freshness,
     out: &mut Produced,
 ) -> FhirResult<()> {
     let key = Key::search(&practice.ods, ctx.principal, &mapping.resource, record, params);

@@ -20,7 +20,7 @@ pub struct InteractionLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    /// `hit`, `miss` (loaded), `fresh` (asked to skip the cache) or `off`.
+    /// `hit`, `miss` (loaded), `fresh` (loaded: asked for an answer newer than the one kept) or `off`.
     pub outcome: &'static str,
 }
 

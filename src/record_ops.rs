@@ -6,7 +6,7 @@
 use crate::app::{read_one, AppState};
 use crate::auth::Principal;
 use crate::fhir::error::{push_once, warning, IssueType};
-use crate::fhir::rest::{Handling, Include, Interaction, SearchParam};
+use crate::fhir::rest::{Freshness, Handling, Include, Interaction, SearchParam};
 use crate::fhir::search;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::file::ParamType;
@@ -62,7 +62,7 @@ pub async fn read_each<'w>(
     state: &AppState,
     principal: &Principal,
     request_id: &str,
-    fresh: bool,
+    fresh: Freshness,
     wanted: &'w [(&'w str, String)],
 ) -> Vec<(&'w (&'w str, String), FhirResult<Value>)> {
     let mut reads = Vec::with_capacity(wanted.len());
@@ -92,7 +92,7 @@ pub async fn search_record(
     principal: &Principal,
     request_id: &str,
     search: RecordSearch<'_>,
-    fresh: bool,
+    fresh: Freshness,
     warnings: &mut Vec<Value>,
 ) -> FhirResult<Vec<Value>> {
     let RecordSearch {
@@ -557,7 +557,7 @@ pub async fn read_supporting(
     state: &AppState,
     principal: &Principal,
     request_id: &str,
-    fresh: bool,
+    fresh: Freshness,
     types: &[&str],
     sources: &[&Value],
     warnings: &mut Vec<Value>,

@@ -1,5 +1,6 @@
 //! The response cache: a repeated read or search makes no native call and says so on its AuditEvent, concurrent
-//! identical requests make one, `Cache-Control: no-cache` goes to the source, entries expire; and a cached answer
+//! identical requests make one, `Cache-Control: no-cache` goes to the source and `max-age` bounds the age of a kept
+//! answer, entries expire; and a cached answer
 //! never carries one principal's view to another (scopes, free text, confidential items, practices and patients
 //! are applied after the cache, on every request).
 use crate::common;
@@ -68,6 +69,19 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
     assert_eq!(cache, "miss");
     assert!(calls >= 1);
 
+    // Cache-Control: max-age=N takes an answer kept no longer than N seconds, and refreshes an older one.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for (id, max_age, expected) in [
+        ("c-6", "max-age=60", "hit"),
+        ("c-7", "max-age=1", "miss"),
+        ("c-8", "max-age=1", "hit"),
+    ] {
+        let (status, _) = get_as(&proxy, SEARCH, &clinician, id, &[("cache-control", max_age)]).await;
+        assert_eq!(status, 200);
+        let (cache, calls) = common::audited(&proxy, id);
+        assert_eq!((cache.as_str(), calls > 0), (expected, expected == "miss"), "{id}");
+    }
+
     // Eight identical searches at once: one native load, whoever asked first.
     let url = proxy.url(&format!("Condition?patient={id}"));
     let mut burst = tokio::task::JoinSet::new();
@@ -88,7 +102,7 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
 
     // Every interaction still has exactly one AuditEvent, hits included.
     let total = proxy.audit.count().unwrap();
-    assert_eq!(total, 5 + 8);
+    assert_eq!(total, 8 + 8);
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -131,8 +131,8 @@ pub struct Interaction {
     pub revinclude: Vec<Include>,
     pub handling: Handling,
     pub return_pref: Return,
-    /// `Cache-Control: no-cache` (or `no-store`): the answer must come from the native system, not the cache.
-    pub fresh: bool,
+    /// How old an answer kept in the cache the client takes (`Cache-Control`).
+    pub fresh: Freshness,
     /// A Binary read without `_format`: its `Accept` (empty when none), to choose between the content and the
     /// resource once the content's media type is known (`format::binary_wanted`).
     pub binary_accept: Option<String>,
@@ -267,9 +267,32 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>, headers: &HeaderM
     Ok(interaction)
 }
 
-/// Whether `Cache-Control` asks for an answer straight from the source; without one, HTTP/1.0's
-/// `Pragma: no-cache` does (RFC 9111 section 5.4).
-fn wants_fresh(headers: &HeaderMap) -> bool {
+/// How old an answer kept in the cache the client takes (RFC 9111 section 5.2.1): at most `max-age` seconds
+/// (the least, given more than once); none at all for `no-cache`, `no-store` or `max-age=0`, or without a
+/// `Cache-Control`, HTTP/1.0's `Pragma: no-cache` (section 5.4): the answer then comes from the native system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    max_age: Option<std::time::Duration>,
+}
+
+impl Freshness {
+    /// Only an answer straight from the native system will do.
+    pub const FROM_SOURCE: Freshness = Freshness {
+        max_age: Some(std::time::Duration::ZERO),
+    };
+
+    /// Whether only an answer straight from the native system will do.
+    pub fn from_source(self) -> bool {
+        self == Freshness::FROM_SOURCE
+    }
+
+    /// Whether an answer kept for `age` will do.
+    pub fn takes(self, age: std::time::Duration) -> bool {
+        self.max_age.is_none_or(|most| age <= most)
+    }
+}
+
+fn wants_fresh(headers: &HeaderMap) -> Freshness {
     let directives = |name: http::header::HeaderName| {
         headers
             .get_all(name)
@@ -281,11 +304,29 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
     };
     let cache_control = directives(http::header::CACHE_CONTROL);
     if cache_control.is_empty() {
-        return directives(http::header::PRAGMA).iter().any(|d| d == "no-cache");
+        let pragma = directives(http::header::PRAGMA).iter().any(|d| d == "no-cache");
+        return if pragma {
+            Freshness::FROM_SOURCE
+        } else {
+            Freshness::default()
+        };
     }
-    cache_control
-        .iter()
-        .any(|d| matches!(d.as_str(), "no-cache" | "no-store" | "max-age=0"))
+    let mut fresh = Freshness::default();
+    for directive in &cache_control {
+        let most = match directive.as_str() {
+            "no-cache" | "no-store" => Some(0),
+            // A value that is not a number of seconds is no directive (RFC 9111 section 1.2.2, as a cache
+            // would read it: it cannot be honoured as written).
+            other => other
+                .strip_prefix("max-age=")
+                .and_then(|seconds| seconds.trim_matches('"').parse::<u64>().ok()),
+        };
+        if let Some(seconds) = most {
+            let most = std::time::Duration::from_secs(seconds);
+            fresh.max_age = Some(fresh.max_age.map_or(most, |earlier| earlier.min(most)));
+        }
+    }
+    fresh
 }
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
@@ -852,7 +893,7 @@ mod tests {
     }
 
     #[test]
-    fn pragma_no_cache_asks_for_fresh_where_cache_control_says_nothing() {
+    fn cache_control_says_how_old_a_kept_answer_may_be() {
         let fresh = |headers: &[(&'static str, &'static str)]| {
             let mut map = HeaderMap::new();
             for (name, value) in headers {
@@ -860,10 +901,24 @@ mod tests {
             }
             parse(&Method::GET, "Patient", None, &map).unwrap().fresh
         };
-        assert!(fresh(&[("pragma", "no-cache")]));
-        assert!(fresh(&[("cache-control", "no-cache")]));
-        assert!(!fresh(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]));
-        assert!(!fresh(&[]));
+        let secs = std::time::Duration::from_secs;
+        // Pragma counts only where Cache-Control says nothing.
+        assert!(fresh(&[("pragma", "no-cache")]).from_source());
+        assert!(fresh(&[("cache-control", "no-cache")]).from_source());
+        assert!(fresh(&[("cache-control", "max-age=0")]).from_source());
+        assert!(fresh(&[("cache-control", "private, No-Store")]).from_source());
+        let sixty = fresh(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]);
+        assert!(!sixty.from_source());
+        assert!(sixty.takes(secs(60)) && !sixty.takes(secs(61)));
+        // The least of several; a value that is not seconds is no directive.
+        let least = fresh(&[
+            ("cache-control", "max-age=60"),
+            ("cache-control", "max-age=\"5\", max-age=x"),
+        ]);
+        assert!(least.takes(secs(5)) && !least.takes(secs(6)));
+        let any = fresh(&[]);
+        assert!(!any.from_source() && any.takes(secs(86_400)));
+        assert_eq!(fresh(&[("cache-control", "max-age=soon")]), any);
     }
 
     #[test]
