@@ -23,6 +23,7 @@ use crate::ids::LogicalId;
 use crate::mapping::file::ParamDef;
 use crate::mapping::MappingFile;
 use crate::translate::{self, Context, Produced};
+use moka::ops::compute::{CompResult, Op};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -175,51 +176,77 @@ impl ResponseCache {
         let Some(entries) = &self.entries else {
             return Ok((Arc::new(load.await?), Lookup::Off));
         };
-        let kept = match fresh.from_source() {
-            true => None,
-            false => entries.get(&key).await,
-        };
-        if let Some(kept) = &kept {
-            if fresh.takes(kept.loaded.elapsed()) {
-                crate::audit::note(|facts| facts.cache_hit = true);
-                return Ok((kept.entry.clone(), Lookup::Hit));
+        if fresh.from_source() {
+            return Ok((keep_newer(entries, key, load_kept(load).await?).await, Lookup::Fresh));
+        }
+        match entries.get(&key).await {
+            Some(kept) if fresh.takes(kept.loaded.elapsed()) => Ok((hit(kept), Lookup::Hit)),
+            // Older than asked: loaded again, once for every request waiting on the key (they are served one
+            // after another, and find the answer the first loaded).
+            Some(_) => {
+                let computed = entries
+                    .entry(key)
+                    .and_try_compute_with(|kept| async move {
+                        match kept {
+                            Some(kept) if fresh.takes(kept.value().loaded.elapsed()) => Ok(Op::Nop),
+                            _ => load_kept(load).await.map(Op::Put),
+                        }
+                    })
+                    .await?;
+                match computed {
+                    CompResult::Unchanged(kept) => Ok((hit(kept.into_value()), Lookup::Hit)),
+                    other => match other.into_entry() {
+                        Some(kept) => Ok((kept.into_value().entry, Lookup::Fresh)),
+                        None => Err(FhirError::internal("IM1-5005", "a refreshed answer was not kept")),
+                    },
+                }
+            }
+            None => {
+                let loaded = AtomicBool::new(false);
+                let kept = entries
+                    .try_get_with(key, async {
+                        loaded.store(true, Ordering::Relaxed);
+                        load_kept(load).await
+                    })
+                    .await
+                    .map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+                if loaded.load(Ordering::Relaxed) {
+                    return Ok((kept.entry, Lookup::Miss));
+                }
+                // Loaded by another request since this one looked, or while it waited: from the cache, and
+                // as fresh as any.
+                Ok((hit(kept), Lookup::Hit))
             }
         }
-        // Asked for an answer newer than the one kept (or than any): loaded, and kept in its place.
-        if fresh.from_source() || kept.is_some() {
-            let entry = Arc::new(load.await?);
-            let loaded = Instant::now();
-            entries
-                .insert(
-                    key,
-                    Kept {
-                        entry: entry.clone(),
-                        loaded,
-                    },
-                )
-                .await;
-            return Ok((entry, Lookup::Fresh));
-        }
-        let loaded = AtomicBool::new(false);
-        let kept = entries
-            .try_get_with(key, async {
-                loaded.store(true, Ordering::Relaxed);
-                let entry = Arc::new(load.await?);
-                Ok::<_, FhirError>(Kept {
-                    entry,
-                    loaded: Instant::now(),
-                })
-            })
-            .await
-            .map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
-        if loaded.load(Ordering::Relaxed) {
-            return Ok((kept.entry, Lookup::Miss));
-        }
-        // Loaded by another request since this one looked (or while it waited): an answer from the cache, as
-        // fresh as any.
-        crate::audit::note(|facts| facts.cache_hit = true);
-        Ok((kept.entry, Lookup::Hit))
     }
+}
+
+/// Runs a load; the answer is as old as the moment the load began (RFC 9111 section 4.2.3 counts the time
+/// taken to answer in its age).
+async fn load_kept(load: impl Future<Output = FhirResult<Entry>>) -> FhirResult<Kept> {
+    let loaded = Instant::now();
+    let entry = Arc::new(load.await?);
+    Ok(Kept { entry, loaded })
+}
+
+/// Keeps an answer loaded straight from the source, unless a newer one was kept meanwhile (a slow load that
+/// began earlier never replaces a later one); the answer is the request's own either way.
+async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Kept) -> Arc<Entry> {
+    let answer = ours.entry.clone();
+    entries
+        .entry(key)
+        .and_compute_with(|kept| {
+            let newer = kept.is_some_and(|kept| kept.value().loaded > ours.loaded);
+            std::future::ready(if newer { Op::Nop } else { Op::Put(ours) })
+        })
+        .await;
+    answer
+}
+
+/// A kept answer served: noted on the interaction's AuditEvent.
+fn hit(kept: Kept) -> Arc<Entry> {
+    crate::audit::note(|facts| facts.cache_hit = true);
+    kept.entry
 }
 
 /// How an answer was found.

@@ -81,6 +81,23 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
         let (cache, calls) = common::audited(&proxy, id);
         assert_eq!((cache.as_str(), calls > 0), (expected, expected == "miss"), "{id}");
     }
+    // Older than asked by several at once: loaded again once, and the others take that answer.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let mut refresh = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let request = proxy
+            .client
+            .get(proxy.url(SEARCH))
+            .bearer_auth(&clinician)
+            .header("cache-control", "max-age=1")
+            .header("x-request-id", format!("stale-{i}"));
+        refresh.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    assert!(refresh.join_all().await.iter().all(|s| *s == 200));
+    let reloads = (0..6)
+        .filter(|i| common::audited(&proxy, &format!("stale-{i}")).0 == "miss")
+        .count();
+    assert_eq!(reloads, 1, "an answer older than asked is loaded again once");
 
     // Eight identical searches at once: one native load, whoever asked first.
     let url = proxy.url(&format!("Condition?patient={id}"));
@@ -102,7 +119,7 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
 
     // Every interaction still has exactly one AuditEvent, hits included.
     let total = proxy.audit.count().unwrap();
-    assert_eq!(total, 8 + 8);
+    assert_eq!(total, 8 + 6 + 8);
     proxy.stop().await;
     sims.shutdown().await;
 }

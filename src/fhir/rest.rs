@@ -315,11 +315,9 @@ fn wants_fresh(headers: &HeaderMap) -> Freshness {
     for directive in &cache_control {
         let most = match directive.as_str() {
             "no-cache" | "no-store" => Some(0),
-            // A value that is not a number of seconds is no directive (RFC 9111 section 1.2.2, as a cache
-            // would read it: it cannot be honoured as written).
             other => other
                 .strip_prefix("max-age=")
-                .and_then(|seconds| seconds.trim_matches('"').parse::<u64>().ok()),
+                .map(|value| delta_seconds(value.trim_matches('"'))),
         };
         if let Some(seconds) = most {
             let most = std::time::Duration::from_secs(seconds);
@@ -327,6 +325,16 @@ fn wants_fresh(headers: &HeaderMap) -> Freshness {
         }
     }
     fresh
+}
+
+/// A `max-age` value: its seconds, a number past 2^31 as 2^31 (RFC 9111 section 1.2.2); anything that is not a
+/// number of seconds (`-1`, `5.5`, `soon`) as 0, the bound that cannot take an answer older than asked.
+fn delta_seconds(value: &str) -> u64 {
+    const MOST: u64 = 1 << 31;
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    value.parse::<u64>().map_or(MOST, |seconds| seconds.min(MOST))
 }
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
@@ -910,15 +918,20 @@ mod tests {
         let sixty = fresh(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]);
         assert!(!sixty.from_source());
         assert!(sixty.takes(secs(60)) && !sixty.takes(secs(61)));
-        // The least of several; a value that is not seconds is no directive.
+        // The least of several.
         let least = fresh(&[
             ("cache-control", "max-age=60"),
-            ("cache-control", "max-age=\"5\", max-age=x"),
+            ("cache-control", "max-age=\"5\", max-age=9"),
         ]);
         assert!(least.takes(secs(5)) && !least.takes(secs(6)));
         let any = fresh(&[]);
         assert!(!any.from_source() && any.takes(secs(86_400)));
-        assert_eq!(fresh(&[("cache-control", "max-age=soon")]), any);
+        // A value that is not seconds takes nothing kept; one too large for any clock is 2^31 seconds.
+        for value in ["max-age=soon", "max-age=-1", "max-age=5.5", "max-age="] {
+            assert!(fresh(&[("cache-control", value)]).from_source(), "{value}");
+        }
+        let huge = fresh(&[("cache-control", "max-age=99999999999999999999999")]);
+        assert!(huge.takes(secs(1 << 31)) && !huge.takes(secs((1 << 31) + 1)));
     }
 
     #[test]
