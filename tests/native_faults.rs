@@ -226,9 +226,15 @@ async fn a_gp_system_that_stops_answering_is_not_called_for_a_while() {
         assert_eq!(answer(ods, "second").await, (502, "IM1-4004".into(), false, 1), "{ods}");
         assert_eq!(answer(ods, "stopped").await, (503, "IM1-4012".into(), true, 0), "{ods}");
     }
-    // Another practice is not held back.
+    // Another practice is not held back, nor the patient-facing API of the same practice (the simulator drops
+    // its calls too: they are made, and fail as before).
     let emis = proxy.get(search, &token(Role::Clinician, &["Y90001"])).await;
     assert_eq!(emis.status(), 200);
+    let patient = common::patient_token("9000000009", "Y90003");
+    let response = common::get_as(&proxy, "Patient", &patient, "Y90003-patient").await;
+    let body = common::outcome(response, 502).await;
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "IM1-4004", "{body}");
+    assert!(common::audited(&proxy, "Y90003-patient").1 > 0);
     tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
     for ods in ["Y90002", "Y90003"] {
         assert_eq!(answer(ods, "again").await, (502, "IM1-4004".into(), false, 1), "{ods}");

@@ -3,6 +3,11 @@
 //! when to come back), no call goes to that surface for `open_for`. Requests are refused at once (503, with the
 //! `Retry-After` left) rather than each holding a place for its whole deadline and then failing the same way.
 //!
+//! Each attempt counts (a read retried after a dropped connection is two calls). A time-out counts only when
+//! the attempt went out with at least half the call's time-out left: one that queued for most of its deadline
+//! says nothing of the GP system. An attempt abandoned with its request (the client left) counts once it has
+//! waited that long without an answer.
+//!
 //! When the time is up calls go again. The count is not cleared until a call is answered, so one more
 //! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
 //! supplier's refusal that says when to come back is its own pause (see `pace`), not a failure.
@@ -11,7 +16,7 @@ use crate::config::BreakerSettings;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
@@ -75,17 +80,17 @@ impl Breaker {
             Answer::Answered => *state = State::default(),
             Answer::Unanswered => {
                 state.unanswered = state.unanswered.saturating_add(1);
-                if self.settings.trip_after > 0 && state.unanswered >= self.settings.trip_after {
-                    let now = Instant::now();
-                    if state.open_until.is_none_or(|until| until <= now) {
-                        tracing::warn!(
-                            practice = %self.practice,
-                            surface = ?surface,
-                            unanswered = state.unanswered,
-                            open_for_ms = self.settings.open_for.as_millis(),
-                            "the GP system leaves its calls unanswered: no call goes to it for a while"
-                        );
-                    }
+                let now = Instant::now();
+                let open = state.open_until.is_some_and(|until| until > now);
+                // Opened once: calls already out that fail later do not move the time clients were told.
+                if self.settings.trip_after > 0 && state.unanswered >= self.settings.trip_after && !open {
+                    tracing::warn!(
+                        practice = %self.practice,
+                        surface = ?surface,
+                        unanswered = state.unanswered,
+                        open_for_ms = self.settings.open_for.as_millis(),
+                        "the GP system leaves its calls unanswered: no call goes to it for a while"
+                    );
                     state.open_until = Some(now + self.settings.open_for);
                 }
             }
@@ -96,12 +101,68 @@ impl Breaker {
     pub fn is_open(&self, surface: Surface) -> bool {
         self.refuse_if_open(surface).is_err()
     }
+
+    /// An attempt going out now on a surface, whose call has `timeout` in all and must end by `deadline`.
+    pub fn attempt(&self, surface: Surface, deadline: Instant, timeout: Duration) -> Attempt<'_> {
+        let started = Instant::now();
+        let enough = timeout / 2;
+        Attempt {
+            breaker: self,
+            surface,
+            started,
+            enough,
+            silence_counts: deadline.saturating_duration_since(started) >= enough,
+            finished: false,
+        }
+    }
 }
+
+/// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]) or, when it
+/// is abandoned with its request, on drop.
+pub struct Attempt<'a> {
+    breaker: &'a Breaker,
+    surface: Surface,
+    started: Instant,
+    /// Half the call's time-out: how long an attempt waits before its silence says something.
+    enough: Duration,
+    /// Whether the attempt went out with that long left.
+    silence_counts: bool,
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// A reply came back: counted as its status says (see [`answer_of_status`]).
+    pub fn answered(mut self, answer: Answer) {
+        self.finished = true;
+        self.breaker.record(self.surface, answer);
+    }
+
+    /// No usable reply: counted as the error says (see [`answer_of_error`]), but a time-out only when the
+    /// attempt had time enough.
+    pub fn failed(mut self, error: &FhirError) {
+        self.finished = true;
+        if error.code == TIMED_OUT && !self.silence_counts {
+            return;
+        }
+        self.breaker.record(self.surface, answer_of_error(error));
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished && self.silence_counts && self.started.elapsed() >= self.enough {
+            self.breaker.record(self.surface, Answer::Unanswered);
+        }
+    }
+}
+
+/// A native call that was not answered within its deadline.
+const TIMED_OUT: &str = "IM1-4001";
 
 /// How a failed native call counts: those that say the GP system (or the way to it) did not answer.
 pub fn answer_of_error(error: &FhirError) -> Answer {
     const UNANSWERED: [&str; 3] = [
-        "IM1-4001", // no answer within the deadline
+        TIMED_OUT,  // no answer within the deadline
         "IM1-4003", // cannot be reached
         "IM1-4004", // connection closed, or a broken reply
     ];
@@ -165,6 +226,46 @@ mod tests {
         breaker.record(Surface::Patient, Answer::Answered);
         breaker.record(Surface::Patient, Answer::Unanswered);
         assert!(!breaker.is_open(Surface::Patient));
+    }
+
+    #[test]
+    fn the_time_clients_were_told_does_not_move_while_open() {
+        let breaker = breaker(1, Duration::from_secs(2));
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        std::thread::sleep(Duration::from_millis(1_100));
+        // A call already out when it opened fails later.
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        let refused = breaker.refuse_if_open(Surface::Transaction).unwrap_err();
+        assert_eq!(refused.retry_after, Some(1));
+    }
+
+    #[test]
+    fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_once_it_waited() {
+        let timeout = Duration::from_millis(100);
+        let breaker = breaker(1, Duration::from_secs(30));
+        let timed_out = FhirError::gateway_timeout(TIMED_OUT, "x");
+        // Went out with a tenth of its time-out left: its time-out says nothing of the GP system.
+        let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
+        late.failed(&timed_out);
+        assert!(!breaker.is_open(Surface::Transaction));
+        // Abandoned at once: nothing said either.
+        drop(breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout));
+        assert!(!breaker.is_open(Surface::Transaction));
+        // A connection refused counts however late the attempt went out.
+        let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
+        late.failed(&FhirError::bad_gateway("IM1-4003", "x"));
+        assert!(breaker.is_open(Surface::Transaction));
+        // Abandoned after waiting half its time-out without an answer: unanswered.
+        let breaker = self::breaker(1, Duration::from_secs(30));
+        let waited = breaker.attempt(Surface::Patient, Instant::now() + timeout, timeout);
+        std::thread::sleep(timeout / 2);
+        drop(waited);
+        assert!(breaker.is_open(Surface::Patient));
+        // A time-out with its whole time counts.
+        let breaker = self::breaker(1, Duration::from_secs(30));
+        let full = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        full.failed(&timed_out);
+        assert!(breaker.is_open(Surface::Transaction));
     }
 
     #[test]

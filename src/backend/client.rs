@@ -5,7 +5,7 @@
 //! No header from the FHIR client is ever forwarded (test-only `X-Sim-*` headers included); only the
 //! request id travels, so native logs can be joined with ours.
 
-use super::breaker::{self, Answer, Breaker};
+use super::breaker::{self, Attempt, Breaker};
 use super::pace::Pace;
 use crate::config::BreakerSettings;
 use crate::fhir::{FhirError, FhirResult};
@@ -163,6 +163,8 @@ impl HttpClient {
                 .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
             drop(queued);
             self.pace.wait(surface, deadline).await?;
+            // A circuit opened while this call waited is kept too.
+            self.breaker.refuse_if_open(surface)?;
             // A pause that began while this call waited for its place or turn is sat out like any other.
             if !self.pace.is_paused(surface) {
                 return Ok(permit);
@@ -199,9 +201,9 @@ impl HttpClient {
         self.pace.pause(surface, wait);
     }
 
-    /// Whether a native call on a surface made other than over HTTP was answered (see `breaker`).
-    pub fn record_answer(&self, surface: Surface, answer: Answer) {
-        self.breaker.record(surface, answer);
+    /// A native call's attempt going out now other than over HTTP, for the breaker to count (see `breaker`).
+    pub fn attempt(&self, surface: Surface, deadline: Instant) -> Attempt<'_> {
+        self.breaker.attempt(surface, deadline, self.settings.timeout)
     }
 
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
@@ -255,6 +257,7 @@ impl HttpClient {
             };
             let started = Instant::now();
             let authorization = authorize()?;
+            let counted = self.breaker.attempt(request.surface, deadline, self.settings.timeout);
             let outcome = self
                 .send_once(request, authorization.as_deref(), request_id, deadline)
                 .await;
@@ -279,10 +282,7 @@ impl HttpClient {
                         elapsed: started.elapsed(),
                     });
                     let asked_wait = retry_after(&reply.headers);
-                    self.breaker.record(
-                        request.surface,
-                        breaker::answer_of_status(reply.status.as_u16(), asked_wait.is_some()),
-                    );
+                    counted.answered(breaker::answer_of_status(reply.status.as_u16(), asked_wait.is_some()));
                     if let (429 | 503, Some(wait)) = (reply.status.as_u16(), asked_wait) {
                         self.pace.pause(request.surface, wait);
                     }
@@ -305,7 +305,7 @@ impl HttpClient {
                         status: 0,
                         elapsed: started.elapsed(),
                     });
-                    self.breaker.record(request.surface, breaker::answer_of_error(&error));
+                    counted.failed(&error);
                     let final_answer = error.status == StatusCode::GATEWAY_TIMEOUT || error.code == TOO_LARGE;
                     last_error = Some(error);
                     last_reply = None;
@@ -406,9 +406,9 @@ fn route(path: &str) -> String {
 /// than read whole into memory, then copied several times over while it is translated and cached.
 pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
 
-const TOO_LARGE: &str = "IM1-4008";
+pub(super) const TOO_LARGE: &str = "IM1-4008";
 
-fn too_large() -> FhirError {
+pub(super) fn too_large() -> FhirError {
     FhirError::bad_gateway(
         TOO_LARGE,
         format!(
@@ -435,10 +435,18 @@ fn classify(error: reqwest::Error) -> FhirError {
     }
 }
 
-/// `Retry-After` in seconds, capped so that a native hint can never stall a request for long.
+/// `Retry-After`, as seconds or an HTTP date (RFC 9110 section 10.2.3), capped so that a native hint can never
+/// stall a request for long; a date past is no wait.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds.min(30)))
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(wait.min(Duration::from_secs(30)))
 }
 
 /// Turns the common native statuses into FHIR errors; dialects handle their own bodies first.
@@ -522,6 +530,29 @@ mod tests {
             breaker: Default::default(),
         };
         HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let wait = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(wait("5"), Some(Duration::from_secs(5)));
+        assert_eq!(wait("3600"), Some(Duration::from_secs(30)), "capped");
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(12));
+        let told = wait(&soon).unwrap();
+        assert!(
+            (Duration::from_secs(10)..=Duration::from_secs(12)).contains(&told),
+            "{told:?}"
+        );
+        assert_eq!(
+            wait("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date past"
+        );
+        assert_eq!(wait("soon"), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! Replies become the generic tree (`xml_tree`); mapping templates build the request as
 //! `{ message | function, attributes | parameters }`.
 
-use super::breaker::{self, Answer};
-use super::client::{retry_after, status_error, CallRecord, HttpClient, HttpRequest};
+use super::breaker::Answer;
+use super::client::{retry_after, status_error, too_large, CallRecord, HttpClient, HttpRequest, TOO_LARGE};
 use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
@@ -164,18 +164,29 @@ impl SystmOne {
                 Err(refused) => return Err(last.unwrap_or(refused)),
             };
             let started = Instant::now();
+            let attempt = self.http.attempt(Surface::Transaction, deadline);
             let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
             drop(permit);
-            let (status, outcome) = match result {
-                Err(_) => (
-                    0,
-                    Err(FhirError::gateway_timeout(
-                        "IM1-4001",
-                        "the native system did not answer in time",
-                    )),
-                ),
-                Ok(Err(e)) => (0, Err(e)),
-                Ok(Ok(text)) => (200, xml_tree::parse(text.as_bytes()).map_err(|_| broken())),
+            let silence = match result {
+                Err(_) => Err(FhirError::gateway_timeout(
+                    "IM1-4001",
+                    "the native system did not answer in time",
+                )),
+                Ok(result) => result,
+            };
+            // A frame that came back was answered, whatever it holds.
+            let (status, outcome) = match silence {
+                Ok(frame) => {
+                    attempt.answered(Answer::Answered);
+                    (
+                        200,
+                        frame.and_then(|text| xml_tree::parse(text.as_bytes()).map_err(|_| broken())),
+                    )
+                }
+                Err(error) => {
+                    attempt.failed(&error);
+                    (0, Err(error))
+                }
             };
             calls.push(CallRecord {
                 method: "FRAME".into(),
@@ -183,14 +194,6 @@ impl SystmOne {
                 status,
                 elapsed: started.elapsed(),
             });
-            self.http.record_answer(
-                Surface::Transaction,
-                // A frame that came back was answered, whatever it holds.
-                match &outcome {
-                    Err(error) if status == 0 => breaker::answer_of_error(error),
-                    _ => Answer::Answered,
-                },
-            );
             match outcome {
                 Ok(tree) => {
                     let result = transaction_result(tree);
@@ -205,7 +208,8 @@ impl SystmOne {
                     }
                     return result;
                 }
-                Err(e) if e.status == http::StatusCode::GATEWAY_TIMEOUT => return Err(e),
+                // A time-out used the whole deadline, and a frame too large would be as large again.
+                Err(e) if e.status == http::StatusCode::GATEWAY_TIMEOUT || e.code == TOO_LARGE => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -213,7 +217,9 @@ impl SystmOne {
     }
 
     /// One frame out, one frame back, on a pooled connection (a failed connection is dropped, not reused).
-    async fn exchange(&self, envelope: &str) -> FhirResult<String> {
+    /// The outer error: no whole frame came back. The inner result: the frame that did, or why it cannot be
+    /// read (too large to take, not UTF-8): an answer all the same.
+    async fn exchange(&self, envelope: &str) -> FhirResult<FhirResult<String>> {
         let pooled = self.pool.lock().await.pop();
         let mut stream = match pooled {
             Some(stream) => stream,
@@ -237,14 +243,14 @@ impl SystmOne {
         let mut header = [0u8; 4];
         stream.read_exact(&mut header).await.map_err(|_| broken())?;
         let length = u32::from_be_bytes(header) as usize;
+        // Not read into memory; the connection, left mid-frame, is dropped.
         if length > MAX_FRAME {
-            return Err(broken());
+            return Ok(Err(too_large()));
         }
         let mut body = vec![0u8; length];
         stream.read_exact(&mut body).await.map_err(|_| broken())?;
-        let text = String::from_utf8(body).map_err(|_| broken())?;
         self.pool.lock().await.push(stream);
-        Ok(text)
+        Ok(String::from_utf8(body).map_err(|_| broken()))
     }
 
     // ---- PFS (XML over HTTP, suid sessions) ----
