@@ -12,7 +12,7 @@
 //! Loads are single-flight: concurrent requests for the same key wait for one native call. Errors are not
 //! cached. `Cache-Control: no-cache` (or `no-store`, `max-age=0`) on a request skips the lookup and refreshes
 //! the entry; `max-age=N` takes a kept answer no older than N seconds, and refreshes an older one. Each hit is
-//! noted on the interaction's AuditEvent (`cache: hit`).
+//! noted on the interaction's AuditEvent (`cache: hit`, or `partial` beside native calls).
 
 use crate::app::{note_practice_reached, AppState, NativeWork};
 use crate::auth::{Principal, Role};

@@ -117,9 +117,21 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
         .count();
     assert_eq!(loads, 1, "concurrent identical searches share one native load");
 
+    // A search kept, then the same search including what it references: the search from the cache, the
+    // performers from EMIS.
+    let search = format!("Observation?patient={id}");
+    assert_eq!(get_as(&proxy, &search, &clinician, "c-9", &[]).await.0, 200);
+    let path = format!("{search}&_include=Observation:performer");
+    let (status, bundle) = get_as(&proxy, &path, &clinician, "c-10", &[]).await;
+    assert_eq!(status, 200);
+    let entries = bundle["entry"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["search"]["mode"] == "include"), "{bundle}");
+    let (cache, calls) = common::audited(&proxy, "c-10");
+    assert_eq!((cache.as_str(), calls > 0), ("partial", true));
+
     // Every interaction still has exactly one AuditEvent, hits included.
     let total = proxy.audit.count().unwrap();
-    assert_eq!(total, 8 + 6 + 8);
+    assert_eq!(total, 8 + 6 + 8 + 2);
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -316,7 +316,13 @@ fn transaction_entity(facts: &AuditFacts) -> Value {
     if let Some(code) = facts.outcome_code.as_deref() {
         details.push(detail("outcome-code", code));
     }
-    details.push(detail("cache", if facts.cache_hit { "hit" } else { "miss" }));
+    // `partial`: some answers came from the cache and some from the GP system (`$everything`, `_include`).
+    let cache = match (facts.cache_hit, facts.native_calls.is_empty()) {
+        (true, true) => "hit",
+        (true, false) => "partial",
+        (false, _) => "miss",
+    };
+    details.push(detail("cache", cache));
     details.extend(facts.practices.iter().map(|ods| detail("practice", ods)));
     let mut entity = json!({"type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id")});
     if !facts.request_id.is_empty() {
