@@ -131,7 +131,7 @@ fn facts(n: usize) -> AuditFacts {
             status: Some(200),
             millis: 31,
         }],
-        cache_hit: false,
+        cache: Default::default(),
         practices: vec!["A12345".into()],
     }
 }

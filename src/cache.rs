@@ -23,7 +23,6 @@ use crate::ids::LogicalId;
 use crate::mapping::file::ParamDef;
 use crate::mapping::MappingFile;
 use crate::translate::{self, Context, Produced};
-use moka::ops::compute::{CompResult, Op};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -153,6 +152,9 @@ struct Kept {
 /// The cache itself; off when its time-to-live is zero.
 pub struct ResponseCache {
     entries: Option<moka::future::Cache<Key, Kept>>,
+    /// Refreshes under way of answers kept but older than a request asked, by key and when the answer they
+    /// replace was loaded: concurrent requests share one refresh, and its failure.
+    refreshes: moka::future::Cache<(Key, Instant), Kept>,
 }
 
 impl ResponseCache {
@@ -164,88 +166,86 @@ impl ResponseCache {
                 .weigher(|_, kept: &Kept| kept.entry.weight())
                 .build()
         });
-        ResponseCache { entries }
+        // Each is taken out once its refresh is kept; the lifetime only bounds one whose request was dropped.
+        let refreshes = moka::future::Cache::builder()
+            .time_to_live(config.ttl.max(Duration::from_secs(1)))
+            .build();
+        ResponseCache { entries, refreshes }
     }
 
     /// The answer for `key`: from the cache when one is kept that is as fresh as asked, else from `load`, once
-    /// for every request waiting on the same key. A hit is noted on the interaction's AuditEvent.
+    /// for every request waiting on the same key. How it was found is noted on the interaction's AuditEvent.
     pub async fn get_or_load<F>(&self, key: Key, fresh: Freshness, load: F) -> FhirResult<(Arc<Entry>, Lookup)>
     where
         F: Future<Output = FhirResult<Entry>>,
     {
+        let practice = key.practice.clone();
         let Some(entries) = &self.entries else {
-            return Ok((Arc::new(load.await?), Lookup::Off));
+            return Ok((load_kept(&practice, load).await?.entry, Lookup::Off));
         };
         if fresh.from_source() {
-            return Ok((keep_newer(entries, key, load_kept(load).await?).await, Lookup::Fresh));
+            let ours = load_kept(&practice, load).await?;
+            keep_newer(entries, key, ours.clone()).await;
+            return Ok((ours.entry, Lookup::Fresh));
         }
+        let loaded = AtomicBool::new(false);
+        let load_once = async {
+            loaded.store(true, Ordering::Relaxed);
+            load_kept(&practice, load).await
+        };
         match entries.get(&key).await {
-            Some(kept) if fresh.takes(kept.loaded.elapsed()) => Ok((hit(kept), Lookup::Hit)),
-            // Older than asked: loaded again, once for every request waiting on the key (they are served one
-            // after another, and find the answer the first loaded).
-            Some(_) => {
-                let computed = entries
-                    .entry(key)
-                    .and_try_compute_with(|kept| async move {
-                        match kept {
-                            Some(kept) if fresh.takes(kept.value().loaded.elapsed()) => Ok(Op::Nop),
-                            _ => load_kept(load).await.map(Op::Put),
-                        }
-                    })
-                    .await?;
-                match computed {
-                    CompResult::Unchanged(kept) => Ok((hit(kept.into_value()), Lookup::Hit)),
-                    other => match other.into_entry() {
-                        Some(kept) => Ok((kept.into_value().entry, Lookup::Fresh)),
-                        None => Err(FhirError::internal("IM1-5005", "a refreshed answer was not kept")),
-                    },
+            Some(kept) if fresh.takes(kept.loaded.elapsed()) => Ok((hit(&practice, kept), Lookup::Hit)),
+            // Older than asked: loaded again, once for every request that finds the same answer too old.
+            Some(stale) => {
+                let refresh = (key.clone(), stale.loaded);
+                let shared = self.refreshes.try_get_with(refresh.clone(), load_once).await;
+                let refreshed = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+                if !loaded.load(Ordering::Relaxed) {
+                    return Ok((hit(&practice, refreshed), Lookup::Hit));
                 }
+                keep_newer(entries, key, refreshed.clone()).await;
+                self.refreshes.invalidate(&refresh).await;
+                Ok((refreshed.entry, Lookup::Fresh))
             }
             None => {
-                let loaded = AtomicBool::new(false);
-                let kept = entries
-                    .try_get_with(key, async {
-                        loaded.store(true, Ordering::Relaxed);
-                        load_kept(load).await
-                    })
-                    .await
-                    .map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+                let shared = entries.try_get_with(key, load_once).await;
+                let kept = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
                 if loaded.load(Ordering::Relaxed) {
                     return Ok((kept.entry, Lookup::Miss));
                 }
                 // Loaded by another request since this one looked, or while it waited: from the cache, and
                 // as fresh as any.
-                Ok((hit(kept), Lookup::Hit))
+                Ok((hit(&practice, kept), Lookup::Hit))
             }
         }
     }
 }
 
-/// Runs a load; the answer is as old as the moment the load began (RFC 9111 section 4.2.3 counts the time
-/// taken to answer in its age).
-async fn load_kept(load: impl Future<Output = FhirResult<Entry>>) -> FhirResult<Kept> {
+/// Runs a load, noted on the interaction's AuditEvent; the answer is as old as the moment the load began
+/// (RFC 9111 section 4.2.3 counts the time taken to answer in its age).
+async fn load_kept(practice: &str, load: impl Future<Output = FhirResult<Entry>>) -> FhirResult<Kept> {
+    crate::audit::note(|facts| {
+        facts.cache.loads.insert(practice.to_string());
+    });
     let loaded = Instant::now();
     let entry = Arc::new(load.await?);
     Ok(Kept { entry, loaded })
 }
 
-/// Keeps an answer loaded straight from the source, unless a newer one was kept meanwhile (a slow load that
-/// began earlier never replaces a later one); the answer is the request's own either way.
-async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Kept) -> Arc<Entry> {
-    let answer = ours.entry.clone();
-    entries
-        .entry(key)
-        .and_compute_with(|kept| {
-            let newer = kept.is_some_and(|kept| kept.value().loaded > ours.loaded);
-            std::future::ready(if newer { Op::Nop } else { Op::Put(ours) })
-        })
-        .await;
-    answer
+/// Keeps an answer loaded from the source unless the one kept now is newer (a slow load begun earlier does not
+/// replace it; a miss's load, made at the same moment, may still). It never waits on another request's load.
+async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Kept) {
+    let newer = entries.get(&key).await.is_some_and(|kept| kept.loaded > ours.loaded);
+    if !newer {
+        entries.insert(key, ours).await;
+    }
 }
 
 /// A kept answer served: noted on the interaction's AuditEvent.
-fn hit(kept: Kept) -> Arc<Entry> {
-    crate::audit::note(|facts| facts.cache_hit = true);
+fn hit(practice: &str, kept: Kept) -> Arc<Entry> {
+    crate::audit::note(|facts| {
+        facts.cache.hits.insert(practice.to_string());
+    });
     kept.entry
 }
 

@@ -30,6 +30,25 @@ async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &
     (status, response.json().await.unwrap())
 }
 
+/// `n` identical GETs at once (request ids `{prefix}-0`...), each answered 200: how many loaded their answer
+/// from the GP system rather than the cache.
+async fn loads_of_burst(proxy: &Proxy, path: &str, t: &str, prefix: &str, n: usize, headers: &[(&str, &str)]) -> usize {
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut request = proxy.client.get(proxy.url(path)).bearer_auth(t);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.header("x-request-id", format!("{prefix}-{i}"));
+        burst.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = burst.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    (0..n)
+        .filter(|i| common::audited(proxy, &format!("{prefix}-{i}")).0 == "miss")
+        .count()
+}
+
 fn scoped(role: Role, scope: &str) -> String {
     common::scoped(role, "Y90001", scope)
 }
@@ -83,38 +102,20 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
     }
     // Older than asked by several at once: loaded again once, and the others take that answer.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let mut refresh = tokio::task::JoinSet::new();
-    for i in 0..6 {
-        let request = proxy
-            .client
-            .get(proxy.url(SEARCH))
-            .bearer_auth(&clinician)
-            .header("cache-control", "max-age=1")
-            .header("x-request-id", format!("stale-{i}"));
-        refresh.spawn(async move { request.send().await.unwrap().status().as_u16() });
-    }
-    assert!(refresh.join_all().await.iter().all(|s| *s == 200));
-    let reloads = (0..6)
-        .filter(|i| common::audited(&proxy, &format!("stale-{i}")).0 == "miss")
-        .count();
+    let reloads = loads_of_burst(
+        &proxy,
+        SEARCH,
+        &clinician,
+        "stale",
+        6,
+        &[("cache-control", "max-age=1")],
+    )
+    .await;
     assert_eq!(reloads, 1, "an answer older than asked is loaded again once");
 
     // Eight identical searches at once: one native load, whoever asked first.
-    let url = proxy.url(&format!("Condition?patient={id}"));
-    let mut burst = tokio::task::JoinSet::new();
-    for i in 0..8 {
-        let request = proxy
-            .client
-            .get(&url)
-            .bearer_auth(&clinician)
-            .header("x-request-id", format!("burst-{i}"));
-        burst.spawn(async move { request.send().await.unwrap().status().as_u16() });
-    }
-    let statuses = burst.join_all().await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let loads = (0..8)
-        .filter(|i| common::audited(&proxy, &format!("burst-{i}")).0 == "miss")
-        .count();
+    let conditions = format!("Condition?patient={id}");
+    let loads = loads_of_burst(&proxy, &conditions, &clinician, "burst", 8, &[]).await;
     assert_eq!(loads, 1, "concurrent identical searches share one native load");
 
     // A search kept, then the same search including what it references: the search from the cache, the
@@ -279,6 +280,48 @@ async fn a_patients_linkage_is_looked_up_once_not_on_every_request() {
             assert_eq!(later, 1, "{ods}: request {i} makes only its data call");
         }
     }
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// An answer older than several requests ask (`max-age`) is loaded again once, even when the GP system is slower
+/// than the age asked: the others take that answer rather than each loading it again in turn.
+#[tokio::test]
+async fn a_slow_refresh_is_shared() {
+    let sims = Simulators::start_with(common::fixed_options(1, 4), |emis, _, _| {
+        emis.faults.latency = 1.0;
+        emis.faults.latency_ms = 1_200;
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
+    let clinician = token(Role::Clinician, &["Y90001"]);
+    assert_eq!(get_as(&proxy, SEARCH, &clinician, "s-0", &[]).await.0, 200);
+    // Each load takes longer than the second the requests allow, so the answer is always too old for them.
+    let reloads = loads_of_burst(&proxy, SEARCH, &clinician, "slow", 4, &[("cache-control", "max-age=1")]).await;
+    assert_eq!(reloads, 1);
+    proxy.stop().await;
+    sims.shutdown().await;
+}
+
+/// A hit whose only native calls were the patient's linkage (looked up on every request here) is a hit, not
+/// partial: what is partial is an answer, not the calls around it.
+#[tokio::test]
+async fn linkage_calls_do_not_make_a_hit_partial() {
+    let sims = Simulators::start(common::fixed_options(1, 4)).await.unwrap();
+    let every_time = CacheConfig {
+        linkage_ttl: Duration::ZERO,
+        ..CacheConfig::default()
+    };
+    let proxy = Proxy::start_cached(sims.practices(), sims.linkage(), every_time).await;
+    let nhs = sims.world.read(|r| r.patients[0].nhs_number.clone());
+    let patient = common::patient_token(&nhs, "Y90001");
+    for id in ["p-1", "p-2"] {
+        assert_eq!(get_as(&proxy, "Condition", &patient, id, &[]).await.0, 200);
+    }
+    let (cache, calls) = common::audited(&proxy, "p-2");
+    assert!(calls > 0, "the linkage is looked up again");
+    assert_eq!(cache, "hit");
     proxy.stop().await;
     sims.shutdown().await;
 }

@@ -20,7 +20,7 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::facts::{AuditFacts, NativeCallFact, PatientRef, Who};
+use super::facts::{AuditFacts, CacheFacts, NativeCallFact, PatientRef, Who};
 
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
@@ -29,6 +29,9 @@ const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
 const ODS: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
 const BALP_ENTITY_TYPE: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType";
 const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+/// Transaction entity details naming a practice some of whose answers came from the cache, or were loaded into it.
+const CACHE_HIT: &str = "cache-hit";
+const CACHE_LOAD: &str = "cache-load";
 /// The RBAC role codes (`R8000`, ...) as carried by our tokens; see the module doc.
 pub const RBAC_ROLE_SYSTEM: &str = "https://im1-fhir.dev/CodeSystem/national-rbac-role";
 pub const CLIENT_ID_SYSTEM: &str = "https://im1-fhir.dev/client-id";
@@ -273,9 +276,23 @@ pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(
         }
         true
     });
+    let per_practice = |kind: &Value| kind == "practice" || kind == CACHE_HIT || kind == CACHE_LOAD;
     for entity in entities.iter_mut() {
         if let Some(details) = entity.get_mut("detail").and_then(Value::as_array_mut) {
-            details.retain(|d| d["type"] != "practice" || d["valueString"].as_str().is_some_and(ours));
+            details.retain(|d| !per_practice(&d["type"]) || d["valueString"].as_str().is_some_and(ours));
+            // How the request's answers met the cache, as far as this practice's part of it goes.
+            let of = |kind: &str| {
+                let values = details.iter().filter(move |d| d["type"] == kind);
+                values
+                    .filter_map(|d| d["valueString"].as_str())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            let (hits, loads) = (of(CACHE_HIT), of(CACHE_LOAD));
+            let summary = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
+            for d in details.iter_mut().filter(|d| d["type"] == "cache") {
+                d["valueString"] = json!(summary);
+            }
         }
     }
 }
@@ -316,13 +333,12 @@ fn transaction_entity(facts: &AuditFacts) -> Value {
     if let Some(code) = facts.outcome_code.as_deref() {
         details.push(detail("outcome-code", code));
     }
-    // `partial`: some answers came from the cache and some from the GP system (`$everything`, `_include`).
-    let cache = match (facts.cache_hit, facts.native_calls.is_empty()) {
-        (true, true) => "hit",
-        (true, false) => "partial",
-        (false, _) => "miss",
-    };
+    // Per practice, so that each practice's auditors see how its own answers were found (see `visible_to`).
+    let (hits, loads) = (&facts.cache.hits, &facts.cache.loads);
+    let cache = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
     details.push(detail("cache", cache));
+    details.extend(hits.iter().map(|ods| detail(CACHE_HIT, ods)));
+    details.extend(loads.iter().map(|ods| detail(CACHE_LOAD, ods)));
     details.extend(facts.practices.iter().map(|ods| detail("practice", ods)));
     let mut entity = json!({"type": coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id")});
     if !facts.request_id.is_empty() {
@@ -531,6 +547,39 @@ mod tests {
         let mut one = event(&["Y90001"]);
         visible_to(&mut one, &own, practice_of);
         assert!(one.to_string().contains("unplaced"), "{one}");
+    }
+
+    #[test]
+    fn an_auditor_reads_how_their_own_practices_answers_met_the_cache() {
+        let detail = |kind: &str, value: &str| json!({"type": kind, "valueString": value});
+        let event = json!({"entity": [{"type": {"code": "XrequestId"}, "detail": [
+            detail("cache", "partial"),
+            detail("practice", "Y90001"),
+            detail("practice", "Y90002"),
+            detail(CACHE_HIT, "Y90001"),
+            detail(CACHE_LOAD, "Y90002"),
+        ]}]});
+        let seen_by = |ods: &str| {
+            let mut event = event.clone();
+            visible_to(&mut event, &[ods.to_string()], |_| None);
+            event["entity"][0]["detail"].clone()
+        };
+        assert_eq!(
+            seen_by("Y90001"),
+            json!([
+                detail("cache", "hit"),
+                detail("practice", "Y90001"),
+                detail(CACHE_HIT, "Y90001")
+            ])
+        );
+        assert_eq!(
+            seen_by("Y90002"),
+            json!([
+                detail("cache", "miss"),
+                detail("practice", "Y90002"),
+                detail(CACHE_LOAD, "Y90002")
+            ])
+        );
     }
 
     #[test]

@@ -36,9 +36,33 @@ pub struct AuditFacts {
     pub outcome_code: Option<String>,
     pub outcome_text: Option<String>,
     pub native_calls: Vec<NativeCallFact>,
-    pub cache_hit: bool,
+    /// Practices some of whose answers came from the cache, and those whose answers the cache had to load from
+    /// the GP system (both, for a request such as `$everything`).
+    pub cache: CacheFacts,
     /// ODS codes of the practices the request reached.
     pub practices: Vec<String>,
+}
+
+/// How a request's answers met the cache, per practice (ODS codes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheFacts {
+    pub hits: std::collections::BTreeSet<String>,
+    pub loads: std::collections::BTreeSet<String>,
+}
+
+impl CacheFacts {
+    /// `hit` (every answer from the cache), `partial` (some from the cache, some loaded from the GP system) or
+    /// `miss`.
+    pub fn summary<'a>(
+        hits: impl IntoIterator<Item = &'a str>,
+        loads: impl IntoIterator<Item = &'a str>,
+    ) -> &'static str {
+        match (hits.into_iter().next().is_some(), loads.into_iter().next().is_some()) {
+            (true, false) => "hit",
+            (true, true) => "partial",
+            (false, _) => "miss",
+        }
+    }
 }
 
 /// The authenticated caller.
@@ -192,7 +216,7 @@ impl fmt::Debug for AuditFacts {
             .field("outcome_code", &self.outcome_code)
             .field("outcome_text", &self.outcome_text)
             .field("native_calls", &self.native_calls)
-            .field("cache_hit", &self.cache_hit)
+            .field("cache", &self.cache)
             .field("practices", &self.practices)
             .finish()
     }
@@ -271,7 +295,7 @@ pub(crate) mod tests {
                     millis: 31,
                 },
             ],
-            cache_hit: false,
+            cache: CacheFacts::default(),
             practices: vec!["A12345".into()],
         }
     }
@@ -294,7 +318,7 @@ pub(crate) mod tests {
             outcome_code: Some("IM1-1001".into()),
             outcome_text: Some("The bearer token is missing or invalid".into()),
             native_calls: Vec::new(),
-            cache_hit: false,
+            cache: CacheFacts::default(),
             practices: Vec::new(),
         }
     }

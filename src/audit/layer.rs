@@ -199,7 +199,7 @@ fn initial_facts<B>(request: &Request<B>) -> AuditFacts {
         outcome_code: None,
         outcome_text: None,
         native_calls: Vec::new(),
-        cache_hit: false,
+        cache: Default::default(),
         practices: Vec::new(),
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Each attempt counts (a read retried after a dropped connection is two calls). A time-out counts only when
 //! the attempt went out with at least half the call's time-out left: one that queued for most of its deadline
-//! says nothing of the GP system. An attempt abandoned with its request (the client left) counts once it has
-//! waited that long without an answer.
+//! says nothing of the GP system. An attempt abandoned with its request (the client left, or the request's own
+//! deadline came first) is not counted: whether it would have been answered is not known, and a slow GP system
+//! that still answers must not be cut off.
 //!
 //! When the time is up calls go again. The count is not cleared until a call is answered, so one more
 //! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
@@ -104,55 +105,38 @@ impl Breaker {
 
     /// An attempt going out now on a surface, whose call has `timeout` in all and must end by `deadline`.
     pub fn attempt(&self, surface: Surface, deadline: Instant, timeout: Duration) -> Attempt<'_> {
-        let started = Instant::now();
-        let enough = timeout / 2;
+        let left = deadline.saturating_duration_since(Instant::now());
         Attempt {
             breaker: self,
             surface,
-            started,
-            enough,
-            silence_counts: deadline.saturating_duration_since(started) >= enough,
-            finished: false,
+            silence_counts: left >= timeout / 2,
         }
     }
 }
 
-/// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]) or, when it
-/// is abandoned with its request, on drop.
+/// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]); one
+/// abandoned with its request is not.
 pub struct Attempt<'a> {
     breaker: &'a Breaker,
     surface: Surface,
-    started: Instant,
-    /// Half the call's time-out: how long an attempt waits before its silence says something.
-    enough: Duration,
-    /// Whether the attempt went out with that long left.
+    /// Whether the attempt went out with at least half the call's time-out left, so that its time-out says
+    /// something of the GP system.
     silence_counts: bool,
-    finished: bool,
 }
 
 impl Attempt<'_> {
     /// A reply came back: counted as its status says (see [`answer_of_status`]).
-    pub fn answered(mut self, answer: Answer) {
-        self.finished = true;
+    pub fn answered(self, answer: Answer) {
         self.breaker.record(self.surface, answer);
     }
 
     /// No usable reply: counted as the error says (see [`answer_of_error`]), but a time-out only when the
     /// attempt had time enough.
-    pub fn failed(mut self, error: &FhirError) {
-        self.finished = true;
+    pub fn failed(self, error: &FhirError) {
         if error.code == TIMED_OUT && !self.silence_counts {
             return;
         }
         self.breaker.record(self.surface, answer_of_error(error));
-    }
-}
-
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        if !self.finished && self.silence_counts && self.started.elapsed() >= self.enough {
-            self.breaker.record(self.surface, Answer::Unanswered);
-        }
     }
 }
 
@@ -240,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_once_it_waited() {
+    fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_not_at_all() {
         let timeout = Duration::from_millis(100);
         let breaker = breaker(1, Duration::from_secs(30));
         let timed_out = FhirError::gateway_timeout(TIMED_OUT, "x");
@@ -248,19 +232,14 @@ mod tests {
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
         late.failed(&timed_out);
         assert!(!breaker.is_open(Surface::Transaction));
-        // Abandoned at once: nothing said either.
-        drop(breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout));
+        // Abandoned however long it waited (never told how it ended): nothing said either.
+        let _abandoned = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        std::thread::sleep(timeout);
         assert!(!breaker.is_open(Surface::Transaction));
         // A connection refused counts however late the attempt went out.
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
         late.failed(&FhirError::bad_gateway("IM1-4003", "x"));
         assert!(breaker.is_open(Surface::Transaction));
-        // Abandoned after waiting half its time-out without an answer: unanswered.
-        let breaker = self::breaker(1, Duration::from_secs(30));
-        let waited = breaker.attempt(Surface::Patient, Instant::now() + timeout, timeout);
-        std::thread::sleep(timeout / 2);
-        drop(waited);
-        assert!(breaker.is_open(Surface::Patient));
         // A time-out with its whole time counts.
         let breaker = self::breaker(1, Duration::from_secs(30));
         let full = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);

@@ -436,17 +436,22 @@ fn classify(error: reqwest::Error) -> FhirError {
 }
 
 /// `Retry-After`, as seconds or an HTTP date (RFC 9110 section 10.2.3), capped so that a native hint can never
-/// stall a request for long; a date past is no wait.
+/// stall a request for long. A date is measured from the reply's own `Date` where it gives one, so the two
+/// clocks need not agree; a date not after it says nothing of when to come back.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    const MOST: Duration = Duration::from_secs(30);
     let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => {
-            let when = httpdate::parse_http_date(value).ok()?;
-            when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
-        }
-    };
-    Some(wait.min(Duration::from_secs(30)))
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Seconds past any integer: as long as any.
+        return Some(value.parse::<u64>().map_or(MOST, |s| Duration::from_secs(s).min(MOST)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let date = headers.get(http::header::DATE).and_then(|d| d.to_str().ok());
+    let now = date
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or_else(std::time::SystemTime::now);
+    let wait = when.duration_since(now).ok().filter(|wait| !wait.is_zero())?;
+    Some(wait.min(MOST))
 }
 
 /// Turns the common native statuses into FHIR errors; dialects handle their own bodies first.
@@ -541,18 +546,20 @@ mod tests {
         };
         assert_eq!(wait("5"), Some(Duration::from_secs(5)));
         assert_eq!(wait("3600"), Some(Duration::from_secs(30)), "capped");
+        assert_eq!(wait("99999999999999999999999"), Some(Duration::from_secs(30)), "capped");
         let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(12));
         let told = wait(&soon).unwrap();
         assert!(
             (Duration::from_secs(10)..=Duration::from_secs(12)).contains(&told),
             "{told:?}"
         );
-        assert_eq!(
-            wait("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO),
-            "a date past"
-        );
+        assert_eq!(wait("Wed, 21 Oct 2015 07:28:00 GMT"), None, "a date past");
         assert_eq!(wait("soon"), None);
+        // Measured from the reply's Date: a supplier whose clock is years behind ours.
+        let mut headers = HeaderMap::new();
+        headers.insert("date", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:07 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
     }
 
     #[test]

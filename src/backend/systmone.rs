@@ -13,7 +13,7 @@
 //! `{ message | function, attributes | parameters }`.
 
 use super::breaker::Answer;
-use super::client::{retry_after, status_error, too_large, CallRecord, HttpClient, HttpRequest, TOO_LARGE};
+use super::client::{retry_after, status_error, too_large, CallRecord, HttpClient, HttpRequest};
 use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
@@ -174,18 +174,18 @@ impl SystmOne {
                 )),
                 Ok(result) => result,
             };
-            // A frame that came back was answered, whatever it holds.
-            let (status, outcome) = match silence {
+            // A frame that came back was answered, whatever it holds, and is not asked for again. As for HTTP
+            // replies, one too large or not text is recorded with status 0, one whose XML is broken with 200.
+            let (status, outcome, answered) = match silence {
                 Ok(frame) => {
                     attempt.answered(Answer::Answered);
-                    (
-                        200,
-                        frame.and_then(|text| xml_tree::parse(text.as_bytes()).map_err(|_| broken())),
-                    )
+                    let status = if frame.is_ok() { 200 } else { 0 };
+                    let tree = frame.and_then(|text| xml_tree::parse(text.as_bytes()).map_err(|_| broken()));
+                    (status, tree, true)
                 }
                 Err(error) => {
                     attempt.failed(&error);
-                    (0, Err(error))
+                    (0, Err(error), false)
                 }
             };
             calls.push(CallRecord {
@@ -208,8 +208,8 @@ impl SystmOne {
                     }
                     return result;
                 }
-                // A time-out used the whole deadline, and a frame too large would be as large again.
-                Err(e) if e.status == http::StatusCode::GATEWAY_TIMEOUT || e.code == TOO_LARGE => return Err(e),
+                // A time-out used the whole deadline.
+                Err(e) if answered || e.status == http::StatusCode::GATEWAY_TIMEOUT => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

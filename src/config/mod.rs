@@ -665,6 +665,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         max_in_flight: native_in_flight,
         breaker,
     };
+    // A request's deadline before one native call's would cut every slow call off before it could time out.
+    if server.request_timeout_ms > 0 && server.request_timeout_ms <= native.timeout_ms {
+        let span = raw.server.request_timeout_ms.as_ref().map_or(0..0, |ms| ms.span());
+        errors.push(at(
+            span,
+            format!(
+                "server.request_timeout_ms ({}) must be longer than native.timeout_ms ({}): a request would be cut \
+                 off before its native call could time out",
+                server.request_timeout_ms, native.timeout_ms
+            ),
+        ));
+    }
     // Every interaction's AuditEvent is committed here before its response leaves (see src/audit).
     let mut audit = crate::audit::AuditConfig::new(
         raw.audit
@@ -947,6 +959,13 @@ mod tests {
         assert!(said("native.max_in_flight must be at least 1"), "{errors:?}");
         assert!(said("native.breaker.open_ms must be at least 1"), "{errors:?}");
         assert!(said("audit.forward_jsonl: the folder of"), "{errors:?}");
+        let text = with_security(
+            &dir,
+            "[server]\nrequest_timeout_ms = 5000\n\n[native]\ntimeout_ms = 5000\n",
+        );
+        let errors = parse("im1.toml", &text).unwrap_err();
+        let said = |words: &str| errors.iter().any(|e| e.message.contains(words) && e.line > 1);
+        assert!(said("must be longer than native.timeout_ms (5000)"), "{errors:?}");
         let text = with_security(&dir, "");
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
         let errors = parse("im1.toml", &text).unwrap_err();
