@@ -12,7 +12,8 @@
 //! Loads are single-flight: concurrent requests for the same key wait for one native call. Errors are not
 //! cached. `Cache-Control: no-cache` (or `no-store`, `max-age=0`) on a request skips the lookup and refreshes
 //! the entry; `max-age=N` takes a kept answer no older than N seconds, and refreshes an older one. Each hit is
-//! noted on the interaction's AuditEvent (`cache: hit`, or `partial` beside native calls).
+//! noted on the interaction's AuditEvent, per practice (`cache-hit`, `cache-load`) and in sum (`cache`: hit,
+//! partial, miss or none).
 
 use crate::app::{note_practice_reached, AppState, NativeWork};
 use crate::auth::{Principal, Role};
@@ -169,6 +170,7 @@ impl ResponseCache {
         // Each is taken out once its refresh is kept; the lifetime only bounds one whose request was dropped.
         let refreshes = moka::future::Cache::builder()
             .time_to_live(config.ttl.max(Duration::from_secs(1)))
+            .max_capacity(10_000)
             .build();
         ResponseCache { entries, refreshes }
     }
@@ -198,6 +200,15 @@ impl ResponseCache {
             // Older than asked: loaded again, once for every request that finds the same answer too old.
             Some(stale) => {
                 let refresh = (key.clone(), stale.loaded);
+                // One whose request was dropped before keeping it: kept now, and loaded again if too old.
+                if let Some(left) = self.refreshes.get(&refresh).await {
+                    self.refreshes.invalidate(&refresh).await;
+                    if fresh.takes(left.loaded.elapsed()) {
+                        keep_newer(entries, key, left.clone()).await;
+                        return Ok((hit(&practice, left), Lookup::Hit));
+                    }
+                }
+                // Those that wait on it take what it loads, however long the GP system took to answer.
                 let shared = self.refreshes.try_get_with(refresh.clone(), load_once).await;
                 let refreshed = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
                 if !loaded.load(Ordering::Relaxed) {

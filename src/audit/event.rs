@@ -288,9 +288,20 @@ pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(
                     .map(str::to_string)
                     .collect::<Vec<_>>()
             };
+            // (An event recorded before practices were named here keeps the value it was recorded with.)
+            let named = details
+                .iter()
+                .any(|d| d["type"] == CACHE_HIT || d["type"] == CACHE_LOAD);
             let (hits, loads) = (of(CACHE_HIT), of(CACHE_LOAD));
             let summary = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
-            for d in details.iter_mut().filter(|d| d["type"] == "cache") {
+            let recorded_with_practices = named
+                || details
+                    .iter()
+                    .any(|d| d["type"] == "cache" && d["valueString"] == "none");
+            for d in details
+                .iter_mut()
+                .filter(|d| d["type"] == "cache" && recorded_with_practices)
+            {
                 d["valueString"] = json!(summary);
             }
         }

@@ -51,8 +51,8 @@ pub struct CacheFacts {
 }
 
 impl CacheFacts {
-    /// `hit` (every answer from the cache), `partial` (some from the cache, some loaded from the GP system) or
-    /// `miss`.
+    /// `hit` (every answer from the cache), `partial` (some from the cache, some loaded from the GP system),
+    /// `miss` (every answer loaded from the GP system) or `none` (no answer was looked for: a refusal, say).
     pub fn summary<'a>(
         hits: impl IntoIterator<Item = &'a str>,
         loads: impl IntoIterator<Item = &'a str>,
@@ -60,7 +60,8 @@ impl CacheFacts {
         match (hits.into_iter().next().is_some(), loads.into_iter().next().is_some()) {
             (true, false) => "hit",
             (true, true) => "partial",
-            (false, _) => "miss",
+            (false, true) => "miss",
+            (false, false) => "none",
         }
     }
 }

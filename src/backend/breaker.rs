@@ -5,9 +5,9 @@
 //!
 //! Each attempt counts (a read retried after a dropped connection is two calls). A time-out counts only when
 //! the attempt went out with at least half the call's time-out left: one that queued for most of its deadline
-//! says nothing of the GP system. An attempt abandoned with its request (the client left, or the request's own
-//! deadline came first) is not counted: whether it would have been answered is not known, and a slow GP system
-//! that still answers must not be cut off.
+//! says nothing of the GP system. An attempt abandoned with its request (the client or a load balancer gave
+//! up first) counts once it has waited three quarters of the call's time-out without an answer, so that a GP
+//! system that hangs is found even when nobody waits for its time-outs; abandoned sooner, it is not counted.
 //!
 //! When the time is up calls go again. The count is not cleared until a call is answered, so one more
 //! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
@@ -105,38 +105,55 @@ impl Breaker {
 
     /// An attempt going out now on a surface, whose call has `timeout` in all and must end by `deadline`.
     pub fn attempt(&self, surface: Surface, deadline: Instant, timeout: Duration) -> Attempt<'_> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let started = Instant::now();
         Attempt {
             breaker: self,
             surface,
-            silence_counts: left >= timeout / 2,
+            started,
+            silence_counts: deadline.saturating_duration_since(started) >= timeout / 2,
+            abandoned_counts_after: timeout.mul_f64(0.75),
+            finished: false,
         }
     }
 }
 
-/// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]); one
-/// abandoned with its request is not.
+/// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]), or when it
+/// is abandoned with its request after waiting long enough (on drop).
 pub struct Attempt<'a> {
     breaker: &'a Breaker,
     surface: Surface,
+    started: Instant,
     /// Whether the attempt went out with at least half the call's time-out left, so that its time-out says
     /// something of the GP system.
     silence_counts: bool,
+    /// How long an abandoned attempt must have waited for its silence to count.
+    abandoned_counts_after: Duration,
+    finished: bool,
 }
 
 impl Attempt<'_> {
     /// A reply came back: counted as its status says (see [`answer_of_status`]).
-    pub fn answered(self, answer: Answer) {
+    pub fn answered(mut self, answer: Answer) {
+        self.finished = true;
         self.breaker.record(self.surface, answer);
     }
 
     /// No usable reply: counted as the error says (see [`answer_of_error`]), but a time-out only when the
     /// attempt had time enough.
-    pub fn failed(self, error: &FhirError) {
+    pub fn failed(mut self, error: &FhirError) {
+        self.finished = true;
         if error.code == TIMED_OUT && !self.silence_counts {
             return;
         }
         self.breaker.record(self.surface, answer_of_error(error));
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished && self.started.elapsed() >= self.abandoned_counts_after {
+            self.breaker.record(self.surface, Answer::Unanswered);
+        }
     }
 }
 
@@ -224,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_not_at_all() {
+    fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_once_it_waited() {
         let timeout = Duration::from_millis(100);
         let breaker = breaker(1, Duration::from_secs(30));
         let timed_out = FhirError::gateway_timeout(TIMED_OUT, "x");
@@ -232,14 +249,26 @@ mod tests {
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
         late.failed(&timed_out);
         assert!(!breaker.is_open(Surface::Transaction));
-        // Abandoned however long it waited (never told how it ended): nothing said either.
-        let _abandoned = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        // Abandoned after half its time-out: nothing said either.
+        let abandoned = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        std::thread::sleep(timeout / 2);
+        drop(abandoned);
+        assert!(!breaker.is_open(Surface::Transaction));
+        // Ended, however long it took: counted as it ended, not again on drop.
+        let answered = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
         std::thread::sleep(timeout);
+        answered.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Transaction));
         // A connection refused counts however late the attempt went out.
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
         late.failed(&FhirError::bad_gateway("IM1-4003", "x"));
         assert!(breaker.is_open(Surface::Transaction));
+        // Abandoned after three quarters of its time-out without an answer: unanswered.
+        let breaker = self::breaker(1, Duration::from_secs(30));
+        let abandoned = breaker.attempt(Surface::Patient, Instant::now() + timeout, timeout);
+        std::thread::sleep(timeout * 3 / 4);
+        drop(abandoned);
+        assert!(breaker.is_open(Surface::Patient));
         // A time-out with its whole time counts.
         let breaker = self::breaker(1, Duration::from_secs(30));
         let full = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);

@@ -437,7 +437,7 @@ fn classify(error: reqwest::Error) -> FhirError {
 
 /// `Retry-After`, as seconds or an HTTP date (RFC 9110 section 10.2.3), capped so that a native hint can never
 /// stall a request for long. A date is measured from the reply's own `Date` where it gives one, so the two
-/// clocks need not agree; a date not after it says nothing of when to come back.
+/// clocks need not agree; a date not after it is now, as `0` is.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     const MOST: Duration = Duration::from_secs(30);
     let value = headers.get("retry-after")?.to_str().ok()?.trim();
@@ -450,8 +450,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let now = date
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .unwrap_or_else(std::time::SystemTime::now);
-    let wait = when.duration_since(now).ok().filter(|wait| !wait.is_zero())?;
-    Some(wait.min(MOST))
+    Some(when.duration_since(now).unwrap_or_default().min(MOST))
 }
 
 /// Turns the common native statuses into FHIR errors; dialects handle their own bodies first.
@@ -553,7 +552,11 @@ mod tests {
             (Duration::from_secs(10)..=Duration::from_secs(12)).contains(&told),
             "{told:?}"
         );
-        assert_eq!(wait("Wed, 21 Oct 2015 07:28:00 GMT"), None, "a date past");
+        assert_eq!(
+            wait("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date past"
+        );
         assert_eq!(wait("soon"), None);
         // Measured from the reply's Date: a supplier whose clock is years behind ours.
         let mut headers = HeaderMap::new();

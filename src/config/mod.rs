@@ -129,7 +129,7 @@ struct RawIssuer {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawNative {
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<Spanned<u64>>,
     retries: Option<u32>,
     max_in_flight: Option<Spanned<usize>>,
     breaker: Option<RawBreaker>,
@@ -660,19 +660,24 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Vec<ConfigError>> {
         }
     }
     let native = NativeConfig {
-        timeout_ms: raw.native.timeout_ms.unwrap_or(10_000),
+        timeout_ms: raw.native.timeout_ms.as_ref().map_or(10_000, |ms| *ms.get_ref()),
         retries: raw.native.retries.unwrap_or(2),
         max_in_flight: native_in_flight,
         breaker,
     };
     // A request's deadline before one native call's would cut every slow call off before it could time out.
     if server.request_timeout_ms > 0 && server.request_timeout_ms <= native.timeout_ms {
-        let span = raw.server.request_timeout_ms.as_ref().map_or(0..0, |ms| ms.span());
+        // Said where it is written: the request's deadline, or else the native one (the other is the default).
+        let (span, default) = match (&raw.server.request_timeout_ms, &raw.native.timeout_ms) {
+            (Some(ms), _) => (ms.span(), ""),
+            (None, Some(ms)) => (ms.span(), " by default"),
+            (None, None) => (0..0, ""),
+        };
         errors.push(at(
             span,
             format!(
-                "server.request_timeout_ms ({}) must be longer than native.timeout_ms ({}): a request would be cut \
-                 off before its native call could time out",
+                "server.request_timeout_ms ({}{default}) must be longer than native.timeout_ms ({}): a request \
+                 would be cut off before its native call could time out",
                 server.request_timeout_ms, native.timeout_ms
             ),
         ));
@@ -966,6 +971,12 @@ mod tests {
         let errors = parse("im1.toml", &text).unwrap_err();
         let said = |words: &str| errors.iter().any(|e| e.message.contains(words) && e.line > 1);
         assert!(said("must be longer than native.timeout_ms (5000)"), "{errors:?}");
+        let text = with_security(&dir, "[native]\ntimeout_ms = 30000\n");
+        let errors = parse("im1.toml", &text).unwrap_err();
+        let placed = errors
+            .iter()
+            .find(|e| e.message.contains("(30000 by default) must be longer"));
+        assert!(placed.is_some_and(|e| e.line > 1), "{errors:?}");
         let text = with_security(&dir, "");
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
         let errors = parse("im1.toml", &text).unwrap_err();
