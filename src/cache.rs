@@ -181,6 +181,9 @@ impl ResponseCache {
     where
         F: Future<Output = FhirResult<Entry>>,
     {
+        // Boxed once: the load (a whole translation) would otherwise be held in this future once per way it may
+        // run, which in an unoptimised build overflows a test thread's stack.
+        let load = Box::pin(load);
         let practice = key.practice.clone();
         let Some(entries) = &self.entries else {
             return Ok((load_kept(&practice, load).await?.entry, Lookup::Off));
