@@ -149,6 +149,7 @@ where
             (text(status, text_body), "readyz".to_string())
         }
         "/metrics" => {
+            state.metrics.read_circuits(&state.backend);
             let mut response = text(StatusCode::OK, &state.metrics.render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

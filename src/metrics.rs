@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,13 @@ pub struct SupplierLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    pub practice: String,
+    /// `transaction` or `patient`.
+    pub surface: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NativeLabels {
     pub supplier: String,
     pub status: u16,
@@ -47,6 +55,8 @@ pub struct Metrics {
     pub native_calls: Family<NativeLabels, Counter>,
     pub native_latency: Family<SupplierLabel, Histogram>,
     pub cache_lookups: Family<CacheLabels, Counter>,
+    /// 1 while the breaker stops calls to an API of a practice; set when the metrics are read.
+    pub circuit_open: Family<CircuitLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -110,13 +120,35 @@ impl Metrics {
             "Response cache lookups by outcome (hit, miss, fresh, off)",
             cache_lookups.clone(),
         );
+        let circuit_open = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "native_circuit_open",
+            "1 while the circuit breaker stops native calls to that API of the practice (its GP system left its last calls unanswered)",
+            circuit_open.clone(),
+        );
         Metrics {
             registry,
             cache_lookups,
+            circuit_open,
             requests,
             latency,
             native_calls,
             native_latency,
+        }
+    }
+
+    /// Sets `native_circuit_open` from each practice's breakers, as they are now.
+    pub fn read_circuits(&self, backend: &crate::backend::Backend) {
+        use crate::mapping::Surface;
+        for practice in backend.practices() {
+            for (surface, name) in [(Surface::Transaction, "transaction"), (Surface::Patient, "patient")] {
+                let labels = CircuitLabels {
+                    practice: practice.ods.clone(),
+                    surface: name,
+                };
+                let open = practice.is_circuit_open(surface);
+                self.circuit_open.get_or_create(&labels).set(i64::from(open));
+            }
         }
     }
 

@@ -226,6 +226,19 @@ async fn a_gp_system_that_stops_answering_is_not_called_for_a_while() {
         assert_eq!(answer(ods, "second").await, (502, "IM1-4004".into(), false, 1), "{ods}");
         assert_eq!(answer(ods, "stopped").await, (503, "IM1-4012".into(), true, 0), "{ods}");
     }
+    // The metrics say which APIs are stopped.
+    let metrics = common::metrics(&proxy).await;
+    let gauge = |ods: &str, surface: &str| {
+        let series = format!("im1_fhir_native_circuit_open{{practice=\"{ods}\",surface=\"{surface}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map(str::to_string)
+    };
+    assert_eq!(gauge("Y90003", "transaction").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(gauge("Y90002", "transaction").as_deref(), Some("1"));
+    assert_eq!(gauge("Y90003", "patient").as_deref(), Some("0"));
+    assert_eq!(gauge("Y90001", "transaction").as_deref(), Some("0"));
     // Another practice is not held back, nor the patient-facing API of the same practice (the simulator drops
     // its calls too: they are made, and fail as before).
     let emis = proxy.get(search, &token(Role::Clinician, &["Y90001"])).await;

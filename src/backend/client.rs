@@ -172,6 +172,11 @@ impl HttpClient {
         }
     }
 
+    /// Whether the breaker stops calls to a surface now (see `breaker`).
+    pub fn is_circuit_open(&self, surface: Surface) -> bool {
+        self.breaker.is_open(surface)
+    }
+
     /// Whether calls wait for a place (or sit out a pause) on either surface.
     pub fn is_queueing(&self) -> bool {
         self.waiting.iter().any(|w| w.load(Ordering::Acquire) > 0)

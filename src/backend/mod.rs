@@ -150,6 +150,13 @@ impl Backend {
 }
 
 impl PracticeBackend {
+    /// Whether the breaker stops calls to one of the practice's APIs now.
+    pub fn is_circuit_open(&self, surface: crate::mapping::Surface) -> bool {
+        self.client.is_circuit_open(surface)
+    }
+}
+
+impl PracticeBackend {
     /// Makes one native call; `calls` receives what was sent, for the audit trail.
     /// A read the request has already made is shared, not made again (see `shared_replies`).
     pub async fn call(&self, call: &NativeCall<'_>, calls: &mut Vec<CallRecord>) -> FhirResult<NativeReply> {
