@@ -279,29 +279,25 @@ pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(
     let per_practice = |kind: &Value| kind == "practice" || kind == CACHE_HIT || kind == CACHE_LOAD;
     for entity in entities.iter_mut() {
         if let Some(details) = entity.get_mut("detail").and_then(Value::as_array_mut) {
+            // An event recorded before practices were named here keeps the value it was recorded with.
+            let named = details
+                .iter()
+                .any(|d| d["type"] == CACHE_HIT || d["type"] == CACHE_LOAD);
             details.retain(|d| !per_practice(&d["type"]) || d["valueString"].as_str().is_some_and(ours));
+            if !named {
+                continue;
+            }
             // How the request's answers met the cache, as far as this practice's part of it goes.
-            let of = |kind: &str| {
-                let values = details.iter().filter(move |d| d["type"] == kind);
-                values
+            let named_of = |kind: &str| {
+                let of_kind = details.iter().filter(move |d| d["type"] == kind);
+                of_kind
                     .filter_map(|d| d["valueString"].as_str())
                     .map(str::to_string)
                     .collect::<Vec<_>>()
             };
-            // (An event recorded before practices were named here keeps the value it was recorded with.)
-            let named = details
-                .iter()
-                .any(|d| d["type"] == CACHE_HIT || d["type"] == CACHE_LOAD);
-            let (hits, loads) = (of(CACHE_HIT), of(CACHE_LOAD));
+            let (hits, loads) = (named_of(CACHE_HIT), named_of(CACHE_LOAD));
             let summary = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
-            let recorded_with_practices = named
-                || details
-                    .iter()
-                    .any(|d| d["type"] == "cache" && d["valueString"] == "none");
-            for d in details
-                .iter_mut()
-                .filter(|d| d["type"] == "cache" && recorded_with_practices)
-            {
+            for d in details.iter_mut().filter(|d| d["type"] == "cache") {
                 d["valueString"] = json!(summary);
             }
         }
@@ -591,6 +587,15 @@ mod tests {
                 detail(CACHE_LOAD, "Y90002")
             ])
         );
+        // A practice whose part met no cache at all (refused before it, say) learns nothing of the others'.
+        assert_eq!(seen_by("Y90003"), json!([detail("cache", "none")]));
+        // An event recorded before practices were named keeps its value.
+        let mut earlier = json!({"entity": [{"type": {"code": "XrequestId"}, "detail": [
+            detail("cache", "hit"),
+            detail("practice", "Y90001"),
+        ]}]});
+        visible_to(&mut earlier, &["Y90001".to_string()], |_| None);
+        assert_eq!(earlier["entity"][0]["detail"][0], detail("cache", "hit"));
     }
 
     #[test]
