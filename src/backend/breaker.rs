@@ -13,6 +13,7 @@
 //! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
 //! supplier's refusal that says when to come back is its own pause (see `pace`), not a failure.
 
+use super::client::{BROKEN, TIMED_OUT, UNREACHABLE};
 use crate::config::BreakerSettings;
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Surface;
@@ -51,24 +52,24 @@ impl Breaker {
 
     /// Refuses a call at once (503, with the `Retry-After` left) while the surface's circuit is open.
     pub fn refuse_if_open(&self, surface: Surface) -> FhirResult<()> {
-        let Ok(state) = self.sides[super::pace::side(surface)].lock() else {
+        let Some((left, unanswered)) = self.open_left(surface) else {
             return Ok(());
         };
-        match state
-            .open_until
-            .map(|until| until.saturating_duration_since(Instant::now()))
-        {
-            Some(left) if !left.is_zero() => Err(FhirError::unavailable(
-                "IM1-4012",
-                format!(
-                    "the GP system left its last {} calls from this server unanswered; this server stops \
-                     calling it for a while; try again later",
-                    state.unanswered
-                ),
-            )
-            .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))),
-            _ => Ok(()),
-        }
+        Err(FhirError::unavailable(
+            "IM1-4012",
+            format!(
+                "the GP system left its last {unanswered} calls from this server unanswered; this server stops \
+                 calling it for a while; try again later"
+            ),
+        )
+        .retry_after(super::pace::whole_seconds(left)))
+    }
+
+    /// How long the surface's circuit stays open, and the unanswered calls that opened it; none when closed.
+    fn open_left(&self, surface: Surface) -> Option<(Duration, u32)> {
+        let state = self.sides[super::pace::side(surface)].lock().ok()?;
+        let left = state.open_until?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some((left, state.unanswered))
     }
 
     /// Counts a native call's outcome on a surface: an answer closes the circuit, an unanswered call past the
@@ -100,7 +101,7 @@ impl Breaker {
 
     /// Whether the surface's circuit is open now.
     pub fn is_open(&self, surface: Surface) -> bool {
-        self.refuse_if_open(surface).is_err()
+        self.open_left(surface).is_some()
     }
 
     /// An attempt going out now on a surface, whose call has `timeout` in all and must end by `deadline`.
@@ -157,17 +158,9 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// A native call that was not answered within its deadline.
-const TIMED_OUT: &str = "IM1-4001";
-
 /// How a failed native call counts: those that say the GP system (or the way to it) did not answer.
 pub fn answer_of_error(error: &FhirError) -> Answer {
-    const UNANSWERED: [&str; 3] = [
-        TIMED_OUT,  // no answer within the deadline
-        "IM1-4003", // cannot be reached
-        "IM1-4004", // connection closed, or a broken reply
-    ];
-    if UNANSWERED.contains(&error.code) {
+    if [TIMED_OUT, UNREACHABLE, BROKEN].contains(&error.code) {
         Answer::Unanswered
     } else {
         Answer::Answered
@@ -244,7 +237,7 @@ mod tests {
     fn a_time_out_counts_only_for_an_attempt_that_had_time_and_an_abandoned_one_once_it_waited() {
         let timeout = Duration::from_millis(100);
         let breaker = breaker(1, Duration::from_secs(30));
-        let timed_out = FhirError::gateway_timeout(TIMED_OUT, "x");
+        let timed_out = super::super::client::timeout();
         // Went out with a tenth of its time-out left: its time-out says nothing of the GP system.
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
         late.failed(&timed_out);
@@ -261,7 +254,7 @@ mod tests {
         assert!(!breaker.is_open(Surface::Transaction));
         // A connection refused counts however late the attempt went out.
         let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
-        late.failed(&FhirError::bad_gateway("IM1-4003", "x"));
+        late.failed(&super::super::client::unreachable());
         assert!(breaker.is_open(Surface::Transaction));
         // Abandoned after three quarters of its time-out without an answer: unanswered.
         let breaker = self::breaker(1, Duration::from_secs(30));
@@ -295,9 +288,9 @@ mod tests {
         assert_eq!(answer_of_status(500, false), Answer::Answered);
         assert_eq!(answer_of_status(429, false), Answer::Answered);
         assert_eq!(answer_of_status(200, false), Answer::Answered);
-        let timeout = FhirError::gateway_timeout("IM1-4001", "x");
+        let timeout = super::super::client::timeout();
         assert_eq!(answer_of_error(&timeout), Answer::Unanswered);
-        let too_large = FhirError::bad_gateway("IM1-4008", "x");
+        let too_large = super::super::client::too_large();
         assert_eq!(answer_of_error(&too_large), Answer::Answered);
     }
 }

@@ -423,20 +423,31 @@ pub(super) fn too_large() -> FhirError {
     )
 }
 
-fn timeout() -> FhirError {
-    FhirError::gateway_timeout("IM1-4001", "the native system did not answer in time")
+/// How a native call that met no usable answer fails, whatever carried it (HTTP here, SystmOne's framed socket):
+/// the breaker counts these codes as unanswered (see `breaker::answer_of_error`).
+pub(super) const TIMED_OUT: &str = "IM1-4001";
+pub(super) const UNREACHABLE: &str = "IM1-4003";
+pub(super) const BROKEN: &str = "IM1-4004";
+
+pub(super) fn timeout() -> FhirError {
+    FhirError::gateway_timeout(TIMED_OUT, "the native system did not answer in time")
+}
+
+pub(super) fn unreachable() -> FhirError {
+    FhirError::bad_gateway(UNREACHABLE, "the native system cannot be reached")
+}
+
+pub(super) fn broken() -> FhirError {
+    FhirError::bad_gateway(BROKEN, "the native system closed the connection or sent a broken reply")
 }
 
 fn classify(error: reqwest::Error) -> FhirError {
     if error.is_timeout() {
         timeout()
     } else if error.is_connect() {
-        FhirError::bad_gateway("IM1-4003", "the native system cannot be reached")
+        unreachable()
     } else {
-        FhirError::bad_gateway(
-            "IM1-4004",
-            "the native system closed the connection or sent a broken reply",
-        )
+        broken()
     }
 }
 

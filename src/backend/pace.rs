@@ -33,7 +33,12 @@ pub fn paused(left: Duration) -> FhirError {
         "IM1-4011",
         "the GP system asked this server to pause its calls to this practice; try again later",
     )
-    .retry_after((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1))
+    .retry_after(whole_seconds(left))
+}
+
+/// A wait as `Retry-After` says it: whole seconds, rounded up, at least one (coming back sooner is refused again).
+pub(super) fn whole_seconds(left: Duration) -> u64 {
+    (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1)
 }
 
 /// A surface's index in the per-surface arrays here and in the client.

@@ -13,7 +13,9 @@
 //! `{ message | function, attributes | parameters }`.
 
 use super::breaker::Answer;
-use super::client::{retry_after, status_error, too_large, CallRecord, HttpClient, HttpRequest};
+use super::client::{
+    broken, retry_after, status_error, timeout, too_large, unreachable, CallRecord, HttpClient, HttpRequest,
+};
 use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
 use super::{xml_tree, NativeCall};
@@ -168,10 +170,7 @@ impl SystmOne {
             let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
             drop(permit);
             let silence = match result {
-                Err(_) => Err(FhirError::gateway_timeout(
-                    "IM1-4001",
-                    "the native system did not answer in time",
-                )),
+                Err(_) => Err(timeout()),
                 Ok(result) => result,
             };
             // A frame that came back was answered, whatever it holds, and is not asked for again. As for HTTP
@@ -226,7 +225,7 @@ impl SystmOne {
             None => {
                 let stream = TcpStream::connect(&self.creds.transaction_address)
                     .await
-                    .map_err(|_| FhirError::bad_gateway("IM1-4003", "the native system cannot be reached"))?;
+                    .map_err(|_| unreachable())?;
                 // Request and reply are one frame each: Nagle's algorithm would hold a frame back waiting for
                 // the peer's delayed acknowledgement (tens of milliseconds a call).
                 let _ = stream.set_nodelay(true);
@@ -618,13 +617,6 @@ fn transaction_result(mut tree: Native) -> FhirResult<Native> {
 
 fn malformed_request(what: &str) -> FhirError {
     FhirError::internal("IM1-3101", format!("the mapping's native request is malformed: {what}"))
-}
-
-fn broken() -> FhirError {
-    FhirError::bad_gateway(
-        "IM1-4004",
-        "the native system closed the connection or sent a broken reply",
-    )
 }
 
 #[cfg(test)]
