@@ -262,7 +262,8 @@ where
         Ok(b) => b,
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
     };
-    let result = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id).await;
+    let dispatched = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id);
+    let (result, age) = crate::cache::noting_age(dispatched).await;
     let response = match result {
         Ok(value) => {
             audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
@@ -299,10 +300,16 @@ where
                 }
                 None => respond(StatusCode::OK, &value, &interaction),
             };
+            let mut response = response;
+            if let Some(age) = age.filter(|_| response.status() == StatusCode::OK) {
+                // Whole seconds, as RFC 9111 writes an age.
+                response
+                    .headers_mut()
+                    .insert(header::AGE, HeaderValue::from(age.as_secs()));
+            }
             // A read, as a resource or as a Binary's content, says when it last changed and answers the
             // client's preconditions.
             if interaction.kind == Kind::Read && response.status() == StatusCode::OK {
-                let mut response = response;
                 set_last_modified(&mut response, last_updated.as_deref());
                 conditional_read(&parts.headers, response, &interaction)
             } else {

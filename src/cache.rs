@@ -255,12 +255,33 @@ async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Ke
     }
 }
 
-/// A kept answer served: noted on the interaction's AuditEvent.
+/// A kept answer served: noted on the interaction's AuditEvent, and its age on the response.
 fn hit(practice: &str, kept: Kept) -> Arc<Entry> {
     crate::audit::note(|facts| {
         facts.cache.hits.insert(practice.to_string());
     });
+    let _ = OLDEST_SERVED.try_with(|oldest| {
+        oldest.set(Some(oldest.get().map_or(kept.loaded, |o| o.min(kept.loaded))));
+    });
     kept.entry
+}
+
+tokio::task_local! {
+    /// When the oldest kept answer a request served was loaded.
+    static OLDEST_SERVED: std::cell::Cell<Option<Instant>>;
+}
+
+/// Runs one request's handling, and gives the age of the oldest kept answer it served, if it served any: the
+/// response's `Age` (RFC 9111 section 5.1), so a client or an integration engine knows how old the data may be.
+/// An answer loaded for the request has none.
+pub async fn noting_age<F: Future>(handling: F) -> (F::Output, Option<Duration>) {
+    OLDEST_SERVED
+        .scope(std::cell::Cell::new(None), async {
+            let output = handling.await;
+            let oldest = OLDEST_SERVED.with(std::cell::Cell::get);
+            (output, oldest.map(|loaded| loaded.elapsed()))
+        })
+        .await
 }
 
 /// How an answer was found.

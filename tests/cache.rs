@@ -17,6 +17,18 @@ use std::time::Duration;
 const SEARCH: &str = "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009";
 
 async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let (status, body, _) = get_aged(proxy, path, t, request_id, headers).await;
+    (status, body)
+}
+
+/// As [`get_as`], with the response's `Age` in seconds, when it has one.
+async fn get_aged(
+    proxy: &Proxy,
+    path: &str,
+    t: &str,
+    request_id: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value, Option<u64>) {
     let mut request = proxy
         .client
         .get(proxy.url(path))
@@ -27,7 +39,11 @@ async fn get_as(proxy: &Proxy, path: &str, t: &str, request_id: &str, headers: &
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    let age = response
+        .headers()
+        .get("age")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, response.json().await.unwrap(), age)
 }
 
 /// `n` identical GETs at once (request ids `{prefix}-0`...), each answered 200: how many loaded their answer
@@ -59,12 +75,14 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
     let proxy = Proxy::start(sims.practices(), sims.linkage()).await;
     let clinician = token(Role::Clinician, &["Y90001"]);
 
-    let (status, first) = get_as(&proxy, SEARCH, &clinician, "c-1", &[]).await;
+    let (status, first, age) = get_aged(&proxy, SEARCH, &clinician, "c-1", &[]).await;
     assert_eq!(status, 200);
+    assert_eq!(age, None, "an answer loaded for the request has no Age");
     let (cache, calls) = common::audited(&proxy, "c-1");
     assert_eq!(cache, "miss");
     assert!(calls >= 1, "the first search calls the native system");
-    let (_, second) = get_as(&proxy, SEARCH, &clinician, "c-2", &[]).await;
+    let (_, second, age) = get_aged(&proxy, SEARCH, &clinician, "c-2", &[]).await;
+    assert!(age.is_some_and(|a| a < 30), "a kept answer says how old it is: {age:?}");
     assert_eq!(matches(&first), matches(&second), "the same answer");
     assert_eq!(
         common::audited(&proxy, "c-2"),
@@ -95,10 +113,17 @@ async fn repeats_are_served_from_the_cache_and_audited_as_hits() {
         ("c-7", "max-age=1", "miss"),
         ("c-8", "max-age=1", "hit"),
     ] {
-        let (status, _) = get_as(&proxy, SEARCH, &clinician, id, &[("cache-control", max_age)]).await;
+        let (status, _, age) = get_aged(&proxy, SEARCH, &clinician, id, &[("cache-control", max_age)]).await;
         assert_eq!(status, 200);
         let (cache, calls) = common::audited(&proxy, id);
         assert_eq!((cache.as_str(), calls > 0), (expected, expected == "miss"), "{id}");
+        // Kept since c-5's refresh, 1.2 s before c-6; c-8 takes what c-7 loaded a moment before.
+        let aged_as_expected = match id {
+            "c-6" => age.is_some_and(|a| (1..30).contains(&a)),
+            "c-7" => age.is_none(),
+            _ => age.is_some_and(|a| a <= 1),
+        };
+        assert!(aged_as_expected, "{id}: Age {age:?}");
     }
     // Older than asked by several at once: loaded again once, and the others take that answer.
     tokio::time::sleep(Duration::from_millis(1_200)).await;

@@ -65,7 +65,7 @@ where
                     let headers = response.headers_mut();
                     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, http::HeaderValue::from_static("*"));
                     // As the CORS layer exposes them on every other answer.
-                    let exposed = http::HeaderValue::from_static("location,etag,content-location,x-request-id");
+                    let exposed = http::HeaderValue::from_static("location,etag,content-location,age,x-request-id");
                     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed);
                 }
                 Ok(response)

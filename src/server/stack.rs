@@ -96,6 +96,8 @@ pub fn stack(
                     header::LOCATION,
                     header::ETAG,
                     header::CONTENT_LOCATION,
+                    // How old a cached answer is: not one a browser shows scripts unless named.
+                    header::AGE,
                     "x-request-id".parse().expect("valid header name"),
                 ]),
         ))
