@@ -9,9 +9,12 @@
 //! up first) counts once it has waited three quarters of the call's time-out without an answer, so that a GP
 //! system that hangs is found even when nobody waits for its time-outs; abandoned sooner, it is not counted.
 //!
-//! When the time is up calls go again. The count is not cleared until a call is answered, so one more
-//! unanswered call opens the circuit again at once (half-open); any answer, even an error, closes it. A
-//! supplier's refusal that says when to come back is its own pause (see `pace`), not a failure.
+//! When the time is up one call goes, a trial (half-open): the others are refused until it ends (503, in a
+//! second), so a GP system coming back is not met by every request that queued for it at once. The count is
+//! not cleared until a call is answered, so the trial unanswered opens the circuit again at once; any answer,
+//! even an error, closes it. A trial that ends uncounted (abandoned early, or timed out having gone late) lets
+//! the next call be the trial. A supplier's refusal that says when to come back is its own pause (see
+//! `pace`), not a failure.
 
 use super::client::{BROKEN, TIMED_OUT, UNREACHABLE};
 use crate::config::BreakerSettings;
@@ -23,7 +26,29 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     unanswered: u32,
+    /// Set when the circuit opens; cleared only by an answer, so once past it the circuit is half-open.
     open_until: Option<Instant>,
+    /// Whether the half-open circuit's one trial call is out.
+    trial_out: bool,
+}
+
+/// Why calls are refused now.
+enum Stopped {
+    /// The circuit is open for this long still.
+    Open(Duration),
+    /// Half-open, and its trial call is out.
+    Trying,
+}
+
+impl State {
+    fn stopped(&self, now: Instant) -> Option<Stopped> {
+        let until = self.open_until?;
+        if until > now {
+            Some(Stopped::Open(until - now))
+        } else {
+            self.trial_out.then_some(Stopped::Trying)
+        }
+    }
 }
 
 /// The breakers of one practice, one per surface (transaction, patient-facing).
@@ -50,26 +75,38 @@ impl Breaker {
         }
     }
 
-    /// Refuses a call at once (503, with the `Retry-After` left) while the surface's circuit is open.
+    /// Refuses a call at once (503, with the `Retry-After` left) while the surface's circuit is open, or
+    /// half-open with its trial call out.
     pub fn refuse_if_open(&self, surface: Surface) -> FhirResult<()> {
-        let Some((left, unanswered)) = self.open_left(surface) else {
+        let Ok(state) = self.sides[super::pace::side(surface)].lock() else {
             return Ok(());
         };
-        Err(FhirError::unavailable(
-            "IM1-4012",
-            format!(
-                "the GP system left its last {unanswered} calls from this server unanswered; this server stops \
-                 calling it for a while; try again later"
-            ),
-        )
-        .retry_after(super::pace::whole_seconds(left)))
+        refusal(&state, Instant::now())
     }
 
-    /// How long the surface's circuit stays open, and the unanswered calls that opened it; none when closed.
-    fn open_left(&self, surface: Surface) -> Option<(Duration, u32)> {
-        let state = self.sides[super::pace::side(surface)].lock().ok()?;
-        let left = state.open_until?.saturating_duration_since(Instant::now());
-        (!left.is_zero()).then_some((left, state.unanswered))
+    /// A native call's attempt going out now on a surface, whose call has `timeout` in all and must end by
+    /// `deadline`; refused as [`Breaker::refuse_if_open`] says. The first once the circuit is half-open is its
+    /// trial.
+    pub fn attempt(&self, surface: Surface, deadline: Instant, timeout: Duration) -> FhirResult<Attempt<'_>> {
+        let started = Instant::now();
+        let trial = match self.sides[super::pace::side(surface)].lock() {
+            Ok(mut state) => {
+                refusal(&state, started)?;
+                let trial = state.open_until.is_some();
+                state.trial_out |= trial;
+                trial
+            }
+            Err(_) => false,
+        };
+        Ok(Attempt {
+            breaker: self,
+            surface,
+            started,
+            trial,
+            silence_counts: deadline.saturating_duration_since(started) >= timeout / 2,
+            abandoned_counts_after: timeout.mul_f64(0.75),
+            finished: false,
+        })
     }
 
     /// Counts a native call's outcome on a surface: an answer closes the circuit, an unanswered call past the
@@ -86,6 +123,7 @@ impl Breaker {
                 let open = state.open_until.is_some_and(|until| until > now);
                 // Opened once: calls already out that fail later do not move the time clients were told.
                 if self.settings.trip_after > 0 && state.unanswered >= self.settings.trip_after && !open {
+                    state.trial_out = false;
                     tracing::warn!(
                         practice = %self.practice,
                         surface = ?surface,
@@ -99,23 +137,36 @@ impl Breaker {
         }
     }
 
-    /// Whether the surface's circuit is open now.
+    /// Whether calls to the surface are stopped now: its circuit open, or half-open with its trial out.
     pub fn is_open(&self, surface: Surface) -> bool {
-        self.open_left(surface).is_some()
+        self.refuse_if_open(surface).is_err()
     }
 
-    /// An attempt going out now on a surface, whose call has `timeout` in all and must end by `deadline`.
-    pub fn attempt(&self, surface: Surface, deadline: Instant, timeout: Duration) -> Attempt<'_> {
-        let started = Instant::now();
-        Attempt {
-            breaker: self,
-            surface,
-            started,
-            silence_counts: deadline.saturating_duration_since(started) >= timeout / 2,
-            abandoned_counts_after: timeout.mul_f64(0.75),
-            finished: false,
+    /// A trial that ended without being counted: the next call is the trial.
+    fn release_trial(&self, surface: Surface) {
+        if let Ok(mut state) = self.sides[super::pace::side(surface)].lock() {
+            state.trial_out = false;
         }
     }
+}
+
+/// The refusal of a call while calls are stopped.
+fn refusal(state: &State, now: Instant) -> FhirResult<()> {
+    let unanswered = state.unanswered;
+    let (left, now_what) = match state.stopped(now) {
+        None => return Ok(()),
+        Some(Stopped::Open(left)) => (left, "this server stops calling it for a while; try again later"),
+        // The trial's answer is a time-out at most away, but most come in a moment.
+        Some(Stopped::Trying) => (
+            Duration::from_secs(1),
+            "one call has gone to see whether it answers again; try again in a moment",
+        ),
+    };
+    Err(FhirError::unavailable(
+        "IM1-4012",
+        format!("the GP system left its last {unanswered} calls from this server unanswered; {now_what}"),
+    )
+    .retry_after(super::pace::whole_seconds(left)))
 }
 
 /// One attempt at a native call, counted when it ends ([`Attempt::answered`], [`Attempt::failed`]), or when it
@@ -124,6 +175,8 @@ pub struct Attempt<'a> {
     breaker: &'a Breaker,
     surface: Surface,
     started: Instant,
+    /// Whether it is the half-open circuit's trial.
+    trial: bool,
     /// Whether the attempt went out with at least half the call's time-out left, so that its time-out says
     /// something of the GP system.
     silence_counts: bool,
@@ -144,16 +197,28 @@ impl Attempt<'_> {
     pub fn failed(mut self, error: &FhirError) {
         self.finished = true;
         if error.code == TIMED_OUT && !self.silence_counts {
+            self.uncounted();
             return;
         }
         self.breaker.record(self.surface, answer_of_error(error));
+    }
+
+    fn uncounted(&self) {
+        if self.trial {
+            self.breaker.release_trial(self.surface);
+        }
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if !self.finished && self.started.elapsed() >= self.abandoned_counts_after {
+        if self.finished {
+            return;
+        }
+        if self.started.elapsed() >= self.abandoned_counts_after {
             self.breaker.record(self.surface, Answer::Unanswered);
+        } else {
+            self.uncounted();
         }
     }
 }
@@ -206,20 +271,75 @@ mod tests {
     }
 
     #[test]
-    fn once_open_one_more_unanswered_call_opens_it_again_and_an_answer_closes_it() {
+    fn once_the_time_is_up_one_trial_goes_whose_silence_opens_it_again_and_whose_answer_closes_it() {
+        let timeout = Duration::from_secs(10);
+        let later = || Instant::now() + timeout;
         let breaker = breaker(2, Duration::from_millis(30));
         breaker.record(Surface::Patient, Answer::Unanswered);
         breaker.record(Surface::Patient, Answer::Unanswered);
+        assert!(breaker.attempt(Surface::Patient, later(), timeout).is_err());
+        std::thread::sleep(Duration::from_millis(40));
+        // Half-open: one call goes; the others are refused until it ends, told to come back in a second.
+        assert!(!breaker.is_open(Surface::Patient));
+        let trial = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        assert!(breaker.is_open(Surface::Patient));
+        let refused = breaker.attempt(Surface::Patient, later(), timeout).err().unwrap();
+        assert_eq!((refused.code, refused.retry_after), ("IM1-4012", Some(1)));
+        // Unanswered: open again for the whole time at once.
+        trial.failed(&super::super::client::unreachable());
+        let refused = breaker.refuse_if_open(Surface::Patient).unwrap_err();
+        assert_eq!(refused.retry_after, Some(1));
         assert!(breaker.is_open(Surface::Patient));
         std::thread::sleep(Duration::from_millis(40));
-        // Half-open: calls go again; the first unanswered one opens it again.
+        // An answer, even an error, closes it: calls go freely, and one unanswered call does not open it.
+        let trial = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        trial.failed(&super::super::client::too_large());
+        let first = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        let second = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        first.failed(&super::super::client::unreachable());
+        second.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Patient));
-        breaker.record(Surface::Patient, Answer::Unanswered);
-        assert!(breaker.is_open(Surface::Patient));
-        std::thread::sleep(Duration::from_millis(40));
-        breaker.record(Surface::Patient, Answer::Answered);
-        breaker.record(Surface::Patient, Answer::Unanswered);
-        assert!(!breaker.is_open(Surface::Patient));
+    }
+
+    #[test]
+    fn a_trial_that_ends_uncounted_lets_the_next_call_be_the_trial() {
+        let timeout = Duration::from_secs(10);
+        let breaker = breaker(1, Duration::from_millis(20));
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        std::thread::sleep(Duration::from_millis(30));
+        // Abandoned with its request at once: it says nothing, and holds nobody back.
+        let trial = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
+        assert!(breaker.is_open(Surface::Transaction));
+        drop(trial);
+        // Timed out having gone with a tenth of its time: nothing said either.
+        let trial = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout)
+            .unwrap();
+        assert!(breaker.is_open(Surface::Transaction));
+        trial.failed(&super::super::client::timeout());
+        // The next is the trial, and its answer closes the circuit.
+        let trial = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
+        assert!(breaker.is_open(Surface::Transaction));
+        trial.answered(Answer::Answered);
+        assert!(!breaker.is_open(Surface::Transaction));
+        // A call already out before it opened, failing while the trial is out, opens it again; the trial's
+        // answer then closes it.
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        std::thread::sleep(Duration::from_millis(30));
+        let trial = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        assert_eq!(
+            breaker.refuse_if_open(Surface::Transaction).unwrap_err().retry_after,
+            Some(1)
+        );
+        trial.answered(Answer::Answered);
+        assert!(!breaker.is_open(Surface::Transaction));
     }
 
     #[test]
@@ -239,32 +359,44 @@ mod tests {
         let breaker = breaker(1, Duration::from_secs(30));
         let timed_out = super::super::client::timeout();
         // Went out with a tenth of its time-out left: its time-out says nothing of the GP system.
-        let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
+        let late = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout)
+            .unwrap();
         late.failed(&timed_out);
         assert!(!breaker.is_open(Surface::Transaction));
         // Abandoned after half its time-out: nothing said either.
-        let abandoned = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        let abandoned = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
         std::thread::sleep(timeout / 2);
         drop(abandoned);
         assert!(!breaker.is_open(Surface::Transaction));
         // Ended, however long it took: counted as it ended, not again on drop.
-        let answered = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        let answered = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
         std::thread::sleep(timeout);
         answered.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Transaction));
         // A connection refused counts however late the attempt went out.
-        let late = breaker.attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout);
+        let late = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout)
+            .unwrap();
         late.failed(&super::super::client::unreachable());
         assert!(breaker.is_open(Surface::Transaction));
         // Abandoned after three quarters of its time-out without an answer: unanswered.
         let breaker = self::breaker(1, Duration::from_secs(30));
-        let abandoned = breaker.attempt(Surface::Patient, Instant::now() + timeout, timeout);
+        let abandoned = breaker
+            .attempt(Surface::Patient, Instant::now() + timeout, timeout)
+            .unwrap();
         std::thread::sleep(timeout * 3 / 4);
         drop(abandoned);
         assert!(breaker.is_open(Surface::Patient));
         // A time-out with its whole time counts.
         let breaker = self::breaker(1, Duration::from_secs(30));
-        let full = breaker.attempt(Surface::Transaction, Instant::now() + timeout, timeout);
+        let full = breaker
+            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+            .unwrap();
         full.failed(&timed_out);
         assert!(breaker.is_open(Surface::Transaction));
     }

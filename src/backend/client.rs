@@ -114,6 +114,13 @@ const WAITING_PER_PLACE: usize = 4;
 /// A call's place in a surface's queue, given up when it gets its turn or gives up.
 struct Waiting<'a>(&'a AtomicUsize);
 
+/// A native call's turn (see [`HttpClient::turn`]): its place among the calls in flight, held for the call,
+/// and its attempt, for the breaker to count by the call's outcome.
+pub struct Turn<'a> {
+    pub permit: SemaphorePermit<'a>,
+    pub attempt: Attempt<'a>,
+}
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -144,9 +151,10 @@ impl HttpClient {
     }
 
     /// A native call's turn on a surface: a place among the surface's calls in flight to the practice, then
-    /// the supplier's pace (see `pace`), both within the call's deadline. The place is taken first, so a call
-    /// goes out when its pace turn comes rather than after queueing again. Hold the permit for the call.
-    pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<SemaphorePermit<'_>> {
+    /// the supplier's pace (see `pace`), both within the call's deadline, then the breaker's leave (see
+    /// `breaker`). The place is taken first, so a call goes out when its pace turn comes rather than after
+    /// queueing again. Hold the permit for the call and end its attempt with the call's outcome.
+    pub async fn turn(&self, surface: Surface, deadline: Instant) -> FhirResult<Turn<'_>> {
         let side = super::pace::side(surface);
         loop {
             // A GP system that has stopped answering is not called until its circuit's time is up.
@@ -163,11 +171,11 @@ impl HttpClient {
                 .map_err(|_| FhirError::unavailable("IM1-4005", "the native client is shutting down"))?;
             drop(queued);
             self.pace.wait(surface, deadline).await?;
-            // A circuit opened while this call waited is kept too.
-            self.breaker.refuse_if_open(surface)?;
             // A pause that began while this call waited for its place or turn is sat out like any other.
             if !self.pace.is_paused(surface) {
-                return Ok(permit);
+                // A circuit opened while this call waited is kept too.
+                let attempt = self.breaker.attempt(surface, deadline, self.settings.timeout)?;
+                return Ok(Turn { permit, attempt });
             }
         }
     }
@@ -204,11 +212,6 @@ impl HttpClient {
     /// The supplier asked for no calls on a surface for `wait` (see `pace`): a reply other than HTTP saying so.
     pub fn pause(&self, surface: Surface, wait: Duration) {
         self.pace.pause(surface, wait);
-    }
-
-    /// A native call's attempt going out now other than over HTTP, for the breaker to count (see `breaker`).
-    pub fn attempt(&self, surface: Surface, deadline: Instant) -> Attempt<'_> {
-        self.breaker.attempt(surface, deadline, self.settings.timeout)
     }
 
     /// Sends a request, retrying a safe one on transport failures, 502/503/504, and 429 whose
@@ -251,8 +254,11 @@ impl HttpClient {
             // Waiting for a turn is not an attempt: a 504 from it is not recorded as a native call. A retry that
             // gets no turn answers with what the attempt before it met (the supplier's own reply, or its error),
             // not that it could not wait.
-            let permit = match self.turn(request.surface, deadline).await {
-                Ok(permit) => permit,
+            let Turn {
+                permit,
+                attempt: counted,
+            } = match self.turn(request.surface, deadline).await {
+                Ok(turn) => turn,
                 Err(refused) => {
                     return match (last_reply, last_error) {
                         (Some(reply), _) => Ok(reply),
@@ -262,7 +268,6 @@ impl HttpClient {
             };
             let started = Instant::now();
             let authorization = authorize()?;
-            let counted = self.breaker.attempt(request.surface, deadline, self.settings.timeout);
             let outcome = self
                 .send_once(request, authorization.as_deref(), request_id, deadline)
                 .await;
@@ -612,7 +617,7 @@ mod tests {
         let _patient = client.turn(Surface::Patient, soon()).await.unwrap();
         // The patient surface's one place is taken: a clinician's call still goes, another patient's waits.
         let _transaction = client.turn(Surface::Transaction, soon()).await.unwrap();
-        let waited = client.turn(Surface::Patient, soon()).await.unwrap_err();
+        let waited = client.turn(Surface::Patient, soon()).await.err().unwrap();
         assert_eq!(waited.status, StatusCode::GATEWAY_TIMEOUT);
     }
 
@@ -628,7 +633,7 @@ mod tests {
         let mut waiting = futures_util::future::select_all(waiting);
         assert!(futures_util::poll!(&mut waiting).is_pending());
         let started = Instant::now();
-        let refused = client.turn(Surface::Transaction, later).await.unwrap_err();
+        let refused = client.turn(Surface::Transaction, later).await.err().unwrap();
         assert_eq!(
             (refused.status, refused.code),
             (StatusCode::SERVICE_UNAVAILABLE, "IM1-4010")
@@ -639,8 +644,59 @@ mod tests {
         drop(waiting);
         // Those who gave up leave the queue.
         let soon = Instant::now() + Duration::from_millis(100);
-        let timed_out = client.turn(Surface::Transaction, soon).await.unwrap_err();
+        let timed_out = client.turn(Surface::Transaction, soon).await.err().unwrap();
         assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    /// Once a circuit's time is up, one call goes to see whether the GP system answers again; calls meanwhile
+    /// are refused at once rather than all sent to a system that may still be down.
+    #[tokio::test]
+    async fn a_half_open_circuit_lets_one_trial_call_go() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        // A gateway that answers 502 after a while: the GP system behind it does not answer.
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = socket.read(&mut [0u8; 4096]).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        crate::runtime::install_crypto();
+        let settings = ClientSettings {
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            max_in_flight: 4,
+            breaker: BreakerSettings {
+                trip_after: 1,
+                open_for: Duration::from_millis(50),
+            },
+        };
+        let client = HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap();
+        let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+        let reply = client.send(&request, "r", &mut Vec::new()).await.unwrap();
+        assert_eq!(reply.status.as_u16(), 502);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let sends = (0..4).map(|_| async { client.send(&request, "r", &mut Vec::new()).await });
+        let outcomes = futures_util::future::join_all(sends).await;
+        let statuses: Vec<_> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(reply) => reply.status.to_string(),
+                Err(e) => e.code.to_string(),
+            })
+            .collect();
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "{statuses:?}");
+        let trials = statuses.iter().filter(|s| s.starts_with("502")).count();
+        let refused = statuses.iter().filter(|s| *s == "IM1-4012").count();
+        assert_eq!((trials, refused), (1, 3), "{statuses:?}");
     }
 
     #[tokio::test]
@@ -712,7 +768,7 @@ mod tests {
         let mut sitting = futures_util::future::select_all(sitting);
         assert!(futures_util::poll!(&mut sitting).is_pending());
         // Refused saying when the pause ends, not that the system is slow.
-        let refused = client.turn(Surface::Transaction, later).await.unwrap_err();
+        let refused = client.turn(Surface::Transaction, later).await.err().unwrap();
         assert_eq!((refused.code, refused.retry_after), ("IM1-4011", Some(2)));
     }
 

@@ -14,7 +14,7 @@
 
 use super::breaker::Answer;
 use super::client::{
-    broken, retry_after, status_error, timeout, too_large, unreachable, CallRecord, HttpClient, HttpRequest,
+    broken, retry_after, status_error, timeout, too_large, unreachable, CallRecord, HttpClient, HttpRequest, Turn,
 };
 use super::credentials::{CredentialStore, LinkMemory, Linkage};
 use super::sessions::SessionSlots;
@@ -161,12 +161,11 @@ impl SystmOne {
             }
             // A place among the calls in flight and the device's pace; waiting is not an attempt. A retry that
             // gets no turn answers with what the attempt before it met, as HTTP calls do.
-            let permit = match self.http.turn(Surface::Transaction, deadline).await {
-                Ok(permit) => permit,
+            let Turn { permit, attempt } = match self.http.turn(Surface::Transaction, deadline).await {
+                Ok(turn) => turn,
                 Err(refused) => return Err(last.unwrap_or(refused)),
             };
             let started = Instant::now();
-            let attempt = self.http.attempt(Surface::Transaction, deadline);
             let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
             drop(permit);
             let silence = match result {
