@@ -263,7 +263,7 @@ where
         Err(e) => return (respond_error(&e, interaction.format, interaction.pretty), label),
     };
     let dispatched = dispatch(state, &mut interaction, principal.as_ref(), body, &base, &request_id);
-    let (result, age) = crate::cache::noting_age(dispatched).await;
+    let (result, served) = crate::cache::noting_served(dispatched).await;
     let response = match result {
         Ok(value) => {
             audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
@@ -301,11 +301,9 @@ where
                 None => respond(StatusCode::OK, &value, &interaction),
             };
             let mut response = response;
-            if let Some(age) = age.filter(|_| response.status() == StatusCode::OK) {
-                // Whole seconds, as RFC 9111 writes an age.
-                response
-                    .headers_mut()
-                    .insert(header::AGE, HeaderValue::from(age.as_secs()));
+            // Its age is stamped as it leaves (`cache::stamp_age`).
+            if let Some(served) = served {
+                response.extensions_mut().insert(served);
             }
             // A read, as a resource or as a Binary's content, says when it last changed and answers the
             // client's preconditions.

@@ -24,6 +24,7 @@ use crate::ids::LogicalId;
 use crate::mapping::file::ParamDef;
 use crate::mapping::MappingFile;
 use crate::translate::{self, Context, Produced};
+use moka::ops::compute::Op;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -153,9 +154,10 @@ struct Kept {
 /// The cache itself; off when its time-to-live is zero.
 pub struct ResponseCache {
     entries: Option<moka::future::Cache<Key, Kept>>,
-    /// Refreshes under way of answers kept but older than a request asked, by key and when the answer they
-    /// replace was loaded: concurrent requests share one refresh, and its failure.
-    refreshes: moka::future::Cache<(Key, Instant), Kept>,
+    /// Loads under way of answers not kept, or kept but older than a request asked, by key and when the answer
+    /// they replace was loaded: concurrent requests share one load, and its failure. Kept apart from `entries`
+    /// so that what a load gives is kept only if nothing newer was kept meanwhile (see `keep_newer`).
+    loads: moka::future::Cache<(Key, Option<Instant>), Kept>,
 }
 
 impl ResponseCache {
@@ -167,12 +169,12 @@ impl ResponseCache {
                 .weigher(|_, kept: &Kept| kept.entry.weight())
                 .build()
         });
-        // Each is taken out once its refresh is kept; the lifetime only bounds one whose request was dropped.
-        let refreshes = moka::future::Cache::builder()
+        // Each is taken out once its answer is kept; the lifetime only bounds one whose request was dropped.
+        let loads = moka::future::Cache::builder()
             .time_to_live(config.ttl.max(Duration::from_secs(1)))
             .max_capacity(10_000)
             .build();
-        ResponseCache { entries, refreshes }
+        ResponseCache { entries, loads }
     }
 
     /// The answer for `key`: from the cache when one is kept that is as fresh as asked, else from `load`, once
@@ -198,40 +200,38 @@ impl ResponseCache {
             loaded.store(true, Ordering::Relaxed);
             load_kept(&practice, load).await
         };
-        match entries.get(&key).await {
-            Some(kept) if fresh.takes(kept.loaded.elapsed()) => Ok((hit(&practice, kept), Lookup::Hit)),
-            // Older than asked: loaded again, once for every request that finds the same answer too old.
-            Some(stale) => {
-                let refresh = (key.clone(), stale.loaded);
-                // One whose request was dropped before keeping it: kept now, and loaded again if too old.
-                if let Some(left) = self.refreshes.get(&refresh).await {
-                    self.refreshes.invalidate(&refresh).await;
-                    if fresh.takes(left.loaded.elapsed()) {
-                        keep_newer(entries, key, left.clone()).await;
-                        return Ok((hit(&practice, left), Lookup::Hit));
-                    }
-                }
-                // Those that wait on it take what it loads, however long the GP system took to answer.
-                let shared = self.refreshes.try_get_with(refresh.clone(), load_once).await;
-                let refreshed = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
-                if !loaded.load(Ordering::Relaxed) {
-                    return Ok((hit(&practice, refreshed), Lookup::Hit));
-                }
-                keep_newer(entries, key, refreshed.clone()).await;
-                self.refreshes.invalidate(&refresh).await;
-                Ok((refreshed.entry, Lookup::Fresh))
-            }
-            None => {
-                let shared = entries.try_get_with(key, load_once).await;
-                let kept = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
-                if loaded.load(Ordering::Relaxed) {
-                    return Ok((kept.entry, Lookup::Miss));
-                }
-                // Loaded by another request since this one looked, or while it waited: from the cache, and
-                // as fresh as any.
-                Ok((hit(&practice, kept), Lookup::Hit))
+        let found = match entries.get(&key).await {
+            Some(kept) if fresh.takes(kept.loaded.elapsed()) => return Ok((hit(&practice, kept), Lookup::Hit)),
+            found => found,
+        };
+        // Not kept, or older than asked: loaded once for every request that finds the same answer missing or
+        // too old.
+        let replaced = found.map(|stale| stale.loaded);
+        let shared_load = (key.clone(), replaced);
+        // One whose request was dropped before keeping it: kept now, and loaded again if too old.
+        if let Some(left) = self.loads.get(&shared_load).await {
+            self.loads.invalidate(&shared_load).await;
+            if fresh.takes(left.loaded.elapsed()) {
+                keep_newer(entries, key, left.clone()).await;
+                return Ok((hit(&practice, left), Lookup::Hit));
             }
         }
+        // Those that wait on it take what it loads, however long the GP system took to answer.
+        let shared = self.loads.try_get_with(shared_load.clone(), load_once).await;
+        let answer = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
+        if !loaded.load(Ordering::Relaxed) {
+            // Loaded by another request since this one looked, or while it waited: from the cache, and as
+            // fresh as any.
+            return Ok((hit(&practice, answer), Lookup::Hit));
+        }
+        keep_newer(entries, key, answer.clone()).await;
+        self.loads.invalidate(&shared_load).await;
+        let lookup = if replaced.is_some() {
+            Lookup::Fresh
+        } else {
+            Lookup::Miss
+        };
+        Ok((answer.entry, lookup))
     }
 }
 
@@ -246,13 +246,17 @@ async fn load_kept(practice: &str, load: impl Future<Output = FhirResult<Entry>>
     Ok(Kept { entry, loaded })
 }
 
-/// Keeps an answer loaded from the source unless the one kept now is newer (a slow load begun earlier does not
-/// replace it; a miss's load, made at the same moment, may still). It never waits on another request's load.
+/// Keeps an answer loaded from the source unless the one kept now is newer: a slow load begun earlier (a miss's,
+/// say, while a `no-cache` request loaded the answer again) never replaces a newer one. Compared and kept in one
+/// step per key; it never waits on another request's load.
 async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Kept) {
-    let newer = entries.get(&key).await.is_some_and(|kept| kept.loaded > ours.loaded);
-    if !newer {
-        entries.insert(key, ours).await;
-    }
+    entries
+        .entry(key)
+        .and_compute_with(|kept| {
+            let newer = kept.is_some_and(|kept| kept.value().loaded > ours.loaded);
+            std::future::ready(if newer { Op::Nop } else { Op::Put(ours) })
+        })
+        .await;
 }
 
 /// A kept answer served: noted on the interaction's AuditEvent, and its age on the response.
@@ -271,17 +275,34 @@ tokio::task_local! {
     static OLDEST_SERVED: std::cell::Cell<Option<Instant>>;
 }
 
-/// Runs one request's handling, and gives the age of the oldest kept answer it served, if it served any: the
-/// response's `Age` (RFC 9111 section 5.1), so a client or an integration engine knows how old the data may be.
-/// An answer loaded for the request has none.
-pub async fn noting_age<F: Future>(handling: F) -> (F::Output, Option<Duration>) {
+/// When the oldest kept answer a response served was loaded: carried on the response until it leaves, where
+/// its age becomes the response's `Age` (see [`stamp_age`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Served(pub Instant);
+
+/// Runs one request's handling, and gives when the oldest kept answer it served was loaded, if it served any.
+/// An answer loaded for the request is not one.
+pub async fn noting_served<F: Future>(handling: F) -> (F::Output, Option<Served>) {
     OLDEST_SERVED
         .scope(std::cell::Cell::new(None), async {
             let output = handling.await;
-            let oldest = OLDEST_SERVED.with(std::cell::Cell::get);
-            (output, oldest.map(|loaded| loaded.elapsed()))
+            (output, OLDEST_SERVED.with(std::cell::Cell::get).map(Served))
         })
         .await
+}
+
+/// A response that served kept answers says how old the oldest is, as it leaves (its AuditEvent committed):
+/// `Age` in whole seconds (RFC 9111 section 5.1), so a client or an integration engine knows how old the data
+/// may be. Only on a 200 or a 304: an answer withheld or failed since carries no data.
+pub fn stamp_age<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let status = response.status();
+    if let Some(Served(loaded)) = response.extensions().get::<Served>().copied() {
+        if status == http::StatusCode::OK || status == http::StatusCode::NOT_MODIFIED {
+            let age = http::HeaderValue::from(loaded.elapsed().as_secs());
+            response.headers_mut().insert(http::header::AGE, age);
+        }
+    }
+    response
 }
 
 /// How an answer was found.
@@ -375,6 +396,63 @@ pub async fn search(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn answer(text: &str) -> Entry {
+        Entry {
+            resources: vec![json!(text)],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn age_is_stamped_on_an_answer_that_served_kept_data_only() {
+        let served = Served(Instant::now() - Duration::from_millis(2_500));
+        let response = |status: http::StatusCode, served: Option<Served>| {
+            let mut response = http::Response::builder().status(status).body(()).unwrap();
+            if let Some(served) = served {
+                response.extensions_mut().insert(served);
+            }
+            stamp_age(response).headers().get(http::header::AGE).cloned()
+        };
+        assert_eq!(response(http::StatusCode::OK, Some(served)).unwrap(), "2");
+        assert_eq!(response(http::StatusCode::NOT_MODIFIED, Some(served)).unwrap(), "2");
+        assert_eq!(response(http::StatusCode::OK, None), None);
+        // Withheld since (the audit trail unavailable): no data, no age.
+        assert_eq!(response(http::StatusCode::SERVICE_UNAVAILABLE, Some(served)), None);
+    }
+
+    /// A miss's load that the GP system is slow to answer does not replace the answer a `no-cache` request
+    /// loaded meanwhile: the newer answer stays.
+    #[tokio::test]
+    async fn a_slow_load_never_replaces_a_newer_answer() {
+        let cache = ResponseCache::new(CacheConfig::default());
+        let key = Key {
+            practice: "Y90001".into(),
+            caller: Caller::Transaction,
+            resource_type: "Patient".into(),
+            request: "[]".into(),
+        };
+        let slow = cache.get_or_load(key.clone(), Freshness::default(), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(answer("older"))
+        });
+        let fresh = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cache
+                .get_or_load(key.clone(), Freshness::FROM_SOURCE, async { Ok(answer("newer")) })
+                .await
+        };
+        let (slow, fresh) = tokio::join!(slow, fresh);
+        assert_eq!(slow.unwrap().1, Lookup::Miss);
+        assert_eq!(fresh.unwrap().1, Lookup::Fresh);
+        let (kept, lookup) = cache
+            .get_or_load(key, Freshness::default(), async {
+                Err(FhirError::internal("IM1-5000", "not loaded"))
+            })
+            .await
+            .unwrap();
+        assert_eq!((kept.resources[0].as_str(), lookup), (Some("newer"), Lookup::Hit));
+    }
 
     #[test]
     fn a_document_weighs_by_its_size_and_a_resource_by_one() {

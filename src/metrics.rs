@@ -123,7 +123,7 @@ impl Metrics {
         let circuit_open = Family::<CircuitLabels, Gauge>::default();
         registry.register(
             "native_circuit_open",
-            "1 while the circuit breaker stops native calls to that API of the practice (its GP system left its last calls unanswered)",
+            "1 while the circuit breaker stops native calls to that API of the practice (its GP system left its last calls unanswered): open, or half-open with its one trial call out",
             circuit_open.clone(),
         );
         Metrics {

@@ -185,8 +185,9 @@ async fn a_pause_the_supplier_asks_for_is_kept() {
 /// A GP system that leaves its calls unanswered (every connection closed with no reply, here: HTTP for Medicus,
 /// SystmOne's framed socket) is not called for a while once `trip_after` calls in a row went unanswered:
 /// requests are refused at once, saying when to come back, rather than each holding a place for its deadline and
-/// failing the same way. When the time is up it is called again, and one more unanswered call stops the calls
-/// again. Other practices are not held back.
+/// failing the same way. When the time is up one call goes, a trial (the breaker's unit tests and
+/// `client::tests::a_half_open_circuit_lets_one_trial_call_go` show the others are refused meanwhile), and its going
+/// unanswered stops the calls again. Other practices are not held back.
 #[tokio::test]
 async fn a_gp_system_that_stops_answering_is_not_called_for_a_while() {
     let sims = Simulators::start_with(common::fixed_options(1, 3), |_, systmone, medicus| {

@@ -28,8 +28,10 @@ struct State {
     unanswered: u32,
     /// Set when the circuit opens; cleared only by an answer, so once past it the circuit is half-open.
     open_until: Option<Instant>,
-    /// Whether the half-open circuit's one trial call is out.
-    trial_out: bool,
+    /// The half-open circuit's one trial call, while it is out: its number, so that only it ends its trial.
+    trial_out: Option<u64>,
+    /// Trials so far.
+    trials: u64,
 }
 
 /// Why calls are refused now.
@@ -46,7 +48,7 @@ impl State {
         if until > now {
             Some(Stopped::Open(until - now))
         } else {
-            self.trial_out.then_some(Stopped::Trying)
+            self.trial_out.map(|_| Stopped::Trying)
         }
     }
 }
@@ -92,11 +94,15 @@ impl Breaker {
         let trial = match self.sides[super::pace::side(surface)].lock() {
             Ok(mut state) => {
                 refusal(&state, started)?;
-                let trial = state.open_until.is_some();
-                state.trial_out |= trial;
-                trial
+                // Past the time the circuit was open for, and not yet closed by an answer: half-open.
+                let half_open = state.open_until.is_some();
+                half_open.then(|| {
+                    state.trials += 1;
+                    state.trial_out = Some(state.trials);
+                    state.trials
+                })
             }
-            Err(_) => false,
+            Err(_) => None,
         };
         Ok(Attempt {
             breaker: self,
@@ -123,7 +129,7 @@ impl Breaker {
                 let open = state.open_until.is_some_and(|until| until > now);
                 // Opened once: calls already out that fail later do not move the time clients were told.
                 if self.settings.trip_after > 0 && state.unanswered >= self.settings.trip_after && !open {
-                    state.trial_out = false;
+                    state.trial_out = None;
                     tracing::warn!(
                         practice = %self.practice,
                         surface = ?surface,
@@ -142,10 +148,13 @@ impl Breaker {
         self.refuse_if_open(surface).is_err()
     }
 
-    /// A trial that ended without being counted: the next call is the trial.
-    fn release_trial(&self, surface: Surface) {
+    /// A trial that ended without being counted: the next call is the trial, unless another trial has begun
+    /// since (the circuit opened again meanwhile, and its time was up again before this one ended).
+    fn release_trial(&self, surface: Surface, trial: u64) {
         if let Ok(mut state) = self.sides[super::pace::side(surface)].lock() {
-            state.trial_out = false;
+            if state.trial_out == Some(trial) {
+                state.trial_out = None;
+            }
         }
     }
 }
@@ -175,8 +184,8 @@ pub struct Attempt<'a> {
     breaker: &'a Breaker,
     surface: Surface,
     started: Instant,
-    /// Whether it is the half-open circuit's trial.
-    trial: bool,
+    /// The half-open circuit's trial this is, if it is one.
+    trial: Option<u64>,
     /// Whether the attempt went out with at least half the call's time-out left, so that its time-out says
     /// something of the GP system.
     silence_counts: bool,
@@ -186,6 +195,11 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// Whether it is the half-open circuit's trial: the first call after a while without answers.
+    pub fn is_trial(&self) -> bool {
+        self.trial.is_some()
+    }
+
     /// A reply came back: counted as its status says (see [`answer_of_status`]).
     pub fn answered(mut self, answer: Answer) {
         self.finished = true;
@@ -204,8 +218,8 @@ impl Attempt<'_> {
     }
 
     fn uncounted(&self) {
-        if self.trial {
-            self.breaker.release_trial(self.surface);
+        if let Some(trial) = self.trial {
+            self.breaker.release_trial(self.surface, trial);
         }
     }
 }
@@ -270,32 +284,40 @@ mod tests {
         assert!(!breaker.is_open(Surface::Patient));
     }
 
+    /// The surface's open circuit as its time is up, without waiting for it.
+    fn time_is_up(breaker: &Breaker, surface: Surface) {
+        let mut state = breaker.sides[super::super::pace::side(surface)].lock().unwrap();
+        state.open_until = state.open_until.map(|_| Instant::now() - Duration::from_millis(1));
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn attempt(breaker: &Breaker, surface: Surface) -> FhirResult<Attempt<'_>> {
+        breaker.attempt(surface, Instant::now() + TIMEOUT, TIMEOUT)
+    }
+
     #[test]
     fn once_the_time_is_up_one_trial_goes_whose_silence_opens_it_again_and_whose_answer_closes_it() {
-        let timeout = Duration::from_secs(10);
-        let later = || Instant::now() + timeout;
-        let breaker = breaker(2, Duration::from_millis(30));
+        let breaker = breaker(2, Duration::from_secs(30));
         breaker.record(Surface::Patient, Answer::Unanswered);
         breaker.record(Surface::Patient, Answer::Unanswered);
-        assert!(breaker.attempt(Surface::Patient, later(), timeout).is_err());
-        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(attempt(&breaker, Surface::Patient).err().unwrap().retry_after, Some(30));
+        time_is_up(&breaker, Surface::Patient);
         // Half-open: one call goes; the others are refused until it ends, told to come back in a second.
         assert!(!breaker.is_open(Surface::Patient));
-        let trial = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        let trial = attempt(&breaker, Surface::Patient).unwrap();
         assert!(breaker.is_open(Surface::Patient));
-        let refused = breaker.attempt(Surface::Patient, later(), timeout).err().unwrap();
+        let refused = attempt(&breaker, Surface::Patient).err().unwrap();
         assert_eq!((refused.code, refused.retry_after), ("IM1-4012", Some(1)));
         // Unanswered: open again for the whole time at once.
         trial.failed(&super::super::client::unreachable());
-        let refused = breaker.refuse_if_open(Surface::Patient).unwrap_err();
-        assert_eq!(refused.retry_after, Some(1));
-        assert!(breaker.is_open(Surface::Patient));
-        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(attempt(&breaker, Surface::Patient).err().unwrap().retry_after, Some(30));
+        time_is_up(&breaker, Surface::Patient);
         // An answer, even an error, closes it: calls go freely, and one unanswered call does not open it.
-        let trial = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        let trial = attempt(&breaker, Surface::Patient).unwrap();
         trial.failed(&super::super::client::too_large());
-        let first = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
-        let second = breaker.attempt(Surface::Patient, later(), timeout).unwrap();
+        let first = attempt(&breaker, Surface::Patient).unwrap();
+        let second = attempt(&breaker, Surface::Patient).unwrap();
         first.failed(&super::super::client::unreachable());
         second.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Patient));
@@ -303,42 +325,49 @@ mod tests {
 
     #[test]
     fn a_trial_that_ends_uncounted_lets_the_next_call_be_the_trial() {
-        let timeout = Duration::from_secs(10);
-        let breaker = breaker(1, Duration::from_millis(20));
+        let breaker = breaker(1, Duration::from_secs(30));
         breaker.record(Surface::Transaction, Answer::Unanswered);
-        std::thread::sleep(Duration::from_millis(30));
+        time_is_up(&breaker, Surface::Transaction);
         // Abandoned with its request at once: it says nothing, and holds nobody back.
-        let trial = breaker
-            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
-            .unwrap();
+        let trial = attempt(&breaker, Surface::Transaction).unwrap();
         assert!(breaker.is_open(Surface::Transaction));
         drop(trial);
         // Timed out having gone with a tenth of its time: nothing said either.
         let trial = breaker
-            .attempt(Surface::Transaction, Instant::now() + timeout / 10, timeout)
+            .attempt(Surface::Transaction, Instant::now() + TIMEOUT / 10, TIMEOUT)
             .unwrap();
         assert!(breaker.is_open(Surface::Transaction));
         trial.failed(&super::super::client::timeout());
         // The next is the trial, and its answer closes the circuit.
-        let trial = breaker
-            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
-            .unwrap();
+        let trial = attempt(&breaker, Surface::Transaction).unwrap();
         assert!(breaker.is_open(Surface::Transaction));
         trial.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Transaction));
-        // A call already out before it opened, failing while the trial is out, opens it again; the trial's
-        // answer then closes it.
+    }
+
+    #[test]
+    fn only_the_trial_out_ends_its_trial() {
+        let breaker = breaker(1, Duration::from_secs(30));
         breaker.record(Surface::Transaction, Answer::Unanswered);
-        std::thread::sleep(Duration::from_millis(30));
-        let trial = breaker
-            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
-            .unwrap();
+        time_is_up(&breaker, Surface::Transaction);
+        let first = attempt(&breaker, Surface::Transaction).unwrap();
+        // A call already out before the circuit opened fails while the trial is out: open again, for the whole
+        // time.
         breaker.record(Surface::Transaction, Answer::Unanswered);
         assert_eq!(
             breaker.refuse_if_open(Surface::Transaction).unwrap_err().retry_after,
+            Some(30)
+        );
+        // Its time up again before the first trial ends: a second trial goes, and the first, abandoned, does
+        // not let a third go beside it.
+        time_is_up(&breaker, Surface::Transaction);
+        let second = attempt(&breaker, Surface::Transaction).unwrap();
+        drop(first);
+        assert_eq!(
+            attempt(&breaker, Surface::Transaction).err().unwrap().retry_after,
             Some(1)
         );
-        trial.answered(Answer::Answered);
+        second.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Transaction));
     }
 

@@ -7,7 +7,8 @@
 //!   record `Authenticate` listed under `Registration` that they act for (proxy access).
 //! - Transaction surface (Client Integration): XML over a TCP socket (public sources say no more); framed as the
 //!   simulator frames it (a 4-byte big-endian length, then UTF-8: a convention), one request in flight per
-//!   connection; connections are pooled.
+//!   connection; connections are pooled, one the GP system has closed is left behind, and the breaker's trial
+//!   call (see `breaker`) goes on a new one.
 //!
 //! Replies become the generic tree (`xml_tree`); mapping templates build the request as
 //! `{ message | function, attributes | parameters }`.
@@ -166,7 +167,10 @@ impl SystmOne {
                 Err(refused) => return Err(last.unwrap_or(refused)),
             };
             let started = Instant::now();
-            let result = tokio::time::timeout_at(deadline.into(), self.exchange(&envelope)).await;
+            // The breaker's trial, after a while without answers, goes on a new connection: those pooled before may
+            // have died with the GP system, and one of them failing would stop the calls again for nothing.
+            let exchange = self.exchange(&envelope, attempt.is_trial());
+            let result = tokio::time::timeout_at(deadline.into(), exchange).await;
             drop(permit);
             let silence = match result {
                 Err(_) => Err(timeout()),
@@ -214,11 +218,19 @@ impl SystmOne {
         Err(last.unwrap_or_else(broken))
     }
 
-    /// One frame out, one frame back, on a pooled connection (a failed connection is dropped, not reused).
-    /// The outer error: no whole frame came back. The inner result: the frame that did, or why it cannot be
-    /// read (too large to take, not UTF-8): an answer all the same.
-    async fn exchange(&self, envelope: &str) -> FhirResult<FhirResult<String>> {
-        let pooled = self.pool.lock().await.pop();
+    /// One frame out, one frame back, on a pooled connection that is still open (a failed connection is
+    /// dropped, not reused), or on a new one: always on a new one when `fresh`, and the pool is emptied. The
+    /// outer error: no whole frame came back. The inner result: the frame that did, or why it cannot be read
+    /// (too large to take, not UTF-8): an answer all the same.
+    async fn exchange(&self, envelope: &str, fresh: bool) -> FhirResult<FhirResult<String>> {
+        let pooled = {
+            let mut pool = self.pool.lock().await;
+            if fresh {
+                pool.clear();
+            }
+            // One the GP system has closed (idle too long, or restarted) would fail the call: left behind.
+            std::iter::from_fn(|| pool.pop()).find(still_open)
+        };
         let mut stream = match pooled {
             Some(stream) => stream,
             None => {
@@ -618,10 +630,28 @@ fn malformed_request(what: &str) -> FhirError {
     FhirError::internal("IM1-3101", format!("the mapping's native request is malformed: {what}"))
 }
 
+/// Whether a pooled connection is still open: nothing waits to be read on an idle one, so a read that would
+/// block means open; an end of stream (the GP system closed it) or anything else means it cannot be used.
+fn still_open(stream: &TcpStream) -> bool {
+    matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_gp_system_closed_is_not_used() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        assert!(still_open(&ours));
+        drop(theirs);
+        // The end of stream arrives a moment later.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!still_open(&ours));
+    }
 
     #[test]
     fn only_reads_are_taken_for_reads() {

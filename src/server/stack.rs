@@ -118,6 +118,8 @@ pub fn stack(
                 }
             }
         })
+        // How old the cached answers it served are, counted until it leaves: after its AuditEvent's commit.
+        .map_response(crate::cache::stamp_age)
         // One AuditEvent per interaction, committed before the response leaves; outside the deadline and the
         // whole pipeline, so time-outs, 401s and denials are audited too, and a failing store fails closed.
         .layer(crate::audit::AuditLayer::new(state.audit.clone()))
