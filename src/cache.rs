@@ -158,13 +158,29 @@ pub struct ResponseCache {
     /// they replace was loaded: concurrent requests share one load, and its failure. Kept apart from `entries`
     /// so that what a load gives is kept only if nothing newer was kept meanwhile (see `keep_newer`).
     loads: moka::future::Cache<(Key, Option<Instant>), Kept>,
+    /// How long an answer is kept, from when its load began.
+    ttl: Duration,
+}
+
+/// An answer expires its time-to-live after its load began, however late it was kept (one left by a request
+/// dropped before keeping it, say).
+struct FromLoad(Duration);
+
+impl moka::Expiry<Key, Kept> for FromLoad {
+    fn expire_after_create(&self, _: &Key, kept: &Kept, _: Instant) -> Option<Duration> {
+        Some(self.0.saturating_sub(kept.loaded.elapsed()))
+    }
+
+    fn expire_after_update(&self, _: &Key, kept: &Kept, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(self.0.saturating_sub(kept.loaded.elapsed()))
+    }
 }
 
 impl ResponseCache {
     pub fn new(config: CacheConfig) -> ResponseCache {
         let entries = (!config.ttl.is_zero()).then(|| {
             moka::future::Cache::builder()
-                .time_to_live(config.ttl)
+                .expire_after(FromLoad(config.ttl))
                 .max_capacity(config.max_resources)
                 .weigher(|_, kept: &Kept| kept.entry.weight())
                 .build()
@@ -174,7 +190,11 @@ impl ResponseCache {
             .time_to_live(config.ttl.max(Duration::from_secs(1)))
             .max_capacity(10_000)
             .build();
-        ResponseCache { entries, loads }
+        ResponseCache {
+            entries,
+            loads,
+            ttl: config.ttl,
+        }
     }
 
     /// The answer for `key`: from the cache when one is kept that is as fresh as asked, else from `load`, once
@@ -195,11 +215,6 @@ impl ResponseCache {
             keep_newer(entries, key, ours.clone()).await;
             return Ok((ours.entry, Lookup::Fresh));
         }
-        let loaded = AtomicBool::new(false);
-        let load_once = async {
-            loaded.store(true, Ordering::Relaxed);
-            load_kept(&practice, load).await
-        };
         let found = match entries.get(&key).await {
             Some(kept) if fresh.takes(kept.loaded.elapsed()) => return Ok((hit(&practice, kept), Lookup::Hit)),
             found => found,
@@ -211,11 +226,25 @@ impl ResponseCache {
         // One whose request was dropped before keeping it: kept now, and loaded again if too old.
         if let Some(left) = self.loads.get(&shared_load).await {
             self.loads.invalidate(&shared_load).await;
-            if fresh.takes(left.loaded.elapsed()) {
+            let age = left.loaded.elapsed();
+            if fresh.takes(age) && age < self.ttl {
                 keep_newer(entries, key, left.clone()).await;
                 return Ok((hit(&practice, left), Lookup::Hit));
             }
         }
+        let loaded = AtomicBool::new(false);
+        let load_once = async {
+            // Kept by another request's load since this one looked (done and kept between the two lookups):
+            // taken rather than loaded again.
+            let newer = entries.get(&key).await.filter(|kept| {
+                replaced.is_none_or(|replaced| kept.loaded > replaced) && fresh.takes(kept.loaded.elapsed())
+            });
+            if let Some(kept) = newer {
+                return Ok(kept);
+            }
+            loaded.store(true, Ordering::Relaxed);
+            load_kept(&practice, load).await
+        };
         // Those that wait on it take what it loads, however long the GP system took to answer.
         let shared = self.loads.try_get_with(shared_load.clone(), load_once).await;
         let answer = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
@@ -419,6 +448,35 @@ mod tests {
         assert_eq!(response(http::StatusCode::OK, None), None);
         // Withheld since (the audit trail unavailable): no data, no age.
         assert_eq!(response(http::StatusCode::SERVICE_UNAVAILABLE, Some(served)), None);
+    }
+
+    /// An answer is kept for the time-to-live from when its load began, not from when it was kept: a slow
+    /// load's answer is no older than the time-to-live when served.
+    #[tokio::test]
+    async fn an_answer_expires_its_lifetime_after_its_load_began() {
+        let cache = ResponseCache::new(CacheConfig {
+            ttl: Duration::from_millis(400),
+            ..CacheConfig::default()
+        });
+        let key = Key {
+            practice: "Y90001".into(),
+            caller: Caller::Transaction,
+            resource_type: "Patient".into(),
+            request: "[]".into(),
+        };
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(answer("slow"))
+        };
+        let (_, lookup) = cache
+            .get_or_load(key.clone(), Freshness::default(), slow)
+            .await
+            .unwrap();
+        assert_eq!(lookup, Lookup::Miss);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let again = async { Ok(answer("again")) };
+        let (kept, lookup) = cache.get_or_load(key, Freshness::default(), again).await.unwrap();
+        assert_eq!((kept.resources[0].as_str(), lookup), (Some("again"), Lookup::Miss));
     }
 
     /// A miss's load that the GP system is slow to answer does not replace the answer a `no-cache` request

@@ -122,7 +122,13 @@ impl Breaker {
             return;
         };
         match answer {
-            Answer::Answered => *state = State::default(),
+            // Trials keep being numbered on: one from before still out must not end a later one.
+            Answer::Answered => {
+                *state = State {
+                    trials: state.trials,
+                    ..State::default()
+                }
+            }
             Answer::Unanswered => {
                 state.unanswered = state.unanswered.saturating_add(1);
                 let now = Instant::now();
@@ -369,6 +375,18 @@ mod tests {
         );
         second.answered(Answer::Answered);
         assert!(!breaker.is_open(Surface::Transaction));
+        // Closed by another call's answer while a trial is out, then open and half-open again: the old trial,
+        // abandoned, does not end the new one.
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        time_is_up(&breaker, Surface::Transaction);
+        let old = attempt(&breaker, Surface::Transaction).unwrap();
+        breaker.record(Surface::Transaction, Answer::Answered);
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        time_is_up(&breaker, Surface::Transaction);
+        let new = attempt(&breaker, Surface::Transaction).unwrap();
+        drop(old);
+        assert!(attempt(&breaker, Surface::Transaction).is_err());
+        new.answered(Answer::Answered);
     }
 
     #[test]

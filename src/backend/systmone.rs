@@ -223,14 +223,7 @@ impl SystmOne {
     /// outer error: no whole frame came back. The inner result: the frame that did, or why it cannot be read
     /// (too large to take, not UTF-8): an answer all the same.
     async fn exchange(&self, envelope: &str, fresh: bool) -> FhirResult<FhirResult<String>> {
-        let pooled = {
-            let mut pool = self.pool.lock().await;
-            if fresh {
-                pool.clear();
-            }
-            // One the GP system has closed (idle too long, or restarted) would fail the call: left behind.
-            std::iter::from_fn(|| pool.pop()).find(still_open)
-        };
+        let pooled = checkout(&mut *self.pool.lock().await, fresh);
         let mut stream = match pooled {
             Some(stream) => stream,
             None => {
@@ -630,6 +623,15 @@ fn malformed_request(what: &str) -> FhirError {
     FhirError::internal("IM1-3101", format!("the mapping's native request is malformed: {what}"))
 }
 
+/// A pooled connection still open, the newest first, if any; none when `fresh`, and the pool is emptied.
+fn checkout(pool: &mut Vec<TcpStream>, fresh: bool) -> Option<TcpStream> {
+    if fresh {
+        pool.clear();
+    }
+    // One the GP system has closed (idle too long, or restarted) would fail the call: left behind.
+    std::iter::from_fn(|| pool.pop()).find(still_open)
+}
+
 /// Whether a pooled connection is still open: nothing waits to be read on an idle one, so a read that would
 /// block means open; an end of stream (the GP system closed it) or anything else means it cannot be used.
 fn still_open(stream: &TcpStream) -> bool {
@@ -644,13 +646,23 @@ mod tests {
     #[tokio::test]
     async fn a_pooled_connection_the_gp_system_closed_is_not_used() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (theirs, _) = listener.accept().await.unwrap();
-        assert!(still_open(&ours));
-        drop(theirs);
-        // The end of stream arrives a moment later.
+        let mut pool = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..3 {
+            pool.push(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap());
+            theirs.push(listener.accept().await.unwrap().0);
+        }
+        let open = pool[0].local_addr().unwrap();
+        // The GP system closes the two newest; the end of stream arrives a moment later.
+        theirs.truncate(1);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!still_open(&ours));
+        let taken = checkout(&mut pool, false).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), open);
+        assert!(pool.is_empty(), "the closed ones are left behind");
+        // The breaker's trial takes none, and empties the pool.
+        pool.push(taken);
+        assert!(checkout(&mut pool, true).is_none());
+        assert!(pool.is_empty());
     }
 
     #[test]
