@@ -699,6 +699,46 @@ mod tests {
         assert_eq!((trials, refused), (1, 3), "{statuses:?}");
     }
 
+    /// A call waiting for its place when the circuit opens does not go once it has the place.
+    #[tokio::test]
+    async fn a_circuit_that_opens_while_a_call_waits_is_kept() {
+        let client = one_place_client();
+        let later = Instant::now() + Duration::from_secs(5);
+        let held = client.turn(Surface::Transaction, later).await.unwrap();
+        let mut waiting = Box::pin(client.turn(Surface::Transaction, later));
+        assert!(futures_util::poll!(&mut waiting).is_pending());
+        for _ in 0..BreakerSettings::default().trip_after {
+            client.breaker.record(Surface::Transaction, breaker::Answer::Unanswered);
+        }
+        drop(held);
+        let refused = waiting.await.err().unwrap();
+        assert_eq!((refused.status.as_u16(), refused.code), (503, "IM1-4012"));
+    }
+
+    /// A `Retry-After` given as an HTTP date is kept as the pause it names, measured from the reply's `Date`.
+    #[tokio::test]
+    async fn a_pause_given_as_a_date_is_kept() {
+        let now = std::time::SystemTime::now();
+        let head = format!(
+            "HTTP/1.1 429 Too Many Requests\r\nDate: {}\r\nRetry-After: {}\r\nContent-Length: {{length}}\r\n\r\n",
+            httpdate::fmt_http_date(now),
+            httpdate::fmt_http_date(now + Duration::from_secs(20)),
+        );
+        let addr = serve(Box::leak(head.into_boxed_str()), 0).await;
+        let client = client();
+        let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+        let mut calls = Vec::new();
+        let reply = client.send(&request, "r", &mut calls).await.unwrap();
+        assert_eq!((reply.status.as_u16(), calls.len()), (429, 1));
+        let refused = client.send(&request, "r", &mut calls).await.unwrap_err();
+        assert_eq!((refused.code, calls.len()), ("IM1-4011", 1));
+        assert!(
+            matches!(refused.retry_after, Some(19..=21)),
+            "{:?}",
+            refused.retry_after
+        );
+    }
+
     #[tokio::test]
     async fn a_pause_the_supplier_asks_for_holds_the_surface() {
         let addr = serve(
