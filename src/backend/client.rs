@@ -699,14 +699,25 @@ mod tests {
         assert_eq!((trials, refused), (1, 3), "{statuses:?}");
     }
 
-    /// A call waiting for its place when the circuit opens does not go once it has the place.
-    #[tokio::test]
-    async fn a_circuit_that_opens_while_a_call_waits_is_kept() {
-        let client = one_place_client();
+    /// The transaction surface's one place taken, and a second call waiting for it (within five seconds).
+    async fn one_held_one_waiting(
+        client: &HttpClient,
+    ) -> (
+        Turn<'_>,
+        std::pin::Pin<Box<impl std::future::Future<Output = FhirResult<Turn<'_>>> + '_>>,
+    ) {
         let later = Instant::now() + Duration::from_secs(5);
         let held = client.turn(Surface::Transaction, later).await.unwrap();
         let mut waiting = Box::pin(client.turn(Surface::Transaction, later));
         assert!(futures_util::poll!(&mut waiting).is_pending());
+        (held, waiting)
+    }
+
+    /// A call waiting for its place when the circuit opens does not go once it has the place.
+    #[tokio::test]
+    async fn a_circuit_that_opens_while_a_call_waits_is_kept() {
+        let client = one_place_client();
+        let (held, waiting) = one_held_one_waiting(&client).await;
         for _ in 0..BreakerSettings::default().trip_after {
             client.breaker.record(Surface::Transaction, breaker::Answer::Unanswered);
         }
@@ -791,9 +802,7 @@ mod tests {
         let client = one_place_client();
         let later = Instant::now() + Duration::from_secs(5);
         // A call already waiting for the one place when a pause begins goes only once the pause is over.
-        let held = client.turn(Surface::Transaction, later).await.unwrap();
-        let mut waiting = Box::pin(client.turn(Surface::Transaction, later));
-        assert!(futures_util::poll!(&mut waiting).is_pending());
+        let (held, waiting) = one_held_one_waiting(&client).await;
         client.pause(Surface::Transaction, Duration::from_millis(300));
         let paused = Instant::now();
         drop(held);
