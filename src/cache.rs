@@ -10,10 +10,12 @@
 //!   cached answer can therefore never carry one principal's view to another.
 //!
 //! Loads are single-flight: concurrent requests for the same key wait for one native call. Errors are not
-//! cached. `Cache-Control: no-cache` (or `no-store`, `max-age=0`) on a request skips the lookup and refreshes
-//! the entry; `max-age=N` takes a kept answer no older than N seconds, and refreshes an older one. Each hit is
-//! noted on the interaction's AuditEvent, per practice (`cache-hit`, `cache-load`) and in sum (`cache`: hit,
-//! partial, miss or none).
+//! cached. An answer's age counts from when its load began (RFC 9111 section 4.2.3): it is kept for the
+//! time-to-live from then, and a response that served kept answers says how old the oldest is (`Age`).
+//! `Cache-Control: no-cache` (or `no-store`, `max-age=0`) on a request skips the lookup and refreshes the entry;
+//! `max-age=N` takes a kept answer no older than N seconds, and refreshes an older one. An answer is kept only
+//! if no newer one was kept meanwhile. Each hit is noted on the interaction's AuditEvent, per practice
+//! (`cache-hit`, `cache-load`) and in sum (`cache`: hit, partial, miss or none).
 
 use crate::app::{note_practice_reached, AppState, NativeWork};
 use crate::auth::{Principal, Role};
@@ -185,7 +187,8 @@ impl ResponseCache {
                 .weigher(|_, kept: &Kept| kept.entry.weight())
                 .build()
         });
-        // Each is taken out once its answer is kept; the lifetime only bounds one whose request was dropped.
+        // Each is taken out once its answer is kept (or found kept); the lifetime only bounds one whose request
+        // was dropped before keeping it.
         let loads = moka::future::Cache::builder()
             .time_to_live(config.ttl.max(Duration::from_secs(1)))
             .max_capacity(10_000)
@@ -232,6 +235,8 @@ impl ResponseCache {
                 return Ok((hit(&practice, left), Lookup::Hit));
             }
         }
+        // What this request's own load did, if it ran: found an answer kept meanwhile, or loaded one.
+        let found_kept = AtomicBool::new(false);
         let loaded = AtomicBool::new(false);
         let load_once = async {
             // Kept by another request's load since this one looked (done and kept between the two lookups):
@@ -240,6 +245,7 @@ impl ResponseCache {
                 replaced.is_none_or(|replaced| kept.loaded > replaced) && fresh.takes(kept.loaded.elapsed())
             });
             if let Some(kept) = newer {
+                found_kept.store(true, Ordering::Relaxed);
                 return Ok(kept);
             }
             loaded.store(true, Ordering::Relaxed);
@@ -249,6 +255,10 @@ impl ResponseCache {
         let shared = self.loads.try_get_with(shared_load.clone(), load_once).await;
         let answer = shared.map_err(|e: Arc<FhirError>| FhirError::clone(&e))?;
         if !loaded.load(Ordering::Relaxed) {
+            // Kept already: not left in `loads` for a later miss to take once `entries` has let it go.
+            if found_kept.load(Ordering::Relaxed) {
+                self.loads.invalidate(&shared_load).await;
+            }
             // Loaded by another request since this one looked, or while it waited: from the cache, and as
             // fresh as any.
             return Ok((hit(&practice, answer), Lookup::Hit));
@@ -282,7 +292,8 @@ async fn keep_newer(entries: &moka::future::Cache<Key, Kept>, key: Key, ours: Ke
     entries
         .entry(key)
         .and_compute_with(|kept| {
-            let newer = kept.is_some_and(|kept| kept.value().loaded > ours.loaded);
+            // The same answer again (a load left over, kept twice) is not written again either.
+            let newer = kept.is_some_and(|kept| kept.value().loaded >= ours.loaded);
             std::future::ready(if newer { Op::Nop } else { Op::Put(ours) })
         })
         .await;
@@ -426,6 +437,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn a_key() -> Key {
+        Key {
+            practice: "Y90001".into(),
+            caller: Caller::Transaction,
+            resource_type: "Patient".into(),
+            request: "[]".into(),
+        }
+    }
+
+    /// A cache keeping answers for `ttl`.
+    fn keeping_for(ttl: Duration) -> ResponseCache {
+        ResponseCache::new(CacheConfig {
+            ttl,
+            ..CacheConfig::default()
+        })
+    }
+
     fn answer(text: &str) -> Entry {
         Entry {
             resources: vec![json!(text)],
@@ -454,16 +482,8 @@ mod tests {
     /// load's answer is no older than the time-to-live when served.
     #[tokio::test]
     async fn an_answer_expires_its_lifetime_after_its_load_began() {
-        let cache = ResponseCache::new(CacheConfig {
-            ttl: Duration::from_millis(400),
-            ..CacheConfig::default()
-        });
-        let key = Key {
-            practice: "Y90001".into(),
-            caller: Caller::Transaction,
-            resource_type: "Patient".into(),
-            request: "[]".into(),
-        };
+        let cache = keeping_for(Duration::from_millis(400));
+        let key = a_key();
         let slow = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(answer("slow"))
@@ -479,17 +499,28 @@ mod tests {
         assert_eq!((kept.resources[0].as_str(), lookup), (Some("again"), Lookup::Miss));
     }
 
+    /// A load left by a request dropped before keeping it is taken only within the time-to-live from when it
+    /// began.
+    #[tokio::test]
+    async fn a_load_left_over_past_its_lifetime_is_not_taken() {
+        let cache = keeping_for(Duration::from_secs(2));
+        let key = a_key();
+        let left = Kept {
+            entry: Arc::new(answer("left over")),
+            loaded: Instant::now() - Duration::from_secs(3),
+        };
+        cache.loads.insert((key.clone(), None), left).await;
+        let load = async { Ok(answer("loaded")) };
+        let (kept, lookup) = cache.get_or_load(key, Freshness::default(), load).await.unwrap();
+        assert_eq!((kept.resources[0].as_str(), lookup), (Some("loaded"), Lookup::Miss));
+    }
+
     /// A miss's load that the GP system is slow to answer does not replace the answer a `no-cache` request
     /// loaded meanwhile: the newer answer stays.
     #[tokio::test]
     async fn a_slow_load_never_replaces_a_newer_answer() {
         let cache = ResponseCache::new(CacheConfig::default());
-        let key = Key {
-            practice: "Y90001".into(),
-            caller: Caller::Transaction,
-            resource_type: "Patient".into(),
-            request: "[]".into(),
-        };
+        let key = a_key();
         let slow = cache.get_or_load(key.clone(), Freshness::default(), async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(answer("older"))

@@ -411,11 +411,13 @@ mod tests {
             .unwrap();
         late.failed(&timed_out);
         assert!(!breaker.is_open(Surface::Transaction));
-        // Abandoned after half its time-out: nothing said either.
-        let abandoned = breaker
-            .attempt(Surface::Transaction, Instant::now() + timeout, timeout)
+        // Abandoned after half its time-out: nothing said either (a long time-out, and the wait set rather than
+        // slept, so that a busy machine's stall cannot take it past three quarters).
+        let long = Duration::from_secs(10);
+        let mut abandoned = breaker
+            .attempt(Surface::Transaction, Instant::now() + long, long)
             .unwrap();
-        std::thread::sleep(timeout / 2);
+        abandoned.started -= long / 2;
         drop(abandoned);
         assert!(!breaker.is_open(Surface::Transaction));
         // Ended, however long it took: counted as it ended, not again on drop.

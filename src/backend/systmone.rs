@@ -632,8 +632,9 @@ fn checkout(pool: &mut Vec<TcpStream>, fresh: bool) -> Option<TcpStream> {
     std::iter::from_fn(|| pool.pop()).find(still_open)
 }
 
-/// Whether a pooled connection is still open: nothing waits to be read on an idle one, so a read that would
-/// block means open; an end of stream (the GP system closed it) or anything else means it cannot be used.
+/// Whether a pooled connection is still open, as far as the runtime has seen: nothing waits to be read on an
+/// idle one, so a read that would block means open; an end of stream (the GP system closed it) or anything else
+/// means it cannot be used. A close not yet seen passes, and the call fails as it would have.
 fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
