@@ -97,6 +97,9 @@ pub struct ClientSettings {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
+    /// The same, keeping no idle connection: for the breaker's trial call, after a while without answers, when
+    /// the connections pooled before may have died with the GP system.
+    unpooled: reqwest::Client,
     settings: ClientSettings,
     /// Places among the calls in flight to the practice, one set per surface (transaction, patient): a
     /// burst of patient-facing calls waiting for their pace cannot hold a clinician's call back.
@@ -130,18 +133,23 @@ impl Drop for Waiting<'_> {
 impl HttpClient {
     /// The client of one practice (its ODS code names it in the log).
     pub fn new(settings: ClientSettings, pace: Pace, practice: &str) -> FhirResult<HttpClient> {
-        let inner = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Both surfaces' places (see `in_flight`) may be in use at once.
-            .pool_max_idle_per_host(settings.max_in_flight * 2)
-            .connect_timeout(Duration::from_secs(5).min(settings.timeout))
-            .timeout(settings.timeout)
-            .build()
-            .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))?;
+        let build = |idle_per_host| {
+            reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(idle_per_host)
+                .connect_timeout(Duration::from_secs(5).min(settings.timeout))
+                .timeout(settings.timeout)
+                .build()
+                .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))
+        };
+        // Both surfaces' places (see `in_flight`) may be in use at once.
+        let inner = build(settings.max_in_flight * 2)?;
+        let unpooled = build(0)?;
         let places = || Semaphore::new(settings.max_in_flight);
         let in_flight = Arc::new([places(), places()]);
         Ok(HttpClient {
             inner,
+            unpooled,
             breaker: Arc::new(Breaker::new(settings.breaker, practice)),
             settings,
             in_flight,
@@ -268,8 +276,11 @@ impl HttpClient {
             };
             let started = Instant::now();
             let authorization = authorize()?;
+            // The breaker's trial goes on a new connection: one pooled before may have died with the GP system,
+            // and its failing would stop the calls again for nothing.
+            let fresh = counted.is_trial();
             let outcome = self
-                .send_once(request, authorization.as_deref(), request_id, deadline)
+                .send_once(request, authorization.as_deref(), request_id, deadline, fresh)
                 .await;
             // Not held through a back-off or a `Retry-After`.
             drop(permit);
@@ -336,15 +347,17 @@ impl HttpClient {
         }
     }
 
+    /// One attempt; on a new connection when `fresh` (the breaker's trial).
     async fn send_once(
         &self,
         request: &HttpRequest,
         authorization: Option<&str>,
         request_id: &str,
         deadline: Instant,
+        fresh: bool,
     ) -> FhirResult<HttpReply> {
-        let mut builder = self
-            .inner
+        let client = if fresh { &self.unpooled } else { &self.inner };
+        let mut builder = client
             .request(request.method.clone(), &request.url)
             .timeout(deadline.saturating_duration_since(Instant::now()))
             .header("X-Request-ID", request_id);
@@ -648,27 +661,27 @@ mod tests {
         assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
     }
 
-    /// Once a circuit's time is up, one call goes to see whether the GP system answers again; calls meanwhile
-    /// are refused at once rather than all sent to a system that may still be down.
-    #[tokio::test]
-    async fn a_half_open_circuit_lets_one_trial_call_go() {
+    /// A local server that counts the connections it accepts and hands each to `serve`.
+    async fn counting_server<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
-        // A gateway that answers 502 after a while: the GP system behind it does not answer.
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            while let Ok((socket, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let _ = socket.read(&mut [0u8; 4096]).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let _ = socket
-                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                });
+                tokio::spawn(serve(socket));
             }
         });
+        (addr, connections)
+    }
+
+    /// A client whose breaker opens at the first unanswered call, for 50 ms; no retries.
+    fn tripping_client() -> HttpClient {
         crate::runtime::install_crypto();
         let settings = ClientSettings {
             timeout: Duration::from_secs(10),
@@ -679,7 +692,23 @@ mod tests {
                 open_for: Duration::from_millis(50),
             },
         };
-        let client = HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap();
+        HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
+    }
+
+    /// Once a circuit's time is up, one call goes to see whether the GP system answers again; calls meanwhile
+    /// are refused at once rather than all sent to a system that may still be down.
+    #[tokio::test]
+    async fn a_half_open_circuit_lets_one_trial_call_go() {
+        // A gateway that answers 502 after a while: the GP system behind it does not answer.
+        let (addr, connections) = counting_server(|mut socket| async move {
+            let _ = socket.read(&mut [0u8; 4096]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
+        let client = tripping_client();
         let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
         let reply = client.send(&request, "r", &mut Vec::new()).await.unwrap();
         assert_eq!(reply.status.as_u16(), 502);
@@ -748,6 +777,42 @@ mod tests {
             "{:?}",
             refused.retry_after
         );
+    }
+
+    /// The trial goes on a new connection, not one pooled before the GP system stopped answering; once it is
+    /// answered, calls use the pool again.
+    #[tokio::test]
+    async fn the_trial_call_goes_on_a_new_connection() {
+        // Keeps each connection open, answering every request on it with an empty 200.
+        let (addr, connections) = counting_server(|mut socket| async move {
+            let mut request = [0u8; 4096];
+            while socket.read(&mut request).await.is_ok_and(|n| n > 0) {
+                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                if socket.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let client = tripping_client();
+        let request = HttpRequest::new(Method::GET, format!("http://{addr}/record"));
+        let send = || async {
+            client
+                .send(&request, "r", &mut Vec::new())
+                .await
+                .unwrap()
+                .status
+                .as_u16()
+        };
+        assert_eq!(send().await, 200);
+        assert_eq!(send().await, 200);
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection, pooled");
+        client.breaker.record(Surface::Transaction, breaker::Answer::Unanswered);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(send().await, 200);
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "the trial's own");
+        assert_eq!(send().await, 200);
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "the pool again");
     }
 
     #[tokio::test]
