@@ -9,12 +9,12 @@
 //! up first) counts once it has waited three quarters of the call's time-out without an answer, so that a GP
 //! system that hangs is found even when nobody waits for its time-outs; abandoned sooner, it is not counted.
 //!
-//! When the time is up one call goes, a trial (half-open), on a new connection: the others are refused until it
-//! ends (503, in a second), so a GP system coming back is not met by every request that queued for it at once. The count is
-//! not cleared until a call is answered, so the trial unanswered opens the circuit again at once; any answer,
-//! even an error, closes it. A trial that ends uncounted (abandoned early, or timed out having gone late) lets
-//! the next call be the trial. A supplier's refusal that says when to come back is its own pause (see
-//! `pace`), not a failure.
+//! When the time is up one call goes, a trial (half-open), on a new connection (and once it is answered, the
+//! connections pooled before are let go): the others are refused until it ends (503, in a second), so a GP
+//! system coming back is not met by every request that queued for it at once. The count is not cleared until a
+//! call is answered, so the trial unanswered opens the circuit again at once; any answer, even an error, closes
+//! it. A trial that ends uncounted (abandoned early, or timed out having gone late) lets the next call be the
+//! trial. A supplier's refusal that says when to come back is its own pause (see `pace`), not a failure.
 
 use super::client::{BROKEN, TIMED_OUT, UNREACHABLE};
 use crate::config::BreakerSettings;

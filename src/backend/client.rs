@@ -96,9 +96,11 @@ pub struct ClientSettings {
 
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
-    /// The same, keeping no idle connection: for the breaker's trial call, after a while without answers, when
-    /// the connections pooled before may have died with the GP system.
+    /// Pooling its connections; replaced by a new one, with a new pool, when the breaker's trial is answered:
+    /// connections pooled before the GP system stopped answering may have died with it (reqwest cannot empty a
+    /// pool).
+    inner: Arc<std::sync::RwLock<reqwest::Client>>,
+    /// The same, keeping no idle connection: for the trial itself.
     unpooled: reqwest::Client,
     settings: ClientSettings,
     /// Places among the calls in flight to the practice, one set per surface (transaction, patient): a
@@ -109,6 +111,19 @@ pub struct HttpClient {
     waiting: Arc<[AtomicUsize; 2]>,
     pace: Arc<Pace>,
     breaker: Arc<Breaker>,
+}
+
+/// A reqwest client with the practice's settings, pooling idle connections or none.
+fn reqwest_client(settings: &ClientSettings, pooling: bool) -> FhirResult<reqwest::Client> {
+    // Both surfaces' places (see `in_flight`) may be in use at once.
+    let idle_per_host = if pooling { settings.max_in_flight * 2 } else { 0 };
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(idle_per_host)
+        .connect_timeout(Duration::from_secs(5).min(settings.timeout))
+        .timeout(settings.timeout)
+        .build()
+        .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))
 }
 
 /// How many calls may wait for a place on a surface, per place: past it a call is refused at once (503).
@@ -133,18 +148,8 @@ impl Drop for Waiting<'_> {
 impl HttpClient {
     /// The client of one practice (its ODS code names it in the log).
     pub fn new(settings: ClientSettings, pace: Pace, practice: &str) -> FhirResult<HttpClient> {
-        let build = |idle_per_host| {
-            reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(idle_per_host)
-                .connect_timeout(Duration::from_secs(5).min(settings.timeout))
-                .timeout(settings.timeout)
-                .build()
-                .map_err(|e| FhirError::internal("IM1-5201", format!("cannot build the native HTTP client: {e}")))
-        };
-        // Both surfaces' places (see `in_flight`) may be in use at once.
-        let inner = build(settings.max_in_flight * 2)?;
-        let unpooled = build(0)?;
+        let inner = Arc::new(std::sync::RwLock::new(reqwest_client(&settings, true)?));
+        let unpooled = reqwest_client(&settings, false)?;
         let places = || Semaphore::new(settings.max_in_flight);
         let in_flight = Arc::new([places(), places()]);
         Ok(HttpClient {
@@ -303,7 +308,11 @@ impl HttpClient {
                         elapsed: started.elapsed(),
                     });
                     let asked_wait = retry_after(&reply.headers);
-                    counted.answered(breaker::answer_of_status(reply.status.as_u16(), asked_wait.is_some()));
+                    let answer = breaker::answer_of_status(reply.status.as_u16(), asked_wait.is_some());
+                    counted.answered(answer);
+                    if fresh && answer == breaker::Answer::Answered {
+                        self.renew_pool();
+                    }
                     if let (429 | 503, Some(wait)) = (reply.status.as_u16(), asked_wait) {
                         self.pace.pause(request.surface, wait);
                     }
@@ -347,6 +356,24 @@ impl HttpClient {
         }
     }
 
+    /// The pooling client now.
+    fn pooled(&self) -> reqwest::Client {
+        match self.inner.read() {
+            Ok(client) => client.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The breaker's trial was answered: later calls go on new connections, not those pooled before.
+    fn renew_pool(&self) {
+        if let Ok(client) = reqwest_client(&self.settings, true) {
+            match self.inner.write() {
+                Ok(mut inner) => *inner = client,
+                Err(poisoned) => *poisoned.into_inner() = client,
+            }
+        }
+    }
+
     /// One attempt; on a new connection when `fresh` (the breaker's trial).
     async fn send_once(
         &self,
@@ -356,7 +383,7 @@ impl HttpClient {
         deadline: Instant,
         fresh: bool,
     ) -> FhirResult<HttpReply> {
-        let client = if fresh { &self.unpooled } else { &self.inner };
+        let client = if fresh { self.unpooled.clone() } else { self.pooled() };
         let mut builder = client
             .request(request.method.clone(), &request.url)
             .timeout(deadline.saturating_duration_since(Instant::now()))
@@ -780,7 +807,7 @@ mod tests {
     }
 
     /// The trial goes on a new connection, not one pooled before the GP system stopped answering; once it is
-    /// answered, calls use the pool again.
+    /// answered, calls go on new connections too, pooled again.
     #[tokio::test]
     async fn the_trial_call_goes_on_a_new_connection() {
         // Keeps each connection open, answering every request on it with an empty 200.
@@ -811,8 +838,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(send().await, 200);
         assert_eq!(connections.load(Ordering::SeqCst), 2, "the trial's own");
+        // Answered: the pool from before is let go, and a new one fills.
         assert_eq!(send().await, 200);
-        assert_eq!(connections.load(Ordering::SeqCst), 2, "the pool again");
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "a new pool");
+        assert_eq!(send().await, 200);
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "pooled again");
     }
 
     #[tokio::test]
