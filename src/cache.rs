@@ -168,13 +168,19 @@ pub struct ResponseCache {
 /// dropped before keeping it, say).
 struct FromLoad(Duration);
 
+impl FromLoad {
+    fn left(&self, kept: &Kept) -> Option<Duration> {
+        Some(self.0.saturating_sub(kept.loaded.elapsed()))
+    }
+}
+
 impl moka::Expiry<Key, Kept> for FromLoad {
     fn expire_after_create(&self, _: &Key, kept: &Kept, _: Instant) -> Option<Duration> {
-        Some(self.0.saturating_sub(kept.loaded.elapsed()))
+        self.left(kept)
     }
 
     fn expire_after_update(&self, _: &Key, kept: &Kept, _: Instant, _: Option<Duration>) -> Option<Duration> {
-        Some(self.0.saturating_sub(kept.loaded.elapsed()))
+        self.left(kept)
     }
 }
 

@@ -288,15 +288,8 @@ pub fn visible_to(event: &mut Value, practices: &[String], practice_of: impl Fn(
                 continue;
             }
             // How the request's answers met the cache, as far as this practice's part of it goes.
-            let named_of = |kind: &str| {
-                let of_kind = details.iter().filter(move |d| d["type"] == kind);
-                of_kind
-                    .filter_map(|d| d["valueString"].as_str())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            };
-            let (hits, loads) = (named_of(CACHE_HIT), named_of(CACHE_LOAD));
-            let summary = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
+            let any = |kind: &str| details.iter().any(|d| d["type"] == kind);
+            let summary = CacheFacts::summary(any(CACHE_HIT), any(CACHE_LOAD));
             for d in details.iter_mut().filter(|d| d["type"] == "cache") {
                 d["valueString"] = json!(summary);
             }
@@ -342,7 +335,7 @@ fn transaction_entity(facts: &AuditFacts) -> Value {
     }
     // Per practice, so that each practice's auditors see how its own answers were found (see `visible_to`).
     let (hits, loads) = (&facts.cache.hits, &facts.cache.loads);
-    let cache = CacheFacts::summary(hits.iter().map(String::as_str), loads.iter().map(String::as_str));
+    let cache = CacheFacts::summary(!hits.is_empty(), !loads.is_empty());
     details.push(detail("cache", cache));
     details.extend(hits.iter().map(|ods| detail(CACHE_HIT, ods)));
     details.extend(loads.iter().map(|ods| detail(CACHE_LOAD, ods)));

@@ -53,11 +53,8 @@ pub struct CacheFacts {
 impl CacheFacts {
     /// `hit` (every answer from the cache), `partial` (some from the cache, some loaded from the GP system),
     /// `miss` (every answer loaded from the GP system) or `none` (no answer was looked for: a refusal, say).
-    pub fn summary<'a>(
-        hits: impl IntoIterator<Item = &'a str>,
-        loads: impl IntoIterator<Item = &'a str>,
-    ) -> &'static str {
-        match (hits.into_iter().next().is_some(), loads.into_iter().next().is_some()) {
+    pub fn summary(any_hit: bool, any_load: bool) -> &'static str {
+        match (any_hit, any_load) {
             (true, false) => "hit",
             (true, true) => "partial",
             (false, true) => "miss",

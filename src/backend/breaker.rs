@@ -151,7 +151,8 @@ impl Breaker {
 
     /// Whether calls to the surface are stopped now: its circuit open, or half-open with its trial out.
     pub fn is_open(&self, surface: Surface) -> bool {
-        self.refuse_if_open(surface).is_err()
+        let side = &self.sides[super::pace::side(surface)];
+        side.lock().is_ok_and(|state| state.stopped(Instant::now()).is_some())
     }
 
     /// A trial that ended without being counted: the next call is the trial, unless another trial has begun
@@ -296,6 +297,14 @@ mod tests {
         state.open_until = state.open_until.map(|_| Instant::now() - Duration::from_millis(1));
     }
 
+    /// A breaker whose transaction circuit opened (for 30 s) at one unanswered call, its time now up.
+    fn half_open_transactions() -> Breaker {
+        let breaker = breaker(1, Duration::from_secs(30));
+        breaker.record(Surface::Transaction, Answer::Unanswered);
+        time_is_up(&breaker, Surface::Transaction);
+        breaker
+    }
+
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn attempt(breaker: &Breaker, surface: Surface) -> FhirResult<Attempt<'_>> {
@@ -331,9 +340,7 @@ mod tests {
 
     #[test]
     fn a_trial_that_ends_uncounted_lets_the_next_call_be_the_trial() {
-        let breaker = breaker(1, Duration::from_secs(30));
-        breaker.record(Surface::Transaction, Answer::Unanswered);
-        time_is_up(&breaker, Surface::Transaction);
+        let breaker = half_open_transactions();
         // Abandoned with its request at once: it says nothing, and holds nobody back.
         let trial = attempt(&breaker, Surface::Transaction).unwrap();
         assert!(breaker.is_open(Surface::Transaction));
@@ -353,9 +360,7 @@ mod tests {
 
     #[test]
     fn only_the_trial_out_ends_its_trial() {
-        let breaker = breaker(1, Duration::from_secs(30));
-        breaker.record(Surface::Transaction, Answer::Unanswered);
-        time_is_up(&breaker, Surface::Transaction);
+        let breaker = half_open_transactions();
         let first = attempt(&breaker, Surface::Transaction).unwrap();
         // A call already out before the circuit opened fails while the trial is out: open again, for the whole
         // time.

@@ -502,9 +502,8 @@ fn classify(error: reqwest::Error) -> FhirError {
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     const MOST: Duration = Duration::from_secs(30);
     let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Seconds past any integer: as long as any.
-        return Some(value.parse::<u64>().map_or(MOST, |s| Duration::from_secs(s).min(MOST)));
+    if let Some(seconds) = crate::fhir::rest::delta_seconds(value) {
+        return Some(Duration::from_secs(seconds).min(MOST));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     let date = headers.get(http::header::DATE).and_then(|d| d.to_str().ok());
@@ -586,15 +585,20 @@ mod tests {
         addr
     }
 
-    fn client() -> HttpClient {
+    /// A client with a ten-second time-out and no pace.
+    fn client_with(retries: u32, max_in_flight: usize, breaker: BreakerSettings) -> HttpClient {
         crate::runtime::install_crypto();
         let settings = ClientSettings {
             timeout: Duration::from_secs(10),
-            retries: 2,
-            max_in_flight: 2,
-            breaker: Default::default(),
+            retries,
+            max_in_flight,
+            breaker,
         };
         HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
+    }
+
+    fn client() -> HttpClient {
+        client_with(2, 2, Default::default())
     }
 
     #[test]
@@ -640,14 +644,7 @@ mod tests {
 
     /// A client with one place per surface, and no pace.
     fn one_place_client() -> HttpClient {
-        let settings = ClientSettings {
-            timeout: Duration::from_secs(10),
-            retries: 0,
-            max_in_flight: 1,
-            breaker: Default::default(),
-        };
-        crate::runtime::install_crypto();
-        HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
+        client_with(0, 1, Default::default())
     }
 
     #[tokio::test]
@@ -709,17 +706,11 @@ mod tests {
 
     /// A client whose breaker opens at the first unanswered call, for 50 ms; no retries.
     fn tripping_client() -> HttpClient {
-        crate::runtime::install_crypto();
-        let settings = ClientSettings {
-            timeout: Duration::from_secs(10),
-            retries: 0,
-            max_in_flight: 4,
-            breaker: BreakerSettings {
-                trip_after: 1,
-                open_for: Duration::from_millis(50),
-            },
+        let breaker = BreakerSettings {
+            trip_after: 1,
+            open_for: Duration::from_millis(50),
         };
-        HttpClient::new(settings, Pace::new(&Default::default()), "Y90001").unwrap()
+        client_with(0, 4, breaker)
     }
 
     /// Once a circuit's time is up, one call goes to see whether the GP system answers again; calls meanwhile

@@ -317,7 +317,8 @@ fn wants_fresh(headers: &HeaderMap) -> Freshness {
             "no-cache" | "no-store" => Some(0),
             other => other
                 .strip_prefix("max-age=")
-                .map(|value| delta_seconds(value.trim_matches('"'))),
+                // One that is not seconds is 0: the bound that cannot take an answer older than asked.
+                .map(|value| delta_seconds(value.trim_matches('"')).unwrap_or(0)),
         };
         if let Some(seconds) = most {
             let most = std::time::Duration::from_secs(seconds);
@@ -327,14 +328,14 @@ fn wants_fresh(headers: &HeaderMap) -> Freshness {
     fresh
 }
 
-/// A `max-age` value: its seconds, a number past 2^31 as 2^31 (RFC 9111 section 1.2.2); anything that is not a
-/// number of seconds (`-1`, `5.5`, `soon`) as 0, the bound that cannot take an answer older than asked.
-fn delta_seconds(value: &str) -> u64 {
+/// An HTTP delta-seconds value (`max-age`, `Retry-After`): its seconds, a number past 2^31 as 2^31 (RFC 9111
+/// section 1.2.2); none for anything that is not a number of seconds (`-1`, `5.5`, `soon`, a date).
+pub fn delta_seconds(value: &str) -> Option<u64> {
     const MOST: u64 = 1 << 31;
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return 0;
+        return None;
     }
-    value.parse::<u64>().map_or(MOST, |seconds| seconds.min(MOST))
+    Some(value.parse::<u64>().map_or(MOST, |seconds| seconds.min(MOST)))
 }
 
 /// Adds parameters from a `POST _search` form body to an interaction parsed from its URL.
