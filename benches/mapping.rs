@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo bench --bench mapping` (criterion figures, then a summary table: ms, MB/s of native input, the
 //! ratio to the floor, and growth over 10, 100, 1,000 and 10,000 entries; then where the time goes at 1,000
-//! entries, with the least any mapping that produces serde_json resources could cost: parsing the native
+//! entries, with the least any mapping that produces these resources could cost: parsing the native
 //! bytes, building the resources it produces (timed as a deep copy and drop of them) and serialising them).
 
 /// The allocator the `im1-fhir` binary uses, so the figures are the product's.
@@ -23,6 +23,7 @@ use im1_fhir::ids::IdCodec;
 use im1_fhir::mapping::node::{self, Native};
 use im1_fhir::mapping::{MappingFile, Registry, Source, Surface};
 use im1_fhir::translate::{self, Origin};
+use im1_fhir::tree::Tree;
 use serde_json::{Map, Value};
 use sonic_rs::JsonValueMutTrait;
 use std::time::{Duration, Instant};
@@ -113,14 +114,14 @@ impl Case {
         sonic_rs::to_vec(&self.parse()).expect("serialise").len()
     }
 
-    /// The mapping, end to end: parse, translate, serialise the resources.
+    /// The mapping, end to end: parse, translate, serialise the resources (as the proxy writes them).
     fn map(&self, registry: &Registry, ids: &IdCodec, mapping: &MappingFile) -> usize {
         let produced = self.translate(registry, ids, mapping, &self.parse());
-        serde_json::to_vec(&produced).expect("serialise").len()
+        Tree::Array(produced).to_json_vec().len()
     }
 
     /// The translation alone, of a reply already parsed.
-    fn translate(&self, registry: &Registry, ids: &IdCodec, mapping: &MappingFile, reply: &Native) -> Vec<Value> {
+    fn translate(&self, registry: &Registry, ids: &IdCodec, mapping: &MappingFile, reply: &Native) -> Vec<Tree> {
         let origin = Origin {
             ods: self.ods,
             supplier: self.supplier,
@@ -269,7 +270,7 @@ fn main() {
     // The floor's XML tree is the proxy's, held in serde_json.
     for (case, _) in cases.iter().filter(|(c, _)| c.xml && c.entries == 10) {
         let own = xml_tree::parse(&case.bytes).expect("xml");
-        assert_eq!(xml_into_serde_tree(&case.bytes), node::Node::Native(&own).to_json());
+        assert_eq!(node::Node::Native(&own).to_json(), xml_into_serde_tree(&case.bytes));
     }
     for (supplier, _) in SUPPLIERS {
         let mut group = criterion.benchmark_group(format!("observation/{supplier}"));
@@ -316,13 +317,13 @@ fn main() {
         );
     }
 
-    // Where the time goes, and the least a mapping producing these serde_json resources could cost.
+    // Where the time goes, and the least a mapping producing these resources could cost.
     println!();
     println!("| supplier (1,000 entries) | floor ms | parse ms | translate ms | resources KB | build resources ms (lower bound) | serialise resources ms | least possible / floor | mapping / floor |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (case, mapping) in cases.iter().filter(|(c, _)| c.entries == 1_000) {
         let reply = case.parse();
-        let produced = case.translate(&registry, &ids, mapping, &reply);
+        let produced = Tree::Array(case.translate(&registry, &ids, mapping, &reply));
         let floor = fastest(|| {
             black_box(case.floor());
         });
@@ -336,7 +337,7 @@ fn main() {
             black_box(produced.clone());
         });
         let serialise = fastest(|| {
-            black_box(serde_json::to_vec(&produced).expect("serialise"));
+            black_box(produced.to_json_vec());
         });
         let map = fastest(|| {
             black_box(case.map(&registry, &ids, mapping));
@@ -348,7 +349,7 @@ fn main() {
             ms(floor),
             ms(parse),
             ms(translate),
-            serde_json::to_vec(&produced).expect("serialise").len() as f64 / 1024.0,
+            produced.to_json_vec().len() as f64 / 1024.0,
             ms(build),
             ms(serialise),
             least.as_secs_f64() / floor.as_secs_f64(),

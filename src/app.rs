@@ -20,6 +20,7 @@ use crate::policy;
 use crate::reach;
 use crate::record_ops;
 use crate::translate::{self, Produced};
+use crate::tree::Tree;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -44,7 +45,7 @@ pub struct AppState {
     pub started: String,
     pub ready: AtomicBool,
     /// The CapabilityStatement per base URL, made on first use.
-    pub capabilities: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    pub capabilities: std::sync::Mutex<std::collections::HashMap<String, Tree>>,
     /// Per-client request budgets (see ratelimit.rs).
     pub limiter: Option<crate::ratelimit::ClientLimiter>,
     /// Patients' own record keys per practice (see reach.rs).
@@ -269,11 +270,11 @@ where
             audit::note(|facts| merge_patients(&mut facts.patients, patients_in(&value)));
             let last_updated = value
                 .pointer("/meta/lastUpdated")
-                .and_then(Value::as_str)
+                .and_then(Tree::as_str)
                 .map(String::from);
             let response = match &interaction.binary_accept {
                 Some(accept) => {
-                    let content_type = value.get("contentType").and_then(Value::as_str).unwrap_or_default();
+                    let content_type = value.get("contentType").and_then(Tree::as_str).unwrap_or_default();
                     match format::binary_wanted(Some(accept), content_type) {
                         Some(format::BinaryAnswer::Content) => binary_content(&value),
                         Some(format::BinaryAnswer::Resource) => {
@@ -440,7 +441,7 @@ async fn dispatch(
     body: RequestBody,
     base: &str,
     request_id: &str,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     match interaction.kind {
         Kind::Capabilities => {
             interaction.refuse_not_taken()?;
@@ -449,11 +450,11 @@ async fn dispatch(
             match mode.and_then(|p| p.values.first()).map(String::as_str) {
                 None | Some("full" | "normative") => {}
                 Some("terminology") => {
-                    return Ok(capability::terminology_capabilities(
+                    return Ok(Tree::from(capability::terminology_capabilities(
                         &state.registry,
                         base,
                         &state.started,
-                    ))
+                    )))
                 }
                 Some(_) => {
                     return Err(FhirError::bad_request("IM1-1210", "mode is full, normative or terminology").at("mode"))
@@ -473,8 +474,13 @@ async fn dispatch(
                     supplier_name: p.supplier.display().into(),
                 })
                 .collect();
-            let statement =
-                capability::capability_statement(&state.registry, &practices, &state.smart, base, &state.started);
+            let statement = Tree::from(capability::capability_statement(
+                &state.registry,
+                &practices,
+                &state.smart,
+                base,
+                &state.started,
+            ));
             if let Ok(mut cache) = state.capabilities.lock() {
                 if cache.len() < 64 {
                     cache.insert(base.to_string(), statement.clone());
@@ -482,7 +488,7 @@ async fn dispatch(
             }
             return Ok(statement);
         }
-        Kind::SmartConfiguration => return Ok(capability::smart_configuration(&state.smart)),
+        Kind::SmartConfiguration => return Ok(Tree::from(capability::smart_configuration(&state.smart))),
         _ => {}
     }
     let principal = principal.ok_or_else(|| FhirError::unauthorized("IM1-2001", "a bearer token is needed"))?;
@@ -601,12 +607,12 @@ async fn dispatch(
 }
 
 /// A Patient's NHS number.
-fn nhs_number_of(patient: &Value) -> Option<&str> {
+fn nhs_number_of(patient: &Tree) -> Option<&str> {
     patient
         .get("identifier")?
         .as_array()?
         .iter()
-        .find(|i| i.get("system").and_then(Value::as_str) == Some(crate::fhir::NHS_NUMBER_SYSTEM))?
+        .find(|i| i.get("system").and_then(Tree::as_str) == Some(crate::fhir::NHS_NUMBER_SYSTEM))?
         .get("value")?
         .as_str()
 }
@@ -640,7 +646,7 @@ pub fn translation<'a>(
     }
 }
 
-fn unreachable_interaction() -> FhirResult<Value> {
+fn unreachable_interaction() -> FhirResult<Tree> {
     Err(FhirError::internal("IM1-5001", "interaction routed twice"))
 }
 
@@ -661,7 +667,7 @@ async fn read(
     interaction: &Interaction,
     principal: &Principal,
     request_id: &str,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
     let id = interaction.id.as_deref().unwrap_or_default();
     interaction.refuse_not_taken()?;
@@ -682,7 +688,7 @@ pub async fn read_one(
     id: &str,
     request_id: &str,
     fresh: Freshness,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     check_scope(principal, resource_type, 'r')?;
     let not_found = || FhirError::not_found("IM1-1401", format!("{resource_type} not found"));
     let logical = state.ids.decode(resource_type, id).map_err(|_| not_found())?;
@@ -735,7 +741,7 @@ async fn everything(
     principal: &Principal,
     base: &str,
     request_id: &str,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     let id = interaction.id.as_deref().unwrap_or_default();
     let mut warnings = Vec::new();
     let filter = record_ops::EverythingFilter::parse(state, interaction, &mut warnings)?;
@@ -851,7 +857,7 @@ async fn everything(
         }
         // Items are followed to what they name (a prescription's Medication) only when cared for within
         // `start` and `end`.
-        let in_window = |r: &Value| filter.cared_for_within(r, &state.registry);
+        let in_window = |r: &Tree| filter.cared_for_within(r, &state.registry);
         match found {
             Ok(found) if wanted => {
                 if !referenced.is_empty() {
@@ -888,7 +894,7 @@ async fn everything(
         }
     }
     let named_by_record = if search_for_supporting { &referrers[..] } else { &[] };
-    let sources: Vec<&Value> = matches.iter().chain(named_by_record).collect();
+    let sources: Vec<&Tree> = matches.iter().chain(named_by_record).collect();
     let mut supported = record_ops::read_supporting(
         state,
         principal,
@@ -968,7 +974,7 @@ async fn search(
     principal: &Principal,
     base: &str,
     request_id: &str,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     let resource_type = interaction.resource_type.clone().unwrap_or_default();
     check_scope(principal, &resource_type, 's')?;
     // Includes that cannot be followed are refused before anything is searched.
@@ -1144,7 +1150,7 @@ async fn search(
     warnings.dedup();
     let offset = bundle::resume(&place, &all, &mut warnings);
     let count = bundle::page_size(interaction);
-    let page: Vec<Value> = all.iter().skip(offset).take(count).cloned().collect();
+    let page: Vec<Tree> = all.iter().skip(offset).take(count).cloned().collect();
     let included = if interaction.include.is_empty() && interaction.revinclude.is_empty() {
         Vec::new()
     } else {
@@ -1263,7 +1269,7 @@ async fn audit_search(
     interaction: &Interaction,
     principal: &Principal,
     base: &str,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     if interaction.kind != Kind::Search {
         // A write on the type's path: that path searches; on an event's, nothing is offered.
         let allow = if interaction.id.is_none() { "GET, HEAD" } else { "" };
@@ -1389,7 +1395,7 @@ async fn audit_search(
         base,
         resource_type: "AuditEvent",
         query: link_query,
-        matches: page.events,
+        matches: page.events.into_iter().map(Tree::from).collect(),
         total: Some(page.total),
         included: Vec::new(),
         warnings,
@@ -1496,7 +1502,7 @@ fn merge_patients(noted: &mut Vec<crate::audit::PatientRef>, more: Vec<crate::au
     }
 }
 
-fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
+fn patients_in(value: &Tree) -> Vec<crate::audit::PatientRef> {
     let mut out: Vec<crate::audit::PatientRef> = Vec::new();
     let mut add = |reference: Option<String>, nhs_number: Option<String>| {
         if let Some(existing) = out.iter_mut().find(|p| p.reference == reference) {
@@ -1507,10 +1513,10 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
             out.push(crate::audit::PatientRef { reference, nhs_number });
         }
     };
-    let resources: Vec<&Value> = match value.get("resourceType").and_then(Value::as_str) {
+    let resources: Vec<&Tree> = match value.get("resourceType").and_then(Tree::as_str) {
         Some("Bundle") => value
             .get("entry")
-            .and_then(Value::as_array)
+            .and_then(Tree::as_array)
             .into_iter()
             .flatten()
             .filter_map(|e| e.get("resource"))
@@ -1518,8 +1524,8 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
         _ => vec![value],
     };
     for resource in resources {
-        if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
-            let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+        if resource.get("resourceType").and_then(Tree::as_str) == Some("Patient") {
+            let id = resource.get("id").and_then(Tree::as_str).unwrap_or_default();
             let nhs = nhs_number_of(resource).map(String::from);
             add(Some(format!("Patient/{id}")), nhs);
             continue;
@@ -1527,7 +1533,7 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
         // An Appointment names its patient among its participants.
         let participants = resource
             .get("participant")
-            .and_then(Value::as_array)
+            .and_then(Tree::as_array)
             .into_iter()
             .flatten()
             .filter_map(|p| p.get("actor"));
@@ -1535,7 +1541,7 @@ fn patients_in(value: &Value) -> Vec<crate::audit::PatientRef> {
             .iter()
             .filter_map(|key| resource.get(*key))
             .chain(participants)
-            .filter_map(|r| r.get("reference").and_then(Value::as_str))
+            .filter_map(|r| r.get("reference").and_then(Tree::as_str))
             .filter(|r| r.starts_with("Patient/"))
         {
             add(Some(reference.to_string()), None);
@@ -1872,8 +1878,8 @@ fn error_format(headers: &HeaderMap, query: Option<&str>) -> Format {
     format::negotiate(format_param.as_deref(), accept).unwrap_or(Format::Json)
 }
 
-fn respond(status: StatusCode, value: &Value, interaction: &Interaction) -> Response<Body> {
-    match format::encode(value, interaction.format, interaction.pretty) {
+fn respond(status: StatusCode, value: &impl format::Encode, interaction: &Interaction) -> Response<Body> {
+    match value.encode(interaction.format, interaction.pretty) {
         Ok(bytes) => fhir_response(status, interaction.format, bytes),
         Err(e) => respond_error(&e, Format::Json, false),
     }
@@ -1964,11 +1970,11 @@ pub fn respond_error(error: &FhirError, format: Format, pretty: bool) -> Respons
 }
 
 /// A Binary's content as itself, in its own media type.
-fn binary_content(binary: &Value) -> Response<Body> {
-    let content_type = binary.get("contentType").and_then(Value::as_str).unwrap_or_default();
+fn binary_content(binary: &Tree) -> Response<Body> {
+    let content_type = binary.get("contentType").and_then(Tree::as_str).unwrap_or_default();
     let data = binary
         .get("data")
-        .and_then(Value::as_str)
+        .and_then(Tree::as_str)
         .map(|d| base64::engine::general_purpose::STANDARD.decode(d));
     match (data, HeaderValue::from_str(content_type)) {
         (Some(Ok(bytes)), Ok(media_type)) => {
@@ -2032,7 +2038,7 @@ mod tests {
 
     #[test]
     fn document_content_the_gp_system_garbled_is_a_502() {
-        let content = |binary: Value| binary_content(&binary).status();
+        let content = |binary: Value| binary_content(&Tree::from(binary)).status();
         assert_eq!(
             content(serde_json::json!({"contentType": "text/plain", "data": "aGVsbG8="})),
             StatusCode::OK

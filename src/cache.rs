@@ -26,6 +26,7 @@ use crate::ids::LogicalId;
 use crate::mapping::file::ParamDef;
 use crate::mapping::MappingFile;
 use crate::translate::{self, Context, Produced};
+use crate::tree::Tree;
 use moka::ops::compute::Op;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -119,7 +120,7 @@ impl Key {
 /// A translated answer, before any per-principal filtering.
 #[derive(Default)]
 pub struct Entry {
-    pub resources: Vec<Value>,
+    pub resources: Vec<Tree>,
     pub warnings: Vec<Value>,
 }
 
@@ -130,18 +131,20 @@ impl Entry {
     /// What the entry weighs against `max_resources` (see [`CacheConfig`]): a count of resources would let
     /// a few large documents hold gigabytes.
     fn weight(&self) -> u32 {
-        let text: usize = self.resources.iter().chain(&self.warnings).map(text_bytes).sum();
+        // Warnings are few and short: their text is weighed as written.
+        let warnings = self.warnings.iter().map(|w| w.to_string().len());
+        let text: usize = self.resources.iter().map(text_bytes).chain(warnings).sum();
         let units = 1 + self.resources.len() + text / BYTES_PER_WEIGHT;
         u32::try_from(units).unwrap_or(u32::MAX)
     }
 }
 
 /// The bytes of text (keys and string values) a value holds.
-fn text_bytes(value: &Value) -> usize {
+fn text_bytes(value: &Tree) -> usize {
     match value {
-        Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(text_bytes).sum(),
-        Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_bytes(v)).sum(),
+        Tree::String(s) => s.len(),
+        Tree::Array(items) => items.iter().map(text_bytes).sum(),
+        Tree::Object(map) => map.iter().map(|(k, v)| k.len() + text_bytes(v)).sum(),
         _ => 0,
     }
 }
@@ -384,7 +387,7 @@ pub async fn read(
     mapping: &MappingFile,
     id: &LogicalId,
     fresh: Freshness,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     let key = Key::read(ctx.principal, &mapping.resource, id);
     // Reached whether the answer comes from the cache or the practice: its auditors see the access.
     note_practice_reached(&practice.ods);
@@ -462,7 +465,7 @@ mod tests {
 
     fn answer(text: &str) -> Entry {
         Entry {
-            resources: vec![json!(text)],
+            resources: vec![Tree::from(text)],
             warnings: Vec::new(),
         }
     }
@@ -551,14 +554,16 @@ mod tests {
 
     #[test]
     fn a_document_weighs_by_its_size_and_a_resource_by_one() {
-        let small = |i: usize| json!({"resourceType": "Condition", "id": format!("c{i}")});
+        let small = |i: usize| Tree::from(json!({"resourceType": "Condition", "id": format!("c{i}")}));
         let answer = Entry {
             resources: (0..10).map(small).collect(),
             warnings: Vec::new(),
         };
         assert_eq!(answer.weight(), 11);
         let document = Entry {
-            resources: vec![json!({"resourceType": "Binary", "data": "A".repeat(1 << 20)})],
+            resources: vec![Tree::from(
+                json!({"resourceType": "Binary", "data": "A".repeat(1 << 20)}),
+            )],
             warnings: Vec::new(),
         };
         assert_eq!(document.weight(), 2 + (1 << 20) / 4096);

@@ -5,6 +5,7 @@ use crate::fhir::bundle::{self, PageTokens, SearchsetInput};
 use crate::fhir::rest::{Handling, Interaction, Kind};
 use crate::fhir::{FhirError, FhirResult};
 use crate::mapping::Registry;
+use crate::tree::Tree;
 use serde_json::{json, Value};
 
 /// The parameters a ConceptMap search takes.
@@ -32,7 +33,7 @@ fn refuse_shaping(interaction: &Interaction, warnings: &mut Vec<Value>) -> FhirR
     Ok(())
 }
 
-pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction, base: &str) -> FhirResult<Value> {
+pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction, base: &str) -> FhirResult<Tree> {
     let maps = &registry.concept_maps;
     match &interaction.kind {
         Kind::Read => {
@@ -44,7 +45,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                 .ok_or_else(|| FhirError::not_found("IM1-1401", "ConceptMap not found"))?;
             // As every read: `_summary` and `_elements` give a subset, marked so.
             Ok(bundle::shape(
-                map.resource.clone(),
+                Tree::from(&map.resource),
                 interaction.summary,
                 &interaction.elements,
             ))
@@ -81,7 +82,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
             applied.include.clear();
             applied.revinclude.clear();
             // Each repetition must hold (AND); one of its comma-separated values is enough (OR).
-            let matches: Vec<Value> = maps
+            let matches: Vec<Tree> = maps
                 .iter()
                 .filter(|m| {
                     applied.params.iter().all(|p| {
@@ -94,7 +95,7 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                         })
                     })
                 })
-                .map(|m| m.resource.clone())
+                .map(|m| Tree::from(&m.resource))
                 .collect();
             // Not patient data: pages are bound to the query alone.
             let query = crate::app::canonical_query(&applied);
@@ -251,7 +252,9 @@ pub fn handle(registry: &Registry, pages: &PageTokens, interaction: &Interaction
                     { "name": "source", "valueUri": map.url },
                 ]}));
             }
-            Ok(json!({ "resourceType": "Parameters", "parameter": parameters }))
+            Ok(Tree::from(
+                json!({ "resourceType": "Parameters", "parameter": parameters }),
+            ))
         }
         ref kind => {
             let allow = match kind {

@@ -11,7 +11,7 @@ use crate::mapping::profile::{Defs, Profile};
 use crate::mapping::registry::SUPPLIERS;
 use crate::mapping::template::{Item, Partial, Tmpl};
 use crate::mapping::Registry;
-use serde_json::Value;
+use crate::tree::Tree;
 use std::collections::{BTreeMap, HashMap};
 
 /// Whether a template produces an element.
@@ -224,7 +224,7 @@ fn extension_with_url(
     let item_matches = |t: &Tmpl| match t {
         Tmpl::Object { fields, .. } => fields
             .iter()
-            .any(|(k, v)| k == "url" && matches!(v, Tmpl::Lit(Value::String(u)) if u == url)),
+            .any(|(k, v)| k == "url" && matches!(v, Tmpl::Lit(Tree::String(u)) if u == url)),
         _ => false,
     };
     match tmpl {
@@ -251,18 +251,18 @@ fn extension_with_url(
     }
 }
 
-fn lit_has(value: &Value, path: &[Segment]) -> Status {
+fn lit_has(value: &Tree, path: &[Segment]) -> Status {
     let Some((first, rest)) = path.split_first() else {
         return Status::Mapped;
     };
     match value {
-        Value::Object(map) => map
+        Tree::Object(map) => map
             .iter()
             .filter(|(k, _)| matches(first, k))
             .map(|(_, v)| lit_has(v, rest))
             .max()
             .unwrap_or(Status::NotMapped),
-        Value::Array(items) => items
+        Tree::Array(items) => items
             .iter()
             .map(|v| lit_has(v, path))
             .max()

@@ -33,3 +33,4 @@ pub mod record_ops;
 pub mod runtime;
 pub mod server;
 pub mod translate;
+pub mod tree;

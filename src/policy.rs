@@ -6,6 +6,7 @@
 use crate::auth::Principal;
 use crate::backend::PracticeBackend;
 use crate::fhir::error::{push_once, warning, IssueType};
+use crate::tree::Tree;
 use serde_json::{json, Value};
 
 /// Free-text elements, by resource type (`*`: every type): what a user outside `free_text_roles` does not get.
@@ -23,7 +24,7 @@ const DOCUMENTS: &[&str] = &["DocumentReference", "Binary"];
 
 /// What the policy leaves of a resource.
 pub enum Minimised {
-    Kept(Value),
+    Kept(Tree),
     Withheld,
 }
 
@@ -31,7 +32,7 @@ pub enum Minimised {
 pub fn minimise(
     practice: &PracticeBackend,
     principal: &Principal,
-    mut resource: Value,
+    mut resource: Tree,
     warnings: &mut Vec<Value>,
 ) -> Minimised {
     if practice
@@ -44,7 +45,7 @@ pub fn minimise(
     }
     let resource_type = resource
         .get("resourceType")
-        .and_then(Value::as_str)
+        .and_then(Tree::as_str)
         .unwrap_or_default()
         .to_string();
     if DOCUMENTS.contains(&resource_type.as_str()) {
@@ -57,7 +58,7 @@ pub fn minimise(
     let mut removed = false;
     let mut value_removed = false;
     for (_, element) in FREE_TEXT.iter().filter(|(t, _)| *t == "*" || *t == resource_type) {
-        let gone = object.shift_remove(*element).is_some();
+        let gone = object.remove(element).is_some();
         removed |= gone;
         value_removed |= gone && element.starts_with("value");
     }
@@ -67,26 +68,25 @@ pub fn minimise(
     let has_value = object.keys().any(|key| key.starts_with("value"));
     if value_removed && resource_type == "Observation" && !has_value && !object.contains_key("dataAbsentReason") {
         object.insert(
-            "dataAbsentReason".into(),
-            json!({ "coding": [{
+            "dataAbsentReason",
+            Tree::from(json!({ "coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
                 "code": "masked",
                 "display": "Masked"
-            }] }),
+            }] })),
         );
     }
     if removed {
         let labels = object
-            .entry("meta")
-            .or_insert_with(|| json!({}))
+            .entry_or_insert_with("meta", || Tree::Object(Default::default()))
             .as_object_mut()
-            .map(|meta| meta.entry("security").or_insert_with(|| json!([])));
-        if let Some(Value::Array(labels)) = labels {
-            labels.push(json!({
+            .map(|meta| meta.entry_or_insert_with("security", || Tree::Array(Vec::new())));
+        if let Some(Tree::Array(labels)) = labels {
+            labels.push(Tree::from(json!({
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
                 "code": "REDACTED",
                 "display": "redacted"
-            }));
+            })));
         }
         push_once(
             warnings,

@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::fhir::FhirResult;
 use crate::mapping::Compartment;
-use serde_json::Value;
+use crate::tree::Tree;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,7 +104,7 @@ pub async fn linked_records(
 /// patient: their own Patient (by id and NHS number), the Patients they act for (by id), items of those records
 /// (by the record key in the item's id), and practice-level data (staff, slots). Checked per returned resource,
 /// not only per request.
-pub fn in_compartment(state: &AppState, principal: &Principal, linked: Option<&Linked>, resource: &Value) -> bool {
+pub fn in_compartment(state: &AppState, principal: &Principal, linked: Option<&Linked>, resource: &Tree) -> bool {
     if principal.role != Role::Patient {
         return true;
     }
@@ -116,18 +116,18 @@ pub fn in_compartment(state: &AppState, principal: &Principal, linked: Option<&L
     if is_restricted(resource) {
         return false;
     }
-    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-    let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+    let resource_type = resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
+    let id = resource.get("id").and_then(Tree::as_str).unwrap_or_default();
     let Ok(logical) = state.ids.decode(resource_type, id) else {
         return false;
     };
     match state.registry.compartment_of(resource_type) {
         // Their own Patient must also carry their NHS number; the linkage alone names the ones they act for.
         Some(Compartment::SelfPatient) if logical.item != linked.own => linked.reaches(&logical.item),
-        Some(Compartment::SelfPatient) => resource.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
+        Some(Compartment::SelfPatient) => resource.get("identifier").and_then(Tree::as_array).is_some_and(|ids| {
             ids.iter().any(|i| {
-                i.get("system").and_then(Value::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
-                    && i.get("value").and_then(Value::as_str) == Some(nhs)
+                i.get("system").and_then(Tree::as_str) == Some("https://fhir.nhs.uk/Id/nhs-number")
+                    && i.get("value").and_then(Tree::as_str) == Some(nhs)
             })
         }),
         Some(Compartment::Patient) => linked.reaches(&logical.patient),
@@ -142,7 +142,7 @@ pub fn may_see(
     state: &AppState,
     principal: &Principal,
     linked: Option<&Linked>,
-    resource: &Value,
+    resource: &Tree,
     permission: char,
 ) -> bool {
     in_compartment(state, principal, linked, resource) && scopes_allow(state, principal, resource, permission)
@@ -151,9 +151,9 @@ pub fn may_see(
 /// A resource passes the scopes when one scope for its type and permission has no restriction, or when it
 /// matches every parameter of one restricted scope. A restriction the proxy cannot evaluate (a parameter the
 /// type does not define) lets nothing through.
-pub fn scopes_allow(state: &AppState, principal: &Principal, resource: &Value, permission: char) -> bool {
+pub fn scopes_allow(state: &AppState, principal: &Principal, resource: &Tree, permission: char) -> bool {
     use crate::fhir::rest::SearchParam;
-    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    let resource_type = resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
     let mut granted = principal.scopes_granting(resource_type, permission).peekable();
     if granted.peek().is_none() {
         return false;
@@ -173,15 +173,15 @@ pub fn scopes_allow(state: &AppState, principal: &Principal, resource: &Value, p
 }
 
 /// Whether a resource carries the `R` (restricted) confidentiality label the mappings give confidential items.
-pub fn is_restricted(resource: &Value) -> bool {
+pub fn is_restricted(resource: &Tree) -> bool {
     resource
         .pointer("/meta/security")
-        .and_then(Value::as_array)
+        .and_then(Tree::as_array)
         .is_some_and(|labels| {
             labels.iter().any(|l| {
-                l.get("system").and_then(Value::as_str)
+                l.get("system").and_then(Tree::as_str)
                     == Some("http://terminology.hl7.org/CodeSystem/v3-Confidentiality")
-                    && l.get("code").and_then(Value::as_str) == Some("R")
+                    && l.get("code").and_then(Tree::as_str) == Some("R")
             })
         })
 }

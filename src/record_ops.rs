@@ -13,6 +13,7 @@ use crate::mapping::file::ParamType;
 use crate::mapping::{Compartment, Registry};
 use crate::reach;
 use crate::translate::Produced;
+use crate::tree::Tree;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -64,7 +65,7 @@ pub async fn read_each<'w>(
     request_id: &str,
     fresh: Freshness,
     wanted: &'w [(&'w str, String)],
-) -> Vec<(&'w (&'w str, String), FhirResult<Value>)> {
+) -> Vec<(&'w (&'w str, String), FhirResult<Tree>)> {
     let mut reads = Vec::with_capacity(wanted.len());
     for target in wanted {
         reads.push(async move {
@@ -94,7 +95,7 @@ pub async fn search_record(
     search: RecordSearch<'_>,
     fresh: Freshness,
     warnings: &mut Vec<Value>,
-) -> FhirResult<Vec<Value>> {
+) -> FhirResult<Vec<Tree>> {
     let RecordSearch {
         resource_type,
         record,
@@ -286,13 +287,13 @@ pub struct IncludesOf<'a> {
     pub principal: &'a Principal,
     pub request_id: &'a str,
     pub interaction: &'a Interaction,
-    pub page: &'a [Value],
+    pub page: &'a [Tree],
     /// The records the page belongs to (see [`records_of`]).
     pub records: &'a [RecordKey],
 }
 
 /// `_include` and `_revinclude` for one page of matches (those [`check_includes`] let through).
-pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirResult<Vec<Value>> {
+pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirResult<Vec<Tree>> {
     let (state, principal, request_id) = (of.state, of.principal, of.request_id);
     let (interaction, page) = (of.interaction, of.page);
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
@@ -344,8 +345,8 @@ pub async fn includes(of: &IncludesOf<'_>, warnings: &mut Vec<Value>) -> FhirRes
 
 /// What includes brought, in the same order whichever system the practice runs (each native reply comes in
 /// its supplier's own order): by type, then each type as a search of it orders its matches.
-fn order_included(registry: &Registry, included: &mut [Value]) {
-    let type_of = |r: &Value| r["resourceType"].as_str().unwrap_or_default().to_string();
+fn order_included(registry: &Registry, included: &mut [Tree]) {
+    let type_of = |r: &Tree| r["resourceType"].as_str().unwrap_or_default().to_string();
     included.sort_by_key(type_of);
     let mut start = 0;
     while start < included.len() {
@@ -365,7 +366,7 @@ async fn reverse_includes(
     of: &IncludesOf<'_>,
     seen: &mut BTreeSet<String>,
     warnings: &mut Vec<Value>,
-) -> FhirResult<Vec<Value>> {
+) -> FhirResult<Vec<Tree>> {
     let (state, principal, request_id) = (of.state, of.principal, of.request_id);
     let (interaction, page, records) = (of.interaction, of.page, of.records);
     let resource_type = interaction.resource_type.as_deref().unwrap_or_default();
@@ -433,7 +434,7 @@ const MAX_INCLUDE_ROUNDS: usize = 4;
 /// The references to read next: those the includes follow from `resources` (every include from the matches,
 /// only `:iterate` ones from included resources), of the type each names, not seen before.
 fn include_targets(
-    resources: &[Value],
+    resources: &[Tree],
     follow: &[(&Include, &crate::mapping::file::ParamDef)],
     matches: bool,
     seen: &mut BTreeSet<String>,
@@ -442,7 +443,7 @@ fn include_targets(
     for (include, def) in follow.iter().filter(|(include, _)| matches || include.iterate) {
         let sources = resources
             .iter()
-            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(include.source.as_str()));
+            .filter(|r| r.get("resourceType").and_then(Tree::as_str) == Some(include.source.as_str()));
         for resource in sources {
             for reference in references(resource, def) {
                 let target_type = reference.split_once('/').map_or("", |(t, _)| t);
@@ -458,11 +459,11 @@ fn include_targets(
 
 /// The records a page of matches belongs to: a Patient is its own record; items carry theirs in their id;
 /// practice-level data belongs to its practice's own (an empty patient key).
-pub fn records_of(state: &AppState, page: &[Value]) -> Vec<RecordKey> {
+pub fn records_of(state: &AppState, page: &[Tree]) -> Vec<RecordKey> {
     let mut out = BTreeSet::new();
     for resource in page {
-        let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-        let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+        let resource_type = resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
+        let id = resource.get("id").and_then(Tree::as_str).unwrap_or_default();
         let Ok(logical) = state.ids.decode(resource_type, id) else {
             continue;
         };
@@ -495,10 +496,10 @@ fn reference_param<'r>(
 }
 
 /// The references a reference parameter finds in a resource (of its target type only, when it names one).
-fn references(resource: &Value, def: &crate::mapping::file::ParamDef) -> Vec<String> {
+fn references(resource: &Tree, def: &crate::mapping::file::ParamDef) -> Vec<String> {
     search::collect(resource, &def.paths)
         .into_iter()
-        .filter_map(|v| v.get("reference").and_then(Value::as_str).map(String::from))
+        .filter_map(|v| v.get("reference").and_then(Tree::as_str).map(String::from))
         .filter(|r| def.follows(r))
         .collect()
 }
@@ -559,11 +560,11 @@ pub async fn read_supporting(
     request_id: &str,
     fresh: Freshness,
     types: &[&str],
-    sources: &[&Value],
+    sources: &[&Tree],
     warnings: &mut Vec<Value>,
-) -> Vec<Value> {
+) -> Vec<Tree> {
     let mut read = BTreeSet::new();
-    let mut supported: Vec<Value> = Vec::new();
+    let mut supported: Vec<Tree> = Vec::new();
     loop {
         let mut wanted = Vec::new();
         for resource_type in types {
@@ -587,7 +588,7 @@ pub async fn read_supporting(
 }
 
 /// The ids of one type that resources reference, each once, in the order first named.
-pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Value>, resource_type: &str) -> Vec<String> {
+pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Tree>, resource_type: &str) -> Vec<String> {
     let prefix = format!("{resource_type}/");
     let mut named: Vec<String> = Vec::new();
     for resource in resources {
@@ -603,26 +604,26 @@ pub fn ids_named<'a>(resources: impl Iterator<Item = &'a Value>, resource_type: 
 }
 
 /// Calls `found` with every `reference` a resource holds, at any depth.
-pub fn each_reference(value: &Value, found: &mut dyn FnMut(&str)) {
+pub fn each_reference(value: &Tree, found: &mut dyn FnMut(&str)) {
     match value {
-        Value::Object(map) => {
+        Tree::Object(map) => {
             for (key, item) in map {
-                match (key.as_str(), item) {
-                    ("reference", Value::String(reference)) => found(reference),
+                match (key, item) {
+                    ("reference", Tree::String(reference)) => found(reference),
                     _ => each_reference(item, found),
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|item| each_reference(item, found)),
+        Tree::Array(items) => items.iter().for_each(|item| each_reference(item, found)),
         _ => {}
     }
 }
 
-fn type_and_id(resource: &Value) -> String {
+fn type_and_id(resource: &Tree) -> String {
     format!(
         "{}/{}",
-        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
-        resource.get("id").and_then(Value::as_str).unwrap_or_default()
+        resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default(),
+        resource.get("id").and_then(Tree::as_str).unwrap_or_default()
     )
 }
 
@@ -768,23 +769,23 @@ impl EverythingFilter {
     }
 
     /// Whether a resource is recent enough for `_since` and, by its care date, within `start` and `end`.
-    pub fn keeps(&self, resource: &Value, registry: &Registry) -> bool {
+    pub fn keeps(&self, resource: &Tree, registry: &Registry) -> bool {
         self.updated_since(resource) && self.cared_for_within(resource, registry)
     }
 
-    fn updated_since(&self, resource: &Value) -> bool {
+    fn updated_since(&self, resource: &Tree) -> bool {
         let Some(since) = self.since else { return true };
         let updated = resource
             .pointer("/meta/lastUpdated")
-            .and_then(Value::as_str)
+            .and_then(Tree::as_str)
             .and_then(crate::fhir::dates::range);
         updated.is_none_or(|(at, _)| at >= since)
     }
 
     /// Whether a resource's care date is within `start` and `end`: its onset where its type has one and it
     /// holds it (an allergy's onset, not when it was recorded), else the first of its type's dates it holds.
-    pub fn cared_for_within(&self, resource: &Value, registry: &Registry) -> bool {
-        let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    pub fn cared_for_within(&self, resource: &Tree, registry: &Registry) -> bool {
+        let resource_type = resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
         // The Patient is the record itself: its birth date is no care date.
         if (self.start.is_none() && self.end.is_none()) || resource_type == "Patient" {
             return true;
@@ -820,7 +821,6 @@ impl EverythingFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// What an include or the record names but is not in the answer is said once a type: a native failure as
     /// incomplete (it was silent for includes), a type this user may not read as such; one not found is absent.
@@ -849,9 +849,9 @@ mod tests {
         let mut filter = EverythingFilter::default();
         filter.care_date("start", &["2019-01-01".to_string()]).unwrap();
         let allergy = |onset: Option<&str>| {
-            let mut allergy = json!({"resourceType": "AllergyIntolerance", "recordedDate": "2020-03-04"});
+            let mut allergy = crate::tree!({"resourceType": "AllergyIntolerance", "recordedDate": "2020-03-04"});
             if let Some(onset) = onset {
-                allergy["onsetDateTime"] = json!(onset);
+                allergy["onsetDateTime"] = crate::tree!(onset);
             }
             allergy
         };
@@ -861,9 +861,9 @@ mod tests {
         assert!(filter.cared_for_within(&allergy(None), &registry));
         // The Patient, and an item of no dated type, stay.
         assert!(filter.cared_for_within(
-            &json!({"resourceType": "Patient", "birthDate": "1950-01-01"}),
+            &crate::tree!({"resourceType": "Patient", "birthDate": "1950-01-01"}),
             &registry
         ));
-        assert!(filter.cared_for_within(&json!({"resourceType": "Medication"}), &registry));
+        assert!(filter.cared_for_within(&crate::tree!({"resourceType": "Medication"}), &registry));
     }
 }

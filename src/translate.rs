@@ -13,8 +13,9 @@ use crate::ids::{IdCodec, LogicalId};
 use crate::mapping::file::{InteractionDef, NativeStep, ParamDef, Takes};
 use crate::mapping::node::{Held, Native, Node};
 use crate::mapping::refs::References;
-use crate::mapping::template::{self, eval, select_records, EvalError, Members, Scope, Tmpl};
+use crate::mapping::template::{self, eval, select_records, EvalError, MemberIndex, Scope, Tmpl};
 use crate::mapping::{Compartment, MappingFile, Registry, Surface};
+use crate::tree::{self, Tree};
 use serde_json::{json, Map, Value};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub struct Context<'a> {
 /// Resources produced for one practice, with the warnings to pass on and the native calls made.
 #[derive(Default)]
 pub struct Produced {
-    pub resources: Vec<Value>,
+    pub resources: Vec<Tree>,
     pub warnings: Vec<Value>,
     pub calls: Vec<CallRecord>,
     /// Set to keep every native reply body (golden fixtures are captured this way).
@@ -72,7 +73,7 @@ pub async fn read(
     mapping: &MappingFile,
     id: &LogicalId,
     out: &mut Produced,
-) -> FhirResult<Value> {
+) -> FhirResult<Tree> {
     let def = mapping.read.as_ref().ok_or_else(|| not_supported(mapping, "read"))?;
     let surface = surface_for(ctx.principal);
     let step = step(def, surface, mapping, "read")?;
@@ -85,7 +86,7 @@ pub async fn read(
     for record in &records {
         let resource = builder.build(mapping, record.node(), &vars)?;
         if let Some(resource) = resource {
-            if resource.get("id").and_then(Value::as_str)
+            if resource.get("id").and_then(Tree::as_str)
                 == Some(&ctx.ids.encode(&mapping.resource, id).unwrap_or_default())
             {
                 return Ok(resource);
@@ -504,7 +505,7 @@ fn step<'m>(
 /// The variables request, select and record templates see: `id`, `params`, `practice`, `patient`, and for a
 /// patient `user` (`user.nhs`, `user.record`: their NHS number and their own record's key).
 struct Vars {
-    values: Value,
+    values: Tree,
     nhs: Option<String>,
     /// The native key of the record the calls are about; empty for practice-level data.
     record: String,
@@ -512,27 +513,35 @@ struct Vars {
 
 impl Vars {
     fn new(origin: Origin, ctx: &Context<'_>, id: &LogicalId, params: Value, record: &str) -> Vars {
-        let mut vars = Vars::offline(origin, id, params);
-        vars.nhs = ctx.principal.nhs_number.clone();
-        vars.record = record.to_string();
+        let nhs = ctx.principal.nhs_number.clone();
+        let mut values = Vars::values(origin, id, params);
         if let Some(linked) = ctx.linked {
-            vars.values["user"] = json!({ "nhs": vars.nhs, "record": linked.own });
+            values["user"] = json!({ "nhs": nhs, "record": linked.own });
         }
-        vars
+        Vars {
+            values: Tree::from(values),
+            nhs,
+            record: record.to_string(),
+        }
     }
 
     /// Variables without a principal: golden tests translating replies already in hand.
     fn offline(origin: Origin, id: &LogicalId, params: Value) -> Vars {
         Vars {
-            values: json!({
-                "id": { "item": id.item, "patient": id.patient },
-                "params": params,
-                "practice": { "ods": origin.ods, "supplier": origin.supplier },
-                "patient": { "native": id.patient },
-            }),
+            values: Tree::from(Vars::values(origin, id, params)),
             nhs: None,
             record: String::new(),
         }
+    }
+
+    /// The variables every template sees, but `user`.
+    fn values(origin: Origin, id: &LogicalId, params: Value) -> Value {
+        json!({
+            "id": { "item": id.item, "patient": id.patient },
+            "params": params,
+            "practice": { "ods": origin.ods, "supplier": origin.supplier },
+            "patient": { "native": id.patient },
+        })
     }
 
     fn scope(&self) -> Scope<'_, '_> {
@@ -553,20 +562,22 @@ async fn call_pages(
         let scope = vars.scope();
         eval(&step.request, &scope)
             .map_err(|e| FhirError::internal("IM1-3102", format!("the mapping's request template failed: {}", e.0)))?
-            .unwrap_or(Value::Null)
+            .unwrap_or(Tree::Null)
     };
     let mut replies = Vec::new();
     for _page in 0..MAX_NATIVE_PAGES {
+        // The backends read requests as serde_json values: a request is a few members.
+        let native_request = Value::from(&request);
         let call = NativeCall {
             surface: surface_for(ctx.principal),
-            request: &request,
+            request: &native_request,
             patient_nhs: vars.nhs.as_deref(),
             record: Some(vars.record.as_str()).filter(|r| !r.is_empty()),
             request_id: ctx.request_id,
         };
         let reply = practice.call(&call, &mut out.calls).await?;
         if out.keep_replies {
-            out.replies.push(Node::Native(&reply.body).to_json());
+            out.replies.push(Value::from(Node::Native(&reply.body).to_json()));
         }
         let next = next_page(step, vars, &reply.body, &request)?;
         replies.push(reply.body);
@@ -604,7 +615,7 @@ fn select_all<'a>(step: &NativeStep, vars: &'a Vars, replies: &'a [impl Borrow<N
 }
 
 /// The request for the page after this reply, if the step pages and the reply says there is one.
-fn next_page(step: &NativeStep, vars: &Vars, reply: &Native, request: &Value) -> FhirResult<Option<Value>> {
+fn next_page(step: &NativeStep, vars: &Vars, reply: &Native, request: &Tree) -> FhirResult<Option<Tree>> {
     let Some(next) = &step.next else {
         return Ok(None);
     };
@@ -626,7 +637,7 @@ pub fn translate_replies(
     surface: Surface,
     patient_key: &str,
     replies: &[Native],
-) -> FhirResult<Vec<Value>> {
+) -> FhirResult<Vec<Tree>> {
     translate_read_replies(registry, ids, origin, mapping, surface, patient_key, "", replies)
 }
 
@@ -642,7 +653,7 @@ pub fn translate_read_replies(
     patient_key: &str,
     item: &str,
     replies: &[Native],
-) -> FhirResult<Vec<Value>> {
+) -> FhirResult<Vec<Tree>> {
     let def = if item.is_empty() {
         mapping.search.as_ref().or(mapping.read.as_ref())
     } else {
@@ -689,7 +700,7 @@ impl<'a> Builder<'a> {
 
     /// Builds one resource from one native record: template, id, provenance. The resource starts with
     /// `resourceType`, `id` and `meta`, as FHIR examples do, whatever order the template gives.
-    fn build(&self, mapping: &MappingFile, record: Node, vars: &Vars) -> FhirResult<Option<Value>> {
+    fn build(&self, mapping: &MappingFile, record: Node, vars: &Vars) -> FhirResult<Option<Tree>> {
         let (origin, refs) = (self.origin, &self.refs);
         let failed =
             |e: EvalError| FhirError::internal("IM1-3104", format!("{}: the template failed: {}", mapping.file, e.0));
@@ -703,7 +714,7 @@ impl<'a> Builder<'a> {
         }
         let base = vars.scope().with_references(refs);
         // Records are read as `non_empty` would leave them (selected records always were).
-        let members = Members::of(record);
+        let members = MemberIndex::of(record);
         let scope = base.bind_record("r", record, members.as_ref());
         let Some(native_key) = eval(&mapping.id, &scope).map_err(failed)? else {
             return Ok(None);
@@ -714,7 +725,7 @@ impl<'a> Builder<'a> {
             }
         }
         let native_key = match native_key {
-            Value::String(s) => s,
+            Tree::String(s) => s,
             other => other.to_string(),
         };
         let patient = match mapping.compartment {
@@ -729,27 +740,24 @@ impl<'a> Builder<'a> {
         // The template's meta, then this proxy's profile and source.
         let mut meta = match fields.iter().find(|(key, _)| key == "meta") {
             Some((_, Tmpl::Object { cond: None, fields })) => {
-                let mut meta = Map::with_capacity(fields.len() + 2);
+                let mut meta = tree::Members::with_capacity(fields.len() + 2);
                 template::eval_fields(fields, &[], &scope, &mut meta).map_err(failed)?;
                 meta
             }
             Some((_, tmpl)) => match eval(tmpl, &scope).map_err(failed)? {
-                Some(Value::Object(meta)) => meta,
-                _ => Map::new(),
+                Some(Tree::Object(meta)) => meta,
+                _ => tree::Members::new(),
             },
-            None => Map::new(),
+            None => tree::Members::new(),
         };
-        meta.insert(
-            "profile".into(),
-            Value::Array(vec![Value::from(mapping.profile.as_str())]),
-        );
-        meta.insert("source".into(), Value::String(source(origin, mapping, &native_key)));
-        let mut resource = Map::with_capacity(fields.len() + 1);
-        resource.insert("resourceType".into(), Value::from(mapping.resource.as_str()));
-        resource.insert("id".into(), Value::String(logical));
-        resource.insert("meta".into(), Value::Object(meta));
+        meta.insert("profile", Tree::Array(vec![Tree::from(mapping.profile.as_str())]));
+        meta.insert("source", Tree::String(source(origin, mapping, &native_key)));
+        let mut resource = tree::Members::with_capacity(fields.len() + 1);
+        resource.push_new("resourceType".into(), Tree::from(mapping.resource.as_str()));
+        resource.push_new("id".into(), Tree::String(logical));
+        resource.push_new("meta".into(), Tree::Object(meta));
         template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, &mut resource).map_err(failed)?;
-        let mut resource = Value::Object(resource);
+        let mut resource = Tree::Object(resource);
         refs.resolve_marks(&mut resource)
             .map_err(|e| FhirError::bad_gateway("IM1-3105", format!("{}: {e}", mapping.file)))?;
         Ok(Some(resource))

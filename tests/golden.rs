@@ -90,6 +90,7 @@ async fn every_mapping_file_turns_its_native_fixture_into_the_expected_resources
             &replies,
         )
         .unwrap_or_else(|e| panic!("{}: {}", mapping.file, e.message));
+        let produced: Vec<Value> = produced.iter().map(as_sent).collect();
         assert!(!produced.is_empty(), "{}: the fixture produced nothing", mapping.file);
         for resource in &produced {
             if let Err(e) = im1_fhir_model::check_strict(resource) {
@@ -312,7 +313,7 @@ async fn first_reference(
             continue;
         }
         for resource in &produced.resources {
-            if let Some(id) = find_reference(resource, &prefix) {
+            if let Some(id) = find_reference(&Value::from(resource), &prefix) {
                 return ctx.ids.decode(&mapping.resource, &id).unwrap();
             }
         }
@@ -519,4 +520,27 @@ fn try_translate_edited_fixture(
         native["patient"].as_str().unwrap(),
         &[im1_fhir::mapping::node::to_native(&reply).unwrap()],
     )
+    .map(|produced| produced.iter().map(as_sent).collect())
+}
+
+/// A resource as a client reads it: the JSON text the proxy writes, parsed, where no object names a member
+/// twice (a parser would silently keep one of them).
+fn as_sent(resource: &im1_fhir::tree::Tree) -> Value {
+    use im1_fhir::mapping::node::{self, Kind, Node};
+    fn names_once(value: Node, path: &str) {
+        match value.kind() {
+            Kind::Object => {
+                let mut seen = std::collections::HashSet::new();
+                for (name, member) in value.entries() {
+                    assert!(seen.insert(name), "{path}.{name} is written twice");
+                    names_once(member, &format!("{path}.{name}"));
+                }
+            }
+            Kind::Array => value.items().for_each(|item| names_once(item, path)),
+            _ => {}
+        }
+    }
+    let bytes = resource.to_json_vec();
+    names_once(Node::Native(&node::parse_json(&bytes).expect("parses")), "");
+    serde_json::from_slice(&bytes).expect("the JSON written parses")
 }

@@ -313,7 +313,7 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
         .collect();
     let mut named = std::collections::BTreeSet::new();
     for r in all.iter().filter(|r| r["resourceType"] != "Practitioner") {
-        im1_fhir::record_ops::each_reference(r, &mut |reference| {
+        im1_fhir::record_ops::each_reference(&im1_fhir::tree::Tree::from(*r), &mut |reference| {
             if reference.starts_with("Practitioner/") {
                 named.insert(reference.to_string());
             }
@@ -348,12 +348,15 @@ async fn sort_include_revinclude_and_everything_follow_the_record() {
     )
     .await;
     let with = entries(&with, "match");
-    let named_by_conditions: std::collections::BTreeSet<String> = im1_fhir::record_ops::ids_named(
-        with.iter().copied().filter(|r| r["resourceType"] == "Condition"),
-        "Practitioner",
-    )
-    .into_iter()
-    .collect();
+    let conditions_with: Vec<im1_fhir::tree::Tree> = with
+        .iter()
+        .filter(|r| r["resourceType"] == "Condition")
+        .map(|r| im1_fhir::tree::Tree::from(*r))
+        .collect();
+    let named_by_conditions: std::collections::BTreeSet<String> =
+        im1_fhir::record_ops::ids_named(conditions_with.iter(), "Practitioner")
+            .into_iter()
+            .collect();
     let people_with: std::collections::BTreeSet<String> = with
         .iter()
         .filter(|r| r["resourceType"] == "Practitioner")

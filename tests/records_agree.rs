@@ -216,7 +216,7 @@ async fn every_seeded_record_is_the_same_through_emis_systmone_and_medicus() {
                     // The practice's people come as the items kept name them.
                     let mut named = std::collections::BTreeSet::new();
                     for r in kept.iter().filter(|r| !practice_data(r)) {
-                        im1_fhir::record_ops::each_reference(r, &mut |reference| {
+                        im1_fhir::record_ops::each_reference(&im1_fhir::tree::Tree::from(r), &mut |reference| {
                             named.insert(reference.to_string());
                         });
                     }

@@ -245,7 +245,7 @@ fn record_identifier(resource: &Value, at: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("{at}: no identifier"));
     let own: Vec<&Value> = identifiers
         .iter()
-        .filter(|i| im1_fhir::mapping::is_record_identifier(i))
+        .filter(|i| im1_fhir::mapping::is_record_identifier(&im1_fhir::tree::Tree::from(*i)))
         .collect();
     assert_eq!(own.len(), 1, "{at}: {identifiers:?}");
     let text = |key: &str| {
@@ -383,7 +383,7 @@ async fn the_clinicians_an_item_names_come_with_it_on_request_alike_at_each_supp
             // Each one a Practitioner that a match names, each once.
             let mut referenced = std::collections::BTreeSet::new();
             for m in &matches {
-                im1_fhir::record_ops::each_reference(m, &mut |r| {
+                im1_fhir::record_ops::each_reference(&im1_fhir::tree::Tree::from(*m), &mut |r| {
                     referenced.insert(r.to_string());
                 });
             }

@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(r["a39"], json!([{"n": "39"}]));
         assert_eq!(r["b"].as_array().unwrap().len(), 40);
         assert_eq!(r["b"][39], json!({"n": "39"}));
-        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        let keys: Vec<&str> = r.as_object().unwrap().keys().collect();
         assert_eq!(keys[..3], ["@a0", "a0", "b"]);
         // A name given twice in one element: the last counts, as it did in a map.
         let tree = parse(br#"<i x:id="1" y:id="2" _text="a">b</i>"#).unwrap();

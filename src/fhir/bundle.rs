@@ -3,10 +3,11 @@
 
 use super::error::{FhirError, FhirResult};
 use super::rest::{Interaction, Summary};
+use crate::tree::{Members, Tree};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::Sha256;
 
 pub const DEFAULT_COUNT: usize = 50;
@@ -97,11 +98,11 @@ impl PageTokens {
 /// The offset a page link resumes at in the matches as they are now. A native record can change between two
 /// pages (an item filed, one deleted): the page follows on from the match the link followed, wherever that now
 /// is, rather than repeat or skip what moved; either way the Bundle says the matches changed.
-pub fn resume(place: &PagePlace, matches: &[Value], warnings: &mut Vec<Value>) -> usize {
+pub fn resume(place: &PagePlace, matches: &[Tree], warnings: &mut Vec<Value>) -> usize {
     let Some(after) = &place.after else {
         return place.offset;
     };
-    let id_at = |i: usize| matches.get(i).and_then(|m| m.get("id")).and_then(Value::as_str);
+    let id_at = |i: usize| matches.get(i).and_then(|m| m.get("id")).and_then(Tree::as_str);
     if place.offset > 0 && id_at(place.offset - 1) == Some(after.as_str()) {
         return place.offset;
     }
@@ -126,10 +127,10 @@ pub struct SearchsetInput<'a> {
     pub resource_type: &'a str,
     /// The query without paging parameters, as the self link shows it.
     pub query: String,
-    pub matches: Vec<Value>,
+    pub matches: Vec<Tree>,
     /// When the matches are already the page (a store that pages itself), how many match in all.
     pub total: Option<usize>,
-    pub included: Vec<Value>,
+    pub included: Vec<Tree>,
     pub warnings: Vec<Value>,
     pub offset: usize,
     pub count: usize,
@@ -141,7 +142,7 @@ pub struct SearchsetInput<'a> {
     pub output: String,
 }
 
-pub fn searchset(input: SearchsetInput) -> Value {
+pub fn searchset(input: SearchsetInput) -> Tree {
     let total = input.total.unwrap_or(input.matches.len());
     let skip = if input.total.is_some() { 0 } else { input.offset };
     let url = |extra: &str| {
@@ -205,39 +206,40 @@ pub fn searchset(input: SearchsetInput) -> Value {
         }
     }
     if !input.warnings.is_empty() {
-        entries.push(json!({
+        entries.push(Tree::from(json!({
             "resource": super::error::outcome(input.warnings),
             "search": { "mode": "outcome" },
-        }));
+        })));
     }
-    let mut bundle = json!({
+    let mut bundle = Tree::from(json!({
         "resourceType": "Bundle",
         "meta": { "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Bundle"] },
         "type": "searchset",
         "total": total,
         "link": links,
-    });
-    if !entries.is_empty() {
-        bundle["entry"] = Value::Array(entries);
+    }));
+    if let (Some(members), false) = (bundle.as_object_mut(), entries.is_empty()) {
+        members.push_new("entry".into(), Tree::Array(entries));
     }
     bundle
 }
 
-fn entry(base: &str, resource: Value, mode: &str) -> Value {
+fn entry(base: &str, resource: Tree, mode: &'static str) -> Tree {
     let full_url = match (
-        resource.get("resourceType").and_then(Value::as_str),
-        resource.get("id").and_then(Value::as_str),
+        resource.get("resourceType").and_then(Tree::as_str),
+        resource.get("id").and_then(Tree::as_str),
     ) {
         (Some(t), Some(id)) => Some(format!("{base}/{t}/{id}")),
         _ => None,
     };
-    let mut entry = Map::new();
+    let mut entry = Members::with_capacity(3);
     if let Some(url) = full_url {
-        entry.insert("fullUrl".into(), json!(url));
+        entry.push_new("fullUrl".into(), Tree::String(url));
     }
-    entry.insert("resource".into(), resource);
-    entry.insert("search".into(), json!({ "mode": mode }));
-    Value::Object(entry)
+    entry.push_new("resource".into(), resource);
+    let search = [("mode", Tree::from(mode))].into_iter().collect();
+    entry.push_new("search".into(), Tree::Object(search));
+    Tree::Object(entry)
 }
 
 /// Elements every subset keeps: summary elements of every resource.
@@ -245,16 +247,16 @@ const ALWAYS: &[&str] = &["resourceType", "id", "meta", "implicitRules"];
 
 /// Applies `_summary` (true/data/text) and `_elements`, marking the result SUBSETTED as FHIR requires. A subset
 /// keeps the type's mandatory elements whatever was asked for, so it is still a valid resource.
-pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> Value {
-    let Value::Object(map) = resource else { return resource };
-    let resource_type = map.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+pub fn shape(resource: Tree, summary: Option<Summary>, elements: &[String]) -> Tree {
+    let Tree::Object(map) = resource else { return resource };
+    let resource_type = map.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
     let defs = r4_elements().get(resource_type);
     // R4's mandatory elements, and those the profile the resource claims makes mandatory (UK Core's
     // MedicationRequest.substitution, AllergyIntolerance.code): a subset still meets what it claims.
     let claimed = map
         .get("meta")
         .and_then(|meta| meta["profile"].get(0))
-        .and_then(Value::as_str)
+        .and_then(Tree::as_str)
         .and_then(|url| crate::mapping::profile::Defs::get().profile(url, resource_type));
     let profile_mandatory = claimed
         .into_iter()
@@ -273,7 +275,7 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
         Some(Summary::True) => match defs {
             Some(defs) => defs.summary.iter().chain(mandatory).copied().collect(),
             // A type without a table here is given whole rather than guessed at.
-            None => return Value::Object(map),
+            None => return Tree::Object(map),
         },
         Some(Summary::Data) => {
             return mark_subsetted(map.into_iter().filter(|(k, _)| k != "text").collect());
@@ -288,11 +290,11 @@ pub fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> 
             .map(|element| choice(defs, element))
             .chain(mandatory.iter().copied())
             .collect(),
-        _ => return Value::Object(map),
+        _ => return Tree::Object(map),
     };
     mark_subsetted(
         map.into_iter()
-            .filter(|(k, _)| ALWAYS.contains(&k.as_str()) || keep.iter().any(|e| names(e, k)))
+            .filter(|(k, _)| ALWAYS.contains(&k.as_ref()) || keep.iter().any(|e| names(e, k)))
             .collect(),
     )
 }
@@ -346,24 +348,29 @@ fn r4_elements() -> &'static std::collections::HashMap<&'static str, TypeElement
     })
 }
 
-fn mark_subsetted(mut map: Map<String, Value>) -> Value {
-    let meta = map.entry("meta").or_insert_with(|| json!({}));
+fn mark_subsetted(mut map: Members) -> Tree {
+    let meta = map.entry_or_insert_with("meta", || Tree::Object(Members::new()));
     if let Some(meta) = meta.as_object_mut() {
-        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        let tags = meta.entry_or_insert_with("tag", || Tree::Array(Vec::new()));
         if let Some(tags) = tags.as_array_mut() {
-            tags.push(json!({
+            tags.push(Tree::from(json!({
                 "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
                 "code": "SUBSETTED",
                 "display": "subsetted",
-            }));
+            })));
         }
     }
-    Value::Object(map)
+    Tree::Object(map)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `shape` on serde_json values, as the tests write them.
+    fn shape(resource: Value, summary: Option<Summary>, elements: &[String]) -> Value {
+        Value::from(super::shape(Tree::from(resource), summary, elements))
+    }
 
     #[test]
     fn page_tokens_are_bound_to_the_search() {
@@ -383,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_page_resumes_after_the_match_its_link_followed() {
-        let list = |ids: &[&str]| -> Vec<Value> { ids.iter().map(|id| json!({ "id": id })).collect() };
+        let list = |ids: &[&str]| -> Vec<Tree> { ids.iter().map(|id| Tree::from(json!({ "id": id }))).collect() };
         let place = PagePlace {
             offset: 2,
             after: Some("b".into()),
@@ -405,10 +412,10 @@ mod tests {
     #[test]
     fn paging_links_and_clamping() {
         let tokens = PageTokens::new(b"key");
-        let matches: Vec<Value> = (0..5)
-            .map(|i| json!({"resourceType": "Patient", "id": format!("p{i}")}))
+        let matches: Vec<Tree> = (0..5)
+            .map(|i| Tree::from(json!({"resourceType": "Patient", "id": format!("p{i}")})))
             .collect();
-        let bundle = searchset(SearchsetInput {
+        let bundle = Value::from(searchset(SearchsetInput {
             base: "http://x/fhir",
             resource_type: "Patient",
             query: "name=a".into(),
@@ -423,7 +430,7 @@ mod tests {
             summary: None,
             elements: &[],
             output: String::new(),
-        });
+        }));
         assert_eq!(bundle["total"], 5);
         assert_eq!(bundle["entry"].as_array().unwrap().len(), 2);
         assert_eq!(bundle["link"][0]["url"], "http://x/fhir/Patient?name=a&_count=2");

@@ -1,8 +1,9 @@
 //! Content negotiation and the wire formats: which of FHIR JSON or XML a client asked for (`Accept`,
 //! `_format`), how a request body is parsed (strictly), and how a response is encoded.
 //!
-//! Inside the proxy every resource is a `serde_json::Value`; XML exists only at the edges, converted
-//! through the typed model crate.
+//! Inside the proxy a translated resource is a [`crate::tree::Tree`], and what the proxy writes itself
+//! (outcomes, conformance resources, AuditEvents) a `serde_json::Value`; XML exists only at the edges,
+//! converted through the typed model crate.
 
 use super::error::{FhirError, FhirResult};
 use serde_json::Value;
@@ -399,6 +400,30 @@ fn xml_safe(xml: &str) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// What can be encoded for the wire: the proxy's resource tree, or a serde_json value (outcomes, conformance
+/// resources, AuditEvents).
+pub trait Encode {
+    fn encode(&self, format: Format, pretty: bool) -> FhirResult<Vec<u8>>;
+}
+
+impl Encode for Value {
+    fn encode(&self, format: Format, pretty: bool) -> FhirResult<Vec<u8>> {
+        encode(self, format, pretty)
+    }
+}
+
+impl Encode for crate::tree::Tree {
+    fn encode(&self, format: Format, pretty: bool) -> FhirResult<Vec<u8>> {
+        match format {
+            Format::Json if !pretty => Ok(self.to_json_vec()),
+            Format::Json => serde_json::to_vec_pretty(self)
+                .map_err(|e| FhirError::internal("IM1-5104", format!("could not render JSON: {e}"))),
+            // The XML rendering reads serde_json values; XML is asked for rarely.
+            Format::Xml => encode(&Value::from(self), format, pretty),
+        }
+    }
 }
 
 /// Encodes a resource for the wire.

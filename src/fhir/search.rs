@@ -6,12 +6,12 @@ use super::dates::{self, Range};
 use super::error::{FhirError, FhirResult};
 use super::rest::SearchParam;
 use crate::mapping::file::{ParamDef, ParamType};
-use serde_json::Value;
+use crate::tree::Tree;
 use time::OffsetDateTime;
 
 /// Whether a resource matches every parameter (AND), each matching any of its values (OR).
-pub fn matches(resource: &Value, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
-    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+pub fn matches(resource: &Tree, params: &[(&ParamDef, &SearchParam)]) -> FhirResult<bool> {
+    let resource_type = resource.get("resourceType").and_then(Tree::as_str).unwrap_or_default();
     for (def, param) in params {
         let elements = collect(resource, &def.paths);
         // A `code` element's values belong to its value set's code system without naming it.
@@ -82,18 +82,18 @@ pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
 
 /// The first value at a parameter's paths as text: a string, a number, a Period's start, a coding's code, a
 /// reference. For `_sort`.
-pub fn first_value_text(resource: &Value, paths: &[String]) -> Option<String> {
+pub fn first_value_text(resource: &Tree, paths: &[String]) -> Option<String> {
     collect(resource, paths).into_iter().find_map(|v| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Object(map) => ["start", "reference", "code", "value", "family", "text"]
+        Tree::String(s) => Some(s.clone()),
+        Tree::Number(n) => Some(n.to_string()),
+        Tree::Object(map) => ["start", "reference", "code", "value", "family", "text"]
             .iter()
-            .find_map(|k| map.get(*k).and_then(Value::as_str).map(String::from))
+            .find_map(|k| map.get(k).and_then(Tree::as_str).map(String::from))
             .or_else(|| {
                 map.get("coding")
                     .and_then(|c| c.get(0))
                     .and_then(|c| c.get("code"))
-                    .and_then(Value::as_str)
+                    .and_then(Tree::as_str)
                     .map(String::from)
             }),
         _ => None,
@@ -101,7 +101,7 @@ pub fn first_value_text(resource: &Value, paths: &[String]) -> Option<String> {
 }
 
 /// Every value at a parameter's paths (arrays are walked into).
-pub fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
+pub fn collect<'v>(resource: &'v Tree, paths: &[String]) -> Vec<&'v Tree> {
     let mut out = Vec::new();
     for path in paths {
         let mut current = vec![resource];
@@ -109,7 +109,7 @@ pub fn collect<'v>(resource: &'v Value, paths: &[String]) -> Vec<&'v Value> {
             let mut next = Vec::new();
             for value in current {
                 match value.get(step) {
-                    Some(Value::Array(items)) => next.extend(items.iter()),
+                    Some(Tree::Array(items)) => next.extend(items.iter()),
                     Some(v) => next.push(v),
                     None => {}
                 }
@@ -125,7 +125,7 @@ fn value_matches(
     def: &ParamDef,
     modifier: Option<&str>,
     value: &str,
-    elements: &[&Value],
+    elements: &[&Tree],
     implicit: &[&str],
 ) -> FhirResult<bool> {
     Ok(match def.kind {
@@ -161,7 +161,7 @@ fn value_matches(
         }
         ParamType::Reference => elements.iter().any(|e| {
             e.get("reference")
-                .and_then(Value::as_str)
+                .and_then(Tree::as_str)
                 .is_some_and(|r| def.follows(r) && (r == value || r.ends_with(&format!("/{value}"))))
         }),
     })
@@ -198,15 +198,15 @@ fn fold(text: &str) -> String {
 }
 
 /// The searchable strings of an element: itself, or the string parts of a HumanName or Address.
-fn strings(element: &Value) -> Vec<String> {
+fn strings(element: &Tree) -> Vec<String> {
     match element {
-        Value::String(s) => vec![s.clone()],
-        Value::Object(map) => map
+        Tree::String(s) => vec![s.clone()],
+        Tree::Object(map) => map
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "use" | "type" | "period" | "extension" | "id"))
+            .filter(|(k, _)| !matches!(*k, "use" | "type" | "period" | "extension" | "id"))
             .flat_map(|(_, v)| match v {
-                Value::String(s) => vec![s.clone()],
-                Value::Array(items) => items.iter().filter_map(Value::as_str).map(String::from).collect(),
+                Tree::String(s) => vec![s.clone()],
+                Tree::Array(items) => items.iter().filter_map(Tree::as_str).map(String::from).collect(),
                 _ => vec![],
             })
             .collect(),
@@ -215,25 +215,25 @@ fn strings(element: &Value) -> Vec<String> {
 }
 
 /// The text of a coded element: its own `text` (CodeableConcept, Identifier.type) and its codings' displays.
-fn token_texts(element: &Value) -> Vec<&str> {
+fn token_texts(element: &Tree) -> Vec<&str> {
     let mut out = Vec::new();
-    if let Some(text) = element.get("text").and_then(Value::as_str) {
+    if let Some(text) = element.get("text").and_then(Tree::as_str) {
         out.push(text);
     }
-    if let Some(text) = element.pointer("/type/text").and_then(Value::as_str) {
+    if let Some(text) = element.pointer("/type/text").and_then(Tree::as_str) {
         out.push(text);
     }
-    let codings = element.get("coding").and_then(Value::as_array).into_iter().flatten();
+    let codings = element.get("coding").and_then(Tree::as_array).into_iter().flatten();
     out.extend(
         codings
             .chain(std::iter::once(element))
-            .filter_map(|c| c.get("display").and_then(Value::as_str)),
+            .filter_map(|c| c.get("display").and_then(Tree::as_str)),
     );
     out
 }
 
 /// Whether a coded element matches `[system|]code`; a bare `code` value's system is one of `implicit`.
-fn token_matches(element: &Value, wanted: &str, implicit: &[&str]) -> bool {
+fn token_matches(element: &Tree, wanted: &str, implicit: &[&str]) -> bool {
     let (system, code) = split_token(wanted);
     let (system, code) = (system.as_deref(), code.as_str());
     let pair_matches = |s: Option<&str>, c: Option<&str>| {
@@ -245,25 +245,25 @@ fn token_matches(element: &Value, wanted: &str, implicit: &[&str]) -> bool {
         system_ok && (code.is_empty() || c == Some(code))
     };
     match element {
-        Value::String(s) => {
+        Tree::String(s) => {
             let system_ok = match system {
                 None | Some("") => true,
                 Some(system) => implicit.contains(&system),
             };
             system_ok && (s == code || (code.is_empty() && system.is_some_and(|s| !s.is_empty())))
         }
-        Value::Bool(b) => system.is_none() && code == b.to_string(),
-        Value::Object(map) => {
-            if let Some(Value::Array(codings)) = map.get("coding") {
+        Tree::Bool(b) => system.is_none() && code == b.to_string(),
+        Tree::Object(map) => {
+            if let Some(Tree::Array(codings)) = map.get("coding") {
                 return codings.iter().any(|c| {
                     pair_matches(
-                        c.get("system").and_then(Value::as_str),
-                        c.get("code").and_then(Value::as_str),
+                        c.get("system").and_then(Tree::as_str),
+                        c.get("code").and_then(Tree::as_str),
                     )
                 });
             }
-            let value = map.get("value").or_else(|| map.get("code")).and_then(Value::as_str);
-            pair_matches(map.get("system").and_then(Value::as_str), value)
+            let value = map.get("value").or_else(|| map.get("code")).and_then(Tree::as_str);
+            pair_matches(map.get("system").and_then(Tree::as_str), value)
         }
         _ => false,
     }
@@ -360,18 +360,18 @@ fn one_value(value: &str) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
     }
 }
 
-fn element_range(element: &Value) -> Option<Range> {
+fn element_range(element: &Tree) -> Option<Range> {
     match element {
-        Value::String(s) => dates::range(s),
-        Value::Object(map) => {
+        Tree::String(s) => dates::range(s),
+        Tree::Object(map) => {
             let start = map
                 .get("start")
-                .and_then(Value::as_str)
+                .and_then(Tree::as_str)
                 .and_then(dates::range)
                 .map(|r| r.0);
             let end = map
                 .get("end")
-                .and_then(Value::as_str)
+                .and_then(Tree::as_str)
                 .and_then(dates::range)
                 .map(|r| r.1);
             match (start, end) {
@@ -416,7 +416,6 @@ mod tests {
     }
 
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn tokens_split_on_their_first_unescaped_bar_and_match_as_meant() {
@@ -429,7 +428,7 @@ mod tests {
         assert_eq!(split("|123"), (Some(String::new()), "123".into()));
         assert_eq!(split("a\\|b|c\\,d"), (Some("a|b".into()), "c,d".into()));
         assert_eq!(split("a\\\\|b"), (Some("a\\".into()), "b".into()));
-        let coded = json!({"coding": [{"system": "urn:x", "code": "c,d"}]});
+        let coded = crate::tree!({"coding": [{"system": "urn:x", "code": "c,d"}]});
         assert!(token_matches(&coded, "urn:x|c\\,d", &[]));
         assert!(!token_matches(&coded, "urn:y|c\\,d", &[]));
     }
@@ -488,7 +487,7 @@ mod tests {
 
     #[test]
     fn tokens_match_their_text_with_the_text_modifier() {
-        let slot = json!({"serviceType": [{"text": "GP Routine"}],
+        let slot = crate::tree!({"serviceType": [{"text": "GP Routine"}],
                           "code": {"coding": [{"system": "s", "code": "1", "display": "Blood pressure"}]}});
         let d = def(ParamType::Token, "serviceType");
         assert!(matches(&slot, &[(&d, &param(&["gp rout"], Some("text")))]).unwrap());
@@ -499,7 +498,7 @@ mod tests {
 
     #[test]
     fn a_code_matches_with_its_implicit_system_and_no_other() {
-        let patient = json!({"resourceType": "Patient", "gender": "female"});
+        let patient = crate::tree!({"resourceType": "Patient", "gender": "female"});
         let gender = def(ParamType::Token, "gender");
         let hit = |value: &str| matches(&patient, &[(&gender, &param(&[value], None))]).unwrap();
         assert!(hit("female"));
@@ -512,7 +511,7 @@ mod tests {
 
     #[test]
     fn tokens_match_identifiers_and_codings() {
-        let patient = json!({"identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+        let patient = crate::tree!({"identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
                              "gender": "female"});
         let d = def(ParamType::Token, "identifier");
         assert!(matches(
@@ -533,7 +532,7 @@ mod tests {
 
     #[test]
     fn strings_are_prefix_and_case_insensitive() {
-        let patient = json!({"name": [{"family": "Tester", "given": ["Alex"]}]});
+        let patient = crate::tree!({"name": [{"family": "Tester", "given": ["Alex"]}]});
         let d = def(ParamType::String, "name");
         assert!(matches(&patient, &[(&d, &param(&["tes"], None))]).unwrap());
         assert!(matches(&patient, &[(&d, &param(&["ale"], None))]).unwrap());
@@ -543,7 +542,7 @@ mod tests {
 
     #[test]
     fn dates_compare_as_ranges() {
-        let patient = json!({"birthDate": "1985-04-12"});
+        let patient = crate::tree!({"birthDate": "1985-04-12"});
         let d = def(ParamType::Date, "birthDate");
         for (query, expected) in [
             ("1985", true),

@@ -6,7 +6,7 @@ use super::dates;
 use super::search::first_value_text;
 use crate::mapping::file::{ParamDef, ParamType};
 use crate::mapping::{is_record_identifier, Compartment, Registry};
-use serde_json::Value;
+use crate::tree::Tree;
 use std::cmp::Ordering;
 
 /// One resolved sort key.
@@ -18,8 +18,8 @@ pub struct SortBy<'a> {
 /// Orders by the keys asked for; where they tie, or without `_sort`, by [`default_order`]'s keys, so that
 /// the same question gets its matches in the same order whichever system the practice runs (native replies
 /// come in each supplier's own order).
-pub fn sort(resources: &mut [Value], keys: &[SortBy], default: Option<&SortBy>) {
-    let mut keyed: Vec<(String, Value)> = resources
+pub fn sort(resources: &mut [Tree], keys: &[SortBy], default: Option<&SortBy>) {
+    let mut keyed: Vec<(String, Tree)> = resources
         .iter_mut()
         .map(|r| (content_key(r), std::mem::take(r)))
         .collect();
@@ -39,7 +39,7 @@ pub fn sort(resources: &mut [Value], keys: &[SortBy], default: Option<&SortBy>) 
 
 /// Orders a type's resources as a search of it does: by the keys asked for, then the type's
 /// [`default_order`] (practice data is not in a patient's compartment).
-pub fn sort_as_searched(registry: &Registry, resource_type: &str, resources: &mut [Value], keys: &[SortBy]) {
+pub fn sort_as_searched(registry: &Registry, resource_type: &str, resources: &mut [Tree], keys: &[SortBy]) {
     let practice_data = registry.compartment_of(resource_type) == Some(Compartment::None);
     let default = default_order(registry.first_date_param(resource_type), practice_data);
     sort(resources, keys, default.as_ref());
@@ -56,13 +56,13 @@ fn default_order(date: Option<&ParamDef>, practice_data: bool) -> Option<SortBy<
 
 /// A resource's content as text without what differs between practices for the same data (ids, meta,
 /// references, links, the native record's own key): the last tie-break, the same at every supplier.
-fn content_key(resource: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
+fn content_key(resource: &Tree) -> String {
+    fn write(value: &Tree, out: &mut String) {
         match value {
-            Value::Object(map) => {
+            Tree::Object(map) => {
                 out.push('{');
                 for (key, item) in map {
-                    if !matches!(key.as_str(), "id" | "meta" | "reference" | "url" | "fullUrl") {
+                    if !matches!(key, "id" | "meta" | "reference" | "url" | "fullUrl") {
                         out.push_str(key);
                         out.push(':');
                         write(item, out);
@@ -71,7 +71,7 @@ fn content_key(resource: &Value) -> String {
                 }
                 out.push('}');
             }
-            Value::Array(items) => {
+            Tree::Array(items) => {
                 out.push('[');
                 for item in items.iter().filter(|item| !is_record_identifier(item)) {
                     write(item, out);
@@ -87,7 +87,7 @@ fn content_key(resource: &Value) -> String {
     out
 }
 
-fn compare(def: &ParamDef, a: &Value, b: &Value, descending: bool) -> Ordering {
+fn compare(def: &ParamDef, a: &Tree, b: &Tree, descending: bool) -> Ordering {
     let (a, b) = (first_value_text(a, &def.paths), first_value_text(b, &def.paths));
     match (a, b) {
         (None, None) => Ordering::Equal,
@@ -117,7 +117,6 @@ fn compare(def: &ParamDef, a: &Value, b: &Value, descending: bool) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn dates_sort_by_their_start_and_missing_values_go_last() {
@@ -129,10 +128,10 @@ mod tests {
             documentation: None,
         };
         let mut list = vec![
-            json!({ "id": "b", "effectiveDateTime": "2009-06-14" }),
-            json!({ "id": "none" }),
-            json!({ "id": "a", "effectiveDateTime": "2009-06" }),
-            json!({ "id": "c", "effectiveDateTime": "2021-01-02T10:00:00+00:00" }),
+            crate::tree!({ "id": "b", "effectiveDateTime": "2009-06-14" }),
+            crate::tree!({ "id": "none" }),
+            crate::tree!({ "id": "a", "effectiveDateTime": "2009-06" }),
+            crate::tree!({ "id": "c", "effectiveDateTime": "2021-01-02T10:00:00+00:00" }),
         ];
         sort(
             &mut list,
@@ -159,7 +158,7 @@ mod tests {
     #[test]
     fn the_last_tie_break_sets_native_record_keys_aside_but_not_other_identifiers() {
         let item = |key: &str, other: &str| {
-            json!({
+            crate::tree!({
                 "identifier": [
                     { "system": format!("{}emis/Y90001/Observation", crate::mapping::RECORD_IDENTIFIER_SYSTEM), "value": key },
                     { "system": "https://example.org/other", "value": other }

@@ -4,7 +4,7 @@
 //! commonest leaves after plain paths, and through minijinja each costs a context, a run of its VM and two
 //! value conversions. So a call of one of the functions `expr` registers, whose arguments are string
 //! literals, plain paths (keys only) or such calls, is also compiled to a [`Call`], which runs the same Rust
-//! functions on the serde_json values directly. When an argument is one the engine would see as a fraction, a
+//! functions on the values directly. When an argument is one the engine would see as a fraction, a
 //! list or a map, the call gives up and the leaf runs through the engine, so both ways give the same value.
 //!
 //! The engine's conditional expression is run the same way when its parts are such calls, paths, literals or
@@ -15,7 +15,7 @@ use super::concept_map::{ConceptMap, ConceptMaps};
 use super::expr::{self, Engine, Path, Step};
 use super::node::{Kind, Node};
 use super::template::Scope;
-use serde_json::{Map, Value};
+use crate::tree::{Members, Tree};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -103,7 +103,7 @@ enum Plain<'a> {
 pub enum Out {
     Nothing,
     Text(String),
-    Json(Value),
+    Json(Tree),
 }
 
 impl Out {
@@ -113,12 +113,12 @@ impl Out {
             Out::Nothing => false,
             Out::Text(text) => !text.is_empty(),
             Out::Json(value) => match value {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-                Value::String(s) => !s.is_empty(),
-                Value::Array(items) => !items.is_empty(),
-                Value::Object(map) => !map.is_empty(),
+                Tree::Null => false,
+                Tree::Bool(b) => *b,
+                Tree::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                Tree::String(s) => !s.is_empty(),
+                Tree::Array(items) => !items.is_empty(),
+                Tree::Object(map) => !map.is_empty(),
             },
         }
     }
@@ -232,7 +232,7 @@ impl Call {
     /// Runs the call; `None` when an argument is one only the engine takes.
     pub fn eval(&self, scope: &Scope) -> Option<Out> {
         if let Func::Holds(clauses) = &self.func {
-            return Some(Out::Json(Value::Bool(clauses.iter().all(|c| c.holds(scope)))));
+            return Some(Out::Json(Tree::Bool(clauses.iter().all(|c| c.holds(scope)))));
         }
         if let Func::Or = self.func {
             let (last, first) = self.args.split_last()?;
@@ -340,7 +340,7 @@ fn decimal(args: &[Arg], scope: &Scope) -> Out {
         }
     }
     match text.parse::<serde_json::Number>() {
-        Ok(number) => Out::Json(Value::Number(number)),
+        Ok(number) => Out::Json(Tree::Number(number)),
         Err(_) => Out::Nothing,
     }
 }
@@ -531,16 +531,16 @@ impl Arg {
             Arg::Call(call) => call.eval(scope),
             Arg::Dict(entries) => {
                 // What the engine's map gives back: text, or null for what is not there.
-                let mut map = Map::with_capacity(entries.len());
+                let mut map = Members::with_capacity(entries.len());
                 for (key, arg) in entries {
                     let value = match arg.eval(scope)? {
-                        Plain::Nothing => Value::Null,
-                        Plain::Text(text) => Value::String(text.into_owned()),
+                        Plain::Nothing => Tree::Null,
+                        Plain::Text(text) => Tree::String(text.into_owned()),
                         Plain::Bool(_) | Plain::Int(_) => return None,
                     };
                     map.insert(key.clone(), value);
                 }
-                Some(Out::Json(Value::Object(map)))
+                Some(Out::Json(Tree::Object(map)))
             }
             Arg::Float(path) => {
                 // The engine's `float` filter: nothing is 0.0, text is parsed (an error is the engine's to
@@ -558,7 +558,7 @@ impl Arg {
                     return None;
                 }
                 // What the engine's float comes back as: serde_json's number for it.
-                serde_json::Number::from_f64(number).map(|n| Out::Json(Value::Number(n)))
+                serde_json::Number::from_f64(number).map(|n| Out::Json(Tree::Number(n)))
             }
         }
     }
@@ -737,10 +737,10 @@ mod tests {
 
     /// Runs `check` with the record bound as `r` every way a template reads one: as JSON or as native data
     /// (parsed as replies are, its members read through `Members`), as it is or clean.
-    fn each_binding(record: &Value, mut check: impl FnMut(&Scope, Node, bool, &str)) {
-        use super::super::template::{Members, Scope};
+    fn each_binding(record: &Tree, mut check: impl FnMut(&Scope, Node, bool, &str)) {
+        use super::super::template::{MemberIndex, Scope};
         let native = crate::mapping::node::to_native(record).unwrap();
-        let members = Members::of(Node::Native(&native));
+        let members = MemberIndex::of(Node::Native(&native));
         assert!(
             members.is_some(),
             "the record is large enough to be read through its members"
@@ -772,7 +772,7 @@ mod tests {
     #[test]
     fn tests_give_what_the_engine_gives() {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
-        let record = serde_json::json!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 },
+        let record = crate::tree!({ "n": 2.5, "i": 3, "b": true, "s": "4", "z": null, "e": "", "o": { "k": 1 },
             "t": "x", "u": "y" });
         let mut checked = 0;
         each_binding(&record, |scope, node, clean, form| {
@@ -780,7 +780,7 @@ mod tests {
                 for test in ["number", "defined", "undefined", "none", "not number", "not none"] {
                     let source = format!("r.{key} is {test}");
                     let direct = match Call::compile(&source, &engine).unwrap().eval(scope) {
-                        Some(Out::Json(Value::Bool(b))) => b,
+                        Some(Out::Json(Tree::Bool(b))) => b,
                         _ => panic!("{source}"),
                     };
                     let engine_says = engine_value(&engine, &source, node, clean);
@@ -796,7 +796,7 @@ mod tests {
     fn conditionals_give_what_the_engine_gives() {
         use super::super::template::Scope;
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
-        let record = serde_json::json!({ "n": "2.5", "i": 3, "f": 0.0, "b": true, "no": false, "s": "High",
+        let record = crate::tree!({ "n": "2.5", "i": 3, "f": 0.0, "b": true, "no": false, "s": "High",
             "e": "", "z": null, "bad": "n/a", "l": [], "o": { "k": "v" } });
         let expressions = [
             "r.s if r.b else 'Normal'",
@@ -839,7 +839,7 @@ mod tests {
                 direct_runs += 1;
                 let direct = match out {
                     Out::Nothing => None,
-                    Out::Text(text) => Some(Value::String(text)),
+                    Out::Text(text) => Some(Tree::String(text)),
                     Out::Json(value) => Some(value),
                 };
                 let value = engine_value(&engine, source, node, clean);

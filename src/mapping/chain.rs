@@ -211,13 +211,13 @@ mod tests {
     use super::super::expr::Engine;
     use super::super::template::non_empty;
     use super::*;
-    use serde_json::{json, Value};
+    use crate::tree::Tree;
     use std::sync::Arc;
 
     #[test]
     fn selections_give_what_the_engine_gives() {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
-        let reply = json!({
+        let reply = crate::tree!({
             "Event": [
                 { "eventType": "Consultation", "Item": [{ "type": "Measurement", "id": "1" }, { "type": "Problem", "id": "2" }] },
                 { "eventType": "Note", "Item": { "type": "Measurement", "id": "3" } },
@@ -235,7 +235,7 @@ mod tests {
             "people": [{ "patientId": "p1" }, { "patientId": "p2" }],
             "empty": []
         });
-        let vars = json!({ "reply": reply, "patient": { "native": "p2" } });
+        let vars = crate::tree!({ "reply": reply, "patient": { "native": "p2" } });
         let selections = [
             "(reply.Event or []) | map(attribute='Item') | flatten | selectattr('type', 'equalto', 'Measurement') | list",
             "(reply.Event or []) | selectattr('eventType', 'equalto', 'Consultation') | list",
@@ -248,7 +248,7 @@ mod tests {
         for source in selections {
             let chain = Chain::compile(source).unwrap_or_else(|| panic!("not compiled: {source}"));
             // Records are read clean (`Scope::bind_clean`): compared as `non_empty` leaves them.
-            let records = |scope: &Scope, what: &str| -> Vec<Value> {
+            let records = |scope: &Scope, what: &str| -> Vec<Tree> {
                 chain
                     .records(scope)
                     .unwrap_or_else(|| panic!("gave up on {what}: {source}"))
@@ -259,7 +259,7 @@ mod tests {
             let direct = records(&Scope::of_object(&vars), "JSON");
             // The same from the reply as native data, parsed as replies are.
             let native = crate::mapping::node::to_native(&vars["reply"]).unwrap();
-            let others = json!({ "patient": vars["patient"] });
+            let others = crate::tree!({ "patient": vars["patient"] });
             let base = Scope::of_object(&others);
             let from_native = records(&base.bind("reply", &native), "native data");
             assert_eq!(direct, from_native, "{source}");
@@ -276,7 +276,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{source}: {e}"));
             // The engine's answer as the template gives it: through `non_empty`.
             let engine_says = match non_empty(from_engine(&value).unwrap()) {
-                Some(Value::Array(items)) => items,
+                Some(Tree::Array(items)) => items,
                 None => Vec::new(),
                 Some(other) => panic!("{source}: {other}"),
             };
@@ -295,14 +295,14 @@ mod tests {
         assert!(Chain::compile("reply.journal | map(attribute='file.id') | list").is_none());
         assert!(Chain::compile("reply.journal | selectattr('0', 'eq', 'x') | list").is_none());
         // An element without the attribute `map` reads is no record (the engine fails the select there).
-        let vars = json!({ "reply": { "Event": [{ "id": "e1" }, { "Item": [{ "type": "x", "id": "i1" }] }] } });
+        let vars = crate::tree!({ "reply": { "Event": [{ "id": "e1" }, { "Item": [{ "type": "x", "id": "i1" }] }] } });
         let chain =
             Chain::compile("reply.Event | map(attribute='Item') | flatten | selectattr('type', 'eq', 'x') | list");
         let records = chain.unwrap().records(&Scope::of_object(&vars)).unwrap();
-        let records: Vec<Value> = records.into_iter().map(Node::to_json).collect();
-        assert_eq!(records, vec![json!({ "type": "x", "id": "i1" })]);
+        let records: Vec<Tree> = records.into_iter().map(Node::to_json).collect();
+        assert_eq!(records, vec![crate::tree!({ "type": "x", "id": "i1" })]);
         // A map where a list is expected is the engine's to handle.
-        let vars = json!({ "reply": { "Event": { "type": "x" } } });
+        let vars = crate::tree!({ "reply": { "Event": { "type": "x" } } });
         let chain = Chain::compile("reply.Event | selectattr('type', 'eq', 'x') | list").unwrap();
         assert!(chain.records(&Scope::of_object(&vars)).is_none());
     }

@@ -1,6 +1,7 @@
 //! Code translations as FHIR ConceptMaps: loaded from `conformance/ConceptMap/`, served as resources, used by
 //! `$translate`, and called from mapping expressions through `translate()` and `coding()`.
 
+use crate::tree::{Members, Tree};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -13,23 +14,23 @@ pub struct Target {
     pub equivalence: String,
     /// The target as a FHIR Coding, made once (what `coding()` gives): its keys in the order the
     /// engine's maps keep them (sorted), as resources have always had them.
-    pub coding: Value,
+    pub coding: Tree,
 }
 
 impl Target {
     fn new(system: String, code: String, display: Option<String>, equivalence: String) -> Target {
         // `display` is null when the map gives none: expressions see it so (`c.display is defined`), and
         // templates leave it out.
-        let mut coding = serde_json::Map::with_capacity(3);
-        coding.insert("code".into(), Value::from(code.as_str()));
-        coding.insert("display".into(), Value::from(display.clone()));
-        coding.insert("system".into(), Value::from(system.as_str()));
+        let mut coding = Members::with_capacity(3);
+        coding.push_new("code".into(), Tree::from(code.as_str()));
+        coding.push_new("display".into(), Tree::from(display.clone()));
+        coding.push_new("system".into(), Tree::from(system.as_str()));
         Target {
             system,
             code,
             display,
             equivalence,
-            coding: Value::Object(coding),
+            coding: Tree::Object(coding),
         }
     }
 }
@@ -161,11 +162,10 @@ impl ConceptMaps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn lookups_follow_the_groups() {
-        let map = ConceptMap::from_resource(json!({
+        let map = ConceptMap::from_resource(serde_json::json!({
             "resourceType": "ConceptMap", "id": "sex", "url": "https://example.org/ConceptMap/sex",
             "group": [{ "source": "urn:native", "target": "http://hl7.org/fhir/administrative-gender",
                 "element": [{ "code": "Female", "target": [{ "code": "female", "equivalence": "equal" }] },

@@ -6,8 +6,8 @@
 //! converted: the objects on the way hold just the keys read, and the value at a path's end is converted whole.
 
 use super::node::{Kind, Node};
+use crate::tree::{Members, Tree};
 use minijinja::Value as JValue;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The part of a variable an expression reads.
@@ -167,29 +167,25 @@ fn skip_string(bytes: &[u8], start: usize) -> usize {
 }
 
 /// Converts a JSON value for the expression engine (see [`Node::to_engine`]).
-pub fn to_engine(value: &Value) -> JValue {
+pub fn to_engine(value: &Tree) -> JValue {
     Node::Json(value).to_engine()
 }
 
 /// The JSON value of an engine value, as `serde_json::to_value` gives it (the same values, keys and order),
 /// walking lists and maps directly: through serde each key and item goes through the object's enumerator and
 /// a serializer. Numbers and anything unusual (bytes, plain objects, non-string keys) still go through serde.
-pub fn from_engine(value: &JValue) -> Result<Value, serde_json::Error> {
+pub fn from_engine(value: &JValue) -> Result<Tree, serde_json::Error> {
     use minijinja::value::{ObjectRepr, ValueKind};
     match value.kind() {
-        ValueKind::Undefined | ValueKind::None => Ok(Value::Null),
-        ValueKind::Bool => Ok(Value::Bool(value.is_true())),
-        ValueKind::String => Ok(Value::String(value.as_str().unwrap_or_default().to_string())),
+        ValueKind::Undefined | ValueKind::None => Ok(Tree::Null),
+        ValueKind::Bool => Ok(Tree::Bool(value.is_true())),
+        ValueKind::String => Ok(Tree::String(value.as_str().unwrap_or_default().to_string())),
         ValueKind::Seq | ValueKind::Iterable => {
             if let Some(items) = value.downcast_object_ref::<Vec<JValue>>() {
-                return items
-                    .iter()
-                    .map(from_engine)
-                    .collect::<Result<_, _>>()
-                    .map(Value::Array);
+                return items.iter().map(from_engine).collect::<Result<_, _>>().map(Tree::Array);
             }
             let Some(object) = value.as_object() else {
-                return serde_json::to_value(value);
+                return serde_json::to_value(value).map(Tree::from);
             };
             let mut out = Vec::with_capacity(object.enumerator_len().unwrap_or(0));
             if let Some(items) = object.try_iter() {
@@ -197,41 +193,41 @@ pub fn from_engine(value: &JValue) -> Result<Value, serde_json::Error> {
                     out.push(from_engine(&item)?);
                 }
             }
-            Ok(Value::Array(out))
+            Ok(Tree::Array(out))
         }
         ValueKind::Map => {
             if let Some(map) = value.downcast_object_ref::<BTreeMap<String, JValue>>() {
-                let mut out = Map::with_capacity(map.len());
+                // A map's keys are distinct.
+                let mut out = Members::with_capacity(map.len());
                 for (key, item) in map {
-                    out.insert(key.clone(), from_engine(item)?);
+                    out.push_new(key.clone().into(), from_engine(item)?);
                 }
-                return Ok(Value::Object(out));
+                return Ok(Tree::Object(out));
             }
             match value.as_object() {
                 Some(object) if object.repr() == ObjectRepr::Map => {
-                    let mut out = Map::new();
+                    let mut out = Vec::new();
                     if let Some(pairs) = object.try_iter_pairs() {
                         for (key, item) in pairs {
                             // Keys serde would spell differently (numbers, booleans): the whole map through serde.
                             let Some(key) = key.as_str().filter(|_| key.kind() == ValueKind::String) else {
-                                return serde_json::to_value(value);
+                                return serde_json::to_value(value).map(Tree::from);
                             };
-                            out.insert(key.to_string(), from_engine(&item)?);
+                            out.push((key.to_string(), from_engine(&item)?));
                         }
                     }
-                    Ok(Value::Object(out))
+                    Ok(Tree::Object(out.into_iter().collect()))
                 }
-                _ => serde_json::to_value(value),
+                _ => serde_json::to_value(value).map(Tree::from),
             }
         }
-        _ => serde_json::to_value(value),
+        _ => serde_json::to_value(value).map(Tree::from),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn keys(pairs: &[(&str, Need)]) -> Need {
         Need::Keys(pairs.iter().map(|(k, n)| (k.to_string(), n.clone())).collect())
@@ -275,7 +271,7 @@ mod tests {
     #[test]
     fn engine_values_come_back_as_serde_gives_them() {
         let engine = crate::mapping::expr::Engine::new(std::sync::Arc::new(Default::default()));
-        let record = json!({ "b": [1, 2.5, "x", null, true, { "z": 1, "a": [] }], "a": { "k": -3 }, "c": "" });
+        let record = crate::tree!({ "b": [1, 2.5, "x", null, true, { "z": 1, "a": [] }], "a": { "k": -3 }, "c": "" });
         for source in [
             "r",
             "r.b",
@@ -298,7 +294,7 @@ mod tests {
 
     #[test]
     fn only_what_is_read_is_converted() {
-        let record = json!({ "A": { "B": 1, "C": [1, null] }, "D": null, "E": "x" });
+        let record = crate::tree!({ "A": { "B": 1, "C": [1, null] }, "D": null, "E": "x" });
         let need = keys(&[("A", keys(&[("C", Need::Whole)])), ("D", Need::Whole)]);
         assert_eq!(
             need.convert(Node::Json(&record), false).to_string(),

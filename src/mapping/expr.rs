@@ -2,7 +2,7 @@
 //!
 //! Measured (see design.md): an expression engine per leaf costs about twice a direct lookup, so a leaf
 //! that is a plain field path (`r.Address.Postcode`, `r.Items[0]`) is compiled to a direct lookup on the
-//! serde_json tree, and only real expressions (conditions, filters, functions) go to minijinja.
+//! JSON tree, and only real expressions (conditions, filters, functions) go to minijinja.
 //! Functions registered here: `translate(map, code)`, `coding(map, code)`, `date(value, precision)`,
 //! `instant(value)`, `join_nonempty(sep, ...)`, `house_and_street(house, street)`, `reference(type, key)`, `add_minutes(instant, minutes)`,
 //! `local_instant(uk_wall_clock)`, `decimal(value, places)` (a number keeping its recorded digits; see
@@ -11,9 +11,9 @@
 //! `partial(name, ...)` is recognised when it is a whole leaf.
 
 use super::concept_map::{ConceptMap, ConceptMaps};
+use crate::tree::Tree;
 use minijinja::value::Rest;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value as JValue};
-use serde_json::Value;
 use std::sync::Arc;
 
 /// One step of a direct path.
@@ -79,11 +79,11 @@ impl Path {
     }
 
     /// Follows the path from a value.
-    pub fn walk<'v>(&self, mut value: &'v Value) -> Option<&'v Value> {
+    pub fn walk<'v>(&self, mut value: &'v Tree) -> Option<&'v Tree> {
         for step in &self.steps {
             value = match step {
                 Step::Key(k) => value.get(k.as_str())?,
-                Step::Index(i) => value.get(*i)?,
+                Step::Index(i) => value.at(*i)?,
             };
         }
         Some(value)
@@ -336,7 +336,7 @@ pub fn translate_code(map: &ConceptMap, code: &str) -> Option<String> {
 }
 
 /// `coding(map, code)`: the Coding the map gives for a native code (`Target::coding`).
-pub fn coding_of(map: &ConceptMap, code: &str) -> Option<Value> {
+pub fn coding_of(map: &ConceptMap, code: &str) -> Option<Tree> {
     map.lookup(code).map(|target| target.coding.clone())
 }
 
@@ -551,7 +551,7 @@ mod tests {
     fn numbers_reach_the_engine_as_numbers() {
         let engine = Engine::new(Arc::new(ConceptMaps::default()));
         let expr = engine.compile("r.n is number and r.n > 2").unwrap();
-        let r = crate::mapping::context::to_engine(&serde_json::json!({ "n": 2.5 }));
+        let r = crate::mapping::context::to_engine(&crate::tree!({ "n": 2.5 }));
         assert!(expr.eval(minijinja::context! { r => r }).unwrap().is_true());
     }
 

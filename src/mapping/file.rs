@@ -386,7 +386,7 @@ pub fn read_mapping(
                 "id",
                 "a mapping needs an id expression (the record's native key)",
             );
-            Tmpl::Lit(serde_json::Value::Null)
+            Tmpl::Lit(crate::tree::Tree::Null)
         }
     };
     let template = match root.get("template") {
@@ -403,7 +403,7 @@ pub fn read_mapping(
         }
         None => {
             problems.add(file, root.pos, "template", "a mapping needs a template");
-            Tmpl::Lit(serde_json::Value::Null)
+            Tmpl::Lit(crate::tree::Tree::Null)
         }
     };
     Some(MappingFile {
@@ -447,7 +447,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
             Some(n) => template::compile(n, &child(&step_path, "request"), site, problems),
             None => {
                 problems.add(file, step.pos, &step_path, "a native step needs a request");
-                Tmpl::Lit(serde_json::Value::Null)
+                Tmpl::Lit(crate::tree::Tree::Null)
             }
         };
         site.vars = vec![
@@ -467,7 +467,7 @@ fn read_interaction(file: &str, node: &Node, path: &str, site: &mut Site, proble
                     &step_path,
                     "a native step needs a select (where the records are in the reply)",
                 );
-                Tmpl::Lit(serde_json::Value::Null)
+                Tmpl::Lit(crate::tree::Tree::Null)
             }
         };
         site.vars.push("request".into());

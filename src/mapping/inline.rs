@@ -39,7 +39,7 @@ pub struct Inlined {
 /// How a parameter is replaced.
 enum Binding<'a> {
     Path(&'a Path),
-    Literal(&'a serde_json::Value),
+    Literal(&'a crate::tree::Tree),
     Copy(&'a Tmpl),
     Let(String),
 }
@@ -118,7 +118,7 @@ impl Inliner<'_> {
                 _ => match self.path_sub(path)? {
                     PathSub::Same => Tmpl::Path(path.clone()),
                     PathSub::Path(path) | PathSub::Bound(path) => Tmpl::Path(path),
-                    PathSub::Text(text) => Tmpl::Lit(serde_json::Value::String(text)),
+                    PathSub::Text(text) => Tmpl::Lit(crate::tree::Tree::String(text)),
                 },
             },
             Tmpl::Expr { source, call, .. } => {
@@ -197,7 +197,7 @@ impl Inliner<'_> {
             Some(Binding::Let(name)) => Some(PathSub::Bound(renamed(name, path))),
             // Text as a call reads it through a path: blank text is nothing there, and some functions trim
             // what they read; only text neither touches is put in as it is.
-            Some(Binding::Literal(serde_json::Value::String(text)))
+            Some(Binding::Literal(crate::tree::Tree::String(text)))
                 if path.steps.is_empty() && !text.is_empty() && text.trim() == text =>
             {
                 Some(PathSub::Text(text.clone()))
@@ -305,7 +305,7 @@ mod tests {
     use super::super::template::tests::compiled_with;
     use super::super::template::{self, Scope};
     use super::*;
-    use serde_json::{json, Value};
+    use crate::tree::Tree;
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -352,7 +352,7 @@ mod tests {
         }
 
         /// The template's value, run inlined where it can be, and run as written: they must agree.
-        fn run(&self, record: &Value) -> Option<Value> {
+        fn run(&self, record: &Tree) -> Option<Tree> {
             let inlined = template::eval(&self.template, &Scope::root("r", record)).unwrap();
             let written = Case::new_written(self);
             let as_written = template::eval(&written, &Scope::root("r", record)).unwrap();
@@ -409,22 +409,25 @@ mod tests {
             ],
             "q: \"{{ partial('Quantity', r.Range.Low, r.Unit) }}\"\nref: \"{{ partial('Ref', 'Patient', r.Who) }}\"\n",
         );
-        let out = case.run(&json!({"Range": {"Low": 1.5}, "Unit": "kg", "Who": {"Id": "p1"}}));
+        let out = case.run(&crate::tree!({"Range": {"Low": 1.5}, "Unit": "kg", "Who": {"Id": "p1"}}));
         assert_eq!(
             out,
-            Some(json!({"q": {"value": 1.5, "unit": "kg", "code": "kg"}, "ref": {"reference": "Patient/p1"}}))
+            Some(crate::tree!({"q": {"value": 1.5, "unit": "kg", "code": "kg"}, "ref": {"reference": "Patient/p1"}}))
         );
         assert!(case.inlined());
         // Read clean, as the parameter was: blank text is nothing.
-        let out = case.run(&json!({"Range": {"Low": "  "}, "Unit": " ", "Who": {"Id": ""}}));
-        assert_eq!(out, Some(json!({"ref": {"reference": "Patient/"}})));
+        let out = case.run(&crate::tree!({"Range": {"Low": "  "}, "Unit": " ", "Who": {"Id": ""}}));
+        assert_eq!(out, Some(crate::tree!({"ref": {"reference": "Patient/"}})));
         // Blank text is nothing to a call too, whatever binds the argument's root (`r` here is not read
         // clean; a partial's parameter always is).
         let case = Case::new(
             &[("Blank", &["x"], "v: \"{{ 'blank' if x == '' else 'nothing' }}\"\n")],
             "b: \"{{ partial('Blank', r.X) }}\"\n",
         );
-        assert_eq!(case.run(&json!({"X": ""})), Some(json!({"b": {"v": "nothing"}})));
+        assert_eq!(
+            case.run(&crate::tree!({"X": ""})),
+            Some(crate::tree!({"b": {"v": "nothing"}}))
+        );
         assert!(case.inlined());
     }
 
@@ -435,11 +438,11 @@ mod tests {
             "q: \"{{ partial('Quantity', r.Low | float if r.Low, r.Unit) }}\"\n",
         );
         assert_eq!(
-            case.run(&json!({"Low": "2.5", "Unit": "mg"})),
-            Some(json!({"q": {"value": 2.5, "unit": "mg", "code": "mg"}}))
+            case.run(&crate::tree!({"Low": "2.5", "Unit": "mg"})),
+            Some(crate::tree!({"q": {"value": 2.5, "unit": "mg", "code": "mg"}}))
         );
         assert!(case.inlined());
-        assert_eq!(case.run(&json!({"Unit": "mg"})), None);
+        assert_eq!(case.run(&crate::tree!({"Unit": "mg"})), None);
     }
 
     #[test]
@@ -448,8 +451,14 @@ mod tests {
             &[("Said", &["x"], "said: \"{{ 'yes' if x is defined else 'no' }}\"\n")],
             "s: \"{{ partial('Said', r.Missing) }}\"\n",
         );
-        assert_eq!(case.run(&json!({"Other": 1})), Some(json!({"s": {"said": "no"}})));
-        assert_eq!(case.run(&json!({"Missing": "m"})), Some(json!({"s": {"said": "yes"}})));
+        assert_eq!(
+            case.run(&crate::tree!({"Other": 1})),
+            Some(crate::tree!({"s": {"said": "no"}}))
+        );
+        assert_eq!(
+            case.run(&crate::tree!({"Missing": "m"})),
+            Some(crate::tree!({"s": {"said": "yes"}}))
+        );
         assert!(!case.inlined());
     }
 
@@ -463,8 +472,11 @@ mod tests {
             )],
             "l: \"{{ partial('Labelled', r.List, r.Name) }}\"\n",
         );
-        let out = case.run(&json!({"Name": "outer", "List": [{"V": 1, "Name": "inner"}]}));
-        assert_eq!(out, Some(json!({"l": {"list": [{"name": "outer", "value": 1}]}})));
+        let out = case.run(&crate::tree!({"Name": "outer", "List": [{"V": 1, "Name": "inner"}]}));
+        assert_eq!(
+            out,
+            Some(crate::tree!({"l": {"list": [{"name": "outer", "value": 1}]}}))
+        );
         assert!(!case.inlined());
     }
 
@@ -474,11 +486,14 @@ mod tests {
             &[("Either", &["x"], "v: \"{{ x or 'none' }}\"\n")],
             "e: \"{{ partial('Either', r.X) }}\"\n",
         );
-        assert!(case.run(&json!({"X": "text"})).is_some());
+        assert!(case.run(&crate::tree!({"X": "text"})).is_some());
         assert!(case.inlined());
         // A list is the engine's to take: the inlined call gives up, and the partial runs as written.
-        assert_eq!(case.run(&json!({"X": [1, 2]})), Some(json!({"e": {"v": [1, 2]}})));
-        assert_eq!(case.run(&json!({})), Some(json!({"e": {"v": "none"}})));
+        assert_eq!(
+            case.run(&crate::tree!({"X": [1, 2]})),
+            Some(crate::tree!({"e": {"v": [1, 2]}}))
+        );
+        assert_eq!(case.run(&crate::tree!({})), Some(crate::tree!({"e": {"v": "none"}})));
     }
 
     #[test]
@@ -488,21 +503,35 @@ mod tests {
             &[("Leak", &[], "v: \"{{ date(r.D, 'day') }}\"\n")],
             "l: \"{{ partial('Leak') }}\"\n",
         );
-        assert_eq!(case.run(&json!({"D": "2020-01-02"})), None);
+        assert_eq!(case.run(&crate::tree!({"D": "2020-01-02"})), None);
         assert!(!case.inlined());
     }
 
     #[test]
     fn literal_arguments_are_read_as_the_partial_reads_them() {
-        let cases: [(&[&str], &str, &str, Value); 2] = [
+        let cases: [(&[&str], &str, &str, Tree); 2] = [
             // Blank text is nothing to a call.
-            (&["x"], "v: \"{{ x or 'none' }}\"\n", "partial('P', ' ')", json!("none")),
+            (
+                &["x"],
+                "v: \"{{ x or 'none' }}\"\n",
+                "partial('P', ' ')",
+                crate::tree!("none"),
+            ),
             // A parameter named twice is the last argument.
-            (&["x", "x"], "v: \"{{ x }}\"\n", "partial('P', 'a', 'b')", json!("b")),
+            (
+                &["x", "x"],
+                "v: \"{{ x }}\"\n",
+                "partial('P', 'a', 'b')",
+                crate::tree!("b"),
+            ),
         ];
         for (params, body, call, expected) in cases {
             let case = Case::new(&[("P", params, body)], &format!("p: \"{{{{ {call} }}}}\"\n"));
-            assert_eq!(case.run(&json!({})), Some(json!({"p": {"v": expected}})), "{call}");
+            assert_eq!(
+                case.run(&crate::tree!({})),
+                Some(crate::tree!({"p": {"v": expected}})),
+                "{call}"
+            );
         }
     }
 
@@ -513,7 +542,7 @@ mod tests {
             &[("Cond", &["flag", "c"], "$if: \"{{ flag }}\"\nv: \"{{ c }}\"\n")],
             "c: \"{{ partial('Cond', r.Flag, r.T + 1) }}\"\n",
         );
-        let record = json!({"Flag": false, "T": "text"});
+        let record = crate::tree!({"Flag": false, "T": "text"});
         let inlined = template::eval(&case.template, &Scope::root("r", &record));
         let written = template::eval(&case.new_written(), &Scope::root("r", &record));
         assert!(written.is_err(), "{written:?}");
@@ -526,16 +555,16 @@ mod tests {
         let (template, problems) = compiled_with("v: \"{{ partial('VaccineCode', r.Coding, r.Text) }}\"\n", &["r"]);
         assert!(problems.is_empty(), "{problems:?}");
         let case = Case::linked(registry.partials.clone(), template);
-        let unknown = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK",
+        let unknown = crate::tree!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK",
                              "display": "Unknown"});
         assert_eq!(
-            case.run(&json!({"Text": "Flu"})),
-            Some(json!({"v": {"coding": [unknown], "text": "Flu"}}))
+            case.run(&crate::tree!({"Text": "Flu"})),
+            Some(crate::tree!({"v": {"coding": [unknown], "text": "Flu"}}))
         );
-        let product = json!({"system": "https://dmd.nhs.uk", "code": "39116211000001106"});
+        let product = crate::tree!({"system": "https://dmd.nhs.uk", "code": "39116211000001106"});
         assert_eq!(
-            case.run(&json!({"Coding": product, "Text": "Flu"})),
-            Some(json!({"v": {"coding": [product], "text": "Flu"}}))
+            case.run(&crate::tree!({"Coding": product, "Text": "Flu"})),
+            Some(crate::tree!({"v": {"coding": [product], "text": "Flu"}}))
         );
     }
 
@@ -545,7 +574,10 @@ mod tests {
             &[("Upper", &["x"], "v: \"{{ x | upper }}\"\n")],
             "u: \"{{ partial('Upper', r.X) }}\"\n",
         );
-        assert_eq!(case.run(&json!({"X": "a"})), Some(json!({"u": {"v": "A"}})));
+        assert_eq!(
+            case.run(&crate::tree!({"X": "a"})),
+            Some(crate::tree!({"u": {"v": "A"}}))
+        );
         assert!(!case.inlined());
     }
 }

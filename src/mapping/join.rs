@@ -13,9 +13,9 @@
 
 use super::problem::{child, Problems};
 use super::yaml::{Node, NodeValue};
+use crate::tree::Tree;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::Value;
 
 /// How the pieces of one record become one.
 #[derive(Debug, Default)]
@@ -64,11 +64,11 @@ impl Join {
 
     /// The one record the pieces make; none when there are no pieces. A piece that is not an object, a piece
     /// without a named field, or fewer or more pieces than the first says, is a fault of the native reply.
-    pub fn apply(&self, pieces: Vec<Value>) -> Result<Option<Value>, String> {
+    pub fn apply(&self, pieces: Vec<Tree>) -> Result<Option<Tree>, String> {
         if let (Some(field), Some(first)) = (&self.count, pieces.first()) {
             let expected = match first.get(field) {
-                Some(Value::String(text)) => text.trim().parse::<usize>().ok(),
-                Some(Value::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+                Some(Tree::String(text)) => text.trim().parse::<usize>().ok(),
+                Some(Tree::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
                 _ => None,
             }
             .ok_or_else(|| format!("the first page's '{field}' is not a number of pages"))?;
@@ -84,7 +84,7 @@ impl Join {
             return Ok(pieces.into_iter().next());
         }
         let mut pieces = pieces.into_iter();
-        let (Some(Value::Object(mut record)), rest) = (pieces.next(), pieces.collect::<Vec<_>>()) else {
+        let (Some(Tree::Object(mut record)), rest) = (pieces.next(), pieces.collect::<Vec<_>>()) else {
             return Err("a page's record is not an object".into());
         };
         let rest = rest
@@ -94,7 +94,7 @@ impl Join {
         for field in &self.base64 {
             let mut bytes = Vec::new();
             for piece in std::iter::once(&record).chain(rest.iter().copied()) {
-                let Some(Value::String(text)) = piece.get(field) else {
+                let Some(Tree::String(text)) = piece.get(field) else {
                     return Err(format!("a page has no '{field}' text"));
                 };
                 // Native base64 may be wrapped over lines.
@@ -103,16 +103,15 @@ impl Join {
                     .decode_vec(compact.as_bytes(), &mut bytes)
                     .map_err(|e| format!("'{field}' of a page is not base64: {e}"))?;
             }
-            record.insert(field.clone(), Value::String(STANDARD.encode(&bytes)));
+            record.insert(field.clone(), Tree::String(STANDARD.encode(&bytes)));
         }
-        Ok(Some(Value::Object(record)))
+        Ok(Some(Tree::Object(record)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn join() -> Join {
         Join {
@@ -124,9 +123,9 @@ mod tests {
     #[test]
     fn pages_of_base64_become_one_content() {
         let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let pages: Vec<Value> = content
+        let pages: Vec<Tree> = content
             .chunks(65_536)
-            .map(|chunk| json!({ "key": "d1", "pages": "4", "contentType": "application/pdf", "data": STANDARD.encode(chunk) }))
+            .map(|chunk| crate::tree!({ "key": "d1", "pages": "4", "contentType": "application/pdf", "data": STANDARD.encode(chunk) }))
             .collect();
         assert_eq!(pages.len(), 4);
         // Every full page ends in padding, so the pieces cannot be joined as text.
@@ -139,20 +138,25 @@ mod tests {
 
     #[test]
     fn a_missing_or_broken_page_is_an_error_and_no_pages_is_nothing() {
-        let page = |data: &str| json!({ "pages": "2", "data": data });
+        let page = |data: &str| crate::tree!({ "pages": "2", "data": data });
         assert!(join().apply(vec![page("aGVs"), page("not base64!")]).is_err());
         assert!(
-            join().apply(vec![page("aGVs"), json!({ "pages": "2" })]).is_err(),
+            join()
+                .apply(vec![page("aGVs"), crate::tree!({ "pages": "2" })])
+                .is_err(),
             "no content"
         );
-        assert!(join().apply(vec![page("aGVs"), json!("text")]).is_err());
+        assert!(join().apply(vec![page("aGVs"), crate::tree!("text")]).is_err());
         assert!(join().apply(vec![page("aGVs")]).is_err(), "one page of two");
-        assert!(join().apply(vec![json!({ "data": "aGVs" })]).is_err(), "no count");
+        assert!(
+            join().apply(vec![crate::tree!({ "data": "aGVs" })]).is_err(),
+            "no count"
+        );
         assert_eq!(join().apply(Vec::new()).unwrap(), None);
         let wrapped = vec![page("aGVs\nbG8="), page("IQ==")];
         assert_eq!(join().apply(wrapped).unwrap().unwrap()["data"], "aGVsbG8h");
         // One page is the record as it is.
-        let one = json!({ "pages": 1, "data": "aGVsbG8=" });
+        let one = crate::tree!({ "pages": 1, "data": "aGVsbG8=" });
         assert_eq!(join().apply(vec![one.clone()]).unwrap(), Some(one));
     }
 }

@@ -27,7 +27,7 @@ pub use registry::{Registry, Source};
 pub const RECORD_IDENTIFIER_SYSTEM: &str = "https://im1-fhir.dev/Id/record/";
 
 /// Whether an identifier is a native record's own key (see [`RECORD_IDENTIFIER_SYSTEM`]).
-pub fn is_record_identifier(identifier: &serde_json::Value) -> bool {
+pub fn is_record_identifier(identifier: &crate::tree::Tree) -> bool {
     identifier["system"]
         .as_str()
         .is_some_and(|system| system.starts_with(RECORD_IDENTIFIER_SYSTEM))

@@ -2,13 +2,14 @@
 //!
 //! Native replies are parsed into sonic-rs's tree ([`Native`]) rather than serde_json's `Value`: it parses
 //! them six to seven times faster (one arena per document, no hashing of keys), and parsing was most of
-//! the cost of mapping a large record (benches/mapping.rs). The resources a mapping produces are still
-//! serde_json values, which the rest of the proxy works on; a template copies native leaves into them.
+//! the cost of mapping a large record (benches/mapping.rs). The resources a mapping produces are the
+//! proxy's own [`Tree`]s (see `crate::tree`), which the rest of the proxy works on; a template copies
+//! native leaves into them.
 //! Numbers keep their text (`use_rawnumber`), as serde_json's `arbitrary_precision` keeps it, so a native
 //! `1.10` reaches the resource as `1.10`.
 
+use crate::tree::{Members, Tree};
 use minijinja::Value as JValue;
-use serde_json::{Map, Value};
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -30,7 +31,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Native, sonic_rs::Error> {
 
 /// A JSON value as a native one, parsed as replies are (ordered, numbers keeping their text): golden
 /// fixtures, and a binary reply's description.
-pub fn to_native(value: &Value) -> Result<Native, sonic_rs::Error> {
+pub fn to_native(value: &impl serde::Serialize) -> Result<Native, sonic_rs::Error> {
     parse_json(&serde_json::to_vec(value).unwrap_or_default())
 }
 
@@ -57,22 +58,10 @@ fn parse_number<T: FromStr>(value: &Native) -> Option<T> {
 #[derive(Clone, Copy)]
 pub enum Node<'v> {
     Native(&'v Native),
-    Json(&'v Value),
+    Json(&'v Tree),
     /// A value a template computed: clean already (nothing empty in it, and not empty itself), so it is
     /// copied as it is.
-    Clean(&'v Value),
-}
-
-/// A member of a JSON object. Most are small (variables, codings, a partial's arguments): comparing a few
-/// keys is cheaper than hashing one with serde_json's SipHash.
-fn json_member<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
-    const SMALL: usize = 8;
-    let object = value.as_object()?;
-    if object.len() <= SMALL {
-        object.iter().find(|(name, _)| *name == key).map(|(_, member)| member)
-    } else {
-        object.get(key)
-    }
+    Clean(&'v Tree),
 }
 
 impl<'v> From<&'v Native> for Node<'v> {
@@ -81,8 +70,8 @@ impl<'v> From<&'v Native> for Node<'v> {
     }
 }
 
-impl<'v> From<&'v Value> for Node<'v> {
-    fn from(value: &'v Value) -> Self {
+impl<'v> From<&'v Tree> for Node<'v> {
+    fn from(value: &'v Tree) -> Self {
         Node::Json(value)
     }
 }
@@ -98,7 +87,7 @@ pub enum Kind<'v> {
     Object,
 }
 
-const NULL: Value = Value::Null;
+const NULL: Tree = Tree::Null;
 
 impl<'v> Node<'v> {
     /// JSON null, for a variable that is not there.
@@ -107,12 +96,12 @@ impl<'v> Node<'v> {
     pub fn kind(self) -> Kind<'v> {
         match self {
             Node::Json(value) | Node::Clean(value) => match value {
-                Value::Null => Kind::Null,
-                Value::Bool(b) => Kind::Bool(*b),
-                Value::Number(_) => Kind::Number,
-                Value::String(s) => Kind::Str(s),
-                Value::Array(_) => Kind::Array,
-                Value::Object(_) => Kind::Object,
+                Tree::Null => Kind::Null,
+                Tree::Bool(b) => Kind::Bool(*b),
+                Tree::Number(_) => Kind::Number,
+                Tree::String(s) => Kind::Str(s),
+                Tree::Array(_) => Kind::Array,
+                Tree::Object(_) => Kind::Object,
             },
             Node::Native(value) => {
                 // Text is the commonest leaf: one look at the value for it.
@@ -135,9 +124,9 @@ impl<'v> Node<'v> {
     /// were parsed by serde_json (and as `to_json` keeps it).
     pub fn get(self, key: &str) -> Option<Node<'v>> {
         match self {
-            Node::Json(value) => json_member(value, key).map(Node::Json),
+            Node::Json(value) => value.get(key).map(Node::Json),
             // What a clean value holds is clean too.
-            Node::Clean(value) => json_member(value, key).map(Node::Clean),
+            Node::Clean(value) => value.get(key).map(Node::Clean),
             Node::Native(value) => value
                 .as_object()?
                 .iter()
@@ -193,8 +182,8 @@ impl<'v> Node<'v> {
     pub fn size(self) -> usize {
         match self {
             Node::Json(value) | Node::Clean(value) => match value {
-                Value::Array(items) => items.len(),
-                Value::Object(map) => map.len(),
+                Tree::Array(items) => items.len(),
+                Tree::Object(map) => map.len(),
                 _ => 0,
             },
             Node::Native(value) => match (value.as_array(), value.as_object()) {
@@ -208,8 +197,8 @@ impl<'v> Node<'v> {
     /// A list's items (nothing for anything else).
     pub fn items(self) -> Items<'v> {
         match self {
-            Node::Json(Value::Array(items)) => Items::Json(items.iter(), false),
-            Node::Clean(Value::Array(items)) => Items::Json(items.iter(), true),
+            Node::Json(Tree::Array(items)) => Items::Json(items.iter(), false),
+            Node::Clean(Tree::Array(items)) => Items::Json(items.iter(), true),
             Node::Native(value) => match value.as_array() {
                 Some(items) => Items::Native(items.as_slice().iter()),
                 None => Items::Json([].iter(), false),
@@ -221,8 +210,8 @@ impl<'v> Node<'v> {
     /// An object's members in order (nothing for anything else).
     pub fn entries(self) -> Entries<'v> {
         match self {
-            Node::Json(Value::Object(map)) => Entries::Json(Some(map.iter()), false),
-            Node::Clean(Value::Object(map)) => Entries::Json(Some(map.iter()), true),
+            Node::Json(Tree::Object(map)) => Entries::Json(Some(map.iter()), false),
+            Node::Clean(Tree::Object(map)) => Entries::Json(Some(map.iter()), true),
             Node::Native(value) => match value.as_object() {
                 Some(object) => Entries::Native(object.iter()),
                 None => Entries::Json(None, false),
@@ -260,59 +249,56 @@ impl<'v> Node<'v> {
     }
 
     /// A JSON copy of the value.
-    pub fn to_json(self) -> Value {
+    pub fn to_json(self) -> Tree {
         match self {
             Node::Json(value) | Node::Clean(value) => value.clone(),
             Node::Native(_) => match self.kind() {
-                Kind::Null => Value::Null,
-                Kind::Bool(b) => Value::Bool(b),
+                Kind::Null => Tree::Null,
+                Kind::Bool(b) => Tree::Bool(b),
                 Kind::Number => self.number(),
-                Kind::Str(s) => Value::String(s.to_string()),
-                Kind::Array => Value::Array(self.items().map(Node::to_json).collect()),
-                Kind::Object => {
-                    let mut map = Map::with_capacity(self.size());
-                    for (key, item) in self.entries() {
-                        map.insert(key.to_string(), item.to_json());
-                    }
-                    Value::Object(map)
-                }
+                Kind::Str(s) => Tree::String(s.to_string()),
+                Kind::Array => Tree::Array(self.items().map(Node::to_json).collect()),
+                // A name given twice keeps its first place and its last value (`Members::extend`).
+                Kind::Object => Tree::Object(
+                    self.entries()
+                        .map(|(key, item)| (key.to_string(), item.to_json()))
+                        .collect(),
+                ),
             },
         }
     }
 
     /// A JSON copy of what is left of the value once nulls, blank strings and empty lists and objects are
     /// dropped at every depth; `None` when nothing is.
-    pub fn to_json_clean(self) -> Option<Value> {
+    pub fn to_json_clean(self) -> Option<Tree> {
         if let Node::Clean(value) = self {
             return Some(value.clone());
         }
         match self.kind() {
             Kind::Null => None,
-            Kind::Bool(b) => Some(Value::Bool(b)),
+            Kind::Bool(b) => Some(Tree::Bool(b)),
             Kind::Number => Some(self.number()),
-            Kind::Str(s) => (!is_blank(s)).then(|| Value::String(s.to_string())),
+            Kind::Str(s) => (!is_blank(s)).then(|| Tree::String(s.to_string())),
             Kind::Array => {
                 let items = self.items();
                 let mut out = Vec::with_capacity(items.size_hint().0);
                 out.extend(items.filter_map(Node::to_json_clean));
-                (!out.is_empty()).then_some(Value::Array(out))
+                (!out.is_empty()).then_some(Tree::Array(out))
             }
             Kind::Object => {
-                let mut map = Map::with_capacity(self.size());
-                for (key, item) in self.entries() {
-                    if let Some(value) = item.to_json_clean() {
-                        map.insert(key.to_string(), value);
-                    }
-                }
-                (!map.is_empty()).then_some(Value::Object(map))
+                let map: Members = self
+                    .entries()
+                    .filter_map(|(key, item)| Some((key.to_string(), item.to_json_clean()?)))
+                    .collect();
+                (!map.is_empty()).then_some(Tree::Object(map))
             }
         }
     }
 
     /// A number as serde_json holds it: its text, when the parser kept it.
-    fn number(self) -> Value {
+    fn number(self) -> Tree {
         let number = match self {
-            Node::Json(Value::Number(n)) | Node::Clean(Value::Number(n)) => Some(n.clone()),
+            Node::Json(Tree::Number(n)) | Node::Clean(Tree::Number(n)) => Some(n.clone()),
             Node::Json(_) | Node::Clean(_) => None,
             Node::Native(value) => match value.as_raw_number() {
                 Some(raw) => serde_json::Number::from_str(raw.as_str()).ok(),
@@ -323,7 +309,7 @@ impl<'v> Node<'v> {
                     .or_else(|| value.as_f64().and_then(serde_json::Number::from_f64)),
             },
         };
-        number.map_or(Value::Null, Value::Number)
+        number.map_or(Tree::Null, Tree::Number)
     }
 
     /// The value for the expression engine. serde_json is built with `arbitrary_precision` (fhirbolt needs
@@ -373,7 +359,7 @@ impl<'v> Node<'v> {
 pub enum Items<'v> {
     Native(std::slice::Iter<'v, Native>),
     /// JSON items, and whether they are clean.
-    Json(std::slice::Iter<'v, Value>, bool),
+    Json(std::slice::Iter<'v, Tree>, bool),
 }
 
 impl<'v> Iterator for Items<'v> {
@@ -399,7 +385,7 @@ impl<'v> Iterator for Items<'v> {
 pub enum Entries<'v> {
     Native(sonic_rs::value::object::Iter<'v>),
     /// JSON members, and whether they are clean.
-    Json(Option<serde_json::map::Iter<'v>>, bool),
+    Json(Option<crate::tree::Iter<'v>>, bool),
 }
 
 impl<'v> Iterator for Entries<'v> {
@@ -410,10 +396,7 @@ impl<'v> Iterator for Entries<'v> {
             Entries::Native(members) => members.next().map(|(k, v)| (k, Node::Native(v))),
             Entries::Json(members, clean) => {
                 let (key, value) = members.as_mut()?.next()?;
-                Some((
-                    key.as_str(),
-                    if *clean { Node::Clean(value) } else { Node::Json(value) },
-                ))
+                Some((key, if *clean { Node::Clean(value) } else { Node::Json(value) }))
             }
         }
     }
@@ -422,7 +405,7 @@ impl<'v> Iterator for Entries<'v> {
 /// A value read in place, or one a template computed (clean: see [`Node::Clean`]).
 pub enum Held<'v> {
     Borrowed(Node<'v>),
-    Owned(Value),
+    Owned(Tree),
 }
 
 impl<'v> Held<'v> {
@@ -434,7 +417,7 @@ impl<'v> Held<'v> {
     }
 
     /// The value as JSON (a copy of a borrowed one).
-    pub fn into_json(self) -> Value {
+    pub fn into_json(self) -> Tree {
         match self {
             Held::Borrowed(node) => node.to_json(),
             Held::Owned(value) => value,
@@ -461,7 +444,7 @@ mod tests {
     fn native_and_json_read_alike() {
         let text = r#"{"a": [1, 2.50, "x", null, true, {"k": " ", "l": []}], "b": {"c": "d"}, "n": 1.10, "e": ""}"#;
         let native = parse_json(text.as_bytes()).unwrap();
-        let json: Value = serde_json::from_str(text).unwrap();
+        let json: Tree = serde_json::from_str(text).unwrap();
         let (n, j) = (Node::Native(&native), Node::Json(&json));
         assert_eq!(n.to_json(), json);
         assert_eq!(n.to_json_clean(), j.to_json_clean());
@@ -489,7 +472,7 @@ mod tests {
         let native = parse_json(br#"{"a": 1, "b": "x", "a": 2}"#).unwrap();
         let node = Node::Native(&native);
         assert_eq!(node.get("a").and_then(Node::as_i64), Some(2));
-        assert_eq!(node.to_json(), serde_json::json!({"a": 2, "b": "x"}));
+        assert_eq!(node.to_json(), crate::tree!({"a": 2, "b": "x"}));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use super::file::edit_distance;
 use super::problem::{child, index, Problems};
 use super::yaml::{Node, NodeValue};
+use crate::tree::Tree;
 use include_dir::{include_dir, Dir};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -223,19 +223,19 @@ fn read_structure_definition(text: &str) -> Option<Profile> {
     let tree = crate::mapping::node::Node::Native(&tree).to_json();
     let sd = tree.get("StructureDefinition")?;
     let value =
-        |node: &Value, key: &str| -> Option<String> { node.get(key)?.get(0)?.get("value")?.as_str().map(String::from) };
+        |node: &Tree, key: &str| -> Option<String> { node.get(key)?.at(0)?.get("value")?.as_str().map(String::from) };
     let url = value(sd, "url")?;
     let ty = value(sd, "type")?;
     let name = value(sd, "name").unwrap_or_default();
     let mut elements = Vec::new();
-    let differential = sd.get("differential").and_then(|d| d.get(0));
+    let differential = sd.get("differential").and_then(|d| d.at(0));
     for element in differential
         .and_then(|d| d.get("element"))
-        .and_then(Value::as_array)
+        .and_then(Tree::as_array)
         .into_iter()
         .flatten()
     {
-        let Some(id) = element.get("id").and_then(Value::as_str) else {
+        let Some(id) = element.get("id").and_then(Tree::as_str) else {
             continue;
         };
         let id = id.strip_prefix(&format!("{ty}.")).unwrap_or(id);
@@ -244,7 +244,7 @@ fn read_structure_definition(text: &str) -> Option<Profile> {
         }
         let mut types = Vec::new();
         let mut profiles = Vec::new();
-        for t in element.get("type").and_then(Value::as_array).into_iter().flatten() {
+        for t in element.get("type").and_then(Tree::as_array).into_iter().flatten() {
             types.extend(value(t, "code"));
             profiles.extend(value(t, "profile"));
         }

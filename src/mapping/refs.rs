@@ -11,7 +11,7 @@
 use super::expr::REFERENCE_MARK;
 use super::{Compartment, Registry};
 use crate::ids::{IdCodec, IdError};
-use serde_json::Value;
+use crate::tree::Tree;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -63,13 +63,13 @@ impl<'a> References<'a> {
 
     /// Notes a value the engine made (an expression's value, a record a select computed): the marks in it
     /// are resolved once the resource is built.
-    pub fn note(&self, value: &Value) {
+    pub fn note(&self, value: &Tree) {
         collect_marks(value, &mut self.marks.borrow_mut());
     }
 
     /// Replaces the marks made for this resource, in its `reference` and attachment `url` elements, by
     /// `Type/<logical id>`.
-    pub fn resolve_marks(&self, value: &mut Value) -> Result<(), IdError> {
+    pub fn resolve_marks(&self, value: &mut Tree) -> Result<(), IdError> {
         let marks = std::mem::take(&mut *self.marks.borrow_mut());
         if marks.is_empty() {
             return Ok(());
@@ -77,12 +77,12 @@ impl<'a> References<'a> {
         self.resolve_in(value, &marks)
     }
 
-    fn resolve_in(&self, value: &mut Value, marks: &[String]) -> Result<(), IdError> {
+    fn resolve_in(&self, value: &mut Tree, marks: &[String]) -> Result<(), IdError> {
         match value {
-            Value::Object(object) => {
+            Tree::Object(object) => {
                 for (key, child) in object.iter_mut() {
-                    match (&mut *child, key.as_str()) {
-                        (Value::String(text), "reference" | "url") if marks.contains(text) => {
+                    match (&mut *child, key) {
+                        (Tree::String(text), "reference" | "url") if marks.contains(text) => {
                             let marked = &text[REFERENCE_MARK.len_utf8()..];
                             let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
                             *text = self.resolve_key(resource_type, native_key)?;
@@ -91,7 +91,7 @@ impl<'a> References<'a> {
                     }
                 }
             }
-            Value::Array(items) => {
+            Tree::Array(items) => {
                 for item in items {
                     self.resolve_in(item, marks)?;
                 }
@@ -128,11 +128,11 @@ impl<'a> References<'a> {
 }
 
 /// The reference marks a value holds.
-fn collect_marks(value: &Value, marks: &mut Vec<String>) {
+fn collect_marks(value: &Tree, marks: &mut Vec<String>) {
     match value {
-        Value::String(text) if text.starts_with(REFERENCE_MARK) => marks.push(text.clone()),
-        Value::Array(items) => items.iter().for_each(|item| collect_marks(item, marks)),
-        Value::Object(map) => map.values().for_each(|item| collect_marks(item, marks)),
+        Tree::String(text) if text.starts_with(REFERENCE_MARK) => marks.push(text.clone()),
+        Tree::Array(items) => items.iter().for_each(|item| collect_marks(item, marks)),
+        Tree::Object(map) => map.values().for_each(|item| collect_marks(item, marks)),
         _ => {}
     }
 }
@@ -141,7 +141,6 @@ fn collect_marks(value: &Value, marks: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::mapping::Source;
-    use serde_json::json;
 
     #[test]
     fn marks_made_here_are_resolved_and_look_alikes_are_not() {
@@ -153,8 +152,8 @@ mod tests {
         assert!(direct.starts_with("Practitioner/"), "{direct}");
         let made = crate::mapping::expr::reference_mark("Encounter", "e1").unwrap();
         let look_alike = crate::mapping::expr::reference_mark("Encounter", "e2").unwrap();
-        refs.note(&json!({ "reference": made }));
-        let mut resource = json!({
+        refs.note(&crate::tree!({ "reference": made }));
+        let mut resource = crate::tree!({
             "encounter": { "reference": made },
             "basedOn": [{ "reference": look_alike }],
             "note": [{ "text": made }]
@@ -165,11 +164,11 @@ mod tests {
             .unwrap()
             .starts_with("Encounter/"));
         // Native text that looks like a mark, and marks outside reference elements, stay as they are.
-        assert_eq!(resource["basedOn"][0]["reference"], json!(look_alike));
-        assert_eq!(resource["note"][0]["text"], json!(made));
+        assert_eq!(resource["basedOn"][0]["reference"], crate::tree!(look_alike));
+        assert_eq!(resource["note"][0]["text"], crate::tree!(made));
         // A key too long for an id is reported when the resource is built.
         let long = refs.reference("Encounter", &"x".repeat(300));
-        let mut resource = json!({ "encounter": { "reference": long } });
+        let mut resource = crate::tree!({ "encounter": { "reference": long } });
         assert!(refs.resolve_marks(&mut resource).is_err());
     }
 }

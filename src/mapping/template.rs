@@ -20,8 +20,8 @@ use super::node::{Held, Kind, Native, Node};
 use super::problem::{child, index, Problems};
 use super::refs::References;
 use super::yaml::{self, NodeValue};
+use crate::tree::{self, Tree};
 use minijinja::Value as JValue;
-use serde_json::{Map, Value};
 use smallvec::SmallVec;
 use sonic_rs::JsonContainerTrait;
 use std::cell::OnceCell;
@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 
 /// A compiled template node.
 pub enum Tmpl {
-    Lit(Value),
+    Lit(Tree),
     Path(Path),
     Expr {
         source: String,
@@ -62,7 +62,9 @@ pub enum Tmpl {
     },
     Object {
         cond: Option<Box<Tmpl>>,
-        fields: Vec<(String, Tmpl)>,
+        /// Member names shared for the process (`tree::intern`): a resource's members are named without
+        /// allocating.
+        fields: Vec<(tree::Key, Tmpl)>,
     },
     Array(Vec<Item>),
 }
@@ -84,14 +86,10 @@ pub struct Site<'a> {
 /// Compiles a node; problems go to `problems` and the node compiles to something harmless.
 pub fn compile(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut Problems) -> Tmpl {
     match &node.value {
-        NodeValue::Null => Tmpl::Lit(Value::Null),
-        NodeValue::Bool(b) => Tmpl::Lit(Value::Bool(*b)),
-        NodeValue::Int(i) => Tmpl::Lit(Value::from(*i)),
-        NodeValue::Float(f) => Tmpl::Lit(
-            serde_json::Number::from_f64(*f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-        ),
+        NodeValue::Null => Tmpl::Lit(Tree::Null),
+        NodeValue::Bool(b) => Tmpl::Lit(Tree::Bool(*b)),
+        NodeValue::Int(i) => Tmpl::Lit(Tree::from(*i)),
+        NodeValue::Float(f) => Tmpl::Lit(serde_json::Number::from_f64(*f).map(Tree::Number).unwrap_or(Tree::Null)),
         NodeValue::Str(text) => compile_text(text, node, path, site, problems),
         NodeValue::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -154,7 +152,14 @@ fn compile_object(node: &yaml::Node, path: &str, site: &mut Site, problems: &mut
                 &key_path,
                 format!("unknown template key '{k}' (known: $if, $each, $as, $value)"),
             ),
-            _ => fields.push((key.clone(), compile(value, &key_path, site, problems))),
+            // YAML's keys are distinct, but `1` and `"1"` (or `true` and `"true"`) name the same member.
+            _ if fields.iter().any(|(name, _): &(tree::Key, Tmpl)| name == key) => {
+                problems.add(site.file, *key_pos, &key_path, format!("'{key}' is given twice"))
+            }
+            _ => fields.push((
+                tree::Key::Borrowed(tree::intern(key)),
+                compile(value, &key_path, site, problems),
+            )),
         }
     }
     Tmpl::Object { cond, fields }
@@ -165,18 +170,18 @@ fn compile_text(text: &str, node: &yaml::Node, path: &str, site: &mut Site, prob
         return compile_leaf(inner, node, path, site, problems);
     }
     if !text.contains("{{") {
-        return Tmpl::Lit(Value::String(text.to_string()));
+        return Tmpl::Lit(Tree::String(text.to_string()));
     }
     // Mixed text: literal runs and `{{ }}` leaves, joined at evaluation.
     let mut parts = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         if start > 0 {
-            parts.push(Tmpl::Lit(Value::String(rest[..start].to_string())));
+            parts.push(Tmpl::Lit(Tree::String(rest[..start].to_string())));
         }
         let Some(end) = rest[start..].find("}}") else {
             problems.add(site.file, node.pos, path, "unclosed '{{' in text");
-            return Tmpl::Lit(Value::Null);
+            return Tmpl::Lit(Tree::Null);
         };
         parts.push(compile_leaf(
             rest[start + 2..start + end].trim(),
@@ -188,7 +193,7 @@ fn compile_text(text: &str, node: &yaml::Node, path: &str, site: &mut Site, prob
         rest = &rest[start + end + 2..];
     }
     if !rest.is_empty() {
-        parts.push(Tmpl::Lit(Value::String(rest.to_string())));
+        parts.push(Tmpl::Lit(Tree::String(rest.to_string())));
     }
     Tmpl::Interp(parts)
 }
@@ -209,7 +214,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
     }
     // A string literal (a partial's argument such as 'Patient') is a literal, not a run of the engine.
     if let Some(text) = super::call::literal(source) {
-        return Tmpl::Lit(Value::String(text));
+        return Tmpl::Lit(Tree::String(text));
     }
     if let Some(p) = Path::parse(source) {
         if !site.vars.contains(&p.root) {
@@ -275,7 +280,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
         },
         Err(e) => {
             problems.add(site.file, node.pos, path, format!("expression does not compile: {e}"));
-            Tmpl::Lit(Value::Null)
+            Tmpl::Lit(Tree::Null)
         }
     }
 }
@@ -360,24 +365,24 @@ pub struct Scope<'s, 'v> {
     parent: Option<&'s Scope<'s, 'v>>,
     /// Where `reference(type, key)` resolves, while a translation runs (see `refs`).
     refs: Option<&'s References<'s>>,
-    /// The members of the bound value, when it is a record read through [`Members`].
-    members: Option<&'s Members<'v>>,
+    /// The members of the bound value, when it is a record read through [`MemberIndex`].
+    members: Option<&'s MemberIndex<'v>>,
 }
 
 /// A native record's members by name, read once when the record is bound: a record is read some twenty
 /// times, and finding a member of a parsed native object walks its members. The last of a name counts, as
 /// everywhere (see `Node::get`).
-pub struct Members<'v>(HashMap<&'v str, &'v Native, foldhash::fast::RandomState>);
+pub struct MemberIndex<'v>(HashMap<&'v str, &'v Native, foldhash::fast::RandomState>);
 
-impl<'v> Members<'v> {
+impl<'v> MemberIndex<'v> {
     /// The members of a record, when it is a native object with more than a few.
-    pub fn of(record: Node<'v>) -> Option<Members<'v>> {
+    pub fn of(record: Node<'v>) -> Option<MemberIndex<'v>> {
         const SMALL: usize = 8;
         let Node::Native(native) = record else { return None };
         let object = native.as_object().filter(|o| o.len() > SMALL)?;
         let mut members = HashMap::with_capacity_and_hasher(object.len(), Default::default());
         members.extend(object.iter());
-        Some(Members(members))
+        Some(MemberIndex(members))
     }
 }
 
@@ -387,7 +392,7 @@ impl<'s, 'v> Scope<'s, 'v> {
     }
 
     /// A scope whose variables are the entries of one JSON object (small values: ids, parameters).
-    pub fn of_object(object: &'v Value) -> Scope<'s, 'v> {
+    pub fn of_object(object: &'v Tree) -> Scope<'s, 'v> {
         Scope::root("", object)
     }
 
@@ -395,8 +400,13 @@ impl<'s, 'v> Scope<'s, 'v> {
         Scope::new(name, value.into(), false, Some(self))
     }
 
-    /// Binds a record read clean, as [`Scope::bind_clean`], whose members are found through [`Members`].
-    pub fn bind_record(&'s self, name: &'s str, record: Node<'v>, members: Option<&'s Members<'v>>) -> Scope<'s, 'v> {
+    /// Binds a record read clean, as [`Scope::bind_clean`], whose members are found through [`MemberIndex`].
+    pub fn bind_record(
+        &'s self,
+        name: &'s str,
+        record: Node<'v>,
+        members: Option<&'s MemberIndex<'v>>,
+    ) -> Scope<'s, 'v> {
         let mut scope = Scope::new(name, record, true, Some(self));
         scope.members = members;
         scope
@@ -460,7 +470,7 @@ impl<'s, 'v> Scope<'s, 'v> {
         None
     }
 
-    /// A member of the bound value (through its [`Members`] when it has them).
+    /// A member of the bound value (through its [`MemberIndex`] when it has one).
     fn member(&self, key: &str) -> Option<Node<'v>> {
         match self.members {
             Some(members) => members.0.get(key).map(|value| Node::Native(value)),
@@ -543,7 +553,7 @@ impl EvalError {
 }
 
 /// Runs a template. `None` means "nothing to produce".
-pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
+pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Tree>, EvalError> {
     Ok(match tmpl {
         Tmpl::Lit(v) => non_empty(v.clone()),
         Tmpl::Path(p) => scope.find(p).and_then(|(v, _)| v.to_json_clean()),
@@ -555,7 +565,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
             ..
         } => match call.as_ref().and_then(|c| c.eval(scope)) {
             Some(Out::Nothing) => None,
-            Some(Out::Text(text)) => non_empty(Value::String(text)),
+            Some(Out::Text(text)) => non_empty(Tree::String(text)),
             Some(Out::Json(value)) => non_empty(value),
             None => {
                 let Some(compiled) = compiled else {
@@ -574,7 +584,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                 // Text, literal or read from a path, is appended where it is rather than copied into a value
                 // first (a system URL built from the practice, say, on every resource).
                 let borrowed = match part {
-                    Tmpl::Lit(Value::String(s)) => Some(s.as_str()),
+                    Tmpl::Lit(Tree::String(s)) => Some(s.as_str()),
                     Tmpl::Path(path) => match scope.find(path) {
                         // Not there: nothing to append.
                         None => Some(""),
@@ -586,13 +596,13 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                     Some(s) if !super::node::is_blank(s) => text.push_str(s),
                     Some(_) => {}
                     None => match eval(part, scope)? {
-                        Some(Value::String(s)) => text.push_str(&s),
+                        Some(Tree::String(s)) => text.push_str(&s),
                         Some(other) => text.push_str(&other.to_string()),
                         None => {}
                     },
                 }
             }
-            non_empty(Value::String(text))
+            non_empty(Tree::String(text))
         }
         Tmpl::Partial {
             name,
@@ -623,15 +633,16 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                 }
             }
             // Made when the first field gives something: many objects give nothing at all.
-            let mut map: Option<Map<String, Value>> = None;
+            let mut map: Option<tree::Members> = None;
             for (i, (key, field)) in fields.iter().enumerate() {
                 if let Some(value) = eval(field, scope)? {
-                    map.get_or_insert_with(|| Map::with_capacity(fields.len() - i))
-                        .insert(key.clone(), value);
+                    // A YAML mapping's keys are distinct.
+                    map.get_or_insert_with(|| tree::Members::with_capacity(fields.len() - i))
+                        .push_new(key.clone(), value);
                 }
             }
             // Every value came from `eval`, so it is clean already.
-            map.map(Value::Object)
+            map.map(Tree::Object)
         }
         Tmpl::Array(items) => {
             // Allocated by the first item that gives something.
@@ -640,7 +651,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                 match item {
                     Item::One(t) => match eval(t, scope)? {
                         // A leaf that yields a list in a list position is spliced in.
-                        Some(Value::Array(values)) if !matches!(t, Tmpl::Array(_)) => {
+                        Some(Tree::Array(values)) if !matches!(t, Tmpl::Array(_)) => {
                             if out.is_empty() {
                                 out = values;
                             } else {
@@ -657,7 +668,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                         if let Some(list) = eval_ref(source, scope)? {
                             for element in elements(list.node()) {
                                 // An element is read as often as a record (a component's unit, range...).
-                                let members = Members::of(element);
+                                let members = MemberIndex::of(element);
                                 let inner = scope.bind_record(var, element, members.as_ref());
                                 out.extend(eval(body, &inner)?);
                             }
@@ -665,24 +676,24 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Value>, EvalError> {
                     }
                 }
             }
-            (!out.is_empty()).then_some(Value::Array(out))
+            (!out.is_empty()).then_some(Tree::Array(out))
         }
     })
 }
 
-/// Runs an object's fields into `map`, but for those named in `skip`.
+/// Runs an object's fields into `map`, but for those named in `skip`: `map` holds none of the others yet.
 pub fn eval_fields(
-    fields: &[(String, Tmpl)],
+    fields: &[(tree::Key, Tmpl)],
     skip: &[&str],
     scope: &Scope,
-    map: &mut Map<String, Value>,
+    map: &mut tree::Members,
 ) -> Result<(), EvalError> {
     for (key, field) in fields {
-        if skip.contains(&key.as_str()) {
+        if skip.contains(&key.as_ref()) {
             continue;
         }
         if let Some(value) = eval(field, scope)? {
-            map.insert(key.clone(), value);
+            map.push_new(key.clone(), value);
         }
     }
     Ok(())
@@ -727,7 +738,7 @@ pub fn select_records<'v>(tmpl: &Tmpl, scope: &Scope<'_, 'v>) -> Result<Vec<Held
     Ok(match eval_ref(tmpl, scope)? {
         None => Vec::new(),
         Some(Held::Borrowed(list)) => elements(list).map(Held::Borrowed).collect(),
-        Some(Held::Owned(Value::Array(items))) => items.into_iter().map(Held::Owned).collect(),
+        Some(Held::Owned(Tree::Array(items))) => items.into_iter().map(Held::Owned).collect(),
         Some(Held::Owned(single)) => vec![Held::Owned(single)],
     })
 }
@@ -741,7 +752,7 @@ pub fn elements<'v>(list: Node<'v>) -> impl Iterator<Item = Node<'v>> {
     items.chain(single).filter(|v| !v.is_empty_deep())
 }
 
-fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Result<Option<Value>, EvalError> {
+fn eval_expression(source: &str, compiled: &Compiled, context: &JValue) -> Result<Option<Tree>, EvalError> {
     let value = compiled
         .eval(context)
         .map_err(|e| EvalError(format!("{source}: {e}")))?;
@@ -756,7 +767,7 @@ fn eval_partial(
     partial: &Partial,
     args: &[Option<Held>],
     refs: Option<&References>,
-) -> Result<Option<Value>, EvalError> {
+) -> Result<Option<Tree>, EvalError> {
     // A chain of its own: the body sees its parameters only.
     let root = attach(Scope::root("_", Node::NULL), refs);
     let param = |i: usize| partial.params.get(i).map(String::as_str);
@@ -764,7 +775,7 @@ fn eval_partial(
 }
 
 /// Runs an inlined partial in its caller's scope: its bound arguments first, each as a partial binds one.
-fn eval_inlined(inlined: &Inlined, scope: &Scope) -> Result<Option<Value>, EvalError> {
+fn eval_inlined(inlined: &Inlined, scope: &Scope) -> Result<Option<Tree>, EvalError> {
     if inlined.lets.is_empty() {
         return eval(&inlined.body, scope);
     }
@@ -807,7 +818,7 @@ fn eval_bound<'n>(
     values: &[Option<Held>],
     i: usize,
     scope: &Scope,
-) -> Result<Option<Value>, EvalError> {
+) -> Result<Option<Tree>, EvalError> {
     match name_at(i) {
         None => eval(body, scope),
         Some(name) => {
@@ -824,25 +835,25 @@ fn truthy(value: Option<Node>) -> bool {
 
 /// Drops what FHIR forbids, at every depth: nulls, blank strings, empty lists and empty objects. Values from
 /// native data and expressions pass through here too, so `"a b".split(...)` on an empty string, or a native
-/// list with a null in it, never reaches a resource. In place: rebuilding each object would rehash its keys.
-pub fn non_empty(mut value: Value) -> Option<Value> {
+/// list with a null in it, never reaches a resource. In place: rebuilding each object would copy it.
+pub fn non_empty(mut value: Tree) -> Option<Tree> {
     keep(&mut value).then_some(value)
 }
 
 /// Drops the empty members of a value; whether anything is left of it.
-fn keep(value: &mut Value) -> bool {
+fn keep(value: &mut Tree) -> bool {
     match value {
-        Value::Null => false,
-        Value::String(s) => !super::node::is_blank(s),
-        Value::Array(items) => {
+        Tree::Null => false,
+        Tree::String(s) => !super::node::is_blank(s),
+        Tree::Array(items) => {
             items.retain_mut(keep);
             !items.is_empty()
         }
-        Value::Object(map) => {
+        Tree::Object(map) => {
             map.retain(|_, v| keep(v));
             !map.is_empty()
         }
-        Value::Bool(_) | Value::Number(_) => true,
+        Tree::Bool(_) | Tree::Number(_) => true,
     }
 }
 
@@ -850,7 +861,6 @@ fn keep(value: &mut Value) -> bool {
 pub(crate) mod tests {
     use super::super::concept_map::ConceptMaps;
     use super::*;
-    use serde_json::json;
     use std::sync::Arc;
 
     /// A template compiled with `vars` in scope (and no ConceptMaps), and the problems found.
@@ -874,7 +884,7 @@ pub(crate) mod tests {
         compiled_with(template, &["r"])
     }
 
-    fn run(template: &str, record: Value) -> (Option<Value>, Vec<String>) {
+    fn run(template: &str, record: Tree) -> (Option<Tree>, Vec<String>) {
         let (tmpl, problems) = compiled(template);
         let out = eval(&tmpl, &Scope::root("r", &record)).unwrap();
         (out, problems)
@@ -900,13 +910,13 @@ telecom:
 "#;
         let (out, problems) = run(
             template,
-            json!({"Sex": "Female", "Dob": "1985-04-12T00:00:00",
+            crate::tree!({"Sex": "Female", "Dob": "1985-04-12T00:00:00",
             "Surname": "Tester", "First": "Alex", "Previous": ["Smith"], "Phone": null}),
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(
             out.unwrap(),
-            json!({"resourceType": "Patient", "gender": "female", "birthDate": "1985-04-12",
+            crate::tree!({"resourceType": "Patient", "gender": "female", "birthDate": "1985-04-12",
             "name": [{"family": "Tester", "given": ["Alex"]}, {"use": "old", "family": "Smith"}]})
         );
     }
@@ -919,12 +929,12 @@ b: "{{ r.Blank }} {{ r.Missing }}"
 "#;
         let (out, problems) = run(
             template,
-            json!({"Text": "x-1", "Number": 1.50, "Blank": "  ", "Flag": true}),
+            crate::tree!({"Text": "x-1", "Number": 1.50, "Blank": "  ", "Flag": true}),
         );
         assert!(problems.is_empty(), "{problems:?}");
         // Numbers and booleans as JSON writes them; nothing for what is missing or blank; a text of nothing
         // but white space is left out.
-        assert_eq!(out.unwrap(), json!({"a": "id/x-1/1.5///true/X-1"}));
+        assert_eq!(out.unwrap(), crate::tree!({"a": "id/x-1/1.5///true/X-1"}));
     }
 
     #[test]
@@ -938,7 +948,7 @@ bad: "{{ decimal(r.bad) }}"
 chosen: "{{ decimal(r.text) if r.text else decimal(r.number) }}"
 unpadded: "{{ decimal(r.number, r.huge) }}"
 "#;
-        let record = json!({"text": "1.70", "number": 1.7, "places": 2, "whole": 168.0, "zero": 0, "bad": "1.7.0",
+        let record = crate::tree!({"text": "1.70", "number": 1.7, "places": 2, "whole": 168.0, "zero": 0, "bad": "1.7.0",
                             "huge": 4_000_000_000u64});
         let (out, problems) = run(template, record);
         assert!(problems.is_empty(), "{problems:?}");
@@ -966,10 +976,10 @@ unpadded: "{{ decimal(r.number, r.huge) }}"
             "names:\n  - $each: \"{{ r.Names }}\"\n    $as: n\n    $value: \"{{ n.First ~ ' ' ~ n.Last }}\"\n";
         let (out, problems) = run(
             template,
-            json!({"Names": [{"First": "A", "Last": "B"}, {"First": "C", "Last": "D"}]}),
+            crate::tree!({"Names": [{"First": "A", "Last": "B"}, {"First": "C", "Last": "D"}]}),
         );
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(out.unwrap()["names"], json!(["A B", "C D"]));
+        assert_eq!(out.unwrap()["names"], crate::tree!(["A B", "C D"]));
         let (_, problems) = compiled("names:\n  - $each: \"{{ r.Names }}\"\n    $value: \"{{ item }}\"\n    text: x\n");
         assert!(
             problems.iter().any(|p| p.contains("'text' beside $value")),
@@ -987,7 +997,7 @@ unpadded: "{{ decimal(r.number, r.huge) }}"
     fn problems_name_file_line_and_path() {
         let (_, problems) = run(
             "code: \"{{ x.Code }}\"\nbad: \"{{ r.( }}\"\nk: {$unless: 1}\n",
-            json!({}),
+            crate::tree!({}),
         );
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
@@ -1004,6 +1014,17 @@ unpadded: "{{ decimal(r.number, r.huge) }}"
             problems[2].contains("template.k.$unless: unknown template key"),
             "{}",
             problems[2]
+        );
+    }
+
+    #[test]
+    fn a_member_named_twice_is_a_problem() {
+        // Distinct YAML keys, one member name.
+        let (_, problems) = compiled("valueInteger: 1\n\"1\": a\n1: b\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("t.yaml:3:1: template.1: '1' is given twice"),
+            "{problems:?}"
         );
     }
 }

@@ -338,7 +338,7 @@ pub fn comparable(
             object.remove(key);
         }
         if let Some(identifiers) = object.get_mut("identifier").and_then(serde_json::Value::as_array_mut) {
-            identifiers.retain(|i| !im1_fhir::mapping::is_record_identifier(i));
+            identifiers.retain(|i| !im1_fhir::mapping::is_record_identifier(&im1_fhir::tree::Tree::from(i)));
             if identifiers.is_empty() {
                 object.remove("identifier");
             }
