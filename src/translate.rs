@@ -725,7 +725,7 @@ impl<'a> Builder<'a> {
             }
         }
         let native_key = match native_key {
-            Tree::String(s) => s,
+            Tree::String(s) => s.into_owned(),
             other => other.to_string(),
         };
         let patient = match mapping.compartment {
@@ -751,10 +751,10 @@ impl<'a> Builder<'a> {
             None => tree::Members::new(),
         };
         meta.insert("profile", Tree::Array(vec![Tree::from(mapping.profile.as_str())]));
-        meta.insert("source", Tree::String(source(origin, mapping, &native_key)));
+        meta.insert("source", Tree::from(source(origin, mapping, &native_key)));
         let mut resource = tree::Members::with_capacity(fields.len() + 1);
         resource.push_new("resourceType".into(), Tree::from(mapping.resource.as_str()));
-        resource.push_new("id".into(), Tree::String(logical));
+        resource.push_new("id".into(), Tree::from(logical));
         resource.push_new("meta".into(), Tree::Object(meta));
         template::eval_fields(fields, &["resourceType", "id", "meta"], &scope, &mut resource).map_err(failed)?;
         let mut resource = Tree::Object(resource);

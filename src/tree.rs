@@ -3,7 +3,7 @@
 //! keys, references) and serialised once; serde_json's objects hash every key with SipHash and allocate it,
 //! which cost a third of a translation. Here an object is its members in order, and the keys a mapping file
 //! writes are shared (`Key::Borrowed`, interned when the mapping is compiled) rather than allocated per
-//! resource. A resource's objects are small (a FHIR element has a handful of members), so a member is found
+//! resource, as is the literal text it writes (`Tree::shared`: code systems' URLs, fixed codes). A resource's objects are small (a FHIR element has a handful of members), so a member is found
 //! by walking them; objects copied whole from a native reply can be large, so adding many members at once
 //! (`extend`, `collect`) takes linear time, a name given twice keeping its first place and last value.
 //!
@@ -36,13 +36,17 @@ pub enum Tree {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
+    /// Text: shared when a mapping file wrote it (`Text::Borrowed`, interned), owned otherwise.
+    String(Text),
     Array(Vec<Tree>),
     Object(Members),
 }
 
 /// An object member's name: shared when a mapping file wrote it, owned when it came from elsewhere.
 pub type Key = Cow<'static, str>;
+
+/// A text value: shared when a mapping file wrote it (a code system's URL, a fixed code), owned otherwise.
+pub type Text = Cow<'static, str>;
 
 /// Shares a member name for the life of the process. Only names written in mapping files and in this
 /// proxy's code come here (a bounded set: FHIR element names); names from requests and replies never do.
@@ -340,6 +344,12 @@ impl Tree {
 
     pub fn get_mut<I: Lookup>(&mut self, index: I) -> Option<&mut Tree> {
         index.find_mut(self)
+    }
+
+    /// Text a mapping file writes, shared for the process (see [`intern`]): copying it into each resource
+    /// copies a pointer.
+    pub fn shared(text: &str) -> Tree {
+        Tree::String(Text::Borrowed(intern(text)))
     }
 
     /// A list's item.
@@ -651,7 +661,7 @@ impl From<serde_json::Value> for Tree {
             Value::Null => Tree::Null,
             Value::Bool(b) => Tree::Bool(b),
             Value::Number(n) => Tree::Number(n),
-            Value::String(s) => Tree::String(s),
+            Value::String(s) => Tree::String(Text::Owned(s)),
             Value::Array(items) => Tree::Array(items.into_iter().map(Tree::from).collect()),
             Value::Object(map) => Tree::Object(Members(
                 map.into_iter().map(|(k, v)| (Key::Owned(k), Tree::from(v))).collect(),
@@ -667,7 +677,7 @@ impl From<&serde_json::Value> for Tree {
             Value::Null => Tree::Null,
             Value::Bool(b) => Tree::Bool(*b),
             Value::Number(n) => Tree::Number(n.clone()),
-            Value::String(s) => Tree::String(s.clone()),
+            Value::String(s) => Tree::String(Text::Owned(s.clone())),
             Value::Array(items) => Tree::Array(items.iter().map(Tree::from).collect()),
             Value::Object(map) => Tree::Object(Members(
                 map.iter()
@@ -685,7 +695,7 @@ impl From<Tree> for serde_json::Value {
             Tree::Null => Value::Null,
             Tree::Bool(b) => Value::Bool(b),
             Tree::Number(n) => Value::Number(n),
-            Tree::String(s) => Value::String(s),
+            Tree::String(s) => Value::String(s.into_owned()),
             Tree::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
             Tree::Object(members) => Value::Object(
                 members
@@ -704,7 +714,7 @@ impl From<&Tree> for serde_json::Value {
             Tree::Null => Value::Null,
             Tree::Bool(b) => Value::Bool(*b),
             Tree::Number(n) => Value::Number(n.clone()),
-            Tree::String(s) => Value::String(s.clone()),
+            Tree::String(s) => Value::String(s.to_string()),
             Tree::Array(items) => Value::Array(items.iter().map(Value::from).collect()),
             Tree::Object(members) => {
                 Value::Object(members.iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect())
@@ -732,13 +742,13 @@ impl PartialEq<serde_json::Value> for Tree {
 
 impl From<&str> for Tree {
     fn from(text: &str) -> Tree {
-        Tree::String(text.to_owned())
+        Tree::String(Text::Owned(text.to_owned()))
     }
 }
 
 impl From<String> for Tree {
     fn from(text: String) -> Tree {
-        Tree::String(text)
+        Tree::String(Text::Owned(text))
     }
 }
 
@@ -887,5 +897,14 @@ mod tests {
         let a = intern("valueQuantity");
         let b = intern(&String::from("valueQuantity"));
         assert!(std::ptr::eq(a, b));
+        // A mapping's literal text too, which then reads and writes as any text.
+        let (Tree::String(x), Tree::String(y)) = (
+            Tree::shared("http://snomed.info/sct"),
+            Tree::shared("http://snomed.info/sct"),
+        ) else {
+            panic!("text")
+        };
+        assert!(matches!((&x, &y), (Text::Borrowed(p), Text::Borrowed(q)) if std::ptr::eq(*p, *q)));
+        assert_eq!(Tree::String(x), Tree::from("http://snomed.info/sct"));
     }
 }

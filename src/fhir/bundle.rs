@@ -234,7 +234,7 @@ fn entry(base: &str, resource: Tree, mode: &'static str) -> Tree {
     };
     let mut entry = Members::with_capacity(3);
     if let Some(url) = full_url {
-        entry.push_new("fullUrl".into(), Tree::String(url));
+        entry.push_new("fullUrl".into(), Tree::from(url));
     }
     entry.push_new("resource".into(), resource);
     let search = [("mode", Tree::from(mode))].into_iter().collect();

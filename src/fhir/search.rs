@@ -84,7 +84,7 @@ pub fn validate(def: &ParamDef, param: &SearchParam) -> FhirResult<()> {
 /// reference. For `_sort`.
 pub fn first_value_text(resource: &Tree, paths: &[String]) -> Option<String> {
     collect(resource, paths).into_iter().find_map(|v| match v {
-        Tree::String(s) => Some(s.clone()),
+        Tree::String(s) => Some(s.to_string()),
         Tree::Number(n) => Some(n.to_string()),
         Tree::Object(map) => ["start", "reference", "code", "value", "family", "text"]
             .iter()
@@ -200,12 +200,12 @@ fn fold(text: &str) -> String {
 /// The searchable strings of an element: itself, or the string parts of a HumanName or Address.
 fn strings(element: &Tree) -> Vec<String> {
     match element {
-        Tree::String(s) => vec![s.clone()],
+        Tree::String(s) => vec![s.to_string()],
         Tree::Object(map) => map
             .iter()
             .filter(|(k, _)| !matches!(*k, "use" | "type" | "period" | "extension" | "id"))
             .flat_map(|(_, v)| match v {
-                Tree::String(s) => vec![s.clone()],
+                Tree::String(s) => vec![s.to_string()],
                 Tree::Array(items) => items.iter().filter_map(Tree::as_str).map(String::from).collect(),
                 _ => vec![],
             })

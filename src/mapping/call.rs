@@ -535,7 +535,7 @@ impl Arg {
                 for (key, arg) in entries {
                     let value = match arg.eval(scope)? {
                         Plain::Nothing => Tree::Null,
-                        Plain::Text(text) => Tree::String(text.into_owned()),
+                        Plain::Text(text) => Tree::from(text.into_owned()),
                         Plain::Bool(_) | Plain::Int(_) => return None,
                     };
                     map.insert(key.clone(), value);
@@ -839,7 +839,7 @@ mod tests {
                 direct_runs += 1;
                 let direct = match out {
                     Out::Nothing => None,
-                    Out::Text(text) => Some(Tree::String(text)),
+                    Out::Text(text) => Some(Tree::from(text)),
                     Out::Json(value) => Some(value),
                 };
                 let value = engine_value(&engine, source, node, clean);

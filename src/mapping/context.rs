@@ -179,7 +179,7 @@ pub fn from_engine(value: &JValue) -> Result<Tree, serde_json::Error> {
     match value.kind() {
         ValueKind::Undefined | ValueKind::None => Ok(Tree::Null),
         ValueKind::Bool => Ok(Tree::Bool(value.is_true())),
-        ValueKind::String => Ok(Tree::String(value.as_str().unwrap_or_default().to_string())),
+        ValueKind::String => Ok(Tree::from(value.as_str().unwrap_or_default())),
         ValueKind::Seq | ValueKind::Iterable => {
             if let Some(items) = value.downcast_object_ref::<Vec<JValue>>() {
                 return items.iter().map(from_engine).collect::<Result<_, _>>().map(Tree::Array);

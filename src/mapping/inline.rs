@@ -118,7 +118,7 @@ impl Inliner<'_> {
                 _ => match self.path_sub(path)? {
                     PathSub::Same => Tmpl::Path(path.clone()),
                     PathSub::Path(path) | PathSub::Bound(path) => Tmpl::Path(path),
-                    PathSub::Text(text) => Tmpl::Lit(crate::tree::Tree::String(text)),
+                    PathSub::Text(text) => Tmpl::Lit(crate::tree::Tree::shared(&text)),
                 },
             },
             Tmpl::Expr { source, call, .. } => {
@@ -200,7 +200,7 @@ impl Inliner<'_> {
             Some(Binding::Literal(crate::tree::Tree::String(text)))
                 if path.steps.is_empty() && !text.is_empty() && text.trim() == text =>
             {
-                Some(PathSub::Text(text.clone()))
+                Some(PathSub::Text(text.to_string()))
             }
             Some(_) => None,
         }

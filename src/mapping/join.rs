@@ -103,7 +103,7 @@ impl Join {
                     .decode_vec(compact.as_bytes(), &mut bytes)
                     .map_err(|e| format!("'{field}' of a page is not base64: {e}"))?;
             }
-            record.insert(field.clone(), Tree::String(STANDARD.encode(&bytes)));
+            record.insert(field.clone(), Tree::from(STANDARD.encode(&bytes)));
         }
         Ok(Some(Tree::Object(record)))
     }

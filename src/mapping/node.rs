@@ -256,7 +256,7 @@ impl<'v> Node<'v> {
                 Kind::Null => Tree::Null,
                 Kind::Bool(b) => Tree::Bool(b),
                 Kind::Number => self.number(),
-                Kind::Str(s) => Tree::String(s.to_string()),
+                Kind::Str(s) => Tree::from(s),
                 Kind::Array => Tree::Array(self.items().map(Node::to_json).collect()),
                 // A name given twice keeps its first place and its last value (`Members::extend`).
                 Kind::Object => Tree::Object(
@@ -278,7 +278,7 @@ impl<'v> Node<'v> {
             Kind::Null => None,
             Kind::Bool(b) => Some(Tree::Bool(b)),
             Kind::Number => Some(self.number()),
-            Kind::Str(s) => (!is_blank(s)).then(|| Tree::String(s.to_string())),
+            Kind::Str(s) => (!is_blank(s)).then(|| Tree::from(s)),
             Kind::Array => {
                 let items = self.items();
                 let mut out = Vec::with_capacity(items.size_hint().0);

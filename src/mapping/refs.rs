@@ -82,10 +82,10 @@ impl<'a> References<'a> {
             Tree::Object(object) => {
                 for (key, child) in object.iter_mut() {
                     match (&mut *child, key) {
-                        (Tree::String(text), "reference" | "url") if marks.contains(text) => {
+                        (Tree::String(text), "reference" | "url") if marks.iter().any(|mark| mark == text) => {
                             let marked = &text[REFERENCE_MARK.len_utf8()..];
                             let (resource_type, native_key) = marked.split_once(REFERENCE_MARK).unwrap_or((marked, ""));
-                            *text = self.resolve_key(resource_type, native_key)?;
+                            *text = self.resolve_key(resource_type, native_key)?.into();
                         }
                         _ => self.resolve_in(child, marks)?,
                     }
@@ -130,7 +130,7 @@ impl<'a> References<'a> {
 /// The reference marks a value holds.
 fn collect_marks(value: &Tree, marks: &mut Vec<String>) {
     match value {
-        Tree::String(text) if text.starts_with(REFERENCE_MARK) => marks.push(text.clone()),
+        Tree::String(text) if text.starts_with(REFERENCE_MARK) => marks.push(text.to_string()),
         Tree::Array(items) => items.iter().for_each(|item| collect_marks(item, marks)),
         Tree::Object(map) => map.values().for_each(|item| collect_marks(item, marks)),
         _ => {}

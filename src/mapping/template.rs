@@ -170,14 +170,14 @@ fn compile_text(text: &str, node: &yaml::Node, path: &str, site: &mut Site, prob
         return compile_leaf(inner, node, path, site, problems);
     }
     if !text.contains("{{") {
-        return Tmpl::Lit(Tree::String(text.to_string()));
+        return Tmpl::Lit(Tree::shared(text));
     }
     // Mixed text: literal runs and `{{ }}` leaves, joined at evaluation.
     let mut parts = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         if start > 0 {
-            parts.push(Tmpl::Lit(Tree::String(rest[..start].to_string())));
+            parts.push(Tmpl::Lit(Tree::shared(&rest[..start])));
         }
         let Some(end) = rest[start..].find("}}") else {
             problems.add(site.file, node.pos, path, "unclosed '{{' in text");
@@ -193,7 +193,7 @@ fn compile_text(text: &str, node: &yaml::Node, path: &str, site: &mut Site, prob
         rest = &rest[start + end + 2..];
     }
     if !rest.is_empty() {
-        parts.push(Tmpl::Lit(Tree::String(rest.to_string())));
+        parts.push(Tmpl::Lit(Tree::shared(rest)));
     }
     Tmpl::Interp(parts)
 }
@@ -214,7 +214,7 @@ fn compile_leaf(source: &str, node: &yaml::Node, path: &str, site: &mut Site, pr
     }
     // A string literal (a partial's argument such as 'Patient') is a literal, not a run of the engine.
     if let Some(text) = super::call::literal(source) {
-        return Tmpl::Lit(Tree::String(text));
+        return Tmpl::Lit(Tree::shared(&text));
     }
     if let Some(p) = Path::parse(source) {
         if !site.vars.contains(&p.root) {
@@ -565,7 +565,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Tree>, EvalError> {
             ..
         } => match call.as_ref().and_then(|c| c.eval(scope)) {
             Some(Out::Nothing) => None,
-            Some(Out::Text(text)) => non_empty(Tree::String(text)),
+            Some(Out::Text(text)) => non_empty(Tree::from(text)),
             Some(Out::Json(value)) => non_empty(value),
             None => {
                 let Some(compiled) = compiled else {
@@ -584,7 +584,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Tree>, EvalError> {
                 // Text, literal or read from a path, is appended where it is rather than copied into a value
                 // first (a system URL built from the practice, say, on every resource).
                 let borrowed = match part {
-                    Tmpl::Lit(Tree::String(s)) => Some(s.as_str()),
+                    Tmpl::Lit(Tree::String(s)) => Some(s.as_ref()),
                     Tmpl::Path(path) => match scope.find(path) {
                         // Not there: nothing to append.
                         None => Some(""),
@@ -602,7 +602,7 @@ pub fn eval(tmpl: &Tmpl, scope: &Scope) -> Result<Option<Tree>, EvalError> {
                     },
                 }
             }
-            non_empty(Tree::String(text))
+            non_empty(Tree::from(text))
         }
         Tmpl::Partial {
             name,
