@@ -1150,17 +1150,17 @@ async fn search(
     warnings.dedup();
     let offset = bundle::resume(&place, &all, &mut warnings);
     let count = bundle::page_size(interaction);
-    let page: Vec<Tree> = all.iter().skip(offset).take(count).cloned().collect();
     let included = if interaction.include.is_empty() && interaction.revinclude.is_empty() {
         Vec::new()
     } else {
-        let records = record_ops::records_of(state, &page);
+        let page = &all[offset.min(all.len())..offset.saturating_add(count).min(all.len())];
+        let records = record_ops::records_of(state, page);
         let of = record_ops::IncludesOf {
             state,
             principal,
             request_id,
             interaction,
-            page: &page,
+            page,
             records: &records,
         };
         record_ops::includes(&of, &mut warnings).await?

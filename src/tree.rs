@@ -485,7 +485,7 @@ fn write_json(tree: &Tree, f: &mut sonic_rs::format::CompactFormatter, out: &mut
         Tree::Null => out.extend_from_slice(b"null"),
         Tree::Bool(true) => out.extend_from_slice(b"true"),
         Tree::Bool(false) => out.extend_from_slice(b"false"),
-        // As serde_json writes it: integers exactly, floats the shortest way that reads back the same.
+        // As serde_json writes it: the text the number was read or made with (`arbitrary_precision`).
         Tree::Number(n) => write!(out, "{n}")?,
         Tree::String(s) => write_string(f, s, out)?,
         Tree::Array(items) => {
