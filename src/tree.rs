@@ -17,7 +17,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
-/// A tree written as JSON, as serde_json's `json!` writes a value.
+/// A tree written as JSON, as serde_json's `json!` writes a value (the tests' shorthand).
+#[cfg(test)]
 #[macro_export]
 macro_rules! tree {
     ($($json:tt)+) => {
