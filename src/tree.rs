@@ -150,10 +150,6 @@ impl Members {
         self.0.iter().map(|(_, v)| v)
     }
 
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tree> {
-        self.0.iter_mut().map(|(_, v)| v)
-    }
-
     /// The member, added as `make` gives it if the object lacks it.
     pub fn entry_or_insert_with(&mut self, key: impl Into<Key>, make: impl FnOnce() -> Tree) -> &mut Tree {
         let key = key.into();
@@ -353,11 +349,6 @@ impl Tree {
         Tree::String(Text::Borrowed(intern(text)))
     }
 
-    /// A list's item.
-    pub fn at(&self, index: usize) -> Option<&Tree> {
-        self.as_array().and_then(|items| items.get(index))
-    }
-
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Tree::String(s) => Some(s),
@@ -423,30 +414,6 @@ impl Tree {
 
     pub fn is_null(&self) -> bool {
         matches!(self, Tree::Null)
-    }
-
-    pub fn is_string(&self) -> bool {
-        matches!(self, Tree::String(_))
-    }
-
-    pub fn is_array(&self) -> bool {
-        matches!(self, Tree::Array(_))
-    }
-
-    pub fn is_object(&self) -> bool {
-        matches!(self, Tree::Object(_))
-    }
-
-    pub fn is_number(&self) -> bool {
-        matches!(self, Tree::Number(_))
-    }
-
-    pub fn is_boolean(&self) -> bool {
-        matches!(self, Tree::Bool(_))
-    }
-
-    pub fn take(&mut self) -> Tree {
-        std::mem::take(self)
     }
 
     /// The value at a JSON pointer (RFC 6901), as serde_json's `pointer`.
@@ -569,7 +536,7 @@ impl std::ops::Index<&str> for Tree {
 impl std::ops::Index<usize> for Tree {
     type Output = Tree;
     fn index(&self, index: usize) -> &Tree {
-        self.at(index).unwrap_or(&NULL)
+        self.get(index).unwrap_or(&NULL)
     }
 }
 
@@ -646,12 +613,6 @@ impl serde::Serialize for Tree {
                 map.end()
             }
         }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Tree {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tree, D::Error> {
-        serde_json::Value::deserialize(d).map(Tree::from)
     }
 }
 

@@ -83,7 +83,7 @@ impl Path {
         for step in &self.steps {
             value = match step {
                 Step::Key(k) => value.get(k.as_str())?,
-                Step::Index(i) => value.at(*i)?,
+                Step::Index(i) => value.get(*i)?,
             };
         }
         Some(value)

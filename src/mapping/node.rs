@@ -444,7 +444,7 @@ mod tests {
     fn native_and_json_read_alike() {
         let text = r#"{"a": [1, 2.50, "x", null, true, {"k": " ", "l": []}], "b": {"c": "d"}, "n": 1.10, "e": ""}"#;
         let native = parse_json(text.as_bytes()).unwrap();
-        let json: Tree = serde_json::from_str(text).unwrap();
+        let json = Tree::from(serde_json::from_str::<serde_json::Value>(text).unwrap());
         let (n, j) = (Node::Native(&native), Node::Json(&json));
         assert_eq!(n.to_json(), json);
         assert_eq!(n.to_json_clean(), j.to_json_clean());

@@ -223,12 +223,12 @@ fn read_structure_definition(text: &str) -> Option<Profile> {
     let tree = crate::mapping::node::Node::Native(&tree).to_json();
     let sd = tree.get("StructureDefinition")?;
     let value =
-        |node: &Tree, key: &str| -> Option<String> { node.get(key)?.at(0)?.get("value")?.as_str().map(String::from) };
+        |node: &Tree, key: &str| -> Option<String> { node.get(key)?.get(0)?.get("value")?.as_str().map(String::from) };
     let url = value(sd, "url")?;
     let ty = value(sd, "type")?;
     let name = value(sd, "name").unwrap_or_default();
     let mut elements = Vec::new();
-    let differential = sd.get("differential").and_then(|d| d.at(0));
+    let differential = sd.get("differential").and_then(|d| d.get(0));
     for element in differential
         .and_then(|d| d.get("element"))
         .and_then(Tree::as_array)
